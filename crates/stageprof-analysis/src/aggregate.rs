@@ -1,0 +1,246 @@
+//! Folding spans and counter samples into per-stage statistics.
+
+use std::collections::{BTreeSet, HashMap};
+
+use stageprof_model::{Catalog, CounterSample, NameId, PathId, ProfileSink, Span, SpanKind};
+
+use crate::stats::DurationAcc;
+use crate::summary::{Bottleneck, CounterStats, FrameStats, RunInfo, StageStats, Summary};
+
+#[derive(Default)]
+struct StageAcc {
+    wall: DurationAcc,
+    self_ns: u64,
+    cpu_ns: Option<u64>,
+    mem_peak: Option<u64>,
+    mem_net: Option<i64>,
+    alloc_bytes: Option<u64>,
+    allocs: Option<u64>,
+    threads: BTreeSet<u32>,
+    unwound: u64,
+    unfinished: u64,
+}
+
+struct CounterAcc {
+    samples: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    last: f64,
+}
+
+/// Per-stage, per-frame and per-counter aggregates; memory grows with the
+/// number of distinct stages, not with the number of calls.
+#[derive(Default)]
+pub struct Aggregator {
+    stages: Vec<StageAcc>,
+    frames: DurationAcc,
+    frames_sampled: u64,
+    counters: HashMap<NameId, CounterAcc>,
+    threads: BTreeSet<u32>,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+fn add<T: std::ops::Add<Output = T> + Copy>(acc: &mut Option<T>, v: T) {
+    *acc = Some(acc.map_or(v, |a| a + v));
+}
+
+impl ProfileSink for Aggregator {
+    fn span(&mut self, span: &Span, _: &Catalog) {
+        self.threads.insert(span.thread);
+        self.first_ns = Some(self.first_ns.map_or(span.start_ns, |f| f.min(span.start_ns)));
+        self.last_ns = self.last_ns.max(span.end_ns);
+        let Some(path) = span.path.filter(|_| span.kind == SpanKind::Stage) else {
+            self.frames.record(span.duration_ns());
+            self.frames_sampled += u64::from(span.flags.sampled);
+            return;
+        };
+        let i = path.0 as usize;
+        if self.stages.len() <= i {
+            self.stages.resize_with(i + 1, StageAcc::default);
+        }
+        let acc = &mut self.stages[i];
+        acc.wall.record(span.duration_ns());
+        acc.self_ns += span.self_ns;
+        acc.threads.insert(span.thread);
+        acc.unwound += u64::from(span.flags.unwound);
+        acc.unfinished += u64::from(span.flags.unfinished);
+        if let Some(cpu) = span.metrics.cpu_ns {
+            add(&mut acc.cpu_ns, cpu);
+        }
+        if let Some(mem) = span.metrics.mem {
+            acc.mem_peak = Some(acc.mem_peak.unwrap_or(0).max(mem.peak_bytes));
+            add(&mut acc.mem_net, mem.net_bytes);
+            add(&mut acc.alloc_bytes, mem.alloc_bytes);
+            add(&mut acc.allocs, mem.allocs);
+        }
+    }
+
+    fn counter(&mut self, sample: &CounterSample, _: &Catalog) {
+        let v = sample.value;
+        let acc =
+            self.counters.entry(sample.name).or_insert(CounterAcc { samples: 0, min: v, max: v, sum: 0.0, last: v });
+        acc.samples += 1;
+        acc.min = acc.min.min(v);
+        acc.max = acc.max.max(v);
+        acc.sum += v;
+        acc.last = v;
+    }
+}
+
+impl Aggregator {
+    /// The summary of everything seen so far, with the top `top` bottlenecks.
+    pub fn summary(&self, catalog: &Catalog, mut run: RunInfo, top: usize) -> Summary {
+        if run.duration_ns == 0 {
+            run.duration_ns = self.last_ns - self.first_ns.unwrap_or(self.last_ns);
+        }
+        let stages: Vec<StageStats> =
+            self.tree_order(catalog).into_iter().map(|p| self.stage_stats(catalog, p)).collect();
+        let mut counters: Vec<CounterStats> = self
+            .counters
+            .iter()
+            .map(|(&name, c)| CounterStats {
+                name: catalog.name(name).to_owned(),
+                samples: c.samples,
+                min: c.min,
+                max: c.max,
+                mean: c.sum / c.samples as f64,
+                last: c.last,
+            })
+            .collect();
+        counters.sort_by(|a, b| a.name.cmp(&b.name));
+        Summary {
+            bottlenecks: bottlenecks(&stages, top),
+            stages,
+            frames: FrameStats {
+                count: self.frames.count(),
+                sampled: self.frames_sampled,
+                duration: self.frames.stats(),
+            },
+            counters,
+            threads: self.threads.len() as u32,
+            run,
+        }
+    }
+
+    fn stage_stats(&self, catalog: &Catalog, path: PathId) -> StageStats {
+        let acc = &self.stages[path.0 as usize];
+        let entry = catalog.path(path);
+        let call = acc.wall.stats();
+        StageStats {
+            name: catalog.name(entry.name).to_owned(),
+            path: catalog.path_names(path).into_iter().map(str::to_owned).collect(),
+            depth: entry.depth,
+            calls: call.count,
+            wall_ns: call.total_ns,
+            self_ns: acc.self_ns,
+            call,
+            cpu_ns: acc.cpu_ns,
+            host_mem_peak_bytes: acc.mem_peak,
+            host_mem_net_bytes: acc.mem_net,
+            alloc_bytes: acc.alloc_bytes,
+            allocs: acc.allocs,
+            threads: acc.threads.len() as u32,
+            unwound: acc.unwound,
+            unfinished: acc.unfinished,
+        }
+    }
+
+    /// Paths with calls, each parent before its children, siblings by wall time descending.
+    fn tree_order(&self, catalog: &Catalog) -> Vec<PathId> {
+        let called = |i: usize| self.stages.get(i).is_some_and(|a| a.wall.count() > 0);
+        let mut children: HashMap<Option<PathId>, Vec<PathId>> = HashMap::new();
+        for i in (0..catalog.path_count()).filter(|&i| called(i)) {
+            let id = PathId(i as u32);
+            // A called stage whose parent was never closed hangs from the nearest called ancestor.
+            let mut parent = catalog.path(id).parent;
+            while let Some(p) = parent.filter(|p| !called(p.0 as usize)) {
+                parent = catalog.path(p).parent;
+            }
+            children.entry(parent).or_default().push(id);
+        }
+        let wall = |p: &PathId| self.stages[p.0 as usize].wall.stats().total_ns;
+        for list in children.values_mut() {
+            list.sort_by_key(|p| (std::cmp::Reverse(wall(p)), p.0));
+        }
+        let mut order = Vec::new();
+        let mut todo: Vec<PathId> = children.get(&None).cloned().unwrap_or_default();
+        todo.reverse();
+        while let Some(p) = todo.pop() {
+            order.push(p);
+            if let Some(kids) = children.get(&Some(p)) {
+                todo.extend(kids.iter().rev());
+            }
+        }
+        order
+    }
+}
+
+fn bottlenecks(stages: &[StageStats], top: usize) -> Vec<Bottleneck> {
+    let total_self: u64 = stages.iter().map(|s| s.self_ns).sum();
+    let mut ranked: Vec<usize> = (0..stages.len()).filter(|&i| stages[i].self_ns > 0).collect();
+    ranked.sort_by_key(|&i| (std::cmp::Reverse(stages[i].self_ns), i));
+    ranked
+        .into_iter()
+        .take(top)
+        .enumerate()
+        .map(|(rank, i)| Bottleneck {
+            rank: rank as u32 + 1,
+            stage: i,
+            self_ns: stages[i].self_ns,
+            share_pct: 100.0 * stages[i].self_ns as f64 / total_self.max(1) as f64,
+            host_mem_peak_bytes: stages[i].host_mem_peak_bytes,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_model::{HostMem, SpanFlags, StageMetrics};
+
+    fn span(path: PathId, depth: u32, start: u64, end: u64, self_ns: u64, peak: u64) -> Span {
+        Span {
+            thread: 1,
+            kind: SpanKind::Stage,
+            name: 0,
+            path: Some(path),
+            depth,
+            start_ns: start,
+            end_ns: end,
+            self_ns,
+            metrics: StageMetrics {
+                cpu_ns: Some(end - start),
+                mem: Some(HostMem { alloc_bytes: peak, allocs: 1, peak_bytes: peak, net_bytes: 8 }),
+            },
+            flags: SpanFlags::default(),
+        }
+    }
+
+    #[test]
+    fn totals_tree_order_and_bottlenecks() {
+        let mut c = Catalog::default();
+        for (i, n) in ["load", "depth", "warp"].iter().enumerate() {
+            c.set_name(i as u32, n);
+        }
+        let load = c.intern_path(None, 0);
+        let depth = c.intern_path(None, 1);
+        let warp = c.intern_path(Some(depth), 2);
+        let mut agg = Aggregator::default();
+        agg.span(&span(load, 0, 0, 10, 10, 100), &c);
+        agg.span(&span(warp, 1, 10, 40, 30, 50), &c);
+        agg.span(&span(depth, 0, 10, 100, 60, 500), &c);
+        agg.span(&span(load, 0, 100, 120, 20, 300), &c);
+        let s = agg.summary(&c, RunInfo::default(), 2);
+        let names: Vec<_> = s.stages.iter().map(|s| s.path.join("/")).collect();
+        assert_eq!(names, ["depth", "depth/warp", "load"]);
+        let load = &s.stages[2];
+        assert_eq!((load.calls, load.wall_ns, load.self_ns, load.cpu_ns), (2, 30, 30, Some(30)));
+        assert_eq!((load.host_mem_peak_bytes, load.host_mem_net_bytes, load.allocs), (Some(300), Some(16), Some(2)));
+        assert_eq!(s.run.duration_ns, 120);
+        assert_eq!(s.bottlenecks.len(), 2);
+        assert_eq!((s.bottlenecks[0].stage, s.bottlenecks[0].self_ns), (0, 60));
+        assert_eq!((s.bottlenecks[1].stage, s.bottlenecks[1].share_pct), (1, 25.0));
+    }
+}

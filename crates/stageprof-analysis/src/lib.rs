@@ -1,0 +1,22 @@
+//! Analysis: from profile events to the numbers a person reads.
+//!
+//! [`decode::RecordDecoder`] and [`nest::Nester`] turn raw begin/end records
+//! into spans with stage paths and self time; [`aggregate::Aggregator`] folds
+//! spans into per-stage and per-frame statistics in memory that does not grow
+//! with the number of events; [`summary::Summary`] is the result every
+//! renderer draws from. The recorder and `stageprof report` run this same
+//! code, so their numbers agree by construction.
+
+pub mod aggregate;
+pub mod decode;
+pub mod histogram;
+pub mod native_input;
+pub mod nest;
+pub mod stats;
+pub mod summary;
+
+pub use aggregate::Aggregator;
+pub use decode::RecordDecoder;
+pub use native_input::{read_native, NativeProfile};
+pub use nest::Nester;
+pub use summary::{Bottleneck, CounterStats, FrameStats, RunInfo, StageStats, Summary, SCHEMA_VERSION};

@@ -1,0 +1,97 @@
+//! Reading a native stageprof file through the same decoder the recorder uses.
+
+use std::io::Read;
+
+use stageprof_model::native::{Chunk, NativeError, NativeReader};
+use stageprof_model::wire::TickScale;
+use stageprof_model::{Catalog, HostInfo, ProfileSink};
+
+use crate::decode::RecordDecoder;
+use crate::summary::RunInfo;
+
+/// What a native file holds besides its events.
+pub struct NativeProfile {
+    pub catalog: Catalog,
+    pub run: RunInfo,
+}
+
+/// Streams a native file into `sink`; memory stays bounded by the number of
+/// distinct stages. A truncated or corrupt tail becomes a warning in the
+/// returned [`RunInfo`]: everything before it is still delivered.
+pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
+    let mut reader = NativeReader::new(input)?;
+    let mut catalog = Catalog::default();
+    let mut run = RunInfo { source: "stageprof".into(), end_reason: "truncated".into(), ..RunInfo::default() };
+    let mut meta: Vec<(String, String)> = Vec::new();
+    let mut decoder: Option<RecordDecoder> = None;
+    let mut end_ticks = None;
+    loop {
+        let chunk = match reader.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e @ (NativeError::Truncated { .. } | NativeError::Corrupt { .. })) => {
+                run.warnings.push(format!("{e}; reporting what came before"));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        match chunk {
+            Chunk::Meta(pairs) => {
+                meta.extend(pairs);
+                decoder.get_or_insert_with(|| RecordDecoder::new(scale_from(&meta)));
+            }
+            Chunk::Names { first_id, names } => {
+                for (i, n) in names.iter().enumerate() {
+                    catalog.set_name(first_id + i as u32, n);
+                }
+            }
+            Chunk::Thread(t) => catalog.add_thread(t),
+            Chunk::Records { thread, words } => {
+                let at = reader.offset();
+                let decoder = decoder.get_or_insert_with(|| RecordDecoder::new(scale_from(&meta)));
+                if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
+                    run.warnings
+                        .push(format!("bad record in chunk ending at byte {at}, word {}: {}", e.word, e.message));
+                }
+            }
+            Chunk::End { dropped_records, end_ticks: t, reason } => {
+                run.dropped_records = dropped_records;
+                run.end_reason = reason;
+                end_ticks = Some(t);
+            }
+        }
+    }
+    if let Some(mut decoder) = decoder {
+        let end_ns = end_ticks.map(|t| decoder.scale.ns(t));
+        decoder.nester.finish(&catalog, end_ns, sink);
+        if decoder.nester.unmatched_ends() > 0 {
+            run.warnings.push(format!("{} stage ends had no matching begin", decoder.nester.unmatched_ends()));
+        }
+        run.duration_ns = end_ns.unwrap_or(decoder.nester.last_ns());
+    }
+    apply_meta(&mut run, &meta);
+    Ok(NativeProfile { catalog, run })
+}
+
+fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    meta.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn scale_from(meta: &[(String, String)]) -> TickScale {
+    let num = |k| get(meta, k).and_then(|v| v.parse().ok());
+    TickScale {
+        ticks_per_second: num("ticks_per_second").unwrap_or(1_000_000_000),
+        start_ticks: num("start_ticks").unwrap_or(0),
+    }
+}
+
+fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
+    run.host = HostInfo::from_pairs(meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let num = |k| get(meta, k).and_then(|v| v.parse::<u64>().ok());
+    run.start_unix_ns = num("start_unix_ns").unwrap_or(0);
+    run.pid = num("pid").unwrap_or(0) as u32;
+    run.peak_rss_bytes = num("peak_rss_bytes");
+    run.cpu_time = get(meta, "cpu_time") == Some("true");
+    run.memory_tracked = get(meta, "memory_tracked") == Some("true");
+    run.warnings.extend(meta.iter().filter(|(k, _)| k == "warning").map(|(_, v)| v.clone()));
+}

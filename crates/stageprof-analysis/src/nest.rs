@@ -1,0 +1,228 @@
+//! Nesting: from per-thread begin/end events to closed spans with stage
+//! paths and self time.
+//!
+//! Every producer (the recorder's collector, the native reader, trace
+//! readers) drives the same nester, so stage paths and self time are defined
+//! in one place.
+
+use std::collections::HashMap;
+
+use stageprof_model::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
+
+struct Open {
+    kind: SpanKind,
+    name: NameId,
+    path: Option<PathId>,
+    depth: u32,
+    start_ns: u64,
+    child_ns: u64,
+    sampled: bool,
+}
+
+/// Per-thread stacks of open spans.
+#[derive(Default)]
+pub struct Nester {
+    threads: HashMap<u32, Vec<Open>>,
+    last_ns: u64,
+    unmatched_ends: u64,
+}
+
+impl Nester {
+    /// A span opens on `thread`.
+    pub fn begin(
+        &mut self,
+        catalog: &mut Catalog,
+        thread: u32,
+        kind: SpanKind,
+        name: NameId,
+        ts_ns: u64,
+        sampled: bool,
+    ) {
+        self.last_ns = self.last_ns.max(ts_ns);
+        let stack = self.threads.entry(thread).or_default();
+        let parent = stack.iter().rev().find(|o| o.kind == SpanKind::Stage);
+        let (path, depth) = match kind {
+            SpanKind::Stage => {
+                let depth = parent.map_or(0, |p| p.depth + 1);
+                (Some(catalog.intern_path(parent.and_then(|p| p.path), name)), depth)
+            }
+            SpanKind::Frame => (None, parent.map_or(0, |p| p.depth + 1)),
+        };
+        stack.push(Open { kind, name, path, depth, start_ns: ts_ns, child_ns: 0, sampled });
+    }
+
+    /// The innermost span named `name` on `thread` closes. Spans opened inside
+    /// it and never closed are closed with it, marked unfinished; an end that
+    /// matches nothing open is counted in [`Nester::unmatched_ends`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn end(
+        &mut self,
+        catalog: &Catalog,
+        thread: u32,
+        name: NameId,
+        ts_ns: u64,
+        metrics: StageMetrics,
+        unwound: bool,
+        sink: &mut dyn ProfileSink,
+    ) {
+        self.last_ns = self.last_ns.max(ts_ns);
+        let stack = self.threads.entry(thread).or_default();
+        let Some(at) = stack.iter().rposition(|o| o.name == name) else {
+            self.unmatched_ends += 1;
+            return;
+        };
+        while stack.len() > at + 1 {
+            close(
+                stack,
+                catalog,
+                thread,
+                ts_ns,
+                StageMetrics::default(),
+                SpanFlags { unfinished: true, ..SpanFlags::default() },
+                sink,
+            );
+        }
+        close(stack, catalog, thread, ts_ns, metrics, SpanFlags { unwound, ..SpanFlags::default() }, sink);
+    }
+
+    /// Closes everything still open at the last timestamp seen (or `end_ns`
+    /// if later), marked unfinished.
+    pub fn finish(&mut self, catalog: &Catalog, end_ns: Option<u64>, sink: &mut dyn ProfileSink) {
+        let end = self.last_ns.max(end_ns.unwrap_or(0));
+        let mut threads: Vec<u32> = self.threads.keys().copied().collect();
+        threads.sort_unstable();
+        for thread in threads {
+            let stack = self.threads.get_mut(&thread).expect("listed above");
+            while !stack.is_empty() {
+                close(
+                    stack,
+                    catalog,
+                    thread,
+                    end,
+                    StageMetrics::default(),
+                    SpanFlags { unfinished: true, ..SpanFlags::default() },
+                    sink,
+                );
+            }
+        }
+    }
+
+    /// Timestamp of the latest event seen.
+    pub fn last_ns(&self) -> u64 {
+        self.last_ns
+    }
+
+    /// Ends that closed nothing (their begin was lost or never written).
+    pub fn unmatched_ends(&self) -> u64 {
+        self.unmatched_ends
+    }
+}
+
+fn close(
+    stack: &mut Vec<Open>,
+    catalog: &Catalog,
+    thread: u32,
+    ts_ns: u64,
+    metrics: StageMetrics,
+    mut flags: SpanFlags,
+    sink: &mut dyn ProfileSink,
+) {
+    let open = stack.pop().expect("caller checked the stack");
+    let end_ns = ts_ns.max(open.start_ns);
+    let duration = end_ns - open.start_ns;
+    if let Some(parent) = stack.last_mut() {
+        parent.child_ns += duration;
+    }
+    flags.sampled = open.sampled;
+    let span = Span {
+        thread,
+        kind: open.kind,
+        name: open.name,
+        path: open.path,
+        depth: open.depth,
+        start_ns: open.start_ns,
+        end_ns,
+        self_ns: duration.saturating_sub(open.child_ns),
+        metrics,
+        flags,
+    };
+    sink.span(&span, catalog);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_model::CounterSample;
+
+    #[derive(Default)]
+    struct Collect(Vec<(String, u64, u64, u32, SpanFlags)>);
+
+    impl ProfileSink for Collect {
+        fn span(&mut self, s: &Span, c: &Catalog) {
+            let name = match s.path {
+                Some(p) => c.path_names(p).join("/"),
+                None => format!("frame:{}", c.name(s.name)),
+            };
+            self.0.push((name, s.duration_ns(), s.self_ns, s.depth, s.flags));
+        }
+        fn counter(&mut self, _: &CounterSample, _: &Catalog) {}
+    }
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        for (i, n) in ["a", "b", "c", "frame"].iter().enumerate() {
+            c.set_name(i as u32, n);
+        }
+        c
+    }
+
+    #[test]
+    fn paths_self_time_and_transparent_frames() {
+        let mut c = catalog();
+        let mut n = Nester::default();
+        let mut out = Collect::default();
+        let m = StageMetrics::default();
+        n.begin(&mut c, 1, SpanKind::Frame, 3, 0, true);
+        n.begin(&mut c, 1, SpanKind::Stage, 0, 10, false);
+        n.begin(&mut c, 1, SpanKind::Stage, 1, 20, false);
+        n.end(&c, 1, 1, 50, m, false, &mut out);
+        n.begin(&mut c, 1, SpanKind::Stage, 1, 60, false);
+        n.end(&c, 1, 1, 70, m, false, &mut out);
+        n.end(&c, 1, 0, 100, m, false, &mut out);
+        n.end(&c, 1, 3, 110, m, false, &mut out);
+        let f = SpanFlags::default();
+        assert_eq!(
+            out.0,
+            vec![
+                ("a/b".into(), 30, 30, 1, f),
+                ("a/b".into(), 10, 10, 1, f),
+                ("a".into(), 90, 50, 0, f),
+                ("frame:frame".into(), 110, 20, 0, SpanFlags { sampled: true, ..f }),
+            ]
+        );
+    }
+
+    #[test]
+    fn unclosed_children_close_with_their_parent_and_at_finish() {
+        let mut c = catalog();
+        let mut n = Nester::default();
+        let mut out = Collect::default();
+        let m = StageMetrics::default();
+        n.begin(&mut c, 1, SpanKind::Stage, 0, 0, false);
+        n.begin(&mut c, 1, SpanKind::Stage, 1, 10, false);
+        n.end(&c, 1, 0, 40, m, true, &mut out);
+        n.end(&c, 1, 2, 45, m, false, &mut out);
+        n.begin(&mut c, 2, SpanKind::Stage, 2, 50, false);
+        n.finish(&c, Some(80), &mut out);
+        let unfinished = SpanFlags { unfinished: true, ..SpanFlags::default() };
+        assert_eq!(
+            out.0,
+            vec![
+                ("a/b".into(), 30, 30, 1, unfinished),
+                ("a".into(), 40, 10, 0, SpanFlags { unwound: true, ..SpanFlags::default() }),
+                ("c".into(), 30, 30, 0, unfinished),
+            ]
+        );
+        assert_eq!(n.unmatched_ends(), 1);
+    }
+}

@@ -1,0 +1,90 @@
+//! Running statistics of durations: exact count, total, min, max, mean and
+//! deviation; percentiles from a [`LogHistogram`].
+
+use crate::histogram::LogHistogram;
+
+/// Accumulates durations (or any non-negative integer samples).
+#[derive(Clone, Debug, Default)]
+pub struct DurationAcc {
+    count: u64,
+    total: u128,
+    min: u64,
+    max: u64,
+    // Welford's running mean and squared deviation, for a stable stddev.
+    mean: f64,
+    m2: f64,
+    hist: LogHistogram,
+}
+
+/// Statistics of a set of durations, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DurationStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: u64,
+    pub stddev_ns: u64,
+    pub p50_ns: u64,
+    pub p95_ns: u64,
+    pub p99_ns: u64,
+}
+
+impl DurationAcc {
+    pub fn record(&mut self, v: u64) {
+        if self.count == 0 || v < self.min {
+            self.min = v;
+        }
+        self.max = self.max.max(v);
+        self.count += 1;
+        self.total += u128::from(v);
+        let delta = v as f64 - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (v as f64 - self.mean);
+        self.hist.record(v);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn stats(&self) -> DurationStats {
+        if self.count == 0 {
+            return DurationStats::default();
+        }
+        let q = |p| self.hist.quantile(p).unwrap_or(0).clamp(self.min, self.max);
+        DurationStats {
+            count: self.count,
+            total_ns: u64::try_from(self.total).unwrap_or(u64::MAX),
+            min_ns: self.min,
+            max_ns: self.max,
+            mean_ns: (self.total / u128::from(self.count)) as u64,
+            stddev_ns: (self.m2 / self.count as f64).sqrt().round() as u64,
+            p50_ns: q(0.50),
+            p95_ns: q(0.95),
+            p99_ns: q(0.99),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_moments_of_known_samples() {
+        let mut acc = DurationAcc::default();
+        for v in [2, 4, 4, 4, 5, 5, 7, 9] {
+            acc.record(v);
+        }
+        let s = acc.stats();
+        assert_eq!((s.count, s.total_ns, s.min_ns, s.max_ns, s.mean_ns), (8, 40, 2, 9, 5));
+        assert_eq!(s.stddev_ns, 2);
+        assert_eq!((s.p50_ns, s.p95_ns, s.p99_ns), (4, 9, 9));
+    }
+
+    #[test]
+    fn empty_is_all_zero() {
+        assert_eq!(DurationAcc::default().stats(), DurationStats::default());
+    }
+}

@@ -1,0 +1,115 @@
+//! The summary: every number a report shows, in one plain value.
+//!
+//! Renderers (terminal table, JSON, HTML) draw from this and compute
+//! nothing themselves. docs/summary-schema.md documents its JSON form.
+
+use stageprof_model::HostInfo;
+
+use crate::stats::DurationStats;
+
+/// Version of the summary's JSON form; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Facts about the run as a whole.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInfo {
+    /// Where the profile came from (e.g. `stageprof`).
+    pub source: String,
+    pub start_unix_ns: u64,
+    /// First event start to last event end.
+    pub duration_ns: u64,
+    pub host: HostInfo,
+    pub pid: u32,
+    /// Records the recorder had to drop because its buffers were full.
+    pub dropped_records: u64,
+    /// Whether thread CPU time was measured.
+    pub cpu_time: bool,
+    /// Whether host memory was measured (the tracking allocator was installed).
+    pub memory_tracked: bool,
+    /// Peak resident set size of the process, where known.
+    pub peak_rss_bytes: Option<u64>,
+    /// How recording ended: `finish`, a signal name, or `truncated`.
+    pub end_reason: String,
+    /// Problems met while recording or reading, for the reader of the report.
+    pub warnings: Vec<String>,
+}
+
+/// Totals and per-call statistics of one stage (one path in the stage tree).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageStats {
+    pub name: String,
+    /// Names from the outermost stage down to this one.
+    pub path: Vec<String>,
+    pub depth: u32,
+    pub calls: u64,
+    /// Inclusive wall time over all calls.
+    pub wall_ns: u64,
+    /// Wall time not spent in nested stages, over all calls.
+    pub self_ns: u64,
+    /// Per-call wall time statistics.
+    pub call: DurationStats,
+    pub cpu_ns: Option<u64>,
+    /// Largest per-call peak of live host bytes above the call's start.
+    pub host_mem_peak_bytes: Option<u64>,
+    /// Live host bytes retained, summed over calls.
+    pub host_mem_net_bytes: Option<i64>,
+    pub alloc_bytes: Option<u64>,
+    pub allocs: Option<u64>,
+    pub threads: u32,
+    /// Calls left by a panic.
+    pub unwound: u64,
+    /// Calls still open when recording stopped.
+    pub unfinished: u64,
+}
+
+/// Frame (pipeline iteration) statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FrameStats {
+    pub count: u64,
+    /// Frames whose stages were recorded.
+    pub sampled: u64,
+    pub duration: DurationStats,
+}
+
+/// Samples of one counter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CounterStats {
+    pub name: String,
+    pub samples: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub last: f64,
+}
+
+/// A stage ranked among the top consumers of self time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bottleneck {
+    pub rank: u32,
+    /// Index into [`Summary::stages`].
+    pub stage: usize,
+    pub self_ns: u64,
+    /// Share of all stages' self time, in percent.
+    pub share_pct: f64,
+    pub host_mem_peak_bytes: Option<u64>,
+}
+
+/// Everything a report shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub run: RunInfo,
+    /// Stages in tree order: each parent before its children, siblings by wall time.
+    pub stages: Vec<StageStats>,
+    pub frames: FrameStats,
+    pub counters: Vec<CounterStats>,
+    pub bottlenecks: Vec<Bottleneck>,
+    /// Number of distinct threads with events.
+    pub threads: u32,
+}
+
+impl Summary {
+    /// Largest per-call host memory peak of any stage.
+    pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
+        self.stages.iter().enumerate().filter_map(|(i, s)| Some((i, s.host_mem_peak_bytes?))).max_by_key(|&(_, b)| b)
+    }
+}

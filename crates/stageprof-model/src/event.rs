@@ -1,0 +1,205 @@
+//! Decoded profile events and the catalog of names they refer to.
+//!
+//! Producers (the recorder's collector, the native reader, trace readers)
+//! turn their input into [`Span`]s and [`CounterSample`]s and hand them to a
+//! [`ProfileSink`]; analysis and renderers are sinks.
+
+use std::collections::HashMap;
+
+/// Index of a name in the [`Catalog`].
+pub type NameId = u32;
+
+/// Index of a stage path (the chain of names from the root) in the [`Catalog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathId(pub u32);
+
+/// What a span marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    /// A named stage of the pipeline.
+    Stage,
+    /// One iteration of the pipeline; frames are transparent to stage paths.
+    Frame,
+}
+
+/// What is unusual about a span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpanFlags {
+    /// Left by a panic unwinding through it.
+    pub unwound: bool,
+    /// Still open when recording stopped (closed at the last timestamp seen).
+    pub unfinished: bool,
+    /// For frames: whether the frame's stages were recorded (sampling).
+    pub sampled: bool,
+}
+
+/// Host heap figures of one stage call, measured on the stage's thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostMem {
+    /// Bytes allocated during the call.
+    pub alloc_bytes: u64,
+    /// Allocations made during the call.
+    pub allocs: u64,
+    /// Peak of live bytes during the call, relative to the value at its start.
+    pub peak_bytes: u64,
+    /// Live bytes at the end minus live bytes at the start.
+    pub net_bytes: i64,
+}
+
+/// Per-call measurements beside wall time; `None` where they were not taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageMetrics {
+    pub cpu_ns: Option<u64>,
+    pub mem: Option<HostMem>,
+}
+
+/// One closed stage or frame call. Times are nanoseconds since the profile's start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span {
+    pub thread: u32,
+    pub kind: SpanKind,
+    pub name: NameId,
+    /// The stage's path; `None` for frames.
+    pub path: Option<PathId>,
+    /// Nesting depth among stages of its thread (0 = outermost).
+    pub depth: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Wall time minus the wall time of the stages nested directly in it.
+    pub self_ns: u64,
+    pub metrics: StageMetrics,
+    pub flags: SpanFlags,
+}
+
+impl Span {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns - self.start_ns
+    }
+}
+
+/// One sample of a counter or gauge.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CounterSample {
+    pub name: NameId,
+    pub thread: u32,
+    pub ts_ns: u64,
+    pub value: f64,
+}
+
+/// A thread (or, for GPU traces, a stream) that spans belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub index: u32,
+    pub os_tid: u64,
+    pub name: String,
+}
+
+/// One node of the stage tree: a name under a parent path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathEntry {
+    pub parent: Option<PathId>,
+    pub name: NameId,
+    pub depth: u32,
+}
+
+/// Names, stage paths and threads that events refer to by index.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    names: Vec<String>,
+    paths: Vec<PathEntry>,
+    path_index: HashMap<(Option<PathId>, NameId), PathId>,
+    threads: Vec<ThreadInfo>,
+}
+
+impl Catalog {
+    /// Sets name `id` (ids arrive in blocks; gaps read as "?").
+    pub fn set_name(&mut self, id: NameId, name: &str) {
+        let i = id as usize;
+        if self.names.len() <= i {
+            self.names.resize(i + 1, String::new());
+        }
+        self.names[i] = name.to_owned();
+    }
+
+    pub fn name(&self, id: NameId) -> &str {
+        self.names.get(id as usize).map_or("?", String::as_str)
+    }
+
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The path of stage `name` under `parent`, created on first use.
+    pub fn intern_path(&mut self, parent: Option<PathId>, name: NameId) -> PathId {
+        if let Some(&id) = self.path_index.get(&(parent, name)) {
+            return id;
+        }
+        let depth = parent.map_or(0, |p| self.path(p).depth + 1);
+        let id = PathId(self.paths.len() as u32);
+        self.paths.push(PathEntry { parent, name, depth });
+        self.path_index.insert((parent, name), id);
+        id
+    }
+
+    pub fn path(&self, id: PathId) -> PathEntry {
+        self.paths[id.0 as usize]
+    }
+
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// The names along a path, outermost first.
+    pub fn path_names(&self, id: PathId) -> Vec<&str> {
+        let mut names = Vec::new();
+        let mut at = Some(id);
+        while let Some(p) = at {
+            let entry = self.path(p);
+            names.push(self.name(entry.name));
+            at = entry.parent;
+        }
+        names.reverse();
+        names
+    }
+
+    pub fn add_thread(&mut self, thread: ThreadInfo) {
+        match self.threads.iter_mut().find(|t| t.index == thread.index) {
+            Some(known) => *known = thread,
+            None => self.threads.push(thread),
+        }
+    }
+
+    pub fn threads(&self) -> &[ThreadInfo] {
+        &self.threads
+    }
+
+    pub fn thread(&self, index: u32) -> Option<&ThreadInfo> {
+        self.threads.iter().find(|t| t.index == index)
+    }
+}
+
+/// Something that consumes a profile's events in order of their end.
+pub trait ProfileSink {
+    fn span(&mut self, span: &Span, catalog: &Catalog);
+    fn counter(&mut self, sample: &CounterSample, catalog: &Catalog);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_paths_once_and_names_them_root_first() {
+        let mut c = Catalog::default();
+        c.set_name(0, "depth");
+        c.set_name(2, "warp");
+        let root = c.intern_path(None, 0);
+        let child = c.intern_path(Some(root), 2);
+        assert_eq!(c.intern_path(Some(root), 2), child);
+        assert_eq!(c.path_count(), 2);
+        assert_eq!(c.path(child).depth, 1);
+        assert_eq!(c.path_names(child), vec!["depth", "warp"]);
+        assert_eq!(c.name(1), "");
+        assert_eq!(c.name(99), "?");
+    }
+}

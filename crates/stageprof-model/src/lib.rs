@@ -1,0 +1,17 @@
+//! The profile model: what a recorded or imported profile is made of.
+//!
+//! Both front doors of stageprof (the in-process recorder and the trace
+//! readers) speak this model, so analysis and rendering never need to know
+//! where a profile came from. It has no dependencies, because the crate
+//! pipelines link pulls it in.
+
+pub mod event;
+pub mod host;
+pub mod native;
+pub mod wire;
+
+pub use event::{
+    Catalog, CounterSample, HostMem, NameId, PathEntry, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
+    ThreadInfo,
+};
+pub use host::HostInfo;

@@ -1,0 +1,13 @@
+//! Renderers: turn a [`stageprof_analysis::Summary`] or a stream of spans
+//! into what people and other tools read. Every name from a user or a trace
+//! is escaped for the format it is written into.
+
+pub mod chrome;
+pub mod json;
+pub mod summary_json;
+pub mod table;
+pub mod units;
+
+pub use chrome::{write_chrome_trace, ChromeTraceWriter};
+pub use summary_json::summary_json;
+pub use table::{render_table, TableOptions};

@@ -1,0 +1,114 @@
+//! The JSON summary (docs/summary-schema.md).
+
+use stageprof_analysis::stats::DurationStats;
+use stageprof_analysis::{Summary, SCHEMA_VERSION};
+
+use crate::json::JsonWriter;
+
+fn call_stats(w: &mut JsonWriter, s: &DurationStats) {
+    w.field("mean_ns", s.mean_ns)
+        .field("min_ns", s.min_ns)
+        .field("max_ns", s.max_ns)
+        .field("stddev_ns", s.stddev_ns)
+        .field("p50_ns", s.p50_ns)
+        .field("p95_ns", s.p95_ns)
+        .field("p99_ns", s.p99_ns);
+}
+
+/// The summary as a JSON document.
+pub fn summary_json(s: &Summary) -> String {
+    let run = &s.run;
+    let mut w = JsonWriter::new();
+    w.begin_object()
+        .field("schema_version", SCHEMA_VERSION)
+        .field_str("generator", concat!("stageprof ", env!("CARGO_PKG_VERSION")))
+        .field_str("source", &run.source)
+        .field("start_unix_ns", run.start_unix_ns)
+        .field("total_ns", run.duration_ns)
+        .field_str("end_reason", &run.end_reason)
+        .field("pid", run.pid)
+        .field("threads", s.threads)
+        .field("cpu_time", run.cpu_time)
+        .field("memory_tracked", run.memory_tracked)
+        .field_opt("peak_rss_bytes", run.peak_rss_bytes)
+        .field("dropped_events", run.dropped_records);
+    w.key("host")
+        .begin_object()
+        .field_str("hostname", &run.host.hostname)
+        .field_str("os", &run.host.os)
+        .field_str("arch", &run.host.arch)
+        .field_str("cpu_model", &run.host.cpu_model)
+        .field("logical_cpus", run.host.logical_cpus)
+        .field("memory_bytes", run.host.memory_bytes)
+        .end_object();
+    w.key("peak_stage_host_mem");
+    match s.peak_stage_host_mem() {
+        Some((i, bytes)) => {
+            w.begin_object().field_strs("path", s.stages[i].path.iter().map(String::as_str)).field("bytes", bytes);
+            w.end_object();
+        }
+        None => {
+            w.raw("null");
+        }
+    }
+    w.field_strs("warnings", run.warnings.iter().map(String::as_str));
+    w.key("stages").begin_array();
+    for st in &s.stages {
+        w.begin_object()
+            .field_str("name", &st.name)
+            .field_strs("path", st.path.iter().map(String::as_str))
+            .field("depth", st.depth)
+            .field("calls", st.calls)
+            .field("wall_ns", st.wall_ns)
+            .field("self_ns", st.self_ns);
+        call_stats(&mut w, &st.call);
+        w.field_opt("cpu_ns", st.cpu_ns)
+            .field_opt("host_mem_peak_bytes", st.host_mem_peak_bytes)
+            .field_opt("host_mem_net_bytes", st.host_mem_net_bytes)
+            .field_opt("alloc_bytes", st.alloc_bytes)
+            .field_opt("allocs", st.allocs)
+            .field("threads", st.threads)
+            .field("unwound", st.unwound)
+            .field("unfinished", st.unfinished)
+            .end_object();
+    }
+    w.end_array();
+    let f = &s.frames;
+    w.key("frames")
+        .begin_object()
+        .field("count", f.count)
+        .field("sampled", f.sampled)
+        .field("total_ns", f.duration.total_ns);
+    call_stats(&mut w, &f.duration);
+    w.end_object();
+    w.key("counters").begin_array();
+    for c in &s.counters {
+        w.begin_object()
+            .field_str("name", &c.name)
+            .field("samples", c.samples)
+            .field_f64("min", c.min)
+            .field_f64("max", c.max)
+            .field_f64("mean", c.mean)
+            .field_f64("last", c.last)
+            .end_object();
+    }
+    w.end_array();
+    w.key("bottlenecks").begin_array();
+    for b in &s.bottlenecks {
+        let st = &s.stages[b.stage];
+        w.begin_object()
+            .field("rank", b.rank)
+            .field_str("name", &st.name)
+            .field_strs("path", st.path.iter().map(String::as_str))
+            .field("self_ns", b.self_ns)
+            .field_f64("share_pct", b.share_pct)
+            .field("calls", st.calls)
+            .field("wall_ns", st.wall_ns)
+            .field_opt("host_mem_peak_bytes", b.host_mem_peak_bytes)
+            .field_opt("host_mem_net_bytes", st.host_mem_net_bytes)
+            .end_object();
+    }
+    w.end_array();
+    w.end_object();
+    w.finish()
+}

@@ -1,0 +1,202 @@
+//! The terminal report: a stage tree with the top bottlenecks marked, then
+//! the frames, counters and anything the reader must know (dropped events,
+//! warnings), in words.
+
+use std::fmt::Write;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
+use stageprof_analysis::Summary;
+
+use crate::units::{bytes, duration, signed_bytes, terminal_safe};
+
+/// How the table is drawn.
+#[derive(Clone, Copy, Debug)]
+pub struct TableOptions {
+    /// Colours and bold for the bottleneck rows.
+    pub color: bool,
+    /// Terminal width to wrap to; `None` for no wrapping.
+    pub width: Option<u16>,
+}
+
+const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
+
+/// The report as text, ready to print.
+pub fn render_table(s: &Summary, opts: TableOptions) -> String {
+    let mut out = String::new();
+    let run = &s.run;
+    let _ = writeln!(
+        out,
+        "stageprof: {} stages on {} threads over {}{}",
+        s.stages.len(),
+        s.threads,
+        duration(run.duration_ns),
+        match run.end_reason.as_str() {
+            "finish" | "" => String::new(),
+            reason => format!(" (ended by {reason})"),
+        }
+    );
+    if s.stages.is_empty() {
+        out.push_str("no stages were recorded\n");
+    } else {
+        out.push_str(&stage_table(s, opts).to_string());
+        out.push('\n');
+    }
+    describe_bottlenecks(s, &mut out);
+    describe_frames_and_counters(s, &mut out);
+    describe_run(s, &mut out);
+    out
+}
+
+fn stage_table(s: &Summary, opts: TableOptions) -> Table {
+    let mem = s.run.memory_tracked;
+    let cpu = s.run.cpu_time;
+    let mut header = vec!["stage", "calls", "wall", "self", "self %", "mean", "p95", "max"];
+    if cpu {
+        header.push("cpu");
+    }
+    if mem {
+        header.extend(["host peak", "host net", "allocs"]);
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).set_header(header);
+    if opts.color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    match opts.width {
+        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
+        None => table.set_content_arrangement(ContentArrangement::Disabled),
+    };
+    let total_self: u64 = s.stages.iter().map(|st| st.self_ns).sum::<u64>().max(1);
+    for (i, st) in s.stages.iter().enumerate() {
+        let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);
+        let mark = rank.map_or(String::new(), |r| format!("#{r} "));
+        let mut flags = String::new();
+        if st.unwound > 0 {
+            let _ = write!(flags, " [{} unwound]", st.unwound);
+        }
+        if st.unfinished > 0 {
+            let _ = write!(flags, " [{} unfinished]", st.unfinished);
+        }
+        let label = format!("{}{}{}{}", "  ".repeat(st.depth as usize), mark, terminal_safe(&st.name), flags);
+        let mut row = vec![
+            label,
+            st.calls.to_string(),
+            duration(st.wall_ns),
+            duration(st.self_ns),
+            format!("{:.1}", 100.0 * st.self_ns as f64 / total_self as f64),
+            duration(st.call.mean_ns),
+            duration(st.call.p95_ns),
+            duration(st.call.max_ns),
+        ];
+        if cpu {
+            row.push(st.cpu_ns.map_or("-".into(), duration));
+        }
+        if mem {
+            row.push(st.host_mem_peak_bytes.map_or("-".into(), bytes));
+            row.push(st.host_mem_net_bytes.map_or("-".into(), signed_bytes));
+            row.push(st.allocs.map_or("-".into(), |a| a.to_string()));
+        }
+        let cells = row.into_iter().enumerate().map(|(col, text)| {
+            let mut cell = Cell::new(text);
+            if col > 0 {
+                cell = cell.set_alignment(CellAlignment::Right);
+            }
+            match rank {
+                Some(r) if opts.color => cell.fg(RANK_COLORS[(r as usize - 1) % 3]).add_attribute(Attribute::Bold),
+                _ => cell,
+            }
+        });
+        table.add_row(cells);
+    }
+    table
+}
+
+fn describe_bottlenecks(s: &Summary, out: &mut String) {
+    if s.bottlenecks.is_empty() {
+        return;
+    }
+    out.push_str("top bottlenecks by self time:\n");
+    for b in &s.bottlenecks {
+        let st = &s.stages[b.stage];
+        let path: Vec<String> = st.path.iter().map(|p| terminal_safe(p)).collect();
+        let _ = write!(
+            out,
+            "  #{} {}: {} self ({:.1}% of all stage time) in {} calls",
+            b.rank,
+            path.join(" / "),
+            duration(b.self_ns),
+            b.share_pct,
+            st.calls
+        );
+        if let Some(peak) = b.host_mem_peak_bytes {
+            let _ = write!(out, ", host memory peak {}", bytes(peak));
+        }
+        if let Some(net) = st.host_mem_net_bytes.filter(|&n| n != 0) {
+            let _ = write!(out, ", retains {}", signed_bytes(net));
+        }
+        out.push('\n');
+    }
+}
+
+fn describe_frames_and_counters(s: &Summary, out: &mut String) {
+    let f = &s.frames;
+    if f.count > 0 {
+        let d = &f.duration;
+        let _ = writeln!(
+            out,
+            "frames: {} ({} sampled), mean {}, p50 {}, p95 {}, p99 {}, max {}",
+            f.count,
+            f.sampled,
+            duration(d.mean_ns),
+            duration(d.p50_ns),
+            duration(d.p95_ns),
+            duration(d.p99_ns),
+            duration(d.max_ns)
+        );
+    }
+    for c in &s.counters {
+        let _ = writeln!(
+            out,
+            "counter {}: {} samples, min {}, mean {:.3}, max {}, last {}",
+            terminal_safe(&c.name),
+            c.samples,
+            c.min,
+            c.mean,
+            c.max,
+            c.last
+        );
+    }
+}
+
+fn describe_run(s: &Summary, out: &mut String) {
+    let run = &s.run;
+    if let Some(rss) = run.peak_rss_bytes {
+        let _ = write!(out, "peak resident memory: {}", bytes(rss));
+        if let Some((i, b)) = s.peak_stage_host_mem() {
+            let path: Vec<String> = s.stages[i].path.iter().map(|p| terminal_safe(p)).collect();
+            let _ = write!(out, "; largest stage heap peak: {} in {}", bytes(b), path.join(" / "));
+        }
+        out.push('\n');
+    }
+    if !run.memory_tracked {
+        out.push_str(
+            "host memory per stage: not measured (install stageprof::TrackingAllocator as the global allocator)\n",
+        );
+    }
+    if !run.cpu_time {
+        out.push_str("cpu time per stage: off (cpu_time = true in stageprof.toml turns it on)\n");
+    }
+    if run.dropped_records > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: {} records were dropped because the recording buffer was full; raise buffer_mb",
+            run.dropped_records
+        );
+    }
+    for w in &run.warnings {
+        let _ = writeln!(out, "WARNING: {}", terminal_safe(w));
+    }
+}

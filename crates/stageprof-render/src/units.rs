@@ -1,0 +1,69 @@
+//! Human units for tables: durations, bytes, and names made safe for a terminal.
+
+/// `812 ns`, `12.3 µs`, `4.56 ms`, `1.234 s`.
+pub fn duration(ns: u64) -> String {
+    let f = ns as f64;
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{:.1} µs", f / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2} ms", f / 1e6),
+        _ => format!("{:.3} s", f / 1e9),
+    }
+}
+
+/// `512 B`, `1.5 KiB`, `12.0 MiB`, `1.20 GiB`.
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Like [`bytes`], with a sign: `+1.5 MiB`, `-512 B`, `0 B`.
+pub fn signed_bytes(b: i64) -> String {
+    match b {
+        0 => "0 B".into(),
+        b if b > 0 => format!("+{}", bytes(b as u64)),
+        b => format!("-{}", bytes(b.unsigned_abs())),
+    }
+}
+
+/// A name as a terminal shows it safely: control characters (newlines,
+/// escape sequences) become visible escapes; everything else is kept.
+pub fn terminal_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(duration(812), "812 ns");
+        assert_eq!(duration(12_345), "12.3 µs");
+        assert_eq!(duration(4_561_000), "4.56 ms");
+        assert_eq!(duration(1_234_000_000), "1.234 s");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(signed_bytes(-512), "-512 B");
+        assert_eq!(signed_bytes(2048), "+2.0 KiB");
+        assert_eq!(terminal_safe("a\nb\u{1b}[31mé"), "a\\nb\\u{1b}[31mé");
+    }
+}
