@@ -1,0 +1,264 @@
+//! Configuration: `stageprof.toml`, then environment variables, then code.
+//!
+//! A bad value never takes the pipeline down: loading fails with an error
+//! that names the key and the value, and `init()` reports it and leaves the
+//! profiler off.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What a session writes when it finishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The terminal table, printed to standard error.
+    Table,
+    /// `summary.json` (docs/summary-schema.md).
+    Summary,
+    /// `trace.json`, for Perfetto UI and chrome://tracing.
+    Chrome,
+    /// `profile.stgp`, the native file `stageprof report` reads (docs/format.md).
+    Native,
+}
+
+/// Profiler settings. Every field has a default; `stageprof.toml` may set any of them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Record at all. Off means one relaxed atomic load per stage.
+    pub enabled: bool,
+    /// Where outputs go.
+    pub output_dir: PathBuf,
+    pub formats: Vec<Format>,
+    /// Record the stages of every Nth frame (1 = all).
+    pub sample_every: u32,
+    /// Record this fraction of frames, evenly spread (instead of `sample_every`).
+    pub sample_fraction: Option<f64>,
+    /// Measure host memory per stage (needs [`crate::TrackingAllocator`]).
+    pub memory: bool,
+    /// Measure thread CPU time per stage: two system calls a stage (about 400 ns).
+    pub cpu_time: bool,
+    /// Memory for recording buffers, in MiB. When full, records are dropped and counted.
+    pub buffer_mb: u32,
+    /// How many bottlenecks the report names.
+    pub top: usize,
+    /// Write outputs on SIGINT/SIGTERM before the process ends (global session only).
+    pub signals: bool,
+    /// Period of the process memory (RSS) counter track, in ms; 0 = off.
+    pub rss_sample_ms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            output_dir: PathBuf::from("stageprof-out"),
+            formats: vec![Format::Table, Format::Summary, Format::Chrome, Format::Native],
+            sample_every: 1,
+            sample_fraction: None,
+            memory: true,
+            cpu_time: false,
+            buffer_mb: 64,
+            top: 3,
+            signals: true,
+            rss_sample_ms: 10,
+        }
+    }
+}
+
+/// A configuration that cannot be used: where it came from, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file or environment variable.
+    pub source: String,
+    /// The offending key, where one is known.
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stageprof: invalid configuration in {}", self.source)?;
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        if let Some(v) = &self.value {
+            write!(f, " = {v:?}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment variables read, and what each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("STAGEPROF", "0 or 1: profiling off or on"),
+    ("STAGEPROF_CONFIG", "path of the config file (default ./stageprof.toml when it exists)"),
+    ("STAGEPROF_OUT", "output directory"),
+    ("STAGEPROF_SAMPLE_EVERY", "record every Nth frame"),
+    ("STAGEPROF_CPU_TIME", "0 or 1: thread CPU time per stage"),
+];
+
+impl Config {
+    /// The config file (if any), overridden by environment variables, validated.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a lookup function.
+    pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config = match env("STAGEPROF_CONFIG") {
+            Some(path) => Config::from_file(Path::new(&path))?,
+            None if Path::new("stageprof.toml").exists() => Config::from_file(Path::new("stageprof.toml"))?,
+            None => Config::default(),
+        };
+        if let Some(v) = env("STAGEPROF") {
+            config.enabled = parse_switch("STAGEPROF", &v)?;
+        }
+        if let Some(v) = env("STAGEPROF_OUT") {
+            config.output_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("STAGEPROF_SAMPLE_EVERY") {
+            config.sample_every = v.trim().parse().map_err(|_| ConfigError {
+                source: "environment variable STAGEPROF_SAMPLE_EVERY".into(),
+                key: None,
+                value: Some(v.clone()),
+                reason: "expected a whole number of frames, 1 or more".into(),
+            })?;
+        }
+        if let Some(v) = env("STAGEPROF_CPU_TIME") {
+            config.cpu_time = parse_switch("STAGEPROF_CPU_TIME", &v)?;
+        }
+        config.validate("environment and config")?;
+        Ok(config)
+    }
+
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let source = format!("config file {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            key: None,
+            value: None,
+            reason: format!("cannot read it: {e}"),
+        })?;
+        Config::from_toml(&text, &source)
+    }
+
+    /// Parses TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            source: source.to_owned(),
+            key: None,
+            value: None,
+            reason: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, reason: &str| {
+            Err(ConfigError {
+                source: source.to_owned(),
+                key: Some(key.into()),
+                value: Some(value),
+                reason: reason.into(),
+            })
+        };
+        if self.sample_every == 0 {
+            return bad("sample_every", "0".into(), "must be 1 or more (1 records every frame)");
+        }
+        if let Some(f) = self.sample_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return bad("sample_fraction", f.to_string(), "must be above 0 and at most 1");
+            }
+            if self.sample_every != 1 {
+                return bad("sample_fraction", f.to_string(), "set either sample_every or sample_fraction, not both");
+            }
+        }
+        if self.buffer_mb == 0 || self.buffer_mb > 65_536 {
+            return bad("buffer_mb", self.buffer_mb.to_string(), "must be between 1 and 65536");
+        }
+        if self.top == 0 {
+            return bad("top", "0".into(), "must be 1 or more");
+        }
+        Ok(())
+    }
+
+    pub fn writes(&self, f: Format) -> bool {
+        self.formats.contains(&f)
+    }
+}
+
+fn parse_switch(var: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" | "" => Ok(false),
+        _ => Err(ConfigError {
+            source: format!("environment variable {var}"),
+            key: None,
+            value: Some(v.to_owned()),
+            reason: "expected 0 or 1".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn file_values_and_env_overrides() {
+        let c = Config::from_toml("enabled = false\nformats = [\"summary\"]\nsample_every = 4\ncpu_time = true\n", "t")
+            .unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.formats, vec![Format::Summary]);
+        assert_eq!(c.sample_every, 4);
+        assert!(c.cpu_time);
+        assert_eq!(c.buffer_mb, 64);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "enabled = false\nbuffer_mb = 8\n").unwrap();
+        let path = path.to_str().unwrap();
+        let c =
+            Config::load_from(env(&[("STAGEPROF_CONFIG", path), ("STAGEPROF", "1"), ("STAGEPROF_OUT", "/x")])).unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.buffer_mb, 8);
+        assert_eq!(c.output_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let e = Config::load_from(env(&[("STAGEPROF", "maybe")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "stageprof: invalid configuration in environment variable STAGEPROF = \"maybe\": expected 0 or 1"
+        );
+        let e = Config::from_toml("sample_every = 0", "config file s.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "stageprof: invalid configuration in config file s.toml: sample_every = \"0\": must be 1 or more (1 records every frame)"
+        );
+        let e = Config::from_toml("enabeld = true", "f").unwrap_err();
+        assert!(e.reason.contains("enabeld"), "{}", e.reason);
+        let e = Config::from_toml("enabled = \"yes\"", "f").unwrap_err();
+        assert!(e.reason.contains("enabled") && e.reason.contains("yes"), "{}", e.reason);
+        let e = Config::from_toml("formats = [\"html5\"]", "f").unwrap_err();
+        assert!(e.reason.contains("html5"), "{}", e.reason);
+        let e = Config::from_toml("sample_fraction = 1.5", "f").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sample_fraction"));
+        let e = Config::load_from(env(&[("STAGEPROF_CONFIG", "/nonexistent/s.toml")])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/s.toml"), "{e}");
+    }
+}

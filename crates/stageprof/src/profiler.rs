@@ -1,0 +1,278 @@
+//! The public face of the recorder: profilers, sessions and guards.
+
+use std::io::{IsTerminal, Write};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use stageprof_analysis::Summary;
+use stageprof_model::wire::{flag, kind};
+use stageprof_render::{render_table, summary_json, write_chrome_trace, TableOptions};
+
+use crate::collector::{report, Collected, Collector};
+use crate::config::{Config, Format};
+use crate::names::FRAME_NAME;
+use crate::recorder::{dynamic_name, end_span, with_writer, OpenSpan, Shared, Target};
+
+/// A stage in progress; the stage ends when the guard is dropped.
+///
+/// Guards are tied to the thread that made them (they are not `Send`).
+#[must_use = "a stage ends when its guard is dropped; bind it with `let _stage = ...`"]
+pub struct StageGuard {
+    open: Option<OpenSpan>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl StageGuard {
+    pub(crate) const fn off() -> StageGuard {
+        StageGuard { open: None, _not_send: PhantomData }
+    }
+
+    fn from(open: Option<OpenSpan>) -> StageGuard {
+        StageGuard { open, _not_send: PhantomData }
+    }
+
+    /// Whether this stage is being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.open.is_some()
+    }
+}
+
+impl Drop for StageGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            end_span(open, std::thread::panicking());
+        }
+    }
+}
+
+/// One frame (iteration) of the pipeline. Sampling decides per frame
+/// whether the stages inside it are recorded.
+#[must_use = "a frame ends when its guard is dropped; bind it with `let _frame = ...`"]
+pub struct FrameGuard {
+    stage: StageGuard,
+    shared: Option<Arc<Shared>>,
+}
+
+impl FrameGuard {
+    pub(crate) const fn off() -> FrameGuard {
+        FrameGuard { stage: StageGuard::off(), shared: None }
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.stage, StageGuard::off()));
+        if let Some(shared) = &self.shared {
+            // Stages between frames are recorded again.
+            shared.set_recording(shared.enabled.load(Relaxed));
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn begin_stage(target: Target<'_>, name: u32) -> StageGuard {
+    StageGuard::from(with_writer(target, |w| w.begin(kind::BEGIN_STAGE, 0, name)))
+}
+
+/// What `finish` wrote and found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `None` when the profiler was off or already finished.
+    pub summary: Option<Summary>,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Outputs that failed, each naming its path.
+    pub errors: Vec<String>,
+}
+
+/// A profiler instance. Most pipelines use the global one through
+/// [`crate::init`]; libraries and tests can make their own.
+#[derive(Clone)]
+pub struct Profiler {
+    shared: Arc<Shared>,
+    collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
+}
+
+impl Profiler {
+    /// Starts a profiler with `config`. Off (`enabled = false`) costs nothing
+    /// and starts no thread.
+    pub fn start(config: Config) -> Profiler {
+        Self::start_as(config, false)
+    }
+
+    pub(crate) fn start_as(config: Config, global: bool) -> Profiler {
+        let enabled = config.enabled;
+        let shared = Shared::new(config, global);
+        let mut handle = None;
+        if enabled {
+            crate::clock::clock();
+            let collector = Collector::new(shared.clone());
+            let spawned = std::thread::Builder::new().name("stageprof-collector".into()).spawn(move || collector.run());
+            match spawned {
+                Ok(h) => {
+                    let _ = shared.collector.set(h.thread().clone());
+                    handle = Some(h);
+                }
+                Err(e) => report(&format!("cannot start the collector thread ({e}); profiling is off")),
+            }
+        }
+        if global {
+            shared.install_global();
+        }
+        shared.set_enabled(handle.is_some());
+        Profiler { shared, collector: Arc::new(Mutex::new(handle)) }
+    }
+
+    /// A profiler that records nothing.
+    pub fn disabled() -> Profiler {
+        Self::start(Config { enabled: false, ..Config::default() })
+    }
+
+    /// Whether both handles refer to the same profiler.
+    pub fn same_as(&self, other: &Profiler) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Turns recording on or off at run time (no effect once finished).
+    pub fn set_enabled(&self, on: bool) {
+        if !self.shared.stop.load(Relaxed) {
+            self.shared.set_enabled(on);
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.shared.enabled.load(Relaxed)
+    }
+
+    /// Starts a stage with a name known only at run time (see [`crate::stage`]).
+    #[inline]
+    pub fn stage(&self, name: &str) -> StageGuard {
+        if !self.shared.recording.load(Relaxed) {
+            return StageGuard::off();
+        }
+        begin_stage(Target::Instance(&self.shared), dynamic_name(name))
+    }
+
+    /// Starts a frame (see [`crate::frame`]).
+    pub fn frame(&self) -> FrameGuard {
+        if !self.shared.enabled.load(Relaxed) {
+            return FrameGuard::off();
+        }
+        frame_of(Target::Instance(&self.shared))
+    }
+
+    /// Records a counter sample (see [`crate::counter!`]).
+    pub fn counter(&self, name: &str, value: f64) {
+        if self.shared.recording.load(Relaxed) {
+            let id = dynamic_name(name);
+            with_writer(Target::Instance(&self.shared), |w| Some(w.counter(id, value)));
+        }
+    }
+
+    /// Stops recording, writes the configured outputs and returns what they say.
+    /// Later calls return an empty report.
+    pub fn finish(&self) -> Report {
+        self.finish_because("finish")
+    }
+
+    pub(crate) fn finish_because(&self, reason: &str) -> Report {
+        let Some(handle) = self.collector.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return Report::default();
+        };
+        self.shared.set_end_reason(reason);
+        self.shared.set_enabled(false);
+        self.shared.stop.store(true, Release);
+        self.shared.uninstall_global();
+        handle.thread().unpark();
+        match handle.join() {
+            Ok(collected) => write_outputs(&self.shared.config, collected),
+            Err(_) => Report { errors: vec!["the collector thread panicked; no outputs".into()], ..Report::default() },
+        }
+    }
+}
+
+/// Begins a frame: counts it, decides whether it is sampled, and switches
+/// stage recording for its duration.
+pub(crate) fn frame_of(target: Target<'_>) -> FrameGuard {
+    with_writer(target, |w| {
+        let shared = w.shared.clone();
+        if !shared.enabled.load(Relaxed) {
+            return None;
+        }
+        let index = shared.frames.fetch_add(1, Relaxed);
+        let sampled = shared.sampling.sampled(index);
+        let flags = if sampled { flag::SAMPLED } else { 0 };
+        let stage = StageGuard::from(w.begin(kind::BEGIN_FRAME, flags, FRAME_NAME));
+        shared.set_recording(sampled);
+        Some(FrameGuard { stage, shared: Some(shared) })
+    })
+    .unwrap_or(FrameGuard::off())
+}
+
+/// Writes the summary, Chrome trace and table that `config` asks for.
+fn write_outputs(config: &Config, collected: Collected) -> Report {
+    let Collected { catalog, aggregator, run, native_path, mut errors } = collected;
+    let summary = aggregator.summary(&catalog, run, config.top);
+    let mut files = Vec::new();
+    let dir = &config.output_dir;
+    if config.writes(Format::Chrome) {
+        let path = dir.join("trace.json");
+        match &native_path {
+            Some(native) => match chrome_from_native(native, &path) {
+                Ok(()) => files.push(path),
+                Err(e) => errors.push(format!("cannot write {}: {e}", path.display())),
+            },
+            None => errors.push(format!(
+                "{} not written: the native profile it is made from could not be written",
+                path.display()
+            )),
+        }
+    }
+    if let Some(native) = native_path {
+        if config.writes(Format::Native) {
+            files.push(native);
+        } else {
+            let _ = std::fs::remove_file(native);
+        }
+    }
+    if config.writes(Format::Summary) {
+        let path = dir.join("summary.json");
+        match std::fs::write(&path, summary_json(&summary)) {
+            Ok(()) => files.push(path),
+            Err(e) => errors.push(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    if config.writes(Format::Table) {
+        let stderr = std::io::stderr();
+        let tty = stderr.is_terminal();
+        let width = tty.then(|| terminal_width()).flatten();
+        let mut text = render_table(&summary, TableOptions { color: tty, width });
+        for f in &files {
+            text.push_str(&format!("wrote {}\n", f.display()));
+        }
+        let _ = stderr.lock().write_all(text.as_bytes());
+    }
+    for e in &errors {
+        report(e);
+    }
+    Report { summary: Some(summary), files, errors }
+}
+
+fn chrome_from_native(native: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    let input = std::fs::File::open(native).map_err(|e| e.to_string())?;
+    let output = std::fs::File::create(out).map_err(|e| e.to_string())?;
+    write_chrome_trace(std::io::BufReader::new(input), std::io::BufWriter::new(output)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn terminal_width() -> Option<u16> {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(160))
+}

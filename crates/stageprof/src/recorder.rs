@@ -1,0 +1,464 @@
+//! The hot path: per-thread writers appending records to blocks from a
+//! bounded pool.
+//!
+//! Each thread writes into a block of its own, so recording takes no lock.
+//! Block words are `AtomicU64` written with relaxed stores (plain moves on
+//! x86) and published with one release store of the length, which lets the
+//! collector read a half-filled block at any moment (a signal, `finish`)
+//! without stopping the writer. A full block goes to the collector through a
+//! lock-free queue and the writer takes a free one; when none is free the
+//! record is dropped and counted, never waited for. Every begin reserves
+//! room for its end, so an end is never dropped.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::Thread;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use stageprof_model::wire::{self, flag, header, kind, BEGIN_WORDS, COUNTER_WORDS, MAX_END_WORDS};
+
+use crate::alloc::{self, HeapMark};
+use crate::clock::ticks;
+use crate::config::Config;
+use crate::cpu_time::{os_thread_id, thread_cpu_ns};
+use crate::names;
+
+use Ordering::{Acquire, Relaxed, Release};
+
+/// Words per block (128 KiB).
+pub(crate) const BLOCK_WORDS: usize = 16 * 1024;
+/// Deepest nesting recorded; deeper stages are dropped and counted.
+const MAX_OPEN: usize = (BLOCK_WORDS - BEGIN_WORDS - COUNTER_WORDS) / MAX_END_WORDS - 1;
+
+/// A run of record words written by one thread.
+pub(crate) struct Block {
+    pub words: Box<[AtomicU64]>,
+    /// Words written and published by the owner.
+    pub len: AtomicUsize,
+    /// Words already read by the collector (only the collector touches it).
+    pub consumed: AtomicUsize,
+    pub thread: AtomicU32,
+    /// Position of this block among its thread's blocks, so the collector reads them in order.
+    pub seq: AtomicU64,
+}
+
+impl Block {
+    fn new() -> Block {
+        Block {
+            words: (0..BLOCK_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            len: AtomicUsize::new(0),
+            consumed: AtomicUsize::new(0),
+            thread: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A recording thread, as the collector sees it.
+pub(crate) struct ThreadSlot {
+    pub index: u32,
+    pub os_tid: u64,
+    pub name: String,
+    /// The block the thread is writing now.
+    pub current: ArcSwapOption<Block>,
+}
+
+/// Decides which frames are sampled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sampling {
+    every: u64,
+    fraction: Option<f64>,
+}
+
+impl Sampling {
+    pub fn from_config(c: &Config) -> Sampling {
+        Sampling { every: u64::from(c.sample_every.max(1)), fraction: c.sample_fraction }
+    }
+
+    /// Whether frame `i` (from 0) is recorded; fractions are spread evenly.
+    pub fn sampled(&self, i: u64) -> bool {
+        match self.fraction {
+            Some(f) => ((i + 1) as f64 * f).floor() > (i as f64 * f).floor(),
+            None => i % self.every == 0,
+        }
+    }
+}
+
+/// State shared by a profiler's threads, its collector and its handles.
+pub(crate) struct Shared {
+    pub id: u64,
+    pub global: bool,
+    pub config: Config,
+    /// Master switch (set at run time, or off once finished).
+    pub enabled: AtomicBool,
+    /// Enabled and not inside an unsampled frame: the one load a stage makes.
+    pub recording: AtomicBool,
+    pub memory: bool,
+    pub cpu_time: bool,
+    pub sampling: Sampling,
+    pub frames: AtomicU64,
+    free: ArrayQueue<Arc<Block>>,
+    pub full: ArrayQueue<Arc<Block>>,
+    blocks_created: AtomicUsize,
+    max_blocks: usize,
+    pub threads: Mutex<Vec<Arc<ThreadSlot>>>,
+    pub dropped: AtomicU64,
+    pub collector: OnceLock<Thread>,
+    pub stop: AtomicBool,
+    /// Why recording ended: `finish`, a signal name, `panic`.
+    end_reason: Mutex<String>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Mirror of the global profiler's `recording`, so a disabled stage costs one load.
+pub(crate) static GLOBAL_RECORDING: AtomicBool = AtomicBool::new(false);
+static GLOBAL_ID: AtomicU64 = AtomicU64::new(0);
+static GLOBAL: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
+
+impl Shared {
+    pub fn new(config: Config, global: bool) -> Arc<Shared> {
+        let max_blocks = ((config.buffer_mb as usize) << 20) / (BLOCK_WORDS * 8);
+        let max_blocks = max_blocks.max(1);
+        Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            global,
+            memory: config.memory && alloc::installed(),
+            cpu_time: config.cpu_time,
+            sampling: Sampling::from_config(&config),
+            enabled: AtomicBool::new(false),
+            recording: AtomicBool::new(false),
+            frames: AtomicU64::new(0),
+            free: ArrayQueue::new(max_blocks),
+            full: ArrayQueue::new(max_blocks),
+            blocks_created: AtomicUsize::new(0),
+            max_blocks,
+            threads: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            collector: OnceLock::new(),
+            stop: AtomicBool::new(false),
+            end_reason: Mutex::new("finish".into()),
+            config,
+        })
+    }
+
+    /// Makes this the profiler that the free functions (`stage`, `scope!`, ...) record to.
+    pub fn install_global(self: &Arc<Shared>) {
+        *GLOBAL.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
+        GLOBAL_ID.store(self.id, Release);
+    }
+
+    /// Stops being the global profiler, if it is.
+    pub fn uninstall_global(&self) {
+        let mut g = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.as_ref().is_some_and(|s| s.id == self.id) {
+            *g = None;
+            GLOBAL_RECORDING.store(false, Relaxed);
+        }
+    }
+
+    pub fn set_recording(&self, on: bool) {
+        self.recording.store(on, Relaxed);
+        if self.global && GLOBAL_ID.load(Relaxed) == self.id {
+            GLOBAL_RECORDING.store(on, Relaxed);
+        }
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
+        self.set_recording(on);
+    }
+
+    pub fn set_end_reason(&self, reason: &str) {
+        *self.end_reason.lock().unwrap_or_else(PoisonError::into_inner) = reason.to_owned();
+    }
+
+    pub fn end_reason(&self) -> String {
+        self.end_reason.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn take_block(&self) -> Option<Arc<Block>> {
+        if let Some(b) = self.free.pop() {
+            return Some(b);
+        }
+        let n = self.blocks_created.fetch_add(1, Relaxed);
+        if n < self.max_blocks {
+            return Some(Arc::new(Block::new()));
+        }
+        self.blocks_created.fetch_sub(1, Relaxed);
+        None
+    }
+
+    /// Returns a consumed block to the pool.
+    pub fn recycle(&self, b: Arc<Block>) {
+        b.len.store(0, Relaxed);
+        b.consumed.store(0, Relaxed);
+        // The pool holds at most `max_blocks`, so this cannot fail.
+        let _ = self.free.push(b);
+    }
+
+    /// Frees pooled blocks once nothing more will be recorded.
+    pub fn release_pool(&self) {
+        while self.free.pop().is_some() {}
+    }
+
+    fn hand_off(&self, b: Arc<Block>) {
+        // `full` has room for every block that exists.
+        let _ = self.full.push(b);
+        if let Some(c) = self.collector.get() {
+            c.unpark();
+        }
+    }
+
+    fn register_thread(&self) -> Arc<ThreadSlot> {
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = Arc::new(ThreadSlot {
+            index: threads.len() as u32,
+            os_tid: os_thread_id(),
+            name: std::thread::current().name().unwrap_or("").to_owned(),
+            current: ArcSwapOption::empty(),
+        });
+        threads.push(slot.clone());
+        slot
+    }
+}
+
+/// A stage or frame that was recorded as begun; ending it needs this back.
+pub(crate) struct OpenSpan {
+    pub profiler: u64,
+    pub global: bool,
+    name: u32,
+    mem: Option<HeapMark>,
+    cpu_start: u64,
+}
+
+/// One thread's writer for one profiler.
+pub(crate) struct ThreadWriter {
+    pub shared: Arc<Shared>,
+    slot: Arc<ThreadSlot>,
+    block: Option<Arc<Block>>,
+    pos: usize,
+    /// Begun spans whose end is still to be written (each has room reserved).
+    open: usize,
+    seq: u64,
+}
+
+impl ThreadWriter {
+    fn new(shared: Arc<Shared>) -> ThreadWriter {
+        let slot = alloc::untracked(|| shared.register_thread());
+        ThreadWriter { shared, slot, block: None, pos: 0, open: 0, seq: 0 }
+    }
+
+    /// Makes room for `need` words, changing blocks if this one is full.
+    #[inline]
+    fn reserve(&mut self, need: usize) -> bool {
+        if self.block.is_some() && self.pos + need <= BLOCK_WORDS {
+            return true;
+        }
+        self.next_block(need)
+    }
+
+    #[cold]
+    fn next_block(&mut self, need: usize) -> bool {
+        if need > BLOCK_WORDS {
+            return false;
+        }
+        // Without a new block, the current one keeps its reserved room for pending ends.
+        let Some(new) = alloc::untracked(|| self.shared.take_block()) else { return false };
+        new.thread.store(self.slot.index, Relaxed);
+        new.seq.store(self.seq, Relaxed);
+        self.seq += 1;
+        // Hand off before publishing the new block, so the collector never sees a later block first.
+        if let Some(old) = self.block.replace(new.clone()) {
+            self.shared.hand_off(old);
+        }
+        self.slot.current.store(Some(new));
+        self.pos = 0;
+        true
+    }
+
+    #[inline(always)]
+    fn write(&mut self, words: &[u64]) {
+        let Some(b) = &self.block else { return };
+        for (dst, w) in b.words[self.pos..self.pos + words.len()].iter().zip(words) {
+            dst.store(*w, Relaxed);
+        }
+        self.pos += words.len();
+        b.len.store(self.pos, Release);
+    }
+
+    #[cold]
+    fn drop_record(&self) {
+        self.shared.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Records a begin of `kind` (stage or frame); `None` if it had to be dropped.
+    #[inline(always)]
+    pub fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
+        if self.open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
+            self.drop_record();
+            return None;
+        }
+        let mem = if self.shared.memory { Some(alloc::mark()) } else { None };
+        let cpu_start = if self.shared.cpu_time { thread_cpu_ns() } else { 0 };
+        self.write(&[header(record_kind, flags, name), ticks()]);
+        self.open += 1;
+        Some(OpenSpan { profiler: self.shared.id, global: self.shared.global, name, mem, cpu_start })
+    }
+
+    /// Records the end of `span`, in the room its begin reserved.
+    #[inline(always)]
+    pub fn end(&mut self, span: OpenSpan, unwound: bool) {
+        let t = ticks();
+        let mut words = [0u64; MAX_END_WORDS];
+        let mut n = 2;
+        let mut flags = if unwound { flag::UNWOUND } else { 0 };
+        if self.shared.cpu_time {
+            words[n] = thread_cpu_ns().saturating_sub(span.cpu_start);
+            n += 1;
+            flags |= flag::HAS_CPU;
+        }
+        if let Some(m) = span.mem {
+            let h = alloc::measure(m);
+            words[n..n + 4].copy_from_slice(&[h.alloc_bytes, h.allocs, h.peak_bytes, h.net_bytes as u64]);
+            n += 4;
+            flags |= flag::HAS_MEM;
+        }
+        words[0] = header(kind::END, flags, span.name);
+        words[1] = t;
+        debug_assert_eq!(n, wire::end_words(flags));
+        self.write(&words[..n]);
+        self.open -= 1;
+    }
+
+    #[inline]
+    pub fn counter(&mut self, name: u32, value: f64) {
+        if !self.reserve(COUNTER_WORDS + self.open * MAX_END_WORDS) {
+            self.drop_record();
+            return;
+        }
+        self.write(&[header(kind::COUNTER, 0, name), ticks(), value.to_bits()]);
+    }
+}
+
+impl Drop for ThreadWriter {
+    fn drop(&mut self) {
+        // The thread is ending: give its last block to the collector.
+        self.slot.current.store(None);
+        if let Some(b) = self.block.take() {
+            self.shared.hand_off(b);
+        }
+    }
+}
+
+/// Everything a thread keeps for recording.
+#[derive(Default)]
+struct Local {
+    global: Option<ThreadWriter>,
+    others: Vec<ThreadWriter>,
+    dynamic_names: HashMap<Box<str>, u32>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+/// Which profiler a call records to.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Global,
+    Instance(&'a Arc<Shared>),
+}
+
+impl Local {
+    /// The writer for `target`, created on this thread's first use.
+    #[inline]
+    fn writer(&mut self, target: Target<'_>) -> Option<&mut ThreadWriter> {
+        match target {
+            Target::Global => {
+                let id = GLOBAL_ID.load(Acquire);
+                if self.global.as_ref().map(|w| w.shared.id) != Some(id) {
+                    self.global = alloc::untracked(new_global_writer);
+                }
+                self.global.as_mut()
+            }
+            Target::Instance(shared) => {
+                if let Some(i) = self.others.iter().position(|w| w.shared.id == shared.id) {
+                    return Some(&mut self.others[i]);
+                }
+                alloc::untracked(|| {
+                    self.others.retain(|w| !w.shared.stop.load(Relaxed));
+                    self.others.push(ThreadWriter::new(shared.clone()));
+                });
+                self.others.last_mut()
+            }
+        }
+    }
+
+    /// The writer an open span was recorded by, if it still exists.
+    #[inline]
+    fn writer_of(&mut self, span: &OpenSpan) -> Option<&mut ThreadWriter> {
+        if span.global {
+            self.global.as_mut().filter(|w| w.shared.id == span.profiler)
+        } else {
+            self.others.iter_mut().find(|w| w.shared.id == span.profiler)
+        }
+    }
+}
+
+#[cold]
+fn new_global_writer() -> Option<ThreadWriter> {
+    let shared = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+    Some(ThreadWriter::new(shared))
+}
+
+/// Runs `f` with this thread's writer for `target`; `None` during thread teardown.
+#[inline(always)]
+pub(crate) fn with_writer<R>(target: Target<'_>, f: impl FnOnce(&mut ThreadWriter) -> Option<R>) -> Option<R> {
+    LOCAL.try_with(|l| l.borrow_mut().writer(target).and_then(f)).ok().flatten()
+}
+
+/// Ends `span` on the writer that began it.
+#[inline(always)]
+pub(crate) fn end_span(span: OpenSpan, unwound: bool) {
+    let _ = LOCAL.try_with(|l| {
+        if let Some(w) = l.borrow_mut().writer_of(&span) {
+            w.end(span, unwound);
+        }
+    });
+}
+
+/// The id of a dynamic name, through this thread's cache.
+pub(crate) fn dynamic_name(name: &str) -> u32 {
+    LOCAL
+        .try_with(|l| {
+            let mut l = l.borrow_mut();
+            if let Some(&id) = l.dynamic_names.get(name) {
+                return id;
+            }
+            alloc::untracked(|| {
+                let id = names::intern(name);
+                l.dynamic_names.insert(name.into(), id);
+                id
+            })
+        })
+        .unwrap_or_else(|_| alloc::untracked(|| names::intern(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_every_and_fraction() {
+        let every = Sampling { every: 3, fraction: None };
+        let picked: Vec<u64> = (0..10).filter(|&i| every.sampled(i)).collect();
+        assert_eq!(picked, [0, 3, 6, 9]);
+        let frac = Sampling { every: 1, fraction: Some(0.25) };
+        assert_eq!((0..100).filter(|&i| frac.sampled(i)).count(), 25);
+        let all = Sampling { every: 1, fraction: Some(1.0) };
+        assert!((0..10).all(|i| all.sampled(i)));
+    }
+}
