@@ -19,6 +19,11 @@ pub struct TableOptions {
     pub width: Option<u16>,
 }
 
+/// Width to wrap a table to on a terminal: `$COLUMNS`, else 160.
+pub fn terminal_width() -> u16 {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(160)
+}
+
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
 
 /// The report as text, ready to print.
@@ -135,7 +140,7 @@ fn describe_bottlenecks(s: &Summary, out: &mut String) {
             let _ = write!(out, ", host memory peak {}", bytes(peak));
         }
         if let Some(net) = st.host_mem_net_bytes.filter(|&n| n != 0) {
-            let _ = write!(out, ", retains {}", signed_bytes(net));
+            let _ = write!(out, ", net {} left live over its calls", signed_bytes(net));
         }
         out.push('\n');
     }

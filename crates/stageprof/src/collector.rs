@@ -168,7 +168,12 @@ impl Collector {
         let Some(next) = self.next_seq.get_mut(thread as usize) else { return };
         if seq != *next {
             // A partial read of a block whose predecessor has not been read yet: wait for it.
-            debug_assert!(!complete, "complete blocks of a thread arrive in order");
+            // Complete blocks of a thread arrive in order; if one ever did not, say so.
+            if complete {
+                self.errors.push(format!(
+                    "internal: block {seq} of thread {thread} arrived before block {next}; its records are lost"
+                ));
+            }
             return;
         }
         if complete {

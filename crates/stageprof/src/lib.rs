@@ -103,7 +103,19 @@ pub fn stage(name: &str) -> StageGuard {
     if !GLOBAL_RECORDING.load(Relaxed) {
         return StageGuard::off();
     }
+    begin_dynamic(name)
+}
+
+// The recording paths are kept out of line, so that a disabled stage
+// compiles to a load and a branch at the call site.
+#[inline(never)]
+fn begin_dynamic(name: &str) -> StageGuard {
     begin_stage(Target::Global, dynamic_name(name))
+}
+
+#[inline(never)]
+fn begin_static(callsite: &'static names::Callsite) -> StageGuard {
+    begin_stage(Target::Global, callsite.id())
 }
 
 /// Starts a frame (one iteration of the pipeline) of the global session.
@@ -165,13 +177,13 @@ pub mod __private {
         if !GLOBAL_RECORDING.load(Relaxed) {
             return StageGuard::off();
         }
-        begin_stage(Target::Global, callsite.id())
+        begin_static(callsite)
     }
 
     #[inline]
     pub fn counter_static(callsite: &'static Callsite, value: f64) {
         if GLOBAL_RECORDING.load(Relaxed) {
-            with_writer(Target::Global, |w| Some(w.counter(callsite.id(), value)));
+            with_writer(Target::Global, |w| w.counter(callsite.id(), value));
         }
     }
 }

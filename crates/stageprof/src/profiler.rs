@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use stageprof_analysis::Summary;
 use stageprof_model::wire::{flag, kind};
+use stageprof_render::table::terminal_width;
 use stageprof_render::{render_table, summary_json, write_chrome_trace, TableOptions};
 
 use crate::collector::{report, Collected, Collector};
@@ -41,7 +42,7 @@ impl StageGuard {
 }
 
 impl Drop for StageGuard {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         if let Some(open) = self.open.take() {
             end_span(open, std::thread::panicking());
@@ -173,7 +174,7 @@ impl Profiler {
     pub fn counter(&self, name: &str, value: f64) {
         if self.shared.recording.load(Relaxed) {
             let id = dynamic_name(name);
-            with_writer(Target::Instance(&self.shared), |w| Some(w.counter(id, value)));
+            with_writer(Target::Instance(&self.shared), |w| w.counter(id, value));
         }
     }
 
@@ -253,7 +254,7 @@ fn write_outputs(config: &Config, collected: Collected) -> Report {
     if config.writes(Format::Table) {
         let stderr = std::io::stderr();
         let tty = stderr.is_terminal();
-        let width = tty.then(|| terminal_width()).flatten();
+        let width = tty.then(terminal_width);
         let mut text = render_table(&summary, TableOptions { color: tty, width });
         for f in &files {
             text.push_str(&format!("wrote {}\n", f.display()));
@@ -271,8 +272,4 @@ fn chrome_from_native(native: &std::path::Path, out: &std::path::Path) -> Result
     let output = std::fs::File::create(out).map_err(|e| e.to_string())?;
     write_chrome_trace(std::io::BufReader::new(input), std::io::BufWriter::new(output)).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-fn terminal_width() -> Option<u16> {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(160))
 }

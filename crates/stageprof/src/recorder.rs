@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
@@ -225,10 +226,15 @@ impl Shared {
     }
 }
 
-/// A stage or frame that was recorded as begun; ending it needs this back.
+/// A stage or frame that was recorded as begun: which writer will end it.
+/// Kept to 16 bytes so a guard travels in registers.
 pub(crate) struct OpenSpan {
-    pub profiler: u64,
-    pub global: bool,
+    profiler: NonZeroU64,
+    global: bool,
+}
+
+/// What a writer keeps of a begun span until its end.
+struct Pending {
     name: u32,
     mem: Option<HeapMark>,
     cpu_start: u64,
@@ -237,18 +243,32 @@ pub(crate) struct OpenSpan {
 /// One thread's writer for one profiler.
 pub(crate) struct ThreadWriter {
     pub shared: Arc<Shared>,
+    // Copies of `shared`'s fixed fields, to spare the hot path a pointer chase.
+    id: NonZeroU64,
+    memory: bool,
+    cpu_time: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
     /// Begun spans whose end is still to be written (each has room reserved).
-    open: usize,
+    pending: Vec<Pending>,
     seq: u64,
 }
 
 impl ThreadWriter {
     fn new(shared: Arc<Shared>) -> ThreadWriter {
         let slot = alloc::untracked(|| shared.register_thread());
-        ThreadWriter { shared, slot, block: None, pos: 0, open: 0, seq: 0 }
+        ThreadWriter {
+            id: NonZeroU64::new(shared.id).expect("profiler ids start at 1"),
+            memory: shared.memory,
+            cpu_time: shared.cpu_time,
+            pending: alloc::untracked(|| Vec::with_capacity(64)),
+            shared,
+            slot,
+            block: None,
+            pos: 0,
+            seq: 0,
+        }
     }
 
     /// Makes room for `need` words, changing blocks if this one is full.
@@ -297,25 +317,30 @@ impl ThreadWriter {
     /// Records a begin of `kind` (stage or frame); `None` if it had to be dropped.
     #[inline(always)]
     pub fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
-        if self.open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
+        let open = self.pending.len();
+        if open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (open + 1) * MAX_END_WORDS) {
             self.drop_record();
             return None;
         }
-        let mem = if self.shared.memory { Some(alloc::mark()) } else { None };
-        let cpu_start = if self.shared.cpu_time { thread_cpu_ns() } else { 0 };
+        if open == self.pending.capacity() {
+            alloc::untracked(|| self.pending.reserve(open));
+        }
+        let mem = if self.memory { Some(alloc::mark()) } else { None };
+        let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };
+        self.pending.push(Pending { name, mem, cpu_start });
         self.write(&[header(record_kind, flags, name), ticks()]);
-        self.open += 1;
-        Some(OpenSpan { profiler: self.shared.id, global: self.shared.global, name, mem, cpu_start })
+        Some(OpenSpan { profiler: self.id, global: self.shared.global })
     }
 
-    /// Records the end of `span`, in the room its begin reserved.
+    /// Records the end of the innermost begun span, in the room its begin reserved.
     #[inline(always)]
-    pub fn end(&mut self, span: OpenSpan, unwound: bool) {
+    pub fn end(&mut self, unwound: bool) {
         let t = ticks();
+        let Some(span) = self.pending.pop() else { return };
         let mut words = [0u64; MAX_END_WORDS];
         let mut n = 2;
         let mut flags = if unwound { flag::UNWOUND } else { 0 };
-        if self.shared.cpu_time {
+        if self.cpu_time {
             words[n] = thread_cpu_ns().saturating_sub(span.cpu_start);
             n += 1;
             flags |= flag::HAS_CPU;
@@ -330,16 +355,17 @@ impl ThreadWriter {
         words[1] = t;
         debug_assert_eq!(n, wire::end_words(flags));
         self.write(&words[..n]);
-        self.open -= 1;
     }
 
+    /// Records a counter sample; `None` if it had to be dropped.
     #[inline]
-    pub fn counter(&mut self, name: u32, value: f64) {
-        if !self.reserve(COUNTER_WORDS + self.open * MAX_END_WORDS) {
+    pub fn counter(&mut self, name: u32, value: f64) -> Option<()> {
+        if !self.reserve(COUNTER_WORDS + self.pending.len() * MAX_END_WORDS) {
             self.drop_record();
-            return;
+            return None;
         }
         self.write(&[header(kind::COUNTER, 0, name), ticks(), value.to_bits()]);
+        Some(())
     }
 }
 
@@ -379,13 +405,13 @@ impl Local {
         match target {
             Target::Global => {
                 let id = GLOBAL_ID.load(Acquire);
-                if self.global.as_ref().map(|w| w.shared.id) != Some(id) {
+                if self.global.as_ref().map(|w| w.id.get()) != Some(id) {
                     self.global = alloc::untracked(new_global_writer);
                 }
                 self.global.as_mut()
             }
             Target::Instance(shared) => {
-                if let Some(i) = self.others.iter().position(|w| w.shared.id == shared.id) {
+                if let Some(i) = self.others.iter().position(|w| w.id.get() == shared.id) {
                     return Some(&mut self.others[i]);
                 }
                 alloc::untracked(|| {
@@ -401,9 +427,9 @@ impl Local {
     #[inline]
     fn writer_of(&mut self, span: &OpenSpan) -> Option<&mut ThreadWriter> {
         if span.global {
-            self.global.as_mut().filter(|w| w.shared.id == span.profiler)
+            self.global.as_mut().filter(|w| w.id == span.profiler)
         } else {
-            self.others.iter_mut().find(|w| w.shared.id == span.profiler)
+            self.others.iter_mut().find(|w| w.id == span.profiler)
         }
     }
 }
@@ -421,11 +447,11 @@ pub(crate) fn with_writer<R>(target: Target<'_>, f: impl FnOnce(&mut ThreadWrite
 }
 
 /// Ends `span` on the writer that began it.
-#[inline(always)]
+#[inline(never)]
 pub(crate) fn end_span(span: OpenSpan, unwound: bool) {
     let _ = LOCAL.try_with(|l| {
         if let Some(w) = l.borrow_mut().writer_of(&span) {
-            w.end(span, unwound);
+            w.end(unwound);
         }
     });
 }

@@ -116,7 +116,8 @@ fn host_memory_of_known_allocations() {
 #[test]
 fn many_threads_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let p = Profiler::start(Config { buffer_mb: 16, ..config(dir.path()) });
+    // 64 MiB holds all 800k stages even if the collector gets no CPU until the end.
+    let p = Profiler::start(Config { buffer_mb: 64, ..config(dir.path()) });
     let per_thread = 100_000;
     std::thread::scope(|scope| {
         for _ in 0..8 {
@@ -129,7 +130,8 @@ fn many_threads_lose_nothing() {
     });
     let s = p.finish().summary.unwrap();
     let w = stage(&s, "work");
-    assert_eq!(w.calls + s.run.dropped_records, 8 * per_thread);
+    assert_eq!(s.run.dropped_records, 0);
+    assert_eq!(w.calls, 8 * per_thread);
     assert_eq!(w.threads, 8);
     assert_eq!(w.unfinished, 0);
 }
