@@ -1,13 +1,13 @@
 //! `stageprof report`: the same table or summary the recorder prints, from a file.
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use stageprof_analysis::{read_native, Aggregator, Summary};
+use stageprof_analysis::Summary;
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_table, summary_json, write_chrome_trace, TableOptions};
+use stageprof_render::{render_table, report_native, summary_json, TableOptions};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OutputFormat {
@@ -39,11 +39,10 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let tty = std::io::stdout().is_terminal();
     for (i, path) in args.files.iter().enumerate() {
-        let summary = summarize(path, args.top as usize)?;
+        let summary = summarize(path, args.top as usize, args.chrome.as_deref())?;
         let text = match args.format {
             OutputFormat::Text => {
-                let width = tty.then(terminal_width);
-                let table = render_table(&summary, TableOptions { color: tty, width });
+                let table = render_table(&summary, TableOptions { color: tty, width: tty.then(terminal_width) });
                 if args.files.len() > 1 {
                     format!("{}== {} ==\n{table}", if i > 0 { "\n" } else { "" }, path.display())
                 } else {
@@ -53,27 +52,22 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
             OutputFormat::Json => summary_json(&summary) + "\n",
         };
         out.write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))?;
-        if let Some(chrome) = &args.chrome {
-            let input = open(path)?;
-            let output = File::create(chrome).map_err(|e| format!("cannot create {}: {e}", chrome.display()))?;
-            write_chrome_trace(input, std::io::BufWriter::new(output))
-                .map_err(|e| format!("{}: {e}", chrome.display()))?;
-        }
     }
     Ok(())
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    File::open(path).map(BufReader::new).map_err(|e| format!("cannot open {}: {e}", path.display()))
-}
-
-/// Reads a profile and summarizes it; problems in the file become warnings in the summary.
-fn summarize(path: &Path, top: usize) -> Result<Summary, String> {
-    let mut aggregator = Aggregator::default();
-    let profile = read_native(open(path)?, &mut aggregator).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut run = profile.run;
-    run.source = format!("stageprof ({})", path.display());
-    let summary = aggregator.summary(&profile.catalog, run, top);
+/// Reads a profile, summarizes it and writes its Chrome trace if asked;
+/// problems inside the file become warnings, printed on stderr.
+fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
+    let input = File::open(path).map(BufReader::new).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let chrome_out = match chrome {
+        Some(c) => {
+            Some(File::create(c).map(BufWriter::new).map_err(|e| format!("cannot create {}: {e}", c.display()))?)
+        }
+        None => None,
+    };
+    let mut summary = report_native(input, top, chrome_out).map_err(|e| format!("{}: {e}", path.display()))?;
+    summary.run.source = format!("stageprof ({})", path.display());
     for w in &summary.run.warnings {
         eprintln!("stageprof: warning: {}: {w}", path.display());
     }

@@ -184,6 +184,32 @@ pub trait ProfileSink {
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog);
 }
 
+/// Both sinks get every event, so one pass over a profile can feed several.
+impl<A: ProfileSink, B: ProfileSink> ProfileSink for (A, B) {
+    fn span(&mut self, span: &Span, catalog: &Catalog) {
+        self.0.span(span, catalog);
+        self.1.span(span, catalog);
+    }
+    fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
+        self.0.counter(sample, catalog);
+        self.1.counter(sample, catalog);
+    }
+}
+
+/// An optional sink: `None` ignores events.
+impl<S: ProfileSink> ProfileSink for Option<S> {
+    fn span(&mut self, span: &Span, catalog: &Catalog) {
+        if let Some(s) = self {
+            s.span(span, catalog);
+        }
+    }
+    fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
+        if let Some(s) = self {
+            s.counter(sample, catalog);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,8 @@ pub enum Chunk {
     End { dropped_records: u64, end_ticks: u64, reason: String },
 }
 
-/// Writes chunks to a native file.
+/// Writes chunks to a native file, each with one `write_all`, so that with
+/// an unbuffered file a failed write loses at most the chunk being written.
 pub struct NativeWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
@@ -53,7 +54,7 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn meta(&mut self, pairs: &[(String, String)]) -> io::Result<()> {
-        self.buf.clear();
+        self.start_chunk();
         put_u32(&mut self.buf, pairs.len() as u32);
         for (k, v) in pairs {
             put_str(&mut self.buf, k);
@@ -63,7 +64,7 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn names<'a>(&mut self, first_id: u32, names: impl ExactSizeIterator<Item = &'a str>) -> io::Result<()> {
-        self.buf.clear();
+        self.start_chunk();
         put_u32(&mut self.buf, first_id);
         put_u32(&mut self.buf, names.len() as u32);
         for n in names {
@@ -73,7 +74,7 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn thread(&mut self, t: &ThreadInfo) -> io::Result<()> {
-        self.buf.clear();
+        self.start_chunk();
         put_u32(&mut self.buf, t.index);
         self.buf.extend_from_slice(&t.os_tid.to_le_bytes());
         put_str(&mut self.buf, &t.name);
@@ -81,7 +82,7 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn records(&mut self, thread: u32, words: &[u64]) -> io::Result<()> {
-        self.buf.clear();
+        self.start_chunk();
         put_u32(&mut self.buf, thread);
         put_u32(&mut self.buf, 0);
         for w in words {
@@ -91,7 +92,7 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn end(&mut self, dropped_records: u64, end_ticks: u64, reason: &str) -> io::Result<()> {
-        self.buf.clear();
+        self.start_chunk();
         self.buf.extend_from_slice(&dropped_records.to_le_bytes());
         self.buf.extend_from_slice(&end_ticks.to_le_bytes());
         put_str(&mut self.buf, reason);
@@ -107,9 +108,16 @@ impl<W: Write> NativeWriter<W> {
         self.out
     }
 
+    /// Leaves room for the chunk header, filled in by `flush_chunk`.
+    fn start_chunk(&mut self) {
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; 8]);
+    }
+
     fn flush_chunk(&mut self, kind: u32) -> io::Result<()> {
-        self.out.write_all(&kind.to_le_bytes())?;
-        self.out.write_all(&(self.buf.len() as u32).to_le_bytes())?;
+        let len = (self.buf.len() - 8) as u32;
+        self.buf[..4].copy_from_slice(&kind.to_le_bytes());
+        self.buf[4..8].copy_from_slice(&len.to_le_bytes());
         self.out.write_all(&self.buf)
     }
 }

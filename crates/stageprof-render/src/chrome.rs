@@ -4,8 +4,6 @@
 
 use std::io::{self, Write};
 
-use stageprof_analysis::native_input::{read_native, NativeProfile};
-use stageprof_model::native::NativeError;
 use stageprof_model::{Catalog, CounterSample, ProfileSink, Span, SpanKind};
 
 use crate::json::{push_f64, push_str, push_us};
@@ -130,30 +128,3 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         self.emit();
     }
 }
-
-/// Converts a native file into a Chrome trace, streaming.
-pub fn write_chrome_trace(native: impl io::Read, out: impl Write) -> Result<NativeProfile, ChromeError> {
-    let mut writer = ChromeTraceWriter::new(out, 1);
-    let profile = read_native(native, &mut writer).map_err(ChromeError::Read)?;
-    let label = format!("stageprof: pid {} on {}", profile.run.pid, profile.run.host.hostname);
-    writer.finish(&profile.catalog, &label).map_err(ChromeError::Write)?;
-    Ok(profile)
-}
-
-/// Why a Chrome trace could not be written.
-#[derive(Debug)]
-pub enum ChromeError {
-    Read(NativeError),
-    Write(io::Error),
-}
-
-impl std::fmt::Display for ChromeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChromeError::Read(e) => write!(f, "reading the native profile: {e}"),
-            ChromeError::Write(e) => write!(f, "writing the trace: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ChromeError {}

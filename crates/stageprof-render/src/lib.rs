@@ -4,10 +4,12 @@
 
 pub mod chrome;
 pub mod json;
+pub mod native_report;
 pub mod summary_json;
 pub mod table;
 pub mod units;
 
-pub use chrome::{write_chrome_trace, ChromeTraceWriter};
+pub use chrome::ChromeTraceWriter;
+pub use native_report::{report_native, ReportError};
 pub use summary_json::summary_json;
 pub use table::{render_table, TableOptions};

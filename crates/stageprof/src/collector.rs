@@ -1,16 +1,21 @@
-//! The collector thread: takes blocks from recording threads, appends them
-//! to the native file, and folds them into the running summary through the
-//! same decoder and aggregator that `stageprof report` uses.
+//! The collector thread: takes blocks from recording threads and appends
+//! them, as they are, to the native file: a copy and a write per block, so
+//! it keeps up with many recording threads on few cores.
+//!
+//! The numbers are computed at finish by reading that file back through the
+//! same code as `stageprof report`. If the file cannot be written, the
+//! collector decodes and aggregates live instead, starting with whatever
+//! had reached the disk, so nothing recorded is lost.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use stageprof_analysis::{Aggregator, RecordDecoder, RunInfo};
-use stageprof_model::native::NativeWriter;
+use stageprof_model::native::{Chunk, NativeReader, NativeWriter};
 use stageprof_model::wire::{header, kind, TickScale};
 use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
@@ -23,29 +28,34 @@ use crate::recorder::{Block, Shared};
 const PROCESS_THREAD: u32 = u32::MAX;
 const RSS_COUNTER: &str = "process RSS bytes";
 
-/// What the collector hands back when recording stops.
-pub(crate) struct Collected {
-    pub catalog: Catalog,
-    pub aggregator: Aggregator,
-    pub run: RunInfo,
-    /// The native file, if it was written completely.
-    pub native_path: Option<PathBuf>,
-    pub errors: Vec<String>,
+/// Where the recorded profile ended up.
+pub(crate) enum Collected {
+    /// Complete in the native file.
+    File(PathBuf),
+    /// Aggregated in memory, because the file could not be written.
+    Live { catalog: Catalog, aggregator: Aggregator, run: RunInfo },
+}
+
+/// Decoding in the collector, used only when the native file fails.
+struct Live {
+    decoder: RecordDecoder,
+    aggregator: Aggregator,
 }
 
 pub(crate) struct Collector {
     shared: Arc<Shared>,
-    catalog: Catalog,
-    decoder: RecordDecoder,
-    aggregator: Aggregator,
-    native: Option<NativeWriter<BufWriter<File>>>,
+    scale: TickScale,
+    native: Option<NativeWriter<File>>,
     native_path: PathBuf,
+    live: Option<Live>,
+    /// Names and threads seen so far (needed to decode live).
+    catalog: Catalog,
     names_known: usize,
     threads_known: usize,
     /// Per thread: the sequence number of the next block to read.
     next_seq: Vec<u64>,
     scratch: Vec<u64>,
-    errors: Vec<String>,
+    pub errors: Vec<String>,
     rss_name: u32,
     rss_every: Option<Duration>,
     last_rss: Instant,
@@ -53,29 +63,19 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    /// Opens the native file (a failure is reported, and recording goes on without it).
+    /// Opens the native file; a failure is reported and recording goes on live.
     pub fn new(shared: Arc<Shared>) -> Collector {
         let c = clock();
         let scale = TickScale { ticks_per_second: c.ticks_per_second, start_ticks: ticks() };
         let dir = shared.config.output_dir.clone();
         let native_path = dir.join("profile.stgp");
-        let mut errors = Vec::new();
-        let native = std::fs::create_dir_all(&dir)
+        let opened = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create output directory {}: {e}", dir.display()))
             .and_then(|_| {
-                let file =
-                    File::create(&native_path).map_err(|e| format!("cannot write {}: {e}", native_path.display()))?;
-                NativeWriter::new(BufWriter::with_capacity(1 << 20, file))
+                File::create(&native_path)
+                    .and_then(NativeWriter::new)
                     .map_err(|e| format!("cannot write {}: {e}", native_path.display()))
             });
-        let native = match native {
-            Ok(n) => Some(n),
-            Err(e) => {
-                report(&e);
-                errors.push(e);
-                None
-            }
-        };
         let run = RunInfo {
             source: "stageprof".into(),
             start_unix_ns: unix_ns(),
@@ -83,6 +83,7 @@ impl Collector {
             pid: std::process::id(),
             cpu_time: shared.cpu_time,
             memory_tracked: shared.memory,
+            end_reason: "finish".into(),
             ..RunInfo::default()
         };
         let rss_every =
@@ -90,46 +91,54 @@ impl Collector {
         let mut collector = Collector {
             rss_name: names::intern(RSS_COUNTER),
             shared,
-            catalog: Catalog::default(),
-            decoder: RecordDecoder::new(scale),
-            aggregator: Aggregator::default(),
-            native,
+            scale,
+            native: None,
             native_path,
+            live: None,
+            catalog: Catalog::default(),
             names_known: 0,
             threads_known: 0,
             next_seq: Vec::new(),
             scratch: Vec::new(),
-            errors,
+            errors: Vec::new(),
             rss_every,
             last_rss: Instant::now(),
             run,
         };
-        collector.write_meta(c.kind, scale);
+        let process =
+            ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
+        collector.catalog.add_thread(process.clone());
+        match opened {
+            Ok(native) => {
+                collector.native = Some(native);
+                let meta = collector.meta(c.kind);
+                collector.write_native(|n| {
+                    n.meta(&meta)?;
+                    n.thread(&process)
+                });
+            }
+            Err(e) => collector.go_live(e),
+        }
         collector
     }
 
-    fn write_meta(&mut self, clock_kind: &str, scale: TickScale) {
+    fn meta(&self, clock_kind: &str) -> Vec<(String, String)> {
         let mut meta: Vec<(String, String)> = vec![
             ("stageprof_version".into(), env!("CARGO_PKG_VERSION").into()),
             ("clock".into(), clock_kind.into()),
-            ("ticks_per_second".into(), scale.ticks_per_second.to_string()),
-            ("start_ticks".into(), scale.start_ticks.to_string()),
+            ("ticks_per_second".into(), self.scale.ticks_per_second.to_string()),
+            ("start_ticks".into(), self.scale.start_ticks.to_string()),
             ("start_unix_ns".into(), self.run.start_unix_ns.to_string()),
             ("pid".into(), self.run.pid.to_string()),
             ("cpu_time".into(), self.run.cpu_time.to_string()),
             ("memory_tracked".into(), self.run.memory_tracked.to_string()),
         ];
         meta.extend(self.run.host.to_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
-        let process = ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(self.run.pid), name: "process".into() };
-        self.write_native(|n| {
-            n.meta(&meta)?;
-            n.thread(&process)
-        });
-        self.catalog.add_thread(process);
+        meta
     }
 
-    /// Runs until the profiler stops, then returns everything collected.
-    pub fn run(mut self) -> Collected {
+    /// Runs until the profiler stops, then returns where the profile is.
+    pub fn run(mut self) -> (Collected, Vec<String>) {
         loop {
             let stopping = self.shared.stop.load(Acquire);
             self.drain();
@@ -159,7 +168,7 @@ impl Collector {
         }
     }
 
-    /// Reads what `b` holds beyond what was read before; `complete` if its writer is done with it.
+    /// Takes what `b` holds beyond what was taken before; `complete` if its writer is done with it.
     fn consume(&mut self, b: &Block, complete: bool) {
         let len = b.len.load(Acquire);
         let thread = b.thread.load(Relaxed);
@@ -183,16 +192,23 @@ impl Collector {
         if len <= from {
             return;
         }
-        self.scratch.clear();
-        self.scratch.extend(b.words[from..len].iter().map(|w| w.load(Relaxed)));
+        let mut words = std::mem::take(&mut self.scratch);
+        words.clear();
+        words.extend(b.words[from..len].iter().map(|w| w.load(Relaxed)));
         b.consumed.store(len, Relaxed);
-        self.sync_names();
-        let words = std::mem::take(&mut self.scratch);
-        self.write_native(|n| n.records(thread, &words));
-        if let Err(e) = self.decoder.feed(&mut self.catalog, thread, &words, &mut self.aggregator) {
-            self.errors.push(format!("internal: undecodable record from thread {thread}: {}", e.message));
-        }
+        self.take_records(thread, &words);
         self.scratch = words;
+    }
+
+    /// Stores a thread's records: in the file, or decoded live.
+    fn take_records(&mut self, thread: u32, words: &[u64]) {
+        self.sync_names();
+        self.write_native(|n| n.records(thread, words));
+        if let Some(live) = self.live.as_mut() {
+            if let Err(e) = live.decoder.feed(&mut self.catalog, thread, words, &mut live.aggregator) {
+                self.errors.push(format!("internal: undecodable record from thread {thread}: {}", e.message));
+            }
+        }
     }
 
     /// Names interned since the last call, to the catalog and the file.
@@ -240,57 +256,72 @@ impl Collector {
             return;
         }
         self.last_rss = Instant::now();
-        let Some(rss) = current_rss_bytes() else { return };
-        self.sync_names();
-        let words = [header(kind::COUNTER, 0, self.rss_name), ticks(), (rss as f64).to_bits()];
-        self.write_native(|n| n.records(PROCESS_THREAD, &words));
-        let _ = self.decoder.feed(&mut self.catalog, PROCESS_THREAD, &words, &mut self.aggregator);
-    }
-
-    /// Writes to the native file; on the first failure, reports it and stops writing.
-    fn write_native(&mut self, f: impl FnOnce(&mut NativeWriter<BufWriter<File>>) -> std::io::Result<()>) {
-        let Some(native) = self.native.as_mut() else { return };
-        if let Err(e) = f(native) {
-            let msg =
-                format!("cannot write {}: {e}; it is abandoned, the pipeline goes on", self.native_path.display());
-            report(&msg);
-            self.errors.push(msg);
-            self.native = None;
+        if let Some(rss) = current_rss_bytes() {
+            self.take_records(
+                PROCESS_THREAD,
+                &[header(kind::COUNTER, 0, self.rss_name), ticks(), (rss as f64).to_bits()],
+            );
         }
     }
 
-    fn finish(mut self) -> Collected {
+    /// Writes to the native file; on failure, says which path failed and goes on live.
+    fn write_native(&mut self, f: impl FnOnce(&mut NativeWriter<File>) -> std::io::Result<()>) {
+        let Some(native) = self.native.as_mut() else { return };
+        if let Err(e) = f(native) {
+            self.native = None;
+            let reason = format!("cannot write {}: {e}", self.native_path.display());
+            self.go_live(reason);
+        }
+    }
+
+    /// Switches to decoding in memory, first replaying what reached the file.
+    fn go_live(&mut self, reason: String) {
+        report(&format!("{reason}; the pipeline goes on and the summary is computed in memory"));
+        self.errors.push(reason);
+        let mut live = Live { decoder: RecordDecoder::new(self.scale), aggregator: Aggregator::default() };
+        if let Ok(reader) = File::open(&self.native_path).map(BufReader::new) {
+            if let Ok(mut chunks) = NativeReader::new(reader) {
+                // Reading stops at the chunk whose write failed; the caller still holds its words.
+                while let Ok(Some(chunk)) = chunks.next_chunk() {
+                    if let Chunk::Records { thread, words } = chunk {
+                        let _ = live.decoder.feed(&mut self.catalog, thread, &words, &mut live.aggregator);
+                    }
+                }
+            }
+        }
+        self.live = Some(live);
+    }
+
+    fn finish(mut self) -> (Collected, Vec<String>) {
         let end_ticks = ticks();
         let dropped = self.shared.dropped.load(Relaxed);
         let reason = self.shared.end_reason();
         let peak_rss = peak_rss_bytes();
-        let mut meta = Vec::new();
-        if let Some(p) = peak_rss {
-            meta.push(("peak_rss_bytes".to_owned(), p.to_string()));
-        }
+        let meta: Vec<(String, String)> =
+            peak_rss.map(|p| ("peak_rss_bytes".into(), p.to_string())).into_iter().collect();
         self.write_native(|n| {
             n.meta(&meta)?;
             n.end(dropped, end_ticks, &reason)
         });
-        let end_ns = self.decoder.scale.ns(end_ticks);
-        self.decoder.nester.finish(&self.catalog, Some(end_ns), &mut self.aggregator);
         self.shared.release_pool();
-        let mut run = self.run;
-        run.duration_ns = end_ns;
-        run.dropped_records = dropped;
-        run.end_reason = reason;
-        run.peak_rss_bytes = peak_rss;
-        Collected {
-            catalog: self.catalog,
-            aggregator: self.aggregator,
-            run,
-            native_path: self.native.is_some().then_some(self.native_path),
-            errors: self.errors,
-        }
+        let collected = match self.live {
+            None => Collected::File(self.native_path),
+            Some(mut live) => {
+                let end_ns = self.scale.ns(end_ticks);
+                live.decoder.nester.finish(&self.catalog, Some(end_ns), &mut live.aggregator);
+                let mut run = self.run;
+                run.duration_ns = end_ns;
+                run.dropped_records = dropped;
+                run.end_reason = reason;
+                run.peak_rss_bytes = peak_rss;
+                Collected::Live { catalog: self.catalog, aggregator: live.aggregator, run }
+            }
+        };
+        (collected, self.errors)
     }
 }
 
-/// Tells the person running the pipeline, once, on standard error.
+/// Tells the person running the pipeline, on standard error.
 pub(crate) fn report(message: &str) {
     eprintln!("stageprof: {message}");
 }

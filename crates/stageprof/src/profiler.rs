@@ -1,6 +1,7 @@
 //! The public face of the recorder: profilers, sessions and guards.
 
-use std::io::{IsTerminal, Write};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Relaxed, Release};
@@ -10,7 +11,7 @@ use std::thread::JoinHandle;
 use stageprof_analysis::Summary;
 use stageprof_model::wire::{flag, kind};
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_table, summary_json, write_chrome_trace, TableOptions};
+use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
 use crate::collector::{report, Collected, Collector};
 use crate::config::{Config, Format};
@@ -95,7 +96,7 @@ pub struct Report {
 #[derive(Clone)]
 pub struct Profiler {
     shared: Arc<Shared>,
-    collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
+    collector: Arc<Mutex<Option<JoinHandle<(Collected, Vec<String>)>>>>,
 }
 
 impl Profiler {
@@ -194,7 +195,7 @@ impl Profiler {
         self.shared.uninstall_global();
         handle.thread().unpark();
         match handle.join() {
-            Ok(collected) => write_outputs(&self.shared.config, collected),
+            Ok((collected, errors)) => write_outputs(&self.shared.config, collected, errors),
             Err(_) => Report { errors: vec!["the collector thread panicked; no outputs".into()], ..Report::default() },
         }
     }
@@ -219,57 +220,83 @@ pub(crate) fn frame_of(target: Target<'_>) -> FrameGuard {
 }
 
 /// Writes the summary, Chrome trace and table that `config` asks for.
-fn write_outputs(config: &Config, collected: Collected) -> Report {
-    let Collected { catalog, aggregator, run, native_path, mut errors } = collected;
-    let summary = aggregator.summary(&catalog, run, config.top);
-    let mut files = Vec::new();
+/// `errors` are the collector's (already reported); new ones are reported here.
+fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>) -> Report {
+    let fail = |errors: &mut Vec<String>, e: String| {
+        report(&e);
+        errors.push(e);
+    };
     let dir = &config.output_dir;
-    if config.writes(Format::Chrome) {
-        let path = dir.join("trace.json");
-        match &native_path {
-            Some(native) => match chrome_from_native(native, &path) {
-                Ok(()) => files.push(path),
-                Err(e) => errors.push(format!("cannot write {}: {e}", path.display())),
-            },
-            None => errors.push(format!(
-                "{} not written: the native profile it is made from could not be written",
-                path.display()
-            )),
+    let mut files = Vec::new();
+    let chrome_path = dir.join("trace.json");
+    let mut summary = match collected {
+        Collected::File(native) => {
+            let chrome = match config.writes(Format::Chrome).then(|| File::create(&chrome_path)) {
+                Some(Ok(f)) => Some(BufWriter::new(f)),
+                Some(Err(e)) => {
+                    fail(&mut errors, format!("cannot write {}: {e}", chrome_path.display()));
+                    None
+                }
+                None => None,
+            };
+            let wants_chrome = chrome.is_some();
+            let read = File::open(&native)
+                .map_err(|e| e.to_string())
+                .and_then(|f| Ok(report_native(BufReader::new(f), config.top, chrome)));
+            let summary = match read {
+                Ok(Ok(summary)) => {
+                    if wants_chrome {
+                        files.push(chrome_path);
+                    }
+                    summary
+                }
+                Ok(Err(ReportError::Chrome(e, summary))) => {
+                    fail(&mut errors, format!("cannot write {}: {e}", chrome_path.display()));
+                    *summary
+                }
+                Ok(Err(ReportError::Read(e))) => {
+                    fail(&mut errors, format!("cannot read back {}: {e}", native.display()));
+                    return Report { summary: None, files, errors };
+                }
+                Err(e) => {
+                    fail(&mut errors, format!("cannot read back {}: {e}", native.display()));
+                    return Report { summary: None, files, errors };
+                }
+            };
+            if config.writes(Format::Native) {
+                files.push(native);
+            } else {
+                let _ = std::fs::remove_file(native);
+            }
+            summary
         }
-    }
-    if let Some(native) = native_path {
-        if config.writes(Format::Native) {
-            files.push(native);
-        } else {
-            let _ = std::fs::remove_file(native);
+        Collected::Live { catalog, aggregator, run } => {
+            if config.writes(Format::Chrome) {
+                let e = format!(
+                    "{} not written: the native profile it is made from could not be written",
+                    chrome_path.display()
+                );
+                fail(&mut errors, e);
+            }
+            aggregator.summary(&catalog, run, config.top)
         }
-    }
+    };
+    summary.run.warnings.extend(errors.iter().cloned());
     if config.writes(Format::Summary) {
         let path = dir.join("summary.json");
         match std::fs::write(&path, summary_json(&summary)) {
             Ok(()) => files.push(path),
-            Err(e) => errors.push(format!("cannot write {}: {e}", path.display())),
+            Err(e) => fail(&mut errors, format!("cannot write {}: {e}", path.display())),
         }
     }
     if config.writes(Format::Table) {
         let stderr = std::io::stderr();
         let tty = stderr.is_terminal();
-        let width = tty.then(terminal_width);
-        let mut text = render_table(&summary, TableOptions { color: tty, width });
+        let mut text = render_table(&summary, TableOptions { color: tty, width: tty.then(terminal_width) });
         for f in &files {
             text.push_str(&format!("wrote {}\n", f.display()));
         }
         let _ = stderr.lock().write_all(text.as_bytes());
     }
-    for e in &errors {
-        report(e);
-    }
     Report { summary: Some(summary), files, errors }
-}
-
-fn chrome_from_native(native: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
-    let input = std::fs::File::open(native).map_err(|e| e.to_string())?;
-    let output = std::fs::File::create(out).map_err(|e| e.to_string())?;
-    write_chrome_trace(std::io::BufReader::new(input), std::io::BufWriter::new(output)).map_err(|e| e.to_string())?;
-    Ok(())
 }
