@@ -82,9 +82,15 @@ impl<W: Write> NativeWriter<W> {
     }
 
     pub fn records(&mut self, thread: u32, words: &[u64]) -> io::Result<()> {
+        self.records_from(thread, words.iter().copied())
+    }
+
+    /// Like [`NativeWriter::records`], taking the words from an iterator (no copy in between).
+    pub fn records_from(&mut self, thread: u32, words: impl ExactSizeIterator<Item = u64>) -> io::Result<()> {
         self.start_chunk();
         put_u32(&mut self.buf, thread);
         put_u32(&mut self.buf, 0);
+        self.buf.reserve(words.len() * 8);
         for w in words {
             self.buf.extend_from_slice(&w.to_le_bytes());
         }

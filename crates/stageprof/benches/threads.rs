@@ -33,7 +33,7 @@ fn main() {
     }
     println!("| buffer_mb | wall | ns/stage (all threads) | recorded | dropped | recorded+dropped | peak RSS growth |");
     println!("|---|---|---|---|---|---|---|");
-    for buffer_mb in [4u32, 16, 64] {
+    for buffer_mb in [4u32, 16, 64, 256] {
         let dir = tempfile::tempdir().unwrap();
         reset_peak_rss();
         let base = peak_rss_mib();

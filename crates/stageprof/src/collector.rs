@@ -192,18 +192,34 @@ impl Collector {
         if len <= from {
             return;
         }
-        let mut words = std::mem::take(&mut self.scratch);
-        words.clear();
-        words.extend(b.words[from..len].iter().map(|w| w.load(Relaxed)));
         b.consumed.store(len, Relaxed);
-        self.take_records(thread, &words);
-        self.scratch = words;
+        let words = b.words[from..len].iter().map(|w| w.load(Relaxed));
+        if self.live.is_none() {
+            self.sync_names();
+            self.write_native(|n| n.records_from(thread, words.clone()));
+        }
+        // Either live from the start, or the write above just failed and went live.
+        if self.live.is_some() {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.extend(words);
+            self.decode_live(thread, &scratch);
+            self.scratch = scratch;
+        }
     }
 
     /// Stores a thread's records: in the file, or decoded live.
     fn take_records(&mut self, thread: u32, words: &[u64]) {
         self.sync_names();
         self.write_native(|n| n.records(thread, words));
+        self.decode_live(thread, words);
+    }
+
+    fn decode_live(&mut self, thread: u32, words: &[u64]) {
+        if self.live.is_none() {
+            return;
+        }
+        self.sync_names();
         if let Some(live) = self.live.as_mut() {
             if let Err(e) = live.decoder.feed(&mut self.catalog, thread, words, &mut live.aggregator) {
                 self.errors.push(format!("internal: undecodable record from thread {thread}: {}", e.message));
