@@ -33,7 +33,13 @@ pub(crate) enum Collected {
     /// Complete in the native file.
     File(PathBuf),
     /// Aggregated in memory, because the file could not be written.
-    Live { catalog: Catalog, aggregator: Aggregator, run: RunInfo },
+    Live(Box<LiveProfile>),
+}
+
+pub(crate) struct LiveProfile {
+    pub catalog: Catalog,
+    pub aggregator: Aggregator,
+    pub run: RunInfo,
 }
 
 /// Decoding in the collector, used only when the native file fails.
@@ -330,7 +336,7 @@ impl Collector {
                 run.dropped_records = dropped;
                 run.end_reason = reason;
                 run.peak_rss_bytes = peak_rss;
-                Collected::Live { catalog: self.catalog, aggregator: live.aggregator, run }
+                Collected::Live(Box::new(LiveProfile { catalog: self.catalog, aggregator: live.aggregator, run }))
             }
         };
         (collected, self.errors)

@@ -270,7 +270,7 @@ fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>)
             }
             summary
         }
-        Collected::Live { catalog, aggregator, run } => {
+        Collected::Live(live) => {
             if config.writes(Format::Chrome) {
                 let e = format!(
                     "{} not written: the native profile it is made from could not be written",
@@ -278,7 +278,7 @@ fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>)
                 );
                 fail(&mut errors, e);
             }
-            aggregator.summary(&catalog, run, config.top)
+            live.aggregator.summary(&live.catalog, live.run, config.top)
         }
     };
     summary.run.warnings.extend(errors.iter().cloned());
