@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 /// Wraps an allocator (the system one by default) and counts allocations per
 /// thread, so stages can report bytes allocated, peak and net live bytes.
 ///
-/// ```ignore
+/// ```
 /// #[global_allocator]
 /// static ALLOC: stageprof::TrackingAllocator = stageprof::TrackingAllocator::system();
+/// # fn main() {}
 /// ```
 pub struct TrackingAllocator<A = System> {
     inner: A,

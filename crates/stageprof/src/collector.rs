@@ -28,8 +28,15 @@ use crate::recorder::{Block, Shared};
 const PROCESS_THREAD: u32 = u32::MAX;
 const RSS_COUNTER: &str = "process RSS bytes";
 
+/// What the collector hands back: where the profile is, and what went wrong
+/// on the way (already reported on stderr).
+pub(crate) struct Collected {
+    pub recorded: Recorded,
+    pub errors: Vec<String>,
+}
+
 /// Where the recorded profile ended up.
-pub(crate) enum Collected {
+pub(crate) enum Recorded {
     /// Complete in the native file.
     File(PathBuf),
     /// Aggregated in memory, because the file could not be written.
@@ -144,7 +151,7 @@ impl Collector {
     }
 
     /// Runs until the profiler stops, then returns where the profile is.
-    pub fn run(mut self) -> (Collected, Vec<String>) {
+    pub fn run(mut self) -> Collected {
         loop {
             let stopping = self.shared.stop.load(Acquire);
             self.drain();
@@ -314,7 +321,7 @@ impl Collector {
         self.live = Some(live);
     }
 
-    fn finish(mut self) -> (Collected, Vec<String>) {
+    fn finish(mut self) -> Collected {
         let end_ticks = ticks();
         let dropped = self.shared.dropped.load(Relaxed);
         let reason = self.shared.end_reason();
@@ -326,8 +333,8 @@ impl Collector {
             n.end(dropped, end_ticks, &reason)
         });
         self.shared.release_pool();
-        let collected = match self.live {
-            None => Collected::File(self.native_path),
+        let recorded = match self.live {
+            None => Recorded::File(self.native_path),
             Some(mut live) => {
                 let end_ns = self.scale.ns(end_ticks);
                 live.decoder.nester.finish(&self.catalog, Some(end_ns), &mut live.aggregator);
@@ -336,10 +343,10 @@ impl Collector {
                 run.dropped_records = dropped;
                 run.end_reason = reason;
                 run.peak_rss_bytes = peak_rss;
-                Collected::Live(Box::new(LiveProfile { catalog: self.catalog, aggregator: live.aggregator, run }))
+                Recorded::Live(Box::new(LiveProfile { catalog: self.catalog, aggregator: live.aggregator, run }))
             }
         };
-        (collected, self.errors)
+        Collected { recorded, errors: self.errors }
     }
 }
 

@@ -13,7 +13,7 @@ use stageprof_model::wire::{flag, kind};
 use stageprof_render::table::terminal_width;
 use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
-use crate::collector::{report, Collected, Collector};
+use crate::collector::{report, Collected, Collector, Recorded};
 use crate::config::{Config, Format};
 use crate::names::FRAME_NAME;
 use crate::recorder::{dynamic_name, end_span, with_writer, OpenSpan, Shared, Target};
@@ -96,7 +96,7 @@ pub struct Report {
 #[derive(Clone)]
 pub struct Profiler {
     shared: Arc<Shared>,
-    collector: Arc<Mutex<Option<JoinHandle<(Collected, Vec<String>)>>>>,
+    collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
 }
 
 impl Profiler {
@@ -195,7 +195,7 @@ impl Profiler {
         self.shared.uninstall_global();
         handle.thread().unpark();
         match handle.join() {
-            Ok((collected, errors)) => write_outputs(&self.shared.config, collected, errors),
+            Ok(collected) => write_outputs(&self.shared.config, collected),
             Err(_) => Report { errors: vec!["the collector thread panicked; no outputs".into()], ..Report::default() },
         }
     }
@@ -221,7 +221,8 @@ pub(crate) fn frame_of(target: Target<'_>) -> FrameGuard {
 
 /// Writes the summary, Chrome trace and table that `config` asks for.
 /// `errors` are the collector's (already reported); new ones are reported here.
-fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>) -> Report {
+fn write_outputs(config: &Config, collected: Collected) -> Report {
+    let Collected { recorded, mut errors } = collected;
     let fail = |errors: &mut Vec<String>, e: String| {
         report(&e);
         errors.push(e);
@@ -229,8 +230,8 @@ fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>)
     let dir = &config.output_dir;
     let mut files = Vec::new();
     let chrome_path = dir.join("trace.json");
-    let mut summary = match collected {
-        Collected::File(native) => {
+    let mut summary = match recorded {
+        Recorded::File(native) => {
             let chrome = match config.writes(Format::Chrome).then(|| File::create(&chrome_path)) {
                 Some(Ok(f)) => Some(BufWriter::new(f)),
                 Some(Err(e)) => {
@@ -240,9 +241,7 @@ fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>)
                 None => None,
             };
             let wants_chrome = chrome.is_some();
-            let read = File::open(&native)
-                .map_err(|e| e.to_string())
-                .and_then(|f| Ok(report_native(BufReader::new(f), config.top, chrome)));
+            let read = File::open(&native).map(|f| report_native(BufReader::new(f), config.top, chrome));
             let summary = match read {
                 Ok(Ok(summary)) => {
                     if wants_chrome {
@@ -270,7 +269,7 @@ fn write_outputs(config: &Config, collected: Collected, mut errors: Vec<String>)
             }
             summary
         }
-        Collected::Live(live) => {
+        Recorded::Live(live) => {
             if config.writes(Format::Chrome) {
                 let e = format!(
                     "{} not written: the native profile it is made from could not be written",
