@@ -90,8 +90,8 @@ pub fn init() -> Session {
 /// Starts the global session with `config`.
 pub fn init_with(config: Config) -> Session {
     let profiler = Profiler::start_as(config, true);
-    if profiler.is_enabled() && profiler.config().signals {
-        signals::watch(&profiler);
+    if profiler.is_enabled() {
+        signals::watch(&profiler, profiler.config().signals);
     }
     Session { profiler }
 }

@@ -1,5 +1,6 @@
-//! Faults that need a process of their own: SIGINT mid-run, and the disk
-//! filling up mid-run. Each test re-runs this binary as the pipeline (an
+//! Ends and faults that need a process of their own: SIGINT mid-run,
+//! `process::exit`, a panic through `main`, a bad config, the disk filling
+//! up mid-run. Each test re-runs this binary as the pipeline (an
 //! ignored test, selected by name), injects the fault, and reads what the
 //! pipeline wrote.
 
@@ -133,4 +134,66 @@ fn a_disk_filling_mid_run_loses_no_stage() {
     assert_eq!(summary["dropped_events"], 0);
     let warnings = summary["warnings"].as_array().unwrap();
     assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("profile.stgp")), "{warnings:?}");
+}
+
+/// A pipeline that ends in a way of `STAGEPROF_END`'s choosing.
+#[test]
+#[ignore = "the pipeline run by the tests of process ends below"]
+fn ending_child() {
+    if !is_child("ending_child") {
+        return;
+    }
+    let _session = stageprof::init();
+    for _ in 0..10 {
+        let _s = stageprof::scope!("step");
+    }
+    let _open = stageprof::scope!("open at the end");
+    match std::env::var("STAGEPROF_END").unwrap().as_str() {
+        "exit" => std::process::exit(3),
+        "panic" => panic!("the pipeline failed"),
+        _ => {}
+    }
+}
+
+fn run_ending(end: &str, extra_env: &[(&str, &str)]) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![("STAGEPROF_END", end)];
+    env.extend_from_slice(extra_env);
+    let out = spawn_child("ending_child", dir.path(), &env).wait_with_output().unwrap();
+    (dir, out)
+}
+
+#[test]
+fn process_exit_still_writes_outputs() {
+    let (dir, out) = run_ending("exit", &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let summary = json(&dir.path().join("summary.json"));
+    assert_eq!(summary["end_reason"], "exit");
+    assert_eq!(calls(&summary, "step"), 10);
+    assert_eq!(calls(&summary, "open at the end"), 1);
+    json(&dir.path().join("trace.json"));
+}
+
+#[test]
+fn a_panic_through_main_still_writes_outputs() {
+    let (dir, out) = run_ending("panic", &[]);
+    assert!(!out.status.success());
+    let summary = json(&dir.path().join("summary.json"));
+    assert_eq!(summary["end_reason"], "panic");
+    assert_eq!(calls(&summary, "step"), 10);
+    let open = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "open at the end").unwrap();
+    assert_eq!(open["unwound"], 1);
+}
+
+#[test]
+fn a_bad_setting_leaves_profiling_off_and_the_pipeline_running() {
+    let (dir, out) = run_ending("normal", &[("STAGEPROF_SAMPLE_EVERY", "often")]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("STAGEPROF_SAMPLE_EVERY = \"often\": expected a whole number of frames")
+            && stderr.contains("profiling is off"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is written when profiling is off");
 }
