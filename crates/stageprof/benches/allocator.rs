@@ -1,12 +1,16 @@
-//! What TrackingAllocator adds to an allocation + free pair, against the
-//! system allocator it wraps: `cargo bench -p stageprof --bench allocator`.
+//! What memory tracking costs: TrackingAllocator against the system
+//! allocator it wraps (per allocation + free pair), and a stage with memory
+//! figures on. `cargo bench -p stageprof --bench allocator`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use stageprof::TrackingAllocator;
+use stageprof::{Config, Format, TrackingAllocator};
+
+#[global_allocator]
+static GLOBAL: TrackingAllocator = TrackingAllocator::system();
 
 static TRACKING: TrackingAllocator = TrackingAllocator::system();
 
@@ -31,9 +35,31 @@ fn alloc_free(c: &mut Criterion) {
     g.finish();
 }
 
+fn stage_with_memory(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        Config { output_dir: dir.path().into(), formats: vec![Format::Summary], rss_sample_ms: 0, ..Config::default() };
+    let session = stageprof::init_with(Config { memory: false, ..config.clone() });
+    let mut g = c.benchmark_group("stage");
+    g.bench_function("stageprof scope! (on, memory off)", |b| {
+        b.iter(|| {
+            let _s = stageprof::scope!("bench");
+        })
+    });
+    drop(session);
+    let session = stageprof::init_with(config);
+    g.bench_function("stageprof scope! (on, memory on)", |b| {
+        b.iter(|| {
+            let _s = stageprof::scope!("bench");
+        })
+    });
+    drop(session);
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = alloc_free
+    targets = alloc_free, stage_with_memory
 }
 criterion_main!(benches);

@@ -379,16 +379,17 @@ impl Drop for ThreadWriter {
     }
 }
 
-/// Everything a thread keeps for recording.
-#[derive(Default)]
+/// A thread's writers: for the global profiler, and for explicit instances.
 struct Local {
     global: Option<ThreadWriter>,
     others: Vec<ThreadWriter>,
-    dynamic_names: HashMap<Box<str>, u32>,
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    // Const-initialised: an access is a TLS offset, no lazy-init check.
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local { global: None, others: Vec::new() }) };
+    /// This thread's cache of dynamic stage names.
+    static DYNAMIC_NAMES: RefCell<HashMap<Box<str>, u32>> = RefCell::new(HashMap::new());
 }
 
 /// Which profiler a call records to.
@@ -458,15 +459,15 @@ pub(crate) fn end_span(span: OpenSpan, unwound: bool) {
 
 /// The id of a dynamic name, through this thread's cache.
 pub(crate) fn dynamic_name(name: &str) -> u32 {
-    LOCAL
-        .try_with(|l| {
-            let mut l = l.borrow_mut();
-            if let Some(&id) = l.dynamic_names.get(name) {
+    DYNAMIC_NAMES
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(&id) = cache.get(name) {
                 return id;
             }
             alloc::untracked(|| {
                 let id = names::intern(name);
-                l.dynamic_names.insert(name.into(), id);
+                cache.insert(name.into(), id);
                 id
             })
         })
