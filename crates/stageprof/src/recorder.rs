@@ -12,14 +12,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
-use stageprof_model::wire::{self, flag, header, kind, BEGIN_WORDS, COUNTER_WORDS, MAX_END_WORDS};
+use stageprof_model::wire::{flag, header, kind, BEGIN_WORDS, COUNTER_WORDS, MAX_END_WORDS};
 
 use crate::alloc::{self, HeapMark};
 use crate::clock::ticks;
@@ -90,7 +90,8 @@ impl Sampling {
 
 /// State shared by a profiler's threads, its collector and its handles.
 pub(crate) struct Shared {
-    pub id: u64,
+    /// Profiler ids count up from 1 (2^31 profilers per process are plenty).
+    pub id: u32,
     pub global: bool,
     pub config: Config,
     /// Master switch (set at run time, or off once finished).
@@ -113,10 +114,10 @@ pub(crate) struct Shared {
     end_reason: Mutex<String>,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// Mirror of the global profiler's `recording`, so a disabled stage costs one load.
 pub(crate) static GLOBAL_RECORDING: AtomicBool = AtomicBool::new(false);
-static GLOBAL_ID: AtomicU64 = AtomicU64::new(0);
+static GLOBAL_ID: AtomicU32 = AtomicU32::new(0);
 static GLOBAL: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
 
 impl Shared {
@@ -226,16 +227,31 @@ impl Shared {
     }
 }
 
-/// A stage or frame that was recorded as begun: which writer will end it.
-/// Kept to 16 bytes so a guard travels in registers.
-pub(crate) struct OpenSpan {
-    profiler: NonZeroU64,
-    global: bool,
+/// A stage or frame that was recorded as begun: which writer ends it, and
+/// its name. Packed in one word (profiler id, global flag, name id) so a
+/// guard travels in a register.
+#[derive(Clone, Copy)]
+pub(crate) struct OpenSpan(NonZeroU64);
+
+impl OpenSpan {
+    fn new(profiler: NonZeroU32, global: bool, name: u32) -> OpenSpan {
+        let word = u64::from(profiler.get()) << 33 | u64::from(global) << 32 | u64::from(name);
+        OpenSpan(NonZeroU64::new(word).expect("profiler ids are not zero"))
+    }
+    fn profiler(self) -> u32 {
+        (self.0.get() >> 33) as u32
+    }
+    fn global(self) -> bool {
+        self.0.get() >> 32 & 1 == 1
+    }
+    fn name(self) -> u32 {
+        self.0.get() as u32
+    }
 }
 
-/// What a writer keeps of a begun span until its end.
+/// What a writer keeps of a begun span until its end, when it measures
+/// memory or CPU time (otherwise it keeps nothing).
 struct Pending {
-    name: u32,
     mem: Option<HeapMark>,
     cpu_start: u64,
 }
@@ -244,13 +260,16 @@ struct Pending {
 pub(crate) struct ThreadWriter {
     pub shared: Arc<Shared>,
     // Copies of `shared`'s fixed fields, to spare the hot path a pointer chase.
-    id: NonZeroU64,
+    id: NonZeroU32,
+    global: bool,
     memory: bool,
     cpu_time: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
     /// Begun spans whose end is still to be written (each has room reserved).
+    open: usize,
+    /// Their start measurements, innermost last (empty unless memory or CPU time is on).
     pending: Vec<Pending>,
     seq: u64,
 }
@@ -259,9 +278,11 @@ impl ThreadWriter {
     fn new(shared: Arc<Shared>) -> ThreadWriter {
         let slot = alloc::untracked(|| shared.register_thread());
         ThreadWriter {
-            id: NonZeroU64::new(shared.id).expect("profiler ids start at 1"),
+            id: NonZeroU32::new(shared.id).expect("profiler ids start at 1"),
+            global: shared.global,
             memory: shared.memory,
             cpu_time: shared.cpu_time,
+            open: 0,
             pending: alloc::untracked(|| Vec::with_capacity(64)),
             shared,
             slot,
@@ -299,13 +320,16 @@ impl ThreadWriter {
         true
     }
 
+    /// Appends one record. Its size is known at compile time, so this is one
+    /// bounds check and N plain stores.
     #[inline(always)]
-    fn write(&mut self, words: &[u64]) {
+    fn write<const N: usize>(&mut self, words: [u64; N]) {
         let Some(b) = &self.block else { return };
-        for (dst, w) in b.words[self.pos..self.pos + words.len()].iter().zip(words) {
-            dst.store(*w, Relaxed);
+        let Some(dst) = b.words.get(self.pos..self.pos + N) else { return };
+        for (d, w) in dst.iter().zip(words) {
+            d.store(w, Relaxed);
         }
-        self.pos += words.len();
+        self.pos += N;
         b.len.store(self.pos, Release);
     }
 
@@ -317,54 +341,68 @@ impl ThreadWriter {
     /// Records a begin of `kind` (stage or frame); `None` if it had to be dropped.
     #[inline(always)]
     pub fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
-        let open = self.pending.len();
-        if open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (open + 1) * MAX_END_WORDS) {
+        if self.open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
             self.drop_record();
             return None;
         }
-        if open == self.pending.capacity() {
-            alloc::untracked(|| self.pending.reserve(open));
+        self.open += 1;
+        if self.memory || self.cpu_time {
+            self.push_pending();
+        }
+        self.write([header(record_kind, flags, name), ticks()]);
+        Some(OpenSpan::new(self.id, self.global, name))
+    }
+
+    fn push_pending(&mut self) {
+        if self.pending.len() == self.pending.capacity() {
+            alloc::untracked(|| self.pending.reserve(self.pending.len()));
         }
         let mem = if self.memory { Some(alloc::mark()) } else { None };
         let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };
-        self.pending.push(Pending { name, mem, cpu_start });
-        self.write(&[header(record_kind, flags, name), ticks()]);
-        Some(OpenSpan { profiler: self.id, global: self.shared.global })
+        self.pending.push(Pending { mem, cpu_start });
     }
 
     /// Records the end of the innermost begun span, in the room its begin reserved.
     #[inline(always)]
-    pub fn end(&mut self, unwound: bool) {
+    pub fn end(&mut self, name: u32, unwound: bool) {
         let t = ticks();
-        let Some(span) = self.pending.pop() else { return };
-        let mut words = [0u64; MAX_END_WORDS];
-        let mut n = 2;
-        let mut flags = if unwound { flag::UNWOUND } else { 0 };
-        if self.cpu_time {
-            words[n] = thread_cpu_ns().saturating_sub(span.cpu_start);
-            n += 1;
-            flags |= flag::HAS_CPU;
+        if self.open == 0 {
+            return;
         }
-        if let Some(m) = span.mem {
-            let h = alloc::measure(m);
-            words[n..n + 4].copy_from_slice(&[h.alloc_bytes, h.allocs, h.peak_bytes, h.net_bytes as u64]);
-            n += 4;
-            flags |= flag::HAS_MEM;
+        self.open -= 1;
+        let (cpu, mem) = match self.pending.pop() {
+            Some(p) => (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), p.mem.map(alloc::measure)),
+            None => (None, None),
+        };
+        let flags = if unwound { flag::UNWOUND } else { 0 };
+        let h = |extra: u64| header(kind::END, flags | extra, name);
+        // One arm per record layout (see stageprof_model::wire), so each is a fixed-size write.
+        match (cpu, mem) {
+            (None, None) => self.write([h(0), t]),
+            (None, Some(m)) => {
+                self.write([h(flag::HAS_MEM), t, m.alloc_bytes, m.allocs, m.peak_bytes, m.net_bytes as u64])
+            }
+            (Some(c), None) => self.write([h(flag::HAS_CPU), t, c]),
+            (Some(c), Some(m)) => self.write([
+                h(flag::HAS_CPU | flag::HAS_MEM),
+                t,
+                c,
+                m.alloc_bytes,
+                m.allocs,
+                m.peak_bytes,
+                m.net_bytes as u64,
+            ]),
         }
-        words[0] = header(kind::END, flags, span.name);
-        words[1] = t;
-        debug_assert_eq!(n, wire::end_words(flags));
-        self.write(&words[..n]);
     }
 
     /// Records a counter sample; `None` if it had to be dropped.
     #[inline]
     pub fn counter(&mut self, name: u32, value: f64) -> Option<()> {
-        if !self.reserve(COUNTER_WORDS + self.pending.len() * MAX_END_WORDS) {
+        if !self.reserve(COUNTER_WORDS + self.open * MAX_END_WORDS) {
             self.drop_record();
             return None;
         }
-        self.write(&[header(kind::COUNTER, 0, name), ticks(), value.to_bits()]);
+        self.write([header(kind::COUNTER, 0, name), ticks(), value.to_bits()]);
         Some(())
     }
 }
@@ -426,11 +464,12 @@ impl Local {
 
     /// The writer an open span was recorded by, if it still exists.
     #[inline]
-    fn writer_of(&mut self, span: &OpenSpan) -> Option<&mut ThreadWriter> {
-        if span.global {
-            self.global.as_mut().filter(|w| w.id == span.profiler)
+    fn writer_of(&mut self, span: OpenSpan) -> Option<&mut ThreadWriter> {
+        let id = span.profiler();
+        if span.global() {
+            self.global.as_mut().filter(|w| w.id.get() == id)
         } else {
-            self.others.iter_mut().find(|w| w.id == span.profiler)
+            self.others.iter_mut().find(|w| w.id.get() == id)
         }
     }
 }
@@ -451,8 +490,8 @@ pub(crate) fn with_writer<R>(target: Target<'_>, f: impl FnOnce(&mut ThreadWrite
 #[inline(never)]
 pub(crate) fn end_span(span: OpenSpan, unwound: bool) {
     let _ = LOCAL.try_with(|l| {
-        if let Some(w) = l.borrow_mut().writer_of(&span) {
-            w.end(unwound);
+        if let Some(w) = l.borrow_mut().writer_of(span) {
+            w.end(span.name(), unwound);
         }
     });
 }
