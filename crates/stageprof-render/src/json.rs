@@ -89,29 +89,31 @@ impl JsonWriter {
     }
 
     pub fn begin_object(&mut self) -> &mut Self {
-        self.sep();
-        self.out.push('{');
-        self.empty.push(true);
-        self
+        self.open('{')
     }
 
     pub fn end_object(&mut self) -> &mut Self {
-        self.empty.pop();
-        self.out.push('}');
-        self.value_done();
-        self
+        self.close('}')
     }
 
     pub fn begin_array(&mut self) -> &mut Self {
+        self.open('[')
+    }
+
+    pub fn end_array(&mut self) -> &mut Self {
+        self.close(']')
+    }
+
+    fn open(&mut self, bracket: char) -> &mut Self {
         self.sep();
-        self.out.push('[');
+        self.out.push(bracket);
         self.empty.push(true);
         self
     }
 
-    pub fn end_array(&mut self) -> &mut Self {
+    fn close(&mut self, bracket: char) -> &mut Self {
         self.empty.pop();
-        self.out.push(']');
+        self.out.push(bracket);
         self.value_done();
         self
     }

@@ -1,7 +1,7 @@
 //! The JSON summary (docs/summary-schema.md).
 
 use stageprof_analysis::stats::DurationStats;
-use stageprof_analysis::{Summary, SCHEMA_VERSION};
+use stageprof_analysis::{StageStats, Summary, SCHEMA_VERSION};
 
 use crate::json::JsonWriter;
 
@@ -13,6 +13,11 @@ fn call_stats(w: &mut JsonWriter, s: &DurationStats) {
         .field("p50_ns", s.p50_ns)
         .field("p95_ns", s.p95_ns)
         .field("p99_ns", s.p99_ns);
+}
+
+/// The fields that say which stage this is.
+fn stage_identity(w: &mut JsonWriter, st: &StageStats) {
+    w.field_str("name", &st.name).field_strs("path", st.path.iter().map(String::as_str));
 }
 
 /// The summary as a JSON document.
@@ -54,13 +59,9 @@ pub fn summary_json(s: &Summary) -> String {
     w.field_strs("warnings", run.warnings.iter().map(String::as_str));
     w.key("stages").begin_array();
     for st in &s.stages {
-        w.begin_object()
-            .field_str("name", &st.name)
-            .field_strs("path", st.path.iter().map(String::as_str))
-            .field("depth", st.depth)
-            .field("calls", st.calls)
-            .field("wall_ns", st.wall_ns)
-            .field("self_ns", st.self_ns);
+        w.begin_object();
+        stage_identity(&mut w, st);
+        w.field("depth", st.depth).field("calls", st.calls).field("wall_ns", st.wall_ns).field("self_ns", st.self_ns);
         call_stats(&mut w, &st.call);
         w.field_opt("cpu_ns", st.cpu_ns)
             .field_opt("host_mem_peak_bytes", st.host_mem_peak_bytes)
@@ -96,11 +97,9 @@ pub fn summary_json(s: &Summary) -> String {
     w.key("bottlenecks").begin_array();
     for b in &s.bottlenecks {
         let st = &s.stages[b.stage];
-        w.begin_object()
-            .field("rank", b.rank)
-            .field_str("name", &st.name)
-            .field_strs("path", st.path.iter().map(String::as_str))
-            .field("self_ns", b.self_ns)
+        w.begin_object().field("rank", b.rank);
+        stage_identity(&mut w, st);
+        w.field("self_ns", b.self_ns)
             .field_f64("share_pct", b.share_pct)
             .field("calls", st.calls)
             .field("wall_ns", st.wall_ns)
