@@ -14,16 +14,15 @@ pub struct ChromeTraceWriter<W: Write> {
     out: W,
     line: String,
     pid: u32,
+    /// No event written yet (the next one needs no comma).
+    first: bool,
     error: Option<io::Error>,
 }
 
 impl<W: Write> ChromeTraceWriter<W> {
     pub fn new(out: W, pid: u32) -> Self {
-        let mut w = ChromeTraceWriter { out, line: String::new(), pid, error: None };
-        // An empty metadata event first, so every later event can start with a comma.
-        w.line.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{\"name\":\"trace\",\"ph\":\"M\",\"pid\":");
-        w.line.push_str(&pid.to_string());
-        w.line.push_str(",\"args\":{}}");
+        let mut w = ChromeTraceWriter { out, line: String::new(), pid, first: true, error: None };
+        w.line.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
         w.emit();
         w
     }
@@ -37,9 +36,16 @@ impl<W: Write> ChromeTraceWriter<W> {
         self.line.clear();
     }
 
+    /// Starts the next event of the array.
+    fn next_event(&mut self) {
+        self.line.push_str(if self.first { "\n{" } else { ",\n{" });
+        self.first = false;
+    }
+
     fn event_head(&mut self, name: &str, cat: &str, ph: char, ts_ns: u64, tid: u32) {
+        self.next_event();
         let l = &mut self.line;
-        l.push_str(",\n{\"name\":");
+        l.push_str("\"name\":");
         push_str(l, name);
         l.push_str(",\"cat\":\"");
         l.push_str(cat);
@@ -55,14 +61,16 @@ impl<W: Write> ChromeTraceWriter<W> {
 
     /// Writes the process and thread names and closes the document.
     pub fn finish(mut self, catalog: &Catalog, process_label: &str) -> io::Result<W> {
-        self.line.push_str(",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
+        self.next_event();
+        self.line.push_str("\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
         self.line.push_str(&self.pid.to_string());
         self.line.push_str(",\"args\":{\"name\":");
         push_str(&mut self.line, process_label);
         self.line.push_str("}}");
         self.emit();
         for t in catalog.threads() {
-            self.line.push_str(",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+            self.next_event();
+            self.line.push_str("\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
             self.line.push_str(&self.pid.to_string());
             self.line.push_str(",\"tid\":");
             self.line.push_str(&t.index.to_string());
@@ -126,5 +134,52 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         push_f64(&mut self.line, sample.value);
         self.line.push_str("}}");
         self.emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_model::{SpanFlags, StageMetrics, ThreadInfo};
+
+    #[test]
+    fn writes_a_valid_document_even_with_no_events() {
+        let out = ChromeTraceWriter::new(Vec::new(), 1).finish(&Catalog::default(), "p").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["traceEvents"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn spans_counters_and_names() {
+        let mut c = Catalog::default();
+        c.set_name(0, "de\"code");
+        c.add_thread(ThreadInfo { index: 0, os_tid: 42, name: "main".into() });
+        let path = c.intern_path(None, 0);
+        let mut w = ChromeTraceWriter::new(Vec::new(), 7);
+        let span = Span {
+            thread: 0,
+            kind: SpanKind::Stage,
+            name: 0,
+            path: Some(path),
+            depth: 0,
+            start_ns: 1_500,
+            end_ns: 4_000_001,
+            self_ns: 10,
+            metrics: StageMetrics::default(),
+            flags: SpanFlags { unwound: true, ..SpanFlags::default() },
+        };
+        w.span(&span, &c);
+        w.counter(&CounterSample { name: 0, thread: 0, ts_ns: 2_000, value: 0.5 }, &c);
+        let v: serde_json::Value = serde_json::from_slice(&w.finish(&c, "proc").unwrap()).unwrap();
+        let events = v["traceEvents"].as_array().unwrap();
+        assert_eq!(events[0]["name"], "de\"code");
+        assert_eq!(events[0]["ts"].as_f64(), Some(1.5));
+        assert_eq!(events[0]["dur"].as_f64(), Some(3998.501));
+        assert_eq!(events[0]["args"]["unwound"], true);
+        assert_eq!(events[1]["ph"], "C");
+        assert_eq!(events[1]["args"]["value"], 0.5);
+        assert_eq!(events[2]["args"]["name"], "proc");
+        assert_eq!(events[3]["args"]["name"], "main (42)");
+        assert!(events.iter().all(|e| e["pid"] == 7));
     }
 }
