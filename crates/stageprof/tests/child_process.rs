@@ -11,16 +11,19 @@ use std::process::{Child, Command, Stdio};
 #[global_allocator]
 static ALLOC: stageprof::TrackingAllocator = stageprof::TrackingAllocator::system();
 
-fn spawn_child(test: &str, out: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+fn child_command(test: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
         .env("STAGEPROF_CHILD", test)
-        .env("STAGEPROF_OUT", out)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
+}
+
+fn spawn_child(test: &str, out: &Path, env: &[(&str, &str)]) -> Child {
+    child_command(test, env).env("STAGEPROF_OUT", out).spawn().unwrap()
 }
 
 fn is_child(test: &str) -> bool {
@@ -36,7 +39,7 @@ fn calls(summary: &serde_json::Value, name: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "the pipeline run by sigint_mid_run_leaves_complete_outputs"]
+#[ignore = "the pipeline run by the signal tests"]
 fn sigint_child() {
     if !is_child("sigint_child") {
         return;
@@ -58,6 +61,15 @@ fn sigint_child() {
 
 #[test]
 fn sigint_mid_run_leaves_complete_outputs() {
+    interrupt_mid_run(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_mid_run_leaves_complete_outputs() {
+    interrupt_mid_run(libc::SIGTERM, "SIGTERM");
+}
+
+fn interrupt_mid_run(signal: i32, name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_child("sigint_child", dir.path(), &[]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -69,13 +81,13 @@ fn sigint_mid_run_leaves_complete_outputs() {
         }
     }
     // SAFETY: kill only sends a signal to the child we spawned and still own.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGINT), "the child should end by SIGINT, got {status:?}");
+    assert_eq!(status.signal(), Some(signal), "the child should end by {name}, got {status:?}");
 
     let summary = json(&dir.path().join("summary.json"));
-    assert_eq!(summary["end_reason"], "SIGINT");
+    assert_eq!(summary["end_reason"], name);
     let steps = calls(&summary, "step");
     assert!(steps >= last_done, "summary has {steps} steps, the child had finished {last_done}");
     assert_eq!(steps % 100, 0, "steps are recorded in whole frames");
@@ -85,7 +97,7 @@ fn sigint_mid_run_leaves_complete_outputs() {
     let native = std::fs::File::open(dir.path().join("profile.stgp")).unwrap();
     let mut agg = stageprof_analysis::Aggregator::default();
     let read = stageprof_analysis::read_native(std::io::BufReader::new(native), &mut agg).unwrap();
-    assert_eq!(read.run.end_reason, "SIGINT");
+    assert_eq!(read.run.end_reason, name);
     assert!(read.run.warnings.is_empty(), "{:?}", read.run.warnings);
 }
 
@@ -196,4 +208,32 @@ fn a_bad_setting_leaves_profiling_off_and_the_pipeline_running() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is written when profiling is off");
+}
+
+#[test]
+fn stageprof_toml_in_the_working_directory_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stageprof.toml"), "output_dir = \"custom-out\"\nformats = [\"summary\"]\n")
+        .unwrap();
+    let out = child_command("ending_child", &[("STAGEPROF_END", "normal")]).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = json(&dir.path().join("custom-out/summary.json"));
+    assert_eq!(calls(&summary, "step"), 10);
+    assert!(!dir.path().join("custom-out/trace.json").exists());
+    assert!(!dir.path().join("stageprof-out").exists());
+}
+
+#[test]
+fn the_os_clock_fallback_measures_the_same_stages() {
+    let (dir, out) = run_ending("normal", &[("STAGEPROF_CLOCK", "instant")]);
+    assert!(out.status.success());
+    let file = std::fs::File::open(dir.path().join("profile.stgp")).unwrap();
+    let mut reader = stageprof_model::native::NativeReader::new(std::io::BufReader::new(file)).unwrap();
+    let Some(stageprof_model::native::Chunk::Meta(meta)) = reader.next_chunk().unwrap() else {
+        panic!("no meta first")
+    };
+    assert!(meta.contains(&("clock".into(), "instant".into())), "{meta:?}");
+    assert!(meta.contains(&("ticks_per_second".into(), "1000000000".into())));
+    let summary = json(&dir.path().join("summary.json"));
+    assert_eq!(calls(&summary, "step"), 10);
 }

@@ -137,6 +137,29 @@ fn many_threads_lose_nothing() {
 }
 
 #[test]
+fn stages_inside_a_rayon_pool_are_counted_per_worker() {
+    use rayon::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(config(dir.path()));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    let sum: u64 = pool.install(|| {
+        (0..10_000u64)
+            .into_par_iter()
+            .map(|i| {
+                let _s = p.stage("item");
+                let _inner = p.stage("square");
+                i * i
+            })
+            .sum()
+    });
+    assert_eq!(sum, (0..10_000u64).map(|i| i * i).sum::<u64>());
+    let s = p.finish().summary.unwrap();
+    assert_eq!(stage(&s, "item").calls, 10_000);
+    assert_eq!(stage(&s, "item/square").calls, 10_000);
+    assert!(stage(&s, "item").threads >= 1 && stage(&s, "item").threads <= 4);
+}
+
+#[test]
 fn a_full_buffer_drops_and_counts_but_keeps_every_end() {
     let dir = tempfile::tempdir().unwrap();
     // 1 MiB holds 8 blocks of 128 KiB: the ninth and tenth thread get none.
