@@ -33,6 +33,7 @@ mod cpu_time;
 mod names;
 mod profiler;
 mod recorder;
+mod sampling;
 mod signals;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
@@ -128,12 +129,11 @@ pub fn frame() -> FrameGuard {
 
 /// Turns the global session's recording on or off at run time.
 pub fn set_enabled(on: bool) {
-    with_writer(Target::Global, |w| {
-        if !w.shared.stop.load(Relaxed) {
-            w.shared.set_enabled(on);
+    if let Some(shared) = recorder::Shared::global() {
+        if !shared.stop.load(Relaxed) {
+            shared.set_enabled(on);
         }
-        Some(())
-    });
+    }
 }
 
 /// Whether the global session is recording now.

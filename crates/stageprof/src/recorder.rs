@@ -26,11 +26,12 @@ use crate::clock::ticks;
 use crate::config::Config;
 use crate::cpu_time::{os_thread_id, thread_cpu_ns};
 use crate::names;
+use crate::sampling::Sampling;
 
 use Ordering::{Acquire, Relaxed, Release};
 
 /// Words per block (128 KiB).
-pub(crate) const BLOCK_WORDS: usize = 16 * 1024;
+const BLOCK_WORDS: usize = 16 * 1024;
 /// Deepest nesting recorded; deeper stages are dropped and counted.
 const MAX_OPEN: usize = (BLOCK_WORDS - BEGIN_WORDS - COUNTER_WORDS) / MAX_END_WORDS - 1;
 
@@ -65,27 +66,6 @@ pub(crate) struct ThreadSlot {
     pub name: String,
     /// The block the thread is writing now.
     pub current: ArcSwapOption<Block>,
-}
-
-/// Decides which frames are sampled.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sampling {
-    every: u64,
-    fraction: Option<f64>,
-}
-
-impl Sampling {
-    pub fn from_config(c: &Config) -> Sampling {
-        Sampling { every: u64::from(c.sample_every.max(1)), fraction: c.sample_fraction }
-    }
-
-    /// Whether frame `i` (from 0) is recorded; fractions are spread evenly.
-    pub fn sampled(&self, i: u64) -> bool {
-        match self.fraction {
-            Some(f) => ((i + 1) as f64 * f).floor() > (i as f64 * f).floor(),
-            None => i % self.every == 0,
-        }
-    }
 }
 
 /// State shared by a profiler's threads, its collector and its handles.
@@ -150,6 +130,11 @@ impl Shared {
     pub fn install_global(self: &Arc<Shared>) {
         *GLOBAL.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
         GLOBAL_ID.store(self.id, Release);
+    }
+
+    /// The global profiler, if one is running.
+    pub fn global() -> Option<Arc<Shared>> {
+        GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Stops being the global profiler, if it is.
@@ -476,8 +461,7 @@ impl Local {
 
 #[cold]
 fn new_global_writer() -> Option<ThreadWriter> {
-    let shared = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
-    Some(ThreadWriter::new(shared))
+    Shared::global().map(ThreadWriter::new)
 }
 
 /// Runs `f` with this thread's writer for `target`; `None` during thread teardown.
@@ -511,20 +495,4 @@ pub(crate) fn dynamic_name(name: &str) -> u32 {
             })
         })
         .unwrap_or_else(|_| alloc::untracked(|| names::intern(name)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_every_and_fraction() {
-        let every = Sampling { every: 3, fraction: None };
-        let picked: Vec<u64> = (0..10).filter(|&i| every.sampled(i)).collect();
-        assert_eq!(picked, [0, 3, 6, 9]);
-        let frac = Sampling { every: 1, fraction: Some(0.25) };
-        assert_eq!((0..100).filter(|&i| frac.sampled(i)).count(), 25);
-        let all = Sampling { every: 1, fraction: Some(1.0) };
-        assert!((0..10).all(|i| all.sampled(i)));
-    }
 }
