@@ -13,7 +13,15 @@ pub fn thread_cpu_ns() -> u64 {
 }
 
 /// Peak resident set size of the process, in bytes.
+///
+/// `VmHWM` first: `getrusage`'s maximum survives `execve`, so under
+/// `cargo run` it would report cargo's own peak.
 pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
+    if let Some(kib) = hwm.and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(kib * 1024);
+    }
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is valid and writable for the duration of the call.
