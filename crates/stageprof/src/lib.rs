@@ -31,6 +31,7 @@ mod collector;
 mod config;
 mod cpu_time;
 mod names;
+mod outputs;
 mod profiler;
 mod recorder;
 mod sampling;
@@ -42,7 +43,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 pub use alloc::TrackingAllocator;
 pub use config::{Config, ConfigError, Format, ENV_VARS};
-pub use profiler::{FrameGuard, Profiler, Report, StageGuard};
+pub use outputs::Report;
+pub use profiler::{FrameGuard, Profiler, StageGuard};
 pub use stageprof_analysis::Summary;
 pub use stageprof_macros::profile;
 
