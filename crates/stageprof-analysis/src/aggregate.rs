@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use stageprof_model::{Catalog, CounterSample, NameId, PathId, ProfileSink, Span, SpanKind};
+use stageprof_model::{Catalog, CounterSample, GpuMetrics, NameId, PathId, ProfileSink, Span, SpanKind};
 
 use crate::stats::DurationAcc;
 use crate::summary::{Bottleneck, CounterStats, FrameStats, RunInfo, StageStats, Summary};
@@ -19,6 +19,9 @@ struct StageAcc {
     threads: BTreeSet<u32>,
     unwound: u64,
     unfinished: u64,
+    gpu: Option<GpuMetrics>,
+    gpu_mem_peak: Option<u64>,
+    gpu_mem_net: Option<i64>,
 }
 
 struct CounterAcc {
@@ -36,6 +39,8 @@ pub struct Aggregator {
     stages: Vec<StageAcc>,
     frames: DurationAcc,
     frames_sampled: u64,
+    frame_gpu_span: DurationAcc,
+    frame_gpu_busy: u64,
     counters: HashMap<NameId, CounterAcc>,
     threads: BTreeSet<u32>,
     first_ns: Option<u64>,
@@ -46,6 +51,21 @@ fn add<T: std::ops::Add<Output = T> + Copy>(acc: &mut Option<T>, v: T) {
     *acc = Some(acc.map_or(v, |a| a + v));
 }
 
+/// Sums GPU figures of calls.
+fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
+    let a = acc.get_or_insert_with(GpuMetrics::default);
+    a.busy_ns += g.busy_ns;
+    a.self_busy_ns += g.self_busy_ns;
+    a.span_ns += g.span_ns;
+    a.kernels += g.kernels;
+    a.copies += g.copies;
+    a.memsets += g.memsets;
+    for i in 0..4 {
+        a.copy_bytes[i] += g.copy_bytes[i];
+        a.copy_ns[i] += g.copy_ns[i];
+    }
+}
+
 impl ProfileSink for Aggregator {
     fn span(&mut self, span: &Span, _: &Catalog) {
         self.threads.insert(span.thread);
@@ -54,6 +74,10 @@ impl ProfileSink for Aggregator {
         let Some(path) = span.path.filter(|_| span.kind == SpanKind::Stage) else {
             self.frames.record(span.duration_ns());
             self.frames_sampled += u64::from(span.flags.sampled);
+            if let Some(g) = &span.metrics.gpu {
+                self.frame_gpu_span.record(g.span_ns);
+                self.frame_gpu_busy += g.busy_ns;
+            }
             return;
         };
         let i = path.0 as usize;
@@ -74,6 +98,13 @@ impl ProfileSink for Aggregator {
             add(&mut acc.mem_net, mem.net_bytes);
             add(&mut acc.alloc_bytes, mem.alloc_bytes);
             add(&mut acc.allocs, mem.allocs);
+        }
+        if let Some(g) = &span.metrics.gpu {
+            add_gpu(&mut acc.gpu, g);
+        }
+        if let Some(m) = span.metrics.gpu_mem {
+            acc.gpu_mem_peak = Some(acc.gpu_mem_peak.unwrap_or(0).max(m.peak_bytes));
+            add(&mut acc.gpu_mem_net, m.net_bytes);
         }
     }
 
@@ -111,12 +142,15 @@ impl Aggregator {
             .collect();
         counters.sort_by(|a, b| a.name.cmp(&b.name));
         Summary {
-            bottlenecks: bottlenecks(&stages, top),
+            bottlenecks: bottlenecks(&stages, top, |s| Some(s.self_ns)),
+            gpu_bottlenecks: bottlenecks(&stages, top, |s| s.gpu.map(|g| g.self_busy_ns)),
             stages,
             frames: FrameStats {
                 count: self.frames.count(),
                 sampled: self.frames_sampled,
                 duration: self.frames.stats(),
+                gpu_span: (self.frame_gpu_span.count() > 0).then(|| self.frame_gpu_span.stats()),
+                gpu_busy_ns: self.frame_gpu_busy,
             },
             counters,
             threads: self.threads.len() as u32,
@@ -144,6 +178,9 @@ impl Aggregator {
             threads: acc.threads.len() as u32,
             unwound: acc.unwound,
             unfinished: acc.unfinished,
+            gpu: acc.gpu,
+            gpu_mem_peak_bytes: acc.gpu_mem_peak,
+            gpu_mem_net_bytes: acc.gpu_mem_net,
         }
     }
 
@@ -177,10 +214,13 @@ impl Aggregator {
     }
 }
 
-fn bottlenecks(stages: &[StageStats], top: usize) -> Vec<Bottleneck> {
-    let total_self: u64 = stages.iter().map(|s| s.self_ns).sum();
-    let mut ranked: Vec<usize> = (0..stages.len()).filter(|&i| stages[i].self_ns > 0).collect();
-    ranked.sort_by_key(|&i| (std::cmp::Reverse(stages[i].self_ns), i));
+/// The `top` stages by a time measure of their own (not their nested
+/// stages'), so that a parent does not outrank the children doing the work.
+fn bottlenecks(stages: &[StageStats], top: usize, own_ns: impl Fn(&StageStats) -> Option<u64>) -> Vec<Bottleneck> {
+    let time = |i: usize| own_ns(&stages[i]).unwrap_or(0);
+    let total: u64 = (0..stages.len()).map(time).sum();
+    let mut ranked: Vec<usize> = (0..stages.len()).filter(|&i| time(i) > 0).collect();
+    ranked.sort_by_key(|&i| (std::cmp::Reverse(time(i)), i));
     ranked
         .into_iter()
         .take(top)
@@ -188,8 +228,8 @@ fn bottlenecks(stages: &[StageStats], top: usize) -> Vec<Bottleneck> {
         .map(|(rank, i)| Bottleneck {
             rank: rank as u32 + 1,
             stage: i,
-            self_ns: stages[i].self_ns,
-            share_pct: 100.0 * stages[i].self_ns as f64 / total_self.max(1) as f64,
+            self_ns: time(i),
+            share_pct: 100.0 * time(i) as f64 / total.max(1) as f64,
             host_mem_peak_bytes: stages[i].host_mem_peak_bytes,
         })
         .collect()
@@ -213,6 +253,7 @@ mod tests {
             metrics: StageMetrics {
                 cpu_ns: Some(end - start),
                 mem: Some(HostMem { alloc_bytes: peak, allocs: 1, peak_bytes: peak, net_bytes: 8 }),
+                ..StageMetrics::default()
             },
             flags: SpanFlags::default(),
         }

@@ -34,7 +34,15 @@ impl RecordDecoder {
                 nester.begin(catalog, thread, kind, name, scale.ns(ticks), sampled);
             }
             Record::End { name, ticks, unwound, cpu_ns, mem } => {
-                nester.end(catalog, thread, name, scale.ns(ticks), StageMetrics { cpu_ns, mem }, unwound, sink);
+                nester.end(
+                    catalog,
+                    thread,
+                    name,
+                    scale.ns(ticks),
+                    StageMetrics { cpu_ns, mem, ..StageMetrics::default() },
+                    unwound,
+                    sink,
+                );
             }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);

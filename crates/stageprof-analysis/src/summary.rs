@@ -3,7 +3,7 @@
 //! Renderers (terminal table, JSON, HTML) draw from this and compute
 //! nothing themselves. docs/summary-schema.md documents its JSON form.
 
-use stageprof_model::HostInfo;
+use stageprof_model::{GpuMetrics, HostInfo};
 
 use crate::stats::DurationStats;
 
@@ -60,6 +60,12 @@ pub struct StageStats {
     pub unwound: u64,
     /// Calls still open when recording stopped.
     pub unfinished: u64,
+    /// GPU work launched by the stage (nested stages included), summed over calls.
+    pub gpu: Option<GpuMetrics>,
+    /// Largest per-call peak of the GPU allocator's bytes above the call's start.
+    pub gpu_mem_peak_bytes: Option<u64>,
+    /// GPU allocator bytes at the end minus at the start, summed over calls.
+    pub gpu_mem_net_bytes: Option<i64>,
 }
 
 /// Frame (pipeline iteration) statistics.
@@ -69,6 +75,10 @@ pub struct FrameStats {
     /// Frames whose stages were recorded.
     pub sampled: u64,
     pub duration: DurationStats,
+    /// Per-frame GPU span (first start to last end of the frame's GPU work).
+    pub gpu_span: Option<DurationStats>,
+    /// GPU busy time (union of activity intervals), summed over frames.
+    pub gpu_busy_ns: u64,
 }
 
 /// Samples of one counter.
@@ -82,14 +92,15 @@ pub struct CounterStats {
     pub last: f64,
 }
 
-/// A stage ranked among the top consumers of self time.
+/// A stage ranked among the top consumers of its own (not nested) time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bottleneck {
     pub rank: u32,
     /// Index into [`Summary::stages`].
     pub stage: usize,
+    /// The time it is ranked by: CPU self time, or own GPU busy time.
     pub self_ns: u64,
-    /// Share of all stages' self time, in percent.
+    /// Share of all stages' time of that kind, in percent.
     pub share_pct: f64,
     pub host_mem_peak_bytes: Option<u64>,
 }
@@ -102,7 +113,10 @@ pub struct Summary {
     pub stages: Vec<StageStats>,
     pub frames: FrameStats,
     pub counters: Vec<CounterStats>,
+    /// Top stages by CPU self time.
     pub bottlenecks: Vec<Bottleneck>,
+    /// Top stages by GPU busy time of their own launches (empty without GPU data).
+    pub gpu_bottlenecks: Vec<Bottleneck>,
     /// Number of distinct threads with events.
     pub threads: u32,
 }

@@ -46,11 +46,65 @@ pub struct HostMem {
     pub net_bytes: i64,
 }
 
+/// Directions of memory copies, as GPU tracers name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyKind {
+    HostToDevice,
+    DeviceToHost,
+    DeviceToDevice,
+    /// Peer-to-peer, host-to-host, or unknown.
+    Other,
+}
+
+impl CopyKind {
+    pub const ALL: [CopyKind; 4] =
+        [CopyKind::HostToDevice, CopyKind::DeviceToHost, CopyKind::DeviceToDevice, CopyKind::Other];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CopyKind::HostToDevice => "htod",
+            CopyKind::DeviceToHost => "dtoh",
+            CopyKind::DeviceToDevice => "dtod",
+            CopyKind::Other => "other",
+        }
+    }
+}
+
+/// GPU work one stage call launched (its nested stages' included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuMetrics {
+    /// Union of the intervals of its kernels, copies and memsets.
+    pub busy_ns: u64,
+    /// Like `busy_ns`, for the work this stage launched itself (not its nested stages).
+    pub self_busy_ns: u64,
+    /// First start to last end of them.
+    pub span_ns: u64,
+    pub kernels: u64,
+    pub copies: u64,
+    pub memsets: u64,
+    /// Bytes copied, by [`CopyKind`] (in `CopyKind::ALL` order).
+    pub copy_bytes: [u64; 4],
+    /// Time spent copying, by [`CopyKind`], for bandwidth.
+    pub copy_ns: [u64; 4],
+}
+
+/// Change of an allocator's bytes over a stage call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemDelta {
+    /// Highest allocated bytes during the call minus the value at its start.
+    pub peak_bytes: u64,
+    /// Allocated bytes at the end minus at the start.
+    pub net_bytes: i64,
+}
+
 /// Per-call measurements beside wall time; `None` where they were not taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StageMetrics {
     pub cpu_ns: Option<u64>,
     pub mem: Option<HostMem>,
+    pub gpu: Option<GpuMetrics>,
+    /// Device memory (the GPU allocator's bytes).
+    pub gpu_mem: Option<MemDelta>,
 }
 
 /// One closed stage or frame call. Times are nanoseconds since the profile's start.

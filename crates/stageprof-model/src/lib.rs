@@ -11,7 +11,7 @@ pub mod native;
 pub mod wire;
 
 pub use event::{
-    Catalog, CounterSample, HostMem, NameId, PathEntry, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
-    ThreadInfo,
+    Catalog, CopyKind, CounterSample, GpuMetrics, HostMem, MemDelta, NameId, PathEntry, PathId, ProfileSink, Span,
+    SpanFlags, SpanKind, StageMetrics, ThreadInfo,
 };
 pub use host::HostInfo;

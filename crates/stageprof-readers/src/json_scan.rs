@@ -92,6 +92,15 @@ impl<'a> Raw<'a> {
         found
     }
 
+    /// Members of an object, in order, keys unescaped.
+    pub fn members(&self) -> Vec<(Cow<'a, str>, Raw<'a>)> {
+        let Raw::Obj(text) = *self else { return Vec::new() };
+        let mut c = Cursor { b: text, i: 0 };
+        let mut out = Vec::new();
+        let _ = c.object(|k, v| out.push((Raw::Str(k).text(), v)));
+        out
+    }
+
     /// Elements of an array.
     pub fn elements(&self) -> Vec<Raw<'a>> {
         let Raw::Arr(text) = *self else { return Vec::new() };

@@ -1,7 +1,45 @@
 //! Readers of traces written by other tools, into stageprof's model.
 //!
-//! [`json_scan`] reads Chrome trace JSON (what torch.profiler, Kineto and
-//! most tracers write) event by event, fast and forgiving of the damage
-//! real files have.
+//! [`read_profile`] takes any file `stageprof report` accepts (native
+//! stageprof profiles, Chrome trace JSON, PyTorch profiler traces, plain or
+//! gzipped; told apart by content, not by name) and delivers its events to a
+//! sink, through the same analysis the recorder uses.
 
+pub mod call_tree;
+pub mod chrome_trace;
+pub mod gpu_attribution;
 pub mod json_scan;
+pub mod memory_series;
+pub mod trace_tables;
+
+use std::io::{BufRead, BufReader, Read};
+
+use stageprof_analysis::{read_native, RunInfo};
+use stageprof_model::native::MAGIC;
+use stageprof_model::{Catalog, ProfileSink};
+
+/// A profile that was read: its names and threads, and what is known of the run.
+pub struct Profile {
+    pub catalog: Catalog,
+    pub run: RunInfo,
+}
+
+/// Reads a profile of any supported format and hands its events to `sink`.
+pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Profile, String> {
+    read_any(Box::new(input), sink)
+}
+
+fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, String> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let head = input.fill_buf().map_err(|e| e.to_string())?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        // gzip: read what it holds (tensorboard_trace_handler writes .json.gz).
+        return read_any(Box::new(flate2::read::MultiGzDecoder::new(input)), sink);
+    }
+    if head.starts_with(MAGIC) {
+        let p = read_native(input, sink).map_err(|e| e.to_string())?;
+        return Ok(Profile { catalog: p.catalog, run: p.run });
+    }
+    let p = chrome_trace::read_trace(input, sink).map_err(|e| e.to_string())?;
+    Ok(Profile { catalog: p.catalog, run: p.run })
+}

@@ -1,0 +1,116 @@
+//! Stage and frame calls of each thread, nested: sorted so that every call's
+//! descendants follow it contiguously (pre-order), which lets "everything a
+//! stage did, nested stages included" be a range.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::trace_tables::Call;
+
+pub struct CallTree {
+    /// Sorted by thread, then start, then end descending.
+    pub calls: Vec<Call>,
+    pub parent: Vec<Option<u32>>,
+    /// One past the last descendant of each call.
+    pub subtree_end: Vec<u32>,
+    threads: HashMap<u32, Range<usize>>,
+    /// Calls that overlapped their parent's end and were cut to it.
+    pub clipped: u64,
+}
+
+impl CallTree {
+    pub fn build(mut calls: Vec<Call>) -> CallTree {
+        calls.sort_by_key(|c| (c.thread, c.start, std::cmp::Reverse(c.end)));
+        let n = calls.len();
+        let mut parent = vec![None; n];
+        let mut threads: HashMap<u32, Range<usize>> = HashMap::new();
+        let mut stack: Vec<u32> = Vec::new();
+        let mut clipped = 0;
+        for i in 0..n {
+            let c = calls[i];
+            if i > 0 && calls[i - 1].thread != c.thread {
+                stack.clear();
+            }
+            threads.entry(c.thread).or_insert(i..i).end = i + 1;
+            while stack
+                .last()
+                .is_some_and(|&top| calls[top as usize].end <= c.start && calls[top as usize].start < c.start)
+            {
+                stack.pop();
+            }
+            if let Some(&top) = stack.last() {
+                let top_end = calls[top as usize].end;
+                if c.end > top_end {
+                    calls[i].end = top_end;
+                    clipped += 1;
+                }
+                parent[i] = Some(top);
+            }
+            stack.push(i as u32);
+        }
+        let mut subtree_end: Vec<u32> = (1..=n as u32).collect();
+        for i in (0..n).rev() {
+            if let Some(p) = parent[i] {
+                subtree_end[p as usize] = subtree_end[p as usize].max(subtree_end[i]);
+            }
+        }
+        CallTree { calls, parent, subtree_end, threads, clipped }
+    }
+
+    /// Calls of `thread`, as an index range.
+    pub fn thread_range(&self, thread: u32) -> Range<usize> {
+        self.threads.get(&thread).cloned().unwrap_or(0..0)
+    }
+
+    pub fn threads(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut t: Vec<u32> = self.threads.keys().copied().collect();
+        t.sort_unstable();
+        t.into_iter()
+    }
+
+    /// The innermost call of `thread` open at `ts`.
+    pub fn innermost(&self, thread: u32, ts: i64) -> Option<u32> {
+        let range = self.thread_range(thread);
+        let calls = &self.calls[range.clone()];
+        let after = calls.partition_point(|c| c.start <= ts);
+        let mut at = (range.start + after).checked_sub(1).filter(|&i| i >= range.start)?;
+        loop {
+            if self.calls[at].end >= ts {
+                return Some(at as u32);
+            }
+            at = self.parent[at]? as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_model::SpanKind;
+
+    fn call(thread: u32, name: u32, start: i64, end: i64) -> Call {
+        Call { thread, kind: SpanKind::Stage, name, start, end }
+    }
+
+    #[test]
+    fn nests_orders_and_finds_the_innermost() {
+        let tree = CallTree::build(vec![
+            call(1, 2, 20, 30),
+            call(1, 1, 0, 100),
+            call(1, 3, 40, 120), // overlaps its parent's end: clipped to 100
+            call(2, 4, 0, 10),
+            call(1, 5, 200, 210),
+        ]);
+        let names: Vec<u32> = tree.calls.iter().map(|c| c.name).collect();
+        assert_eq!(names, [1, 2, 3, 5, 4]);
+        assert_eq!(tree.parent, [None, Some(0), Some(0), None, None]);
+        assert_eq!(tree.subtree_end, [3, 2, 3, 4, 5]);
+        assert_eq!((tree.calls[2].end, tree.clipped), (100, 1));
+        assert_eq!(tree.innermost(1, 25), Some(1));
+        assert_eq!(tree.innermost(1, 35), Some(0));
+        assert_eq!(tree.innermost(1, 150), None);
+        assert_eq!(tree.innermost(1, 205), Some(3));
+        assert_eq!(tree.innermost(2, 5), Some(4));
+        assert_eq!(tree.innermost(3, 5), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Chrome trace JSON and PyTorch profiler (Kineto) traces into the profile
+//! model: stages with their CPU time, the GPU work they launched and the
+//! memory they used.
+//!
+//! In a Kineto trace the stages are `user_annotation` events
+//! (`torch.profiler.record_function`) and the frames `ProfilerStep#N`; in
+//! any other Chrome trace, every complete (`X`) or `B`/`E` event is a stage.
+
+use std::io::Read;
+
+use stageprof_analysis::{Nester, RunInfo};
+use stageprof_model::{Catalog, CounterSample, ProfileSink, StageMetrics};
+
+use crate::call_tree::CallTree;
+use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call};
+use crate::json_scan::ScanError;
+use crate::memory_series::MemorySeries;
+use crate::trace_tables::{collect, ScanOutcome, Tables};
+
+/// What a trace holds besides its events.
+pub struct TraceProfile {
+    pub catalog: Catalog,
+    pub run: RunInfo,
+}
+
+/// Reads a Chrome/Kineto trace and hands its stages and counters to `sink`.
+/// Damage that still leaves events to report becomes warnings in the
+/// returned [`RunInfo`]; a file with no readable trace is an error.
+pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceProfile, ScanError> {
+    let (mut tables, mut outcome) = collect(input);
+    let mut warnings = Vec::new();
+    match outcome.stopped.take() {
+        Some(e @ (ScanError::NotJson { .. } | ScanError::NoEvents)) => return Err(e),
+        Some(e) if tables.events == 0 => return Err(e),
+        Some(e) => warnings.push(format!("{e}; reporting the {} events before it", tables.events)),
+        None => {}
+    }
+    let base = tables.first_ts.unwrap_or(0);
+    let rel = |t: i64| (t - base).max(0) as u64;
+
+    let tree = CallTree::build(std::mem::take(&mut tables.calls));
+    let owner = frame_thread(&tree);
+    let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
+    let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution);
+    let device_memory = MemorySeries::build(&tables.memory, 1);
+    let host_memory = MemorySeries::build(&tables.memory, 0);
+
+    let mut nester = Nester::default();
+    let catalog = &mut tables.catalog;
+    for thread in tree.threads() {
+        let range = tree.thread_range(thread);
+        let mut open: Vec<usize> = Vec::new();
+        let close = |i: usize, catalog: &Catalog, nester: &mut Nester, sink: &mut dyn ProfileSink| {
+            let c = tree.calls[i];
+            let metrics = StageMetrics {
+                cpu_ns: None,
+                mem: host_memory.host(c.start, c.end),
+                gpu: gpu[i],
+                gpu_mem: device_memory.delta(c.start, c.end),
+            };
+            nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
+        };
+        for i in range {
+            while open.last().is_some_and(|&top| Some(top as u32) != tree.parent[i]) {
+                close(open.pop().expect("checked"), catalog, &mut nester, sink);
+            }
+            let c = tree.calls[i];
+            nester.begin(catalog, thread, c.kind, c.name, rel(c.start), true);
+            open.push(i);
+        }
+        while let Some(i) = open.pop() {
+            close(i, catalog, &mut nester, sink);
+        }
+    }
+    for c in &tables.counters {
+        sink.counter(&CounterSample { name: c.name, thread: c.thread, ts_ns: rel(c.ts), value: c.value }, catalog);
+    }
+
+    warn_about(&tables, &outcome, &tree, &attribution, &mut warnings);
+    let run = RunInfo {
+        source: if tables.kineto { "pytorch profiler (kineto)".into() } else { "chrome trace".into() },
+        start_unix_ns: outcome.base_time_ns.map_or(base, |b| b.saturating_add(base)).max(0) as u64,
+        duration_ns: tables.last_ts.map_or(0, rel),
+        memory_tracked: !host_memory.is_empty(),
+        end_reason: "finish".into(),
+        warnings,
+        ..RunInfo::default()
+    };
+    Ok(TraceProfile { catalog: tables.catalog, run })
+}
+
+fn warn_about(
+    tables: &Tables,
+    outcome: &ScanOutcome,
+    tree: &CallTree,
+    attribution: &crate::gpu_attribution::Attribution,
+    warnings: &mut Vec<String>,
+) {
+    let mut warn = |n: u64, what: String| {
+        if n > 0 {
+            warnings.push(what);
+        }
+    };
+    warn(
+        outcome.repaired,
+        format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired),
+    );
+    warn(outcome.skipped, format!("{} malformed events were skipped", outcome.skipped));
+    warn(
+        tables.problems.no_time,
+        format!("{} events had no usable timestamp and were skipped", tables.problems.no_time),
+    );
+    warn(tables.problems.unmatched_end, format!("{} E events had no B to close", tables.problems.unmatched_end));
+    warn(
+        tables.problems.unclosed_begin,
+        format!("{} B events were never closed (closed at the end of the trace)", tables.problems.unclosed_begin),
+    );
+    warn(
+        tree.clipped,
+        format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped),
+    );
+    let before = attribution.launched_before_trace;
+    warn(before, format!("{before} GPU activities at the start were launched before the trace began (the CPU ran ahead of the GPU); they belong to no stage"));
+    let lost = attribution.no_launch - before;
+    warn(lost, format!("{lost} GPU activities had no launch with the same correlation id"));
+    warn(
+        attribution.outside,
+        format!(
+            "{} GPU activities ({:.3} ms) were launched outside any stage or frame",
+            attribution.outside,
+            attribution.outside_ns as f64 / 1e6
+        ),
+    );
+}

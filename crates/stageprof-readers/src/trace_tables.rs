@@ -1,0 +1,327 @@
+//! First pass over a Chrome/Kineto trace: the events stageprof needs, kept
+//! in compact tables (a few dozen bytes an event, against hundreds in the
+//! file); everything else is skipped as it streams by.
+
+use std::collections::HashMap;
+
+use stageprof_model::{Catalog, CopyKind, NameId, SpanKind, ThreadInfo};
+
+use crate::json_scan::{Event, Raw, ScanError, Scanner};
+
+/// A stage or frame call on a CPU thread. Times are nanoseconds as in the file.
+#[derive(Clone, Copy, Debug)]
+pub struct Call {
+    pub thread: u32,
+    pub kind: SpanKind,
+    pub name: NameId,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// What launched GPU work: the thread and time of the runtime or driver call.
+#[derive(Clone, Copy, Debug)]
+pub struct Launch {
+    pub thread: u32,
+    pub ts: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityKind {
+    Kernel,
+    Copy(CopyKind),
+    Memset,
+}
+
+/// A kernel, copy or memset on a GPU.
+#[derive(Clone, Copy, Debug)]
+pub struct Activity {
+    pub correlation: i64,
+    pub kind: ActivityKind,
+    pub name: NameId,
+    pub start: i64,
+    pub end: i64,
+    pub bytes: u64,
+}
+
+/// One allocator event: the allocator's total after it.
+#[derive(Clone, Copy, Debug)]
+pub struct MemSample {
+    pub ts: i64,
+    /// 0: host (CPU), 1: CUDA.
+    pub device_type: u8,
+    pub device: i64,
+    pub total: i64,
+    /// Bytes allocated (positive) or freed (negative).
+    pub bytes: i64,
+}
+
+/// A counter sample (`ph: "C"`), one per value in its args.
+#[derive(Clone, Copy, Debug)]
+pub struct Counter {
+    pub thread: u32,
+    pub name: NameId,
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// Everything the first pass keeps.
+#[derive(Default)]
+pub struct Tables {
+    pub catalog: Catalog,
+    names: HashMap<Box<str>, NameId>,
+    /// Threads by `pid` and `tid` text (joined by a 0 byte).
+    threads: HashMap<Vec<u8>, u32>,
+    thread_key: Vec<u8>,
+    pub calls: Vec<Call>,
+    pub launches: HashMap<i64, Launch>,
+    pub activities: Vec<Activity>,
+    pub memory: Vec<MemSample>,
+    pub counters: Vec<Counter>,
+    /// Open `B` events per thread, waiting for their `E`.
+    open_begins: HashMap<u32, Vec<(NameId, i64)>>,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+    /// Whether it looked like a PyTorch profiler trace (Kineto categories seen).
+    pub kineto: bool,
+    pub events: u64,
+    pub problems: Problems,
+}
+
+/// Counts of things that were off in the file, for warnings.
+#[derive(Default, Debug)]
+pub struct Problems {
+    pub no_time: u64,
+    pub unmatched_end: u64,
+    pub unclosed_begin: u64,
+}
+
+/// What the first pass found besides the tables.
+pub struct ScanOutcome {
+    /// Why scanning stopped early, if it did (everything before was read).
+    pub stopped: Option<ScanError>,
+    pub repaired: u64,
+    pub skipped: u64,
+    pub base_time_ns: Option<i64>,
+    pub device_names: Vec<String>,
+}
+
+/// Categories whose complete events are not stages (Kineto's and older PyTorch's).
+fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
+    let lower = cat.to_ascii_lowercase();
+    Some(match lower.as_slice() {
+        b"user_annotation" => KinetoCat::Annotation,
+        b"kernel" => KinetoCat::Gpu(ActivityKind::Kernel),
+        b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(ActivityKind::Copy(CopyKind::Other)),
+        b"gpu_memset" | b"memset" => KinetoCat::Gpu(ActivityKind::Memset),
+        b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" => KinetoCat::Launch,
+        b"cpu_op"
+        | b"operator"
+        | b"gpu_user_annotation"
+        | b"cuda_sync"
+        | b"cpu_instant_event"
+        | b"python_function"
+        | b"overhead"
+        | b"trace"
+        | b"ac2g"
+        | b"fwdbwd"
+        | b"async"
+        | b"async_cpu_to_gpu"
+        | b"collective_comm" => KinetoCat::Other,
+        other if other.starts_with(b"xpu_") || other.starts_with(b"mtia_") || other.starts_with(b"privateuse1_") => {
+            KinetoCat::Other
+        }
+        _ => return None,
+    })
+}
+
+enum KinetoCat {
+    Annotation,
+    Gpu(ActivityKind),
+    Launch,
+    Other,
+}
+
+fn copy_kind(name: &str) -> CopyKind {
+    if name.contains("HtoD") {
+        CopyKind::HostToDevice
+    } else if name.contains("DtoH") {
+        CopyKind::DeviceToHost
+    } else if name.contains("DtoD") {
+        CopyKind::DeviceToDevice
+    } else {
+        CopyKind::Other
+    }
+}
+
+impl Tables {
+    pub fn name(&mut self, name: &str) -> NameId {
+        if let Some(&id) = self.names.get(name) {
+            return id;
+        }
+        let id = self.names.len() as NameId;
+        self.catalog.set_name(id, name);
+        self.names.insert(name.into(), id);
+        id
+    }
+
+    fn thread(&mut self, pid: Raw<'_>, tid: Raw<'_>) -> u32 {
+        self.thread_key.clear();
+        self.thread_key.extend_from_slice(pid.bytes());
+        self.thread_key.push(0);
+        self.thread_key.extend_from_slice(tid.bytes());
+        if let Some(&i) = self.threads.get(self.thread_key.as_slice()) {
+            return i;
+        }
+        let index = self.threads.len() as u32;
+        self.threads.insert(self.thread_key.clone(), index);
+        let os_tid = tid.int().filter(|t| *t >= 0).unwrap_or(0) as u64;
+        self.catalog.add_thread(ThreadInfo { index, os_tid, name: String::new() });
+        index
+    }
+
+    fn see_time(&mut self, start: i64, end: i64) {
+        self.first_ts = Some(self.first_ts.map_or(start, |f| f.min(start)));
+        self.last_ts = Some(self.last_ts.map_or(end, |l| l.max(end)));
+    }
+
+    /// Takes one event into the tables.
+    fn take(&mut self, e: &Event<'_>) {
+        self.events += 1;
+        let ph = e.phase();
+        if ph == b'M' {
+            return self.metadata(e);
+        }
+        let Some(ts) = e.ts.micros_as_ns() else {
+            if matches!(ph, b'X' | b'B' | b'E' | b'i' | b'I' | b'C') {
+                self.problems.no_time += 1;
+            }
+            return;
+        };
+        let cat = kineto_category(e.cat.bytes());
+        self.kineto |= cat.is_some();
+        match ph {
+            b'X' => {
+                let end = ts + e.dur.micros_as_ns().unwrap_or(0).max(0);
+                self.see_time(ts, end);
+                self.complete(e, cat, ts, end);
+            }
+            b'B' => {
+                self.see_time(ts, ts);
+                let (thread, name) = (self.thread(e.pid, e.tid), self.name(&e.name.text()));
+                self.open_begins.entry(thread).or_default().push((name, ts));
+            }
+            b'E' => {
+                self.see_time(ts, ts);
+                let thread = self.thread(e.pid, e.tid);
+                match self.open_begins.get_mut(&thread).and_then(Vec::pop) {
+                    Some((name, start)) => {
+                        self.calls.push(Call { thread, kind: SpanKind::Stage, name, start, end: ts.max(start) })
+                    }
+                    None => self.problems.unmatched_end += 1,
+                }
+            }
+            b'i' | b'I' if e.name.bytes() == b"[memory]" => self.memory_event(e, ts),
+            b'C' => self.counter(e, ts),
+            _ => {}
+        }
+    }
+
+    fn complete(&mut self, e: &Event<'_>, cat: Option<KinetoCat>, start: i64, end: i64) {
+        match cat {
+            None | Some(KinetoCat::Annotation) => {
+                let name = e.name.text();
+                let kind = if name.starts_with("ProfilerStep#") { SpanKind::Frame } else { SpanKind::Stage };
+                let (thread, name) = (self.thread(e.pid, e.tid), self.name(&name));
+                self.calls.push(Call { thread, kind, name, start, end });
+            }
+            Some(KinetoCat::Launch) => {
+                if let Some(c) = e.arg("correlation").and_then(|c| c.int()) {
+                    let thread = self.thread(e.pid, e.tid);
+                    self.launches.insert(c, Launch { thread, ts: start });
+                }
+            }
+            Some(KinetoCat::Gpu(kind)) => {
+                let name_text = e.name.text();
+                let kind = match kind {
+                    ActivityKind::Copy(_) => ActivityKind::Copy(copy_kind(&name_text)),
+                    k => k,
+                };
+                let correlation = e.arg("correlation").and_then(|c| c.int()).unwrap_or(-1);
+                let bytes = e.arg("bytes").and_then(|b| b.int()).unwrap_or(0).max(0) as u64;
+                let name = self.name(&name_text);
+                self.activities.push(Activity { correlation, kind, name, start, end, bytes });
+            }
+            Some(KinetoCat::Other) => {}
+        }
+    }
+
+    fn memory_event(&mut self, e: &Event<'_>, ts: i64) {
+        let Some(args) = Some(e.args).filter(|a| !a.is_null()) else { return };
+        let get = |k: &str| args.get(k).and_then(|v| v.int());
+        let (Some(total), Some(device_type)) = (get("Total Allocated"), get("Device Type")) else { return };
+        self.memory.push(MemSample {
+            ts,
+            device_type: device_type.clamp(0, 255) as u8,
+            device: get("Device Id").unwrap_or(-1),
+            total,
+            bytes: get("Bytes").unwrap_or(0),
+        });
+    }
+
+    fn counter(&mut self, e: &Event<'_>, ts: i64) {
+        let base = e.name.text().into_owned();
+        let thread = self.thread(e.pid, e.tid);
+        let values: Vec<(String, f64)> =
+            e.args.members().into_iter().filter_map(|(k, v)| Some((k.into_owned(), v.float()?))).collect();
+        let single = values.len() == 1;
+        for (key, value) in values {
+            let label = if single && (key == "value" || key == base) { base.clone() } else { format!("{base}.{key}") };
+            let name = self.name(&label);
+            self.counters.push(Counter { thread, name, ts, value });
+        }
+        self.see_time(ts, ts);
+    }
+
+    fn metadata(&mut self, e: &Event<'_>) {
+        if e.name.bytes() == b"thread_name" {
+            let thread = self.thread(e.pid, e.tid);
+            if let Some(name) = e.arg("name") {
+                let os_tid = e.tid.int().filter(|t| *t >= 0).unwrap_or(0) as u64;
+                self.catalog.add_thread(ThreadInfo { index: thread, os_tid, name: name.text().into_owned() });
+            }
+        }
+    }
+
+    /// `B` events never closed: closed at the end of the trace, and counted.
+    fn close_begins(&mut self) {
+        let end = self.last_ts.unwrap_or(0);
+        for (thread, open) in std::mem::take(&mut self.open_begins) {
+            for (name, start) in open {
+                self.problems.unclosed_begin += 1;
+                self.calls.push(Call { thread, kind: SpanKind::Stage, name, start, end });
+            }
+        }
+    }
+}
+
+/// Reads every event of `input` into tables.
+pub fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
+    let mut scanner = Scanner::new(input);
+    let mut tables = Tables::default();
+    let stopped = loop {
+        match scanner.next_event() {
+            Ok(Some(e)) => tables.take(&e),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    tables.close_begins();
+    let base_time_ns = scanner.top_level("baseTimeNanoseconds").and_then(|v| v.int());
+    let device_names = scanner
+        .top_level("deviceProperties")
+        .map(|p| p.elements().iter().filter_map(|d| d.get("name")).map(|n| n.text().into_owned()).collect())
+        .unwrap_or_default();
+    let outcome =
+        ScanOutcome { stopped, repaired: scanner.repaired(), skipped: scanner.skipped(), base_time_ns, device_names };
+    (tables, outcome)
+}

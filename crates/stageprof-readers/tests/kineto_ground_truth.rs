@@ -1,0 +1,115 @@
+//! The reader's per-stage numbers on real PyTorch profiler traces (made on an
+//! H200 by gpu/make_kineto_fixtures.py) against ground truth measured in an
+//! unprofiled run of the same code: CUDA events around each stage and step,
+//! and the caching allocator's peak above each stage's start.
+
+use stageprof_analysis::{Aggregator, StageStats, Summary};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(run: &str) -> (Summary, serde_json::Value) {
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("ground_truth.json")).unwrap()).unwrap();
+    let file = std::fs::File::open(fixture(&format!("{run}.pt.trace.json.gz"))).unwrap();
+    let mut agg = Aggregator::default();
+    let p = stageprof_readers::read_profile(file, &mut agg).unwrap();
+    (agg.summary(&p.catalog, p.run, 3), truth[run].clone())
+}
+
+fn stage<'a>(s: &'a Summary, path: &str) -> &'a StageStats {
+    s.stages.iter().find(|st| st.path.join("/") == path).unwrap_or_else(|| panic!("no stage {path}"))
+}
+
+/// Every ground-truth stage of at least 2 ms: GPU span per call within 5%
+/// of CUDA events; the frame's GPU span within 2% of the step's.
+fn check_gpu_time(run: &str, expected_checked: usize) {
+    let (s, truth) = read(run);
+    let mut checked = 0;
+    for (key, t) in truth["stages"].as_object().unwrap() {
+        let Some(path) = key.strip_prefix("step/") else { continue };
+        let truth_ms = t["gpu_ms_mean"].as_f64().unwrap();
+        let st = stage(&s, path);
+        assert_eq!(st.calls, t["calls"].as_u64().unwrap(), "{path}: calls");
+        if truth_ms < 2.0 {
+            continue;
+        }
+        let ours_ms = st.gpu.unwrap().span_ns as f64 / st.calls as f64 / 1e6;
+        let err = (ours_ms - truth_ms).abs() / truth_ms;
+        assert!(
+            err < 0.05,
+            "{run} {path}: GPU span {ours_ms:.3} ms vs CUDA events {truth_ms:.3} ms ({:.1}%)",
+            err * 100.0
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, expected_checked, "stages of 2 ms or more checked");
+    let step_ms = truth["stages"]["step"]["gpu_ms_mean"].as_f64().unwrap();
+    let frames_ms = s.frames.gpu_span.unwrap().mean_ns as f64 / 1e6;
+    assert_eq!(s.frames.count, 3);
+    assert!(
+        (frames_ms - step_ms).abs() / step_ms < 0.02,
+        "{run}: frame GPU span {frames_ms:.3} ms vs step {step_ms:.3} ms"
+    );
+}
+
+#[test]
+fn inference_gpu_time_per_stage_and_frame() {
+    check_gpu_time("inference", 4);
+}
+
+#[test]
+fn training_gpu_time_includes_backward_kernels_from_autograd_threads() {
+    check_gpu_time("training", 4);
+    // torch's own table gave the backward stage only the kernels of the thread that held it.
+    let (s, truth) = read("training");
+    let ours = stage(&s, "backward").gpu.unwrap().busy_ns as f64 / 1e3 / 3.0;
+    let torch = truth["torch_key_averages"]["backward"]["device_time_total_us"].as_f64().unwrap() / 3.0;
+    assert!(ours > 10.0 * torch.max(1.0), "backward: ours {ours:.0} us a call, torch's table {torch:.0} us");
+}
+
+/// GPU memory: the peak above the stage's start, against the allocator's
+/// own peak. Within 1% for stages that peak at 100 MiB or more; smaller
+/// stages differ by the profiler's own allocations (up to 1 MiB here: the
+/// profiled run allocates a 2 MiB block in `fusion` that the unprofiled run
+/// does not, which the trace shows).
+#[test]
+fn gpu_memory_peak_per_stage() {
+    for run in ["inference", "training"] {
+        let (s, truth) = read(run);
+        for (key, t) in truth["stages"].as_object().unwrap() {
+            let Some(path) = key.strip_prefix("step/") else { continue };
+            let want = t["peak_bytes_max"].as_f64().unwrap();
+            let got = stage(&s, path).gpu_mem_peak_bytes.unwrap() as f64;
+            if want >= 100.0 * 1048576.0 {
+                assert!((got - want).abs() / want < 0.01, "{run} {path}: peak {got} vs allocator {want}");
+            } else {
+                assert!((got - want).abs() <= 1048576.0, "{run} {path}: peak {got} vs allocator {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_warmup_steps_gpu_work_is_explained_not_attributed() {
+    let (s, _) = read("training");
+    assert!(
+        s.run
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("117 GPU activities at the start were launched before the trace began")),
+        "{:?}",
+        s.run.warnings
+    );
+    let (s, _) = read("inference");
+    assert!(s.run.warnings.is_empty(), "{:?}", s.run.warnings);
+    assert_eq!(s.run.source, "pytorch profiler (kineto)");
+    assert_eq!(stage(&s, "depth_estimation/build_cost_volume/warp").calls, 12);
+    // Kernel counts, exact: of the trace's 552 kernels, 549 were launched inside a
+    // top-level stage; the other 3 are the `normals.sum()` reduction each frame
+    // runs after its last stage (counted independently from the trace's events).
+    let in_stages: u64 = s.stages.iter().filter(|st| st.depth == 0).map(|st| st.gpu.map_or(0, |g| g.kernels)).sum();
+    assert_eq!(in_stages, 549);
+    assert_eq!(stage(&s, "depth_estimation/build_cost_volume/warp").gpu.unwrap().kernels % 12, 0);
+}
