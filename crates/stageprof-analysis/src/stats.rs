@@ -1,7 +1,11 @@
 //! Running statistics of durations: exact count, total, min, max, mean and
-//! deviation; percentiles from a [`LogHistogram`].
+//! deviation; percentiles exact for up to [`EXACT_SAMPLES`] samples, then
+//! from a [`LogHistogram`] (within 0.4%), so memory stays bounded.
 
 use crate::histogram::LogHistogram;
+
+/// Samples kept as they are; past this many, percentiles come from the histogram.
+pub const EXACT_SAMPLES: usize = 4096;
 
 /// Accumulates durations (or any non-negative integer samples).
 #[derive(Clone, Debug, Default)]
@@ -14,6 +18,8 @@ pub struct DurationAcc {
     mean: f64,
     m2: f64,
     hist: LogHistogram,
+    /// The samples themselves while there are few.
+    exact: Vec<u64>,
 }
 
 /// Statistics of a set of durations, in nanoseconds.
@@ -42,6 +48,11 @@ impl DurationAcc {
         self.mean += delta / self.count as f64;
         self.m2 += delta * (v as f64 - self.mean);
         self.hist.record(v);
+        if self.count as usize <= EXACT_SAMPLES {
+            self.exact.push(v);
+        } else if !self.exact.is_empty() {
+            self.exact = Vec::new();
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -52,7 +63,15 @@ impl DurationAcc {
         if self.count == 0 {
             return DurationStats::default();
         }
-        let q = |p| self.hist.quantile(p).unwrap_or(0).clamp(self.min, self.max);
+        let mut sorted = self.exact.clone();
+        sorted.sort_unstable();
+        let q = |p: f64| {
+            if sorted.len() as u64 == self.count {
+                let rank = ((p * sorted.len() as f64).ceil() as usize).max(1);
+                return sorted[rank - 1];
+            }
+            self.hist.quantile(p).unwrap_or(0).clamp(self.min, self.max)
+        };
         DurationStats {
             count: self.count,
             total_ns: u64::try_from(self.total).unwrap_or(u64::MAX),
@@ -81,6 +100,23 @@ mod tests {
         assert_eq!((s.count, s.total_ns, s.min_ns, s.max_ns, s.mean_ns), (8, 40, 2, 9, 5));
         assert_eq!(s.stddev_ns, 2);
         assert_eq!((s.p50_ns, s.p95_ns, s.p99_ns), (4, 9, 9));
+    }
+
+    #[test]
+    fn percentiles_are_exact_for_few_samples_and_close_for_many() {
+        let mut few = DurationAcc::default();
+        for v in [98_340_000u64, 98_530_000, 98_770_000] {
+            few.record(v);
+        }
+        let s = few.stats();
+        assert_eq!((s.p50_ns, s.p95_ns, s.p99_ns), (98_530_000, 98_770_000, 98_770_000));
+        let mut many = DurationAcc::default();
+        for v in 1..=10_000u64 {
+            many.record(v * 1_000_003);
+        }
+        let p95 = many.stats().p95_ns as f64;
+        assert!((p95 - 9_500_028_500.0).abs() / 9_500_028_500.0 < 0.004, "{p95}");
+        assert!(many.exact.is_empty(), "samples are dropped once the histogram takes over");
     }
 
     #[test]

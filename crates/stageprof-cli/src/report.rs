@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use stageprof_analysis::Summary;
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_table, report_native, summary_json, TableOptions};
+use stageprof_render::{render_table, report_with, summary_json, TableOptions};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OutputFormat {
@@ -19,7 +19,8 @@ pub enum OutputFormat {
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// Profiles to report (native stageprof files, e.g. stageprof-out/profile.stgp).
+    /// Profiles to report: native stageprof files (stageprof-out/profile.stgp), PyTorch
+    /// profiler traces, Chrome trace JSON; plain or gzipped.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -66,8 +67,11 @@ fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, 
         }
         None => None,
     };
-    let mut summary = report_native(input, top, chrome_out).map_err(|e| format!("{}: {e}", path.display()))?;
-    summary.run.source = format!("stageprof ({})", path.display());
+    let read = |sink: &mut dyn stageprof_model::ProfileSink| {
+        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run))
+    };
+    let mut summary = report_with(read, top, chrome_out).map_err(|e| format!("{}: {e}", path.display()))?;
+    summary.run.source = format!("{} ({})", summary.run.source, path.display());
     for w in &summary.run.warnings {
         eprintln!("stageprof: warning: {}: {w}", path.display());
     }

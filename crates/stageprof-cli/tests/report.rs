@@ -69,9 +69,58 @@ fn bad_inputs_fail_with_the_reason() {
     std::fs::write(&json, "{}").unwrap();
     let out = stageprof(&["report", json.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a stageprof native file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no traceEvents array"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "these are not traces").unwrap();
+    let out = stageprof(&["report", text.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSON trace: it starts with \"these are not traces\""));
     let out = stageprof(&["report", "/nonexistent.stgp"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent.stgp"));
     let out = stageprof(&["report", json.to_str().unwrap(), "--top", "0"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn kineto_fixture(name: &str) -> String {
+    format!("{}/../stageprof-readers/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn pytorch_traces_are_told_apart_by_content_not_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // A gzipped trace under a misleading name, and the same trace plain.
+    let gz = dir.path().join("trace.txt");
+    std::fs::copy(kineto_fixture("training.pt.trace.json.gz"), &gz).unwrap();
+    let mut plain = Vec::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()).read_to_end(&mut plain).unwrap();
+    let json = dir.path().join("trace.bin");
+    std::fs::write(&json, &plain).unwrap();
+    for file in [&gz, &json] {
+        let out = stageprof(&["report", file.to_str().unwrap(), "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["source"].as_str().unwrap().starts_with("pytorch profiler (kineto)"));
+        let backward = v["stages"].as_array().unwrap().iter().find(|s| s["name"] == "backward").unwrap();
+        assert_eq!(backward["calls"], 3);
+        assert!(backward["gpu_busy_ns"].as_u64().unwrap() > 30_000_000, "{backward}");
+        let data = v["stages"].as_array().unwrap().iter().find(|s| s["name"] == "data").unwrap();
+        assert_eq!(data["copies"]["htod"]["bytes"], 3 * (128 << 20) + 3 * 8192 * 8);
+        assert_eq!(v["gpu_bottlenecks"][0]["name"], "backward");
+        assert!(v["frames"]["gpu_busy_pct"].as_f64().unwrap() > 90.0);
+    }
+
+    // Cut short, as when the profiled process dies: what was read is reported, with where it broke.
+    let cut = dir.path().join("cut.json");
+    std::fs::write(&cut, &plain[..plain.len() * 2 / 3]).unwrap();
+    let out = stageprof(&["report", cut.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the file is cut short: it breaks off in the event at byte"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v["stages"].as_array().unwrap().is_empty());
 }

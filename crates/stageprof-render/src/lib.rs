@@ -10,6 +10,6 @@ pub mod table;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
-pub use native_report::{report_native, ReportError};
+pub use native_report::{report_native, report_with, ReportError};
 pub use summary_json::summary_json;
 pub use table::{render_table, TableOptions};

@@ -1,17 +1,17 @@
-//! One pass over a native profile: its summary and, if asked, its Chrome
-//! trace. The recorder's `finish()` and `stageprof report` both call this.
+//! One pass over a profile: its summary and, if asked, its Chrome trace.
+//! The recorder's `finish()` and `stageprof report` both call this.
 
 use std::io::{self, Read, Write};
 
-use stageprof_analysis::{read_native, Aggregator, Summary};
-use stageprof_model::native::NativeError;
+use stageprof_analysis::{read_native, Aggregator, RunInfo, Summary};
+use stageprof_model::{Catalog, ProfileSink};
 
 use crate::chrome::ChromeTraceWriter;
 
-/// Why a native profile could not be reported.
+/// Why a profile could not be reported.
 #[derive(Debug)]
 pub enum ReportError {
-    Read(NativeError),
+    Read(String),
     /// Writing the Chrome trace failed (the summary was still computed).
     Chrome(io::Error, Box<Summary>),
 }
@@ -27,18 +27,27 @@ impl std::fmt::Display for ReportError {
 
 impl std::error::Error for ReportError {}
 
-/// Reads a native profile once, summarizing it with the top `top`
+/// Reads a profile once with `read`, summarizing it with the top `top`
 /// bottlenecks and streaming it to `chrome` as a Chrome trace.
-pub fn report_native<W: Write>(input: impl Read, top: usize, chrome: Option<W>) -> Result<Summary, ReportError> {
+pub fn report_with<W: Write>(
+    read: impl FnOnce(&mut dyn ProfileSink) -> Result<(Catalog, RunInfo), String>,
+    top: usize,
+    chrome: Option<W>,
+) -> Result<Summary, ReportError> {
     let mut sinks = (Aggregator::default(), chrome.map(|out| ChromeTraceWriter::new(out, 1)));
-    let profile = read_native(input, &mut sinks).map_err(ReportError::Read)?;
+    let (catalog, run) = read(&mut sinks).map_err(ReportError::Read)?;
     let (aggregator, chrome) = sinks;
-    let label = format!("stageprof: pid {} on {}", profile.run.pid, profile.run.host.hostname);
-    let summary = aggregator.summary(&profile.catalog, profile.run, top);
+    let label = format!("{}: pid {} on {}", run.source, run.pid, run.host.hostname);
+    let summary = aggregator.summary(&catalog, run, top);
     if let Some(writer) = chrome {
-        if let Err(e) = writer.finish(&profile.catalog, &label) {
+        if let Err(e) = writer.finish(&catalog, &label) {
             return Err(ReportError::Chrome(e, Box::new(summary)));
         }
     }
     Ok(summary)
+}
+
+/// [`report_with`] for a native stageprof profile.
+pub fn report_native<W: Write>(input: impl Read, top: usize, chrome: Option<W>) -> Result<Summary, ReportError> {
+    report_with(|sink| read_native(input, sink).map(|p| (p.catalog, p.run)).map_err(|e| e.to_string()), top, chrome)
 }

@@ -1,7 +1,8 @@
 //! The JSON summary (docs/summary-schema.md).
 
 use stageprof_analysis::stats::DurationStats;
-use stageprof_analysis::{StageStats, Summary, SCHEMA_VERSION};
+use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
+use stageprof_model::CopyKind;
 
 use crate::json::JsonWriter;
 
@@ -13,6 +14,39 @@ fn call_stats(w: &mut JsonWriter, s: &DurationStats) {
         .field("p50_ns", s.p50_ns)
         .field("p95_ns", s.p95_ns)
         .field("p99_ns", s.p99_ns);
+}
+
+/// GPU figures of a stage; `null` where the profile has no GPU data.
+fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
+    let g = st.gpu;
+    w.field_opt("gpu_busy_ns", g.map(|g| g.busy_ns))
+        .field_opt("gpu_self_busy_ns", g.map(|g| g.self_busy_ns))
+        .field_opt("gpu_span_ns", g.map(|g| g.span_ns))
+        .field_opt("gpu_kernels", g.map(|g| g.kernels))
+        .field_opt("gpu_copies", g.map(|g| g.copies))
+        .field_opt("gpu_memsets", g.map(|g| g.memsets))
+        .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
+        .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes);
+    w.key("copies");
+    let Some(g) = g.filter(|g| g.copies > 0) else {
+        w.raw("null");
+        return;
+    };
+    w.begin_object();
+    for (i, kind) in CopyKind::ALL.iter().enumerate() {
+        if g.copy_bytes[i] == 0 && g.copy_ns[i] == 0 {
+            continue;
+        }
+        // Bytes per nanosecond are GB/s.
+        let gbps = g.copy_bytes[i] as f64 / g.copy_ns[i].max(1) as f64;
+        w.key(kind.label())
+            .begin_object()
+            .field("bytes", g.copy_bytes[i])
+            .field("busy_ns", g.copy_ns[i])
+            .field_f64("gb_per_s", gbps)
+            .end_object();
+    }
+    w.end_object();
 }
 
 /// The fields that say which stage this is.
@@ -70,8 +104,9 @@ pub fn summary_json(s: &Summary) -> String {
             .field_opt("allocs", st.allocs)
             .field("threads", st.threads)
             .field("unwound", st.unwound)
-            .field("unfinished", st.unfinished)
-            .end_object();
+            .field("unfinished", st.unfinished);
+        gpu_fields(&mut w, st);
+        w.end_object();
     }
     w.end_array();
     let f = &s.frames;
@@ -81,6 +116,19 @@ pub fn summary_json(s: &Summary) -> String {
         .field("sampled", f.sampled)
         .field("total_ns", f.duration.total_ns);
     call_stats(&mut w, &f.duration);
+    w.key("gpu_span_ns");
+    match &f.gpu_span {
+        Some(g) => {
+            w.begin_object().field("total_ns", g.total_ns);
+            call_stats(&mut w, g);
+            w.end_object();
+            let busy_pct = 100.0 * f.gpu_busy_ns as f64 / g.total_ns.max(1) as f64;
+            w.field("gpu_busy_ns", f.gpu_busy_ns).field_f64("gpu_busy_pct", busy_pct);
+        }
+        None => {
+            w.raw("null");
+        }
+    }
     w.end_object();
     w.key("counters").begin_array();
     for c in &s.counters {
@@ -94,20 +142,26 @@ pub fn summary_json(s: &Summary) -> String {
             .end_object();
     }
     w.end_array();
-    w.key("bottlenecks").begin_array();
-    for b in &s.bottlenecks {
+    bottleneck_list(&mut w, "bottlenecks", &s.bottlenecks, s);
+    bottleneck_list(&mut w, "gpu_bottlenecks", &s.gpu_bottlenecks, s);
+    w.end_object();
+    w.finish()
+}
+
+fn bottleneck_list(w: &mut JsonWriter, key: &str, ranked: &[Bottleneck], s: &Summary) {
+    w.key(key).begin_array();
+    for b in ranked {
         let st = &s.stages[b.stage];
         w.begin_object().field("rank", b.rank);
-        stage_identity(&mut w, st);
+        stage_identity(w, st);
         w.field("self_ns", b.self_ns)
             .field_f64("share_pct", b.share_pct)
             .field("calls", st.calls)
             .field("wall_ns", st.wall_ns)
             .field_opt("host_mem_peak_bytes", b.host_mem_peak_bytes)
             .field_opt("host_mem_net_bytes", st.host_mem_net_bytes)
+            .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
             .end_object();
     }
     w.end_array();
-    w.end_object();
-    w.finish()
 }

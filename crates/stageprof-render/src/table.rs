@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
-use stageprof_analysis::Summary;
+use stageprof_analysis::{Bottleneck, Summary};
 
 use crate::units::{bytes, duration, signed_bytes, terminal_safe};
 
@@ -32,9 +32,10 @@ pub fn render_table(s: &Summary, opts: TableOptions) -> String {
     let run = &s.run;
     let _ = writeln!(
         out,
-        "stageprof: {} stages on {} threads over {}{}",
+        "stageprof: {} stages on {} thread{} over {}{}",
         s.stages.len(),
         s.threads,
+        if s.threads == 1 { "" } else { "s" },
         duration(run.duration_ns),
         match run.end_reason.as_str() {
             "finish" | "" => String::new(),
@@ -47,7 +48,13 @@ pub fn render_table(s: &Summary, opts: TableOptions) -> String {
         out.push_str(&stage_table(s, opts).to_string());
         out.push('\n');
     }
-    describe_bottlenecks(s, &mut out);
+    describe_bottlenecks("top bottlenecks by self time", &s.bottlenecks, s, &mut out);
+    describe_bottlenecks(
+        "top bottlenecks by GPU time (work launched by the stage itself)",
+        &s.gpu_bottlenecks,
+        s,
+        &mut out,
+    );
     describe_frames_and_counters(s, &mut out);
     describe_run(s, &mut out);
     out
@@ -56,9 +63,17 @@ pub fn render_table(s: &Summary, opts: TableOptions) -> String {
 fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     let mem = s.run.memory_tracked;
     let cpu = s.run.cpu_time;
+    let gpu = s.stages.iter().any(|st| st.gpu.is_some());
+    let gpu_mem = s.stages.iter().any(|st| st.gpu_mem_peak_bytes.is_some());
     let mut header = vec!["stage", "calls", "wall", "self", "self %", "mean", "p95", "max"];
     if cpu {
         header.push("cpu");
+    }
+    if gpu {
+        header.extend(["gpu busy", "gpu span", "kernels"]);
+    }
+    if gpu_mem {
+        header.extend(["gpu peak", "gpu net"]);
     }
     if mem {
         header.extend(["host peak", "host net", "allocs"]);
@@ -99,6 +114,16 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         if cpu {
             row.push(st.cpu_ns.map_or("-".into(), duration));
         }
+        if gpu {
+            let g = st.gpu;
+            row.push(g.map_or("-".into(), |g| duration(g.busy_ns)));
+            row.push(g.map_or("-".into(), |g| duration(g.span_ns)));
+            row.push(g.map_or("-".into(), |g| g.kernels.to_string()));
+        }
+        if gpu_mem {
+            row.push(st.gpu_mem_peak_bytes.map_or("-".into(), bytes));
+            row.push(st.gpu_mem_net_bytes.map_or("-".into(), signed_bytes));
+        }
         if mem {
             row.push(st.host_mem_peak_bytes.map_or("-".into(), bytes));
             row.push(st.host_mem_net_bytes.map_or("-".into(), signed_bytes));
@@ -119,23 +144,26 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     table
 }
 
-fn describe_bottlenecks(s: &Summary, out: &mut String) {
-    if s.bottlenecks.is_empty() {
+fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &mut String) {
+    if ranked.is_empty() {
         return;
     }
-    out.push_str("top bottlenecks by self time:\n");
-    for b in &s.bottlenecks {
+    let _ = writeln!(out, "{title}:");
+    for b in ranked {
         let st = &s.stages[b.stage];
         let path: Vec<String> = st.path.iter().map(|p| terminal_safe(p)).collect();
         let _ = write!(
             out,
-            "  #{} {}: {} self ({:.1}% of all stage time) in {} calls",
+            "  #{} {}: {} ({:.1}% of all stages') in {} calls",
             b.rank,
             path.join(" / "),
             duration(b.self_ns),
             b.share_pct,
             st.calls
         );
+        if let Some(peak) = st.gpu_mem_peak_bytes {
+            let _ = write!(out, ", GPU memory peak {}", bytes(peak));
+        }
         if let Some(peak) = b.host_mem_peak_bytes {
             let _ = write!(out, ", host memory peak {}", bytes(peak));
         }
@@ -161,6 +189,16 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.p99_ns),
             duration(d.max_ns)
         );
+        if let Some(g) = &f.gpu_span {
+            let _ = writeln!(
+                out,
+                "frames on the GPU: span mean {}, p95 {}, max {}; GPU busy {:.1}% of the frames' GPU span",
+                duration(g.mean_ns),
+                duration(g.p95_ns),
+                duration(g.max_ns),
+                100.0 * f.gpu_busy_ns as f64 / g.total_ns.max(1) as f64
+            );
+        }
     }
     for c in &s.counters {
         let _ = writeln!(
@@ -186,13 +224,16 @@ fn describe_run(s: &Summary, out: &mut String) {
         }
         out.push('\n');
     }
-    if !run.memory_tracked {
-        out.push_str(
-            "host memory per stage: not measured (install stageprof::TrackingAllocator as the global allocator)\n",
-        );
-    }
-    if !run.cpu_time {
-        out.push_str("cpu time per stage: off (cpu_time = true in stageprof.toml turns it on)\n");
+    // How to get what is missing: only the recorder can be told.
+    if run.source.starts_with("stageprof") {
+        if !run.memory_tracked {
+            out.push_str(
+                "host memory per stage: not measured (install stageprof::TrackingAllocator as the global allocator)\n",
+            );
+        }
+        if !run.cpu_time {
+            out.push_str("cpu time per stage: off (cpu_time = true in stageprof.toml turns it on)\n");
+        }
     }
     if run.dropped_records > 0 {
         let _ = writeln!(
