@@ -1,6 +1,7 @@
 //! Builds a large trace from a real one by repeating its events with shifted
-//! timestamps and renumbered ids (correlation, External id, flow ids), for
-//! benchmarks: `cargo run --release -p stageprof-readers --example repeat_trace -- IN.json[.gz] COPIES OUT.json`
+//! timestamps and renumbered ids (correlation, External id, flow ids), laid
+//! out as Kineto lays out its files, for benchmarks:
+//! `cargo run --release -p stageprof-readers --example repeat_trace -- IN.json[.gz] COPIES OUT.json`
 
 use std::io::{BufWriter, Read, Write};
 
@@ -46,9 +47,66 @@ fn main() {
                 e["id"] = Value::from(v + (k as i64) * 100_000_000);
             }
             writeln!(out, "{sep}").unwrap();
-            serde_json::to_writer(&mut out, &e).unwrap();
+            write_kineto_style(&mut out, &e);
             sep = ",";
         }
     }
     writeln!(out, "\n], \"traceName\": \"repeated\"}}").unwrap();
+}
+
+/// Python's separators (`", "`, `": "`), as Kineto writes values.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+fn spaced(w: &mut impl Write, v: &Value) {
+    let mut ser = serde_json::Serializer::with_formatter(w, Spaced);
+    serde::Serialize::serialize(v, &mut ser).unwrap();
+}
+
+/// One event the way Kineto writes it: top-level fields on one line, args on their own.
+fn write_kineto_style(out: &mut impl Write, e: &Value) {
+    let Some(obj) = e.as_object() else { return spaced(out, e) };
+    write!(out, "  {{\n    ").unwrap();
+    let mut first = true;
+    for (k, v) in obj.iter().filter(|(k, _)| *k != "args") {
+        if !first {
+            write!(out, ", ").unwrap();
+        }
+        first = false;
+        write!(out, "{}: ", Value::from(k.as_str())).unwrap();
+        spaced(out, v);
+    }
+    if let Some(args) = obj.get("args").and_then(Value::as_object) {
+        write!(out, ",\n    \"args\": {{\n      ").unwrap();
+        let mut first = true;
+        for (k, v) in args {
+            if !first {
+                write!(out, ", ").unwrap();
+            }
+            first = false;
+            write!(out, "{}: ", Value::from(k.as_str())).unwrap();
+            spaced(out, v);
+        }
+        write!(out, "\n    }}").unwrap();
+    }
+    write!(out, "\n  }}").unwrap();
 }

@@ -111,6 +111,36 @@ impl<'a> Raw<'a> {
     }
 }
 
+/// The members of an object, parsed in one pass and kept on the stack, for
+/// looking up several keys without scanning the object again each time.
+pub struct Members<'a> {
+    items: [(&'a [u8], Raw<'a>); MAX_MEMBERS],
+    len: usize,
+}
+
+/// Members beyond this many are not kept (trace event args have about a dozen).
+const MAX_MEMBERS: usize = 32;
+
+impl<'a> Members<'a> {
+    pub fn of(obj: Raw<'a>) -> Members<'a> {
+        let mut m = Members { items: [(&[][..], Raw::Null); MAX_MEMBERS], len: 0 };
+        if let Raw::Obj(text) = obj {
+            let mut c = Cursor { b: text, i: 0 };
+            let _ = c.object(|k, v| {
+                if m.len < MAX_MEMBERS {
+                    m.items[m.len] = (k, v);
+                    m.len += 1;
+                }
+            });
+        }
+        m
+    }
+
+    pub fn get(&self, key: &str) -> Option<Raw<'a>> {
+        self.items[..self.len].iter().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v)
+    }
+}
+
 /// The fields of a trace event that readers use; the rest are skipped.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Event<'a> {
@@ -226,8 +256,16 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         let mut at = self.i;
         loop {
-            let Some(k) = memchr::memchr2(b'"', b'\\', &self.b[at..]) else { return Err(Stop::More) };
-            at += k;
+            // Most strings are short: a plain loop finds their end before memchr would warm up.
+            let short_end = (at + 32).min(self.b.len());
+            match self.b[at..short_end].iter().position(|&b| b == b'"' || b == b'\\') {
+                Some(k) => at += k,
+                None if short_end == self.b.len() => return Err(Stop::More),
+                None => {
+                    let Some(k) = memchr::memchr2(b'"', b'\\', &self.b[short_end..]) else { return Err(Stop::More) };
+                    at = short_end + k;
+                }
+            }
             if self.b[at] == b'\\' {
                 at += 2;
                 if at > self.b.len() {
@@ -775,8 +813,14 @@ pub fn micros_to_ns(text: &[u8]) -> Option<i64> {
         b'+' => (false, &t[1..]),
         _ => (false, t),
     };
-    let mut int: i128 = 0;
+    // Up to 18 digits fit a u64 with room to spare; longer numbers go on in i128.
+    let mut small: u64 = 0;
     let mut i = 0;
+    while i < digits.len() && i < 18 && digits[i].is_ascii_digit() {
+        small = small * 10 + u64::from(digits[i] - b'0');
+        i += 1;
+    }
+    let mut int = i128::from(small);
     while i < digits.len() && digits[i].is_ascii_digit() {
         int = (int * 10 + i128::from(digits[i] - b'0')).min(i128::MAX / 100);
         i += 1;

@@ -30,7 +30,8 @@ pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Prof
 }
 
 fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, String> {
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    // Small: enough to tell the format; the readers' own large reads then bypass it.
+    let mut input = BufReader::with_capacity(8 << 10, input);
     let head = input.fill_buf().map_err(|e| e.to_string())?;
     if head.starts_with(&[0x1f, 0x8b]) {
         // gzip: read what it holds (tensorboard_trace_handler writes .json.gz).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use stageprof_model::{Catalog, CopyKind, NameId, SpanKind, ThreadInfo};
 
-use crate::json_scan::{Event, Raw, ScanError, Scanner};
+use crate::json_scan::{Event, Members, Raw, ScanError, Scanner};
 
 /// A stage or frame call on a CPU thread. Times are nanoseconds as in the file.
 #[derive(Clone, Copy, Debug)]
@@ -107,8 +107,14 @@ pub struct ScanOutcome {
 
 /// Categories whose complete events are not stages (Kineto's and older PyTorch's).
 fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
-    let lower = cat.to_ascii_lowercase();
-    Some(match lower.as_slice() {
+    // Lower-cased on the stack: categories are short, and this runs for every event.
+    let mut buf = [0u8; 24];
+    let lower = buf.get_mut(..cat.len())?;
+    for (l, c) in lower.iter_mut().zip(cat) {
+        *l = c.to_ascii_lowercase();
+    }
+    let lower: &[u8] = lower;
+    Some(match lower {
         b"user_annotation" => KinetoCat::Annotation,
         b"kernel" => KinetoCat::Gpu(ActivityKind::Kernel),
         b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(ActivityKind::Copy(CopyKind::Other)),
@@ -127,7 +133,7 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
         | b"async"
         | b"async_cpu_to_gpu"
         | b"collective_comm" => KinetoCat::Other,
-        other if other.starts_with(b"xpu_") || other.starts_with(b"mtia_") || other.starts_with(b"privateuse1_") => {
+        other if other.starts_with(b"xpu_") || other.starts_with(b"mtia_") || other.starts_with(b"privateuse1") => {
             KinetoCat::Other
         }
         _ => return None,
@@ -235,7 +241,7 @@ impl Tables {
                 self.calls.push(Call { thread, kind, name, start, end });
             }
             Some(KinetoCat::Launch) => {
-                if let Some(c) = e.arg("correlation").and_then(|c| c.int()) {
+                if let Some(c) = Members::of(e.args).get("correlation").and_then(|c| c.int()) {
                     let thread = self.thread(e.pid, e.tid);
                     self.launches.insert(c, Launch { thread, ts: start });
                 }
@@ -246,8 +252,9 @@ impl Tables {
                     ActivityKind::Copy(_) => ActivityKind::Copy(copy_kind(&name_text)),
                     k => k,
                 };
-                let correlation = e.arg("correlation").and_then(|c| c.int()).unwrap_or(-1);
-                let bytes = e.arg("bytes").and_then(|b| b.int()).unwrap_or(0).max(0) as u64;
+                let args = Members::of(e.args);
+                let correlation = args.get("correlation").and_then(|c| c.int()).unwrap_or(-1);
+                let bytes = args.get("bytes").and_then(|b| b.int()).unwrap_or(0).max(0) as u64;
                 let name = self.name(&name_text);
                 self.activities.push(Activity { correlation, kind, name, start, end, bytes });
             }
@@ -256,7 +263,7 @@ impl Tables {
     }
 
     fn memory_event(&mut self, e: &Event<'_>, ts: i64) {
-        let Some(args) = Some(e.args).filter(|a| !a.is_null()) else { return };
+        let args = Members::of(e.args);
         let get = |k: &str| args.get(k).and_then(|v| v.int());
         let (Some(total), Some(device_type)) = (get("Total Allocated"), get("Device Type")) else { return };
         self.memory.push(MemSample {
