@@ -1,5 +1,6 @@
 //! `stageprof`: read profiles after the fact.
 
+mod progress;
 mod report;
 
 use std::process::ExitCode;

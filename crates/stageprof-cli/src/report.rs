@@ -5,6 +5,8 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+
+use crate::progress::ProgressReader;
 use stageprof_analysis::Summary;
 use stageprof_render::table::terminal_width;
 use stageprof_render::{render_table, report_with, summary_json, TableOptions};
@@ -60,7 +62,9 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;
 /// problems inside the file become warnings, printed on stderr.
 fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
-    let input = File::open(path).map(BufReader::new).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));
     let chrome_out = match chrome {
         Some(c) => {
             Some(File::create(c).map(BufWriter::new).map_err(|e| format!("cannot create {}: {e}", c.display()))?)

@@ -1,0 +1,50 @@
+//! A progress bar for reading big traces: shown on a terminal, and only once
+//! reading has taken more than a second.
+
+use std::io::{IsTerminal, Read};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Counts the bytes read from a file into a progress bar.
+pub struct ProgressReader<R> {
+    inner: R,
+    bar: ProgressBar,
+    started: Instant,
+    shown: bool,
+    on_terminal: bool,
+}
+
+const SHOW_AFTER: Duration = Duration::from_secs(1);
+
+impl<R: Read> ProgressReader<R> {
+    pub fn new(inner: R, total_bytes: u64, label: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::hidden());
+        let style = ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(label.to_owned());
+        ProgressReader { inner, bar, started: Instant::now(), shown: false, on_terminal: std::io::stderr().is_terminal() }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        if !self.shown && self.on_terminal && self.started.elapsed() > SHOW_AFTER {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+        if n == 0 {
+            self.bar.finish_and_clear();
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Drop for ProgressReader<R> {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
