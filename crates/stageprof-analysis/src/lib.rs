@@ -12,6 +12,7 @@ pub mod decode;
 pub mod histogram;
 pub mod native_input;
 pub mod nest;
+pub mod ranks;
 pub mod stats;
 pub mod summary;
 
@@ -19,4 +20,5 @@ pub use aggregate::Aggregator;
 pub use decode::RecordDecoder;
 pub use native_input::{read_native, NativeProfile};
 pub use nest::Nester;
+pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use summary::{Bottleneck, CounterStats, FrameStats, RunInfo, StageStats, Summary, SCHEMA_VERSION};

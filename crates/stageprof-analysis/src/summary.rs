@@ -32,6 +32,8 @@ pub struct RunInfo {
     pub end_reason: String,
     /// Problems met while recording or reading, for the reader of the report.
     pub warnings: Vec<String>,
+    /// Rank of the process in a distributed job, where the trace says.
+    pub rank: Option<u32>,
 }
 
 /// Totals and per-call statistics of one stage (one path in the stage tree).

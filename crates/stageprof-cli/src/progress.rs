@@ -24,7 +24,13 @@ impl<R: Read> ProgressReader<R> {
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(label.to_owned());
-        ProgressReader { inner, bar, started: Instant::now(), shown: false, on_terminal: std::io::stderr().is_terminal() }
+        ProgressReader {
+            inner,
+            bar,
+            started: Instant::now(),
+            shown: false,
+            on_terminal: std::io::stderr().is_terminal(),
+        }
     }
 }
 

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 
 use crate::progress::ProgressReader;
-use stageprof_analysis::Summary;
+use stageprof_analysis::{compare_ranks, Summary};
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_table, report_with, summary_json, TableOptions};
+use stageprof_render::{
+    ranks_json, render_ranks_table, render_table, report_with, summary_json, RankInput, TableOptions,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OutputFormat {
@@ -22,7 +24,8 @@ pub enum OutputFormat {
 #[derive(Args)]
 pub struct ReportArgs {
     /// Profiles to report: native stageprof files (stageprof-out/profile.stgp), PyTorch
-    /// profiler traces, Chrome trace JSON; plain or gzipped.
+    /// profiler traces, Chrome trace JSON; plain or gzipped. Several files are the
+    /// ranks of one job, reported side by side.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -39,24 +42,45 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
     if args.chrome.is_some() && args.files.len() > 1 {
         return Err("--chrome takes a single input profile".into());
     }
-    let mut out = std::io::stdout().lock();
+    let summaries: Vec<Summary> = args
+        .files
+        .iter()
+        .map(|path| summarize(path, args.top as usize, args.chrome.as_deref()))
+        .collect::<Result<_, _>>()?;
     let tty = std::io::stdout().is_terminal();
-    for (i, path) in args.files.iter().enumerate() {
-        let summary = summarize(path, args.top as usize, args.chrome.as_deref())?;
-        let text = match args.format {
+    let width = tty.then(terminal_width);
+    let text = if let [summary] = &summaries[..] {
+        match args.format {
+            OutputFormat::Text => render_table(summary, TableOptions { color: tty, width }),
+            OutputFormat::Json => summary_json(summary) + "\n",
+        }
+    } else {
+        // Several files are several ranks of one job.
+        let ranks: Vec<RankInput<'_>> = summaries
+            .iter()
+            .zip(&args.files)
+            .enumerate()
+            .map(|(i, (s, path))| RankInput {
+                label: path.display().to_string(),
+                rank: s.run.rank.unwrap_or(i as u32),
+                summary: s,
+            })
+            .collect();
+        let rows = compare_ranks(&summaries);
+        match args.format {
             OutputFormat::Text => {
-                let table = render_table(&summary, TableOptions { color: tty, width: tty.then(terminal_width) });
-                if args.files.len() > 1 {
-                    format!("{}== {} ==\n{table}", if i > 0 { "\n" } else { "" }, path.display())
-                } else {
-                    table
+                let mut text = String::new();
+                for r in &ranks {
+                    text.push_str(&format!("== rank {}: {} ==\n", r.rank, r.label));
+                    text.push_str(&render_table(r.summary, TableOptions { color: tty, width }));
+                    text.push('\n');
                 }
+                text + &render_ranks_table(&ranks, &rows, width)
             }
-            OutputFormat::Json => summary_json(&summary) + "\n",
-        };
-        out.write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))?;
-    }
-    Ok(())
+            OutputFormat::Json => ranks_json(&ranks, &rows) + "\n",
+        }
+    };
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))
 }
 
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;

@@ -124,3 +124,39 @@ fn pytorch_traces_are_told_apart_by_content_not_name() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!v["stages"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn several_traces_are_ranks_side_by_side_with_the_slowest_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = |rank: u32, allreduce_us: u32| {
+        format!(
+            r#"{{"distributedInfo": {{"rank": {rank}, "world_size": 2}}, "traceEvents": [
+                {{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "pid": 1, "tid": 1, "ts": 0, "dur": 1000}},
+                {{"ph": "X", "cat": "user_annotation", "name": "forward", "pid": 1, "tid": 1, "ts": 0, "dur": 300}},
+                {{"ph": "X", "cat": "user_annotation", "name": "allreduce", "pid": 1, "tid": 1, "ts": 300, "dur": {allreduce_us}}}
+            ]}}"#
+        )
+    };
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    std::fs::write(&a, trace(3, 100)).unwrap();
+    std::fs::write(&b, trace(1, 600)).unwrap();
+    let out = stageprof(&["report", a.to_str().unwrap(), b.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ranks"][0]["rank"], 3);
+    assert_eq!(v["ranks"][1]["rank"], 1);
+    assert_eq!(v["ranks"][1]["summary"]["stages"][0]["name"], "allreduce");
+    let rows = v["side_by_side"].as_array().unwrap();
+    let allreduce = rows.iter().find(|r| r["path"][0] == "allreduce").unwrap();
+    assert_eq!(allreduce["wall_ns"], serde_json::json!([100_000, 600_000]));
+    assert_eq!(allreduce["slowest_rank"], 1);
+    assert_eq!(allreduce["spread"], 6.0);
+    let forward = rows.iter().find(|r| r["path"][0] == "forward").unwrap();
+    assert_eq!(forward["spread"], 1.0);
+
+    let out = stageprof(&["report", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("== rank 3: ") && text.contains("== rank 1: "), "{text}");
+    assert!(text.contains("600.0 µs ◀") && text.contains("6.00x"), "{text}");
+}

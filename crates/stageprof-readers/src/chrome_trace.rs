@@ -84,6 +84,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         memory_tracked: !host_memory.is_empty(),
         end_reason: "finish".into(),
         warnings,
+        rank: outcome.rank,
         ..RunInfo::default()
     };
     Ok(TraceProfile { catalog: tables.catalog, run })

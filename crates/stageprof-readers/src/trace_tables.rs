@@ -103,6 +103,8 @@ pub struct ScanOutcome {
     pub skipped: u64,
     pub base_time_ns: Option<i64>,
     pub device_names: Vec<String>,
+    /// `distributedInfo.rank`.
+    pub rank: Option<u32>,
 }
 
 /// Categories whose complete events are not stages (Kineto's and older PyTorch's).
@@ -328,7 +330,18 @@ pub fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
         .top_level("deviceProperties")
         .map(|p| p.elements().iter().filter_map(|d| d.get("name")).map(|n| n.text().into_owned()).collect())
         .unwrap_or_default();
-    let outcome =
-        ScanOutcome { stopped, repaired: scanner.repaired(), skipped: scanner.skipped(), base_time_ns, device_names };
+    let rank = scanner
+        .top_level("distributedInfo")
+        .and_then(|d| d.get("rank"))
+        .and_then(|r| r.int())
+        .and_then(|r| u32::try_from(r).ok());
+    let outcome = ScanOutcome {
+        stopped,
+        repaired: scanner.repaired(),
+        skipped: scanner.skipped(),
+        base_time_ns,
+        device_names,
+        rank,
+    };
     (tables, outcome)
 }

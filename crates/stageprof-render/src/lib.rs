@@ -5,11 +5,13 @@
 pub mod chrome;
 pub mod json;
 pub mod native_report;
+pub mod ranks;
 pub mod summary_json;
 pub mod table;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
 pub use native_report::{report_native, report_with, ReportError};
+pub use ranks::{ranks_json, render_ranks_table, RankInput};
 pub use summary_json::summary_json;
 pub use table::{render_table, TableOptions};

@@ -1,0 +1,90 @@
+//! Several ranks side by side, in the terminal and in JSON.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+use stageprof_analysis::{RankRow, Summary};
+
+use crate::json::JsonWriter;
+use crate::summary_json::summary_json;
+use crate::units::{duration, terminal_safe};
+
+/// One rank: its label (file, rank number) and its summary.
+pub struct RankInput<'a> {
+    pub label: String,
+    pub rank: u32,
+    pub summary: &'a Summary,
+}
+
+/// The time compared: GPU span where the profile has it, else wall time.
+fn compared(row: &RankRow, r: usize) -> Option<u64> {
+    row.per_rank[r].map(|f| f.gpu_span_ns.unwrap_or(f.wall_ns))
+}
+
+/// A table with one column per rank; the slowest rank of each stage is marked.
+pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], width: Option<u16>) -> String {
+    let gpu = rows.iter().any(|r| r.per_rank.iter().flatten().any(|f| f.gpu_span_ns.is_some()));
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).force_no_tty();
+    match width {
+        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
+        None => table.set_content_arrangement(ContentArrangement::Disabled),
+    };
+    let mut header = vec!["stage".to_string()];
+    header.extend(ranks.iter().map(|r| format!("rank {}", r.rank)));
+    header.extend(["slowest".into(), "slowest / fastest".into()]);
+    table.set_header(header);
+    for row in rows {
+        let name = row.path.iter().map(|p| terminal_safe(p)).collect::<Vec<_>>().join(" / ");
+        let mut cells = vec![Cell::new(name)];
+        for r in 0..ranks.len() {
+            let text = match compared(row, r) {
+                Some(t) if r == row.slowest && ranks.len() > 1 => format!("{} ◀", duration(t)),
+                Some(t) => duration(t),
+                None => "-".into(),
+            };
+            cells.push(Cell::new(text).set_alignment(CellAlignment::Right));
+        }
+        cells.push(Cell::new(format!("rank {}", ranks[row.slowest].rank)));
+        cells.push(Cell::new(format!("{:.2}x", row.spread)).set_alignment(CellAlignment::Right));
+        table.add_row(cells);
+    }
+    let what = if gpu { "GPU span" } else { "wall time" };
+    format!("ranks side by side ({what} per stage, summed over calls; ◀ marks the slowest rank):\n{table}\n")
+}
+
+/// Every rank's summary, and the per-stage comparison.
+pub fn ranks_json(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
+    let mut w = JsonWriter::new();
+    w.begin_object().field("schema_version", stageprof_analysis::SCHEMA_VERSION).key("ranks").begin_array();
+    for r in ranks {
+        w.begin_object()
+            .field_str("file", &r.label)
+            .field("rank", r.rank)
+            .key("summary")
+            .raw(summary_json(r.summary))
+            .end_object();
+    }
+    w.end_array().key("side_by_side").begin_array();
+    for row in rows {
+        w.begin_object().field_strs("path", row.path.iter().map(String::as_str));
+        w.key("calls").begin_array();
+        for f in &row.per_rank {
+            w.opt(f.map(|f| f.calls));
+        }
+        w.end_array().key("wall_ns").begin_array();
+        for f in &row.per_rank {
+            w.opt(f.map(|f| f.wall_ns));
+        }
+        w.end_array().key("gpu_span_ns").begin_array();
+        for f in &row.per_rank {
+            w.opt(f.and_then(|f| f.gpu_span_ns));
+        }
+        w.end_array().key("gpu_busy_ns").begin_array();
+        for f in &row.per_rank {
+            w.opt(f.and_then(|f| f.gpu_busy_ns));
+        }
+        w.end_array().field("slowest_rank", ranks[row.slowest].rank).field_f64("spread", row.spread).end_object();
+    }
+    w.end_array().end_object();
+    w.finish()
+}
