@@ -22,6 +22,7 @@ struct StageAcc {
     gpu: Option<GpuMetrics>,
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
+    derived: bool,
 }
 
 struct CounterAcc {
@@ -90,6 +91,7 @@ impl ProfileSink for Aggregator {
         acc.threads.insert(span.thread);
         acc.unwound += u64::from(span.flags.unwound);
         acc.unfinished += u64::from(span.flags.unfinished);
+        acc.derived |= span.flags.derived;
         if let Some(cpu) = span.metrics.cpu_ns {
             add(&mut acc.cpu_ns, cpu);
         }
@@ -181,6 +183,7 @@ impl Aggregator {
             gpu: acc.gpu,
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,
+            derived: acc.derived,
         }
     }
 
@@ -217,7 +220,7 @@ impl Aggregator {
 /// The `top` stages by a time measure of their own (not their nested
 /// stages'), so that a parent does not outrank the children doing the work.
 fn bottlenecks(stages: &[StageStats], top: usize, own_ns: impl Fn(&StageStats) -> Option<u64>) -> Vec<Bottleneck> {
-    let time = |i: usize| own_ns(&stages[i]).unwrap_or(0);
+    let time = |i: usize| if stages[i].derived { 0 } else { own_ns(&stages[i]).unwrap_or(0) };
     let total: u64 = (0..stages.len()).map(time).sum();
     let mut ranked: Vec<usize> = (0..stages.len()).filter(|&i| time(i) > 0).collect();
     ranked.sort_by_key(|&i| (std::cmp::Reverse(time(i)), i));

@@ -68,6 +68,8 @@ pub struct StageStats {
     pub gpu_mem_peak_bytes: Option<u64>,
     /// GPU allocator bytes at the end minus at the start, summed over calls.
     pub gpu_mem_net_bytes: Option<i64>,
+    /// A view of other stages' work (such as `<stage> (backward)`), not ranked as a bottleneck.
+    pub derived: bool,
 }
 
 /// Frame (pipeline iteration) statistics.

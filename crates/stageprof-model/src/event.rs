@@ -31,6 +31,9 @@ pub struct SpanFlags {
     pub unfinished: bool,
     /// For frames: whether the frame's stages were recorded (sampling).
     pub sampled: bool,
+    /// A view derived from other stages' work (such as `<stage> (backward)`),
+    /// not time of its own: left out of bottleneck rankings.
+    pub derived: bool,
 }
 
 /// Host heap figures of one stage call, measured on the stage's thread.

@@ -9,10 +9,11 @@
 use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
-use stageprof_model::{Catalog, CounterSample, ProfileSink, StageMetrics};
+use stageprof_model::{Catalog, CounterSample, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
+use crate::backward::attribute_backward;
 use crate::call_tree::CallTree;
-use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call};
+use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
@@ -72,8 +73,35 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
             close(i, catalog, &mut nester, sink);
         }
     }
+    let backward = attribute_backward(&tree, &tables.autograd_ops, &tables.launches, &tables.activities);
+    let mut scratch = Vec::new();
+    for b in &backward {
+        let forward = b.forward_call as usize;
+        let name = format!("{} (backward)", tables.catalog.name(tree.calls[forward].name));
+        let name = tables.name(&name);
+        let forward_path = stage_path(&tree, forward, &mut tables.catalog);
+        let parent = tables.catalog.path(forward_path).parent;
+        let path = tables.catalog.intern_path(parent, name);
+        let acts = b.activities.iter().map(|&a| &tables.activities[a as usize]);
+        let span = Span {
+            thread: b.thread,
+            kind: SpanKind::Stage,
+            name,
+            path: Some(path),
+            depth: tables.catalog.path(path).depth,
+            start_ns: rel(b.start),
+            end_ns: rel(b.end),
+            self_ns: rel(b.end) - rel(b.start),
+            metrics: StageMetrics { gpu: Some(summarize(acts, &mut scratch)), ..StageMetrics::default() },
+            flags: SpanFlags { derived: true, ..SpanFlags::default() },
+        };
+        sink.span(&span, &tables.catalog);
+    }
     for c in &tables.counters {
-        sink.counter(&CounterSample { name: c.name, thread: c.thread, ts_ns: rel(c.ts), value: c.value }, catalog);
+        sink.counter(
+            &CounterSample { name: c.name, thread: c.thread, ts_ns: rel(c.ts), value: c.value },
+            &tables.catalog,
+        );
     }
 
     warn_about(&tables, &outcome, &tree, &attribution, &mut warnings);
@@ -88,6 +116,24 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         ..RunInfo::default()
     };
     Ok(TraceProfile { catalog: tables.catalog, run })
+}
+
+/// The path of stage call `i`: its own and its enclosing stages' names (frames skipped).
+fn stage_path(tree: &CallTree, i: usize, catalog: &mut Catalog) -> PathId {
+    let mut names = Vec::new();
+    let mut at = Some(i as u32);
+    while let Some(c) = at {
+        let call = tree.calls[c as usize];
+        if call.kind == SpanKind::Stage {
+            names.push(call.name);
+        }
+        at = tree.parent[c as usize];
+    }
+    let mut path = None;
+    for name in names.into_iter().rev() {
+        path = Some(catalog.intern_path(path, name));
+    }
+    path.expect("a stage call has a path")
 }
 
 fn warn_about(

@@ -110,7 +110,7 @@ pub fn gpu_metrics_per_call(
 }
 
 /// Counts, bytes, span and busy time (union of intervals) of some activities.
-fn summarize<'a>(acts: impl Iterator<Item = &'a Activity>, intervals: &mut Vec<(i64, i64)>) -> GpuMetrics {
+pub fn summarize<'a>(acts: impl Iterator<Item = &'a Activity>, intervals: &mut Vec<(i64, i64)>) -> GpuMetrics {
     let mut m = GpuMetrics::default();
     intervals.clear();
     for a in acts {

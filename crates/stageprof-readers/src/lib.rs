@@ -5,6 +5,7 @@
 //! gzipped; told apart by content, not by name) and delivers its events to a
 //! sink, through the same analysis the recorder uses.
 
+pub mod backward;
 pub mod call_tree;
 pub mod chrome_trace;
 pub mod gpu_attribution;

@@ -55,6 +55,17 @@ pub struct MemSample {
     pub bytes: i64,
 }
 
+/// A CPU operator that autograd links forward to backward: its `Sequence
+/// number`, and whether it runs the backward (a non-zero `Fwd thread id`).
+#[derive(Clone, Copy, Debug)]
+pub struct AutogradOp {
+    pub thread: u32,
+    pub start: i64,
+    pub end: i64,
+    pub seq: i64,
+    pub backward: bool,
+}
+
 /// A counter sample (`ph: "C"`), one per value in its args.
 #[derive(Clone, Copy, Debug)]
 pub struct Counter {
@@ -77,6 +88,7 @@ pub struct Tables {
     pub activities: Vec<Activity>,
     pub memory: Vec<MemSample>,
     pub counters: Vec<Counter>,
+    pub autograd_ops: Vec<AutogradOp>,
     /// Open `B` events per thread, waiting for their `E`.
     open_begins: HashMap<u32, Vec<(NameId, i64)>>,
     pub first_ts: Option<i64>,
@@ -122,9 +134,8 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
         b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(ActivityKind::Copy(CopyKind::Other)),
         b"gpu_memset" | b"memset" => KinetoCat::Gpu(ActivityKind::Memset),
         b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" => KinetoCat::Launch,
-        b"cpu_op"
-        | b"operator"
-        | b"gpu_user_annotation"
+        b"cpu_op" | b"operator" => KinetoCat::Operator,
+        b"gpu_user_annotation"
         | b"cuda_sync"
         | b"cpu_instant_event"
         | b"python_function"
@@ -146,6 +157,7 @@ enum KinetoCat {
     Annotation,
     Gpu(ActivityKind),
     Launch,
+    Operator,
     Other,
 }
 
@@ -259,6 +271,19 @@ impl Tables {
                 let bytes = args.get("bytes").and_then(|b| b.int()).unwrap_or(0).max(0) as u64;
                 let name = self.name(&name_text);
                 self.activities.push(Activity { correlation, kind, name, start, end, bytes });
+            }
+            Some(KinetoCat::Operator) => {
+                let Raw::Obj(text) = e.args else { return };
+                // Most operators have no sequence number: skip them without parsing their args.
+                if memchr::memmem::find(text, b"Sequence number").is_none() {
+                    return;
+                }
+                let args = Members::of(e.args);
+                if let Some(seq) = args.get("Sequence number").and_then(|v| v.int()) {
+                    let backward = args.get("Fwd thread id").and_then(|v| v.int()).is_some_and(|t| t != 0);
+                    let thread = self.thread(e.pid, e.tid);
+                    self.autograd_ops.push(AutogradOp { thread, start, end, seq, backward });
+                }
             }
             Some(KinetoCat::Other) => {}
         }

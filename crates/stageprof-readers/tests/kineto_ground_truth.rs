@@ -113,3 +113,24 @@ fn the_warmup_steps_gpu_work_is_explained_not_attributed() {
     assert_eq!(in_stages, 549);
     assert_eq!(stage(&s, "depth_estimation/build_cost_volume/warp").gpu.unwrap().kernels % 12, 0);
 }
+
+/// Backward attribution: autograd's kernels go (also) to the forward stage
+/// whose operators recorded them. Expected counts were found independently
+/// from the trace's own events (backward operators on autograd's thread,
+/// their sequence numbers, the forward operators with the same numbers).
+#[test]
+fn backward_kernels_are_also_credited_to_their_forward_stages() {
+    let (s, truth) = read("training");
+    let fwd = stage(&s, "forward (backward)");
+    let loss = stage(&s, "loss (backward)");
+    let g = fwd.gpu.unwrap();
+    assert_eq!((fwd.calls, g.kernels, g.memsets), (3, 81, 69));
+    assert_eq!(loss.gpu.unwrap().kernels, 9);
+    assert!(fwd.derived && loss.derived && !stage(&s, "backward").derived);
+    // Almost all of the backward pass comes from the forward stage's operators.
+    let truth_ms = truth["stages"]["step/backward"]["gpu_ms_mean"].as_f64().unwrap();
+    let ours_ms = g.busy_ns as f64 / 3.0 / 1e6;
+    assert!((ours_ms - truth_ms).abs() / truth_ms < 0.05, "{ours_ms} vs {truth_ms}");
+    // Derived views are not ranked: the same work is already the backward stage's.
+    assert!(s.gpu_bottlenecks.iter().all(|b| !s.stages[b.stage].derived));
+}

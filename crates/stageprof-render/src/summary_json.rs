@@ -104,7 +104,8 @@ pub fn summary_json(s: &Summary) -> String {
             .field_opt("allocs", st.allocs)
             .field("threads", st.threads)
             .field("unwound", st.unwound)
-            .field("unfinished", st.unfinished);
+            .field("unfinished", st.unfinished)
+            .field("derived", st.derived);
         gpu_fields(&mut w, st);
         w.end_object();
     }
