@@ -41,7 +41,7 @@ pub struct Aggregator {
     frames: DurationAcc,
     frames_sampled: u64,
     frame_gpu_span: DurationAcc,
-    frame_gpu_busy: u64,
+    frame_gpu: Option<GpuMetrics>,
     counters: HashMap<NameId, CounterAcc>,
     threads: BTreeSet<u32>,
     first_ns: Option<u64>,
@@ -65,6 +65,9 @@ fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
         a.copy_bytes[i] += g.copy_bytes[i];
         a.copy_ns[i] += g.copy_ns[i];
     }
+    a.idle_host_ns += g.idle_host_ns;
+    a.idle_sync_ns += g.idle_sync_ns;
+    a.idle_other_ns += g.idle_other_ns;
 }
 
 impl ProfileSink for Aggregator {
@@ -77,7 +80,7 @@ impl ProfileSink for Aggregator {
             self.frames_sampled += u64::from(span.flags.sampled);
             if let Some(g) = &span.metrics.gpu {
                 self.frame_gpu_span.record(g.span_ns);
-                self.frame_gpu_busy += g.busy_ns;
+                add_gpu(&mut self.frame_gpu, g);
             }
             return;
         };
@@ -152,7 +155,7 @@ impl Aggregator {
                 sampled: self.frames_sampled,
                 duration: self.frames.stats(),
                 gpu_span: (self.frame_gpu_span.count() > 0).then(|| self.frame_gpu_span.stats()),
-                gpu_busy_ns: self.frame_gpu_busy,
+                gpu: self.frame_gpu,
             },
             counters,
             threads: self.threads.len() as u32,

@@ -81,8 +81,8 @@ pub struct FrameStats {
     pub duration: DurationStats,
     /// Per-frame GPU span (first start to last end of the frame's GPU work).
     pub gpu_span: Option<DurationStats>,
-    /// GPU busy time (union of activity intervals), summed over frames.
-    pub gpu_busy_ns: u64,
+    /// GPU figures summed over frames: busy time, and idle time by cause.
+    pub gpu: Option<GpuMetrics>,
 }
 
 /// Samples of one counter.

@@ -89,6 +89,12 @@ pub struct GpuMetrics {
     pub copy_bytes: [u64; 4],
     /// Time spent copying, by [`CopyKind`], for bandwidth.
     pub copy_ns: [u64; 4],
+    /// GPU idle time within the span (`span_ns - busy_ns`), by cause: waiting
+    /// for the host to launch the next work, blocked behind a synchronization
+    /// or blocking copy, and the rest.
+    pub idle_host_ns: u64,
+    pub idle_sync_ns: u64,
+    pub idle_other_ns: u64,
 }
 
 /// Change of an allocator's bytes over a stage call.

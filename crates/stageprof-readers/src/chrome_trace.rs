@@ -13,7 +13,7 @@ use stageprof_model::{Catalog, CounterSample, PathId, ProfileSink, Span, SpanFla
 
 use crate::backward::attribute_backward;
 use crate::call_tree::CallTree;
-use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize};
+use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize, IdleContext};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
@@ -42,7 +42,8 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let tree = CallTree::build(std::mem::take(&mut tables.calls));
     let owner = frame_thread(&tree);
     let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
-    let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution);
+    let idle = IdleContext::new(&tables.launches, &tables.activities, &tables.syncs);
+    let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution, &idle);
     let device_memory = MemorySeries::build(&tables.memory, 1);
     let host_memory = MemorySeries::build(&tables.memory, 0);
 
@@ -82,7 +83,6 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         let forward_path = stage_path(&tree, forward, &mut tables.catalog);
         let parent = tables.catalog.path(forward_path).parent;
         let path = tables.catalog.intern_path(parent, name);
-        let acts = b.activities.iter().map(|&a| &tables.activities[a as usize]);
         let span = Span {
             thread: b.thread,
             kind: SpanKind::Stage,
@@ -92,7 +92,10 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
             start_ns: rel(b.start),
             end_ns: rel(b.end),
             self_ns: rel(b.end) - rel(b.start),
-            metrics: StageMetrics { gpu: Some(summarize(acts, &mut scratch)), ..StageMetrics::default() },
+            metrics: StageMetrics {
+                gpu: Some(summarize(&b.activities, &tables.activities, &idle, &mut scratch)),
+                ..StageMetrics::default()
+            },
             flags: SpanFlags { derived: true, ..SpanFlags::default() },
         };
         sink.span(&span, &tables.catalog);

@@ -89,6 +89,9 @@ pub struct Tables {
     pub memory: Vec<MemSample>,
     pub counters: Vec<Counter>,
     pub autograd_ops: Vec<AutogradOp>,
+    /// Intervals the host spent in a synchronization or blocking copy, and
+    /// device-side sync events (`cuda_sync`).
+    pub syncs: Vec<(i64, i64)>,
     /// Open `B` events per thread, waiting for their `E`.
     open_begins: HashMap<u32, Vec<(NameId, i64)>>,
     pub first_ts: Option<i64>,
@@ -135,8 +138,8 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
         b"gpu_memset" | b"memset" => KinetoCat::Gpu(ActivityKind::Memset),
         b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" => KinetoCat::Launch,
         b"cpu_op" | b"operator" => KinetoCat::Operator,
+        b"cuda_sync" => KinetoCat::Sync,
         b"gpu_user_annotation"
-        | b"cuda_sync"
         | b"cpu_instant_event"
         | b"python_function"
         | b"overhead"
@@ -158,7 +161,18 @@ enum KinetoCat {
     Gpu(ActivityKind),
     Launch,
     Operator,
+    Sync,
     Other,
+}
+
+/// Runtime and driver calls that block the host until the GPU catches up.
+fn is_blocking_call(name: &[u8]) -> bool {
+    let contains = |needle: &[u8]| memchr::memmem::find(name, needle).is_some();
+    contains(b"Synchronize")
+        || name == b"cudaMemcpy"
+        || name == b"cudaMemcpy2D"
+        || name.starts_with(b"cuMemcpyDtoH")
+        || name.starts_with(b"cuMemcpyHtoD") && !contains(b"Async")
 }
 
 fn copy_kind(name: &str) -> CopyKind {
@@ -254,7 +268,11 @@ impl Tables {
                 let (thread, name) = (self.thread(e.pid, e.tid), self.name(&name));
                 self.calls.push(Call { thread, kind, name, start, end });
             }
+            Some(KinetoCat::Sync) => self.syncs.push((start, end)),
             Some(KinetoCat::Launch) => {
+                if is_blocking_call(e.name.bytes()) {
+                    self.syncs.push((start, end));
+                }
                 if let Some(c) = Members::of(e.args).get("correlation").and_then(|c| c.int()) {
                     let thread = self.thread(e.pid, e.tid);
                     self.launches.insert(c, Launch { thread, ts: start });

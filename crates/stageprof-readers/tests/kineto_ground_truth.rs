@@ -134,3 +134,20 @@ fn backward_kernels_are_also_credited_to_their_forward_stages() {
     // Derived views are not ranked: the same work is already the backward stage's.
     assert!(s.gpu_bottlenecks.iter().all(|b| !s.stages[b.stage].derived));
 }
+
+/// Idle time inside frames, by cause, adds up to the frames' GPU span minus
+/// their busy time. The training loop's host runs ahead of the GPU (no
+/// `.item()`), so none of its idle time is spent waiting for a launch.
+#[test]
+fn frame_idle_time_by_cause() {
+    for run in ["inference", "training"] {
+        let (s, _) = read(run);
+        let g = s.frames.gpu.unwrap();
+        let span = s.frames.gpu_span.unwrap().total_ns;
+        assert_eq!(g.idle_host_ns + g.idle_sync_ns + g.idle_other_ns, span - g.busy_ns, "{run}");
+    }
+    let (s, _) = read("training");
+    assert_eq!(s.frames.gpu.unwrap().idle_host_ns, 0);
+    let (s, _) = read("inference");
+    assert!(s.frames.gpu.unwrap().idle_host_ns > 0);
+}

@@ -123,8 +123,15 @@ pub fn summary_json(s: &Summary) -> String {
             w.begin_object().field("total_ns", g.total_ns);
             call_stats(&mut w, g);
             w.end_object();
-            let busy_pct = 100.0 * f.gpu_busy_ns as f64 / g.total_ns.max(1) as f64;
-            w.field("gpu_busy_ns", f.gpu_busy_ns).field_f64("gpu_busy_pct", busy_pct);
+            let total = f.gpu.unwrap_or_default();
+            let busy_pct = 100.0 * total.busy_ns as f64 / g.total_ns.max(1) as f64;
+            w.field("gpu_busy_ns", total.busy_ns).field_f64("gpu_busy_pct", busy_pct);
+            w.key("gpu_idle_ns")
+                .begin_object()
+                .field("waiting_for_host_launch", total.idle_host_ns)
+                .field("synchronization", total.idle_sync_ns)
+                .field("other", total.idle_other_ns)
+                .end_object();
         }
         None => {
             w.raw("null");

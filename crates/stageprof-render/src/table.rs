@@ -189,15 +189,27 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.p99_ns),
             duration(d.max_ns)
         );
-        if let Some(g) = &f.gpu_span {
+        if let (Some(g), Some(t)) = (&f.gpu_span, &f.gpu) {
             let _ = writeln!(
                 out,
                 "frames on the GPU: span mean {}, p95 {}, max {}; GPU busy {:.1}% of the frames' GPU span",
                 duration(g.mean_ns),
                 duration(g.p95_ns),
                 duration(g.max_ns),
-                100.0 * f.gpu_busy_ns as f64 / g.total_ns.max(1) as f64
+                100.0 * t.busy_ns as f64 / g.total_ns.max(1) as f64
             );
+            let idle = t.idle_host_ns + t.idle_sync_ns + t.idle_other_ns;
+            if idle > 0 {
+                let pct = |v: u64| 100.0 * v as f64 / idle as f64;
+                let _ = writeln!(
+                    out,
+                    "GPU idle within frames: {} in all: waiting for the host to launch {:.0}%, synchronization or blocking copies {:.0}%, other {:.0}%",
+                    duration(idle),
+                    pct(t.idle_host_ns),
+                    pct(t.idle_sync_ns),
+                    pct(t.idle_other_ns)
+                );
+            }
         }
     }
     for c in &s.counters {
