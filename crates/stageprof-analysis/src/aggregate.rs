@@ -2,10 +2,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use stageprof_model::{Catalog, CounterSample, GpuMetrics, NameId, PathId, ProfileSink, Span, SpanKind};
+use stageprof_model::{
+    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, NameId, PathId, ProfileSink, Span, SpanKind,
+};
 
 use crate::stats::DurationAcc;
-use crate::summary::{Bottleneck, CounterStats, FrameStats, RunInfo, StageStats, Summary};
+use crate::summary::{Bottleneck, CounterStats, FrameStats, KernelStats, RunInfo, StageStats, Summary};
+
+/// Kernels listed per stage.
+const TOP_KERNELS: usize = 5;
 
 #[derive(Default)]
 struct StageAcc {
@@ -23,6 +28,8 @@ struct StageAcc {
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
     derived: bool,
+    /// Kernels the stage launched itself: name -> (count, total ns).
+    kernels: HashMap<NameId, (u64, u64)>,
 }
 
 struct CounterAcc {
@@ -84,11 +91,7 @@ impl ProfileSink for Aggregator {
             }
             return;
         };
-        let i = path.0 as usize;
-        if self.stages.len() <= i {
-            self.stages.resize_with(i + 1, StageAcc::default);
-        }
-        let acc = &mut self.stages[i];
+        let acc = self.stage_mut(path);
         acc.wall.record(span.duration_ns());
         acc.self_ns += span.self_ns;
         acc.threads.insert(span.thread);
@@ -113,6 +116,13 @@ impl ProfileSink for Aggregator {
         }
     }
 
+    fn gpu_activity(&mut self, a: &GpuActivity, _: &Catalog) {
+        let (Some(path), GpuWork::Kernel) = (a.path, a.work) else { return };
+        let k = self.stage_mut(path).kernels.entry(a.name).or_insert((0, 0));
+        k.0 += 1;
+        k.1 += a.end_ns.saturating_sub(a.start_ns);
+    }
+
     fn counter(&mut self, sample: &CounterSample, _: &Catalog) {
         let v = sample.value;
         let acc =
@@ -126,6 +136,14 @@ impl ProfileSink for Aggregator {
 }
 
 impl Aggregator {
+    fn stage_mut(&mut self, path: PathId) -> &mut StageAcc {
+        let i = path.0 as usize;
+        if self.stages.len() <= i {
+            self.stages.resize_with(i + 1, StageAcc::default);
+        }
+        &mut self.stages[i]
+    }
+
     /// The summary of everything seen so far, with the top `top` bottlenecks.
     pub fn summary(&self, catalog: &Catalog, mut run: RunInfo, top: usize) -> Summary {
         if run.duration_ns == 0 {
@@ -187,6 +205,7 @@ impl Aggregator {
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,
             derived: acc.derived,
+            top_kernels: top_kernels(catalog, &acc.kernels),
         }
     }
 
@@ -218,6 +237,16 @@ impl Aggregator {
         }
         order
     }
+}
+
+fn top_kernels(catalog: &Catalog, kernels: &HashMap<NameId, (u64, u64)>) -> Vec<KernelStats> {
+    let mut all: Vec<KernelStats> = kernels
+        .iter()
+        .map(|(&name, &(calls, total_ns))| KernelStats { name: catalog.name(name).to_owned(), calls, total_ns })
+        .collect();
+    all.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(&b.name)));
+    all.truncate(TOP_KERNELS);
+    all
 }
 
 /// The `top` stages by a time measure of their own (not their nested

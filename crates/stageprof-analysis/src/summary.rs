@@ -70,6 +70,16 @@ pub struct StageStats {
     pub gpu_mem_net_bytes: Option<i64>,
     /// A view of other stages' work (such as `<stage> (backward)`), not ranked as a bottleneck.
     pub derived: bool,
+    /// The kernels the stage launched itself, longest total first (at most 5).
+    pub top_kernels: Vec<KernelStats>,
+}
+
+/// A kernel (by name) within a stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelStats {
+    pub name: String,
+    pub calls: u64,
+    pub total_ns: u64,
 }
 
 /// Frame (pipeline iteration) statistics.

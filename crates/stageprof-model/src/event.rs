@@ -241,10 +241,32 @@ impl Catalog {
     }
 }
 
+/// What a piece of GPU work is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuWork {
+    Kernel,
+    Copy(CopyKind),
+    Memset,
+}
+
+/// One kernel, copy or memset, with the stage that launched it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GpuActivity {
+    /// The launching stage's path; `None` when launched outside any stage.
+    pub path: Option<PathId>,
+    pub name: NameId,
+    pub work: GpuWork,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bytes: u64,
+}
+
 /// Something that consumes a profile's events in order of their end.
 pub trait ProfileSink {
     fn span(&mut self, span: &Span, catalog: &Catalog);
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog);
+    /// GPU work, for sinks that look at single kernels (most don't).
+    fn gpu_activity(&mut self, _activity: &GpuActivity, _catalog: &Catalog) {}
 }
 
 /// Both sinks get every event, so one pass over a profile can feed several.
@@ -256,6 +278,10 @@ impl<A: ProfileSink, B: ProfileSink> ProfileSink for (A, B) {
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
         self.0.counter(sample, catalog);
         self.1.counter(sample, catalog);
+    }
+    fn gpu_activity(&mut self, activity: &GpuActivity, catalog: &Catalog) {
+        self.0.gpu_activity(activity, catalog);
+        self.1.gpu_activity(activity, catalog);
     }
 }
 
@@ -269,6 +295,11 @@ impl<S: ProfileSink> ProfileSink for Option<S> {
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
         if let Some(s) = self {
             s.counter(sample, catalog);
+        }
+    }
+    fn gpu_activity(&mut self, activity: &GpuActivity, catalog: &Catalog) {
+        if let Some(s) = self {
+            s.gpu_activity(activity, catalog);
         }
     }
 }

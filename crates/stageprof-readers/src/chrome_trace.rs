@@ -9,14 +9,16 @@
 use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
-use stageprof_model::{Catalog, CounterSample, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
+use stageprof_model::{
+    Catalog, CounterSample, GpuActivity, GpuWork, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
+};
 
 use crate::backward::attribute_backward;
 use crate::call_tree::CallTree;
 use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize, IdleContext};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
-use crate::trace_tables::{collect, ScanOutcome, Tables};
+use crate::trace_tables::{collect, Activity, ActivityKind, ScanOutcome, Tables};
 
 /// What a trace holds besides its events.
 pub struct TraceProfile {
@@ -74,6 +76,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
             close(i, catalog, &mut nester, sink);
         }
     }
+    emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &tables.launches, &tables.activities);
     let mut scratch = Vec::new();
     for b in &backward {
@@ -119,6 +122,34 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         ..RunInfo::default()
     };
     Ok(TraceProfile { catalog: tables.catalog, run })
+}
+
+/// Every GPU activity, with the path of the stage that launched it.
+fn emit_gpu_activities(
+    tree: &CallTree,
+    activities: &[Activity],
+    attribution: &crate::gpu_attribution::Attribution,
+    catalog: &mut Catalog,
+    rel: impl Fn(i64) -> u64,
+    sink: &mut dyn ProfileSink,
+) {
+    let mut paths: Vec<Option<Option<PathId>>> = vec![None; tree.calls.len()];
+    for (a, call) in activities.iter().zip(&attribution.call_of) {
+        let path = call.and_then(|c| {
+            *paths[c as usize].get_or_insert_with(|| {
+                let is_stage = tree.calls[c as usize].kind == SpanKind::Stage;
+                is_stage.then(|| stage_path(tree, c as usize, catalog))
+            })
+        });
+        let work = match a.kind {
+            ActivityKind::Kernel => GpuWork::Kernel,
+            ActivityKind::Copy(k) => GpuWork::Copy(k),
+            ActivityKind::Memset => GpuWork::Memset,
+        };
+        let activity =
+            GpuActivity { path, name: a.name, work, start_ns: rel(a.start), end_ns: rel(a.end), bytes: a.bytes };
+        sink.gpu_activity(&activity, catalog);
+    }
 }
 
 /// The path of stage call `i`: its own and its enclosing stages' names (frames skipped).

@@ -151,3 +151,17 @@ fn frame_idle_time_by_cause() {
     let (s, _) = read("inference");
     assert!(s.frames.gpu.unwrap().idle_host_ns > 0);
 }
+
+/// Top kernels per stage: `warp` samples each of the 5 source views once
+/// per call (12 calls): 60 bilinear-sampler kernels, its longest.
+#[test]
+fn top_kernels_of_a_stage() {
+    let (s, _) = read("inference");
+    let warp = stage(&s, "depth_estimation/build_cost_volume/warp");
+    let top = &warp.top_kernels[0];
+    assert!(top.name.contains("bilinear_sampler"), "{}", top.name);
+    assert_eq!(top.calls, 60);
+    assert!(warp.top_kernels.windows(2).all(|w| w[0].total_ns >= w[1].total_ns));
+    let own: u64 = warp.top_kernels.iter().map(|k| k.total_ns).sum();
+    assert!(own <= warp.gpu.unwrap().busy_ns + warp.gpu.unwrap().busy_ns / 10);
+}

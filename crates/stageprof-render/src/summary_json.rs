@@ -27,6 +27,11 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
         .field_opt("gpu_memsets", g.map(|g| g.memsets))
         .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
         .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes);
+    w.key("top_kernels").begin_array();
+    for k in &st.top_kernels {
+        w.begin_object().field_str("name", &k.name).field("calls", k.calls).field("total_ns", k.total_ns).end_object();
+    }
+    w.end_array();
     w.key("copies");
     let Some(g) = g.filter(|g| g.copies > 0) else {
         w.raw("null");

@@ -171,7 +171,26 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
             let _ = write!(out, ", net {} left live over its calls", signed_bytes(net));
         }
         out.push('\n');
+        for k in st.top_kernels.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "       {} x{}: {}",
+                duration(k.total_ns),
+                k.calls,
+                terminal_safe(&shorten(&k.name, 100))
+            );
+        }
     }
+}
+
+/// A long (C++ template) name cut to `max` characters, middle elided.
+fn shorten(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max {
+        return name.to_owned();
+    }
+    let half = (max - 3) / 2;
+    format!("{}...{}", chars[..half].iter().collect::<String>(), chars[chars.len() - half..].iter().collect::<String>())
 }
 
 fn describe_frames_and_counters(s: &Summary, out: &mut String) {
