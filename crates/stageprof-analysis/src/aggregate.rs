@@ -55,26 +55,44 @@ pub struct Aggregator {
     last_ns: u64,
 }
 
-fn add<T: std::ops::Add<Output = T> + Copy>(acc: &mut Option<T>, v: T) {
-    *acc = Some(acc.map_or(v, |a| a + v));
+/// Sums that saturate: figures read from files can be absurd, and must not wrap.
+trait SaturatingAdd: Copy {
+    fn plus(self, other: Self) -> Self;
+}
+
+impl SaturatingAdd for u64 {
+    fn plus(self, other: Self) -> Self {
+        self.saturating_add(other)
+    }
+}
+
+impl SaturatingAdd for i64 {
+    fn plus(self, other: Self) -> Self {
+        self.saturating_add(other)
+    }
+}
+
+fn add<T: SaturatingAdd>(acc: &mut Option<T>, v: T) {
+    *acc = Some(acc.map_or(v, |a| a.plus(v)));
 }
 
 /// Sums GPU figures of calls.
 fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
     let a = acc.get_or_insert_with(GpuMetrics::default);
-    a.busy_ns += g.busy_ns;
-    a.self_busy_ns += g.self_busy_ns;
-    a.span_ns += g.span_ns;
-    a.kernels += g.kernels;
-    a.copies += g.copies;
-    a.memsets += g.memsets;
+    let sum = |x: &mut u64, y: u64| *x = x.saturating_add(y);
+    sum(&mut a.busy_ns, g.busy_ns);
+    sum(&mut a.self_busy_ns, g.self_busy_ns);
+    sum(&mut a.span_ns, g.span_ns);
+    sum(&mut a.kernels, g.kernels);
+    sum(&mut a.copies, g.copies);
+    sum(&mut a.memsets, g.memsets);
     for i in 0..4 {
-        a.copy_bytes[i] += g.copy_bytes[i];
-        a.copy_ns[i] += g.copy_ns[i];
+        sum(&mut a.copy_bytes[i], g.copy_bytes[i]);
+        sum(&mut a.copy_ns[i], g.copy_ns[i]);
     }
-    a.idle_host_ns += g.idle_host_ns;
-    a.idle_sync_ns += g.idle_sync_ns;
-    a.idle_other_ns += g.idle_other_ns;
+    sum(&mut a.idle_host_ns, g.idle_host_ns);
+    sum(&mut a.idle_sync_ns, g.idle_sync_ns);
+    sum(&mut a.idle_other_ns, g.idle_other_ns);
 }
 
 impl ProfileSink for Aggregator {
@@ -93,7 +111,7 @@ impl ProfileSink for Aggregator {
         };
         let acc = self.stage_mut(path);
         acc.wall.record(span.duration_ns());
-        acc.self_ns += span.self_ns;
+        acc.self_ns = acc.self_ns.saturating_add(span.self_ns);
         acc.threads.insert(span.thread);
         acc.unwound += u64::from(span.flags.unwound);
         acc.unfinished += u64::from(span.flags.unfinished);
@@ -120,7 +138,7 @@ impl ProfileSink for Aggregator {
         let (Some(path), GpuWork::Kernel) = (a.path, a.work) else { return };
         let k = self.stage_mut(path).kernels.entry(a.name).or_insert((0, 0));
         k.0 += 1;
-        k.1 += a.end_ns.saturating_sub(a.start_ns);
+        k.1 = k.1.saturating_add(a.end_ns.saturating_sub(a.start_ns));
     }
 
     fn counter(&mut self, sample: &CounterSample, _: &Catalog) {
@@ -253,7 +271,7 @@ fn top_kernels(catalog: &Catalog, kernels: &HashMap<NameId, (u64, u64)>) -> Vec<
 /// stages'), so that a parent does not outrank the children doing the work.
 fn bottlenecks(stages: &[StageStats], top: usize, own_ns: impl Fn(&StageStats) -> Option<u64>) -> Vec<Bottleneck> {
     let time = |i: usize| if stages[i].derived { 0 } else { own_ns(&stages[i]).unwrap_or(0) };
-    let total: u64 = (0..stages.len()).map(time).sum();
+    let total: u64 = (0..stages.len()).map(time).fold(0, u64::saturating_add);
     let mut ranked: Vec<usize> = (0..stages.len()).filter(|&i| time(i) > 0).collect();
     ranked.sort_by_key(|&i| (std::cmp::Reverse(time(i)), i));
     ranked

@@ -131,7 +131,7 @@ fn close(
     let end_ns = ts_ns.max(open.start_ns);
     let duration = end_ns - open.start_ns;
     if let Some(parent) = stack.last_mut() {
-        parent.child_ns += duration;
+        parent.child_ns = parent.child_ns.saturating_add(duration);
     }
     flags.sampled = open.sampled;
     let span = Span {

@@ -39,7 +39,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         None => {}
     }
     let base = tables.first_ts.unwrap_or(0);
-    let rel = |t: i64| (t - base).max(0) as u64;
+    let rel = |t: i64| t.saturating_sub(base).max(0) as u64;
 
     let tree = CallTree::build(std::mem::take(&mut tables.calls));
     let owner = frame_thread(&tree);
@@ -94,7 +94,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
             depth: tables.catalog.path(path).depth,
             start_ns: rel(b.start),
             end_ns: rel(b.end),
-            self_ns: rel(b.end) - rel(b.start),
+            self_ns: rel(b.end).saturating_sub(rel(b.start)),
             metrics: StageMetrics {
                 gpu: Some(summarize(&b.activities, &tables.activities, &idle, &mut scratch)),
                 ..StageMetrics::default()

@@ -64,7 +64,7 @@ pub fn attribute_gpu_activity(
         }
         if call.is_none() {
             out.outside += 1;
-            out.outside_ns += (a.end - a.start).max(0) as u64;
+            out.outside_ns = out.outside_ns.saturating_add(a.end.saturating_sub(a.start).max(0) as u64);
         }
         out.call_of.push(call);
     }
@@ -160,8 +160,8 @@ pub fn summarize(
             ActivityKind::Copy(kind) => {
                 let d = CopyKind::ALL.iter().position(|k| *k == kind).unwrap_or(3);
                 m.copies += 1;
-                m.copy_bytes[d] += a.bytes;
-                m.copy_ns[d] += (a.end - a.start).max(0) as u64;
+                m.copy_bytes[d] = m.copy_bytes[d].saturating_add(a.bytes);
+                m.copy_ns[d] = m.copy_ns[d].saturating_add(a.end.saturating_sub(a.start).max(0) as u64);
             }
         }
     }
@@ -174,15 +174,15 @@ pub fn summarize(
     let (mut cur_start, mut cur_end) = (intervals[0].0, intervals[0].1);
     for &(s, e, launched) in intervals.iter() {
         if s > cur_end {
-            busy += cur_end - cur_start;
+            busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
             classify_gap(&mut m, idle, cur_end, s, launched);
             cur_start = s;
         }
         cur_end = cur_end.max(e);
     }
-    busy += cur_end - cur_start;
-    m.busy_ns = busy as u64;
-    m.span_ns = (cur_end - first) as u64;
+    busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
+    m.busy_ns = busy.max(0) as u64;
+    m.span_ns = cur_end.saturating_sub(first).max(0) as u64;
     m
 }
 
@@ -195,13 +195,13 @@ pub fn summarize(
 /// dependencies, launch latency).
 fn classify_gap(m: &mut GpuMetrics, idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) {
     let late_until = launched.map_or(g0, |l| l.clamp(g0, g1));
-    let late = (late_until - g0) as u64;
+    let late = late_until.saturating_sub(g0).max(0) as u64;
     if late > 0 && idle.blocked_during(g0, late_until) {
-        m.idle_sync_ns += late;
+        m.idle_sync_ns = m.idle_sync_ns.saturating_add(late);
     } else {
-        m.idle_host_ns += late;
+        m.idle_host_ns = m.idle_host_ns.saturating_add(late);
     }
-    m.idle_other_ns += (g1 - late_until) as u64;
+    m.idle_other_ns = m.idle_other_ns.saturating_add(g1.saturating_sub(late_until).max(0) as u64);
 }
 
 #[cfg(test)]

@@ -822,7 +822,8 @@ pub fn micros_to_ns(text: &[u8]) -> Option<i64> {
     }
     let mut int = i128::from(small);
     while i < digits.len() && digits[i].is_ascii_digit() {
-        int = (int * 10 + i128::from(digits[i] - b'0')).min(i128::MAX / 100);
+        // Capped far beyond i64 (the result is clamped to it) and far below overflow.
+        int = (int * 10 + i128::from(digits[i] - b'0')).min(i128::MAX / 10_000);
         i += 1;
     }
     let mut frac: i128 = 0;
@@ -1059,5 +1060,17 @@ mod tests {
         }
         assert_eq!(n, expected.len());
         assert_eq!(sc.repaired() + sc.skipped(), 0);
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn absurd_numbers_clamp_instead_of_overflowing() {
+        let huge = "9".repeat(60);
+        assert_eq!(micros_to_ns(huge.as_bytes()), Some(i64::MAX));
+        assert_eq!(micros_to_ns(format!("-{huge}.999").as_bytes()), Some(i64::MIN));
     }
 }

@@ -29,16 +29,16 @@ impl MemorySeries {
                 Some(entry) => entry.1 = m.total,
                 None => {
                     // Before its first event this device held its total less that event's bytes.
-                    s.before_first += m.total - m.bytes;
+                    s.before_first = s.before_first.saturating_add(m.total.saturating_sub(m.bytes));
                     per_device.push((m.device, m.total));
                 }
             }
             if m.bytes > 0 {
-                bytes += m.bytes as u64;
+                bytes = bytes.saturating_add(m.bytes as u64);
                 count += 1;
             }
             s.ts.push(m.ts);
-            s.total.push(per_device.iter().map(|(_, t)| t).sum());
+            s.total.push(per_device.iter().fold(0i64, |sum, (_, t)| sum.saturating_add(*t)));
             s.alloc_bytes.push(bytes);
             s.allocs.push(count);
         }
@@ -67,7 +67,10 @@ impl MemorySeries {
         let from = self.at(start).map_or(0, |i| i + 1);
         let to = self.at(end).map_or(0, |i| i + 1);
         let peak = self.total[from..to.max(from)].iter().copied().max().unwrap_or(base).max(base);
-        Some(MemDelta { peak_bytes: (peak - base) as u64, net_bytes: self.total_at(end) - base })
+        Some(MemDelta {
+            peak_bytes: peak.saturating_sub(base).max(0) as u64,
+            net_bytes: self.total_at(end).saturating_sub(base),
+        })
     }
 
     /// [`MemorySeries::delta`] with the allocations made in the call, for host memory.

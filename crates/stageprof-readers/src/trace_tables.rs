@@ -235,7 +235,7 @@ impl Tables {
         self.kineto |= cat.is_some();
         match ph {
             b'X' => {
-                let end = ts + e.dur.micros_as_ns().unwrap_or(0).max(0);
+                let end = ts.saturating_add(e.dur.micros_as_ns().unwrap_or(0).max(0));
                 self.see_time(ts, end);
                 self.complete(e, cat, ts, end);
             }

@@ -89,7 +89,7 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
         None => table.set_content_arrangement(ContentArrangement::Disabled),
     };
-    let total_self: u64 = s.stages.iter().map(|st| st.self_ns).sum::<u64>().max(1);
+    let total_self: u64 = s.stages.iter().map(|st| st.self_ns).fold(0, u64::saturating_add).max(1);
     for (i, st) in s.stages.iter().enumerate() {
         let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);
         let mark = rank.map_or(String::new(), |r| format!("#{r} "));
