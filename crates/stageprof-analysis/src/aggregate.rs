@@ -7,7 +7,9 @@ use stageprof_model::{
 };
 
 use crate::stats::DurationAcc;
-use crate::summary::{Bottleneck, CounterStats, FrameStats, KernelStats, RunInfo, StageStats, Summary};
+use crate::summary::{
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, MAX_FRAMES_LISTED,
+};
 
 /// Kernels listed per stage.
 const TOP_KERNELS: usize = 5;
@@ -49,6 +51,7 @@ pub struct Aggregator {
     frames_sampled: u64,
     frame_gpu_span: DurationAcc,
     frame_gpu: Option<GpuMetrics>,
+    frame_list: Vec<FrameRecord>,
     counters: HashMap<NameId, CounterAcc>,
     threads: BTreeSet<u32>,
     first_ns: Option<u64>,
@@ -106,6 +109,14 @@ impl ProfileSink for Aggregator {
             if let Some(g) = &span.metrics.gpu {
                 self.frame_gpu_span.record(g.span_ns);
                 add_gpu(&mut self.frame_gpu, g);
+            }
+            if self.frame_list.len() < MAX_FRAMES_LISTED {
+                self.frame_list.push(FrameRecord {
+                    start_ns: span.start_ns,
+                    duration_ns: span.duration_ns(),
+                    sampled: span.flags.sampled,
+                    gpu: span.metrics.gpu,
+                });
             }
             return;
         };
@@ -192,6 +203,11 @@ impl Aggregator {
                 duration: self.frames.stats(),
                 gpu_span: (self.frame_gpu_span.count() > 0).then(|| self.frame_gpu_span.stats()),
                 gpu: self.frame_gpu,
+                each: {
+                    let mut each = self.frame_list.clone();
+                    each.sort_by_key(|f| f.start_ns);
+                    each
+                },
             },
             counters,
             threads: self.threads.len() as u32,

@@ -21,4 +21,6 @@ pub use decode::RecordDecoder;
 pub use native_input::{read_native, NativeProfile};
 pub use nest::Nester;
 pub use ranks::{compare_ranks, RankFigures, RankRow};
-pub use summary::{Bottleneck, CounterStats, FrameStats, KernelStats, RunInfo, StageStats, Summary, SCHEMA_VERSION};
+pub use summary::{
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, SCHEMA_VERSION,
+};

@@ -93,6 +93,20 @@ pub struct FrameStats {
     pub gpu_span: Option<DurationStats>,
     /// GPU figures summed over frames: busy time, and idle time by cause.
     pub gpu: Option<GpuMetrics>,
+    /// Each frame, in time order (the first [`MAX_FRAMES_LISTED`]).
+    pub each: Vec<FrameRecord>,
+}
+
+/// Frames listed one by one at most; beyond, only their statistics.
+pub const MAX_FRAMES_LISTED: usize = 100_000;
+
+/// One frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameRecord {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub sampled: bool,
+    pub gpu: Option<GpuMetrics>,
 }
 
 /// Samples of one counter.

@@ -142,6 +142,24 @@ pub fn summary_json(s: &Summary) -> String {
             w.raw("null");
         }
     }
+    w.field("listed", f.each.len()).key("each").begin_array();
+    for (i, fr) in f.each.iter().enumerate() {
+        w.begin_object().field("index", i).field("start_ns", fr.start_ns).field("duration_ns", fr.duration_ns);
+        w.field("sampled", fr.sampled);
+        if let Some(g) = fr.gpu {
+            w.field("gpu_span_ns", g.span_ns)
+                .field("gpu_busy_ns", g.busy_ns)
+                .field_f64("gpu_busy_pct", 100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64)
+                .key("gpu_idle_ns")
+                .begin_object()
+                .field("waiting_for_host_launch", g.idle_host_ns)
+                .field("synchronization", g.idle_sync_ns)
+                .field("other", g.idle_other_ns)
+                .end_object();
+        }
+        w.end_object();
+    }
+    w.end_array();
     w.end_object();
     w.key("counters").begin_array();
     for c in &s.counters {

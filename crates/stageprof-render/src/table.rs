@@ -183,6 +183,28 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
     }
 }
 
+/// The three longest frames, when there are enough to tell them apart.
+fn describe_slowest_frames(f: &stageprof_analysis::FrameStats, out: &mut String) {
+    if f.each.len() < 4 {
+        return;
+    }
+    let mut slow: Vec<(usize, &stageprof_analysis::FrameRecord)> = f.each.iter().enumerate().collect();
+    slow.sort_by_key(|(i, fr)| (std::cmp::Reverse(fr.duration_ns), *i));
+    let listed: Vec<String> = slow
+        .iter()
+        .take(3)
+        .map(|(i, fr)| match fr.gpu {
+            Some(g) => format!(
+                "#{i} {} (GPU busy {:.0}%)",
+                duration(fr.duration_ns),
+                100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64
+            ),
+            None => format!("#{i} {}", duration(fr.duration_ns)),
+        })
+        .collect();
+    let _ = writeln!(out, "slowest frames: {}", listed.join(", "));
+}
+
 /// A long (C++ template) name cut to `max` characters, middle elided.
 fn shorten(name: &str, max: usize) -> String {
     let chars: Vec<char> = name.chars().collect();
@@ -208,6 +230,7 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.p99_ns),
             duration(d.max_ns)
         );
+        describe_slowest_frames(f, out);
         if let (Some(g), Some(t)) = (&f.gpu_span, &f.gpu) {
             let _ = writeln!(
                 out,

@@ -53,14 +53,14 @@ mod tests {
         let a = thread_cpu_ns();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let b = thread_cpu_ns();
-        let mut x = 0u64;
+        // Spinning advances it (however busy the machine is, given a few seconds).
         let start = std::time::Instant::now();
-        while start.elapsed().as_millis() < 30 {
-            x = x.wrapping_add(std::hint::black_box(1));
+        while thread_cpu_ns() - b < 20_000_000 && start.elapsed().as_secs() < 10 {
+            std::hint::black_box(0);
         }
         let c = thread_cpu_ns();
         assert!(b - a < 10_000_000, "sleeping used {} ns of CPU", b - a);
-        assert!(c - b > 20_000_000, "spinning 30 ms used only {} ns of CPU ({x})", c - b);
+        assert!(c - b >= 20_000_000, "10 s of spinning used only {} ns of CPU", c - b);
         assert!(peak_rss_bytes().unwrap() > 0);
         assert!(current_rss_bytes().unwrap() > 0);
     }

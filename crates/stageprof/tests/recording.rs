@@ -284,13 +284,21 @@ fn off_records_nothing_and_writes_nothing() {
 fn run_time_switch_and_cpu_time() {
     let dir = tempfile::tempdir().unwrap();
     let p = Profiler::start(Config { cpu_time: true, ..config(dir.path()) });
+    // Ground truth from the same kernel clock, read by the test around the stage.
+    let thread_cpu = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is valid and writable for the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let before = thread_cpu();
     {
         let _s = p.stage("spin");
-        let start = std::time::Instant::now();
-        while start.elapsed().as_millis() < 30 {
+        while thread_cpu() - before < 30_000_000 {
             std::hint::black_box(0);
         }
     }
+    let spun = thread_cpu() - before;
     {
         let _s = p.stage("sleep");
         std::thread::sleep(std::time::Duration::from_millis(30));
@@ -300,7 +308,11 @@ fn run_time_switch_and_cpu_time() {
     p.set_enabled(true);
     drop(p.stage("back-on"));
     let s = p.finish().summary.unwrap();
-    assert!(stage(&s, "spin").cpu_ns.unwrap() > 20_000_000);
+    let spin_cpu = stage(&s, "spin").cpu_ns.unwrap();
+    assert!(
+        (30_000_000 - 1_000_000..=spun).contains(&spin_cpu),
+        "spin: {spin_cpu} ns of CPU, the test measured {spun}"
+    );
     assert!(stage(&s, "sleep").cpu_ns.unwrap() < 10_000_000);
     assert!(stage(&s, "sleep").wall_ns >= 30_000_000);
     assert!(s.stages.iter().all(|st| st.name != "while-off"));
