@@ -2,7 +2,7 @@
 
 use stageprof_analysis::stats::DurationStats;
 use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
-use stageprof_model::CopyKind;
+use stageprof_model::{CopyKind, GpuMetrics};
 
 use crate::json::JsonWriter;
 
@@ -52,6 +52,16 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
             .end_object();
     }
     w.end_object();
+}
+
+/// GPU idle time by cause (docs/summary-schema.md, frames).
+fn idle_by_cause(w: &mut JsonWriter, g: &GpuMetrics) {
+    w.key("gpu_idle_ns")
+        .begin_object()
+        .field("waiting_for_host_launch", g.idle_host_ns)
+        .field("synchronization", g.idle_sync_ns)
+        .field("other", g.idle_other_ns)
+        .end_object();
 }
 
 /// The fields that say which stage this is.
@@ -131,12 +141,7 @@ pub fn summary_json(s: &Summary) -> String {
             let total = f.gpu.unwrap_or_default();
             let busy_pct = 100.0 * total.busy_ns as f64 / g.total_ns.max(1) as f64;
             w.field("gpu_busy_ns", total.busy_ns).field_f64("gpu_busy_pct", busy_pct);
-            w.key("gpu_idle_ns")
-                .begin_object()
-                .field("waiting_for_host_launch", total.idle_host_ns)
-                .field("synchronization", total.idle_sync_ns)
-                .field("other", total.idle_other_ns)
-                .end_object();
+            idle_by_cause(&mut w, &total);
         }
         None => {
             w.raw("null");
@@ -149,13 +154,8 @@ pub fn summary_json(s: &Summary) -> String {
         if let Some(g) = fr.gpu {
             w.field("gpu_span_ns", g.span_ns)
                 .field("gpu_busy_ns", g.busy_ns)
-                .field_f64("gpu_busy_pct", 100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64)
-                .key("gpu_idle_ns")
-                .begin_object()
-                .field("waiting_for_host_launch", g.idle_host_ns)
-                .field("synchronization", g.idle_sync_ns)
-                .field("other", g.idle_other_ns)
-                .end_object();
+                .field_f64("gpu_busy_pct", 100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64);
+            idle_by_cause(&mut w, &g);
         }
         w.end_object();
     }
