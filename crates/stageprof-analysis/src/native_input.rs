@@ -9,6 +9,9 @@ use stageprof_model::{Catalog, HostInfo, ProfileSink};
 use crate::decode::RecordDecoder;
 use crate::summary::RunInfo;
 
+/// How far past the names seen so far a names chunk may start.
+const MAX_NAME_GAP: usize = 1 << 16;
+
 /// What a native file holds besides its events.
 pub struct NativeProfile {
     pub catalog: Catalog,
@@ -41,8 +44,14 @@ pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Nativ
                 decoder.get_or_insert_with(|| RecordDecoder::new(scale_from(&meta)));
             }
             Chunk::Names { first_id, names } => {
+                // Names arrive in order; an id far past them is corruption, not a reason to allocate.
+                if first_id as usize > catalog.name_count() + MAX_NAME_GAP {
+                    run.warnings
+                        .push(format!("corrupt names chunk before byte {}: first id {first_id}", reader.offset()));
+                    continue;
+                }
                 for (i, n) in names.iter().enumerate() {
-                    catalog.set_name(first_id + i as u32, n);
+                    catalog.set_name(first_id.saturating_add(i as u32), n);
                 }
             }
             Chunk::Thread(t) => catalog.add_thread(t),

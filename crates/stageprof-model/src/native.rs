@@ -219,8 +219,11 @@ impl<R: Read> NativeReader<R> {
                     message: format!("chunk length {len} is implausible"),
                 });
             }
-            self.buf.resize(len as usize, 0);
-            if !read_full(&mut self.input, &mut self.buf).map_err(NativeError::Io)? {
+            // Read what arrives rather than trusting the length: a corrupt
+            // header must not make the reader allocate a gigabyte up front.
+            self.buf.clear();
+            let got = (&mut self.input).take(u64::from(len)).read_to_end(&mut self.buf).map_err(NativeError::Io)?;
+            if got < len as usize {
                 return Err(NativeError::Truncated { offset: start });
             }
             self.offset += 8 + u64::from(len);
