@@ -10,10 +10,11 @@ use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuWork, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
+    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, PathId, ProfileSink, Span, SpanFlags, SpanKind,
+    StageMetrics,
 };
 
-use crate::backward::attribute_backward;
+use crate::backward::{attribute_backward, BackwardOfCall};
 use crate::call_tree::CallTree;
 use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize, IdleContext};
 use crate::json_scan::ScanError;
@@ -46,63 +47,13 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
     let idle = IdleContext::new(&tables.launches, &tables.activities, &tables.syncs);
     let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution, &idle);
-    let device_memory = MemorySeries::build(&tables.memory, 1);
-    let host_memory = MemorySeries::build(&tables.memory, 0);
 
-    let mut nester = Nester::default();
-    let catalog = &mut tables.catalog;
-    for thread in tree.threads() {
-        let range = tree.thread_range(thread);
-        let mut open: Vec<usize> = Vec::new();
-        let close = |i: usize, catalog: &Catalog, nester: &mut Nester, sink: &mut dyn ProfileSink| {
-            let c = tree.calls[i];
-            let metrics = StageMetrics {
-                cpu_ns: None,
-                mem: host_memory.host(c.start, c.end),
-                gpu: gpu[i],
-                gpu_mem: device_memory.delta(c.start, c.end),
-            };
-            nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
-        };
-        for i in range {
-            while open.last().is_some_and(|&top| Some(top as u32) != tree.parent[i]) {
-                close(open.pop().expect("checked"), catalog, &mut nester, sink);
-            }
-            let c = tree.calls[i];
-            nester.begin(catalog, thread, c.kind, c.name, rel(c.start), true);
-            open.push(i);
-        }
-        while let Some(i) = open.pop() {
-            close(i, catalog, &mut nester, sink);
-        }
-    }
+    let memory =
+        Memory { device: MemorySeries::build(&tables.memory, 1), host: MemorySeries::build(&tables.memory, 0) };
+    emit_calls(&tree, &gpu, &memory, &mut tables.catalog, rel, sink);
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &tables.launches, &tables.activities);
-    let mut scratch = Vec::new();
-    for b in &backward {
-        let forward = b.forward_call as usize;
-        let name = format!("{} (backward)", tables.catalog.name(tree.calls[forward].name));
-        let name = tables.name(&name);
-        let forward_path = stage_path(&tree, forward, &mut tables.catalog);
-        let parent = tables.catalog.path(forward_path).parent;
-        let path = tables.catalog.intern_path(parent, name);
-        let span = Span {
-            thread: b.thread,
-            kind: SpanKind::Stage,
-            name,
-            path: Some(path),
-            depth: tables.catalog.path(path).depth,
-            start_ns: rel(b.start),
-            end_ns: rel(b.end),
-            self_ns: rel(b.end).saturating_sub(rel(b.start)),
-            metrics: StageMetrics {
-                gpu: Some(summarize(&b.activities, &tables.activities, &idle, &mut scratch)),
-                ..StageMetrics::default()
-            },
-            flags: SpanFlags { derived: true, ..SpanFlags::default() },
-        };
-        sink.span(&span, &tables.catalog);
-    }
+    emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
     for c in &tables.counters {
         sink.counter(
             &CounterSample { name: c.name, thread: c.thread, ts_ns: rel(c.ts), value: c.value },
@@ -115,13 +66,93 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         source: if tables.kineto { "pytorch profiler (kineto)".into() } else { "chrome trace".into() },
         start_unix_ns: outcome.base_time_ns.map_or(base, |b| b.saturating_add(base)).max(0) as u64,
         duration_ns: tables.last_ts.map_or(0, rel),
-        memory_tracked: !host_memory.is_empty(),
+        memory_tracked: !memory.host.is_empty(),
         end_reason: "finish".into(),
         warnings,
         rank: outcome.rank,
         ..RunInfo::default()
     };
     Ok(TraceProfile { catalog: tables.catalog, run })
+}
+
+/// The host and GPU allocators' totals over time.
+struct Memory {
+    device: MemorySeries,
+    host: MemorySeries,
+}
+
+/// Every stage and frame call, through the nester (paths, self time), in
+/// order per thread, each with its GPU and memory figures.
+fn emit_calls(
+    tree: &CallTree,
+    gpu: &[Option<GpuMetrics>],
+    memory: &Memory,
+    catalog: &mut Catalog,
+    rel: impl Fn(i64) -> u64,
+    sink: &mut dyn ProfileSink,
+) {
+    let mut nester = Nester::default();
+    for thread in tree.threads() {
+        let mut open: Vec<usize> = Vec::new();
+        let close = |i: usize, catalog: &Catalog, nester: &mut Nester, sink: &mut dyn ProfileSink| {
+            let c = tree.calls[i];
+            let metrics = StageMetrics {
+                cpu_ns: None,
+                mem: memory.host.host(c.start, c.end),
+                gpu: gpu[i],
+                gpu_mem: memory.device.delta(c.start, c.end),
+            };
+            nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
+        };
+        for i in tree.thread_range(thread) {
+            while open.last().is_some_and(|&top| Some(top as u32) != tree.parent[i]) {
+                close(open.pop().expect("checked"), catalog, &mut nester, sink);
+            }
+            let c = tree.calls[i];
+            nester.begin(catalog, thread, c.kind, c.name, rel(c.start), true);
+            open.push(i);
+        }
+        while let Some(i) = open.pop() {
+            close(i, catalog, &mut nester, sink);
+        }
+    }
+}
+
+/// `<stage> (backward)`: derived stages beside the forward stages, one call
+/// per forward call whose operators' backward launched GPU work.
+fn emit_backward_views(
+    tree: &CallTree,
+    backward: &[BackwardOfCall],
+    tables: &mut Tables,
+    idle: &IdleContext,
+    rel: impl Fn(i64) -> u64,
+    sink: &mut dyn ProfileSink,
+) {
+    let mut scratch = Vec::new();
+    for b in backward {
+        let forward = b.forward_call as usize;
+        let name = format!("{} (backward)", tables.catalog.name(tree.calls[forward].name));
+        let name = tables.name(&name);
+        let forward_path = stage_path(tree, forward, &mut tables.catalog);
+        let parent = tables.catalog.path(forward_path).parent;
+        let path = tables.catalog.intern_path(parent, name);
+        let span = Span {
+            thread: b.thread,
+            kind: SpanKind::Stage,
+            name,
+            path: Some(path),
+            depth: tables.catalog.path(path).depth,
+            start_ns: rel(b.start),
+            end_ns: rel(b.end),
+            self_ns: rel(b.end).saturating_sub(rel(b.start)),
+            metrics: StageMetrics {
+                gpu: Some(summarize(&b.activities, &tables.activities, idle, &mut scratch)),
+                ..StageMetrics::default()
+            },
+            flags: SpanFlags { derived: true, ..SpanFlags::default() },
+        };
+        sink.span(&span, &tables.catalog);
+    }
 }
 
 /// Every GPU activity, with the path of the stage that launched it.
