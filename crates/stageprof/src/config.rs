@@ -40,7 +40,8 @@ pub struct Config {
     pub memory: bool,
     /// Measure thread CPU time per stage: two system calls a stage (about 400 ns).
     pub cpu_time: bool,
-    /// Memory for recording buffers, in MiB. When full, records are dropped and counted.
+    /// Most memory for recording buffers, in MiB, taken block by block only
+    /// while the collector is behind. When full, records are dropped and counted.
     pub buffer_mb: u32,
     /// How many bottlenecks the report names.
     pub top: usize,
@@ -60,7 +61,7 @@ impl Default for Config {
             sample_fraction: None,
             memory: true,
             cpu_time: false,
-            buffer_mb: 64,
+            buffer_mb: 256,
             top: 3,
             signals: true,
             rss_sample_ms: 10,
@@ -225,7 +226,7 @@ mod tests {
         assert_eq!(c.formats, vec![Format::Summary]);
         assert_eq!(c.sample_every, 4);
         assert!(c.cpu_time);
-        assert_eq!(c.buffer_mb, 64);
+        assert_eq!(c.buffer_mb, 256);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
