@@ -861,7 +861,8 @@ fn trim(t: &[u8]) -> &[u8] {
 
 /// An integer from decimal text; fractions cut off, out-of-range values clamped.
 fn parse_int(text: &[u8]) -> Option<i64> {
-    micros_to_ns(text).map(|ns| if ns >= 0 { ns / 1000 } else { -((-ns) / 1000) })
+    // Integer division truncates toward zero either way.
+    micros_to_ns(text).map(|ns| ns / 1000)
 }
 
 /// Decodes JSON escapes; invalid UTF-8 and bad escapes are kept as well as possible.
@@ -1072,5 +1073,7 @@ mod overflow_tests {
         let huge = "9".repeat(60);
         assert_eq!(micros_to_ns(huge.as_bytes()), Some(i64::MAX));
         assert_eq!(micros_to_ns(format!("-{huge}.999").as_bytes()), Some(i64::MIN));
+        assert_eq!(parse_int(format!("-{huge}").as_bytes()), Some(i64::MIN / 1000));
+        assert_eq!(parse_int(b"-1.9"), Some(-1));
     }
 }
