@@ -1,11 +1,16 @@
 //! `stageprof`: read profiles after the fact.
 
+mod demo;
 mod progress;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// The demo profiles itself: host memory per stage needs the tracking allocator.
+#[global_allocator]
+static ALLOC: stageprof::TrackingAllocator = stageprof::TrackingAllocator::system();
 
 #[derive(Parser)]
 #[command(name = "stageprof", version, about = "Where a pipeline's time and memory go, stage by stage")]
@@ -16,14 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the per-stage report of a profile (a native .stgp file).
+    /// Print the per-stage report of profiles: native files, PyTorch and Chrome traces.
     Report(report::ReportArgs),
+    /// Run a real multi-view-stereo pipeline on a synthetic scene, profiled.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report::run(&args),
+        Command::Demo(args) => demo::demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

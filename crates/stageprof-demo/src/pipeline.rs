@@ -315,36 +315,7 @@ pub fn depth_estimation(config: &PipelineConfig, rig: &Rig, images: &[Image], ra
     let mut best = vec![(usize::MAX, f32::INFINITY, f32::NAN, f32::NAN, f32::NAN); w * h];
     for batch_start in (0..planes).step_by(config.depth_batch.max(1)) {
         let batch: Vec<usize> = (batch_start..(batch_start + config.depth_batch.max(1)).min(planes)).collect();
-        let _b = stageprof::scope!("build_cost_volume");
-        // Every source view warped onto every plane of the batch: the batch's memory.
-        let warped: Vec<Vec<f32>> = {
-            let _w = stageprof::scope!("warp");
-            batch
-                .par_iter()
-                .flat_map_iter(|&p| (1..images.len()).map(move |s| (p, s)))
-                .map(|(p, s)| {
-                    let (du, dv) = shift(&rig.cameras[0], &rig.cameras[s], 1.0 / inv(p as f32));
-                    (0..w * h)
-                        .map(|i| images[s].sample((i % w) as f32 + du, (i / w) as f32 + dv).unwrap_or(f32::NAN))
-                        .collect()
-                })
-                .collect()
-        };
-        let views = images.len() - 1;
-        let volume: Vec<Vec<f32>> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(b, _)| {
-                let raw: Vec<f32> = (0..w * h)
-                    .map(|i| {
-                        (0..views).map(|s| (warped[b * views + s][i] - reference.data[i]).abs()).sum::<f32>()
-                            / views as f32
-                    })
-                    .collect();
-                box_filter(&raw, w, h, 2)
-            })
-            .collect();
-        drop(warped);
+        let volume = build_cost_volume(rig, images, &batch, &inv);
         let _e = stageprof::scope!("extract_depth");
         best.par_iter_mut().enumerate().for_each(|(i, state)| {
             for (b, &p) in batch.iter().enumerate() {
@@ -370,6 +341,41 @@ pub fn depth_estimation(config: &PipelineConfig, rig: &Rig, images: &[Image], ra
                 0.0
             };
             1.0 / inv(p as f32 + offset)
+        })
+        .collect()
+}
+
+/// Costs of the planes in `batch` at every reference pixel: every source
+/// view warped onto each plane (the batch's memory), compared with the
+/// reference, aggregated over a 5x5 window.
+fn build_cost_volume(rig: &Rig, images: &[Image], batch: &[usize], inv: &(dyn Fn(f32) -> f32 + Sync)) -> Vec<Vec<f32>> {
+    let _b = stageprof::scope!("build_cost_volume");
+    let reference = &images[0];
+    let (w, h) = (reference.width, reference.height);
+    let warped: Vec<Vec<f32>> = {
+        let _w = stageprof::scope!("warp");
+        batch
+            .par_iter()
+            .flat_map_iter(|&p| (1..images.len()).map(move |s| (p, s)))
+            .map(|(p, s)| {
+                let (du, dv) = shift(&rig.cameras[0], &rig.cameras[s], 1.0 / inv(p as f32));
+                (0..w * h)
+                    .map(|i| images[s].sample((i % w) as f32 + du, (i / w) as f32 + dv).unwrap_or(f32::NAN))
+                    .collect()
+            })
+            .collect()
+    };
+    let views = images.len() - 1;
+    batch
+        .par_iter()
+        .enumerate()
+        .map(|(b, _)| {
+            let raw: Vec<f32> = (0..w * h)
+                .map(|i| {
+                    (0..views).map(|s| (warped[b * views + s][i] - reference.data[i]).abs()).sum::<f32>() / views as f32
+                })
+                .collect();
+            box_filter(&raw, w, h, 2)
         })
         .collect()
 }

@@ -1,0 +1,186 @@
+//! `stageprof demo`: the multi-view-stereo pipeline of `stageprof-demo`,
+//! profiled, with its reconstruction checked against the known surface.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use stageprof::{Config, Summary};
+use stageprof_demo::check::DepthError;
+use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
+use stageprof_demo::scene::Rig;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Memory {
+    /// Keep every pairwise result and the matcher's buffers until the frame is done.
+    Accumulate,
+    /// Turn each pair into depth at once; free the matcher before the later stages.
+    Incremental,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Frames of the moving scene to reconstruct.
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    frames: u32,
+    /// Depth hypotheses processed at once by the plane sweep.
+    #[arg(long, default_value_t = 8, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=48))]
+    depth_batch: u32,
+    /// When pairwise intermediate results are let go.
+    #[arg(long, value_enum, default_value_t = Memory::Incremental)]
+    memory: Memory,
+    /// Cameras looking at the scene (one reference, the others around it).
+    #[arg(long, default_value_t = 4, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(2..=12))]
+    views: u32,
+    /// Run once per value and compare: `depth-batch=1,2,4,8,16`.
+    #[arg(long, value_name = "PARAM=V1,V2,...", value_parser = parse_sweep)]
+    sweep: Option<Vec<u32>>,
+    /// Where the outputs go (default: stageprof-out, or STAGEPROF_OUT).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The reconstruction must be at least this good, or the demo fails.
+const MAX_MEDIAN_MM: f32 = 2.0;
+const MAX_P90_MM: f32 = 5.0;
+
+fn parse_sweep(text: &str) -> Result<Vec<u32>, String> {
+    let Some(values) = text.strip_prefix("depth-batch=") else {
+        return Err(format!("{text:?}: the sweep is written depth-batch=1,2,4,8,16"));
+    };
+    let parsed: Result<Vec<u32>, String> = values
+        .split(',')
+        .map(|v| match v.trim().parse::<u32>() {
+            Ok(n) if (1..=48).contains(&n) => Ok(n),
+            _ => Err(format!("{v:?} in {text:?}: each depth batch is a whole number from 1 to 48")),
+        })
+        .collect();
+    let parsed = parsed?;
+    if parsed.is_empty() {
+        return Err(format!("{text:?}: no values"));
+    }
+    Ok(parsed)
+}
+
+fn pipeline_config(args: &DemoArgs, depth_batch: u32) -> PipelineConfig {
+    PipelineConfig {
+        views: args.views as usize,
+        depth_batch: depth_batch as usize,
+        memory: match args.memory {
+            Memory::Accumulate => MemoryMode::Accumulate,
+            Memory::Incremental => MemoryMode::Incremental,
+        },
+        ..PipelineConfig::default()
+    }
+}
+
+/// One profiled run: the summary, the worst frame's error, frames per second.
+struct Run {
+    summary: Summary,
+    worst: DepthError,
+    frames_per_s: f64,
+}
+
+fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Result<Run, String> {
+    let mut config = Config::load().map_err(|e| e.to_string())?;
+    config.enabled = true;
+    config.output_dir = out;
+    if !print_table {
+        config.formats.retain(|f| *f != stageprof::Format::Table);
+    }
+    let pipeline = pipeline_config(args, depth_batch);
+    let rig = Rig::new(pipeline.views, pipeline.width, pipeline.height);
+    let session = stageprof::init_with(config);
+    let bar =
+        if std::io::stderr().is_terminal() { ProgressBar::new(u64::from(args.frames)) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("frame {pos}/{len} {bar:30} {elapsed} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let mut worst: Option<DepthError> = None;
+    for frame in 0..args.frames as usize {
+        let _frame = stageprof::frame();
+        let result = run_frame(&pipeline, &rig, frame);
+        let error = result.error.ok_or_else(|| format!("frame {frame}: nothing was reconstructed"))?;
+        if worst.is_none_or(|w| error.median_mm > w.median_mm) {
+            worst = Some(error);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let elapsed = start.elapsed().as_secs_f64();
+    let report = session.finish();
+    let summary = report.summary.ok_or("the profiler recorded nothing")?;
+    Ok(Run { summary, worst: worst.expect("at least one frame"), frames_per_s: f64::from(args.frames) / elapsed })
+}
+
+/// Fails loudly if the reconstruction is worse than the stated bound.
+fn check(worst: &DepthError) -> Result<(), String> {
+    let line = format!(
+        "reconstruction: depth error against the known surface, worst frame: median {:.2} mm, 90th percentile {:.2} mm over {} points (bound: {MAX_MEDIAN_MM} mm, {MAX_P90_MM} mm)",
+        worst.median_mm, worst.p90_mm, worst.points
+    );
+    if worst.median_mm > MAX_MEDIAN_MM || worst.p90_mm > MAX_P90_MM {
+        return Err(format!("{line}: FAILED, a stage is broken"));
+    }
+    eprintln!("{line}: ok");
+    Ok(())
+}
+
+pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    let out = args
+        .out
+        .clone()
+        .or_else(|| std::env::var_os("STAGEPROF_OUT").map(PathBuf::from))
+        .unwrap_or("stageprof-out".into());
+    let Some(batches) = &args.sweep else {
+        let r = run(args, args.depth_batch, out, true)?;
+        return check(&r.worst);
+    };
+    // One run per batch size, each with its own outputs.
+    let mut rows = Vec::new();
+    for &b in batches {
+        let r = run(args, b, out.join(format!("depth-batch-{b}")), false)?;
+        check(&r.worst)?;
+        let depth = r.summary.stages.iter().find(|s| s.name == "depth_estimation");
+        rows.push((
+            b,
+            r.frames_per_s,
+            depth.and_then(|s| s.host_mem_peak_bytes).unwrap_or(0),
+            depth.map_or(0, |s| s.wall_ns),
+        ));
+    }
+    eprintln!("{}", sweep_table(&rows));
+    Ok(())
+}
+
+/// Throughput and memory per depth batch size, the best size, and where memory grows without speed.
+fn sweep_table(rows: &[(u32, f64, u64, u64)]) -> String {
+    let mut text =
+        String::from("depth-batch sweep:\n  batch   frames/s   depth_estimation time   depth_estimation memory peak\n");
+    for (b, fps, mem, wall) in rows {
+        text.push_str(&format!(
+            "  {b:>5}   {fps:>8.2}   {:>21.1} ms   {:>24.1} MiB\n",
+            *wall as f64 / 1e6,
+            *mem as f64 / 1048576.0
+        ));
+    }
+    let Some(best) = rows.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else { return text };
+    text.push_str(&format!("best batch size: {} ({:.2} frames/s)\n", best.0, best.1));
+    // Past the smallest size within 5% of the best throughput, more memory buys no speed.
+    let mut sorted: Vec<_> = rows.to_vec();
+    sorted.sort_by_key(|r| r.0);
+    if let Some(enough) = sorted.iter().find(|r| r.1 >= 0.95 * best.1) {
+        if sorted.iter().any(|r| r.0 > enough.0 && r.2 > enough.2) {
+            text.push_str(&format!(
+                "past batch size {}, memory grows ({:.1} MiB there) without a speed gain of more than 5%\n",
+                enough.0,
+                enough.2 as f64 / 1048576.0
+            ));
+        }
+    }
+    text
+}

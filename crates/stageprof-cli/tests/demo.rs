@@ -1,0 +1,63 @@
+//! `stageprof demo`: a short real run, and bad flags.
+
+use std::process::Command;
+
+fn stageprof(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stageprof"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STAGEPROF_OUT")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_short_demo_reconstructs_and_reports_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stageprof(dir.path(), &["demo", "--frames", "1", "--views", "2", "--out", "o"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reconstruction: depth error against the known surface") && stderr.contains(": ok"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("o/summary.json")).unwrap()).unwrap();
+    let paths: Vec<String> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join("/"))
+        .collect();
+    for stage in [
+        "undistortion",
+        "sparse_matching",
+        "dense_matching",
+        "depth_estimation/build_cost_volume/warp",
+        "depth_estimation/extract_depth",
+        "fusion",
+        "surface_reconstruction",
+    ] {
+        assert!(paths.iter().any(|p| p == stage), "no stage {stage} in {paths:?}");
+    }
+    assert_eq!(summary["frames"]["count"], 1);
+}
+
+#[test]
+fn bad_flags_name_the_flag_exit_2_and_write_nothing() {
+    for (args, flag) in [
+        (&["demo", "--depth-batch", "0"][..], "--depth-batch"),
+        (&["demo", "--frames", "-1"][..], "--frames"),
+        (&["demo", "--memory", "hoard"][..], "--memory"),
+        (&["demo", "--sweep", "batch=1,2"][..], "--sweep"),
+        (&["demo", "--sweep", "depth-batch=1,x"][..], "--sweep"),
+        (&["demo", "--views", "1"][..], "--views"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = stageprof(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} wrote something");
+    }
+}
