@@ -36,7 +36,7 @@ pub struct DemoArgs {
     views: u32,
     /// Run once per value and compare: `depth-batch=1,2,4,8,16`.
     #[arg(long, value_name = "PARAM=V1,V2,...", value_parser = parse_sweep)]
-    sweep: Option<Vec<u32>>,
+    sweep: Option<DepthBatches>,
     /// Where the outputs go (default: stageprof-out, or STAGEPROF_OUT).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -46,7 +46,11 @@ pub struct DemoArgs {
 const MAX_MEDIAN_MM: f32 = 2.0;
 const MAX_P90_MM: f32 = 5.0;
 
-fn parse_sweep(text: &str) -> Result<Vec<u32>, String> {
+/// The depth batch sizes of a sweep.
+#[derive(Clone, Debug)]
+pub struct DepthBatches(Vec<u32>);
+
+fn parse_sweep(text: &str) -> Result<DepthBatches, String> {
     let Some(values) = text.strip_prefix("depth-batch=") else {
         return Err(format!("{text:?}: the sweep is written depth-batch=1,2,4,8,16"));
     };
@@ -61,7 +65,7 @@ fn parse_sweep(text: &str) -> Result<Vec<u32>, String> {
     if parsed.is_empty() {
         return Err(format!("{text:?}: no values"));
     }
-    Ok(parsed)
+    Ok(DepthBatches(parsed))
 }
 
 fn pipeline_config(args: &DemoArgs, depth_batch: u32) -> PipelineConfig {
@@ -136,7 +140,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         .clone()
         .or_else(|| std::env::var_os("STAGEPROF_OUT").map(PathBuf::from))
         .unwrap_or("stageprof-out".into());
-    let Some(batches) = &args.sweep else {
+    let Some(DepthBatches(batches)) = &args.sweep else {
         let r = run(args, args.depth_batch, out, true)?;
         return check(&r.worst);
     };
