@@ -111,6 +111,42 @@ impl<'a> Raw<'a> {
     }
 }
 
+/// Finds one member of objects by searching for its quoted key, without
+/// parsing the members before it: built once per key, used per event.
+///
+/// A quoted key followed by `:` cannot occur inside a string value (which
+/// cannot hold an unescaped quote), so the first match is the member; the
+/// first one wins where nested objects repeat the key.
+pub struct KeyFinder {
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl KeyFinder {
+    pub fn new(key: &str) -> KeyFinder {
+        KeyFinder { finder: memchr::memmem::Finder::new(format!("\"{key}\"").as_bytes()).into_owned() }
+    }
+
+    /// The value of this key in object `obj`.
+    pub fn get<'a>(&self, obj: Raw<'a>) -> Option<Raw<'a>> {
+        let Raw::Obj(text) = obj else { return None };
+        let mut from = 0;
+        while let Some(k) = self.finder.find(&text[from..]) {
+            let mut c = Cursor { b: text, i: from + k + self.finder.needle().len() };
+            if c.peek().ok() == Some(b':') {
+                c.i += 1;
+                return c.value(&mut false).ok();
+            }
+            from += k + 1;
+        }
+        None
+    }
+
+    /// Whether the key appears in `obj` at all (a fast pre-check).
+    pub fn in_text(&self, obj: Raw<'_>) -> bool {
+        matches!(obj, Raw::Obj(text) if self.finder.find(text).is_some())
+    }
+}
+
 /// The members of an object, parsed in one pass and kept on the stack, for
 /// looking up several keys without scanning the object again each time.
 pub struct Members<'a> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use stageprof_model::{Catalog, CopyKind, NameId, SpanKind, ThreadInfo};
 
-use crate::json_scan::{Event, Members, Raw, ScanError, Scanner};
+use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};
 
 /// A stage or frame call on a CPU thread. Times are nanoseconds as in the file.
 #[derive(Clone, Copy, Debug)]
@@ -75,9 +75,27 @@ pub struct Counter {
     pub value: f64,
 }
 
+/// Finders of the args members the first pass reads, built once.
+struct ArgKeys {
+    correlation: KeyFinder,
+    bytes: KeyFinder,
+    sequence: KeyFinder,
+}
+
+impl Default for ArgKeys {
+    fn default() -> Self {
+        ArgKeys {
+            correlation: KeyFinder::new("correlation"),
+            bytes: KeyFinder::new("bytes"),
+            sequence: KeyFinder::new("Sequence number"),
+        }
+    }
+}
+
 /// Everything the first pass keeps.
 #[derive(Default)]
 pub struct Tables {
+    keys: ArgKeys,
     pub catalog: Catalog,
     names: HashMap<Box<str>, NameId>,
     /// Threads by `pid` and `tid` text (joined by a 0 byte).
@@ -273,7 +291,7 @@ impl Tables {
                 if is_blocking_call(e.name.bytes()) {
                     self.syncs.push((start, end));
                 }
-                if let Some(c) = Members::of(e.args).get("correlation").and_then(|c| c.int()) {
+                if let Some(c) = self.keys.correlation.get(e.args).and_then(|c| c.int()) {
                     let thread = self.thread(e.pid, e.tid);
                     self.launches.insert(c, Launch { thread, ts: start });
                 }
@@ -284,16 +302,17 @@ impl Tables {
                     ActivityKind::Copy(_) => ActivityKind::Copy(copy_kind(&name_text)),
                     k => k,
                 };
-                let args = Members::of(e.args);
-                let correlation = args.get("correlation").and_then(|c| c.int()).unwrap_or(-1);
-                let bytes = args.get("bytes").and_then(|b| b.int()).unwrap_or(0).max(0) as u64;
+                let correlation = self.keys.correlation.get(e.args).and_then(|c| c.int()).unwrap_or(-1);
+                let bytes = match kind {
+                    ActivityKind::Kernel => 0,
+                    _ => self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64,
+                };
                 let name = self.name(&name_text);
                 self.activities.push(Activity { correlation, kind, name, start, end, bytes });
             }
             Some(KinetoCat::Operator) => {
-                let Raw::Obj(text) = e.args else { return };
                 // Most operators have no sequence number: skip them without parsing their args.
-                if memchr::memmem::find(text, b"Sequence number").is_none() {
+                if !self.keys.sequence.in_text(e.args) {
                     return;
                 }
                 let args = Members::of(e.args);
