@@ -29,6 +29,8 @@ struct StageAcc {
     gpu: Option<GpuMetrics>,
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
+    process_mem_peak: Option<u64>,
+    process_mem_net: Option<i64>,
     derived: bool,
     /// Kernels the stage launched itself: name -> (count, total ns).
     kernels: HashMap<NameId, (u64, u64)>,
@@ -143,6 +145,10 @@ impl ProfileSink for Aggregator {
             acc.gpu_mem_peak = Some(acc.gpu_mem_peak.unwrap_or(0).max(m.peak_bytes));
             add(&mut acc.gpu_mem_net, m.net_bytes);
         }
+        if let Some(m) = span.metrics.process_mem {
+            acc.process_mem_peak = Some(acc.process_mem_peak.unwrap_or(0).max(m.peak_bytes));
+            add(&mut acc.process_mem_net, m.net_bytes);
+        }
     }
 
     fn gpu_activity(&mut self, a: &GpuActivity, _: &Catalog) {
@@ -238,6 +244,8 @@ impl Aggregator {
             gpu: acc.gpu,
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,
+            process_mem_peak_bytes: acc.process_mem_peak,
+            process_mem_net_bytes: acc.process_mem_net,
             derived: acc.derived,
             top_kernels: top_kernels(catalog, &acc.kernels),
         }

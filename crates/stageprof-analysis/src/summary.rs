@@ -68,6 +68,11 @@ pub struct StageStats {
     pub gpu_mem_peak_bytes: Option<u64>,
     /// GPU allocator bytes at the end minus at the start, summed over calls.
     pub gpu_mem_net_bytes: Option<i64>,
+    /// Largest per-call peak of all threads' heap above its value at the call's
+    /// start (stages of the thread that drives the pipeline).
+    pub process_mem_peak_bytes: Option<u64>,
+    /// All threads' heap at the end minus at the start, summed over calls.
+    pub process_mem_net_bytes: Option<i64>,
     /// A view of other stages' work (such as `<stage> (backward)`), not ranked as a bottleneck.
     pub derived: bool,
     /// The kernels the stage launched itself, longest total first (at most 5).
@@ -150,8 +155,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Largest per-call host memory peak of any stage.
+    /// The stage whose calls held the most host memory at their peak: by
+    /// all threads' heap where measured (the driving thread's stages), else
+    /// by its own thread's. Ties go to the outermost stage.
     pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
-        self.stages.iter().enumerate().filter_map(|(i, s)| Some((i, s.host_mem_peak_bytes?))).max_by_key(|&(_, b)| b)
+        self.stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.process_mem_peak_bytes.or(s.host_mem_peak_bytes)?)))
+            .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
     }
 }

@@ -114,6 +114,8 @@ pub struct StageMetrics {
     pub gpu: Option<GpuMetrics>,
     /// Device memory (the GPU allocator's bytes).
     pub gpu_mem: Option<MemDelta>,
+    /// The heap of all threads while the call ran (stages of the thread that drives the pipeline).
+    pub process_mem: Option<MemDelta>,
 }
 
 /// One closed stage or frame call. Times are nanoseconds since the profile's start.

@@ -11,7 +11,8 @@ use std::io::{self, Read, Write};
 use crate::event::ThreadInfo;
 
 pub const MAGIC: &[u8; 8] = b"STGPROF\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the PROCESS_MEM record; version 1 files read as before.
+pub const FORMAT_VERSION: u32 = 2;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;

@@ -18,6 +18,9 @@ pub mod kind {
     pub const END: u64 = 3;
     /// `[header, ts, value as f64 bits]`: a counter sample.
     pub const COUNTER: u64 = 4;
+    /// `[header, peak_bytes, net_bytes]`: process-wide heap figures of the
+    /// stage whose END follows on the same thread (format version 2).
+    pub const PROCESS_MEM: u64 = 5;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -39,8 +42,11 @@ const FLAG_MASK: u64 = 0xfff0;
 pub const BEGIN_WORDS: usize = 2;
 /// Words of a COUNTER record.
 pub const COUNTER_WORDS: usize = 3;
-/// Most words an END record can take.
-pub const MAX_END_WORDS: usize = 7;
+/// Most words the closing of a span can take: an END record and the
+/// PROCESS_MEM record before it.
+pub const MAX_END_WORDS: usize = 7 + PROCESS_WORDS;
+/// Words of a PROCESS_MEM record.
+pub const PROCESS_WORDS: usize = 3;
 
 /// Builds a header word.
 #[inline(always)]
@@ -54,6 +60,7 @@ pub enum Record {
     Begin { name: u32, ticks: u64, frame: bool, sampled: bool },
     End { name: u32, ticks: u64, unwound: bool, cpu_ns: Option<u64>, mem: Option<HostMem> },
     Counter { name: u32, ticks: u64, value: f64 },
+    ProcessMem { peak_bytes: u64, net_bytes: i64 },
 }
 
 /// A record that cannot be decoded: the word offset and what was wrong.
@@ -82,6 +89,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::BEGIN_STAGE | kind::BEGIN_FRAME => BEGIN_WORDS,
             kind::END => end_words(flags),
             kind::COUNTER => COUNTER_WORDS,
+            kind::PROCESS_MEM => PROCESS_WORDS,
             other => {
                 return Err(WireError { word: at, message: format!("unknown record kind {other}") });
             }
@@ -114,6 +122,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 });
                 Record::End { name: id, ticks: rec[1], unwound: flags & flag::UNWOUND != 0, cpu_ns, mem }
             }
+            kind::PROCESS_MEM => Record::ProcessMem { peak_bytes: rec[1], net_bytes: rec[2] as i64 },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -158,6 +167,9 @@ mod tests {
             1,
             64,
             (-16i64) as u64,
+            header(kind::PROCESS_MEM, 0, 9),
+            4096,
+            (-8i64) as u64,
             header(kind::END, 0, 9),
             130,
         ];
@@ -176,6 +188,7 @@ mod tests {
                     cpu_ns: Some(5),
                     mem: Some(HostMem { alloc_bytes: 64, allocs: 1, peak_bytes: 64, net_bytes: -16 })
                 },
+                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8 },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

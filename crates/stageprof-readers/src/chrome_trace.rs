@@ -101,6 +101,7 @@ fn emit_calls(
                 mem: memory.host.host(c.start, c.end),
                 gpu: gpu[i],
                 gpu_mem: memory.device.delta(c.start, c.end),
+                process_mem: None,
             };
             nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
         };

@@ -26,7 +26,9 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
         .field_opt("gpu_copies", g.map(|g| g.copies))
         .field_opt("gpu_memsets", g.map(|g| g.memsets))
         .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
-        .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes);
+        .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes)
+        .field_opt("process_mem_peak_bytes", st.process_mem_peak_bytes)
+        .field_opt("process_mem_net_bytes", st.process_mem_net_bytes);
     w.key("top_kernels").begin_array();
     for k in &st.top_kernels {
         w.begin_object().field_str("name", &k.name).field("calls", k.calls).field("total_ns", k.total_ns).end_object();

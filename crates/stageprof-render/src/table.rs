@@ -75,6 +75,10 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     if gpu_mem {
         header.extend(["gpu peak", "gpu net"]);
     }
+    let all_threads = s.stages.iter().any(|st| st.process_mem_peak_bytes.is_some());
+    if all_threads {
+        header.extend(["heap peak (all threads)", "heap net (all threads)"]);
+    }
     if mem {
         header.extend(["host peak", "host net", "allocs"]);
     }
@@ -123,6 +127,10 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         if gpu_mem {
             row.push(st.gpu_mem_peak_bytes.map_or("-".into(), bytes));
             row.push(st.gpu_mem_net_bytes.map_or("-".into(), signed_bytes));
+        }
+        if all_threads {
+            row.push(st.process_mem_peak_bytes.map_or("-".into(), bytes));
+            row.push(st.process_mem_net_bytes.map_or("-".into(), signed_bytes));
         }
         if mem {
             row.push(st.host_mem_peak_bytes.map_or("-".into(), bytes));

@@ -3,14 +3,19 @@
 //!
 //! Counters live in const-initialised thread-locals with no destructor, so
 //! touching them never allocates and works at any point of a thread's life.
-//! No atomics are shared between threads: one thread's allocations never
-//! leak into another thread's stages, and there is no contention. A block
-//! freed by a thread other than the one that allocated it counts as a free on
-//! the freeing thread.
+//! One thread's allocations never leak into another thread's stages, and
+//! there is no contention. A block freed by a thread other than the one that
+//! allocated it counts as a free on the freeing thread.
+//!
+//! Besides, each thread adds its allocations into a process-wide total in
+//! batches of [`PROCESS_FLUSH_BYTES`] (one atomic add per batch, not per
+//! allocation), so the stages of the thread that drives the pipeline can
+//! also report the heap of all threads while they run: the work they hand
+//! to thread pools included.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 /// Wraps an allocator (the system one by default) and counts allocations per
 /// thread, so stages can report bytes allocated, peak and net live bytes.
@@ -48,12 +53,48 @@ struct HeapCounters {
     allocs: Cell<u64>,
     live: Cell<i64>,
     peak: Cell<i64>,
+    /// Bytes allocated (or freed, negative) not yet added to the process total.
+    pending: Cell<i64>,
 }
 
 thread_local! {
     static HEAP: HeapCounters = const {
-        HeapCounters { allocated: Cell::new(0), allocs: Cell::new(0), live: Cell::new(0), peak: Cell::new(0) }
+        HeapCounters {
+            allocated: Cell::new(0),
+            allocs: Cell::new(0),
+            live: Cell::new(0),
+            peak: Cell::new(0),
+            pending: Cell::new(0),
+        }
     };
+}
+
+/// A thread adds its allocations to the process total once they reach this
+/// many bytes (either way): the process figures are exact to this much per thread.
+pub const PROCESS_FLUSH_BYTES: i64 = 64 << 10;
+
+static PROCESS_LIVE: AtomicI64 = AtomicI64::new(0);
+static PROCESS_PEAK: AtomicI64 = AtomicI64::new(0);
+
+/// Adds the calling thread's pending bytes to the process total.
+#[inline]
+fn flush_pending(h: &HeapCounters) {
+    let pending = h.pending.replace(0);
+    if pending != 0 {
+        let live = PROCESS_LIVE.fetch_add(pending, Relaxed) + pending;
+        if live > PROCESS_PEAK.load(Relaxed) {
+            PROCESS_PEAK.fetch_max(live, Relaxed);
+        }
+    }
+}
+
+#[inline(always)]
+fn add_pending(h: &HeapCounters, bytes: i64) {
+    let pending = h.pending.get() + bytes;
+    h.pending.set(pending);
+    if pending.abs() >= PROCESS_FLUSH_BYTES {
+        flush_pending(h);
+    }
 }
 
 #[inline(always)]
@@ -69,12 +110,16 @@ fn on_alloc(size: usize) {
         if live > h.peak.get() {
             h.peak.set(live);
         }
+        add_pending(h, size as i64);
     });
 }
 
 #[inline(always)]
 fn on_free(size: usize) {
-    HEAP.with(|h| h.live.set(h.live.get() - size as i64));
+    HEAP.with(|h| {
+        h.live.set(h.live.get() - size as i64);
+        add_pending(h, -(size as i64));
+    });
 }
 
 // SAFETY: every method forwards to the inner allocator with the caller's
@@ -119,15 +164,41 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 /// Runs `f` (the recorder's own slow path: a new block, a new name) without
 /// its allocations counting toward the thread's stages.
 pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
-    let saved = HEAP.with(|h| (h.allocated.get(), h.allocs.get(), h.live.get(), h.peak.get()));
+    let saved = HEAP.with(|h| (h.allocated.get(), h.allocs.get(), h.live.get(), h.peak.get(), h.pending.get()));
     let r = f();
     HEAP.with(|h| {
         h.allocated.set(saved.0);
         h.allocs.set(saved.1);
         h.live.set(saved.2);
         h.peak.set(saved.3);
+        // What `f` flushed to the process total stays there: a few recorder blocks at most.
+        h.pending.set(saved.4);
     });
     r
+}
+
+/// The process heap at a stage's start, for [`measure_process`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProcessMark {
+    live: i64,
+    outer_peak: i64,
+}
+
+/// Starts a process-wide memory window: the process peak restarts from the
+/// current total. Only the driving thread's stages do this, so windows nest.
+pub(crate) fn mark_process() -> ProcessMark {
+    HEAP.with(flush_pending);
+    let live = PROCESS_LIVE.load(Relaxed);
+    ProcessMark { live, outer_peak: PROCESS_PEAK.swap(live, Relaxed) }
+}
+
+/// Ends a process-wide window: the peak and net of all threads' heap since
+/// its start; the enclosing window's peak is restored.
+pub(crate) fn measure_process(m: ProcessMark) -> stageprof_model::MemDelta {
+    HEAP.with(flush_pending);
+    let live = PROCESS_LIVE.load(Relaxed);
+    let peak = PROCESS_PEAK.fetch_max(m.outer_peak, Relaxed).max(live);
+    stageprof_model::MemDelta { peak_bytes: (peak - m.live).max(0) as u64, net_bytes: live - m.live }
 }
 
 /// The calling thread's counters at a stage's start.

@@ -41,7 +41,7 @@ pub mod tracing_layer;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-pub use alloc::TrackingAllocator;
+pub use alloc::{TrackingAllocator, PROCESS_FLUSH_BYTES};
 pub use config::{Config, ConfigError, Format, ENV_VARS};
 pub use outputs::Report;
 pub use profiler::{FrameGuard, Profiler, StageGuard};

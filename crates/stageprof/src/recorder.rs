@@ -21,7 +21,7 @@ use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
 use stageprof_model::wire::{flag, header, kind, BEGIN_WORDS, COUNTER_WORDS, MAX_END_WORDS};
 
-use crate::alloc::{self, HeapMark};
+use crate::alloc::{self, HeapMark, ProcessMark};
 use crate::clock::ticks;
 use crate::config::Config;
 use crate::cpu_time::{os_thread_id, thread_cpu_ns};
@@ -90,6 +90,9 @@ pub(crate) struct Shared {
     pub dropped: AtomicU64,
     pub collector: OnceLock<Thread>,
     pub stop: AtomicBool,
+    /// The thread that started the profiler: it drives the pipeline, and
+    /// its stages also measure the heap of all threads.
+    driver: u64,
     /// Why recording ended: `finish`, a signal name, `panic`.
     end_reason: Mutex<String>,
 }
@@ -121,6 +124,7 @@ impl Shared {
             dropped: AtomicU64::new(0),
             collector: OnceLock::new(),
             stop: AtomicBool::new(false),
+            driver: os_thread_id(),
             end_reason: Mutex::new("finish".into()),
             config,
         })
@@ -238,6 +242,7 @@ impl OpenSpan {
 /// memory or CPU time (otherwise it keeps nothing).
 struct Pending {
     mem: Option<HeapMark>,
+    process: Option<ProcessMark>,
     cpu_start: u64,
 }
 
@@ -249,6 +254,8 @@ pub(crate) struct ThreadWriter {
     global: bool,
     memory: bool,
     cpu_time: bool,
+    /// Memory is measured and this thread drives the pipeline.
+    process_memory: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
@@ -267,6 +274,7 @@ impl ThreadWriter {
             global: shared.global,
             memory: shared.memory,
             cpu_time: shared.cpu_time,
+            process_memory: shared.memory && os_thread_id() == shared.driver,
             open: 0,
             pending: alloc::untracked(|| Vec::with_capacity(64)),
             shared,
@@ -343,8 +351,9 @@ impl ThreadWriter {
             alloc::untracked(|| self.pending.reserve(self.pending.len()));
         }
         let mem = if self.memory { Some(alloc::mark()) } else { None };
+        let process = if self.process_memory { Some(alloc::mark_process()) } else { None };
         let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };
-        self.pending.push(Pending { mem, cpu_start });
+        self.pending.push(Pending { mem, process, cpu_start });
     }
 
     /// Records the end of the innermost begun span, in the room its begin reserved.
@@ -356,7 +365,12 @@ impl ThreadWriter {
         }
         self.open -= 1;
         let (cpu, mem) = match self.pending.pop() {
-            Some(p) => (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), p.mem.map(alloc::measure)),
+            Some(p) => {
+                if let Some(d) = p.process.map(alloc::measure_process) {
+                    self.write([header(kind::PROCESS_MEM, 0, name), d.peak_bytes, d.net_bytes as u64]);
+                }
+                (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), p.mem.map(alloc::measure))
+            }
             None => (None, None),
         };
         let flags = if unwound { flag::UNWOUND } else { 0 };
