@@ -153,7 +153,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         rows.push((
             b,
             r.frames_per_s,
-            depth.and_then(|s| s.host_mem_peak_bytes).unwrap_or(0),
+            depth.and_then(|s| s.process_mem_peak_bytes.or(s.host_mem_peak_bytes)).unwrap_or(0),
             depth.map_or(0, |s| s.wall_ns),
         ));
     }
@@ -163,8 +163,9 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
 
 /// Throughput and memory per depth batch size, the best size, and where memory grows without speed.
 fn sweep_table(rows: &[(u32, f64, u64, u64)]) -> String {
-    let mut text =
-        String::from("depth-batch sweep:\n  batch   frames/s   depth_estimation time   depth_estimation memory peak\n");
+    let mut text = String::from(
+        "depth-batch sweep:\n  batch   frames/s   depth_estimation time   depth_estimation memory peak (all threads)\n",
+    );
     for (b, fps, mem, wall) in rows {
         text.push_str(&format!(
             "  {b:>5}   {fps:>8.2}   {:>21.1} ms   {:>24.1} MiB\n",
