@@ -1,6 +1,7 @@
 //! Runs the stages of one frame without profiling and prints each depth
 //! source's error against the known surface.
 use stageprof_demo::check::depth_error;
+use stageprof_demo::kernels::{kernels, Device};
 use stageprof_demo::pipeline::*;
 use stageprof_demo::scene::{render, Rig, Surface};
 
@@ -24,14 +25,15 @@ fn main() {
         depth_error(e)
     };
     let captured: Vec<_> = rig.cameras.iter().map(|c| render(c, &surface)).collect();
-    let images = undistortion(&rig, &captured);
+    let k = kernels(Device::Cpu);
+    let images = undistortion(k, &rig, &captured);
     let (n, range) = sparse_matching(&rig, &images);
     println!("sparse {n} range {range:?}");
     let pw = dense_matching(&config, &rig, &images, range);
     for (i, d) in pw.depths.iter().enumerate() {
         println!("pair {i}: {:?}", err(d));
     }
-    let sweep = depth_estimation(&config, &rig, &images, range);
+    let sweep = depth_estimation(k, &config, &rig, &images, range);
     println!("sweep: {:?}", err(&sweep));
     println!("fused: {:?}", err(&fusion(&sweep, &pw.depths)));
 }

@@ -12,5 +12,6 @@
 pub mod check;
 pub mod geometry;
 pub mod image;
+pub mod kernels;
 pub mod pipeline;
 pub mod scene;

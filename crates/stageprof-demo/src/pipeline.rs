@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use crate::check::{depth_error, DepthError};
 use crate::geometry::Camera;
 use crate::image::Image;
+use crate::kernels::{kernels, Device, Kernels};
 use crate::scene::{render, Rig, Surface};
 
 /// When pairwise results are let go (the user's planning notes compare both).
@@ -29,6 +30,7 @@ pub struct PipelineConfig {
     /// Hypotheses processed (and held in memory) at once.
     pub depth_batch: usize,
     pub memory: MemoryMode,
+    pub device: Device,
 }
 
 impl Default for PipelineConfig {
@@ -40,6 +42,7 @@ impl Default for PipelineConfig {
             depth_planes: 48,
             depth_batch: 8,
             memory: MemoryMode::Incremental,
+            device: Device::Cpu,
         }
     }
 }
@@ -59,11 +62,12 @@ pub fn run_frame(config: &PipelineConfig, rig: &Rig, frame: usize) -> FrameResul
         let _s = stageprof::scope!("capture");
         rig.cameras.iter().map(|c| render(c, &surface)).collect()
     };
-    let images = undistortion(rig, &captured);
+    let k = kernels(config.device);
+    let images = undistortion(k, rig, &captured);
     drop(captured);
     let (sparse_matches, range) = sparse_matching(rig, &images);
     let pairwise = dense_matching(config, rig, &images, range);
-    let depth = depth_estimation(config, rig, &images, range);
+    let depth = depth_estimation(k, config, rig, &images, range);
     let fused = fusion(&depth, &pairwise.depths);
     let surface_points = surface_reconstruction(&rig.cameras[0], &fused);
     // In accumulate mode the pairwise fields and the matcher live until here.
@@ -73,22 +77,14 @@ pub fn run_frame(config: &PipelineConfig, rig: &Rig, frame: usize) -> FrameResul
 }
 
 /// Lens distortion removed: every view resampled onto its ideal pinhole grid.
-pub fn undistortion(rig: &Rig, captured: &[Image]) -> Vec<Image> {
+pub fn undistortion(k: &dyn Kernels, rig: &Rig, captured: &[Image]) -> Vec<Image> {
     let _s = stageprof::scope!("undistortion");
     rig.cameras
-        .par_iter()
+        .iter()
         .zip(captured)
         .map(|(cam, img)| {
             let _v = stageprof::scope!("undistort_view");
-            let mut out = Image::new(cam.width, cam.height);
-            for v in 0..cam.height {
-                for u in 0..cam.width {
-                    let (xn, yn) = ((u as f32 - cam.cx) / cam.fx, (v as f32 - cam.cy) / cam.fy);
-                    let (ud, vd) = cam.distort(xn, yn);
-                    out.data[v * cam.width + u] = img.sample(ud, vd).unwrap_or(f32::NAN);
-                }
-            }
-            out
+            k.undistort(cam, img)
         })
         .collect()
 }
@@ -305,7 +301,13 @@ pub fn dense_matching(config: &PipelineConfig, rig: &Rig, images: &[Image], rang
 }
 
 /// Plane sweep: costs of every depth hypothesis, in batches, and the best per pixel.
-pub fn depth_estimation(config: &PipelineConfig, rig: &Rig, images: &[Image], range: (f32, f32)) -> Vec<f32> {
+pub fn depth_estimation(
+    k: &dyn Kernels,
+    config: &PipelineConfig,
+    rig: &Rig,
+    images: &[Image],
+    range: (f32, f32),
+) -> Vec<f32> {
     let _s = stageprof::scope!("depth_estimation");
     let reference = &images[0];
     let (w, h) = (reference.width, reference.height);
@@ -315,7 +317,7 @@ pub fn depth_estimation(config: &PipelineConfig, rig: &Rig, images: &[Image], ra
     let mut best = vec![(usize::MAX, f32::INFINITY, f32::NAN, f32::NAN, f32::NAN); w * h];
     for batch_start in (0..planes).step_by(config.depth_batch.max(1)) {
         let batch: Vec<usize> = (batch_start..(batch_start + config.depth_batch.max(1)).min(planes)).collect();
-        let volume = build_cost_volume(rig, images, &batch, &inv);
+        let volume = build_cost_volume(k, rig, images, &batch, &inv);
         let _e = stageprof::scope!("extract_depth");
         best.par_iter_mut().enumerate().for_each(|(i, state)| {
             for (b, &p) in batch.iter().enumerate() {
@@ -348,7 +350,13 @@ pub fn depth_estimation(config: &PipelineConfig, rig: &Rig, images: &[Image], ra
 /// Costs of the planes in `batch` at every reference pixel: every source
 /// view warped onto each plane (the batch's memory), compared with the
 /// reference, aggregated over a 5x5 window.
-fn build_cost_volume(rig: &Rig, images: &[Image], batch: &[usize], inv: &(dyn Fn(f32) -> f32 + Sync)) -> Vec<Vec<f32>> {
+fn build_cost_volume(
+    k: &dyn Kernels,
+    rig: &Rig,
+    images: &[Image],
+    batch: &[usize],
+    inv: &(dyn Fn(f32) -> f32 + Sync),
+) -> Vec<Vec<f32>> {
     let _b = stageprof::scope!("build_cost_volume");
     let reference = &images[0];
     let (w, h) = (reference.width, reference.height);
@@ -359,9 +367,7 @@ fn build_cost_volume(rig: &Rig, images: &[Image], batch: &[usize], inv: &(dyn Fn
             .flat_map_iter(|&p| (1..images.len()).map(move |s| (p, s)))
             .map(|(p, s)| {
                 let (du, dv) = shift(&rig.cameras[0], &rig.cameras[s], 1.0 / inv(p as f32));
-                (0..w * h)
-                    .map(|i| images[s].sample((i % w) as f32 + du, (i / w) as f32 + dv).unwrap_or(f32::NAN))
-                    .collect()
+                k.shifted(&images[s], du, dv)
             })
             .collect()
     };
