@@ -189,3 +189,36 @@ fn sweep_table(rows: &[(u32, f64, u64, u64)]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconstruction_past_the_bound_fails_loudly() {
+        let good = DepthError { points: 100, median_mm: 0.5, p90_mm: 1.0 };
+        assert!(check(&good).is_ok());
+        for bad in [DepthError { median_mm: 2.5, ..good }, DepthError { p90_mm: 6.0, ..good }] {
+            let err = check(&bad).unwrap_err();
+            assert!(err.contains("FAILED, a stage is broken"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_sweep_names_the_best_size_and_where_memory_stops_paying() {
+        let rows = [(1, 1.0, 10, 0), (2, 2.0, 20, 0), (4, 2.05, 40, 0), (8, 2.0, 80, 0)];
+        let text = sweep_table(&rows);
+        assert!(text.contains("best batch size: 4 (2.05 frames/s)"), "{text}");
+        assert!(text.contains("past batch size 2, memory grows"), "{text}");
+        let flat = sweep_table(&[(1, 1.0, 10, 0), (2, 2.0, 10, 0)]);
+        assert!(!flat.contains("memory grows"), "{flat}");
+    }
+
+    #[test]
+    fn sweep_syntax() {
+        assert_eq!(parse_sweep("depth-batch=1,2, 4").unwrap().0, [1, 2, 4]);
+        for bad in ["batch=1", "depth-batch=", "depth-batch=0", "depth-batch=1,,2", "depth-batch=99"] {
+            assert!(parse_sweep(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -61,3 +61,16 @@ fn bad_flags_name_the_flag_exit_2_and_write_nothing() {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} wrote something");
     }
 }
+
+#[test]
+fn a_sweep_runs_once_per_batch_size_and_concludes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        stageprof(dir.path(), &["demo", "--frames", "1", "--views", "2", "--sweep", "depth-batch=1,4", "--out", "o"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("depth-batch sweep:") && stderr.contains("best batch size: "), "{stderr}");
+    for b in [1, 4] {
+        assert!(dir.path().join(format!("o/depth-batch-{b}/summary.json")).exists());
+    }
+}
