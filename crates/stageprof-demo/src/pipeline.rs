@@ -410,9 +410,10 @@ fn box_filter(data: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Cross-view consistency: the plane sweep's depth and the pairwise depths
-/// that agree with their median (within 1%) are averaged; pixels with fewer
-/// than two agreeing estimates are dropped.
+/// Cross-view consistency, then median: of the plane sweep's depth and the
+/// pairwise depths, those within 1% of their median are kept, and their
+/// median is the fused depth; pixels with fewer than two agreeing estimates
+/// are dropped.
 pub fn fusion(sweep: &[f32], pairwise: &[Vec<f32>]) -> Vec<f32> {
     let _s = stageprof::scope!("fusion");
     (0..sweep.len())
@@ -426,10 +427,11 @@ pub fn fusion(sweep: &[f32], pairwise: &[Vec<f32>]) -> Vec<f32> {
             c.sort_by(f32::total_cmp);
             let median = c[c.len() / 2];
             let agree: Vec<f32> = c.into_iter().filter(|z| (z - median).abs() <= 0.01 * median).collect();
+            // `agree` is sorted (a filtered sorted list): its middle is its median.
             if agree.len() < 2 {
                 f32::NAN
             } else {
-                agree.iter().sum::<f32>() / agree.len() as f32
+                agree[agree.len() / 2]
             }
         })
         .collect()
