@@ -166,3 +166,137 @@ impl Summary {
             .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
     }
 }
+
+impl Summary {
+    /// GPU figures of the whole run: the outermost stages' work summed
+    /// (each stage's figures include its nested stages'), `None` without GPU data.
+    pub fn gpu_total(&self) -> Option<GpuMetrics> {
+        let mut outer = self.stages.iter().filter(|s| s.depth == 0 && !s.derived).filter_map(|s| s.gpu).peekable();
+        outer.peek()?;
+        Some(outer.fold(GpuMetrics::default(), |mut t, g| {
+            t.busy_ns += g.busy_ns;
+            t.kernels += g.kernels;
+            t.copies += g.copies;
+            t.memsets += g.memsets;
+            for k in 0..t.copy_bytes.len() {
+                t.copy_bytes[k] += g.copy_bytes[k];
+                t.copy_ns[k] += g.copy_ns[k];
+            }
+            t
+        }))
+    }
+
+    /// Kernels by name over all stages, longest total first. Each stage
+    /// lists only the kernels it launched itself, so nothing is counted twice.
+    pub fn kernel_totals(&self) -> Vec<KernelStats> {
+        let mut by_name: std::collections::HashMap<&str, KernelStats> = Default::default();
+        for k in self.stages.iter().filter(|s| !s.derived).flat_map(|s| &s.top_kernels) {
+            let e =
+                by_name.entry(&k.name).or_insert_with(|| KernelStats { name: k.name.clone(), calls: 0, total_ns: 0 });
+            e.calls += k.calls;
+            e.total_ns += k.total_ns;
+        }
+        let mut all: Vec<KernelStats> = by_name.into_values().collect();
+        all.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(&b.name)));
+        all
+    }
+}
+
+impl FrameStats {
+    /// Indexes (into [`FrameStats::each`]) of frames far slower than the
+    /// typical one: above the median by more than five robust deviations
+    /// (1.4826 × median absolute deviation, at least 5% of the median).
+    pub fn outliers(&self) -> Vec<usize> {
+        let mut durations: Vec<u64> = self.each.iter().map(|f| f.duration_ns).collect();
+        if durations.len() < 3 {
+            return Vec::new();
+        }
+        durations.sort_unstable();
+        let median = durations[durations.len() / 2];
+        let mut deviations: Vec<u64> = durations.iter().map(|&d| d.abs_diff(median)).collect();
+        deviations.sort_unstable();
+        let mad = deviations[deviations.len() / 2] as f64 * 1.4826;
+        let limit = median as f64 + 5.0 * mad.max(median as f64 * 0.05);
+        self.each.iter().enumerate().filter(|(_, f)| f.duration_ns as f64 > limit).map(|(i, _)| i).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(durations: &[u64]) -> FrameStats {
+        let each = durations
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| FrameRecord { start_ns: i as u64 * 1000, duration_ns: d, sampled: true, gpu: None })
+            .collect();
+        FrameStats { each, ..FrameStats::default() }
+    }
+
+    #[test]
+    fn outliers_are_the_frames_far_above_the_median() {
+        // Median 101, robust deviation 1.4826 × 3 = 4.4 raised to 5% of the median:
+        // the limit is 101 + 5 × 5.05 = 126.25.
+        let f = frames(&[100, 101, 99, 102, 98, 127, 100, 400, 97, 126]);
+        assert_eq!(f.outliers(), vec![5, 7]);
+        assert!(frames(&[100, 100, 100, 124]).outliers().is_empty());
+        assert!(frames(&[1, 1000]).outliers().is_empty(), "two frames have no typical one");
+    }
+
+    fn stage(name: &str, depth: u32, gpu: Option<GpuMetrics>, kernels: &[(&str, u64, u64)]) -> StageStats {
+        StageStats {
+            name: name.into(),
+            path: vec![name.into()],
+            depth,
+            calls: 1,
+            wall_ns: 0,
+            self_ns: 0,
+            call: DurationStats::default(),
+            cpu_ns: None,
+            host_mem_peak_bytes: None,
+            host_mem_net_bytes: None,
+            alloc_bytes: None,
+            allocs: None,
+            threads: 1,
+            unwound: 0,
+            unfinished: 0,
+            gpu,
+            gpu_mem_peak_bytes: None,
+            gpu_mem_net_bytes: None,
+            process_mem_peak_bytes: None,
+            process_mem_net_bytes: None,
+            derived: false,
+            top_kernels: kernels
+                .iter()
+                .map(|&(n, calls, total_ns)| KernelStats { name: n.into(), calls, total_ns })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn gpu_and_kernel_totals_count_nested_work_once() {
+        let g = |busy_ns, kernels| {
+            Some(GpuMetrics { busy_ns, kernels, copy_bytes: [10, 0, 0, 0], ..GpuMetrics::default() })
+        };
+        let summary = Summary {
+            run: RunInfo::default(),
+            stages: vec![
+                stage("outer", 0, g(30, 3), &[("gemm", 1, 10)]),
+                stage("inner", 1, g(20, 2), &[("gemm", 2, 20)]),
+                stage("other", 0, g(5, 1), &[("relu", 1, 5)]),
+            ],
+            frames: FrameStats::default(),
+            counters: Vec::new(),
+            bottlenecks: Vec::new(),
+            gpu_bottlenecks: Vec::new(),
+            threads: 1,
+        };
+        let total = summary.gpu_total().unwrap();
+        assert_eq!((total.busy_ns, total.kernels, total.copy_bytes[0]), (35, 4, 20));
+        let kernels = summary.kernel_totals();
+        assert_eq!(kernels.len(), 2);
+        assert_eq!((kernels[0].name.as_str(), kernels[0].calls, kernels[0].total_ns), ("gemm", 3, 30));
+        assert_eq!((kernels[1].name.as_str(), kernels[1].total_ns), ("relu", 5));
+    }
+}

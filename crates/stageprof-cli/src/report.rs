@@ -10,7 +10,7 @@ use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
 use stageprof_render::table::terminal_width;
 use stageprof_render::{
-    ranks_json, render_ranks_table, render_table, report_with, summary_json, RankInput, TableOptions,
+    ranks_json, render_html, render_ranks_table, render_table, report_with, summary_json, RankInput, TableOptions,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -36,6 +36,9 @@ pub struct ReportArgs {
     /// Also write the profile as a Chrome trace (Perfetto UI, chrome://tracing) to this file.
     #[arg(long, value_name = "FILE")]
     chrome: Option<PathBuf>,
+    /// Also write the HTML report (one self-contained page) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 pub fn run(args: &ReportArgs) -> Result<(), String> {
@@ -47,38 +50,37 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
         .iter()
         .map(|path| summarize(path, args.top as usize, args.chrome.as_deref()))
         .collect::<Result<_, _>>()?;
+    // Several files are several ranks of one job.
+    let ranks: Vec<RankInput<'_>> = summaries
+        .iter()
+        .zip(&args.files)
+        .enumerate()
+        .map(|(i, (s, path))| RankInput {
+            label: path.display().to_string(),
+            rank: s.run.rank.unwrap_or(i as u32),
+            summary: s,
+        })
+        .collect();
+    let rows = if ranks.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
+    if let Some(path) = &args.html {
+        std::fs::write(path, render_html(&ranks, &rows))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let tty = std::io::stdout().is_terminal();
     let width = tty.then(terminal_width);
-    let text = if let [summary] = &summaries[..] {
-        match args.format {
-            OutputFormat::Text => render_table(summary, TableOptions { color: tty, width }),
-            OutputFormat::Json => summary_json(summary) + "\n",
-        }
-    } else {
-        // Several files are several ranks of one job.
-        let ranks: Vec<RankInput<'_>> = summaries
-            .iter()
-            .zip(&args.files)
-            .enumerate()
-            .map(|(i, (s, path))| RankInput {
-                label: path.display().to_string(),
-                rank: s.run.rank.unwrap_or(i as u32),
-                summary: s,
-            })
-            .collect();
-        let rows = compare_ranks(&summaries);
-        match args.format {
-            OutputFormat::Text => {
-                let mut text = String::new();
-                for r in &ranks {
-                    text.push_str(&format!("== rank {}: {} ==\n", r.rank, r.label));
-                    text.push_str(&render_table(r.summary, TableOptions { color: tty, width }));
-                    text.push('\n');
-                }
-                text + &render_ranks_table(&ranks, &rows, width)
+    let text = match (&ranks[..], args.format) {
+        ([r], OutputFormat::Text) => render_table(r.summary, TableOptions { color: tty, width }),
+        ([r], OutputFormat::Json) => summary_json(r.summary) + "\n",
+        (_, OutputFormat::Text) => {
+            let mut text = String::new();
+            for r in &ranks {
+                text.push_str(&format!("== rank {}: {} ==\n", r.rank, r.label));
+                text.push_str(&render_table(r.summary, TableOptions { color: tty, width }));
+                text.push('\n');
             }
-            OutputFormat::Json => ranks_json(&ranks, &rows) + "\n",
+            text + &render_ranks_table(&ranks, &rows, width)
         }
+        (_, OutputFormat::Json) => ranks_json(&ranks, &rows) + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))
 }

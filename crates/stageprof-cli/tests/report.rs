@@ -160,3 +160,38 @@ fn several_traces_are_ranks_side_by_side_with_the_slowest_flagged() {
     assert!(text.contains("== rank 3: ") && text.contains("== rank 1: "), "{text}");
     assert!(text.contains("600.0 µs ◀") && text.contains("6.00x"), "{text}");
 }
+
+/// The HTML report of a profile whose stage names are markup: every name is
+/// shown as text, and the only script and SVG elements are the report's own.
+#[test]
+fn html_report_escapes_every_name() {
+    let hostile = ["<script>alert(1)</script>", "q\"uo'te", "</svg><b>", "]]><img src=x onerror=alert(2)>", "a&b"];
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(Config {
+        output_dir: dir.path().to_path_buf(),
+        formats: vec![Format::Native],
+        ..Config::default()
+    });
+    for _ in 0..4 {
+        let _f = p.frame();
+        for name in hostile {
+            let _outer = p.stage(name);
+            let _inner = p.stage("inner");
+        }
+    }
+    p.finish();
+    let html = dir.path().join("r.html");
+    let out =
+        stageprof(&["report", dir.path().join("profile.stgp").to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(html).unwrap();
+    assert_eq!(page.matches("<script").count(), 1, "only the report's own script");
+    assert_eq!(page.matches("</svg>").count(), page.matches("<svg").count());
+    assert!(!page.contains("<img") && !page.contains("<b>") && !page.contains("q\"uo"));
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.contains("]]&gt;&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(page.contains("q&quot;uo&#39;te") && page.contains("a&amp;b"));
+    // Each hostile stage is a row of the stage table, with its nested stage under it.
+    assert_eq!(page.matches("<tr data-depth=\"0\">").count(), hostile.len());
+    assert_eq!(page.matches("<tr data-depth=\"1\">").count(), hostile.len());
+}

@@ -3,14 +3,17 @@
 //! is escaped for the format it is written into.
 
 pub mod chrome;
+pub mod html;
 pub mod json;
 pub mod native_report;
 pub mod ranks;
 pub mod summary_json;
+pub mod svg;
 pub mod table;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
+pub use html::render_html;
 pub use native_report::{report_native, report_with, ReportError};
 pub use ranks::{ranks_json, render_ranks_table, RankInput};
 pub use summary_json::summary_json;

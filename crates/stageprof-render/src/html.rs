@@ -1,0 +1,402 @@
+//! The HTML report: one self-contained page (inline CSS, SVG and a little
+//! hand-written script) that opens offline. Names from traces only ever
+//! reach the page through [`escape`]; the script reads numbers from
+//! `data-` attributes and never parses names, so no name can become code.
+
+use std::fmt::Write;
+
+use stageprof_analysis::{Bottleneck, RankRow, StageStats, Summary};
+use stageprof_model::CopyKind;
+
+use crate::ranks::RankInput;
+use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
+use crate::units::{bytes, duration, signed_bytes};
+
+/// Stages shown in the bar charts, longest first.
+const CHART_STAGES: usize = 20;
+/// Points drawn of the frame series at most; frames are bucketed beyond.
+const FRAME_POINTS: usize = 2000;
+/// Kernels listed in the kernel table.
+const KERNELS_LISTED: usize = 25;
+
+const STYLE: &str = include_str!("html/report.css");
+const SCRIPT: &str = include_str!("html/report.js");
+
+/// The report of one profile, or of several ranks of one job (the first
+/// rank in full, then the ranks side by side with the straggler flagged).
+pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
+    let Some(first) = ranks.first() else { return String::new() };
+    let s = first.summary;
+    let mut page = String::with_capacity(64 * 1024);
+    let title = format!("stageprof: {}", s.run.source);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+        escape(&title)
+    );
+    let _ = write!(page, "<h1>{}</h1>", escape(&title));
+    overview(&mut page, s);
+    bottleneck_cards(&mut page, s);
+    stage_table(&mut page, s);
+    time_charts(&mut page, s);
+    frame_chart(&mut page, s);
+    kernels_and_copies(&mut page, s);
+    if ranks.len() > 1 {
+        ranks_section(&mut page, ranks, rows);
+    }
+    let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
+    page
+}
+
+fn section(page: &mut String, id: &str, heading: &str, explain: &str) {
+    let _ = write!(page, r#"<section id="{id}"><h2>{heading}</h2><p class="explain">{explain}</p>"#);
+}
+
+fn overview(page: &mut String, s: &Summary) {
+    section(page, "overview", "Overview", "The run as a whole.");
+    let run = &s.run;
+    let mut facts: Vec<(&str, String)> = vec![("total time", duration(run.duration_ns))];
+    facts.push(("frames", s.frames.count.to_string()));
+    if let Some(busy) = gpu_busy_pct(s) {
+        facts.push(("GPU busy", format!("{busy:.1}%")));
+    }
+    if let Some((i, b)) = s.peak_stage_host_mem() {
+        facts.push(("peak host memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
+    }
+    if let Some(rss) = run.peak_rss_bytes {
+        facts.push(("peak RSS", bytes(rss)));
+    }
+    if let Some((i, b)) = peak_gpu_mem(s) {
+        facts.push(("peak GPU memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
+    }
+    let h = &run.host;
+    if !h.hostname.is_empty() {
+        facts.push((
+            "host",
+            format!("{} ({}, {} CPUs, {})", h.hostname, h.cpu_model, h.logical_cpus, bytes(h.memory_bytes)),
+        ));
+    }
+    facts.push(("threads", s.threads.to_string()));
+    facts.push(("ended by", run.end_reason.clone()));
+    if run.dropped_records > 0 {
+        facts.push(("dropped records", run.dropped_records.to_string()));
+    }
+    page.push_str("<dl class=\"facts\">");
+    for (k, v) in facts {
+        let _ = write!(page, "<div><dt>{k}</dt><dd>{}</dd></div>", escape(&v));
+    }
+    page.push_str("</dl>");
+    for w in &run.warnings {
+        let _ = write!(page, "<p class=\"warning\">warning: {}</p>", escape(w));
+    }
+    page.push_str("</section>");
+}
+
+/// GPU busy time over the frames' GPU span, or over the run without frames.
+fn gpu_busy_pct(s: &Summary) -> Option<f64> {
+    match (&s.frames.gpu_span, s.frames.gpu) {
+        (Some(span), Some(g)) => Some(100.0 * g.busy_ns as f64 / span.total_ns.max(1) as f64),
+        _ => s.gpu_total().map(|g| 100.0 * g.busy_ns as f64 / s.run.duration_ns.max(1) as f64),
+    }
+}
+
+fn peak_gpu_mem(s: &Summary) -> Option<(usize, u64)> {
+    s.stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, st)| Some((i, st.gpu_mem_peak_bytes?)))
+        .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
+}
+
+fn bottleneck_cards(page: &mut String, s: &Summary) {
+    section(page, "bottlenecks", "Top bottlenecks", "The stages that cost the most of their own time (nested stages excluded), and the one that held the most memory.");
+    page.push_str("<div class=\"cards\">");
+    let card = |page: &mut String, b: &Bottleneck, kind: &str| {
+        let st = &s.stages[b.stage];
+        let _ = write!(
+            page,
+            "<div class=\"card\"><div class=\"rank\">{kind} #{}</div><div class=\"name\">{}</div><div class=\"big\">{}</div><p>{:.1}% of all stages' {kind} time; {} calls, p50 {}, p99 {}.</p></div>",
+            b.rank,
+            escape(&st.path.join(" / ")),
+            duration(b.self_ns),
+            b.share_pct,
+            st.calls,
+            duration(st.call.p50_ns),
+            duration(st.call.p99_ns),
+        );
+    };
+    for b in s.bottlenecks.iter().take(3) {
+        card(page, b, "CPU");
+    }
+    for b in s.gpu_bottlenecks.iter().take(3) {
+        card(page, b, "GPU");
+    }
+    let memory_card = |page: &mut String, kind: &str, (i, peak): (usize, u64), net: Option<i64>| {
+        let st = &s.stages[i];
+        let _ = write!(
+            page,
+            "<div class=\"card mem\"><div class=\"rank\">{kind} memory</div><div class=\"name\">{}</div><div class=\"big\">{}</div><p>The most {kind} memory any stage held above a call's start; {} retained over {} calls.</p></div>",
+            escape(&st.path.join(" / ")),
+            bytes(peak),
+            signed_bytes(net.unwrap_or(0)),
+            st.calls,
+        );
+    };
+    if let Some((i, b)) = s.peak_stage_host_mem() {
+        let st = &s.stages[i];
+        memory_card(page, "host", (i, b), st.process_mem_net_bytes.or(st.host_mem_net_bytes));
+    }
+    if let Some((i, b)) = peak_gpu_mem(s) {
+        memory_card(page, "GPU", (i, b), s.stages[i].gpu_mem_net_bytes);
+    }
+    page.push_str("</div></section>");
+}
+
+/// A sortable cell: shown text and the number it sorts by.
+fn cell(page: &mut String, text: &str, sort: f64) {
+    let _ = write!(page, "<td data-v=\"{sort}\">{}</td>", escape(text));
+}
+
+fn optional(page: &mut String, value: Option<u64>, show: fn(u64) -> String) {
+    match value {
+        Some(v) => cell(page, &show(v), v as f64),
+        None => cell(page, "-", -1.0),
+    }
+}
+
+fn stage_table(page: &mut String, s: &Summary) {
+    section(page, "stages", "Stages", "Nested as recorded. Click a column to sort: children stay under their parent. Wall and self time are summed over calls; p50/p99 are per call.");
+    let gpu = s.stages.iter().any(|st| st.gpu.is_some());
+    let mem = s.stages.iter().any(|st| st.host_mem_peak_bytes.is_some() || st.process_mem_peak_bytes.is_some());
+    let cpu = s.stages.iter().any(|st| st.cpu_ns.is_some());
+    page.push_str("<table id=\"stage-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">stage</th>");
+    let mut headers = vec!["calls", "wall", "self", "p50", "p99", "max"];
+    if cpu {
+        headers.push("cpu");
+    }
+    if mem {
+        headers.extend(["mem peak", "mem net"]);
+    }
+    if gpu {
+        headers.extend(["gpu busy", "gpu span", "kernels", "gpu mem peak"]);
+    }
+    for h in headers {
+        let _ = write!(page, "<th>{h}</th>");
+    }
+    page.push_str("</tr></thead><tbody>");
+    for st in &s.stages {
+        let _ = write!(
+            page,
+            "<tr data-depth=\"{}\"><td class=\"name\" style=\"padding-left:{}em\">{}</td>",
+            st.depth,
+            0.4 + 1.2 * st.depth as f64,
+            escape(&st.name)
+        );
+        cell(page, &st.calls.to_string(), st.calls as f64);
+        for ns in [st.wall_ns, st.self_ns, st.call.p50_ns, st.call.p99_ns, st.call.max_ns] {
+            cell(page, &duration(ns), ns as f64);
+        }
+        if cpu {
+            optional(page, st.cpu_ns, duration);
+        }
+        if mem {
+            optional(page, st.process_mem_peak_bytes.or(st.host_mem_peak_bytes), bytes);
+            match st.process_mem_net_bytes.or(st.host_mem_net_bytes) {
+                Some(n) => cell(page, &signed_bytes(n), n as f64),
+                None => cell(page, "-", f64::MIN),
+            }
+        }
+        if gpu {
+            optional(page, st.gpu.map(|g| g.busy_ns), duration);
+            optional(page, st.gpu.map(|g| g.span_ns), duration);
+            optional(page, st.gpu.map(|g| g.kernels), |k| k.to_string());
+            optional(page, st.gpu_mem_peak_bytes, bytes);
+        }
+        page.push_str("</tr>");
+    }
+    page.push_str("</tbody></table></section>");
+}
+
+/// The stages the charts show: the longest by wall time, derived views left out.
+fn chart_stages(s: &Summary) -> Vec<&StageStats> {
+    let mut stages: Vec<&StageStats> = s.stages.iter().filter(|st| !st.derived).collect();
+    stages.sort_by_key(|st| std::cmp::Reverse(st.wall_ns));
+    stages.truncate(CHART_STAGES);
+    stages
+}
+
+fn time_charts(page: &mut String, s: &Summary) {
+    let stages = chart_stages(s);
+    if stages.is_empty() {
+        return;
+    }
+    let self_total: u64 = s.stages.iter().filter(|st| !st.derived).map(|st| st.self_ns).sum();
+    section(
+        page,
+        "time-share",
+        "Time share per stage",
+        "Each stage's own time (nested stages excluded) as a share of all stages' own time.",
+    );
+    let mut by_self: Vec<&StageStats> = stages.clone();
+    by_self.sort_by_key(|st| std::cmp::Reverse(st.self_ns));
+    let bars: Vec<Bar> = by_self
+        .iter()
+        .map(|st| Bar {
+            label: st.path.join(" / "),
+            segments: vec![Segment {
+                value: 100.0 * st.self_ns as f64 / self_total.max(1) as f64,
+                class: "self",
+                tip: format!("{}: {} own time", st.name, duration(st.self_ns)),
+            }],
+        })
+        .collect();
+    page.push_str(&stacked_bars(&bars, 900.0, |v| format!("{v:.1}%")));
+    page.push_str("</section>");
+
+    let gpu = stages.iter().any(|st| st.gpu.is_some());
+    let cpu_label = if s.run.cpu_time { "CPU time" } else { "wall time (CPU time not measured)" };
+    let explain = if gpu {
+        format!("Per stage, summed over calls: {cpu_label} on the host and GPU busy time of the work it launched.")
+    } else {
+        format!("Per stage, summed over calls: {cpu_label}. The profile has no GPU activity.")
+    };
+    section(page, "cpu-gpu", "CPU against GPU time per stage", &escape(&explain));
+    let bars: Vec<Bar> = stages
+        .iter()
+        .map(|st| {
+            let host = st.cpu_ns.unwrap_or(st.wall_ns);
+            let mut segments = vec![Segment {
+                value: host as f64,
+                class: "cpu",
+                tip: format!("{}: {} {cpu_label}", st.name, duration(host)),
+            }];
+            if let Some(g) = st.gpu {
+                segments.push(Segment {
+                    value: g.busy_ns as f64,
+                    class: "gpu",
+                    tip: format!("{}: {} GPU busy", st.name, duration(g.busy_ns)),
+                });
+            }
+            Bar { label: st.path.join(" / "), segments }
+        })
+        .collect();
+    page.push_str(&stacked_bars(&bars, 900.0, |v| duration(v as u64)));
+    page.push_str(
+        "<p class=\"legend\"><span class=\"key cpu\"></span>host <span class=\"key gpu\"></span>GPU busy</p></section>",
+    );
+}
+
+fn frame_chart(page: &mut String, s: &Summary) {
+    let f = &s.frames;
+    if f.each.len() < 2 {
+        return;
+    }
+    let outliers = f.outliers();
+    let explain = format!(
+        "Each frame's wall time; circled frames are outliers (more than five robust deviations above the median {}). {} of {} frames flagged.",
+        duration(f.duration.p50_ns),
+        outliers.len(),
+        f.each.len()
+    );
+    section(page, "frames", "Frames", &escape(&explain));
+    let start = f.each[0].start_ns;
+    // Buckets keep the slowest frame of each, so spikes survive downsampling.
+    let per_bucket = f.each.len().div_ceil(FRAME_POINTS);
+    let mut outlier = outliers.iter().peekable();
+    let mut points = Vec::new();
+    for (b, chunk) in f.each.chunks(per_bucket).enumerate() {
+        let (i, fr) = chunk
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, fr)| fr.duration_ns)
+            .map(|(i, fr)| (b * per_bucket + i, fr))
+            .expect("chunks are not empty");
+        let mut flag = None;
+        while let Some(&&o) = outlier.peek() {
+            if o >= (b + 1) * per_bucket {
+                break;
+            }
+            outlier.next();
+            flag = Some(format!("frame {i}: {}", duration(fr.duration_ns)));
+        }
+        points.push(Point { x: (fr.start_ns - start) as f64, y: fr.duration_ns as f64, flag });
+    }
+    page.push_str(&line_chart(&points, 900.0, 240.0, |x| duration(x as u64), |y| duration(y as u64)));
+    if !outliers.is_empty() {
+        page.push_str("<table class=\"small\"><thead><tr><th>frame</th><th>start</th><th>wall</th><th>GPU span</th></tr></thead><tbody>");
+        for &i in outliers.iter().take(20) {
+            let fr = &f.each[i];
+            let gpu = fr.gpu.map_or("-".into(), |g| duration(g.span_ns));
+            let _ = write!(
+                page,
+                "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{gpu}</td></tr>",
+                duration(fr.start_ns - start),
+                duration(fr.duration_ns)
+            );
+        }
+        page.push_str("</tbody></table>");
+    }
+    page.push_str("</section>");
+}
+
+fn kernels_and_copies(page: &mut String, s: &Summary) {
+    let Some(total) = s.gpu_total() else { return };
+    section(page, "kernels", "Kernels", "The kernels that took longest, summed over all stages that launched them.");
+    page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
+    for k in s.kernel_totals().iter().take(KERNELS_LISTED) {
+        page.push_str("<tr data-depth=\"0\">");
+        let _ = write!(page, "<td class=\"name\">{}</td>", escape(&k.name));
+        cell(page, &k.calls.to_string(), k.calls as f64);
+        cell(page, &duration(k.total_ns), k.total_ns as f64);
+        let mean = k.total_ns / k.calls.max(1);
+        cell(page, &duration(mean), mean as f64);
+        page.push_str("</tr>");
+    }
+    page.push_str("</tbody></table>");
+    page.push_str("<h3>Copies</h3><table class=\"small\"><thead><tr><th>direction</th><th>bytes</th><th>time</th><th>bandwidth</th></tr></thead><tbody>");
+    for (k, kind) in CopyKind::ALL.iter().enumerate() {
+        let (b, ns) = (total.copy_bytes[k], total.copy_ns[k]);
+        if b == 0 && ns == 0 {
+            continue;
+        }
+        let bandwidth = if ns > 0 { format!("{:.2} GB/s", b as f64 / ns as f64) } else { "-".into() };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{bandwidth}</td></tr>",
+            kind.label(),
+            bytes(b),
+            duration(ns)
+        );
+    }
+    let _ = write!(
+        page,
+        "</tbody></table><p>{} kernels, {} copies, {} memsets.</p></section>",
+        total.kernels, total.copies, total.memsets
+    );
+}
+
+fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
+    let gpu = rows.iter().any(|r| r.per_rank.iter().flatten().any(|f| f.gpu_span_ns.is_some()));
+    let what = if gpu { "GPU span" } else { "wall time" };
+    section(
+        page,
+        "ranks",
+        "Ranks side by side",
+        &format!("{what} per stage, summed over calls; the slowest rank of each stage is flagged."),
+    );
+    page.push_str("<table class=\"small\"><thead><tr><th>stage</th>");
+    for r in ranks {
+        let _ = write!(page, "<th title=\"{}\">rank {}</th>", escape(&r.label), r.rank);
+    }
+    page.push_str("<th>slowest / fastest</th></tr></thead><tbody>");
+    for row in rows {
+        let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&row.path.join(" / ")));
+        for (r, figures) in row.per_rank.iter().enumerate() {
+            let text = figures.map_or("-".into(), |f| duration(f.gpu_span_ns.unwrap_or(f.wall_ns)));
+            let class = if r == row.slowest { " class=\"straggler\"" } else { "" };
+            let _ = write!(page, "<td{class}>{text}</td>");
+        }
+        let _ = write!(page, "<td>{:.2}x</td></tr>", row.spread);
+    }
+    page.push_str("</tbody></table></section>");
+}
