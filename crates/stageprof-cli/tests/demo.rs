@@ -41,6 +41,8 @@ fn a_short_demo_reconstructs_and_reports_every_stage() {
         assert!(paths.iter().any(|p| p == stage), "no stage {stage} in {paths:?}");
     }
     assert_eq!(summary["frames"]["count"], 1);
+    let page = std::fs::read_to_string(dir.path().join("o/report.html")).unwrap();
+    assert!(page.contains(">extract_depth</td>") && page.contains("id=\"bottlenecks\""));
 }
 
 #[test]

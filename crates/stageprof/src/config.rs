@@ -21,6 +21,8 @@ pub enum Format {
     Chrome,
     /// `profile.stgp`, the native file `stageprof report` reads (docs/format.md).
     Native,
+    /// `report.html`, one self-contained page with charts.
+    Html,
 }
 
 /// Profiler settings. Every field has a default; `stageprof.toml` may set any of them.
@@ -56,7 +58,7 @@ impl Default for Config {
         Config {
             enabled: true,
             output_dir: PathBuf::from("stageprof-out"),
-            formats: vec![Format::Table, Format::Summary, Format::Chrome, Format::Native],
+            formats: vec![Format::Table, Format::Summary, Format::Chrome, Format::Native, Format::Html],
             sample_every: 1,
             sample_fraction: None,
             memory: true,

@@ -1,5 +1,5 @@
 //! What a session leaves behind at finish: the summary and Chrome trace
-//! (one read of the native file), summary.json, and the table on stderr.
+//! (one read of the native file), summary.json, report.html, and the table on stderr.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use stageprof_analysis::Summary;
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
+use stageprof_render::{render_html, render_table, report_native, summary_json, RankInput, ReportError, TableOptions};
 
 use crate::collector::{report, Collected, Recorded};
 use crate::config::{Config, Format};
@@ -88,6 +88,14 @@ pub(crate) fn write(config: &Config, collected: Collected) -> Report {
     if config.writes(Format::Summary) {
         let path = dir.join("summary.json");
         match std::fs::write(&path, summary_json(&summary)) {
+            Ok(()) => files.push(path),
+            Err(e) => fail(&mut errors, format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    if config.writes(Format::Html) {
+        let path = dir.join("report.html");
+        let page = render_html(&[RankInput { label: String::new(), rank: 0, summary: &summary }], &[]);
+        match std::fs::write(&path, page) {
             Ok(()) => files.push(path),
             Err(e) => fail(&mut errors, format!("cannot write {}: {e}", path.display())),
         }
