@@ -3,9 +3,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, NameId, PathId, ProfileSink, Span, SpanKind,
+    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, MemoryLevel, NameId, PathId, ProfileSink, Span, SpanKind,
 };
 
+use crate::memory_timeline::MemoryTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, MAX_FRAMES_LISTED,
@@ -58,6 +59,7 @@ pub struct Aggregator {
     threads: BTreeSet<u32>,
     first_ns: Option<u64>,
     last_ns: u64,
+    memory: MemoryTracker,
 }
 
 /// Sums that saturate: figures read from files can be absurd, and must not wrap.
@@ -102,6 +104,7 @@ fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
 
 impl ProfileSink for Aggregator {
     fn span(&mut self, span: &Span, _: &Catalog) {
+        self.memory.span(span);
         self.threads.insert(span.thread);
         self.first_ns = Some(self.first_ns.map_or(span.start_ns, |f| f.min(span.start_ns)));
         self.last_ns = self.last_ns.max(span.end_ns);
@@ -158,6 +161,10 @@ impl ProfileSink for Aggregator {
         k.1 = k.1.saturating_add(a.end_ns.saturating_sub(a.start_ns));
     }
 
+    fn memory_level(&mut self, level: &MemoryLevel) {
+        self.memory.level(level);
+    }
+
     fn counter(&mut self, sample: &CounterSample, _: &Catalog) {
         let v = sample.value;
         let acc =
@@ -184,8 +191,8 @@ impl Aggregator {
         if run.duration_ns == 0 {
             run.duration_ns = self.last_ns - self.first_ns.unwrap_or(self.last_ns);
         }
-        let stages: Vec<StageStats> =
-            self.tree_order(catalog).into_iter().map(|p| self.stage_stats(catalog, p)).collect();
+        let order = self.tree_order(catalog);
+        let stages: Vec<StageStats> = order.iter().map(|&p| self.stage_stats(catalog, p)).collect();
         let mut counters: Vec<CounterStats> = self
             .counters
             .iter()
@@ -200,6 +207,7 @@ impl Aggregator {
             .collect();
         counters.sort_by(|a, b| a.name.cmp(&b.name));
         Summary {
+            memory: self.memory.timelines(&order),
             bottlenecks: bottlenecks(&stages, top, |s| Some(s.self_ns)),
             gpu_bottlenecks: bottlenecks(&stages, top, |s| s.gpu.map(|g| g.self_busy_ns)),
             stages,

@@ -43,8 +43,8 @@ impl RecordDecoder {
                     StageMetrics { cpu_ns, mem, process_mem: process.remove(&thread), ..StageMetrics::default() };
                 nester.end(catalog, thread, name, scale.ns(ticks), metrics, unwound, sink);
             }
-            Record::ProcessMem { peak_bytes, net_bytes } => {
-                process.insert(thread, MemDelta { peak_bytes, net_bytes });
+            Record::ProcessMem { peak_bytes, net_bytes, end_bytes } => {
+                process.insert(thread, MemDelta { peak_bytes, net_bytes, end_bytes });
             }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);

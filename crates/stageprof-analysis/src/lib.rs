@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod decode;
 pub mod histogram;
+pub mod memory_timeline;
 pub mod native_input;
 pub mod nest;
 pub mod ranks;
@@ -18,6 +19,7 @@ pub mod summary;
 
 pub use aggregate::Aggregator;
 pub use decode::RecordDecoder;
+pub use memory_timeline::{MemoryPeak, MemoryTimeline};
 pub use native_input::{read_native, NativeProfile};
 pub use nest::Nester;
 pub use ranks::{compare_ranks, RankFigures, RankRow};

@@ -5,6 +5,7 @@
 
 use stageprof_model::{GpuMetrics, HostInfo};
 
+use crate::memory_timeline::MemoryTimeline;
 use crate::stats::DurationStats;
 
 /// Version of the summary's JSON form; bumped on incompatible changes.
@@ -152,6 +153,8 @@ pub struct Summary {
     pub gpu_bottlenecks: Vec<Bottleneck>,
     /// Number of distinct threads with events.
     pub threads: u32,
+    /// Each allocator's level over time, with its peak.
+    pub memory: Vec<MemoryTimeline>,
 }
 
 impl Summary {
@@ -291,6 +294,7 @@ mod tests {
             bottlenecks: Vec::new(),
             gpu_bottlenecks: Vec::new(),
             threads: 1,
+            memory: Vec::new(),
         };
         let total = summary.gpu_total().unwrap();
         assert_eq!((total.busy_ns, total.kernels, total.copy_bytes[0]), (35, 4, 20));

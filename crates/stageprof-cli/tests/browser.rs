@@ -79,12 +79,16 @@ fn report_of_a_pytorch_trace_works_in_chromium() {
 
     let charts = probe["charts"].as_array().unwrap();
     let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["time-share", "cpu-gpu", "frames"]);
+    assert_eq!(ids, ["time-share", "cpu-gpu", "memory", "memory", "frames"]);
     // Seven stages that are not derived views, each with a visible bar
     // (the CPU/GPU chart has a GPU segment for the six that launched work).
     assert_eq!(charts[0]["bars"], 7);
     assert_eq!(charts[1]["bars"], 13);
-    assert_eq!(charts[2]["points"], 3, "one point per frame");
+    // Host and GPU memory: each of the trace's 6 host and 450 CUDA memory
+    // events (fewer than the 4096 kept), plus the peak's marker.
+    assert_eq!(charts[2]["points"], 6 + 1);
+    assert_eq!(charts[3]["points"], 450 + 1);
+    assert_eq!(charts[4]["points"], 3, "one point per frame");
 
     let initial = rows(&probe["initial"]);
     assert_eq!(initial.len(), 9);

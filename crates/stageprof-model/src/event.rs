@@ -104,6 +104,8 @@ pub struct MemDelta {
     pub peak_bytes: u64,
     /// Allocated bytes at the end minus at the start.
     pub net_bytes: i64,
+    /// Allocated bytes at the end, where recorded.
+    pub end_bytes: Option<i64>,
 }
 
 /// Per-call measurements beside wall time; `None` where they were not taken.
@@ -263,12 +265,35 @@ pub struct GpuActivity {
     pub bytes: u64,
 }
 
+/// The allocator a [`MemoryLevel`] is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryPool {
+    /// The host heap: all threads' (stageprof's allocator) or the CPU allocator's (PyTorch).
+    Host,
+    /// The GPU allocator's bytes.
+    Gpu,
+}
+
+/// An allocator held `bytes` at some instant within `start_ns..=end_ns`
+/// (the same for a sample taken at a known instant; a call's span for a
+/// peak known only to lie within the call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLevel {
+    pub pool: MemoryPool,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bytes: i64,
+}
+
 /// Something that consumes a profile's events in order of their end.
 pub trait ProfileSink {
     fn span(&mut self, span: &Span, catalog: &Catalog);
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog);
     /// GPU work, for sinks that look at single kernels (most don't).
     fn gpu_activity(&mut self, _activity: &GpuActivity, _catalog: &Catalog) {}
+    /// An allocator's level, for sinks that draw memory over time. Levels
+    /// come before the spans of the calls they fall in.
+    fn memory_level(&mut self, _level: &MemoryLevel) {}
 }
 
 /// Both sinks get every event, so one pass over a profile can feed several.
@@ -284,6 +309,10 @@ impl<A: ProfileSink, B: ProfileSink> ProfileSink for (A, B) {
     fn gpu_activity(&mut self, activity: &GpuActivity, catalog: &Catalog) {
         self.0.gpu_activity(activity, catalog);
         self.1.gpu_activity(activity, catalog);
+    }
+    fn memory_level(&mut self, level: &MemoryLevel) {
+        self.0.memory_level(level);
+        self.1.memory_level(level);
     }
 }
 
@@ -302,6 +331,11 @@ impl<S: ProfileSink> ProfileSink for Option<S> {
     fn gpu_activity(&mut self, activity: &GpuActivity, catalog: &Catalog) {
         if let Some(s) = self {
             s.gpu_activity(activity, catalog);
+        }
+    }
+    fn memory_level(&mut self, level: &MemoryLevel) {
+        if let Some(s) = self {
+            s.memory_level(level);
         }
     }
 }

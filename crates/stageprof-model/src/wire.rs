@@ -18,8 +18,9 @@ pub mod kind {
     pub const END: u64 = 3;
     /// `[header, ts, value as f64 bits]`: a counter sample.
     pub const COUNTER: u64 = 4;
-    /// `[header, peak_bytes, net_bytes]`: process-wide heap figures of the
-    /// stage whose END follows on the same thread (format version 2).
+    /// `[header, peak_bytes, net_bytes, (end_bytes)]`: process-wide heap
+    /// figures of the stage whose END follows on the same thread (format
+    /// version 2; the heap's bytes at the end with [`super::flag::HAS_LEVEL`], version 3).
     pub const PROCESS_MEM: u64 = 5;
 }
 
@@ -33,6 +34,8 @@ pub mod flag {
     pub const HAS_MEM: u64 = 1 << 6;
     /// BEGIN_FRAME: the frame is sampled (its stages are recorded).
     pub const SAMPLED: u64 = 1 << 7;
+    /// PROCESS_MEM: the heap's bytes at the stage's end follow.
+    pub const HAS_LEVEL: u64 = 1 << 8;
 }
 
 const KIND_MASK: u64 = 0xf;
@@ -45,8 +48,8 @@ pub const COUNTER_WORDS: usize = 3;
 /// Most words the closing of a span can take: an END record and the
 /// PROCESS_MEM record before it.
 pub const MAX_END_WORDS: usize = 7 + PROCESS_WORDS;
-/// Words of a PROCESS_MEM record.
-pub const PROCESS_WORDS: usize = 3;
+/// Most words of a PROCESS_MEM record.
+pub const PROCESS_WORDS: usize = 4;
 
 /// Builds a header word.
 #[inline(always)]
@@ -60,7 +63,7 @@ pub enum Record {
     Begin { name: u32, ticks: u64, frame: bool, sampled: bool },
     End { name: u32, ticks: u64, unwound: bool, cpu_ns: Option<u64>, mem: Option<HostMem> },
     Counter { name: u32, ticks: u64, value: f64 },
-    ProcessMem { peak_bytes: u64, net_bytes: i64 },
+    ProcessMem { peak_bytes: u64, net_bytes: i64, end_bytes: Option<i64> },
 }
 
 /// A record that cannot be decoded: the word offset and what was wrong.
@@ -89,7 +92,8 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::BEGIN_STAGE | kind::BEGIN_FRAME => BEGIN_WORDS,
             kind::END => end_words(flags),
             kind::COUNTER => COUNTER_WORDS,
-            kind::PROCESS_MEM => PROCESS_WORDS,
+            kind::PROCESS_MEM if flags & flag::HAS_LEVEL != 0 => PROCESS_WORDS,
+            kind::PROCESS_MEM => PROCESS_WORDS - 1,
             other => {
                 return Err(WireError { word: at, message: format!("unknown record kind {other}") });
             }
@@ -122,7 +126,11 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 });
                 Record::End { name: id, ticks: rec[1], unwound: flags & flag::UNWOUND != 0, cpu_ns, mem }
             }
-            kind::PROCESS_MEM => Record::ProcessMem { peak_bytes: rec[1], net_bytes: rec[2] as i64 },
+            kind::PROCESS_MEM => Record::ProcessMem {
+                peak_bytes: rec[1],
+                net_bytes: rec[2] as i64,
+                end_bytes: rec.get(3).map(|&b| b as i64),
+            },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -170,6 +178,10 @@ mod tests {
             header(kind::PROCESS_MEM, 0, 9),
             4096,
             (-8i64) as u64,
+            header(kind::PROCESS_MEM, flag::HAS_LEVEL, 9),
+            4096,
+            (-8i64) as u64,
+            1 << 20,
             header(kind::END, 0, 9),
             130,
         ];
@@ -188,7 +200,8 @@ mod tests {
                     cpu_ns: Some(5),
                     mem: Some(HostMem { alloc_bytes: 64, allocs: 1, peak_bytes: 64, net_bytes: -16 })
                 },
-                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8 },
+                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8, end_bytes: None },
+                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8, end_bytes: Some(1 << 20) },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

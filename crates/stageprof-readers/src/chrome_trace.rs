@@ -10,8 +10,8 @@ use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, PathId, ProfileSink, Span, SpanFlags, SpanKind,
-    StageMetrics,
+    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, MemoryLevel, MemoryPool, PathId, ProfileSink, Span,
+    SpanFlags, SpanKind, StageMetrics,
 };
 
 use crate::backward::{attribute_backward, BackwardOfCall};
@@ -50,6 +50,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
 
     let memory =
         Memory { device: MemorySeries::build(&tables.memory, 1), host: MemorySeries::build(&tables.memory, 0) };
+    memory.emit_levels(rel, sink);
     emit_calls(&tree, &gpu, &memory, &mut tables.catalog, rel, sink);
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &tables.launches, &tables.activities);
@@ -79,6 +80,18 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
 struct Memory {
     device: MemorySeries,
     host: MemorySeries,
+}
+
+impl Memory {
+    /// Hands every total to `sink`, before the spans (as [`ProfileSink::memory_level`] asks).
+    fn emit_levels(&self, rel: impl Fn(i64) -> u64, sink: &mut dyn ProfileSink) {
+        for (pool, series) in [(MemoryPool::Host, &self.host), (MemoryPool::Gpu, &self.device)] {
+            for (ts, bytes) in series.levels() {
+                let at = rel(ts);
+                sink.memory_level(&MemoryLevel { pool, start_ns: at, end_ns: at, bytes });
+            }
+        }
+    }
 }
 
 /// Every stage and frame call, through the nester (paths, self time), in

@@ -70,7 +70,13 @@ impl MemorySeries {
         Some(MemDelta {
             peak_bytes: peak.saturating_sub(base).max(0) as u64,
             net_bytes: self.total_at(end).saturating_sub(base),
+            end_bytes: None,
         })
+    }
+
+    /// `(time, total)` after each event, in time order.
+    pub fn levels(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ts.iter().copied().zip(self.total.iter().copied())
     }
 
     /// [`MemorySeries::delta`] with the allocations made in the call, for host memory.
@@ -104,9 +110,9 @@ mod tests {
             &[sample(10, 0, 1100, 100), sample(20, 0, 1600, 500), sample(30, 0, 1200, -400), sample(40, 0, 1000, -200)],
             1,
         );
-        assert_eq!(s.delta(15, 35), Some(MemDelta { peak_bytes: 500, net_bytes: 100 }));
-        assert_eq!(s.delta(0, 5), Some(MemDelta { peak_bytes: 0, net_bytes: 0 }));
-        assert_eq!(s.delta(5, 50), Some(MemDelta { peak_bytes: 600, net_bytes: 0 }));
+        assert_eq!(s.delta(15, 35), Some(MemDelta { peak_bytes: 500, net_bytes: 100, end_bytes: None }));
+        assert_eq!(s.delta(0, 5), Some(MemDelta { peak_bytes: 0, net_bytes: 0, end_bytes: None }));
+        assert_eq!(s.delta(5, 50), Some(MemDelta { peak_bytes: 600, net_bytes: 0, end_bytes: None }));
         let h = MemorySeries::build(&[MemSample { device_type: 0, ..sample(10, -1, 50, 50) }], 0).host(0, 20).unwrap();
         assert_eq!((h.alloc_bytes, h.allocs, h.peak_bytes, h.net_bytes), (50, 1, 50, 50));
         assert!(MemorySeries::build(&[], 1).delta(0, 1).is_none());
@@ -115,6 +121,6 @@ mod tests {
     #[test]
     fn devices_add_up() {
         let s = MemorySeries::build(&[sample(10, 0, 100, 100), sample(20, 1, 50, 50), sample(30, 0, 0, -100)], 1);
-        assert_eq!(s.delta(0, 25), Some(MemDelta { peak_bytes: 150, net_bytes: 150 }));
+        assert_eq!(s.delta(0, 25), Some(MemDelta { peak_bytes: 150, net_bytes: 150, end_bytes: None }));
     }
 }

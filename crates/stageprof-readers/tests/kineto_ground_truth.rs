@@ -171,3 +171,37 @@ fn top_kernels_of_a_stage() {
     let own: u64 = warp.top_kernels.iter().map(|k| k.total_ns).sum();
     assert!(own <= warp.gpu.unwrap().busy_ns + warp.gpu.unwrap().busy_ns / 10);
 }
+
+/// GPU memory over time: the peak is the highest `Total Allocated` of the
+/// trace's CUDA memory events, and its holder is the innermost annotated
+/// stage around that event, both found here with serde_json independently
+/// of the reader.
+#[test]
+fn gpu_memory_peak_and_its_holder() {
+    for run in ["inference", "training"] {
+        let (s, _) = read(run);
+        let file = std::fs::File::open(fixture(&format!("{run}.pt.trace.json.gz"))).unwrap();
+        let trace: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(file)).unwrap();
+        let events = trace["traceEvents"].as_array().unwrap();
+        let (peak_ts, peak_bytes) = events
+            .iter()
+            .filter(|e| e["name"] == "[memory]" && e["args"]["Device Type"] == 1)
+            .map(|e| (e["ts"].as_f64().unwrap(), e["args"]["Total Allocated"].as_i64().unwrap()))
+            .fold((0.0, i64::MIN), |best, (ts, b)| if b > best.1 { (ts, b) } else { best });
+        let innermost = events
+            .iter()
+            .filter(|e| e["cat"] == "user_annotation" && e["ph"] == "X")
+            .filter(|e| {
+                let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+                ts <= peak_ts && peak_ts <= ts + dur
+            })
+            .min_by(|a, b| a["dur"].as_f64().unwrap().total_cmp(&b["dur"].as_f64().unwrap()))
+            .map(|e| e["name"].as_str().unwrap().to_string());
+
+        let gpu = s.memory.iter().find(|m| m.pool == stageprof_model::MemoryPool::Gpu).expect("a GPU timeline");
+        assert_eq!(gpu.peak.bytes, peak_bytes, "{run}");
+        assert_eq!(gpu.peak.stage.map(|i| s.stages[i].name.clone()), innermost, "{run}");
+        assert!(gpu.points.len() <= stageprof_analysis::memory_timeline::MAX_POINTS);
+        assert!(gpu.points.contains(&(gpu.peak.start_ns, peak_bytes)), "{run}: the peak is drawn");
+    }
+}

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use stageprof_analysis::{Bottleneck, RankRow, StageStats, Summary};
-use stageprof_model::CopyKind;
+use stageprof_model::{CopyKind, MemoryPool};
 
 use crate::ranks::RankInput;
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
@@ -39,6 +39,7 @@ pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
     bottleneck_cards(&mut page, s);
     stage_table(&mut page, s);
     time_charts(&mut page, s);
+    memory_charts(&mut page, s);
     frame_chart(&mut page, s);
     kernels_and_copies(&mut page, s);
     if ranks.len() > 1 {
@@ -284,6 +285,50 @@ fn time_charts(page: &mut String, s: &Summary) {
     page.push_str(
         "<p class=\"legend\"><span class=\"key cpu\"></span>host <span class=\"key gpu\"></span>GPU busy</p></section>",
     );
+}
+
+fn memory_charts(page: &mut String, s: &Summary) {
+    if s.memory.is_empty() {
+        return;
+    }
+    section(
+        page,
+        "memory",
+        "Memory over time",
+        "Each allocator's bytes in use; the circle marks the peak, held by the innermost stage call it fell in.",
+    );
+    for m in &s.memory {
+        let what = match m.pool {
+            MemoryPool::Host => "Host memory",
+            MemoryPool::Gpu => "GPU memory",
+        };
+        let p = &m.peak;
+        let holder = p.stage.map_or("no stage".into(), |i| s.stages[i].path.join(" / "));
+        let when = if p.start_ns == p.end_ns {
+            format!("at {}", duration(p.start_ns))
+        } else {
+            format!("between {} and {}", duration(p.start_ns), duration(p.end_ns))
+        };
+        let peak_text = format!("peak {} {when}, in {holder}", signed_level(p.bytes));
+        let _ = write!(page, "<h3>{what}</h3><p class=\"peak\">{}</p>", escape(&peak_text));
+        let mut points: Vec<Point> =
+            m.points.iter().map(|&(t, b)| Point { x: t as f64, y: b as f64, flag: None }).collect();
+        // A peak known only within a call is drawn at the call's middle.
+        let at = p.start_ns + (p.end_ns - p.start_ns) / 2;
+        let i = points.partition_point(|q| q.x < at as f64);
+        points.insert(i, Point { x: at as f64, y: p.bytes as f64, flag: Some(peak_text) });
+        page.push_str(&line_chart(&points, 900.0, 200.0, |x| duration(x as u64), |y| signed_level(y as i64)));
+    }
+    page.push_str("</section>");
+}
+
+/// An allocator level: bytes, negative where a trace began mid-run with frees.
+fn signed_level(b: i64) -> String {
+    if b < 0 {
+        format!("-{}", bytes(b.unsigned_abs()))
+    } else {
+        bytes(b as u64)
+    }
 }
 
 fn frame_chart(page: &mut String, s: &Summary) {

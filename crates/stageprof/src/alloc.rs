@@ -193,12 +193,16 @@ pub(crate) fn mark_process() -> ProcessMark {
 }
 
 /// Ends a process-wide window: the peak and net of all threads' heap since
-/// its start; the enclosing window's peak is restored.
+/// its start, and its bytes now; the enclosing window's peak is restored.
 pub(crate) fn measure_process(m: ProcessMark) -> stageprof_model::MemDelta {
     HEAP.with(flush_pending);
     let live = PROCESS_LIVE.load(Relaxed);
     let peak = PROCESS_PEAK.fetch_max(m.outer_peak, Relaxed).max(live);
-    stageprof_model::MemDelta { peak_bytes: (peak - m.live).max(0) as u64, net_bytes: live - m.live }
+    stageprof_model::MemDelta {
+        peak_bytes: (peak - m.live).max(0) as u64,
+        net_bytes: live - m.live,
+        end_bytes: Some(live),
+    }
 }
 
 /// The calling thread's counters at a stage's start.

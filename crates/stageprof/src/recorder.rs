@@ -367,7 +367,8 @@ impl ThreadWriter {
         let (cpu, mem) = match self.pending.pop() {
             Some(p) => {
                 if let Some(d) = p.process.map(alloc::measure_process) {
-                    self.write([header(kind::PROCESS_MEM, 0, name), d.peak_bytes, d.net_bytes as u64]);
+                    let head = header(kind::PROCESS_MEM, flag::HAS_LEVEL, name);
+                    self.write([head, d.peak_bytes, d.net_bytes as u64, d.end_bytes.unwrap_or(0) as u64]);
                 }
                 (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), p.mem.map(alloc::measure))
             }

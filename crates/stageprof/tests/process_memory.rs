@@ -40,4 +40,12 @@ fn work_handed_to_other_threads_counts_toward_the_driving_stage() {
     assert!(st.host_mem_peak_bytes.unwrap() < 64 << 10, "own-thread peak {:?}", st.host_mem_peak_bytes);
     // Stages of other threads do not measure the process.
     assert_eq!(s.peak_stage_host_mem().map(|(i, _)| s.stages[i].name.as_str()), Some("parallel"));
+
+    // Over time: the heap's highest level lies within the `parallel` call, 8 MiB above its start.
+    let [host] = &s.memory[..] else { panic!("one memory timeline, the host's: {:?}", s.memory) };
+    let peak = &host.peak;
+    assert_eq!(peak.stage.map(|i| s.stages[i].name.as_str()), Some("parallel"));
+    let at_start = host.points.iter().find(|&&(t, _)| t == peak.start_ns).expect("a level at the call's start").1;
+    assert!((peak.bytes - at_start - (8 << 20)).abs() <= slack, "peak {} over start {at_start}", peak.bytes);
+    assert!(peak.end_ns > peak.start_ns && host.points.iter().any(|&(t, _)| t == peak.end_ns));
 }

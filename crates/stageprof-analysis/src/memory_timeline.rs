@@ -1,0 +1,208 @@
+//! Memory over time, per allocator: a bounded series of levels for drawing,
+//! and the peak with the innermost stage call it fell in.
+//!
+//! Levels come from two places: exact samples (PyTorch's allocator events,
+//! handed over before any span), and stageprof's own stage calls, whose
+//! heap is known at their start and end and whose peak is known only to lie
+//! somewhere within the call. Either way the peak is an interval, and the
+//! stage that holds it is the deepest call whose span covers the interval.
+
+use std::collections::BTreeMap;
+
+use stageprof_model::{MemoryLevel, MemoryPool, PathId, Span, SpanKind};
+
+/// Points kept per pool; beyond, neighbours merge (the higher level stays).
+pub const MAX_POINTS: usize = 4096;
+
+/// An allocator's series and peak, as the summary shows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryTimeline {
+    pub pool: MemoryPool,
+    /// `(time_ns, bytes)` in time order, at most [`MAX_POINTS`]; where
+    /// neighbouring levels were merged, the higher one stands for both.
+    pub points: Vec<(u64, i64)>,
+    pub peak: MemoryPeak,
+}
+
+/// The highest level, when it was, and who held it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryPeak {
+    pub bytes: i64,
+    /// The peak fell within `start_ns..=end_ns` (equal when sampled at an instant).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Index into [`crate::Summary::stages`] of the innermost stage whose call covers the peak.
+    pub stage: Option<usize>,
+}
+
+#[derive(Default)]
+struct PoolTrack {
+    points: Vec<(u64, i64)>,
+    peak: Option<(MemoryLevel, Option<(PathId, u32)>)>,
+}
+
+impl PoolTrack {
+    fn level(&mut self, l: &MemoryLevel) {
+        if l.start_ns == l.end_ns {
+            self.points.push((l.start_ns, l.bytes));
+            if self.points.len() >= 2 * MAX_POINTS {
+                halve(&mut self.points);
+            }
+        }
+        if self.peak.as_ref().is_none_or(|(p, _)| l.bytes > p.bytes) {
+            self.peak = Some((*l, None));
+        }
+    }
+
+    fn stage_call(&mut self, path: PathId, depth: u32, start_ns: u64, end_ns: u64) {
+        if let Some((p, holder)) = &mut self.peak {
+            let covers = start_ns <= p.start_ns && p.end_ns <= end_ns;
+            if covers && holder.is_none_or(|(_, d)| depth > d) {
+                *holder = Some((path, depth));
+            }
+        }
+    }
+}
+
+/// Merges neighbours pairwise (in time order), keeping the higher level of each pair.
+fn halve(points: &mut Vec<(u64, i64)>) {
+    points.sort_unstable_by_key(|&(t, _)| t);
+    let merged: Vec<(u64, i64)> =
+        points.chunks(2).map(|pair| *pair.iter().max_by_key(|&&(_, b)| b).expect("chunks are not empty")).collect();
+    *points = merged;
+}
+
+/// Follows every allocator's levels through a profile.
+#[derive(Default)]
+pub struct MemoryTracker {
+    pools: BTreeMap<u8, (MemoryPool, PoolTrack)>,
+}
+
+impl MemoryTracker {
+    fn pool(&mut self, pool: MemoryPool) -> &mut PoolTrack {
+        let key = match pool {
+            MemoryPool::Host => 0,
+            MemoryPool::Gpu => 1,
+        };
+        &mut self.pools.entry(key).or_insert_with(|| (pool, PoolTrack::default())).1
+    }
+
+    pub fn level(&mut self, l: &MemoryLevel) {
+        self.pool(l.pool).level(l);
+    }
+
+    /// A closed span: its own heap levels (stageprof's stages of the driving
+    /// thread), then whether it covers a pool's peak.
+    pub fn span(&mut self, span: &Span) {
+        if let Some(d) = span.metrics.process_mem {
+            if let Some(end) = d.end_bytes {
+                let start = end - d.net_bytes;
+                let at = |start_ns, end_ns, bytes| MemoryLevel { pool: MemoryPool::Host, start_ns, end_ns, bytes };
+                let host = self.pool(MemoryPool::Host);
+                host.level(&at(span.start_ns, span.start_ns, start));
+                host.level(&at(span.end_ns, span.end_ns, end));
+                host.level(&at(span.start_ns, span.end_ns, start + d.peak_bytes as i64));
+            }
+        }
+        if let (SpanKind::Stage, Some(path)) = (span.kind, span.path) {
+            for (_, track) in self.pools.values_mut() {
+                track.stage_call(path, span.depth, span.start_ns, span.end_ns);
+            }
+        }
+    }
+
+    /// The timelines, with peak holders as indexes of `order` (the summary's stage order).
+    pub fn timelines(&self, order: &[PathId]) -> Vec<MemoryTimeline> {
+        self.pools
+            .values()
+            .filter_map(|(pool, track)| {
+                let (peak, holder) = track.peak.as_ref()?;
+                let mut points = track.points.clone();
+                points.sort_unstable_by_key(|&(t, _)| t);
+                while points.len() > MAX_POINTS {
+                    halve(&mut points);
+                }
+                Some(MemoryTimeline {
+                    pool: *pool,
+                    points,
+                    peak: MemoryPeak {
+                        bytes: peak.bytes,
+                        start_ns: peak.start_ns,
+                        end_ns: peak.end_ns,
+                        stage: holder.and_then(|(path, _)| order.iter().position(|&p| p == path)),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_model::{MemDelta, SpanFlags, StageMetrics};
+
+    fn call(path: u32, depth: u32, start_ns: u64, end_ns: u64, process: Option<MemDelta>) -> Span {
+        Span {
+            thread: 1,
+            kind: SpanKind::Stage,
+            name: path,
+            path: Some(PathId(path)),
+            depth,
+            start_ns,
+            end_ns,
+            self_ns: 0,
+            metrics: StageMetrics { process_mem: process, ..StageMetrics::default() },
+            flags: SpanFlags::default(),
+        }
+    }
+
+    #[test]
+    fn the_innermost_call_covering_a_sampled_peak_holds_it() {
+        let mut t = MemoryTracker::default();
+        for (ts, bytes) in [(0, 10), (15, 500), (40, 30)] {
+            t.level(&MemoryLevel { pool: MemoryPool::Gpu, start_ns: ts, end_ns: ts, bytes });
+        }
+        // Spans end inner first: inner (10..20) covers the peak at 15, its parent too, a sibling not.
+        t.span(&call(1, 1, 10, 20, None));
+        t.span(&call(2, 1, 20, 30, None));
+        t.span(&call(0, 0, 0, 50, None));
+        let got = t.timelines(&[PathId(0), PathId(1), PathId(2)]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].points, vec![(0, 10), (15, 500), (40, 30)]);
+        assert_eq!(got[0].peak, MemoryPeak { bytes: 500, start_ns: 15, end_ns: 15, stage: Some(1) });
+    }
+
+    #[test]
+    fn a_call_peak_above_its_nested_calls_belongs_to_the_call() {
+        let mut t = MemoryTracker::default();
+        let heap = |peak_bytes, net_bytes, end| Some(MemDelta { peak_bytes, net_bytes, end_bytes: Some(end) });
+        // The inner call peaks at 100 + 50; the outer, started at 100, peaks at 100 + 80 outside it.
+        t.span(&call(1, 1, 10, 20, heap(50, 0, 100)));
+        t.span(&call(0, 0, 0, 50, heap(80, 20, 120)));
+        let got = t.timelines(&[PathId(0), PathId(1)]);
+        assert_eq!(got[0].pool, MemoryPool::Host);
+        assert_eq!(got[0].points, vec![(0, 100), (10, 100), (20, 100), (50, 120)]);
+        assert_eq!(got[0].peak, MemoryPeak { bytes: 180, start_ns: 0, end_ns: 50, stage: Some(0) });
+        // With the same peaks the other way round, the inner call holds it.
+        let mut t = MemoryTracker::default();
+        t.span(&call(1, 1, 10, 20, heap(80, 0, 100)));
+        t.span(&call(0, 0, 0, 50, heap(80, 20, 120)));
+        assert_eq!(t.timelines(&[PathId(0), PathId(1)])[0].peak.stage, Some(1));
+    }
+
+    #[test]
+    fn long_series_stay_bounded_and_keep_their_peak() {
+        let mut t = MemoryTracker::default();
+        let n = 10 * MAX_POINTS as u64;
+        for ts in 0..n {
+            let bytes = if ts == 12_345 { 1 << 40 } else { (ts % 7) as i64 };
+            t.level(&MemoryLevel { pool: MemoryPool::Host, start_ns: ts, end_ns: ts, bytes });
+        }
+        let got = &t.timelines(&[])[0];
+        assert!(got.points.len() <= MAX_POINTS && got.points.len() >= MAX_POINTS / 2, "{}", got.points.len());
+        assert!(got.points.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(got.points.contains(&(12_345, 1 << 40)), "the spike survives merging");
+        assert_eq!(got.peak.stage, None);
+    }
+}
