@@ -112,6 +112,10 @@ fn pytorch_traces_are_told_apart_by_content_not_name() {
         assert_eq!(data["copies"]["htod"]["bytes"], 3 * (128 << 20) + 3 * 8192 * 8);
         assert_eq!(v["gpu_bottlenecks"][0]["name"], "backward");
         assert!(v["frames"]["gpu_busy_pct"].as_f64().unwrap() > 90.0);
+        // The CUDA allocator's highest `Total Allocated` in the trace, reached in backward.
+        let gpu_peak = &v["memory_peaks"][1];
+        assert_eq!((&gpu_peak["pool"], &gpu_peak["bytes"]), (&"gpu".into(), &3_251_716_608u64.into()));
+        assert_eq!(gpu_peak["stage_path"], serde_json::json!(["backward"]));
     }
 
     // Cut short, as when the profiled process dies: what was read is reported, with where it broke.

@@ -2,7 +2,7 @@
 
 use stageprof_analysis::stats::DurationStats;
 use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
-use stageprof_model::{CopyKind, GpuMetrics};
+use stageprof_model::{CopyKind, GpuMetrics, MemoryPool};
 
 use crate::json::JsonWriter;
 
@@ -173,6 +173,22 @@ pub fn summary_json(s: &Summary) -> String {
             .field_f64("mean", c.mean)
             .field_f64("last", c.last)
             .end_object();
+    }
+    w.end_array();
+    w.key("memory_peaks").begin_array();
+    for m in &s.memory {
+        let pool = match m.pool {
+            MemoryPool::Host => "host",
+            MemoryPool::Gpu => "gpu",
+        };
+        let p = &m.peak;
+        w.begin_object().field_str("pool", pool).field("bytes", p.bytes).field("start_ns", p.start_ns);
+        w.field("end_ns", p.end_ns);
+        match p.stage {
+            Some(i) => w.field_strs("stage_path", s.stages[i].path.iter().map(String::as_str)),
+            None => w.key("stage_path").raw("null"),
+        };
+        w.end_object();
     }
     w.end_array();
     bottleneck_list(&mut w, "bottlenecks", &s.bottlenecks, s);
