@@ -11,6 +11,7 @@ use crate::stats::DurationAcc;
 use crate::summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, MAX_FRAMES_LISTED,
 };
+use crate::timeline::TimelineBuilder;
 
 /// Kernels listed per stage.
 const TOP_KERNELS: usize = 5;
@@ -60,6 +61,7 @@ pub struct Aggregator {
     first_ns: Option<u64>,
     last_ns: u64,
     memory: MemoryTracker,
+    timeline: TimelineBuilder,
 }
 
 /// Sums that saturate: figures read from files can be absurd, and must not wrap.
@@ -125,6 +127,7 @@ impl ProfileSink for Aggregator {
             }
             return;
         };
+        self.timeline.stage(span);
         let acc = self.stage_mut(path);
         acc.wall.record(span.duration_ns());
         acc.self_ns = acc.self_ns.saturating_add(span.self_ns);
@@ -155,6 +158,7 @@ impl ProfileSink for Aggregator {
     }
 
     fn gpu_activity(&mut self, a: &GpuActivity, _: &Catalog) {
+        self.timeline.gpu(a);
         let (Some(path), GpuWork::Kernel) = (a.path, a.work) else { return };
         let k = self.stage_mut(path).kernels.entry(a.name).or_insert((0, 0));
         k.0 += 1;
@@ -208,6 +212,7 @@ impl Aggregator {
         counters.sort_by(|a, b| a.name.cmp(&b.name));
         Summary {
             memory: self.memory.timelines(&order),
+            timeline: self.timeline.timeline(catalog),
             bottlenecks: bottlenecks(&stages, top, |s| Some(s.self_ns)),
             gpu_bottlenecks: bottlenecks(&stages, top, |s| s.gpu.map(|g| g.self_busy_ns)),
             stages,

@@ -16,6 +16,7 @@ pub mod nest;
 pub mod ranks;
 pub mod stats;
 pub mod summary;
+pub mod timeline;
 
 pub use aggregate::Aggregator;
 pub use decode::RecordDecoder;
@@ -26,3 +27,4 @@ pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, SCHEMA_VERSION,
 };
+pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline};

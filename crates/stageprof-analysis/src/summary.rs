@@ -7,6 +7,7 @@ use stageprof_model::{GpuMetrics, HostInfo};
 
 use crate::memory_timeline::MemoryTimeline;
 use crate::stats::DurationStats;
+use crate::timeline::Timeline;
 
 /// Version of the summary's JSON form; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -155,6 +156,8 @@ pub struct Summary {
     pub threads: u32,
     /// Each allocator's level over time, with its peak.
     pub memory: Vec<MemoryTimeline>,
+    /// The longest calls and GPU work of each thread and stream, to draw.
+    pub timeline: Timeline,
 }
 
 impl Summary {
@@ -295,6 +298,7 @@ mod tests {
             gpu_bottlenecks: Vec::new(),
             threads: 1,
             memory: Vec::new(),
+            timeline: Timeline::default(),
         };
         let total = summary.gpu_total().unwrap();
         assert_eq!((total.busy_ns, total.kernels, total.copy_bytes[0]), (35, 4, 20));

@@ -79,7 +79,7 @@ fn report_of_a_pytorch_trace_works_in_chromium() {
 
     let charts = probe["charts"].as_array().unwrap();
     let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["time-share", "cpu-gpu", "memory", "memory", "frames"]);
+    assert_eq!(ids, ["time-share", "cpu-gpu", "memory", "memory", "timeline", "frames"]);
     // Seven stages that are not derived views, each with a visible bar
     // (the CPU/GPU chart has a GPU segment for the six that launched work).
     assert_eq!(charts[0]["bars"], 7);
@@ -88,7 +88,19 @@ fn report_of_a_pytorch_trace_works_in_chromium() {
     // events (fewer than the 4096 kept), plus the peak's marker.
     assert_eq!(charts[2]["points"], 6 + 1);
     assert_eq!(charts[3]["points"], 450 + 1);
-    assert_eq!(charts[4]["points"], 3, "one point per frame");
+    assert_eq!(charts[5]["points"], 3, "one point per frame");
+
+    // Zooming in twice (each halves the view around its middle) narrows the
+    // viewBox to a quarter, centred.
+    let view = |v: &serde_json::Value| -> Vec<f64> {
+        v["viewBox"].as_str().unwrap().split(' ').map(|n| n.parse().unwrap()).collect()
+    };
+    let (before, after) = (view(&probe["timeline"]), view(&probe["zoomed"]));
+    assert!(probe["timeline"]["rects"].as_u64().unwrap() > 100, "{}", probe["timeline"]);
+    assert!((after[2] - before[2] / 4.0).abs() < 1e-6 * before[2], "{before:?} -> {after:?}");
+    assert!((after[0] - 3.0 * before[2] / 8.0).abs() < 1e-6 * before[2], "{before:?} -> {after:?}");
+    assert_eq!((before[1], before[3]), (after[1], after[3]), "zoom is horizontal only");
+    assert!(probe["zoomed"]["range"].as_str().unwrap().contains(" to "));
 
     let initial = rows(&probe["initial"]);
     assert_eq!(initial.len(), 9);

@@ -260,6 +260,9 @@ pub struct GpuActivity {
     pub path: Option<PathId>,
     pub name: NameId,
     pub work: GpuWork,
+    /// Where it ran: the device and stream numbers as the tracer gives them.
+    pub device: u32,
+    pub stream: u32,
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes: u64,

@@ -191,8 +191,16 @@ fn emit_gpu_activities(
             ActivityKind::Copy(k) => GpuWork::Copy(k),
             ActivityKind::Memset => GpuWork::Memset,
         };
-        let activity =
-            GpuActivity { path, name: a.name, work, start_ns: rel(a.start), end_ns: rel(a.end), bytes: a.bytes };
+        let activity = GpuActivity {
+            path,
+            name: a.name,
+            work,
+            device: a.device,
+            stream: a.stream,
+            start_ns: rel(a.start),
+            end_ns: rel(a.end),
+            bytes: a.bytes,
+        };
         sink.gpu_activity(&activity, catalog);
     }
 }

@@ -214,7 +214,7 @@ mod tests {
     }
 
     fn kernel(correlation: i64, start: i64, end: i64) -> Activity {
-        Activity { correlation, kind: ActivityKind::Kernel, name: 0, start, end, bytes: 0 }
+        Activity { correlation, device: 0, stream: 7, kind: ActivityKind::Kernel, name: 0, start, end, bytes: 0 }
     }
 
     #[test]
@@ -264,6 +264,8 @@ mod idle_tests {
     fn idle_gaps_are_split_by_cause() {
         let k = |c: i64, s: i64, e: i64| Activity {
             correlation: c,
+            device: 0,
+            stream: 7,
             kind: ActivityKind::Kernel,
             name: 0,
             start: s,

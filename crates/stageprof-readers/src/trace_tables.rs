@@ -36,6 +36,9 @@ pub enum ActivityKind {
 #[derive(Clone, Copy, Debug)]
 pub struct Activity {
     pub correlation: i64,
+    /// Device and stream (the trace's pid and tid for GPU events).
+    pub device: u32,
+    pub stream: u32,
     pub kind: ActivityKind,
     pub name: NameId,
     pub start: i64,
@@ -308,7 +311,9 @@ impl Tables {
                     _ => self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64,
                 };
                 let name = self.name(&name_text);
-                self.activities.push(Activity { correlation, kind, name, start, end, bytes });
+                let number = |raw: Raw<'_>| raw.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+                let (device, stream) = (number(e.pid), number(e.tid));
+                self.activities.push(Activity { correlation, device, stream, kind, name, start, end, bytes });
             }
             Some(KinetoCat::Operator) => {
                 // Most operators have no sequence number: skip them without parsing their args.

@@ -40,6 +40,7 @@ pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
     stage_table(&mut page, s);
     time_charts(&mut page, s);
     memory_charts(&mut page, s);
+    timeline(&mut page, s);
     frame_chart(&mut page, s);
     kernels_and_copies(&mut page, s);
     if ranks.len() > 1 {
@@ -329,6 +330,63 @@ fn signed_level(b: i64) -> String {
     } else {
         bytes(b as u64)
     }
+}
+
+/// Height of one row of the timeline, in pixels.
+const TIMELINE_ROW: u32 = 14;
+
+fn timeline(page: &mut String, s: &Summary) {
+    let t = &s.timeline;
+    let Some(t0) = t.tracks.iter().flat_map(|tr| tr.boxes.first()).map(|b| b.start_ns).min() else { return };
+    let t1 = t.tracks.iter().flat_map(|tr| &tr.boxes).map(|b| b.end_ns).max().unwrap_or(t0);
+    section(
+        page,
+        "timeline",
+        "Timeline",
+        &format!(
+            "Each thread's stages and each GPU stream's kernels and copies (the longest {} of each track). Scroll to zoom, drag to pan; hover for names.",
+            stageprof_analysis::timeline::MAX_BOXES_PER_TRACK
+        ),
+    );
+    page.push_str("<div class=\"tl-controls\"><button data-zoom=\"in\">zoom in</button><button data-zoom=\"out\">zoom out</button><button data-zoom=\"reset\">reset</button> <span id=\"tl-range\"></span></div><div class=\"tl\"><div class=\"tl-labels\">");
+    let rows = |tr: &stageprof_analysis::TrackTimeline| tr.boxes.iter().map(|b| b.depth + 1).max().unwrap_or(1);
+    for tr in &t.tracks {
+        let shown = if tr.seen > tr.boxes.len() as u64 {
+            format!(" ({} of {})", tr.boxes.len(), tr.seen)
+        } else {
+            String::new()
+        };
+        let _ = write!(page, "<div style=\"height:{}px\">{}{shown}</div>", rows(tr) * TIMELINE_ROW, escape(&tr.label));
+    }
+    let height: u32 = t.tracks.iter().map(|tr| rows(tr) * TIMELINE_ROW).sum();
+    // x is in microseconds since the first box; the script zooms by changing the viewBox.
+    let span_us = ((t1 - t0) as f64 / 1e3).max(0.001);
+    let _ = write!(
+        page,
+        "</div><svg id=\"timeline-svg\" class=\"chart timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {span_us:.3} {height}\" preserveAspectRatio=\"none\" height=\"{height}\">"
+    );
+    let mut y0 = 0;
+    for tr in &t.tracks {
+        let gpu = matches!(tr.track, stageprof_analysis::Track::GpuStream { .. });
+        for b in &tr.boxes {
+            let class = if gpu { "gk".to_string() } else { format!("s{}", b.depth % 4) };
+            let _ = write!(
+                page,
+                "<rect class=\"{class}\" x=\"{:.3}\" y=\"{}\" width=\"{:.3}\" height=\"{}\" data-n=\"{}\"/>",
+                (b.start_ns - t0) as f64 / 1e3,
+                y0 + b.depth * TIMELINE_ROW,
+                (b.end_ns - b.start_ns) as f64 / 1e3,
+                TIMELINE_ROW - 2,
+                b.name
+            );
+        }
+        y0 += rows(tr) * TIMELINE_ROW;
+    }
+    page.push_str("</svg></div><ol id=\"tl-names\" hidden>");
+    for name in &t.names {
+        let _ = write!(page, "<li>{}</li>", escape(name));
+    }
+    page.push_str("</ol><div id=\"tl-tip\" hidden></div></section>");
 }
 
 fn frame_chart(page: &mut String, s: &Summary) {

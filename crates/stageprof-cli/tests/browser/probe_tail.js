@@ -20,6 +20,12 @@
   out.wallAscending = stageRows();
   headers[0].click();
   out.nameDescending = stageRows();
+  var timeline = document.getElementById("timeline-svg");
+  var zoomIn = document.querySelector(".tl-controls button[data-zoom=in]");
+  out.timeline = { rects: timeline.querySelectorAll("rect").length, viewBox: timeline.getAttribute("viewBox") };
+  zoomIn.click();
+  zoomIn.click();
+  out.zoomed = { viewBox: timeline.getAttribute("viewBox"), range: document.getElementById("tl-range").textContent };
   out.errors = window.probeErrors;
   var pre = document.createElement("pre");
   pre.id = "probe";

@@ -33,3 +33,55 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     });
   });
 });
+
+// The timeline zooms and pans by changing its viewBox (x in microseconds);
+// names live in a hidden list and are shown as text, never parsed.
+(function () {
+  var svg = document.getElementById("timeline-svg");
+  if (!svg) return;
+  var base = svg.viewBox.baseVal, full = { x: base.x, w: base.width }, view = { x: base.x, w: base.width };
+  var range = document.getElementById("tl-range");
+  var names = document.querySelectorAll("#tl-names li");
+  var tip = document.getElementById("tl-tip");
+  function us(v) { return v >= 1e6 ? (v / 1e6).toFixed(3) + " s" : v >= 1e3 ? (v / 1e3).toFixed(2) + " ms" : v.toFixed(1) + " µs"; }
+  function show() {
+    view.w = Math.min(Math.max(view.w, full.w / 1e6), full.w);
+    view.x = Math.min(Math.max(view.x, full.x), full.x + full.w - view.w);
+    svg.setAttribute("viewBox", view.x + " " + base.y + " " + view.w + " " + base.height);
+    range.textContent = us(view.x) + " to " + us(view.x + view.w);
+  }
+  function zoom(factor, at) {
+    var w = view.w * factor;
+    view.x += at * (view.w - w);
+    view.w = w;
+    show();
+  }
+  svg.addEventListener("wheel", function (e) {
+    e.preventDefault();
+    var r = svg.getBoundingClientRect();
+    zoom(e.deltaY < 0 ? 0.8 : 1.25, (e.clientX - r.left) / r.width);
+  }, { passive: false });
+  var drag = null;
+  svg.addEventListener("mousedown", function (e) { drag = { x: e.clientX, from: view.x }; });
+  window.addEventListener("mouseup", function () { drag = null; });
+  window.addEventListener("mousemove", function (e) {
+    if (!drag) return;
+    view.x = drag.from - (e.clientX - drag.x) / svg.getBoundingClientRect().width * view.w;
+    show();
+  });
+  document.querySelectorAll(".tl-controls button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      if (b.dataset.zoom === "reset") { view.x = full.x; view.w = full.w; show(); }
+      else zoom(b.dataset.zoom === "in" ? 0.5 : 2, 0.5);
+    });
+  });
+  svg.addEventListener("mouseover", function (e) {
+    var n = e.target.dataset && e.target.dataset.n;
+    if (n === undefined) return;
+    tip.textContent = names[n].textContent + " (" + us(parseFloat(e.target.getAttribute("width"))) + ")";
+    tip.hidden = false;
+  });
+  svg.addEventListener("mousemove", function (e) { tip.style.left = e.clientX + 12 + "px"; tip.style.top = e.clientY + 12 + "px"; });
+  svg.addEventListener("mouseleave", function () { tip.hidden = true; });
+  show();
+})();
