@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use stageprof_model::{MemoryLevel, MemoryPool, PathId, Span, SpanKind};
 
-/// Points kept per pool; beyond, neighbours merge (the higher level stays).
+/// Points drawn per pool at most; beyond, neighbouring levels are grouped
+/// and each group drawn as its lowest and highest level.
 pub const MAX_POINTS: usize = 4096;
 
 /// An allocator's series and peak, as the summary shows them.
@@ -19,7 +20,8 @@ pub const MAX_POINTS: usize = 4096;
 pub struct MemoryTimeline {
     pub pool: MemoryPool,
     /// `(time_ns, bytes)` in time order, at most [`MAX_POINTS`]; where
-    /// neighbouring levels were merged, the higher one stands for both.
+    /// neighbouring levels were grouped, the group's lowest and highest
+    /// level at the time of its first.
     pub points: Vec<(u64, i64)>,
     pub peak: MemoryPeak,
 }
@@ -35,18 +37,56 @@ pub struct MemoryPeak {
     pub stage: Option<usize>,
 }
 
-#[derive(Default)]
+/// Consecutive levels (in arrival order) drawn as one: their range.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    first_ns: u64,
+    low: i64,
+    high: i64,
+    levels: u64,
+}
+
+impl Group {
+    fn merge(self, other: Group) -> Group {
+        Group {
+            first_ns: self.first_ns.min(other.first_ns),
+            low: self.low.min(other.low),
+            high: self.high.max(other.high),
+            levels: self.levels + other.levels,
+        }
+    }
+}
+
 struct PoolTrack {
-    points: Vec<(u64, i64)>,
+    groups: Vec<Group>,
+    /// Levels per group: doubles each time the groups are merged pairwise,
+    /// so every group stands for the same number of levels.
+    group_size: u64,
     peak: Option<(MemoryLevel, Option<(PathId, u32)>)>,
+}
+
+impl Default for PoolTrack {
+    fn default() -> Self {
+        PoolTrack { groups: Vec::new(), group_size: 1, peak: None }
+    }
 }
 
 impl PoolTrack {
     fn level(&mut self, l: &MemoryLevel) {
         if l.start_ns == l.end_ns {
-            self.points.push((l.start_ns, l.bytes));
-            if self.points.len() >= 2 * MAX_POINTS {
-                halve(&mut self.points);
+            let new = Group { first_ns: l.start_ns, low: l.bytes, high: l.bytes, levels: 1 };
+            match self.groups.last_mut() {
+                Some(last) if last.levels < self.group_size => *last = last.merge(new),
+                _ => self.groups.push(new),
+            }
+            // Each group draws as up to two points.
+            if self.groups.len() >= MAX_POINTS / 2 {
+                self.groups = self
+                    .groups
+                    .chunks(2)
+                    .map(|pair| pair.iter().copied().reduce(Group::merge).expect("chunks are not empty"))
+                    .collect();
+                self.group_size *= 2;
             }
         }
         if self.peak.as_ref().is_none_or(|(p, _)| l.bytes > p.bytes) {
@@ -62,14 +102,6 @@ impl PoolTrack {
             }
         }
     }
-}
-
-/// Merges neighbours pairwise (in time order), keeping the higher level of each pair.
-fn halve(points: &mut Vec<(u64, i64)>) {
-    points.sort_unstable_by_key(|&(t, _)| t);
-    let merged: Vec<(u64, i64)> =
-        points.chunks(2).map(|pair| *pair.iter().max_by_key(|&&(_, b)| b).expect("chunks are not empty")).collect();
-    *points = merged;
 }
 
 /// Follows every allocator's levels through a profile.
@@ -117,11 +149,15 @@ impl MemoryTracker {
             .values()
             .filter_map(|(pool, track)| {
                 let (peak, holder) = track.peak.as_ref()?;
-                let mut points = track.points.clone();
-                points.sort_unstable_by_key(|&(t, _)| t);
-                while points.len() > MAX_POINTS {
-                    halve(&mut points);
-                }
+                let mut groups = track.groups.clone();
+                groups.sort_by_key(|g| g.first_ns);
+                let points = groups
+                    .iter()
+                    .flat_map(|g| {
+                        let high = (g.high != g.low).then_some((g.first_ns, g.high));
+                        std::iter::once((g.first_ns, g.low)).chain(high)
+                    })
+                    .collect();
                 Some(MemoryTimeline {
                     pool: *pool,
                     points,
@@ -200,9 +236,12 @@ mod tests {
             t.level(&MemoryLevel { pool: MemoryPool::Host, start_ns: ts, end_ns: ts, bytes });
         }
         let got = &t.timelines(&[])[0];
-        assert!(got.points.len() <= MAX_POINTS && got.points.len() >= MAX_POINTS / 2, "{}", got.points.len());
-        assert!(got.points.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(got.points.contains(&(12_345, 1 << 40)), "the spike survives merging");
+        assert!(got.points.len() <= MAX_POINTS && got.points.len() >= MAX_POINTS / 4, "{}", got.points.len());
+        assert!(got.points.windows(2).all(|w| w[0].0 <= w[1].0));
+        // Groups stand for 32 levels each here (40,960 levels in at most 2,048 groups):
+        // the spike's group shows it at the group's first time, and the troughs stay.
+        assert!(got.points.contains(&(12_345 / 32 * 32, 1 << 40)), "the spike survives grouping");
+        assert_eq!(got.points.iter().filter(|&&(_, b)| b == 0).count(), got.points.len() / 2);
         assert_eq!(got.peak.stage, None);
     }
 }
