@@ -36,6 +36,8 @@ pub struct RunInfo {
     pub warnings: Vec<String>,
     /// Rank of the process in a distributed job, where the trace says.
     pub rank: Option<u32>,
+    /// The GPUs the profile names (PyTorch traces' `deviceProperties`).
+    pub devices: Vec<String>,
 }
 
 /// Totals and per-call statistics of one stage (one path in the stage tree).

@@ -105,6 +105,7 @@ fn pytorch_traces_are_told_apart_by_content_not_name() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v["source"].as_str().unwrap().starts_with("pytorch profiler (kineto)"));
+        assert_eq!(v["devices"], serde_json::json!(["NVIDIA H200"]));
         let backward = v["stages"].as_array().unwrap().iter().find(|s| s["name"] == "backward").unwrap();
         assert_eq!(backward["calls"], 3);
         assert!(backward["gpu_busy_ns"].as_u64().unwrap() > 30_000_000, "{backward}");
@@ -198,4 +199,21 @@ fn html_report_escapes_every_name() {
     // Each hostile stage is a row of the stage table, with its nested stage under it.
     assert_eq!(page.matches("<tr data-depth=\"0\">").count(), hostile.len());
     assert_eq!(page.matches("<tr data-depth=\"1\">").count(), hostile.len());
+}
+
+/// Two ranks of one job in one page: a column per rank, the slower flagged per stage.
+#[test]
+fn html_report_of_two_ranks_flags_the_straggler() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("ranks.html");
+    let (a, b) = (kineto_fixture("inference.pt.trace.json.gz"), kineto_fixture("training.pt.trace.json.gz"));
+    let out = stageprof(&["report", &a, &b, "--html", html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(html).unwrap();
+    let ranks = &page[page.find("<section id=\"ranks\">").expect("a ranks section")..];
+    let ranks = &ranks[..ranks.find("</section>").unwrap()];
+    assert_eq!(ranks.matches("<th title=").count(), 2, "a column per rank");
+    let rows = ranks.matches("<tr><td class=\"name\">").count();
+    assert!(rows > 10, "{rows} stages");
+    assert_eq!(ranks.matches("class=\"straggler\"").count(), rows, "one slowest rank per stage");
 }

@@ -71,6 +71,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         end_reason: "finish".into(),
         warnings,
         rank: outcome.rank,
+        devices: std::mem::take(&mut outcome.device_names),
         ..RunInfo::default()
     };
     Ok(TraceProfile { catalog: tables.catalog, run })

@@ -28,7 +28,7 @@ pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
     let Some(first) = ranks.first() else { return String::new() };
     let s = first.summary;
     let mut page = String::with_capacity(64 * 1024);
-    let title = format!("stageprof: {}", s.run.source);
+    let title = format!("stageprof report: {}", s.run.source);
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
@@ -70,6 +70,9 @@ fn overview(page: &mut String, s: &Summary) {
     }
     if let Some((i, b)) = peak_gpu_mem(s) {
         facts.push(("peak GPU memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
+    }
+    if !run.devices.is_empty() {
+        facts.push(("device", run.devices.join(", ")));
     }
     let h = &run.host;
     if !h.hostname.is_empty() {

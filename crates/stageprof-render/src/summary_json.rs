@@ -97,6 +97,7 @@ pub fn summary_json(s: &Summary) -> String {
         .field("logical_cpus", run.host.logical_cpus)
         .field("memory_bytes", run.host.memory_bytes)
         .end_object();
+    w.field_strs("devices", run.devices.iter().map(String::as_str));
     w.key("peak_stage_host_mem");
     match s.peak_stage_host_mem() {
         Some((i, bytes)) => {
