@@ -3,16 +3,19 @@
 //! is escaped for the format it is written into.
 
 pub mod chrome;
+#[cfg(feature = "html")]
 pub mod html;
 pub mod json;
 pub mod native_report;
 pub mod ranks;
 pub mod summary_json;
+#[cfg(feature = "html")]
 pub mod svg;
 pub mod table;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
+#[cfg(feature = "html")]
 pub use html::render_html;
 pub use native_report::{report_native, report_with, ReportError};
 pub use ranks::{ranks_json, render_ranks_table, RankInput};

@@ -21,8 +21,16 @@ pub enum Format {
     Chrome,
     /// `profile.stgp`, the native file `stageprof report` reads (docs/format.md).
     Native,
-    /// `report.html`, one self-contained page with charts.
+    /// `report.html`, one self-contained page with charts (with the `html` feature).
     Html,
+}
+
+impl Format {
+    /// What a session writes unless told otherwise.
+    #[cfg(feature = "html")]
+    pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native, Format::Html];
+    #[cfg(not(feature = "html"))]
+    pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native];
 }
 
 /// Profiler settings. Every field has a default; `stageprof.toml` may set any of them.
@@ -58,7 +66,7 @@ impl Default for Config {
         Config {
             enabled: true,
             output_dir: PathBuf::from("stageprof-out"),
-            formats: vec![Format::Table, Format::Summary, Format::Chrome, Format::Native, Format::Html],
+            formats: Format::DEFAULT.to_vec(),
             sample_every: 1,
             sample_fraction: None,
             memory: true,
@@ -191,6 +199,13 @@ impl Config {
         if self.top == 0 {
             return bad("top", "0".into(), "must be 1 or more");
         }
+        if cfg!(not(feature = "html")) && self.writes(Format::Html) {
+            return bad(
+                "formats",
+                "\"html\"".into(),
+                "this build has no HTML report: enable stageprof's `html` feature",
+            );
+        }
         Ok(())
     }
 
@@ -257,6 +272,8 @@ mod tests {
         assert!(e.reason.contains("enabeld"), "{}", e.reason);
         let e = Config::from_toml("enabled = \"yes\"", "f").unwrap_err();
         assert!(e.reason.contains("enabled") && e.reason.contains("yes"), "{}", e.reason);
+        let html = Config::from_toml("formats = [\"html\"]", "f");
+        assert_eq!(html.is_ok(), cfg!(feature = "html"), "{html:?}");
         let e = Config::from_toml("formats = [\"html5\"]", "f").unwrap_err();
         assert!(e.reason.contains("html5"), "{}", e.reason);
         let e = Config::from_toml("sample_fraction = 1.5", "f").unwrap_err();

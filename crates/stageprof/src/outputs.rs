@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use stageprof_analysis::Summary;
 use stageprof_render::table::terminal_width;
-use stageprof_render::{render_html, render_table, report_native, summary_json, RankInput, ReportError, TableOptions};
+#[cfg(feature = "html")]
+use stageprof_render::{render_html, RankInput};
+use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
 use crate::collector::{report, Collected, Recorded};
 use crate::config::{Config, Format};
@@ -92,6 +94,7 @@ pub(crate) fn write(config: &Config, collected: Collected) -> Report {
             Err(e) => fail(&mut errors, format!("cannot write {}: {e}", path.display())),
         }
     }
+    #[cfg(feature = "html")]
     if config.writes(Format::Html) {
         let path = dir.join("report.html");
         let page = render_html(&[RankInput { label: String::new(), rank: 0, summary: &summary }], &[]);
