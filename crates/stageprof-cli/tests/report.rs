@@ -217,3 +217,36 @@ fn html_report_of_two_ranks_flags_the_straggler() {
     assert!(rows > 10, "{rows} stages");
     assert_eq!(ranks.matches("class=\"straggler\"").count(), rows, "one slowest rank per stage");
 }
+
+/// The Chrome trace of a PyTorch trace has its GPU work on GPU tracks: every
+/// kernel, copy and memset of the input (counted here with serde_json), on
+/// a named process per device and thread per stream, each with the stage
+/// that launched it.
+#[test]
+fn chrome_trace_of_a_pytorch_trace_has_gpu_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = kineto_fixture("training.pt.trace.json.gz");
+    let chrome = dir.path().join("c.json");
+    let out = stageprof(&["report", &input, "--format", "json", "--chrome", chrome.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let trace: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(std::fs::File::open(&input).unwrap())).unwrap();
+    let count_in = |cat: &str| trace["traceEvents"].as_array().unwrap().iter().filter(|e| e["cat"] == cat).count();
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let events = written["traceEvents"].as_array().unwrap();
+    let gpu: Vec<&serde_json::Value> = events.iter().filter(|e| e["pid"] == 1u64 << 32 && e["ph"] == "X").collect();
+    let count_out = |cat: &str| gpu.iter().filter(|e| e["cat"] == cat).count();
+    assert_eq!(count_out("kernel"), count_in("kernel"));
+    assert_eq!(count_out("memcpy"), count_in("gpu_memcpy"));
+    assert_eq!(count_out("memset"), count_in("gpu_memset"));
+    assert!(gpu.iter().all(|e| e["tid"] == 7), "the fixture's one stream");
+    let names: Vec<&str> =
+        events.iter().filter(|e| e["ph"] == "M").map(|e| e["args"]["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"GPU 0") && names.contains(&"stream 7"), "{names:?}");
+    // Each kernel names its launching stage: backward's own match the summary's count.
+    let backward = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "backward").unwrap();
+    let launched = gpu.iter().filter(|e| e["cat"] == "kernel" && e["args"]["stage"] == "backward").count();
+    assert_eq!(launched as u64, backward["gpu_kernels"].as_u64().unwrap());
+}

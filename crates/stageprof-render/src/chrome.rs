@@ -2,9 +2,10 @@
 //! chrome://tracing. Written as a stream, so a trace of any length costs a
 //! line buffer of memory.
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use stageprof_model::{Catalog, CounterSample, ProfileSink, Span, SpanKind};
+use stageprof_model::{Catalog, CounterSample, GpuActivity, GpuWork, ProfileSink, Span, SpanKind};
 
 use crate::json::{push_f64, push_str, push_us};
 
@@ -17,11 +18,17 @@ pub struct ChromeTraceWriter<W: Write> {
     /// No event written yet (the next one needs no comma).
     first: bool,
     error: Option<io::Error>,
+    /// `(device, stream)` of the GPU work written, to name their tracks.
+    gpu_tracks: BTreeSet<(u32, u32)>,
 }
+
+/// GPU device `d` is drawn as process `GPU_PID_BASE + d`, its streams as its threads.
+const GPU_PID_BASE: u64 = 1 << 32;
 
 impl<W: Write> ChromeTraceWriter<W> {
     pub fn new(out: W, pid: u32) -> Self {
-        let mut w = ChromeTraceWriter { out, line: String::new(), pid, first: true, error: None };
+        let mut w =
+            ChromeTraceWriter { out, line: String::new(), pid, first: true, error: None, gpu_tracks: BTreeSet::new() };
         w.line.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
         w.emit();
         w
@@ -43,6 +50,10 @@ impl<W: Write> ChromeTraceWriter<W> {
     }
 
     fn event_head(&mut self, name: &str, cat: &str, ph: char, ts_ns: u64, tid: u32) {
+        self.event_head_in(u64::from(self.pid), name, cat, ph, ts_ns, tid);
+    }
+
+    fn event_head_in(&mut self, pid: u64, name: &str, cat: &str, ph: char, ts_ns: u64, tid: u32) {
         self.next_event();
         let l = &mut self.line;
         l.push_str("\"name\":");
@@ -54,32 +65,41 @@ impl<W: Write> ChromeTraceWriter<W> {
         l.push_str("\",\"ts\":");
         push_us(l, ts_ns);
         l.push_str(",\"pid\":");
-        l.push_str(&self.pid.to_string());
+        l.push_str(&pid.to_string());
         l.push_str(",\"tid\":");
         l.push_str(&tid.to_string());
     }
 
+    /// A `process_name` or `thread_name` metadata event.
+    fn name_event(&mut self, what: &str, pid: u64, tid: Option<u32>, label: &str) {
+        self.next_event();
+        let l = &mut self.line;
+        l.push_str(&format!("\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid}"));
+        if let Some(tid) = tid {
+            l.push_str(&format!(",\"tid\":{tid}"));
+        }
+        l.push_str(",\"args\":{\"name\":");
+        push_str(l, label);
+        l.push_str("}}");
+        self.emit();
+    }
+
     /// Writes the process and thread names and closes the document.
     pub fn finish(mut self, catalog: &Catalog, process_label: &str) -> io::Result<W> {
-        self.next_event();
-        self.line.push_str("\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
-        self.line.push_str(&self.pid.to_string());
-        self.line.push_str(",\"args\":{\"name\":");
-        push_str(&mut self.line, process_label);
-        self.line.push_str("}}");
-        self.emit();
+        let pid = u64::from(self.pid);
+        self.name_event("process_name", pid, None, process_label);
         for t in catalog.threads() {
-            self.next_event();
-            self.line.push_str("\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
-            self.line.push_str(&self.pid.to_string());
-            self.line.push_str(",\"tid\":");
-            self.line.push_str(&t.index.to_string());
-            self.line.push_str(",\"args\":{\"name\":");
             let label =
                 if t.name.is_empty() { format!("thread {}", t.os_tid) } else { format!("{} ({})", t.name, t.os_tid) };
-            push_str(&mut self.line, &label);
-            self.line.push_str("}}");
-            self.emit();
+            self.name_event("thread_name", pid, Some(t.index), &label);
+        }
+        let tracks = std::mem::take(&mut self.gpu_tracks);
+        let devices: BTreeSet<u32> = tracks.iter().map(|&(d, _)| d).collect();
+        for d in devices {
+            self.name_event("process_name", GPU_PID_BASE + u64::from(d), None, &format!("GPU {d}"));
+        }
+        for (d, s) in tracks {
+            self.name_event("thread_name", GPU_PID_BASE + u64::from(d), Some(s), &format!("stream {s}"));
         }
         self.line.push_str("\n]}\n");
         self.emit();
@@ -123,6 +143,30 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         }
         if span.kind == SpanKind::Frame {
             l.push_str(&format!(",\"sampled\":{}", span.flags.sampled));
+        }
+        l.push_str("}}");
+        self.emit();
+    }
+
+    fn gpu_activity(&mut self, a: &GpuActivity, catalog: &Catalog) {
+        self.gpu_tracks.insert((a.device, a.stream));
+        let cat = match a.work {
+            GpuWork::Kernel => "kernel",
+            GpuWork::Copy(_) => "memcpy",
+            GpuWork::Memset => "memset",
+        };
+        let pid = GPU_PID_BASE + u64::from(a.device);
+        self.event_head_in(pid, catalog.name(a.name), cat, 'X', a.start_ns, a.stream);
+        let l = &mut self.line;
+        l.push_str(",\"dur\":");
+        push_us(l, a.end_ns.saturating_sub(a.start_ns));
+        l.push_str(",\"args\":{\"stage\":");
+        match a.path {
+            Some(path) => push_str(l, &catalog.path_names(path).join(" / ")),
+            None => l.push_str("null"),
+        }
+        if let GpuWork::Copy(kind) = a.work {
+            l.push_str(&format!(",\"kind\":\"{}\",\"bytes\":{}", kind.label(), a.bytes));
         }
         l.push_str("}}");
         self.emit();
