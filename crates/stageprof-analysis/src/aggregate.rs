@@ -86,7 +86,8 @@ fn add<T: SaturatingAdd>(acc: &mut Option<T>, v: T) {
 }
 
 /// Sums GPU figures of calls.
-fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
+/// Adds `g` to `acc` field by field (saturating).
+pub(crate) fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
     let a = acc.get_or_insert_with(GpuMetrics::default);
     let sum = |x: &mut u64, y: u64| *x = x.saturating_add(y);
     sum(&mut a.busy_ns, g.busy_ns);

@@ -107,16 +107,12 @@ impl PoolTrack {
 /// Follows every allocator's levels through a profile.
 #[derive(Default)]
 pub struct MemoryTracker {
-    pools: BTreeMap<u8, (MemoryPool, PoolTrack)>,
+    pools: BTreeMap<MemoryPool, PoolTrack>,
 }
 
 impl MemoryTracker {
     fn pool(&mut self, pool: MemoryPool) -> &mut PoolTrack {
-        let key = match pool {
-            MemoryPool::Host => 0,
-            MemoryPool::Gpu => 1,
-        };
-        &mut self.pools.entry(key).or_insert_with(|| (pool, PoolTrack::default())).1
+        self.pools.entry(pool).or_default()
     }
 
     pub fn level(&mut self, l: &MemoryLevel) {
@@ -137,7 +133,7 @@ impl MemoryTracker {
             }
         }
         if let (SpanKind::Stage, Some(path)) = (span.kind, span.path) {
-            for (_, track) in self.pools.values_mut() {
+            for track in self.pools.values_mut() {
                 track.stage_call(path, span.depth, span.start_ns, span.end_ns);
             }
         }
@@ -146,7 +142,7 @@ impl MemoryTracker {
     /// The timelines, with peak holders as indexes of `order` (the summary's stage order).
     pub fn timelines(&self, order: &[PathId]) -> Vec<MemoryTimeline> {
         self.pools
-            .values()
+            .iter()
             .filter_map(|(pool, track)| {
                 let (peak, holder) = track.peak.as_ref()?;
                 let mut groups = track.groups.clone();

@@ -5,6 +5,7 @@
 
 use stageprof_model::{GpuMetrics, HostInfo};
 
+use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
 use crate::stats::DurationStats;
 use crate::timeline::Timeline;
@@ -167,10 +168,19 @@ impl Summary {
     /// all threads' heap where measured (the driving thread's stages), else
     /// by its own thread's. Ties go to the outermost stage.
     pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
+        self.peak_stage(|s| s.process_mem_peak_bytes.or(s.host_mem_peak_bytes))
+    }
+
+    /// The stage whose calls held the most GPU allocator bytes at their peak.
+    pub fn peak_stage_gpu_mem(&self) -> Option<(usize, u64)> {
+        self.peak_stage(|s| s.gpu_mem_peak_bytes)
+    }
+
+    fn peak_stage(&self, peak: impl Fn(&StageStats) -> Option<u64>) -> Option<(usize, u64)> {
         self.stages
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((i, s.process_mem_peak_bytes.or(s.host_mem_peak_bytes)?)))
+            .filter_map(|(i, s)| Some((i, peak(s)?)))
             .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
     }
 }
@@ -179,19 +189,11 @@ impl Summary {
     /// GPU figures of the whole run: the outermost stages' work summed
     /// (each stage's figures include its nested stages'), `None` without GPU data.
     pub fn gpu_total(&self) -> Option<GpuMetrics> {
-        let mut outer = self.stages.iter().filter(|s| s.depth == 0 && !s.derived).filter_map(|s| s.gpu).peekable();
-        outer.peek()?;
-        Some(outer.fold(GpuMetrics::default(), |mut t, g| {
-            t.busy_ns += g.busy_ns;
-            t.kernels += g.kernels;
-            t.copies += g.copies;
-            t.memsets += g.memsets;
-            for k in 0..t.copy_bytes.len() {
-                t.copy_bytes[k] += g.copy_bytes[k];
-                t.copy_ns[k] += g.copy_ns[k];
-            }
-            t
-        }))
+        let mut total = None;
+        for g in self.stages.iter().filter(|s| s.depth == 0 && !s.derived).filter_map(|s| s.gpu.as_ref()) {
+            add_gpu(&mut total, g);
+        }
+        total
     }
 
     /// Kernels by name over all stages, longest total first. Each stage
@@ -211,6 +213,12 @@ impl Summary {
 }
 
 impl FrameStats {
+    /// GPU busy time as a share of the frames' GPU span, in percent.
+    pub fn gpu_busy_pct(&self) -> Option<f64> {
+        let (span, gpu) = (self.gpu_span.as_ref()?, self.gpu.as_ref()?);
+        Some(100.0 * gpu.busy_ns as f64 / span.total_ns.max(1) as f64)
+    }
+
     /// Indexes (into [`FrameStats::each`]) of frames far slower than the
     /// typical one: above the median by more than five robust deviations
     /// (1.4826 × median absolute deviation, at least 5% of the median).

@@ -269,12 +269,21 @@ pub struct GpuActivity {
 }
 
 /// The allocator a [`MemoryLevel`] is of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MemoryPool {
     /// The host heap: all threads' (stageprof's allocator) or the CPU allocator's (PyTorch).
     Host,
     /// The GPU allocator's bytes.
     Gpu,
+}
+
+impl MemoryPool {
+    pub fn label(self) -> &'static str {
+        match self {
+            MemoryPool::Host => "host",
+            MemoryPool::Gpu => "gpu",
+        }
+    }
 }
 
 /// An allocator held `bytes` at some instant within `start_ns..=end_ns`

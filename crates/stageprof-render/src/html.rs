@@ -8,7 +8,7 @@ use std::fmt::Write;
 use stageprof_analysis::{Bottleneck, RankRow, StageStats, Summary};
 use stageprof_model::{CopyKind, MemoryPool};
 
-use crate::ranks::RankInput;
+use crate::ranks::{compared, compared_label, RankInput};
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
 use crate::units::{bytes, duration, signed_bytes};
 
@@ -68,7 +68,7 @@ fn overview(page: &mut String, s: &Summary) {
     if let Some(rss) = run.peak_rss_bytes {
         facts.push(("peak RSS", bytes(rss)));
     }
-    if let Some((i, b)) = peak_gpu_mem(s) {
+    if let Some((i, b)) = s.peak_stage_gpu_mem() {
         facts.push(("peak GPU memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
     }
     if !run.devices.is_empty() {
@@ -99,18 +99,9 @@ fn overview(page: &mut String, s: &Summary) {
 
 /// GPU busy time over the frames' GPU span, or over the run without frames.
 fn gpu_busy_pct(s: &Summary) -> Option<f64> {
-    match (&s.frames.gpu_span, s.frames.gpu) {
-        (Some(span), Some(g)) => Some(100.0 * g.busy_ns as f64 / span.total_ns.max(1) as f64),
-        _ => s.gpu_total().map(|g| 100.0 * g.busy_ns as f64 / s.run.duration_ns.max(1) as f64),
-    }
-}
-
-fn peak_gpu_mem(s: &Summary) -> Option<(usize, u64)> {
-    s.stages
-        .iter()
-        .enumerate()
-        .filter_map(|(i, st)| Some((i, st.gpu_mem_peak_bytes?)))
-        .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
+    s.frames
+        .gpu_busy_pct()
+        .or_else(|| s.gpu_total().map(|g| 100.0 * g.busy_ns as f64 / s.run.duration_ns.max(1) as f64))
 }
 
 fn bottleneck_cards(page: &mut String, s: &Summary) {
@@ -151,7 +142,7 @@ fn bottleneck_cards(page: &mut String, s: &Summary) {
         let st = &s.stages[i];
         memory_card(page, "host", (i, b), st.process_mem_net_bytes.or(st.host_mem_net_bytes));
     }
-    if let Some((i, b)) = peak_gpu_mem(s) {
+    if let Some((i, b)) = s.peak_stage_gpu_mem() {
         memory_card(page, "GPU", (i, b), s.stages[i].gpu_mem_net_bytes);
     }
     page.push_str("</div></section>");
@@ -408,23 +399,14 @@ fn frame_chart(page: &mut String, s: &Summary) {
     let start = f.each[0].start_ns;
     // Buckets keep the slowest frame of each, so spikes survive downsampling.
     let per_bucket = f.each.len().div_ceil(FRAME_POINTS);
-    let mut outlier = outliers.iter().peekable();
     let mut points = Vec::new();
     for (b, chunk) in f.each.chunks(per_bucket).enumerate() {
-        let (i, fr) = chunk
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, fr)| fr.duration_ns)
-            .map(|(i, fr)| (b * per_bucket + i, fr))
-            .expect("chunks are not empty");
-        let mut flag = None;
-        while let Some(&&o) = outlier.peek() {
-            if o >= (b + 1) * per_bucket {
-                break;
-            }
-            outlier.next();
-            flag = Some(format!("frame {i}: {}", duration(fr.duration_ns)));
-        }
+        let first = b * per_bucket;
+        let (i, fr) = (first..).zip(chunk).max_by_key(|(_, fr)| fr.duration_ns).expect("chunks are not empty");
+        // `outliers` is in frame order: the bucket holds one if any index falls in its range.
+        let holds_outlier =
+            outliers.partition_point(|&o| o < first) < outliers.partition_point(|&o| o < first + chunk.len());
+        let flag = holds_outlier.then(|| format!("frame {i}: {}", duration(fr.duration_ns)));
         points.push(Point { x: (fr.start_ns - start) as f64, y: fr.duration_ns as f64, flag });
     }
     page.push_str(&line_chart(&points, 900.0, 240.0, |x| duration(x as u64), |y| duration(y as u64)));
@@ -482,8 +464,7 @@ fn kernels_and_copies(page: &mut String, s: &Summary) {
 }
 
 fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
-    let gpu = rows.iter().any(|r| r.per_rank.iter().flatten().any(|f| f.gpu_span_ns.is_some()));
-    let what = if gpu { "GPU span" } else { "wall time" };
+    let what = compared_label(rows);
     section(
         page,
         "ranks",
@@ -497,8 +478,8 @@ fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
     page.push_str("<th>slowest / fastest</th></tr></thead><tbody>");
     for row in rows {
         let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&row.path.join(" / ")));
-        for (r, figures) in row.per_rank.iter().enumerate() {
-            let text = figures.map_or("-".into(), |f| duration(f.gpu_span_ns.unwrap_or(f.wall_ns)));
+        for r in 0..row.per_rank.len() {
+            let text = compared(row, r).map_or("-".into(), duration);
             let class = if r == row.slowest { " class=\"straggler\"" } else { "" };
             let _ = write!(page, "<td{class}>{text}</td>");
         }

@@ -16,13 +16,22 @@ pub struct RankInput<'a> {
 }
 
 /// The time compared: GPU span where the profile has it, else wall time.
-fn compared(row: &RankRow, r: usize) -> Option<u64> {
+pub(crate) fn compared(row: &RankRow, r: usize) -> Option<u64> {
     row.per_rank[r].map(|f| f.gpu_span_ns.unwrap_or(f.wall_ns))
+}
+
+/// What [`compared`] measures across these rows, for a heading.
+pub(crate) fn compared_label(rows: &[RankRow]) -> &'static str {
+    let gpu = rows.iter().any(|r| r.per_rank.iter().flatten().any(|f| f.gpu_span_ns.is_some()));
+    if gpu {
+        "GPU span"
+    } else {
+        "wall time"
+    }
 }
 
 /// A table with one column per rank; the slowest rank of each stage is marked.
 pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], width: Option<u16>) -> String {
-    let gpu = rows.iter().any(|r| r.per_rank.iter().flatten().any(|f| f.gpu_span_ns.is_some()));
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).force_no_tty();
     match width {
@@ -48,7 +57,7 @@ pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], width: Opti
         cells.push(Cell::new(format!("{:.2}x", row.spread)).set_alignment(CellAlignment::Right));
         table.add_row(cells);
     }
-    let what = if gpu { "GPU span" } else { "wall time" };
+    let what = compared_label(rows);
     format!("ranks side by side ({what} per stage, summed over calls; ◀ marks the slowest rank):\n{table}\n")
 }
 

@@ -2,7 +2,7 @@
 
 use stageprof_analysis::stats::DurationStats;
 use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
-use stageprof_model::{CopyKind, GpuMetrics, MemoryPool};
+use stageprof_model::{CopyKind, GpuMetrics};
 
 use crate::json::JsonWriter;
 
@@ -142,8 +142,7 @@ pub fn summary_json(s: &Summary) -> String {
             call_stats(&mut w, g);
             w.end_object();
             let total = f.gpu.unwrap_or_default();
-            let busy_pct = 100.0 * total.busy_ns as f64 / g.total_ns.max(1) as f64;
-            w.field("gpu_busy_ns", total.busy_ns).field_f64("gpu_busy_pct", busy_pct);
+            w.field("gpu_busy_ns", total.busy_ns).field_f64("gpu_busy_pct", f.gpu_busy_pct().unwrap_or(0.0));
             idle_by_cause(&mut w, &total);
         }
         None => {
@@ -178,12 +177,8 @@ pub fn summary_json(s: &Summary) -> String {
     w.end_array();
     w.key("memory_peaks").begin_array();
     for m in &s.memory {
-        let pool = match m.pool {
-            MemoryPool::Host => "host",
-            MemoryPool::Gpu => "gpu",
-        };
         let p = &m.peak;
-        w.begin_object().field_str("pool", pool).field("bytes", p.bytes).field("start_ns", p.start_ns);
+        w.begin_object().field_str("pool", m.pool.label()).field("bytes", p.bytes).field("start_ns", p.start_ns);
         w.field("end_ns", p.end_ns);
         match p.stage {
             Some(i) => w.field_strs("stage_path", s.stages[i].path.iter().map(String::as_str)),

@@ -239,14 +239,13 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.max_ns)
         );
         describe_slowest_frames(f, out);
-        if let (Some(g), Some(t)) = (&f.gpu_span, &f.gpu) {
+        if let (Some(g), Some(t), Some(busy_pct)) = (&f.gpu_span, &f.gpu, f.gpu_busy_pct()) {
             let _ = writeln!(
                 out,
-                "frames on the GPU: span mean {}, p95 {}, max {}; GPU busy {:.1}% of the frames' GPU span",
+                "frames on the GPU: span mean {}, p95 {}, max {}; GPU busy {busy_pct:.1}% of the frames' GPU span",
                 duration(g.mean_ns),
                 duration(g.p95_ns),
                 duration(g.max_ns),
-                100.0 * t.busy_ns as f64 / g.total_ns.max(1) as f64
             );
             let idle = t.idle_host_ns + t.idle_sync_ns + t.idle_other_ns;
             if idle > 0 {
