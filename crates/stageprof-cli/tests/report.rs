@@ -83,6 +83,11 @@ fn bad_inputs_fail_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent.stgp"));
     let out = stageprof(&["report", json.to_str().unwrap(), "--top", "0"]);
     assert_eq!(out.status.code(), Some(2));
+    // An HTML report that cannot be written names its path.
+    let trace = kineto_fixture("training.pt.trace.json.gz");
+    let out = stageprof(&["report", &trace, "--html", "/nonexistent/dir/r.html"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write /nonexistent/dir/r.html"));
 }
 
 fn kineto_fixture(name: &str) -> String {
