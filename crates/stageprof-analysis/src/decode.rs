@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use stageprof_model::wire::{self, Record, TickScale, WireError};
-use stageprof_model::{Catalog, CounterSample, MemDelta, ProfileSink, SpanKind, StageMetrics};
+use stageprof_model::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, SpanKind, StageMetrics};
 
 use crate::nest::Nester;
 
@@ -12,13 +12,14 @@ use crate::nest::Nester;
 pub struct RecordDecoder {
     pub scale: TickScale,
     pub nester: Nester,
-    /// Per thread: process-wide figures waiting for the END they precede.
+    /// Per thread: process-wide and GPU memory figures waiting for the END they precede.
     process: HashMap<u32, MemDelta>,
+    gpu_mem: HashMap<u32, MemDelta>,
 }
 
 impl RecordDecoder {
     pub fn new(scale: TickScale) -> Self {
-        RecordDecoder { scale, nester: Nester::default(), process: HashMap::new() }
+        RecordDecoder { scale, nester: Nester::default(), process: HashMap::new(), gpu_mem: HashMap::new() }
     }
 
     /// Decodes `words` written by `thread`. On malformed input, everything
@@ -33,19 +34,29 @@ impl RecordDecoder {
         let scale = self.scale;
         let nester = &mut self.nester;
         let process = &mut self.process;
+        let gpu_mem = &mut self.gpu_mem;
         wire::decode(words, |record| match record {
             Record::Begin { name, ticks, frame, sampled } => {
                 let kind = if frame { SpanKind::Frame } else { SpanKind::Stage };
                 nester.begin(catalog, thread, kind, name, scale.ns(ticks), sampled);
             }
             Record::End { name, ticks, unwound, cpu_ns, mem } => {
-                let metrics =
-                    StageMetrics { cpu_ns, mem, process_mem: process.remove(&thread), ..StageMetrics::default() };
+                let metrics = StageMetrics {
+                    cpu_ns,
+                    mem,
+                    process_mem: process.remove(&thread),
+                    gpu_mem: gpu_mem.remove(&thread),
+                    ..StageMetrics::default()
+                };
                 nester.end(catalog, thread, name, scale.ns(ticks), metrics, unwound, sink);
             }
-            Record::ProcessMem { peak_bytes, net_bytes, end_bytes } => {
-                process.insert(thread, MemDelta { peak_bytes, net_bytes, end_bytes });
+            Record::ProcessMem { pool, peak_bytes, net_bytes, end_bytes } => {
+                let figures = if pool == MemoryPool::Gpu { &mut *gpu_mem } else { &mut *process };
+                figures.insert(thread, MemDelta { peak_bytes, net_bytes, end_bytes });
             }
+            Record::GpuLink { instance } => nester.link_gpu(thread, instance),
+            // Joined to calls through the ledger read before (see gpu_join).
+            Record::GpuTime { .. } | Record::GpuActivity { .. } => {}
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
             }

@@ -9,6 +9,8 @@
 
 pub mod aggregate;
 pub mod decode;
+pub mod gpu_join;
+pub mod gpu_work;
 pub mod histogram;
 pub mod memory_timeline;
 pub mod native_input;

@@ -119,18 +119,19 @@ impl MemoryTracker {
         self.pool(l.pool).level(l);
     }
 
-    /// A closed span: its own heap levels (stageprof's stages of the driving
-    /// thread), then whether it covers a pool's peak.
+    /// A closed span: its own allocator levels (stageprof's stages of the
+    /// driving thread, and GPU memory allocated through stageprof), then
+    /// whether it covers a pool's peak.
     pub fn span(&mut self, span: &Span) {
-        if let Some(d) = span.metrics.process_mem {
-            if let Some(end) = d.end_bytes {
-                let start = end - d.net_bytes;
-                let at = |start_ns, end_ns, bytes| MemoryLevel { pool: MemoryPool::Host, start_ns, end_ns, bytes };
-                let host = self.pool(MemoryPool::Host);
-                host.level(&at(span.start_ns, span.start_ns, start));
-                host.level(&at(span.end_ns, span.end_ns, end));
-                host.level(&at(span.start_ns, span.end_ns, start + d.peak_bytes as i64));
-            }
+        let deltas = [(MemoryPool::Host, span.metrics.process_mem), (MemoryPool::Gpu, span.metrics.gpu_mem)];
+        for (pool, d) in deltas {
+            let Some((d, end)) = d.and_then(|d| Some((d, d.end_bytes?))) else { continue };
+            let start = end - d.net_bytes;
+            let at = |start_ns, end_ns, bytes| MemoryLevel { pool, start_ns, end_ns, bytes };
+            let track = self.pool(pool);
+            track.level(&at(span.start_ns, span.start_ns, start));
+            track.level(&at(span.end_ns, span.end_ns, end));
+            track.level(&at(span.start_ns, span.end_ns, start + d.peak_bytes as i64));
         }
         if let (SpanKind::Stage, Some(path)) = (span.kind, span.path) {
             for track in self.pools.values_mut() {

@@ -1,12 +1,13 @@
 //! Reading a native stageprof file through the same decoder the recorder uses.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use stageprof_model::native::{Chunk, NativeError, NativeReader};
 use stageprof_model::wire::TickScale;
 use stageprof_model::{Catalog, HostInfo, ProfileSink};
 
 use crate::decode::RecordDecoder;
+use crate::gpu_join::{GpuJoin, GpuLedger};
 use crate::summary::RunInfo;
 
 /// How far past the names seen so far a names chunk may start.
@@ -18,16 +19,23 @@ pub struct NativeProfile {
     pub run: RunInfo,
 }
 
+/// Meta key the recorder writes when the profile holds GPU records.
+pub const GPU_RECORDS_KEY: &str = "gpu_records";
+
 /// Streams a native file into `sink`; memory stays bounded by the number of
-/// distinct stages. A truncated or corrupt tail becomes a warning in the
-/// returned [`RunInfo`]: everything before it is still delivered.
-pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
+/// distinct stages (and, for profiles with GPU records, by the number of
+/// GPU activities, read in a first pass). A truncated or corrupt tail becomes
+/// a warning in the returned [`RunInfo`]: everything before it is still delivered.
+pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
+    let ledger = read_gpu_ledger(&mut input)?;
+    input.seek(SeekFrom::Start(0)).map_err(NativeError::Io)?;
     let mut reader = NativeReader::new(input)?;
     let mut catalog = Catalog::default();
     let mut run = RunInfo { source: "stageprof".into(), end_reason: "truncated".into(), ..RunInfo::default() };
     let mut meta: Vec<(String, String)> = Vec::new();
     let mut decoder: Option<RecordDecoder> = None;
     let mut end_ticks = None;
+    let mut ledger = ledger;
     loop {
         let chunk = match reader.next_chunk() {
             Ok(Some(chunk)) => chunk,
@@ -41,7 +49,7 @@ pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Nativ
         match chunk {
             Chunk::Meta(pairs) => {
                 meta.extend(pairs);
-                decoder.get_or_insert_with(|| RecordDecoder::new(scale_from(&meta)));
+                new_decoder(&mut decoder, &meta, &mut ledger);
             }
             Chunk::Names { first_id, names } => {
                 // Names arrive in order; an id far past them is corruption, not a reason to allocate.
@@ -57,7 +65,7 @@ pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Nativ
             Chunk::Thread(t) => catalog.add_thread(t),
             Chunk::Records { thread, words } => {
                 let at = reader.offset();
-                let decoder = decoder.get_or_insert_with(|| RecordDecoder::new(scale_from(&meta)));
+                let decoder = new_decoder(&mut decoder, &meta, &mut ledger);
                 if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
                     run.warnings
                         .push(format!("bad record in chunk ending at byte {at}, word {}: {}", e.word, e.message));
@@ -73,6 +81,10 @@ pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Nativ
     if let Some(mut decoder) = decoder {
         let end_ns = end_ticks.map(|t| decoder.scale.ns(t));
         decoder.nester.finish(&catalog, end_ns, sink);
+        if decoder.nester.unclaimed_gpu() > 0 {
+            run.warnings
+                .push(format!("{} GPU activities were launched outside every stage", decoder.nester.unclaimed_gpu()));
+        }
         if decoder.nester.unmatched_ends() > 0 {
             run.warnings.push(format!("{} stage ends had no matching begin", decoder.nester.unmatched_ends()));
         }
@@ -80,6 +92,45 @@ pub fn read_native(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Nativ
     }
     apply_meta(&mut run, &meta);
     Ok(NativeProfile { catalog, run })
+}
+
+/// The decoder, made on first need, joining GPU results if there are any.
+fn new_decoder<'a>(
+    decoder: &'a mut Option<RecordDecoder>,
+    meta: &[(String, String)],
+    ledger: &mut Option<GpuLedger>,
+) -> &'a mut RecordDecoder {
+    decoder.get_or_insert_with(|| {
+        let mut d = RecordDecoder::new(scale_from(meta));
+        if let Some(ledger) = ledger.take() {
+            d.nester.join_gpu(GpuJoin::new(ledger));
+        }
+        d
+    })
+}
+
+/// First pass: the GPU results of a profile that says it has some. Damage
+/// is left for the second pass to report.
+fn read_gpu_ledger<R: Read>(input: R) -> Result<Option<GpuLedger>, NativeError> {
+    let mut reader = NativeReader::new(input)?;
+    let mut ledger = GpuLedger::default();
+    let mut scale = None;
+    while let Ok(Some(chunk)) = reader.next_chunk() {
+        match chunk {
+            Chunk::Meta(pairs) => {
+                if get(&pairs, GPU_RECORDS_KEY) != Some("true") && scale.is_none() {
+                    return Ok(None);
+                }
+                scale.get_or_insert_with(|| scale_from(&pairs));
+            }
+            Chunk::Records { words, .. } => {
+                let scale = scale.unwrap_or_else(|| scale_from(&[]));
+                let _ = stageprof_model::wire::decode(&words, |r| ledger.add(&r, scale));
+            }
+            _ => {}
+        }
+    }
+    Ok((!ledger.is_empty()).then_some(ledger))
 }
 
 fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use stageprof_model::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
+use crate::gpu_join::{CallGpu, GpuJoin};
+
 struct Open {
     kind: SpanKind,
     name: NameId,
@@ -17,6 +19,7 @@ struct Open {
     start_ns: u64,
     child_ns: u64,
     sampled: bool,
+    gpu: CallGpu,
 }
 
 /// Per-thread stacks of open spans.
@@ -25,6 +28,10 @@ pub struct Nester {
     threads: HashMap<u32, Vec<Open>>,
     last_ns: u64,
     unmatched_ends: u64,
+    /// GPU results to join to calls as they close (native profiles with GPU records).
+    gpu: Option<GpuJoin>,
+    /// GPU activities no call claimed.
+    unclaimed_gpu: usize,
 }
 
 impl Nester {
@@ -48,7 +55,24 @@ impl Nester {
             }
             SpanKind::Frame => (None, parent.map_or(0, |p| p.depth + 1)),
         };
-        stack.push(Open { kind, name, path, depth, start_ns: ts_ns, child_ns: 0, sampled });
+        stack.push(Open { kind, name, path, depth, start_ns: ts_ns, child_ns: 0, sampled, gpu: CallGpu::default() });
+    }
+
+    /// Joins GPU results to calls from now on.
+    pub fn join_gpu(&mut self, join: GpuJoin) {
+        self.gpu = Some(join);
+    }
+
+    /// The span just begun on `thread` launched GPU work as `instance`.
+    pub fn link_gpu(&mut self, thread: u32, instance: u64) {
+        if let Some(open) = self.threads.get_mut(&thread).and_then(|s| s.last_mut()) {
+            open.gpu.instance = Some(instance);
+        }
+    }
+
+    /// GPU activities that no call claimed (launched outside every stage).
+    pub fn unclaimed_gpu(&self) -> usize {
+        self.unclaimed_gpu
     }
 
     /// The innermost span named `name` on `thread` closes. Spans opened inside
@@ -79,10 +103,12 @@ impl Nester {
                 ts_ns,
                 StageMetrics::default(),
                 SpanFlags { unfinished: true, ..SpanFlags::default() },
+                self.gpu.as_mut(),
                 sink,
             );
         }
-        close(stack, catalog, thread, ts_ns, metrics, SpanFlags { unwound, ..SpanFlags::default() }, sink);
+        let flags = SpanFlags { unwound, ..SpanFlags::default() };
+        close(stack, catalog, thread, ts_ns, metrics, flags, self.gpu.as_mut(), sink);
     }
 
     /// Closes everything still open at the last timestamp seen (or `end_ns`
@@ -101,9 +127,13 @@ impl Nester {
                     end,
                     StageMetrics::default(),
                     SpanFlags { unfinished: true, ..SpanFlags::default() },
+                    self.gpu.as_mut(),
                     sink,
                 );
             }
+        }
+        if let Some(gpu) = &mut self.gpu {
+            self.unclaimed_gpu += gpu.finish(catalog, sink);
         }
     }
 
@@ -118,20 +148,31 @@ impl Nester {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn close(
     stack: &mut Vec<Open>,
     catalog: &Catalog,
     thread: u32,
     ts_ns: u64,
-    metrics: StageMetrics,
+    mut metrics: StageMetrics,
     mut flags: SpanFlags,
+    gpu: Option<&mut GpuJoin>,
     sink: &mut dyn ProfileSink,
 ) {
-    let open = stack.pop().expect("caller checked the stack");
+    let mut open = stack.pop().expect("caller checked the stack");
     let end_ns = ts_ns.max(open.start_ns);
     let duration = end_ns - open.start_ns;
+    let mut inherited = Vec::new();
+    if let Some(gpu) = gpu {
+        let launched_from = open.path.filter(|_| open.kind == SpanKind::Stage);
+        let (figures, event_ns, all) = gpu.close(std::mem::take(&mut open.gpu), launched_from, catalog, sink);
+        metrics.gpu = figures;
+        metrics.gpu_event_ns = event_ns;
+        inherited = all;
+    }
     if let Some(parent) = stack.last_mut() {
         parent.child_ns = parent.child_ns.saturating_add(duration);
+        parent.gpu.nested.extend(inherited);
     }
     flags.sampled = open.sampled;
     let span = Span {

@@ -116,6 +116,9 @@ pub struct StageMetrics {
     pub gpu: Option<GpuMetrics>,
     /// Device memory (the GPU allocator's bytes).
     pub gpu_mem: Option<MemDelta>,
+    /// GPU time between CUDA events recorded on the call's stream at its
+    /// begin and end (stageprof's `cuda` feature).
+    pub gpu_event_ns: Option<u64>,
     /// The heap of all threads while the call ran (stages of the thread that drives the pipeline).
     pub process_mem: Option<MemDelta>,
 }

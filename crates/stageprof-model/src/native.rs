@@ -13,7 +13,7 @@ use crate::event::ThreadInfo;
 pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level;
 /// older files read as before.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;

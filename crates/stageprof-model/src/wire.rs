@@ -6,7 +6,7 @@
 //! buffers; the native file stores them verbatim, so a reader decodes exactly
 //! what the hot path wrote.
 
-use crate::event::HostMem;
+use crate::event::{CopyKind, GpuWork, HostMem, MemoryPool};
 
 /// Record kinds (low 4 bits of the header word).
 pub mod kind {
@@ -22,6 +22,16 @@ pub mod kind {
     /// figures of the stage whose END follows on the same thread (format
     /// version 2; the heap's bytes at the end with [`super::flag::HAS_LEVEL`], version 3).
     pub const PROCESS_MEM: u64 = 5;
+    /// `[header, instance]`: the stage or frame that BEGIN just opened on this
+    /// thread is GPU instance `instance`; GPU records name it (version 4).
+    pub const GPU_LINK: u64 = 6;
+    /// `[header(device), instance, elapsed_ns]`: GPU time between the CUDA
+    /// events recorded at the instance's begin and end (version 4).
+    pub const GPU_TIME: u64 = 7;
+    /// `[header(name), instance, start_ticks, end_ticks, device << 32 | stream, bytes]`:
+    /// a kernel, copy or memset the instance launched (0: outside any stage);
+    /// the flags say which ([`super::gpu_work_flags`]) (version 4).
+    pub const GPU_ACTIVITY: u64 = 8;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -36,6 +46,31 @@ pub mod flag {
     pub const SAMPLED: u64 = 1 << 7;
     /// PROCESS_MEM: the heap's bytes at the stage's end follow.
     pub const HAS_LEVEL: u64 = 1 << 8;
+    /// PROCESS_MEM: the figures are of GPU memory allocated through stageprof (version 4).
+    pub const GPU_POOL: u64 = 1 << 9;
+    /// GPU_ACTIVITY: the work is a copy, of the direction in bits 12..14.
+    pub const COPY: u64 = 1 << 10;
+    /// GPU_ACTIVITY: the work is a memset.
+    pub const MEMSET: u64 = 1 << 11;
+}
+
+/// Flags of a GPU_ACTIVITY record for `work`.
+pub const fn gpu_work_flags(work: GpuWork) -> u64 {
+    match work {
+        GpuWork::Kernel => 0,
+        GpuWork::Memset => flag::MEMSET,
+        GpuWork::Copy(k) => flag::COPY | (k as u64) << 12,
+    }
+}
+
+fn gpu_work_of(flags: u64) -> GpuWork {
+    if flags & flag::MEMSET != 0 {
+        GpuWork::Memset
+    } else if flags & flag::COPY != 0 {
+        GpuWork::Copy(CopyKind::ALL[(flags >> 12 & 3) as usize])
+    } else {
+        GpuWork::Kernel
+    }
 }
 
 const KIND_MASK: u64 = 0xf;
@@ -45,11 +80,19 @@ const FLAG_MASK: u64 = 0xfff0;
 pub const BEGIN_WORDS: usize = 2;
 /// Words of a COUNTER record.
 pub const COUNTER_WORDS: usize = 3;
+/// Most words the opening of a span can take: a BEGIN record and a GPU_LINK.
+pub const MAX_BEGIN_WORDS: usize = BEGIN_WORDS + GPU_LINK_WORDS;
 /// Most words the closing of a span can take: an END record and the
-/// PROCESS_MEM record before it.
-pub const MAX_END_WORDS: usize = 7 + PROCESS_WORDS;
+/// PROCESS_MEM records (heap and GPU) before it.
+pub const MAX_END_WORDS: usize = 7 + 2 * PROCESS_WORDS;
 /// Most words of a PROCESS_MEM record.
 pub const PROCESS_WORDS: usize = 4;
+/// Words of a GPU_LINK record.
+pub const GPU_LINK_WORDS: usize = 2;
+/// Words of a GPU_TIME record.
+pub const GPU_TIME_WORDS: usize = 3;
+/// Words of a GPU_ACTIVITY record.
+pub const GPU_ACTIVITY_WORDS: usize = 6;
 
 /// Builds a header word.
 #[inline(always)]
@@ -60,10 +103,49 @@ pub const fn header(kind: u64, flags: u64, id: u32) -> u64 {
 /// One decoded record; timestamps are still in clock ticks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Record {
-    Begin { name: u32, ticks: u64, frame: bool, sampled: bool },
-    End { name: u32, ticks: u64, unwound: bool, cpu_ns: Option<u64>, mem: Option<HostMem> },
-    Counter { name: u32, ticks: u64, value: f64 },
-    ProcessMem { peak_bytes: u64, net_bytes: i64, end_bytes: Option<i64> },
+    Begin {
+        name: u32,
+        ticks: u64,
+        frame: bool,
+        sampled: bool,
+    },
+    End {
+        name: u32,
+        ticks: u64,
+        unwound: bool,
+        cpu_ns: Option<u64>,
+        mem: Option<HostMem>,
+    },
+    Counter {
+        name: u32,
+        ticks: u64,
+        value: f64,
+    },
+    /// Allocator figures of the stage whose END follows on the same thread.
+    ProcessMem {
+        pool: MemoryPool,
+        peak_bytes: u64,
+        net_bytes: i64,
+        end_bytes: Option<i64>,
+    },
+    GpuLink {
+        instance: u64,
+    },
+    GpuTime {
+        device: u32,
+        instance: u64,
+        elapsed_ns: u64,
+    },
+    GpuActivity {
+        name: u32,
+        work: GpuWork,
+        instance: u64,
+        start_ticks: u64,
+        end_ticks: u64,
+        device: u32,
+        stream: u32,
+        bytes: u64,
+    },
 }
 
 /// A record that cannot be decoded: the word offset and what was wrong.
@@ -94,6 +176,9 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::COUNTER => COUNTER_WORDS,
             kind::PROCESS_MEM if flags & flag::HAS_LEVEL != 0 => PROCESS_WORDS,
             kind::PROCESS_MEM => PROCESS_WORDS - 1,
+            kind::GPU_LINK => GPU_LINK_WORDS,
+            kind::GPU_TIME => GPU_TIME_WORDS,
+            kind::GPU_ACTIVITY => GPU_ACTIVITY_WORDS,
             other => {
                 return Err(WireError { word: at, message: format!("unknown record kind {other}") });
             }
@@ -127,9 +212,22 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 Record::End { name: id, ticks: rec[1], unwound: flags & flag::UNWOUND != 0, cpu_ns, mem }
             }
             kind::PROCESS_MEM => Record::ProcessMem {
+                pool: if flags & flag::GPU_POOL != 0 { MemoryPool::Gpu } else { MemoryPool::Host },
                 peak_bytes: rec[1],
                 net_bytes: rec[2] as i64,
                 end_bytes: rec.get(3).map(|&b| b as i64),
+            },
+            kind::GPU_LINK => Record::GpuLink { instance: rec[1] },
+            kind::GPU_TIME => Record::GpuTime { device: id, instance: rec[1], elapsed_ns: rec[2] },
+            kind::GPU_ACTIVITY => Record::GpuActivity {
+                name: id,
+                work: gpu_work_of(flags),
+                instance: rec[1],
+                start_ticks: rec[2],
+                end_ticks: rec[3],
+                device: (rec[4] >> 32) as u32,
+                stream: rec[4] as u32,
+                bytes: rec[5],
             },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
@@ -182,6 +280,21 @@ mod tests {
             4096,
             (-8i64) as u64,
             1 << 20,
+            header(kind::PROCESS_MEM, flag::HAS_LEVEL | flag::GPU_POOL, 9),
+            1 << 20,
+            0,
+            1 << 20,
+            header(kind::GPU_LINK, 0, 0),
+            42,
+            header(kind::GPU_TIME, 0, 1),
+            42,
+            1500,
+            header(kind::GPU_ACTIVITY, gpu_work_flags(GpuWork::Copy(CopyKind::DeviceToHost)), 3),
+            42,
+            200,
+            300,
+            1 << 32 | 7,
+            4096,
             header(kind::END, 0, 9),
             130,
         ];
@@ -200,8 +313,31 @@ mod tests {
                     cpu_ns: Some(5),
                     mem: Some(HostMem { alloc_bytes: 64, allocs: 1, peak_bytes: 64, net_bytes: -16 })
                 },
-                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8, end_bytes: None },
-                Record::ProcessMem { peak_bytes: 4096, net_bytes: -8, end_bytes: Some(1 << 20) },
+                Record::ProcessMem { pool: MemoryPool::Host, peak_bytes: 4096, net_bytes: -8, end_bytes: None },
+                Record::ProcessMem {
+                    pool: MemoryPool::Host,
+                    peak_bytes: 4096,
+                    net_bytes: -8,
+                    end_bytes: Some(1 << 20)
+                },
+                Record::ProcessMem {
+                    pool: MemoryPool::Gpu,
+                    peak_bytes: 1 << 20,
+                    net_bytes: 0,
+                    end_bytes: Some(1 << 20)
+                },
+                Record::GpuLink { instance: 42 },
+                Record::GpuTime { device: 1, instance: 42, elapsed_ns: 1500 },
+                Record::GpuActivity {
+                    name: 3,
+                    work: GpuWork::Copy(CopyKind::DeviceToHost),
+                    instance: 42,
+                    start_ticks: 200,
+                    end_ticks: 300,
+                    device: 1,
+                    stream: 7,
+                    bytes: 4096
+                },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use stageprof_model::SpanKind;
 
 use crate::call_tree::CallTree;
-use crate::trace_tables::{Activity, AutogradOp, Call, Launch};
+use stageprof_analysis::gpu_work::Activity;
+
+use crate::trace_tables::{AutogradOp, Call, Launch};
 
 /// The backward work of one forward stage call.
 #[derive(Debug, Default)]

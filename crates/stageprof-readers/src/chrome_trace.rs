@@ -10,16 +10,17 @@ use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, MemoryLevel, MemoryPool, PathId, ProfileSink, Span,
-    SpanFlags, SpanKind, StageMetrics,
+    Catalog, CounterSample, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, Span, SpanFlags,
+    SpanKind, StageMetrics,
 };
 
 use crate::backward::{attribute_backward, BackwardOfCall};
 use crate::call_tree::CallTree;
-use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, summarize, IdleContext};
+use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, launch_times};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
-use crate::trace_tables::{collect, Activity, ActivityKind, ScanOutcome, Tables};
+use crate::trace_tables::{collect, ScanOutcome, Tables};
+use stageprof_analysis::gpu_work::{summarize, Activity, IdleContext};
 
 /// What a trace holds besides its events.
 pub struct TraceProfile {
@@ -45,7 +46,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let tree = CallTree::build(std::mem::take(&mut tables.calls));
     let owner = frame_thread(&tree);
     let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
-    let idle = IdleContext::new(&tables.launches, &tables.activities, &tables.syncs);
+    let idle = IdleContext::new(launch_times(&tables.launches, &tables.activities), &tables.syncs);
     let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution, &idle);
 
     let memory =
@@ -116,6 +117,7 @@ fn emit_calls(
                 gpu: gpu[i],
                 gpu_mem: memory.device.delta(c.start, c.end),
                 process_mem: None,
+                gpu_event_ns: None,
             };
             nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
         };
@@ -187,15 +189,10 @@ fn emit_gpu_activities(
                 is_stage.then(|| stage_path(tree, c as usize, catalog))
             })
         });
-        let work = match a.kind {
-            ActivityKind::Kernel => GpuWork::Kernel,
-            ActivityKind::Copy(k) => GpuWork::Copy(k),
-            ActivityKind::Memset => GpuWork::Memset,
-        };
         let activity = GpuActivity {
             path,
             name: a.name,
-            work,
+            work: a.work,
             device: a.device,
             stream: a.stream,
             start_ns: rel(a.start),

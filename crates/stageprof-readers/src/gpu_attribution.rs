@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 
-use stageprof_model::{CopyKind, GpuMetrics, SpanKind};
+use stageprof_analysis::gpu_work::{summarize, Activity, IdleContext};
+use stageprof_model::{GpuMetrics, SpanKind};
 
 use crate::call_tree::CallTree;
-use crate::trace_tables::{Activity, ActivityKind, Launch};
+use crate::trace_tables::Launch;
 
 /// How GPU work was matched to stages.
 #[derive(Debug, Default)]
@@ -71,35 +72,9 @@ pub fn attribute_gpu_activity(
     out
 }
 
-/// What idle time is classified by: when each activity was launched, and
-/// when the host was blocked.
-pub struct IdleContext {
-    /// Per activity (same index): the time of its launch call, if known.
-    launch_ts: Vec<Option<i64>>,
-    /// Blocking intervals, merged and sorted.
-    blocked: Vec<(i64, i64)>,
-}
-
-impl IdleContext {
-    pub fn new(launches: &HashMap<i64, Launch>, activities: &[Activity], syncs: &[(i64, i64)]) -> IdleContext {
-        let launch_ts = activities.iter().map(|a| launches.get(&a.correlation).map(|l| l.ts)).collect();
-        let mut sorted = syncs.to_vec();
-        sorted.sort_unstable();
-        let mut blocked: Vec<(i64, i64)> = Vec::new();
-        for (s, e) in sorted {
-            match blocked.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => blocked.push((s, e)),
-            }
-        }
-        IdleContext { launch_ts, blocked }
-    }
-
-    /// Whether the host was blocked at some point of `[a, b]`.
-    fn blocked_during(&self, a: i64, b: i64) -> bool {
-        let first = self.blocked.partition_point(|&(_, e)| e < a);
-        self.blocked.get(first).is_some_and(|&(s, _)| s <= b)
-    }
+/// When each activity was launched, where its launch is in the trace.
+pub fn launch_times(launches: &HashMap<i64, Launch>, activities: &[Activity]) -> Vec<Option<i64>> {
+    activities.iter().map(|a| launches.get(&a.correlation).map(|l| l.ts)).collect()
 }
 
 /// GPU figures of every call (its nested calls' work included), from the attribution.
@@ -141,80 +116,18 @@ pub fn gpu_metrics_per_call(
         .collect()
 }
 
-/// Counts, bytes, span, busy time (union of intervals) and idle time by
-/// cause of some activities (indices into `activities`).
-pub fn summarize(
-    acts: &[u32],
-    activities: &[Activity],
-    idle: &IdleContext,
-    intervals: &mut Vec<(i64, i64, Option<i64>)>,
-) -> GpuMetrics {
-    let mut m = GpuMetrics::default();
-    intervals.clear();
-    for &i in acts {
-        let a = &activities[i as usize];
-        intervals.push((a.start, a.end.max(a.start), idle.launch_ts.get(i as usize).copied().flatten()));
-        match a.kind {
-            ActivityKind::Kernel => m.kernels += 1,
-            ActivityKind::Memset => m.memsets += 1,
-            ActivityKind::Copy(kind) => {
-                let d = CopyKind::ALL.iter().position(|k| *k == kind).unwrap_or(3);
-                m.copies += 1;
-                m.copy_bytes[d] = m.copy_bytes[d].saturating_add(a.bytes);
-                m.copy_ns[d] = m.copy_ns[d].saturating_add(a.end.saturating_sub(a.start).max(0) as u64);
-            }
-        }
-    }
-    if intervals.is_empty() {
-        return m;
-    }
-    intervals.sort_unstable();
-    let first = intervals[0].0;
-    let mut busy = 0i64;
-    let (mut cur_start, mut cur_end) = (intervals[0].0, intervals[0].1);
-    for &(s, e, launched) in intervals.iter() {
-        if s > cur_end {
-            busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
-            classify_gap(&mut m, idle, cur_end, s, launched);
-            cur_start = s;
-        }
-        cur_end = cur_end.max(e);
-    }
-    busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
-    m.busy_ns = busy.max(0) as u64;
-    m.span_ns = cur_end.saturating_sub(first).max(0) as u64;
-    m
-}
-
-/// Splits the idle gap `[g0, g1)` before an activity launched at `launched`.
-///
-/// Until the next work was launched the GPU waited for the host: because
-/// the host sat in a synchronization or blocking copy during that time (the
-/// pipeline drained), or because it was busy elsewhere. Idle time after the
-/// launch, or when the work was already queued, has other causes (stream
-/// dependencies, launch latency).
-fn classify_gap(m: &mut GpuMetrics, idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) {
-    let late_until = launched.map_or(g0, |l| l.clamp(g0, g1));
-    let late = late_until.saturating_sub(g0).max(0) as u64;
-    if late > 0 && idle.blocked_during(g0, late_until) {
-        m.idle_sync_ns = m.idle_sync_ns.saturating_add(late);
-    } else {
-        m.idle_host_ns = m.idle_host_ns.saturating_add(late);
-    }
-    m.idle_other_ns = m.idle_other_ns.saturating_add(g1.saturating_sub(late_until).max(0) as u64);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::trace_tables::Call;
+    use stageprof_model::GpuWork;
 
     fn call(thread: u32, kind: SpanKind, start: i64, end: i64) -> Call {
         Call { thread, kind, name: 0, start, end }
     }
 
     fn kernel(correlation: i64, start: i64, end: i64) -> Activity {
-        Activity { correlation, device: 0, stream: 7, kind: ActivityKind::Kernel, name: 0, start, end, bytes: 0 }
+        Activity { correlation, device: 0, stream: 7, work: GpuWork::Kernel, name: 0, start, end, bytes: 0 }
     }
 
     #[test]
@@ -244,7 +157,7 @@ mod tests {
         let attr = attribute_gpu_activity(&tree, &launches, &acts, frame_thread(&tree));
         assert_eq!(attr.call_of, [Some(2), Some(1), Some(3), Some(0), None, None]);
         assert_eq!((attr.no_launch, attr.outside, attr.outside_ns), (1, 1, 10));
-        let idle = IdleContext::new(&launches, &acts, &[]);
+        let idle = IdleContext::new(launch_times(&launches, &acts), &[]);
         let m = gpu_metrics_per_call(&tree, &acts, &attr, &idle);
         // a: kernels [1000,1100) and [1050,1300): busy 300, span 300, own busy 250.
         let a = m[1].unwrap();
@@ -253,39 +166,5 @@ mod tests {
         let f = m[0].unwrap();
         assert_eq!((f.kernels, f.busy_ns, f.span_ns, f.self_busy_ns), (4, 410, 500, 10));
         assert_eq!(m[3].unwrap().busy_ns, 100);
-    }
-}
-
-#[cfg(test)]
-mod idle_tests {
-    use super::*;
-
-    #[test]
-    fn idle_gaps_are_split_by_cause() {
-        let k = |c: i64, s: i64, e: i64| Activity {
-            correlation: c,
-            device: 0,
-            stream: 7,
-            kind: ActivityKind::Kernel,
-            name: 0,
-            start: s,
-            end: e,
-            bytes: 0,
-        };
-        // Busy [0,100), gap to 200: the next kernel was launched at 150 (host 50, other 50).
-        // Busy [200,300), gap to 500: launched at 450 after the host was blocked [320, 420) (sync 150, other 50).
-        // Busy [500,600), gap to 700: launched at 450, long before (other 100), though a sync covers it.
-        let acts = [k(1, 0, 100), k(2, 200, 300), k(3, 500, 600), k(4, 700, 800)];
-        let launches = HashMap::from([
-            (1, Launch { thread: 1, ts: -10 }),
-            (2, Launch { thread: 1, ts: 150 }),
-            (3, Launch { thread: 1, ts: 450 }),
-            (4, Launch { thread: 1, ts: 460 }),
-        ]);
-        let idle = IdleContext::new(&launches, &acts, &[(320, 380), (350, 420), (610, 900)]);
-        let m = summarize(&[0, 1, 2, 3], &acts, &idle, &mut Vec::new());
-        assert_eq!((m.busy_ns, m.span_ns), (400, 800));
-        assert_eq!((m.idle_host_ns, m.idle_sync_ns, m.idle_other_ns), (50, 150, 200));
-        assert_eq!(m.idle_host_ns + m.idle_sync_ns + m.idle_other_ns, m.span_ns - m.busy_ns);
     }
 }

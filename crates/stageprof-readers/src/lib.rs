@@ -39,7 +39,10 @@ fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Pro
         return read_any(Box::new(flate2::read::MultiGzDecoder::new(input)), sink);
     }
     if head.starts_with(MAGIC) {
-        let p = read_native(input, sink).map_err(|e| e.to_string())?;
+        // The native reader makes two passes when a profile holds GPU results.
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+        let p = read_native(std::io::Cursor::new(bytes), sink).map_err(|e| e.to_string())?;
         return Ok(Profile { catalog: p.catalog, run: p.run });
     }
     let p = chrome_trace::read_trace(input, sink).map_err(|e| e.to_string())?;

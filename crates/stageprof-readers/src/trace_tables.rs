@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use stageprof_model::{Catalog, CopyKind, NameId, SpanKind, ThreadInfo};
+use stageprof_analysis::gpu_work::Activity;
+use stageprof_model::{Catalog, CopyKind, GpuWork, NameId, SpanKind, ThreadInfo};
 
 use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};
 
@@ -23,27 +24,6 @@ pub struct Call {
 pub struct Launch {
     pub thread: u32,
     pub ts: i64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivityKind {
-    Kernel,
-    Copy(CopyKind),
-    Memset,
-}
-
-/// A kernel, copy or memset on a GPU.
-#[derive(Clone, Copy, Debug)]
-pub struct Activity {
-    pub correlation: i64,
-    /// Device and stream (the trace's pid and tid for GPU events).
-    pub device: u32,
-    pub stream: u32,
-    pub kind: ActivityKind,
-    pub name: NameId,
-    pub start: i64,
-    pub end: i64,
-    pub bytes: u64,
 }
 
 /// One allocator event: the allocator's total after it.
@@ -154,9 +134,9 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
     let lower: &[u8] = lower;
     Some(match lower {
         b"user_annotation" => KinetoCat::Annotation,
-        b"kernel" => KinetoCat::Gpu(ActivityKind::Kernel),
-        b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(ActivityKind::Copy(CopyKind::Other)),
-        b"gpu_memset" | b"memset" => KinetoCat::Gpu(ActivityKind::Memset),
+        b"kernel" => KinetoCat::Gpu(GpuWork::Kernel),
+        b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(GpuWork::Copy(CopyKind::Other)),
+        b"gpu_memset" | b"memset" => KinetoCat::Gpu(GpuWork::Memset),
         b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" => KinetoCat::Launch,
         b"cpu_op" | b"operator" => KinetoCat::Operator,
         b"cuda_sync" => KinetoCat::Sync,
@@ -179,7 +159,7 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
 
 enum KinetoCat {
     Annotation,
-    Gpu(ActivityKind),
+    Gpu(GpuWork),
     Launch,
     Operator,
     Sync,
@@ -302,18 +282,18 @@ impl Tables {
             Some(KinetoCat::Gpu(kind)) => {
                 let name_text = e.name.text();
                 let kind = match kind {
-                    ActivityKind::Copy(_) => ActivityKind::Copy(copy_kind(&name_text)),
+                    GpuWork::Copy(_) => GpuWork::Copy(copy_kind(&name_text)),
                     k => k,
                 };
                 let correlation = self.keys.correlation.get(e.args).and_then(|c| c.int()).unwrap_or(-1);
                 let bytes = match kind {
-                    ActivityKind::Kernel => 0,
+                    GpuWork::Kernel => 0,
                     _ => self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64,
                 };
                 let name = self.name(&name_text);
                 let number = |raw: Raw<'_>| raw.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
                 let (device, stream) = (number(e.pid), number(e.tid));
-                self.activities.push(Activity { correlation, device, stream, kind, name, start, end, bytes });
+                self.activities.push(Activity { correlation, device, stream, work: kind, name, start, end, bytes });
             }
             Some(KinetoCat::Operator) => {
                 // Most operators have no sequence number: skip them without parsing their args.

@@ -1,7 +1,7 @@
 //! One pass over a profile: its summary and, if asked, its Chrome trace.
 //! The recorder's `finish()` and `stageprof report` both call this.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 
 use stageprof_analysis::{read_native, Aggregator, RunInfo, Summary};
 use stageprof_model::{Catalog, ProfileSink};
@@ -48,6 +48,6 @@ pub fn report_with<W: Write>(
 }
 
 /// [`report_with`] for a native stageprof profile.
-pub fn report_native<W: Write>(input: impl Read, top: usize, chrome: Option<W>) -> Result<Summary, ReportError> {
+pub fn report_native<W: Write>(input: impl Read + Seek, top: usize, chrome: Option<W>) -> Result<Summary, ReportError> {
     report_with(|sink| read_native(input, sink).map(|p| (p.catalog, p.run)).map_err(|e| e.to_string()), top, chrome)
 }

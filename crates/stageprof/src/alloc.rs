@@ -73,18 +73,64 @@ thread_local! {
 /// many bytes (either way): the process figures are exact to this much per thread.
 pub const PROCESS_FLUSH_BYTES: i64 = 64 << 10;
 
-static PROCESS_LIVE: AtomicI64 = AtomicI64::new(0);
-static PROCESS_PEAK: AtomicI64 = AtomicI64::new(0);
+/// An allocator's bytes in use and their peak since the innermost open window.
+pub(crate) struct Level {
+    live: AtomicI64,
+    peak: AtomicI64,
+}
+
+/// A level at a window's start, for [`Level::measure`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LevelMark {
+    live: i64,
+    outer_peak: i64,
+}
+
+impl Level {
+    const fn new() -> Level {
+        Level { live: AtomicI64::new(0), peak: AtomicI64::new(0) }
+    }
+
+    #[inline]
+    pub fn add(&self, bytes: i64) {
+        let live = self.live.fetch_add(bytes, Relaxed) + bytes;
+        if live > self.peak.load(Relaxed) {
+            self.peak.fetch_max(live, Relaxed);
+        }
+    }
+
+    /// Starts a window: the peak restarts from the current level. Only one
+    /// thread's stages open windows, so windows nest.
+    pub fn mark(&self) -> LevelMark {
+        let live = self.live.load(Relaxed);
+        LevelMark { live, outer_peak: self.peak.swap(live, Relaxed) }
+    }
+
+    /// Ends a window: the peak and net since its start, and the level now;
+    /// the enclosing window's peak is restored.
+    pub fn measure(&self, m: LevelMark) -> stageprof_model::MemDelta {
+        let live = self.live.load(Relaxed);
+        let peak = self.peak.fetch_max(m.outer_peak, Relaxed).max(live);
+        stageprof_model::MemDelta {
+            peak_bytes: (peak - m.live).max(0) as u64,
+            net_bytes: live - m.live,
+            end_bytes: Some(live),
+        }
+    }
+}
+
+/// All threads' heap (flushed in steps of [`PROCESS_FLUSH_BYTES`]).
+static PROCESS_LEVEL: Level = Level::new();
+/// GPU memory allocated through `stageprof::cuda`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) static GPU_LEVEL: Level = Level::new();
 
 /// Adds the calling thread's pending bytes to the process total.
 #[inline]
 fn flush_pending(h: &HeapCounters) {
     let pending = h.pending.replace(0);
     if pending != 0 {
-        let live = PROCESS_LIVE.fetch_add(pending, Relaxed) + pending;
-        if live > PROCESS_PEAK.load(Relaxed) {
-            PROCESS_PEAK.fetch_max(live, Relaxed);
-        }
+        PROCESS_LEVEL.add(pending);
     }
 }
 
@@ -177,32 +223,16 @@ pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// The process heap at a stage's start, for [`measure_process`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ProcessMark {
-    live: i64,
-    outer_peak: i64,
+/// Starts a process-wide memory window (see [`Level::mark`]).
+pub(crate) fn mark_process() -> LevelMark {
+    HEAP.with(flush_pending);
+    PROCESS_LEVEL.mark()
 }
 
-/// Starts a process-wide memory window: the process peak restarts from the
-/// current total. Only the driving thread's stages do this, so windows nest.
-pub(crate) fn mark_process() -> ProcessMark {
+/// Ends a process-wide window: the peak and net of all threads' heap since its start.
+pub(crate) fn measure_process(m: LevelMark) -> stageprof_model::MemDelta {
     HEAP.with(flush_pending);
-    let live = PROCESS_LIVE.load(Relaxed);
-    ProcessMark { live, outer_peak: PROCESS_PEAK.swap(live, Relaxed) }
-}
-
-/// Ends a process-wide window: the peak and net of all threads' heap since
-/// its start, and its bytes now; the enclosing window's peak is restored.
-pub(crate) fn measure_process(m: ProcessMark) -> stageprof_model::MemDelta {
-    HEAP.with(flush_pending);
-    let live = PROCESS_LIVE.load(Relaxed);
-    let peak = PROCESS_PEAK.fetch_max(m.outer_peak, Relaxed).max(live);
-    stageprof_model::MemDelta {
-        peak_bytes: (peak - m.live).max(0) as u64,
-        net_bytes: live - m.live,
-        end_bytes: Some(live),
-    }
+    PROCESS_LEVEL.measure(m)
 }
 
 /// The calling thread's counters at a stage's start.

@@ -146,6 +146,9 @@ impl Collector {
             ("cpu_time".into(), self.run.cpu_time.to_string()),
             ("memory_tracked".into(), self.run.memory_tracked.to_string()),
         ];
+        if cfg!(feature = "cuda") && self.shared.config.gpu != crate::config::GpuTrace::Off {
+            meta.push((stageprof_analysis::native_input::GPU_RECORDS_KEY.into(), "true".into()));
+        }
         meta.extend(self.run.host.to_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
         meta
     }

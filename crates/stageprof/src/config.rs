@@ -33,6 +33,18 @@ impl Format {
     pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native];
 }
 
+/// What the `cuda` feature records of GPU work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuTrace {
+    /// Nothing.
+    Off,
+    /// CUDA events around each stage: its GPU time.
+    Events,
+    /// Events, and every kernel, copy and memset through CUPTI.
+    Kernels,
+}
+
 /// Profiler settings. Every field has a default; `stageprof.toml` may set any of them.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +71,14 @@ pub struct Config {
     pub signals: bool,
     /// Period of the process memory (RSS) counter track, in ms; 0 = off.
     pub rss_sample_ms: u32,
+    /// GPU recording (with the `cuda` feature; ignored without it).
+    pub gpu: GpuTrace,
+    /// The CUDA device whose events, memory and counters are recorded.
+    pub gpu_device: u32,
+    /// Period of the NVML counter tracks (utilization, memory, power, clock, PCIe), in ms; 0 = off.
+    pub nvml_sample_ms: u32,
+    /// Mirror stages as NVTX ranges (Nsight Systems shows them).
+    pub nvtx: bool,
 }
 
 impl Default for Config {
@@ -75,6 +95,10 @@ impl Default for Config {
             top: 3,
             signals: true,
             rss_sample_ms: 10,
+            gpu: GpuTrace::Kernels,
+            gpu_device: 0,
+            nvml_sample_ms: 100,
+            nvtx: true,
         }
     }
 }
@@ -112,6 +136,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("STAGEPROF_OUT", "output directory"),
     ("STAGEPROF_SAMPLE_EVERY", "record every Nth frame"),
     ("STAGEPROF_CPU_TIME", "0 or 1: thread CPU time per stage"),
+    ("STAGEPROF_GPU", "off, events or kernels: GPU recording (cuda feature)"),
 ];
 
 impl Config {
@@ -143,6 +168,21 @@ impl Config {
         }
         if let Some(v) = env("STAGEPROF_CPU_TIME") {
             config.cpu_time = parse_switch("STAGEPROF_CPU_TIME", &v)?;
+        }
+        if let Some(v) = env("STAGEPROF_GPU") {
+            config.gpu = match v.trim().to_ascii_lowercase().as_str() {
+                "off" | "0" => GpuTrace::Off,
+                "events" => GpuTrace::Events,
+                "kernels" | "1" => GpuTrace::Kernels,
+                _ => {
+                    return Err(ConfigError {
+                        source: "environment variable STAGEPROF_GPU".into(),
+                        key: None,
+                        value: Some(v.clone()),
+                        reason: "expected off, events or kernels".into(),
+                    })
+                }
+            };
         }
         config.validate("environment and config")?;
         Ok(config)
@@ -244,6 +284,11 @@ mod tests {
         assert_eq!(c.sample_every, 4);
         assert!(c.cpu_time);
         assert_eq!(c.buffer_mb, 256);
+        assert_eq!(c.gpu, GpuTrace::Kernels);
+        let c = Config::load_from(env(&[("STAGEPROF_GPU", "events")])).unwrap();
+        assert_eq!(c.gpu, GpuTrace::Events);
+        let e = Config::load_from(env(&[("STAGEPROF_GPU", "cupti")])).unwrap_err();
+        assert_eq!(e.to_string(), "stageprof: invalid configuration in environment variable STAGEPROF_GPU = \"cupti\": expected off, events or kernels");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");

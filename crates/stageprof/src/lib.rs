@@ -30,6 +30,8 @@ mod clock;
 mod collector;
 mod config;
 mod cpu_time;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod names;
 mod outputs;
 mod profiler;
@@ -42,7 +44,7 @@ pub mod tracing_layer;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub use alloc::{TrackingAllocator, PROCESS_FLUSH_BYTES};
-pub use config::{Config, ConfigError, Format, ENV_VARS};
+pub use config::{Config, ConfigError, Format, GpuTrace, ENV_VARS};
 pub use outputs::Report;
 pub use profiler::{FrameGuard, Profiler, StageGuard};
 pub use stageprof_analysis::Summary;

@@ -35,6 +35,13 @@ pub(crate) fn intern(name: &str) -> u32 {
     id
 }
 
+/// The name of `id` ("?" if unknown).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn name(id: u32) -> Arc<str> {
+    let t = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    t.names.get(id as usize).cloned().unwrap_or_else(|| Arc::from("?"))
+}
+
 /// Names with ids `from..`, for writing out.
 pub(crate) fn names_from(from: usize) -> Vec<Arc<str>> {
     let t = NAMES.lock().unwrap_or_else(PoisonError::into_inner);

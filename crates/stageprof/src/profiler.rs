@@ -81,6 +81,8 @@ pub(crate) fn begin_stage(target: Target<'_>, name: u32) -> StageGuard {
 pub struct Profiler {
     shared: Arc<Shared>,
     collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
+    #[cfg(feature = "cuda")]
+    gpu: Arc<Mutex<Option<crate::cuda::GpuSession>>>,
 }
 
 impl Profiler {
@@ -106,11 +108,22 @@ impl Profiler {
                 Err(e) => report(&format!("cannot start the collector thread ({e}); profiling is off")),
             }
         }
+        #[cfg(feature = "cuda")]
+        let gpu = handle.as_ref().and_then(|_| crate::cuda::GpuSession::start(&shared));
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &gpu {
+            let _ = shared.gpu.set(g.state.clone());
+        }
         if global {
             shared.install_global();
         }
         shared.set_enabled(handle.is_some());
-        Profiler { shared, collector: Arc::new(Mutex::new(handle)) }
+        Profiler {
+            shared,
+            collector: Arc::new(Mutex::new(handle)),
+            #[cfg(feature = "cuda")]
+            gpu: Arc::new(Mutex::new(gpu)),
+        }
     }
 
     /// A profiler that records nothing.
@@ -175,6 +188,11 @@ impl Profiler {
         };
         self.shared.set_end_reason(reason);
         self.shared.set_enabled(false);
+        // The GPU thread writes what the GPU still owes before the collector's last read.
+        #[cfg(feature = "cuda")]
+        if let Some(mut gpu) = self.gpu.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            gpu.finish();
+        }
         self.shared.stop.store(true, Release);
         self.shared.uninstall_global();
         handle.thread().unpark();

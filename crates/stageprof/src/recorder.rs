@@ -19,9 +19,9 @@ use std::thread::Thread;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
-use stageprof_model::wire::{flag, header, kind, BEGIN_WORDS, COUNTER_WORDS, MAX_END_WORDS};
+use stageprof_model::wire::{flag, header, kind, COUNTER_WORDS, MAX_BEGIN_WORDS, MAX_END_WORDS};
 
-use crate::alloc::{self, HeapMark, ProcessMark};
+use crate::alloc::{self, HeapMark, LevelMark};
 use crate::clock::ticks;
 use crate::config::Config;
 use crate::cpu_time::{os_thread_id, thread_cpu_ns};
@@ -33,7 +33,7 @@ use Ordering::{Acquire, Relaxed, Release};
 /// Words per block (128 KiB).
 const BLOCK_WORDS: usize = 16 * 1024;
 /// Deepest nesting recorded; deeper stages are dropped and counted.
-const MAX_OPEN: usize = (BLOCK_WORDS - BEGIN_WORDS - COUNTER_WORDS) / MAX_END_WORDS - 1;
+const MAX_OPEN: usize = (BLOCK_WORDS - MAX_BEGIN_WORDS - COUNTER_WORDS) / MAX_END_WORDS - 1;
 
 /// A run of record words written by one thread.
 pub(crate) struct Block {
@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     driver: u64,
     /// Why recording ended: `finish`, a signal name, `panic`.
     end_reason: Mutex<String>,
+    /// The GPU side, when CUDA profiling runs.
+    #[cfg(feature = "cuda")]
+    pub gpu: OnceLock<Arc<crate::cuda::GpuState>>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -126,6 +129,8 @@ impl Shared {
             stop: AtomicBool::new(false),
             driver: os_thread_id(),
             end_reason: Mutex::new("finish".into()),
+            #[cfg(feature = "cuda")]
+            gpu: OnceLock::new(),
             config,
         })
     }
@@ -242,8 +247,10 @@ impl OpenSpan {
 /// memory or CPU time (otherwise it keeps nothing).
 struct Pending {
     mem: Option<HeapMark>,
-    process: Option<ProcessMark>,
+    process: Option<LevelMark>,
     cpu_start: u64,
+    #[cfg(feature = "cuda")]
+    gpu: Option<crate::cuda::GpuOpen>,
 }
 
 /// One thread's writer for one profiler.
@@ -256,6 +263,12 @@ pub(crate) struct ThreadWriter {
     cpu_time: bool,
     /// Memory is measured and this thread drives the pipeline.
     process_memory: bool,
+    /// The GPU side of the session, if CUDA profiling runs.
+    #[cfg(feature = "cuda")]
+    gpu: Option<Arc<crate::cuda::GpuState>>,
+    /// This thread drives the pipeline (its stages measure GPU memory).
+    #[cfg(feature = "cuda")]
+    driver: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
@@ -275,6 +288,10 @@ impl ThreadWriter {
             memory: shared.memory,
             cpu_time: shared.cpu_time,
             process_memory: shared.memory && os_thread_id() == shared.driver,
+            #[cfg(feature = "cuda")]
+            gpu: shared.gpu.get().cloned(),
+            #[cfg(feature = "cuda")]
+            driver: os_thread_id() == shared.driver,
             open: 0,
             pending: alloc::untracked(|| Vec::with_capacity(64)),
             shared,
@@ -334,26 +351,61 @@ impl ThreadWriter {
     /// Records a begin of `kind` (stage or frame); `None` if it had to be dropped.
     #[inline(always)]
     pub fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
-        if self.open >= MAX_OPEN || !self.reserve(BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
+        if self.open >= MAX_OPEN || !self.reserve(MAX_BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
             self.drop_record();
             return None;
         }
         self.open += 1;
-        if self.memory || self.cpu_time {
-            self.push_pending();
+        if self.memory || self.cpu_time || self.has_gpu() {
+            self.push_pending(name);
         }
         self.write([header(record_kind, flags, name), ticks()]);
+        #[cfg(feature = "cuda")]
+        if let Some(instance) = self.pending.last().and_then(|p| p.gpu.as_ref()).map(|g| g.instance) {
+            self.write([header(kind::GPU_LINK, 0, 0), instance]);
+        }
         Some(OpenSpan::new(self.id, self.global, name))
     }
 
-    fn push_pending(&mut self) {
+    #[inline(always)]
+    fn has_gpu(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        return self.gpu.is_some();
+        #[cfg(not(feature = "cuda"))]
+        false
+    }
+
+    /// Records a whole record made elsewhere (the GPU thread's); `None` if it had to be dropped.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn record<const N: usize>(&mut self, words: [u64; N]) -> Option<()> {
+        if !self.reserve(N + self.open * MAX_END_WORDS) {
+            self.drop_record();
+            return None;
+        }
+        self.write(words);
+        Some(())
+    }
+
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn push_pending(&mut self, name: u32) {
         if self.pending.len() == self.pending.capacity() {
             alloc::untracked(|| self.pending.reserve(self.pending.len()));
         }
+        #[cfg(feature = "cuda")]
+        let gpu = self
+            .gpu
+            .as_ref()
+            .map(|g| alloc::untracked(|| g.begin(name, || names::name(name).to_string(), self.driver)));
         let mem = if self.memory { Some(alloc::mark()) } else { None };
         let process = if self.process_memory { Some(alloc::mark_process()) } else { None };
         let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };
-        self.pending.push(Pending { mem, process, cpu_start });
+        self.pending.push(Pending {
+            mem,
+            process,
+            cpu_start,
+            #[cfg(feature = "cuda")]
+            gpu,
+        });
     }
 
     /// Records the end of the innermost begun span, in the room its begin reserved.
@@ -366,11 +418,16 @@ impl ThreadWriter {
         self.open -= 1;
         let (cpu, mem) = match self.pending.pop() {
             Some(p) => {
+                let mem = p.mem.map(alloc::measure);
                 if let Some(d) = p.process.map(alloc::measure_process) {
-                    let head = header(kind::PROCESS_MEM, flag::HAS_LEVEL, name);
-                    self.write([head, d.peak_bytes, d.net_bytes as u64, d.end_bytes.unwrap_or(0) as u64]);
+                    self.write_level(flag::HAS_LEVEL, name, d);
                 }
-                (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), p.mem.map(alloc::measure))
+                #[cfg(feature = "cuda")]
+                if let Some(d) = p.gpu.and_then(|open| self.gpu.as_ref().and_then(|g| alloc::untracked(|| g.end(open))))
+                {
+                    self.write_level(flag::HAS_LEVEL | flag::GPU_POOL, name, d);
+                }
+                (self.cpu_time.then(|| thread_cpu_ns().saturating_sub(p.cpu_start)), mem)
             }
             None => (None, None),
         };
@@ -393,6 +450,11 @@ impl ThreadWriter {
                 m.net_bytes as u64,
             ]),
         }
+    }
+
+    fn write_level(&mut self, flags: u64, name: u32, d: stageprof_model::MemDelta) {
+        let head = header(kind::PROCESS_MEM, flags, name);
+        self.write([head, d.peak_bytes, d.net_bytes as u64, d.end_bytes.unwrap_or(0) as u64]);
     }
 
     /// Records a counter sample; `None` if it had to be dropped.

@@ -1,0 +1,379 @@
+//! Kernels, copies and memsets from the CUPTI Activity API, each joined to
+//! the stage that launched it through the external correlation id the
+//! stage pushed.
+//!
+//! CUPTI hands over filled buffers on a thread of its own, through C
+//! callbacks that carry no context, so what they decode goes to a static
+//! inbox; the session's thread empties it and writes profile records.
+//! Records are read through the leading fields that every version of each
+//! record layout shares, so a newer CUPTI with longer records still reads.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::Mutex;
+
+use cudarc::cupti::sys::{self as cupti, CUptiResult, CUpti_ActivityKind, CUpti_ExternalCorrelationKind};
+use stageprof_model::{CopyKind, GpuWork};
+
+use crate::recorder::dynamic_name;
+
+const BUFFER_BYTES: usize = 8 << 20;
+const KIND_MEMCPY: u32 = 1;
+const KIND_MEMSET: u32 = 2;
+const KIND_CONCURRENT_KERNEL: u32 = 10;
+const KIND_EXTERNAL_CORRELATION: u32 = 39;
+const EXTERNAL_KIND: CUpti_ExternalCorrelationKind =
+    CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0;
+const FLUSH_FORCED: u32 = 1;
+
+/// One kernel, copy or memset as CUPTI reported it (CUPTI's clock, ns).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawActivity {
+    pub correlation: u32,
+    pub work: GpuWork,
+    pub name: u32,
+    pub start: u64,
+    pub end: u64,
+    pub device: u32,
+    pub stream: u32,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Inbox {
+    activities: Vec<RawActivity>,
+    /// CUPTI correlation id of a launch -> the stage instance that launched it.
+    external: Vec<(u32, u64)>,
+    dropped: u64,
+}
+
+static INBOX: Mutex<Inbox> = Mutex::new(Inbox { activities: Vec::new(), external: Vec::new(), dropped: 0 });
+/// Kernel name pointers (stable while their module is loaded) -> name ids.
+static KERNEL_NAMES: Mutex<Option<HashMap<usize, u32>>> = Mutex::new(None);
+
+// The leading fields of CUPTI's records (cupti_activity.h); later versions only append.
+#[repr(C)]
+struct KernelHead {
+    kind: u32,
+    cache_config: u8,
+    shared_memory_config: u8,
+    registers_per_thread: u16,
+    partitioned_requested: u32,
+    partitioned_executed: u32,
+    start: u64,
+    end: u64,
+    completed: u64,
+    device_id: u32,
+    context_id: u32,
+    stream_id: u32,
+    grid: [i32; 3],
+    block: [i32; 3],
+    static_shared: i32,
+    dynamic_shared: i32,
+    local_per_thread: u32,
+    local_total: u32,
+    correlation_id: u32,
+    grid_id: i64,
+    name: *const std::ffi::c_char,
+}
+
+#[repr(C)]
+struct MemcpyHead {
+    kind: u32,
+    copy_kind: u8,
+    src_kind: u8,
+    dst_kind: u8,
+    flags: u8,
+    bytes: u64,
+    start: u64,
+    end: u64,
+    device_id: u32,
+    context_id: u32,
+    stream_id: u32,
+    correlation_id: u32,
+}
+
+#[repr(C)]
+struct MemsetHead {
+    kind: u32,
+    value: u32,
+    bytes: u64,
+    start: u64,
+    end: u64,
+    device_id: u32,
+    context_id: u32,
+    stream_id: u32,
+    correlation_id: u32,
+}
+
+#[repr(C)]
+struct ExternalCorrelation {
+    kind: u32,
+    external_kind: u32,
+    external_id: u64,
+    correlation_id: u32,
+}
+
+/// Turns CUPTI activity recording on, or says why it cannot be.
+pub(crate) fn start() -> Result<(), String> {
+    // SAFETY: checks that the library loads, before any call that would panic without it.
+    if !unsafe { cupti::is_culib_present() } {
+        return Err("CUPTI (libcupti.so) not found; kernels, copies and memsets are not traced".into());
+    }
+    // SAFETY: the callbacks match the signatures CUPTI declares and live for the whole program.
+    check(unsafe { cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)) })
+        .map_err(|e| format!("CUPTI is unavailable ({e}); another profiler may be using it"))?;
+    for kind in [KIND_CONCURRENT_KERNEL, KIND_MEMCPY, KIND_MEMSET, KIND_EXTERNAL_CORRELATION] {
+        // SAFETY: `kind` is one of CUpti_ActivityKind's values (repr(u32) enum).
+        let kind: CUpti_ActivityKind = unsafe { std::mem::transmute(kind) };
+        check(unsafe { cupti::cuptiActivityEnable(kind) }).map_err(|e| {
+            stop();
+            format!("CUPTI refused activity kind {kind:?} ({e}); another profiler may be using it")
+        })?;
+    }
+    Ok(())
+}
+
+/// Turns the activity kinds off again (after a final flush).
+pub(crate) fn stop() {
+    for kind in [KIND_CONCURRENT_KERNEL, KIND_MEMCPY, KIND_MEMSET, KIND_EXTERNAL_CORRELATION] {
+        // SAFETY: as in `start`; disabling a kind that is not enabled is harmless.
+        unsafe {
+            let kind: CUpti_ActivityKind = std::mem::transmute(kind);
+            cupti::cuptiActivityDisable(kind);
+        }
+    }
+}
+
+/// Hands over every buffer CUPTI holds (`forced`: also those still being filled).
+pub(crate) fn flush(forced: bool) {
+    // SAFETY: plain call; CUPTI calls `buffer_completed` before returning.
+    unsafe { cupti::cuptiActivityFlushAll(if forced { FLUSH_FORCED } else { 0 }) };
+}
+
+/// CUPTI's clock now, in ns.
+pub(crate) fn timestamp() -> u64 {
+    let mut ts = 0u64;
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { cupti::cuptiGetTimestamp(&mut ts) };
+    ts
+}
+
+#[inline]
+pub(crate) fn push_stage(instance: u64) {
+    // SAFETY: plain call with an id; CUPTI keeps a per-thread stack.
+    unsafe { cupti::cuptiActivityPushExternalCorrelationId(EXTERNAL_KIND, instance) };
+}
+
+#[inline]
+pub(crate) fn pop_stage() {
+    let mut last = 0u64;
+    // SAFETY: `last` is a valid out-pointer; popping an empty stack is an error return.
+    unsafe { cupti::cuptiActivityPopExternalCorrelationId(EXTERNAL_KIND, &mut last) };
+}
+
+/// What CUPTI delivered since the last call, and how many records it dropped.
+pub(crate) fn take() -> (Vec<RawActivity>, Vec<(u32, u64)>, u64) {
+    let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let dropped = std::mem::take(&mut inbox.dropped);
+    (std::mem::take(&mut inbox.activities), std::mem::take(&mut inbox.external), dropped)
+}
+
+fn check(r: CUptiResult) -> Result<(), String> {
+    if r == CUptiResult::CUPTI_SUCCESS {
+        return Ok(());
+    }
+    let mut text: *const std::ffi::c_char = std::ptr::null();
+    // SAFETY: CUPTI returns a pointer to a static string, or leaves it null.
+    unsafe { cupti::cuptiGetResultString(r, &mut text) };
+    if text.is_null() {
+        return Err(format!("{r:?}"));
+    }
+    // SAFETY: non-null and NUL-terminated, static.
+    Err(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+}
+
+unsafe extern "C" fn buffer_requested(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
+    // CUPTI wants 8-byte alignment: a boxed u64 slice has it. Freed in `buffer_completed`.
+    let words = vec![0u64; BUFFER_BYTES / 8].into_boxed_slice();
+    // SAFETY: CUPTI passes valid out-pointers.
+    unsafe {
+        *buffer = Box::into_raw(words) as *mut u8;
+        *size = BUFFER_BYTES;
+        *max_records = 0;
+    }
+}
+
+unsafe extern "C" fn buffer_completed(
+    context: cudarc::driver::sys::CUcontext,
+    stream: u32,
+    buffer: *mut u8,
+    _size: usize,
+    valid: usize,
+) {
+    let mut activities = Vec::new();
+    let mut external = Vec::new();
+    let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
+    // SAFETY: `buffer` holds `valid` bytes of records; CUPTI walks them and
+    // hands out pointers to whole records, each starting with its kind.
+    while unsafe { cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record) } == CUptiResult::CUPTI_SUCCESS {
+        let kind = unsafe { *(record as *const u32) };
+        match kind {
+            KIND_CONCURRENT_KERNEL => activities.push(unsafe { kernel(&*(record as *const KernelHead)) }),
+            KIND_MEMCPY => activities.push(unsafe { memcpy(&*(record as *const MemcpyHead)) }),
+            KIND_MEMSET => activities.push(unsafe { memset(&*(record as *const MemsetHead)) }),
+            KIND_EXTERNAL_CORRELATION => {
+                let r = unsafe { &*(record as *const ExternalCorrelation) };
+                if r.external_kind == EXTERNAL_KIND as u32 {
+                    external.push((r.correlation_id, r.external_id));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut dropped = 0usize;
+    // SAFETY: `dropped` is a valid out-pointer.
+    unsafe { cupti::cuptiActivityGetNumDroppedRecords(context, stream, &mut dropped) };
+    let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
+    inbox.activities.extend(activities);
+    inbox.external.extend(external);
+    inbox.dropped += dropped as u64;
+    drop(inbox);
+    // SAFETY: `buffer` came from `buffer_requested`, as a boxed slice of this length.
+    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer as *mut u64, BUFFER_BYTES / 8)) });
+}
+
+fn kernel(r: &KernelHead) -> RawActivity {
+    RawActivity {
+        correlation: r.correlation_id,
+        work: GpuWork::Kernel,
+        name: kernel_name(r.name),
+        start: r.start,
+        end: r.end,
+        device: r.device_id,
+        stream: r.stream_id,
+        bytes: 0,
+    }
+}
+
+fn memcpy(r: &MemcpyHead) -> RawActivity {
+    // CUpti_ActivityMemcpyKind: 1 HtoD, 2 DtoH, 8 DtoD; arrays, host-to-host and peer are "other".
+    let copy = match r.copy_kind {
+        1 => CopyKind::HostToDevice,
+        2 => CopyKind::DeviceToHost,
+        8 => CopyKind::DeviceToDevice,
+        _ => CopyKind::Other,
+    };
+    let name = match copy {
+        CopyKind::HostToDevice => "Memcpy HtoD",
+        CopyKind::DeviceToHost => "Memcpy DtoH",
+        CopyKind::DeviceToDevice => "Memcpy DtoD",
+        CopyKind::Other => "Memcpy",
+    };
+    RawActivity {
+        correlation: r.correlation_id,
+        work: GpuWork::Copy(copy),
+        name: dynamic_name(name),
+        start: r.start,
+        end: r.end,
+        device: r.device_id,
+        stream: r.stream_id,
+        bytes: r.bytes,
+    }
+}
+
+fn memset(r: &MemsetHead) -> RawActivity {
+    RawActivity {
+        correlation: r.correlation_id,
+        work: GpuWork::Memset,
+        name: dynamic_name("Memset"),
+        start: r.start,
+        end: r.end,
+        device: r.device_id,
+        stream: r.stream_id,
+        bytes: r.bytes,
+    }
+}
+
+/// The id of a kernel's demangled name, looked up once per name pointer.
+fn kernel_name(ptr: *const std::ffi::c_char) -> u32 {
+    let mut names = KERNEL_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashMap::new);
+    *names.entry(ptr as usize).or_insert_with(|| {
+        if ptr.is_null() {
+            return dynamic_name("kernel");
+        }
+        // SAFETY: CUPTI's kernel names are NUL-terminated and valid while the module is loaded.
+        let mangled = unsafe { CStr::from_ptr(ptr) }.to_string_lossy();
+        dynamic_name(&demangle(&mangled))
+    })
+}
+
+/// A C++ kernel name as people read it; other names as they are.
+pub(crate) fn demangle(name: &str) -> String {
+    cpp_demangle::Symbol::new(name).ok().and_then(|s| s.demangle().ok()).unwrap_or_else(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_cpp_kernels_and_keeps_c_names() {
+        assert_eq!(demangle("_Z9undistortPKfPfii"), "undistort(float const*, float*, int, int)");
+        assert_eq!(demangle("shifted"), "shifted");
+    }
+
+    #[test]
+    fn record_heads_match_cuptis_layouts() {
+        // Against the bindings generated from cupti_activity.h, across record versions.
+        use std::mem::offset_of;
+        macro_rules! same {
+            ($head:ident, $full:ty, $($a:ident = $b:ident),+) => {
+                $(assert_eq!(offset_of!($head, $a), offset_of!($full, $b), stringify!($full.$b));)+
+            };
+        }
+        same!(
+            KernelHead,
+            cupti::CUpti_ActivityKernel9,
+            start = start,
+            end = end,
+            device_id = deviceId,
+            stream_id = streamId,
+            grid = gridX,
+            block = blockX,
+            correlation_id = correlationId,
+            name = name
+        );
+        same!(KernelHead, cupti::CUpti_ActivityKernel10, start = start, correlation_id = correlationId, name = name);
+        same!(
+            MemcpyHead,
+            cupti::CUpti_ActivityMemcpy5,
+            copy_kind = copyKind,
+            bytes = bytes,
+            start = start,
+            end = end,
+            device_id = deviceId,
+            stream_id = streamId,
+            correlation_id = correlationId
+        );
+        same!(MemcpyHead, cupti::CUpti_ActivityMemcpy6, bytes = bytes, correlation_id = correlationId);
+        same!(
+            MemsetHead,
+            cupti::CUpti_ActivityMemset4,
+            bytes = bytes,
+            start = start,
+            end = end,
+            device_id = deviceId,
+            stream_id = streamId,
+            correlation_id = correlationId
+        );
+        same!(
+            ExternalCorrelation,
+            cupti::CUpti_ActivityExternalCorrelation,
+            external_kind = externalKind,
+            external_id = externalId,
+            correlation_id = correlationId
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! CUDA events that time each stage on its stream, resolved off the
+//! pipeline's threads.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use cudarc::driver::sys::{self, CUevent, CUresult, CUstream};
+
+/// A stage's begin and end events, waiting for the GPU to pass the end.
+pub(crate) struct PendingTime {
+    pub instance: u64,
+    pub start: CUevent,
+    pub end: CUevent,
+}
+
+/// Events to reuse, and stages waiting to be timed.
+#[derive(Default)]
+pub(crate) struct EventTimer {
+    free: Mutex<Vec<usize>>,
+    pending: Mutex<VecDeque<PendingTime>>,
+}
+
+// SAFETY: CUevent handles are opaque driver pointers, valid on any thread of the process.
+unsafe impl Send for PendingTime {}
+
+impl EventTimer {
+    /// Records an event on `stream` (the caller made the context current);
+    /// `None` if the driver refused (a stream of another context, say).
+    pub fn record(&self, stream: CUstream) -> Option<CUevent> {
+        let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let event = match pooled {
+            Some(e) => e as CUevent,
+            None => {
+                let mut e: CUevent = std::ptr::null_mut();
+                // SAFETY: `e` is a valid out-pointer; default flags make a timing event.
+                let r = unsafe { sys::cuEventCreate(&mut e, 0) };
+                if r != CUresult::CUDA_SUCCESS {
+                    return None;
+                }
+                e
+            }
+        };
+        // SAFETY: `event` was created in the current context; a bad stream is an error return.
+        match unsafe { sys::cuEventRecord(event, stream) } {
+            CUresult::CUDA_SUCCESS => Some(event),
+            _ => {
+                self.recycle(event);
+                None
+            }
+        }
+    }
+
+    pub fn wait_for(&self, time: PendingTime) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(time);
+    }
+
+    fn recycle(&self, e: CUevent) {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(e as usize);
+    }
+
+    /// Times every stage whose end event the GPU has passed, in order
+    /// (`wait`: waits for the rest, at finish). Returns (instance, ns) pairs.
+    pub fn resolve(&self, wait: bool) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        loop {
+            let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some(t) = next else { break };
+            // SAFETY: both events were recorded by `record` and are not yet recycled.
+            let ready = unsafe {
+                if wait {
+                    sys::cuEventSynchronize(t.end)
+                } else {
+                    sys::cuEventQuery(t.end)
+                }
+            };
+            if ready == CUresult::CUDA_ERROR_NOT_READY {
+                // Stages end in order on each thread, not across threads: check the rest too.
+                let rest = self.resolve_later(t);
+                out.extend(rest);
+                break;
+            }
+            if let Some(ns) = elapsed_ns(&t) {
+                out.push((t.instance, ns));
+            }
+            self.recycle(t.start);
+            self.recycle(t.end);
+        }
+        out
+    }
+
+    /// Puts `first` back and resolves whatever else is ready behind it.
+    fn resolve_later(&self, first: PendingTime) -> Vec<(u64, u64)> {
+        let mut queue = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let mut keep = VecDeque::with_capacity(queue.len() + 1);
+        keep.push_back(first);
+        while let Some(t) = queue.pop_front() {
+            // SAFETY: as above.
+            if unsafe { sys::cuEventQuery(t.end) } == CUresult::CUDA_ERROR_NOT_READY {
+                keep.push_back(t);
+                continue;
+            }
+            if let Some(ns) = elapsed_ns(&t) {
+                out.push((t.instance, ns));
+            }
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.push(t.start as usize);
+            free.push(t.end as usize);
+        }
+        *queue = keep;
+        out
+    }
+}
+
+fn elapsed_ns(t: &PendingTime) -> Option<u64> {
+    let mut ms = 0f32;
+    // SAFETY: both events completed; `ms` is a valid out-pointer.
+    let r = unsafe { sys::cuEventElapsedTime_v2(&mut ms, t.start, t.end) };
+    (r == CUresult::CUDA_SUCCESS).then(|| (f64::from(ms) * 1e6).round().max(0.0) as u64)
+}

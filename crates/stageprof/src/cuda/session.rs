@@ -1,0 +1,322 @@
+//! The GPU side of a profiling session: what stages do at begin and end,
+//! and the thread that resolves GPU results into profile records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cudarc::driver::sys::CUevent;
+use cudarc::driver::CudaContext;
+use stageprof_model::wire::{gpu_work_flags, header, kind, GPU_ACTIVITY_WORDS, GPU_TIME_WORDS};
+use stageprof_model::MemDelta;
+
+use super::activity::{self, RawActivity};
+use super::events::{EventTimer, PendingTime};
+use super::nvml::NvmlSampler;
+use super::nvtx::Nvtx;
+use crate::alloc::{LevelMark, GPU_LEVEL};
+use crate::clock::{clock, ticks};
+use crate::collector::report;
+use crate::config::GpuTrace;
+use crate::recorder::{dynamic_name, with_writer, Shared, Target};
+
+/// How often the session's thread looks for resolved events.
+const POLL: Duration = Duration::from_millis(5);
+/// Launches an activity record may trail the newest launch by.
+const STALE_LAUNCHES: u32 = 1 << 20;
+/// How often it asks CUPTI for filled buffers.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// What stages of a session share of the GPU side.
+pub(crate) struct GpuState {
+    ctx: Arc<CudaContext>,
+    device: u32,
+    events: EventTimer,
+    cupti: bool,
+    nvtx: Option<Nvtx>,
+    next_instance: AtomicU64,
+    stop: AtomicBool,
+    /// NVTX names, made once per name id.
+    nvtx_names: Mutex<HashMap<u32, Arc<CString>>>,
+}
+
+/// A begun stage's GPU side, kept until its end.
+pub(crate) struct GpuOpen {
+    pub instance: u64,
+    start: Option<CUevent>,
+    mem: Option<LevelMark>,
+}
+
+impl GpuState {
+    /// Called as a stage or frame begins: returns its instance number.
+    pub fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
+        let instance = self.next_instance.fetch_add(1, Relaxed);
+        if self.cupti {
+            activity::push_stage(instance);
+        }
+        if let Some(nvtx) = &self.nvtx {
+            let text = self.nvtx_name(name, name_text);
+            nvtx.push(&text);
+        }
+        let start = self.bind().then(|| self.events.record(super::current_stream())).flatten();
+        GpuOpen { instance, start, mem: memory.then(|| GPU_LEVEL.mark()) }
+    }
+
+    /// Called as it ends: queues its timing; returns its GPU memory figures.
+    pub fn end(&self, open: GpuOpen) -> Option<MemDelta> {
+        if let Some(start) = open.start {
+            if let Some(end) = self.bind().then(|| self.events.record(super::current_stream())).flatten() {
+                self.events.wait_for(PendingTime { instance: open.instance, start, end });
+            }
+        }
+        if let Some(nvtx) = &self.nvtx {
+            nvtx.pop();
+        }
+        if self.cupti {
+            activity::pop_stage();
+        }
+        open.mem.map(|m| GPU_LEVEL.measure(m))
+    }
+
+    fn bind(&self) -> bool {
+        self.ctx.bind_to_thread().is_ok()
+    }
+
+    fn nvtx_name(&self, name: u32, text: impl FnOnce() -> String) -> Arc<CString> {
+        let mut names = self.nvtx_names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry(name)
+            .or_insert_with(|| Arc::new(CString::new(text().replace('\0', " ")).unwrap_or_default()))
+            .clone()
+    }
+}
+
+/// A running GPU session: its state and its thread.
+pub(crate) struct GpuSession {
+    pub state: Arc<GpuState>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GpuSession {
+    /// Starts GPU profiling for `shared`, or says in one line why it cannot.
+    pub fn start(shared: &Arc<Shared>) -> Option<GpuSession> {
+        let config = &shared.config;
+        if config.gpu == GpuTrace::Off {
+            return None;
+        }
+        // SAFETY: only checks that the driver library loads; nothing else is called without it.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            report("no CUDA driver (libcuda.so) found; GPU profiling is off, the rest goes on");
+            return None;
+        }
+        let ctx = match CudaContext::new(config.gpu_device as usize) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                report(&format!("CUDA device {} is unavailable ({e}); GPU profiling is off", config.gpu_device));
+                return None;
+            }
+        };
+        let cupti = config.gpu == GpuTrace::Kernels
+            && match activity::start() {
+                Ok(()) => true,
+                Err(e) => {
+                    report(&e);
+                    false
+                }
+            };
+        let nvtx = if config.nvtx {
+            Nvtx::load().map_err(|e| report(&format!("{e}; stages are not mirrored to NVTX"))).ok()
+        } else {
+            None
+        };
+        let sampler = (config.nvml_sample_ms > 0)
+            .then(|| NvmlSampler::start(config.gpu_device).map_err(|e| report(&e)).ok())
+            .flatten();
+        let state = Arc::new(GpuState {
+            ctx,
+            device: config.gpu_device,
+            events: EventTimer::default(),
+            cupti,
+            nvtx,
+            next_instance: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            nvtx_names: Mutex::new(HashMap::new()),
+        });
+        let resolver = Resolver::new(state.clone(), shared.clone(), sampler);
+        let thread = std::thread::Builder::new().name("stageprof-gpu".into()).spawn(move || resolver.run());
+        match thread {
+            Ok(t) => Some(GpuSession { state, thread: Some(t) }),
+            Err(e) => {
+                report(&format!("cannot start the GPU thread ({e}); GPU profiling is off"));
+                if cupti {
+                    activity::stop();
+                }
+                None
+            }
+        }
+    }
+
+    /// Waits for the GPU to finish what stages launched, writes every result, and stops.
+    pub fn finish(&mut self) {
+        self.state.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                report("the GPU thread panicked; GPU results after that point are lost");
+            }
+        }
+    }
+}
+
+/// CUPTI's clock mapped onto the recorder's ticks.
+struct ClockMap {
+    cupti_ns: u64,
+    ticks: u64,
+    ticks_per_ns: f64,
+}
+
+impl ClockMap {
+    fn now() -> ClockMap {
+        // The tighter of a few brackets of ticks around one CUPTI reading.
+        let mut best = (u64::MAX, 0, 0);
+        for _ in 0..5 {
+            let before = ticks();
+            let ns = activity::timestamp();
+            let after = ticks();
+            if after - before < best.0 {
+                best = (after - before, ns, before + (after - before) / 2);
+            }
+        }
+        ClockMap { cupti_ns: best.1, ticks: best.2, ticks_per_ns: clock().ticks_per_second as f64 / 1e9 }
+    }
+
+    fn ticks(&self, ns: u64) -> u64 {
+        let d = (ns as f64 - self.cupti_ns as f64) * self.ticks_per_ns;
+        (self.ticks as f64 + d).max(0.0) as u64
+    }
+}
+
+/// The session's thread: resolves events, joins CUPTI records to stages,
+/// samples NVML, and writes all of it to the profile.
+struct Resolver {
+    state: Arc<GpuState>,
+    shared: Arc<Shared>,
+    sampler: Option<NvmlSampler>,
+    clock: Option<ClockMap>,
+    /// Launch correlation id -> stage instance. API calls that launch
+    /// nothing (event records, allocations) leave entries no activity
+    /// claims: those far behind the latest launch are dropped.
+    launched_by: BTreeMap<u32, u64>,
+    /// Activities whose launch is not yet known.
+    waiting: Vec<RawActivity>,
+    dropped_reported: bool,
+}
+
+impl Resolver {
+    fn new(state: Arc<GpuState>, shared: Arc<Shared>, sampler: Option<NvmlSampler>) -> Resolver {
+        let clock = state.cupti.then(ClockMap::now);
+        Resolver {
+            state,
+            shared,
+            sampler,
+            clock,
+            launched_by: BTreeMap::new(),
+            waiting: Vec::new(),
+            dropped_reported: false,
+        }
+    }
+
+    fn run(mut self) {
+        let (mut last_flush, mut last_sample) = (Instant::now(), Instant::now());
+        let sample_every = Duration::from_millis(self.shared.config.nvml_sample_ms.into());
+        while !self.state.stop.load(Relaxed) {
+            self.write_times(false);
+            if self.state.cupti && last_flush.elapsed() >= FLUSH_EVERY {
+                activity::flush(false);
+                self.write_activities(false);
+                last_flush = Instant::now();
+            }
+            if last_sample.elapsed() >= sample_every {
+                self.sample();
+                last_sample = Instant::now();
+            }
+            std::thread::sleep(POLL);
+        }
+        // Finish: the GPU's remaining work is waited for, so nothing launched is lost.
+        self.write_times(true);
+        if self.state.cupti {
+            let _ = self.state.ctx.synchronize();
+            activity::flush(true);
+            self.write_activities(true);
+            activity::stop();
+        }
+        self.sample();
+    }
+
+    fn write_times(&mut self, wait: bool) {
+        if self.state.ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let device = self.state.device;
+        for (instance, ns) in self.state.events.resolve(wait) {
+            let words: [u64; GPU_TIME_WORDS] = [header(kind::GPU_TIME, 0, device), instance, ns];
+            with_writer(Target::Instance(&self.shared), |w| w.record(words));
+        }
+    }
+
+    /// Writes the activities whose launching stage is known (`last`: all, unknown ones outside any stage).
+    fn write_activities(&mut self, last: bool) {
+        let (activities, external, dropped) = activity::take();
+        self.launched_by.extend(external);
+        self.waiting.extend(activities);
+        if dropped > 0 && !self.dropped_reported {
+            self.dropped_reported = true;
+            report(&format!("CUPTI dropped {dropped} activity records (its buffers were full)"));
+        }
+        let Some(clock) = &self.clock else { return };
+        let mut keep = Vec::new();
+        for a in std::mem::take(&mut self.waiting) {
+            let instance = match self.launched_by.remove(&a.correlation) {
+                Some(i) => i,
+                None if last => 0,
+                None => {
+                    keep.push(a);
+                    continue;
+                }
+            };
+            let words: [u64; GPU_ACTIVITY_WORDS] = [
+                header(kind::GPU_ACTIVITY, gpu_work_flags(a.work), a.name),
+                instance,
+                clock.ticks(a.start),
+                clock.ticks(a.end.max(a.start)),
+                u64::from(a.device) << 32 | u64::from(a.stream),
+                a.bytes,
+            ];
+            with_writer(Target::Instance(&self.shared), |w| w.record(words));
+        }
+        self.waiting = keep;
+        if last {
+            self.launched_by.clear();
+        } else if let Some(&newest) = self.launched_by.keys().next_back() {
+            self.launched_by = self.launched_by.split_off(&newest.saturating_sub(STALE_LAUNCHES));
+        }
+    }
+
+    fn sample(&mut self) {
+        let shared = self.shared.clone();
+        let emit = |name: &str, value: f64| {
+            let id = dynamic_name(name);
+            with_writer(Target::Instance(&shared), |w| w.counter(id, value));
+        };
+        if let Some(s) = &mut self.sampler {
+            s.sample(|line| report(&line), emit);
+        }
+        if self.state.ctx.bind_to_thread().is_ok() {
+            if let Ok((free, total)) = self.state.ctx.mem_get_info() {
+                emit("gpu.device_used_bytes", (total - free) as f64);
+            }
+        }
+    }
+}
