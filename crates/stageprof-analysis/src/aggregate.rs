@@ -29,6 +29,7 @@ struct StageAcc {
     unwound: u64,
     unfinished: u64,
     gpu: Option<GpuMetrics>,
+    gpu_event_ns: Option<u64>,
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
     process_mem_peak: Option<u64>,
@@ -148,6 +149,9 @@ impl ProfileSink for Aggregator {
         if let Some(g) = &span.metrics.gpu {
             add_gpu(&mut acc.gpu, g);
         }
+        if let Some(ns) = span.metrics.gpu_event_ns {
+            add(&mut acc.gpu_event_ns, ns);
+        }
         if let Some(m) = span.metrics.gpu_mem {
             acc.gpu_mem_peak = Some(acc.gpu_mem_peak.unwrap_or(0).max(m.peak_bytes));
             add(&mut acc.gpu_mem_net, m.net_bytes);
@@ -256,6 +260,7 @@ impl Aggregator {
             unwound: acc.unwound,
             unfinished: acc.unfinished,
             gpu: acc.gpu,
+            gpu_event_ns: acc.gpu_event_ns,
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,
             process_mem_peak_bytes: acc.process_mem_peak,

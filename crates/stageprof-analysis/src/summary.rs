@@ -69,6 +69,9 @@ pub struct StageStats {
     pub unfinished: u64,
     /// GPU work launched by the stage (nested stages included), summed over calls.
     pub gpu: Option<GpuMetrics>,
+    /// GPU time between CUDA events at the calls' begin and end on their
+    /// stream, summed over calls (stageprof's `cuda` feature).
+    pub gpu_event_ns: Option<u64>,
     /// Largest per-call peak of the GPU allocator's bytes above the call's start.
     pub gpu_mem_peak_bytes: Option<u64>,
     /// GPU allocator bytes at the end minus at the start, summed over calls.
@@ -278,6 +281,7 @@ mod tests {
             unwound: 0,
             unfinished: 0,
             gpu,
+            gpu_event_ns: None,
             gpu_mem_peak_bytes: None,
             gpu_mem_net_bytes: None,
             process_mem_peak_bytes: None,

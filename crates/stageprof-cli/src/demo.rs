@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use stageprof::{Config, Summary};
 use stageprof_demo::check::DepthError;
+use stageprof_demo::kernels::Device;
 use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
 use stageprof_demo::scene::Rig;
 
@@ -20,8 +21,19 @@ pub enum Memory {
     Incremental,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The GPU when one works (and this build has the `cuda` feature), else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
 #[derive(Args)]
 pub struct DemoArgs {
+    /// What the image kernels run on.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// Frames of the moving scene to reconstruct.
     #[arg(long, default_value_t = 3, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     frames: u32,
@@ -68,8 +80,30 @@ fn parse_sweep(text: &str) -> Result<DepthBatches, String> {
     Ok(DepthBatches(parsed))
 }
 
-fn pipeline_config(args: &DemoArgs, depth_batch: u32) -> PipelineConfig {
-    PipelineConfig {
+/// The device the kernels run on, or why the one asked for cannot be used.
+fn device(choice: DeviceChoice) -> Result<Device, String> {
+    #[cfg(feature = "cuda")]
+    match (choice, stageprof_demo::cuda_kernels::cuda_kernels()) {
+        (DeviceChoice::Cpu, _) => Ok(Device::Cpu),
+        (_, Ok(_)) => Ok(Device::Cuda),
+        (DeviceChoice::Cuda, Err(e)) => Err(format!("--device cuda: {e}")),
+        (DeviceChoice::Auto, Err(e)) => {
+            eprintln!("demo: running on the CPU ({e})");
+            Ok(Device::Cpu)
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    match choice {
+        DeviceChoice::Cuda => Err("--device cuda: this stageprof was built without the `cuda` feature \
+             (cargo run --release -p stageprof-cli --features cuda -- demo)"
+            .into()),
+        _ => Ok(Device::Cpu),
+    }
+}
+
+fn pipeline_config(args: &DemoArgs, depth_batch: u32) -> Result<PipelineConfig, String> {
+    Ok(PipelineConfig {
+        device: device(args.device)?,
         views: args.views as usize,
         depth_batch: depth_batch as usize,
         memory: match args.memory {
@@ -77,7 +111,7 @@ fn pipeline_config(args: &DemoArgs, depth_batch: u32) -> PipelineConfig {
             Memory::Incremental => MemoryMode::Incremental,
         },
         ..PipelineConfig::default()
-    }
+    })
 }
 
 /// One profiled run: the summary, the worst frame's error, frames per second.
@@ -94,9 +128,15 @@ fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Re
     if !print_table {
         config.formats.retain(|f| *f != stageprof::Format::Table);
     }
-    let pipeline = pipeline_config(args, depth_batch);
+    let pipeline = pipeline_config(args, depth_batch)?;
     let rig = Rig::new(pipeline.views, pipeline.width, pipeline.height);
     let session = stageprof::init_with(config);
+    // Stages are timed on the stream the kernels run on.
+    #[cfg(feature = "cuda")]
+    let _stream = (pipeline.device == Device::Cuda)
+        .then(|| stageprof_demo::cuda_kernels::cuda_kernels().map(|k| stageprof::cuda::use_stream(&k.stream)).ok())
+        .flatten();
+    eprintln!("demo: image kernels on the {:?}", pipeline.device);
     let bar =
         if std::io::stderr().is_terminal() { ProgressBar::new(u64::from(args.frames)) } else { ProgressBar::hidden() };
     bar.set_style(

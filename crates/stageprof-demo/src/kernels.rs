@@ -1,6 +1,6 @@
 //! The image operations the heavy stages are made of, behind one seam: the
-//! CPU implementation here; a GPU one (the CUDA issue) implements the same
-//! trait, and the stages do not change.
+//! CPU implementation here, the CUDA one in `cuda_kernels` (feature `cuda`);
+//! the stages do not change.
 
 use rayon::prelude::*;
 
@@ -11,6 +11,9 @@ use crate::image::Image;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    /// An NVIDIA GPU, through CUDA (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 /// Image operations of the pipeline's heavy stages.
@@ -26,6 +29,8 @@ pub trait Kernels: Sync {
 pub fn kernels(device: Device) -> &'static dyn Kernels {
     match device {
         Device::Cpu => &CpuKernels,
+        #[cfg(feature = "cuda")]
+        Device::Cuda => crate::cuda_kernels::cuda_kernels().expect("Device::Cuda is chosen only once the GPU works"),
     }
 }
 

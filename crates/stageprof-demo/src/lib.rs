@@ -10,6 +10,8 @@
 //! nice profile.
 
 pub mod check;
+#[cfg(feature = "cuda")]
+pub mod cuda_kernels;
 pub mod geometry;
 pub mod image;
 pub mod kernels;

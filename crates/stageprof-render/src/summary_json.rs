@@ -25,6 +25,7 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
         .field_opt("gpu_kernels", g.map(|g| g.kernels))
         .field_opt("gpu_copies", g.map(|g| g.copies))
         .field_opt("gpu_memsets", g.map(|g| g.memsets))
+        .field_opt("gpu_event_ns", st.gpu_event_ns)
         .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
         .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes)
         .field_opt("process_mem_peak_bytes", st.process_mem_peak_bytes)

@@ -65,9 +65,13 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     let cpu = s.run.cpu_time;
     let gpu = s.stages.iter().any(|st| st.gpu.is_some());
     let gpu_mem = s.stages.iter().any(|st| st.gpu_mem_peak_bytes.is_some());
+    let gpu_events = s.stages.iter().any(|st| st.gpu_event_ns.is_some());
     let mut header = vec!["stage", "calls", "wall", "self", "self %", "mean", "p95", "max"];
     if cpu {
         header.push("cpu");
+    }
+    if gpu_events {
+        header.push("gpu (events)");
     }
     if gpu {
         header.extend(["gpu busy", "gpu span", "kernels"]);
@@ -117,6 +121,9 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         ];
         if cpu {
             row.push(st.cpu_ns.map_or("-".into(), duration));
+        }
+        if gpu_events {
+            row.push(st.gpu_event_ns.map_or("-".into(), duration));
         }
         if gpu {
             let g = st.gpu;

@@ -19,12 +19,18 @@ use crate::recorder::dynamic_name;
 
 const BUFFER_BYTES: usize = 8 << 20;
 const KIND_MEMCPY: u32 = 1;
+/// API records: CUPTI writes external correlation records only for API
+/// calls it traces, so both APIs are on; their own records are skipped.
+const KIND_RUNTIME: u32 = 4;
+const KIND_DRIVER: u32 = 5;
 const KIND_MEMSET: u32 = 2;
 const KIND_CONCURRENT_KERNEL: u32 = 10;
 const KIND_EXTERNAL_CORRELATION: u32 = 39;
 const EXTERNAL_KIND: CUpti_ExternalCorrelationKind =
     CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0;
 const FLUSH_FORCED: u32 = 1;
+const KINDS: [u32; 6] =
+    [KIND_CONCURRENT_KERNEL, KIND_MEMCPY, KIND_MEMSET, KIND_EXTERNAL_CORRELATION, KIND_RUNTIME, KIND_DRIVER];
 
 /// One kernel, copy or memset as CUPTI reported it (CUPTI's clock, ns).
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +129,7 @@ pub(crate) fn start() -> Result<(), String> {
     // SAFETY: the callbacks match the signatures CUPTI declares and live for the whole program.
     check(unsafe { cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)) })
         .map_err(|e| format!("CUPTI is unavailable ({e}); another profiler may be using it"))?;
-    for kind in [KIND_CONCURRENT_KERNEL, KIND_MEMCPY, KIND_MEMSET, KIND_EXTERNAL_CORRELATION] {
+    for kind in KINDS {
         // SAFETY: `kind` is one of CUpti_ActivityKind's values (repr(u32) enum).
         let kind: CUpti_ActivityKind = unsafe { std::mem::transmute(kind) };
         check(unsafe { cupti::cuptiActivityEnable(kind) }).map_err(|e| {
@@ -136,7 +142,7 @@ pub(crate) fn start() -> Result<(), String> {
 
 /// Turns the activity kinds off again (after a final flush).
 pub(crate) fn stop() {
-    for kind in [KIND_CONCURRENT_KERNEL, KIND_MEMCPY, KIND_MEMSET, KIND_EXTERNAL_CORRELATION] {
+    for kind in KINDS {
         // SAFETY: as in `start`; disabling a kind that is not enabled is harmless.
         unsafe {
             let kind: CUpti_ActivityKind = std::mem::transmute(kind);

@@ -1,0 +1,288 @@
+//! Checks stageprof's CUDA figures against ground truth on a real GPU, and
+//! times its overhead (scripts/gpu_check.sh runs both).
+//!
+//! `gpu_check accuracy OUT_DIR`: a pipeline of known work (copies of known
+//! size, a known number of kernels, buffers of known size) with CUDA events
+//! placed by hand inside every stage; stageprof's per-stage figures must
+//! match. Prints one line per check and exits 1 if any fails.
+//!
+//! `gpu_check overhead off|events|kernels FRAMES`: a GPU pipeline of many
+//! short kernels, timed with profiling in the given mode; prints the seconds.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::compile_ptx;
+use stageprof::{Config, Format, GpuTrace};
+
+const SPIN: &str = r#"
+extern "C" __global__ void spin(long long cycles, float* sink) {
+    long long start = clock64();
+    float x = threadIdx.x;
+    while (clock64() - start < cycles) { x = x * 0.999f + 1.0f; }
+    if (x == -1.0f) sink[0] = x;
+}
+"#;
+
+const COPY_BYTES: usize = 64 << 20;
+const COMPUTE_KERNELS: u64 = 10;
+const FRAMES: u64 = 20;
+
+struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    spin: CudaFunction,
+    sink: cudarc::driver::CudaSlice<f32>,
+    cycles_per_ms: i64,
+}
+
+impl Gpu {
+    fn new() -> Gpu {
+        let ctx = CudaContext::new(0).expect("a CUDA device");
+        let ptx = compile_ptx(SPIN).expect("NVRTC compiles the spin kernel");
+        let spin = ctx.load_module(ptx).unwrap().load_function("spin").unwrap();
+        let stream = ctx.new_stream().unwrap();
+        let sink = stream.alloc_zeros::<f32>(1).unwrap();
+        let mut gpu = Gpu { ctx, stream, spin, sink, cycles_per_ms: 1_000_000 };
+        gpu.calibrate();
+        gpu
+    }
+
+    fn launch(&self, stream: &Arc<CudaStream>, cycles: i64) {
+        let mut l = stream.launch_builder(&self.spin);
+        l.arg(&cycles).arg(&self.sink);
+        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match spin(long long, float*); sink holds one float.
+        unsafe { l.launch(cfg) }.unwrap();
+    }
+
+    /// Clock cycles per millisecond of spinning, measured with events.
+    fn calibrate(&mut self) {
+        let probe = 10_000_000;
+        self.launch(&self.stream.clone(), probe);
+        let (a, b) = (self.event(), self.event());
+        a.record(&self.stream).unwrap();
+        self.launch(&self.stream.clone(), probe);
+        b.record(&self.stream).unwrap();
+        b.synchronize().unwrap();
+        let ms = a.elapsed_ms(&b).unwrap() as f64;
+        self.cycles_per_ms = (probe as f64 / ms) as i64;
+    }
+
+    fn event(&self) -> CudaEvent {
+        self.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).unwrap()
+    }
+
+    fn spin_ms(&self, stream: &Arc<CudaStream>, ms: f64) {
+        self.launch(stream, (ms * self.cycles_per_ms as f64) as i64);
+    }
+}
+
+/// Hand-placed events around the work of one stage call, summed per stage.
+#[derive(Default)]
+struct HandTimes(std::collections::BTreeMap<&'static str, (Vec<(CudaEvent, CudaEvent)>, u64)>);
+
+impl HandTimes {
+    fn time<R>(&mut self, gpu: &Gpu, stage: &'static str, work: impl FnOnce() -> R) -> R {
+        let (a, b) = (gpu.event(), gpu.event());
+        a.record(&gpu.stream).unwrap();
+        let r = work();
+        b.record(&gpu.stream).unwrap();
+        let entry = self.0.entry(stage).or_default();
+        entry.0.push((a, b));
+        entry.1 += 1;
+        r
+    }
+
+    fn total_ns(&self, stage: &str) -> u64 {
+        self.0[stage].0.iter().map(|(a, b)| (a.elapsed_ms(b).unwrap() as f64 * 1e6) as u64).sum()
+    }
+}
+
+fn config(out: &str, gpu: GpuTrace) -> Config {
+    Config {
+        output_dir: out.into(),
+        formats: vec![Format::Summary, Format::Native, Format::Table, Format::Chrome],
+        gpu,
+        ..Config::default()
+    }
+}
+
+fn accuracy(out: &str) -> bool {
+    let gpu = Gpu::new();
+    let other = gpu.ctx.new_stream().unwrap();
+    let host = vec![1.0f32; COPY_BYTES / 4];
+    let session = stageprof::init_with(config(out, GpuTrace::Kernels));
+    let _on = stageprof::cuda::use_stream(&gpu.stream);
+    let mut hand = HandTimes::default();
+
+    let mut device_delta = 0i64;
+    for _ in 0..FRAMES {
+        let _f = stageprof::frame();
+        let buffer = {
+            let _s = stageprof::scope!("upload");
+            hand.time(&gpu, "upload", || {
+                let (free0, _) = gpu.ctx.mem_get_info().unwrap();
+                let b = stageprof::cuda::clone_htod(&gpu.stream, &host).unwrap();
+                let (free1, _) = gpu.ctx.mem_get_info().unwrap();
+                device_delta = device_delta.max(free0 as i64 - free1 as i64);
+                b
+            })
+        };
+        {
+            let _s = stageprof::scope!("compute");
+            hand.time(&gpu, "compute", || {
+                for _ in 0..COMPUTE_KERNELS {
+                    gpu.spin_ms(&gpu.stream, 0.3);
+                }
+            });
+        }
+        {
+            let _s = stageprof::scope!("download");
+            hand.time(&gpu, "download", || {
+                let back = gpu.stream.clone_dtoh(&*buffer).unwrap();
+                drop(buffer);
+                back.len()
+            });
+        }
+        {
+            // Begins on one stream, ends on another.
+            let _s = stageprof::scope!("cross_stream");
+            gpu.spin_ms(&gpu.stream, 1.0);
+            let _o = stageprof::cuda::use_stream(&other);
+            gpu.spin_ms(&other, 1.0);
+        }
+    }
+    {
+        // Never synchronized before finish.
+        let _s = stageprof::scope!("unsynced");
+        hand.time(&gpu, "unsynced", || gpu.spin_ms(&gpu.stream, 50.0));
+    }
+    let report = session.finish();
+    let s = report.summary.expect("a summary");
+    let stage = |name: &str| s.stages.iter().find(|st| st.name == name).unwrap_or_else(|| panic!("stage {name}"));
+    let mut ok = true;
+    let mut check = |what: String, pass: bool| {
+        println!("{} {what}", if pass { "ok  " } else { "FAIL" });
+        ok &= pass;
+    };
+    for name in ["upload", "compute", "download", "unsynced"] {
+        let st = stage(name);
+        let hand_ns = hand.total_ns(name);
+        let ours = st.gpu_event_ns.unwrap_or(0);
+        let err = (ours as f64 - hand_ns as f64) / hand_ns as f64;
+        let per_call = hand_ns as f64 / st.calls as f64 / 1e6;
+        check(
+            format!(
+                "{name}: GPU time (events) {:.3} ms vs hand-placed events {:.3} ms ({:+.2}%, {:.2} ms a call)",
+                ours as f64 / 1e6,
+                hand_ns as f64 / 1e6,
+                100.0 * err,
+                per_call
+            ),
+            per_call < 1.0 || err.abs() <= 0.03,
+        );
+        if let Some(g) = st.gpu {
+            println!(
+                "     {name}: busy {:.3} ms, span {:.3} ms (CUPTI)",
+                g.busy_ns as f64 / 1e6,
+                g.span_ns as f64 / 1e6
+            );
+        }
+    }
+    let kernels = |name: &str| stage(name).gpu.map_or(0, |g| g.kernels);
+    check(
+        format!("compute: {} kernels, launched {}", kernels("compute"), FRAMES * COMPUTE_KERNELS),
+        kernels("compute") == FRAMES * COMPUTE_KERNELS,
+    );
+    check(
+        format!("cross_stream: {} kernels on two streams, launched {}", kernels("cross_stream"), FRAMES * 2),
+        kernels("cross_stream") == FRAMES * 2,
+    );
+    let cross = stage("cross_stream").gpu_event_ns.unwrap_or(0);
+    check(
+        format!("cross_stream: GPU time {:.3} ms resolved (begun on one stream, ended on another)", cross as f64 / 1e6),
+        cross > 0,
+    );
+    check(format!("unsynced: {} kernel resolved at finish", kernels("unsynced")), kernels("unsynced") == 1);
+    let copy = |name: &str, dir: usize| stage(name).gpu.map_or((0, 0), |g| (g.copies, g.copy_bytes[dir]));
+    let want = FRAMES * COPY_BYTES as u64;
+    check(
+        format!("upload: HtoD copies/bytes {:?}, expected ({FRAMES}, {want})", copy("upload", 0)),
+        copy("upload", 0) == (FRAMES, want),
+    );
+    check(
+        format!("download: DtoH copies/bytes {:?}, expected ({FRAMES}, {want})", copy("download", 1)),
+        copy("download", 1) == (FRAMES, want),
+    );
+    let up = stage("upload");
+    check(
+        format!(
+            "upload: GPU memory peak {:?} net {:?}; the buffer is {COPY_BYTES} B, the driver's used memory grew {device_delta} B",
+            up.gpu_mem_peak_bytes, up.gpu_mem_net_bytes
+        ),
+        up.gpu_mem_peak_bytes == Some(COPY_BYTES as u64)
+            && up.gpu_mem_net_bytes == Some(want as i64)
+            && device_delta >= COPY_BYTES as i64,
+    );
+    check(
+        format!("download: GPU memory net {:?}", stage("download").gpu_mem_net_bytes),
+        stage("download").gpu_mem_net_bytes == Some(-(want as i64)),
+    );
+    let counters: Vec<&str> = s.counters.iter().map(|c| c.name.as_str()).collect();
+    check(format!("NVML and device memory tracks: {counters:?}"), counters.iter().any(|c| c.starts_with("gpu.")));
+    ok
+}
+
+fn overhead(mode: &str, frames: u64) {
+    let gpu = Gpu::new();
+    let trace = match mode {
+        "off" => None,
+        "events" => Some(GpuTrace::Events),
+        "kernels" => Some(GpuTrace::Kernels),
+        other => panic!("mode {other:?}: off, events or kernels"),
+    };
+    let out = format!("/tmp/gpu-overhead-{mode}");
+    let session = stageprof::init_with(match trace {
+        Some(t) => Config { formats: vec![Format::Summary], ..config(&out, t) },
+        None => Config { enabled: false, ..Config::default() },
+    });
+    let _on = stageprof::cuda::use_stream(&gpu.stream);
+    let frame = || {
+        let _f = stageprof::frame();
+        for stage in ["preprocess", "features", "matching", "refine"] {
+            let _s = stageprof::stage(stage);
+            for _ in 0..8 {
+                gpu.spin_ms(&gpu.stream, 0.05);
+            }
+        }
+        gpu.stream.synchronize().unwrap();
+    };
+    for _ in 0..20 {
+        frame();
+    }
+    let start = Instant::now();
+    for _ in 0..frames {
+        frame();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(session);
+    println!("{mode} {secs:.6}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("accuracy") => {
+            if !accuracy(args.get(2).map_or("gpu-check-out", String::as_str)) {
+                std::process::exit(1);
+            }
+        }
+        Some("overhead") => overhead(&args[2], args.get(3).and_then(|f| f.parse().ok()).unwrap_or(500)),
+        _ => {
+            eprintln!("usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES");
+            std::process::exit(2);
+        }
+    }
+}

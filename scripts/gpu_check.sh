@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU runs of the `cuda` feature, in one command: builds (where cargo
+# is), then checks stageprof's per-stage GPU figures against hand-placed
+# CUDA events and known work, times its overhead by mode (interleaved
+# rounds, one process per run), and runs the demo on the GPU.
+#
+#   scripts/gpu_check.sh            # on a machine with an NVIDIA GPU and cargo
+#   BIN=dir scripts/gpu_check.sh    # with gpu_check and stageprof prebuilt in dir
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${BIN:-}" ]]; then
+    cargo build --release -p stageprof-demo --features cuda --bin gpu_check
+    cargo build --release -p stageprof-cli --features cuda
+    BIN=target/release
+fi
+OUT=${OUT:-gpu-check-out}
+ROUNDS=${ROUNDS:-5}
+FRAMES=${FRAMES:-300}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+echo "== accuracy: stageprof against hand-placed CUDA events and known work"
+"$BIN/gpu_check" accuracy "$OUT/accuracy"
+
+echo "== overhead: $ROUNDS interleaved rounds of $FRAMES frames per mode"
+: >"$OUT/overhead.txt"
+for _ in $(seq "$ROUNDS"); do
+    for mode in off events kernels; do
+        "$BIN/gpu_check" overhead "$mode" "$FRAMES" 2>/dev/null | tee -a "$OUT/overhead.txt"
+    done
+done
+median() { awk -v m="$1" '$1 == m { print $2 }' "$OUT/overhead.txt" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+off=$(median off) events=$(median events) kernels=$(median kernels)
+awk -v o="$off" -v e="$events" -v k="$kernels" 'BEGIN {
+    printf "median seconds: off %.4f, events %.4f, kernels %.4f\n", o, e, k
+    printf "overhead: events %+.2f%%, kernels %+.2f%%\n", 100 * (e / o - 1), 100 * (k / o - 1)
+}'
+
+echo "== demo on the GPU, reconstruction checked"
+"$BIN/stageprof" demo --device cuda --frames 3 --out "$OUT/demo"
+
+echo "== faults: no visible GPU (the CPU side goes on)"
+CUDA_VISIBLE_DEVICES= "$BIN/stageprof" demo --frames 1 --out "$OUT/no-gpu" 2>&1 | grep -E "^(stageprof|demo):" || true
