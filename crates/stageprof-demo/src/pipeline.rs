@@ -367,6 +367,8 @@ fn build_cost_volume(
             .flat_map_iter(|&p| (1..images.len()).map(move |s| (p, s)))
             .map(|(p, s)| {
                 let (du, dv) = shift(&rig.cameras[0], &rig.cameras[s], 1.0 / inv(p as f32));
+                // A stage on the worker thread: GPU work launched here is attributed to it.
+                let _s = stageprof::scope!("shift_view");
                 k.shifted(&images[s], du, dv)
             })
             .collect()

@@ -81,7 +81,7 @@ impl Gpu {
 
 /// Hand-placed events around the work of one stage call, summed per stage.
 #[derive(Default)]
-struct HandTimes(std::collections::BTreeMap<&'static str, (Vec<(CudaEvent, CudaEvent)>, u64)>);
+struct HandTimes(std::collections::BTreeMap<&'static str, Vec<(CudaEvent, CudaEvent)>>);
 
 impl HandTimes {
     fn time<R>(&mut self, gpu: &Gpu, stage: &'static str, work: impl FnOnce() -> R) -> R {
@@ -89,14 +89,12 @@ impl HandTimes {
         a.record(&gpu.stream).unwrap();
         let r = work();
         b.record(&gpu.stream).unwrap();
-        let entry = self.0.entry(stage).or_default();
-        entry.0.push((a, b));
-        entry.1 += 1;
+        self.0.entry(stage).or_default().push((a, b));
         r
     }
 
     fn total_ns(&self, stage: &str) -> u64 {
-        self.0[stage].0.iter().map(|(a, b)| (a.elapsed_ms(b).unwrap() as f64 * 1e6) as u64).sum()
+        self.0[stage].iter().map(|(a, b)| (a.elapsed_ms(b).unwrap() as f64 * 1e6) as u64).sum()
     }
 }
 
