@@ -58,56 +58,34 @@ impl EventTimer {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).push(e as usize);
     }
 
-    /// Times every stage whose end event the GPU has passed, in order
-    /// (`wait`: waits for the rest, at finish). Returns (instance, ns) pairs.
+    /// Times every stage whose end event the GPU has passed (`wait`: waits
+    /// for the rest, at finish). Stages end in order on each thread, not
+    /// across threads, so every pending stage is looked at. Returns (instance, ns) pairs.
     pub fn resolve(&self, wait: bool) -> Vec<(u64, u64)> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Vec::new();
-        loop {
-            let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-            let Some(t) = next else { break };
+        let mut later = VecDeque::new();
+        for t in pending {
             // SAFETY: both events were recorded by `record` and are not yet recycled.
-            let ready = unsafe {
+            let state = unsafe {
                 if wait {
                     sys::cuEventSynchronize(t.end)
                 } else {
                     sys::cuEventQuery(t.end)
                 }
             };
-            if ready == CUresult::CUDA_ERROR_NOT_READY {
-                // Stages end in order on each thread, not across threads: check the rest too.
-                let rest = self.resolve_later(t);
-                out.extend(rest);
-                break;
+            if state == CUresult::CUDA_ERROR_NOT_READY {
+                later.push_back(t);
+                continue;
             }
-            if let Some(ns) = elapsed_ns(&t) {
-                out.push((t.instance, ns));
-            }
+            out.extend(elapsed_ns(&t).map(|ns| (t.instance, ns)));
             self.recycle(t.start);
             self.recycle(t.end);
         }
-        out
-    }
-
-    /// Puts `first` back and resolves whatever else is ready behind it.
-    fn resolve_later(&self, first: PendingTime) -> Vec<(u64, u64)> {
+        // Stages queued meanwhile go after the ones still waiting.
         let mut queue = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        let mut keep = VecDeque::with_capacity(queue.len() + 1);
-        keep.push_back(first);
-        while let Some(t) = queue.pop_front() {
-            // SAFETY: as above.
-            if unsafe { sys::cuEventQuery(t.end) } == CUresult::CUDA_ERROR_NOT_READY {
-                keep.push_back(t);
-                continue;
-            }
-            if let Some(ns) = elapsed_ns(&t) {
-                out.push((t.instance, ns));
-            }
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.push(t.start as usize);
-            free.push(t.end as usize);
-        }
-        *queue = keep;
+        later.append(&mut queue);
+        *queue = later;
         out
     }
 }
