@@ -3,7 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, MemoryLevel, NameId, PathId, ProfileSink, Span, SpanKind,
+    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId, ProfileSink,
+    Span, SpanKind,
 };
 
 use crate::memory_timeline::MemoryTracker;
@@ -36,7 +37,8 @@ struct StageAcc {
     process_mem_net: Option<i64>,
     derived: bool,
     /// Kernels the stage launched itself: name -> (count, total ns).
-    kernels: HashMap<NameId, (u64, u64)>,
+    /// Per kernel and launch shape: calls and total time.
+    kernels: HashMap<(NameId, Option<LaunchShape>), (u64, u64)>,
 }
 
 struct CounterAcc {
@@ -165,7 +167,7 @@ impl ProfileSink for Aggregator {
     fn gpu_activity(&mut self, a: &GpuActivity, _: &Catalog) {
         self.timeline.gpu(a);
         let (Some(path), GpuWork::Kernel) = (a.path, a.work) else { return };
-        let k = self.stage_mut(path).kernels.entry(a.name).or_insert((0, 0));
+        let k = self.stage_mut(path).kernels.entry((a.name, a.shape)).or_insert((0, 0));
         k.0 += 1;
         k.1 = k.1.saturating_add(a.end_ns.saturating_sub(a.start_ns));
     }
@@ -300,12 +302,17 @@ impl Aggregator {
     }
 }
 
-fn top_kernels(catalog: &Catalog, kernels: &HashMap<NameId, (u64, u64)>) -> Vec<KernelStats> {
+fn top_kernels(catalog: &Catalog, kernels: &HashMap<(NameId, Option<LaunchShape>), (u64, u64)>) -> Vec<KernelStats> {
     let mut all: Vec<KernelStats> = kernels
         .iter()
-        .map(|(&name, &(calls, total_ns))| KernelStats { name: catalog.name(name).to_owned(), calls, total_ns })
+        .map(|(&(name, shape), &(calls, total_ns))| KernelStats {
+            name: catalog.name(name).to_owned(),
+            shape,
+            calls,
+            total_ns,
+        })
         .collect();
-    all.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(&b.name)));
+    all.sort_by(KernelStats::by_time);
     all.truncate(TOP_KERNELS);
     all
 }

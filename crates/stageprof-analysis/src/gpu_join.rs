@@ -6,8 +6,12 @@
 //! reach the file after the call's end: the native reader collects them in a
 //! first pass ([`GpuLedger`]), and the nester joins them to each call as it
 //! closes. A call's figures include its nested calls', as for trace readers.
+//!
+//! Work launched from a thread with no stage open carries no instance, only
+//! its launch time: like the trace readers, the join gives it to the
+//! innermost call open at that time on the thread that owns the frames.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::wire::{Record, TickScale};
 use stageprof_model::{Catalog, GpuActivity, GpuMetrics, PathId, ProfileSink};
@@ -18,29 +22,43 @@ use crate::gpu_work::{summarize, Activity, IdleContext};
 #[derive(Default)]
 pub struct GpuLedger {
     activities: Vec<Activity>,
+    launch_ns: Vec<Option<i64>>,
     own: HashMap<u64, Vec<u32>>,
+    /// Activities launched outside every stage, with a known launch time: `(launch_ns, activity)`.
+    orphans: BTreeSet<(i64, u32)>,
     event_ns: HashMap<u64, u64>,
+    frames_by_thread: HashMap<u32, u64>,
 }
 
 impl GpuLedger {
-    /// Takes a record if it is a GPU result; timestamps in ticks become ns.
-    pub fn add(&mut self, record: &Record, scale: TickScale) {
+    /// Takes what the join needs from a record `thread` wrote; timestamps in ticks become ns.
+    pub fn add(&mut self, record: &Record, thread: u32, scale: TickScale) {
         match *record {
+            Record::Begin { frame: true, .. } => *self.frames_by_thread.entry(thread).or_default() += 1,
             Record::GpuTime { instance, elapsed_ns, .. } => {
                 self.event_ns.insert(instance, elapsed_ns);
             }
-            Record::GpuActivity { name, work, instance, start_ticks, end_ticks, device, stream, bytes } => {
+            Record::GpuActivity(r) => {
                 let ns = |t| scale.ns(t).min(i64::MAX as u64) as i64;
-                self.own.entry(instance).or_default().push(self.activities.len() as u32);
+                let index = self.activities.len() as u32;
+                let launch = r.launch_ticks.map(ns);
+                match launch {
+                    Some(at) if r.instance == 0 => {
+                        self.orphans.insert((at, index));
+                    }
+                    _ => self.own.entry(r.instance).or_default().push(index),
+                }
+                self.launch_ns.push(launch);
                 self.activities.push(Activity {
-                    correlation: instance as i64,
-                    device,
-                    stream,
-                    work,
-                    name,
-                    start: ns(start_ticks),
-                    end: ns(end_ticks),
-                    bytes,
+                    correlation: r.instance as i64,
+                    device: r.device,
+                    stream: r.stream,
+                    work: r.work,
+                    name: r.name,
+                    start: ns(r.start_ticks),
+                    end: ns(r.end_ticks),
+                    bytes: r.bytes,
+                    shape: r.shape,
                 });
             }
             _ => {}
@@ -56,6 +74,8 @@ impl GpuLedger {
 pub struct GpuJoin {
     ledger: GpuLedger,
     idle: IdleContext,
+    /// The thread that owns the frames (the most of them), which orphans are given to.
+    frame_thread: Option<u32>,
     scratch: Vec<(i64, i64, Option<i64>)>,
 }
 
@@ -67,11 +87,21 @@ pub struct CallGpu {
     pub nested: Vec<u32>,
 }
 
+/// Where and when a closing call ran.
+#[derive(Clone, Copy, Debug)]
+pub struct CallExtent {
+    pub thread: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
 impl GpuJoin {
-    pub fn new(ledger: GpuLedger) -> GpuJoin {
-        // Launch times are not recorded: idle gaps count as "other".
-        let idle = IdleContext::new(Vec::new(), &[]);
-        GpuJoin { ledger, idle, scratch: Vec::new() }
+    pub fn new(mut ledger: GpuLedger) -> GpuJoin {
+        // Host blocking intervals are not recorded: idle gaps the host caused count as "host".
+        let idle = IdleContext::new(std::mem::take(&mut ledger.launch_ns), &[]);
+        let frame_thread =
+            ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
+        GpuJoin { ledger, idle, frame_thread, scratch: Vec::new() }
     }
 
     /// The figures of a closing call launched from `path` (`None`: a frame);
@@ -80,11 +110,15 @@ impl GpuJoin {
     pub fn close(
         &mut self,
         call: CallGpu,
+        extent: CallExtent,
         path: Option<PathId>,
         catalog: &Catalog,
         sink: &mut dyn ProfileSink,
     ) -> (Option<GpuMetrics>, Option<u64>, Vec<u32>) {
-        let own = call.instance.and_then(|i| self.ledger.own.remove(&i)).unwrap_or_default();
+        let mut own = call.instance.and_then(|i| self.ledger.own.remove(&i)).unwrap_or_default();
+        if self.frame_thread == Some(extent.thread) {
+            self.claim_orphans(extent, &mut own);
+        }
         let event_ns = call.instance.and_then(|i| self.ledger.event_ns.remove(&i));
         for &a in &own {
             sink.gpu_activity(&self.activity(a, path), catalog);
@@ -100,10 +134,22 @@ impl GpuJoin {
         (Some(m), event_ns, all)
     }
 
+    /// Orphans launched while the call was open; calls close innermost
+    /// first, so each goes to the innermost call open at its launch.
+    fn claim_orphans(&mut self, extent: CallExtent, own: &mut Vec<u32>) {
+        let (from, to) = (extent.start_ns.min(i64::MAX as u64) as i64, extent.end_ns.min(i64::MAX as u64) as i64);
+        let claimed: Vec<(i64, u32)> = self.ledger.orphans.range((from, 0)..=(to, u32::MAX)).copied().collect();
+        for key in claimed {
+            self.ledger.orphans.remove(&key);
+            own.push(key.1);
+        }
+    }
+
     /// Activities no closed call claimed (launched outside every stage, or
     /// by a call whose records were lost) go to `sink` with no stage.
     pub fn finish(&mut self, catalog: &Catalog, sink: &mut dyn ProfileSink) -> usize {
-        let left: Vec<u32> = self.ledger.own.drain().flat_map(|(_, v)| v).collect();
+        let mut left: Vec<u32> = self.ledger.own.drain().flat_map(|(_, v)| v).collect();
+        left.extend(std::mem::take(&mut self.ledger.orphans).into_iter().map(|(_, a)| a));
         for &a in &left {
             sink.gpu_activity(&self.activity(a, None), catalog);
         }
@@ -121,6 +167,7 @@ impl GpuJoin {
             start_ns: a.start.max(0) as u64,
             end_ns: a.end.max(a.start).max(0) as u64,
             bytes: a.bytes,
+            shape: a.shape,
         }
     }
 }

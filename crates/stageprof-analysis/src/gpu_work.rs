@@ -3,7 +3,7 @@
 //! readers and the native reader both attribute activities to calls, then
 //! hand each call's activities here, so the figures mean the same for both.
 
-use stageprof_model::{CopyKind, GpuMetrics, GpuWork, NameId};
+use stageprof_model::{CopyKind, GpuMetrics, GpuWork, LaunchShape, NameId};
 
 /// A kernel, copy or memset on a GPU. Times are in the producer's units
 /// (nanoseconds); `correlation` joins it to what launched it.
@@ -18,6 +18,7 @@ pub struct Activity {
     pub start: i64,
     pub end: i64,
     pub bytes: u64,
+    pub shape: Option<LaunchShape>,
 }
 
 /// What idle time is classified by: when each activity was launched, and
@@ -129,6 +130,7 @@ mod tests {
             start: s,
             end: e,
             bytes: 0,
+            shape: None,
         };
         // Busy [0,100), gap to 200: the next kernel was launched at 150 (host 50, other 50).
         // Busy [200,300), gap to 500: launched at 450 after the host was blocked [320, 420) (sync 150, other 50).

@@ -123,9 +123,9 @@ fn read_gpu_ledger<R: Read>(input: R) -> Result<Option<GpuLedger>, NativeError> 
                 }
                 scale.get_or_insert_with(|| scale_from(&pairs));
             }
-            Chunk::Records { words, .. } => {
+            Chunk::Records { thread, words } => {
                 let scale = scale.unwrap_or_else(|| scale_from(&[]));
-                let _ = stageprof_model::wire::decode(&words, |r| ledger.add(&r, scale));
+                let _ = stageprof_model::wire::decode(&words, |r| ledger.add(&r, thread, scale));
             }
             _ => {}
         }

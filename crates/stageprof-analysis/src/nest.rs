@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use stageprof_model::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
-use crate::gpu_join::{CallGpu, GpuJoin};
+use crate::gpu_join::{CallExtent, CallGpu, GpuJoin};
 
 struct Open {
     kind: SpanKind,
@@ -165,7 +165,8 @@ fn close(
     let mut inherited = Vec::new();
     if let Some(gpu) = gpu {
         let launched_from = open.path.filter(|_| open.kind == SpanKind::Stage);
-        let (figures, event_ns, all) = gpu.close(std::mem::take(&mut open.gpu), launched_from, catalog, sink);
+        let extent = CallExtent { thread, start_ns: open.start_ns, end_ns };
+        let (figures, event_ns, all) = gpu.close(std::mem::take(&mut open.gpu), extent, launched_from, catalog, sink);
         metrics.gpu = figures;
         metrics.gpu_event_ns = event_ns;
         inherited = all;

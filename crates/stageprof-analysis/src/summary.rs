@@ -3,7 +3,7 @@
 //! Renderers (terminal table, JSON, HTML) draw from this and compute
 //! nothing themselves. docs/summary-schema.md documents its JSON form.
 
-use stageprof_model::{GpuMetrics, HostInfo};
+use stageprof_model::{GpuMetrics, HostInfo, LaunchShape};
 
 use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
@@ -87,12 +87,22 @@ pub struct StageStats {
     pub top_kernels: Vec<KernelStats>,
 }
 
-/// A kernel (by name) within a stage.
+/// A kernel (by name and launch shape) within a stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelStats {
     pub name: String,
+    /// Grid and block, when the tracer gave them; the same kernel launched
+    /// with another shape is another entry.
+    pub shape: Option<LaunchShape>,
     pub calls: u64,
     pub total_ns: u64,
+}
+
+impl KernelStats {
+    /// Most time first; ties by name, then shape.
+    pub fn by_time(a: &KernelStats, b: &KernelStats) -> std::cmp::Ordering {
+        b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(&b.name)).then_with(|| a.shape.cmp(&b.shape))
+    }
 }
 
 /// Frame (pipeline iteration) statistics.
@@ -202,15 +212,18 @@ impl Summary {
     /// Kernels by name over all stages, longest total first. Each stage
     /// lists only the kernels it launched itself, so nothing is counted twice.
     pub fn kernel_totals(&self) -> Vec<KernelStats> {
-        let mut by_name: std::collections::HashMap<&str, KernelStats> = Default::default();
+        let mut by_kernel: std::collections::HashMap<(&str, Option<LaunchShape>), KernelStats> = Default::default();
         for k in self.stages.iter().filter(|s| !s.derived).flat_map(|s| &s.top_kernels) {
-            let e =
-                by_name.entry(&k.name).or_insert_with(|| KernelStats { name: k.name.clone(), calls: 0, total_ns: 0 });
+            let e = by_kernel.entry((&k.name, k.shape)).or_insert_with(|| KernelStats {
+                calls: 0,
+                total_ns: 0,
+                ..k.clone()
+            });
             e.calls += k.calls;
             e.total_ns += k.total_ns;
         }
-        let mut all: Vec<KernelStats> = by_name.into_values().collect();
-        all.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.name.cmp(&b.name)));
+        let mut all: Vec<KernelStats> = by_kernel.into_values().collect();
+        all.sort_by(KernelStats::by_time);
         all
     }
 }
@@ -289,7 +302,7 @@ mod tests {
             derived: false,
             top_kernels: kernels
                 .iter()
-                .map(|&(n, calls, total_ns)| KernelStats { name: n.into(), calls, total_ns })
+                .map(|&(n, calls, total_ns)| KernelStats { name: n.into(), shape: None, calls, total_ns })
                 .collect(),
         }
     }

@@ -145,6 +145,7 @@ mod tests {
                 start_ns: i * 10_000,
                 end_ns: i * 10_000 + d,
                 bytes: 0,
+                shape: None,
             };
             b.gpu(&a);
         }

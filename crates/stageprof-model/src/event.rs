@@ -269,6 +269,23 @@ pub struct GpuActivity {
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes: u64,
+    /// A kernel's launch configuration, when the tracer gave it.
+    pub shape: Option<LaunchShape>,
+}
+
+/// A kernel's launch configuration: blocks in its grid, threads per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LaunchShape {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+}
+
+impl std::fmt::Display for LaunchShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [gx, gy, gz] = self.grid;
+        let [bx, by, bz] = self.block;
+        write!(f, "grid {gx}x{gy}x{gz}, block {bx}x{by}x{bz}")
+    }
 }
 
 /// The allocator a [`MemoryLevel`] is of.

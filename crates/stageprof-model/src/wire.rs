@@ -6,7 +6,7 @@
 //! buffers; the native file stores them verbatim, so a reader decodes exactly
 //! what the hot path wrote.
 
-use crate::event::{CopyKind, GpuWork, HostMem, MemoryPool};
+use crate::event::{CopyKind, GpuWork, HostMem, LaunchShape, MemoryPool};
 
 /// Record kinds (low 4 bits of the header word).
 pub mod kind {
@@ -28,9 +28,11 @@ pub mod kind {
     /// `[header(device), instance, elapsed_ns]`: GPU time between the CUDA
     /// events recorded at the instance's begin and end (version 4).
     pub const GPU_TIME: u64 = 7;
-    /// `[header(name), instance, start_ticks, end_ticks, device << 32 | stream, bytes]`:
-    /// a kernel, copy or memset the instance launched (0: outside any stage);
-    /// the flags say which ([`super::gpu_work_flags`]) (version 4).
+    /// `[header(name), instance, start_ticks, end_ticks, device << 32 | stream, bytes,
+    /// (launch_ticks), (grid, block)]`: a kernel, copy or memset the instance
+    /// launched (0: outside any stage); the flags say which
+    /// ([`super::gpu_work_flags`]) and which optional words follow (version 4;
+    /// the optional words, version 5). See [`super::GpuActivityRecord`].
     pub const GPU_ACTIVITY: u64 = 8;
 }
 
@@ -52,6 +54,10 @@ pub mod flag {
     pub const COPY: u64 = 1 << 10;
     /// GPU_ACTIVITY: the work is a memset.
     pub const MEMSET: u64 = 1 << 11;
+    /// GPU_ACTIVITY: the launching API call's start (ticks) follows (version 5).
+    pub const LAUNCHED: u64 = 1 << 14;
+    /// GPU_ACTIVITY: the kernel's grid and block words follow (version 5).
+    pub const SHAPE: u64 = 1 << 15;
 }
 
 /// Flags of a GPU_ACTIVITY record for `work`.
@@ -91,8 +97,15 @@ pub const PROCESS_WORDS: usize = 4;
 pub const GPU_LINK_WORDS: usize = 2;
 /// Words of a GPU_TIME record.
 pub const GPU_TIME_WORDS: usize = 3;
-/// Words of a GPU_ACTIVITY record.
+/// Words of a GPU_ACTIVITY record without its optional words.
 pub const GPU_ACTIVITY_WORDS: usize = 6;
+/// Most words of a GPU_ACTIVITY record.
+pub const MAX_GPU_ACTIVITY_WORDS: usize = GPU_ACTIVITY_WORDS + 3;
+
+/// Number of words a GPU_ACTIVITY record with these flags takes.
+pub const fn gpu_activity_words(flags: u64) -> usize {
+    GPU_ACTIVITY_WORDS + if flags & flag::LAUNCHED != 0 { 1 } else { 0 } + if flags & flag::SHAPE != 0 { 2 } else { 0 }
+}
 
 /// Builds a header word.
 #[inline(always)]
@@ -136,16 +149,83 @@ pub enum Record {
         instance: u64,
         elapsed_ns: u64,
     },
-    GpuActivity {
-        name: u32,
-        work: GpuWork,
-        instance: u64,
-        start_ticks: u64,
-        end_ticks: u64,
-        device: u32,
-        stream: u32,
-        bytes: u64,
-    },
+    GpuActivity(GpuActivityRecord),
+}
+
+/// A kernel, copy or memset as the native format stores it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GpuActivityRecord {
+    pub name: u32,
+    pub work: GpuWork,
+    /// The GPU instance of the stage that launched it; 0: launched outside every stage.
+    pub instance: u64,
+    pub start_ticks: u64,
+    pub end_ticks: u64,
+    pub device: u32,
+    pub stream: u32,
+    pub bytes: u64,
+    /// When the API call that launched it began.
+    pub launch_ticks: Option<u64>,
+    pub shape: Option<LaunchShape>,
+}
+
+impl GpuActivityRecord {
+    /// The record's words, and how many of the array are used.
+    pub fn encode(&self) -> ([u64; MAX_GPU_ACTIVITY_WORDS], usize) {
+        let flags = gpu_work_flags(self.work)
+            | if self.launch_ticks.is_some() { flag::LAUNCHED } else { 0 }
+            | if self.shape.is_some() { flag::SHAPE } else { 0 };
+        let mut words = [0u64; MAX_GPU_ACTIVITY_WORDS];
+        words[..GPU_ACTIVITY_WORDS].copy_from_slice(&[
+            header(kind::GPU_ACTIVITY, flags, self.name),
+            self.instance,
+            self.start_ticks,
+            self.end_ticks,
+            u64::from(self.device) << 32 | u64::from(self.stream),
+            self.bytes,
+        ]);
+        let mut len = GPU_ACTIVITY_WORDS;
+        if let Some(t) = self.launch_ticks {
+            words[len] = t;
+            len += 1;
+        }
+        if let Some(s) = self.shape {
+            // Grid y and z are below 2^16 and block sizes below 2^11 (CUDA's limits).
+            words[len] =
+                u64::from(s.grid[0]) | u64::from(s.grid[1] & 0xffff) << 32 | u64::from(s.grid[2] & 0xffff) << 48;
+            words[len + 1] = u64::from(s.block[0] & 0xffff)
+                | u64::from(s.block[1] & 0xffff) << 16
+                | u64::from(s.block[2] & 0xffff) << 32;
+            len += 2;
+        }
+        (words, len)
+    }
+
+    fn decode(id: u32, flags: u64, rec: &[u64]) -> GpuActivityRecord {
+        let mut rest = &rec[GPU_ACTIVITY_WORDS..];
+        let launch_ticks = (flags & flag::LAUNCHED != 0).then(|| {
+            let t = rest[0];
+            rest = &rest[1..];
+            t
+        });
+        let shape = (flags & flag::SHAPE != 0).then(|| {
+            let (g, b) = (rest[0], rest[1]);
+            let part = |w: u64, shift: u32| (w >> shift & 0xffff) as u32;
+            LaunchShape { grid: [g as u32, part(g, 32), part(g, 48)], block: [part(b, 0), part(b, 16), part(b, 32)] }
+        });
+        GpuActivityRecord {
+            name: id,
+            work: gpu_work_of(flags),
+            instance: rec[1],
+            start_ticks: rec[2],
+            end_ticks: rec[3],
+            device: (rec[4] >> 32) as u32,
+            stream: rec[4] as u32,
+            bytes: rec[5],
+            launch_ticks,
+            shape,
+        }
+    }
 }
 
 /// A record that cannot be decoded: the word offset and what was wrong.
@@ -178,7 +258,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::PROCESS_MEM => PROCESS_WORDS - 1,
             kind::GPU_LINK => GPU_LINK_WORDS,
             kind::GPU_TIME => GPU_TIME_WORDS,
-            kind::GPU_ACTIVITY => GPU_ACTIVITY_WORDS,
+            kind::GPU_ACTIVITY => gpu_activity_words(flags),
             other => {
                 return Err(WireError { word: at, message: format!("unknown record kind {other}") });
             }
@@ -219,16 +299,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             },
             kind::GPU_LINK => Record::GpuLink { instance: rec[1] },
             kind::GPU_TIME => Record::GpuTime { device: id, instance: rec[1], elapsed_ns: rec[2] },
-            kind::GPU_ACTIVITY => Record::GpuActivity {
-                name: id,
-                work: gpu_work_of(flags),
-                instance: rec[1],
-                start_ticks: rec[2],
-                end_ticks: rec[3],
-                device: (rec[4] >> 32) as u32,
-                stream: rec[4] as u32,
-                bytes: rec[5],
-            },
+            kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -255,6 +326,20 @@ impl TickScale {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kernel with every optional word, at CUDA's largest grid and block.
+    const KERNEL: GpuActivityRecord = GpuActivityRecord {
+        name: 4,
+        work: GpuWork::Kernel,
+        instance: 0,
+        start_ticks: 310,
+        end_ticks: 320,
+        device: 0,
+        stream: 13,
+        bytes: 0,
+        launch_ticks: Some(305),
+        shape: Some(LaunchShape { grid: [u32::MAX >> 1, 65535, 65535], block: [1024, 1024, 64] }),
+    };
 
     #[test]
     fn round_trips_every_kind() {
@@ -295,9 +380,10 @@ mod tests {
             300,
             1 << 32 | 7,
             4096,
-            header(kind::END, 0, 9),
-            130,
         ];
+        let (kernel_words, kernel_len) = KERNEL.encode();
+        assert_eq!(kernel_len, MAX_GPU_ACTIVITY_WORDS);
+        let words = [&words[..], &kernel_words[..kernel_len], &[header(kind::END, 0, 9), 130]].concat();
         let mut out = Vec::new();
         decode(&words, |r| out.push(r)).unwrap();
         assert_eq!(
@@ -328,7 +414,7 @@ mod tests {
                 },
                 Record::GpuLink { instance: 42 },
                 Record::GpuTime { device: 1, instance: 42, elapsed_ns: 1500 },
-                Record::GpuActivity {
+                Record::GpuActivity(GpuActivityRecord {
                     name: 3,
                     work: GpuWork::Copy(CopyKind::DeviceToHost),
                     instance: 42,
@@ -336,8 +422,11 @@ mod tests {
                     end_ticks: 300,
                     device: 1,
                     stream: 7,
-                    bytes: 4096
-                },
+                    bytes: 4096,
+                    launch_ticks: None,
+                    shape: None,
+                }),
+                Record::GpuActivity(KERNEL),
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

@@ -198,6 +198,7 @@ fn emit_gpu_activities(
             start_ns: rel(a.start),
             end_ns: rel(a.end),
             bytes: a.bytes,
+            shape: a.shape,
         };
         sink.gpu_activity(&activity, catalog);
     }

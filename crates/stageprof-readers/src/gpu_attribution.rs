@@ -127,7 +127,17 @@ mod tests {
     }
 
     fn kernel(correlation: i64, start: i64, end: i64) -> Activity {
-        Activity { correlation, device: 0, stream: 7, work: GpuWork::Kernel, name: 0, start, end, bytes: 0 }
+        Activity {
+            correlation,
+            device: 0,
+            stream: 7,
+            work: GpuWork::Kernel,
+            name: 0,
+            start,
+            end,
+            bytes: 0,
+            shape: None,
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use stageprof_analysis::gpu_work::Activity;
-use stageprof_model::{Catalog, CopyKind, GpuWork, NameId, SpanKind, ThreadInfo};
+use stageprof_model::{Catalog, CopyKind, GpuWork, LaunchShape, NameId, SpanKind, ThreadInfo};
 
 use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};
 
@@ -63,6 +63,8 @@ struct ArgKeys {
     correlation: KeyFinder,
     bytes: KeyFinder,
     sequence: KeyFinder,
+    grid: KeyFinder,
+    block: KeyFinder,
 }
 
 impl Default for ArgKeys {
@@ -71,6 +73,8 @@ impl Default for ArgKeys {
             correlation: KeyFinder::new("correlation"),
             bytes: KeyFinder::new("bytes"),
             sequence: KeyFinder::new("Sequence number"),
+            grid: KeyFinder::new("grid"),
+            block: KeyFinder::new("block"),
         }
     }
 }
@@ -261,6 +265,19 @@ impl Tables {
         }
     }
 
+    /// A kernel's `grid` and `block` args, when both are three numbers.
+    fn launch_shape(&self, args: Raw<'_>) -> Option<LaunchShape> {
+        let dims = |finder: &KeyFinder| -> Option<[u32; 3]> {
+            let elements = finder.get(args)?.elements();
+            let mut out = [0u32; 3];
+            for (o, e) in out.iter_mut().zip(&elements) {
+                *o = u32::try_from(e.int()?).ok()?;
+            }
+            (elements.len() == 3).then_some(out)
+        };
+        Some(LaunchShape { grid: dims(&self.keys.grid)?, block: dims(&self.keys.block)? })
+    }
+
     fn complete(&mut self, e: &Event<'_>, cat: Option<KinetoCat>, start: i64, end: i64) {
         match cat {
             None | Some(KinetoCat::Annotation) => {
@@ -286,14 +303,24 @@ impl Tables {
                     k => k,
                 };
                 let correlation = self.keys.correlation.get(e.args).and_then(|c| c.int()).unwrap_or(-1);
-                let bytes = match kind {
-                    GpuWork::Kernel => 0,
-                    _ => self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64,
+                let (bytes, shape) = match kind {
+                    GpuWork::Kernel => (0, self.launch_shape(e.args)),
+                    _ => (self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64, None),
                 };
                 let name = self.name(&name_text);
                 let number = |raw: Raw<'_>| raw.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
                 let (device, stream) = (number(e.pid), number(e.tid));
-                self.activities.push(Activity { correlation, device, stream, work: kind, name, start, end, bytes });
+                self.activities.push(Activity {
+                    correlation,
+                    device,
+                    stream,
+                    work: kind,
+                    name,
+                    start,
+                    end,
+                    bytes,
+                    shape,
+                });
             }
             Some(KinetoCat::Operator) => {
                 // Most operators have no sequence number: skip them without parsing their args.

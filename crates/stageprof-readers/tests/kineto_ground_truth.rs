@@ -4,6 +4,7 @@
 //! and the caching allocator's peak above each stage's start.
 
 use stageprof_analysis::{Aggregator, StageStats, Summary};
+use stageprof_model::LaunchShape;
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -167,6 +168,10 @@ fn top_kernels_of_a_stage() {
     let top = &warp.top_kernels[0];
     assert!(top.name.contains("bilinear_sampler"), "{}", top.name);
     assert_eq!(top.calls, 60);
+    // All 60 launches carry these args in the trace (the same kernel elsewhere has another shape).
+    let shape = LaunchShape { grid: [19200, 1, 16], block: [16, 16, 1] };
+    assert_eq!(top.shape, Some(shape));
+    assert_eq!(shape.to_string(), "grid 19200x1x16, block 16x16x1");
     assert!(warp.top_kernels.windows(2).all(|w| w[0].total_ns >= w[1].total_ns));
     let own: u64 = warp.top_kernels.iter().map(|k| k.total_ns).sum();
     assert!(own <= warp.gpu.unwrap().busy_ns + warp.gpu.unwrap().busy_ns / 10);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use stageprof_model::{Catalog, CounterSample, GpuActivity, GpuWork, ProfileSink, Span, SpanKind};
+use stageprof_model::{Catalog, CounterSample, GpuActivity, GpuWork, LaunchShape, ProfileSink, Span, SpanKind};
 
 use crate::json::{push_f64, push_str, push_us};
 
@@ -167,6 +167,9 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         }
         if let GpuWork::Copy(kind) = a.work {
             l.push_str(&format!(",\"kind\":\"{}\",\"bytes\":{}", kind.label(), a.bytes));
+        }
+        if let Some(LaunchShape { grid: [gx, gy, gz], block: [bx, by, bz] }) = a.shape {
+            l.push_str(&format!(",\"grid\":[{gx},{gy},{gz}],\"block\":[{bx},{by},{bz}]"));
         }
         l.push_str("}}");
         self.emit();

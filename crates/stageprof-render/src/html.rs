@@ -430,10 +430,11 @@ fn frame_chart(page: &mut String, s: &Summary) {
 fn kernels_and_copies(page: &mut String, s: &Summary) {
     let Some(total) = s.gpu_total() else { return };
     section(page, "kernels", "Kernels", "The kernels that took longest, summed over all stages that launched them.");
-    page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
+    page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th data-type=\"text\">launch</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
     for k in s.kernel_totals().iter().take(KERNELS_LISTED) {
         page.push_str("<tr data-depth=\"0\">");
         let _ = write!(page, "<td class=\"name\">{}</td>", escape(&k.name));
+        let _ = write!(page, "<td>{}</td>", k.shape.map_or("-".into(), |s| s.to_string()));
         cell(page, &k.calls.to_string(), k.calls as f64);
         cell(page, &duration(k.total_ns), k.total_ns as f64);
         let mean = k.total_ns / k.calls.max(1);

@@ -32,7 +32,14 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
         .field_opt("process_mem_net_bytes", st.process_mem_net_bytes);
     w.key("top_kernels").begin_array();
     for k in &st.top_kernels {
-        w.begin_object().field_str("name", &k.name).field("calls", k.calls).field("total_ns", k.total_ns).end_object();
+        let dims = |d: [u32; 3]| format!("[{},{},{}]", d[0], d[1], d[2]);
+        w.begin_object()
+            .field_str("name", &k.name)
+            .field_opt("grid", k.shape.map(|s| dims(s.grid)))
+            .field_opt("block", k.shape.map(|s| dims(s.block)))
+            .field("calls", k.calls)
+            .field("total_ns", k.total_ns)
+            .end_object();
     }
     w.end_array();
     w.key("copies");

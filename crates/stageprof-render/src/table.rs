@@ -187,9 +187,10 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
         }
         out.push('\n');
         for k in st.top_kernels.iter().take(3) {
+            let shape = k.shape.map_or(String::new(), |s| format!(" ({s})"));
             let _ = writeln!(
                 out,
-                "       {} x{}: {}",
+                "       {} x{}: {}{shape}",
                 duration(k.total_ns),
                 k.calls,
                 terminal_safe(&shorten(&k.name, 100))

@@ -334,12 +334,17 @@ impl ThreadWriter {
     /// bounds check and N plain stores.
     #[inline(always)]
     fn write<const N: usize>(&mut self, words: [u64; N]) {
+        self.write_slice(&words);
+    }
+
+    #[inline(always)]
+    fn write_slice(&mut self, words: &[u64]) {
         let Some(b) = &self.block else { return };
-        let Some(dst) = b.words.get(self.pos..self.pos + N) else { return };
-        for (d, w) in dst.iter().zip(words) {
+        let Some(dst) = b.words.get(self.pos..self.pos + words.len()) else { return };
+        for (d, &w) in dst.iter().zip(words) {
             d.store(w, Relaxed);
         }
-        self.pos += N;
+        self.pos += words.len();
         b.len.store(self.pos, Release);
     }
 
@@ -377,12 +382,12 @@ impl ThreadWriter {
 
     /// Records a whole record made elsewhere (the GPU thread's); `None` if it had to be dropped.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub fn record<const N: usize>(&mut self, words: [u64; N]) -> Option<()> {
-        if !self.reserve(N + self.open * MAX_END_WORDS) {
+    pub fn record(&mut self, words: &[u64]) -> Option<()> {
+        if !self.reserve(words.len() + self.open * MAX_END_WORDS) {
             self.drop_record();
             return None;
         }
-        self.write(words);
+        self.write_slice(words);
         Some(())
     }
 

@@ -27,6 +27,7 @@ extern "C" __global__ void spin(long long cycles, float* sink) {
 
 const COPY_BYTES: usize = 64 << 20;
 const COMPUTE_KERNELS: u64 = 10;
+const DELEGATED_KERNELS: u64 = 3;
 const FRAMES: u64 = 20;
 
 struct Gpu {
@@ -145,6 +146,18 @@ fn accuracy(out: &str) -> bool {
             });
         }
         {
+            // A helper thread with no stage of its own launches the work:
+            // it is the frame thread's `delegate` stage's.
+            let _s = stageprof::scope!("delegate");
+            std::thread::scope(|t| {
+                t.spawn(|| {
+                    for _ in 0..DELEGATED_KERNELS {
+                        gpu.spin_ms(&gpu.stream, 0.1);
+                    }
+                });
+            });
+        }
+        {
             // Begins on one stream, ends on another.
             let _s = stageprof::scope!("cross_stream");
             gpu.spin_ms(&gpu.stream, 1.0);
@@ -193,6 +206,25 @@ fn accuracy(out: &str) -> bool {
     check(
         format!("compute: {} kernels, launched {}", kernels("compute"), FRAMES * COMPUTE_KERNELS),
         kernels("compute") == FRAMES * COMPUTE_KERNELS,
+    );
+    check(
+        format!(
+            "delegate: {} kernels launched from a stage-less thread, launched {}",
+            kernels("delegate"),
+            FRAMES * DELEGATED_KERNELS
+        ),
+        kernels("delegate") == FRAMES * DELEGATED_KERNELS,
+    );
+    let top = stage("compute").top_kernels.first();
+    let shape = top.and_then(|k| k.shape).map(|s| s.to_string());
+    check(
+        format!(
+            "compute: top kernel {:?} x{:?}, {shape:?} (launched with grid 1x1x1, block 32x1x1)",
+            top.map(|k| &k.name),
+            top.map(|k| k.calls)
+        ),
+        top.is_some_and(|k| k.name == "spin" && k.calls == FRAMES * COMPUTE_KERNELS)
+            && shape.as_deref() == Some("grid 1x1x1, block 32x1x1"),
     );
     check(
         format!("cross_stream: {} kernels on two streams, launched {}", kernels("cross_stream"), FRAMES * 2),

@@ -13,14 +13,15 @@ use std::ffi::CStr;
 use std::sync::Mutex;
 
 use cudarc::cupti::sys::{self as cupti, CUptiResult, CUpti_ActivityKind, CUpti_ExternalCorrelationKind};
-use stageprof_model::{CopyKind, GpuWork};
+use stageprof_model::{CopyKind, GpuWork, LaunchShape};
 
 use crate::recorder::dynamic_name;
 
 const BUFFER_BYTES: usize = 8 << 20;
 const KIND_MEMCPY: u32 = 1;
 /// API records: CUPTI writes external correlation records only for API
-/// calls it traces, so both APIs are on; their own records are skipped.
+/// calls it traces, so both APIs are on; of their own records only the
+/// start is kept, as the launch time of what they launched.
 const KIND_RUNTIME: u32 = 4;
 const KIND_DRIVER: u32 = 5;
 const KIND_MEMSET: u32 = 2;
@@ -43,17 +44,22 @@ pub(crate) struct RawActivity {
     pub device: u32,
     pub stream: u32,
     pub bytes: u64,
+    pub shape: Option<LaunchShape>,
 }
 
+/// What CUPTI delivered: activities, and what is known of the API calls that launched them.
 #[derive(Default)]
-struct Inbox {
-    activities: Vec<RawActivity>,
+pub(crate) struct Delivery {
+    pub activities: Vec<RawActivity>,
     /// CUPTI correlation id of a launch -> the stage instance that launched it.
-    external: Vec<(u32, u64)>,
-    dropped: u64,
+    pub external: Vec<(u32, u64)>,
+    /// CUPTI correlation id of an API call -> when it began (CUPTI's clock, ns).
+    pub api_starts: Vec<(u32, u64)>,
+    pub dropped: u64,
 }
 
-static INBOX: Mutex<Inbox> = Mutex::new(Inbox { activities: Vec::new(), external: Vec::new(), dropped: 0 });
+static INBOX: Mutex<Delivery> =
+    Mutex::new(Delivery { activities: Vec::new(), external: Vec::new(), api_starts: Vec::new(), dropped: 0 });
 /// Kernel name pointers (stable while their module is loaded) -> name ids.
 static KERNEL_NAMES: Mutex<Option<HashMap<usize, u32>>> = Mutex::new(None);
 
@@ -109,6 +115,17 @@ struct MemsetHead {
     device_id: u32,
     context_id: u32,
     stream_id: u32,
+    correlation_id: u32,
+}
+
+#[repr(C)]
+struct ApiHead {
+    kind: u32,
+    cbid: u32,
+    start: u64,
+    end: u64,
+    process_id: u32,
+    thread_id: u32,
     correlation_id: u32,
 }
 
@@ -179,10 +196,8 @@ pub(crate) fn pop_stage() {
 }
 
 /// What CUPTI delivered since the last call, and how many records it dropped.
-pub(crate) fn take() -> (Vec<RawActivity>, Vec<(u32, u64)>, u64) {
-    let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
-    let dropped = std::mem::take(&mut inbox.dropped);
-    (std::mem::take(&mut inbox.activities), std::mem::take(&mut inbox.external), dropped)
+pub(crate) fn take() -> Delivery {
+    std::mem::take(&mut *INBOX.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn check(r: CUptiResult) -> Result<(), String> {
@@ -217,22 +232,25 @@ unsafe extern "C" fn buffer_completed(
     _size: usize,
     valid: usize,
 ) {
-    let mut activities = Vec::new();
-    let mut external = Vec::new();
+    let mut got = Delivery::default();
     let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
     // SAFETY: `buffer` holds `valid` bytes of records; CUPTI walks them and
     // hands out pointers to whole records, each starting with its kind.
     while unsafe { cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record) } == CUptiResult::CUPTI_SUCCESS {
         let kind = unsafe { *(record as *const u32) };
         match kind {
-            KIND_CONCURRENT_KERNEL => activities.push(unsafe { kernel(&*(record as *const KernelHead)) }),
-            KIND_MEMCPY => activities.push(unsafe { memcpy(&*(record as *const MemcpyHead)) }),
-            KIND_MEMSET => activities.push(unsafe { memset(&*(record as *const MemsetHead)) }),
+            KIND_CONCURRENT_KERNEL => got.activities.push(unsafe { kernel(&*(record as *const KernelHead)) }),
+            KIND_MEMCPY => got.activities.push(unsafe { memcpy(&*(record as *const MemcpyHead)) }),
+            KIND_MEMSET => got.activities.push(unsafe { memset(&*(record as *const MemsetHead)) }),
             KIND_EXTERNAL_CORRELATION => {
                 let r = unsafe { &*(record as *const ExternalCorrelation) };
                 if r.external_kind == EXTERNAL_KIND as u32 {
-                    external.push((r.correlation_id, r.external_id));
+                    got.external.push((r.correlation_id, r.external_id));
                 }
+            }
+            KIND_RUNTIME | KIND_DRIVER => {
+                let r = unsafe { &*(record as *const ApiHead) };
+                got.api_starts.push((r.correlation_id, r.start));
             }
             _ => {}
         }
@@ -241,8 +259,9 @@ unsafe extern "C" fn buffer_completed(
     // SAFETY: `dropped` is a valid out-pointer.
     unsafe { cupti::cuptiActivityGetNumDroppedRecords(context, stream, &mut dropped) };
     let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
-    inbox.activities.extend(activities);
-    inbox.external.extend(external);
+    inbox.activities.extend(got.activities);
+    inbox.external.extend(got.external);
+    inbox.api_starts.extend(got.api_starts);
     inbox.dropped += dropped as u64;
     drop(inbox);
     // SAFETY: `buffer` came from `buffer_requested`, as a boxed slice of this length.
@@ -259,6 +278,7 @@ fn kernel(r: &KernelHead) -> RawActivity {
         device: r.device_id,
         stream: r.stream_id,
         bytes: 0,
+        shape: Some(LaunchShape { grid: r.grid.map(|v| v.max(0) as u32), block: r.block.map(|v| v.max(0) as u32) }),
     }
 }
 
@@ -285,6 +305,7 @@ fn memcpy(r: &MemcpyHead) -> RawActivity {
         device: r.device_id,
         stream: r.stream_id,
         bytes: r.bytes,
+        shape: None,
     }
 }
 
@@ -298,6 +319,7 @@ fn memset(r: &MemsetHead) -> RawActivity {
         device: r.device_id,
         stream: r.stream_id,
         bytes: r.bytes,
+        shape: None,
     }
 }
 
@@ -372,6 +394,15 @@ mod tests {
             end = end,
             device_id = deviceId,
             stream_id = streamId,
+            correlation_id = correlationId
+        );
+        same!(
+            ApiHead,
+            cupti::CUpti_ActivityAPI,
+            cbid = cbid,
+            start = start,
+            end = end,
+            thread_id = threadId,
             correlation_id = correlationId
         );
         same!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::CUevent;
 use cudarc::driver::CudaContext;
-use stageprof_model::wire::{gpu_work_flags, header, kind, GPU_ACTIVITY_WORDS, GPU_TIME_WORDS};
+use stageprof_model::wire::{header, kind, GpuActivityRecord, GPU_TIME_WORDS};
 use stageprof_model::MemDelta;
 
 use super::activity::{self, RawActivity};
@@ -205,10 +205,12 @@ struct Resolver {
     shared: Arc<Shared>,
     sampler: Option<NvmlSampler>,
     clock: Option<ClockMap>,
-    /// Launch correlation id -> stage instance. API calls that launch
-    /// nothing (event records, allocations) leave entries no activity
-    /// claims: those far behind the latest launch are dropped.
+    /// Launch correlation id -> stage instance, and -> the API call's
+    /// start. API calls that launch nothing (event records, allocations)
+    /// leave entries no activity claims: those far behind the latest
+    /// launch are dropped.
     launched_by: BTreeMap<u32, u64>,
+    launched_at: BTreeMap<u32, u64>,
     /// Activities whose launch is not yet known.
     waiting: Vec<RawActivity>,
     dropped_reported: bool,
@@ -223,6 +225,7 @@ impl Resolver {
             sampler,
             clock,
             launched_by: BTreeMap::new(),
+            launched_at: BTreeMap::new(),
             waiting: Vec::new(),
             dropped_reported: false,
         }
@@ -262,45 +265,57 @@ impl Resolver {
         let device = self.state.device;
         for (instance, ns) in self.state.events.resolve(wait) {
             let words: [u64; GPU_TIME_WORDS] = [header(kind::GPU_TIME, 0, device), instance, ns];
-            with_writer(Target::Instance(&self.shared), |w| w.record(words));
+            with_writer(Target::Instance(&self.shared), |w| w.record(&words));
         }
     }
 
     /// Writes the activities whose launching stage is known (`last`: all, unknown ones outside any stage).
     fn write_activities(&mut self, last: bool) {
-        let (activities, external, dropped) = activity::take();
-        self.launched_by.extend(external);
-        self.waiting.extend(activities);
-        if dropped > 0 && !self.dropped_reported {
+        let got = activity::take();
+        self.launched_by.extend(got.external);
+        self.launched_at.extend(got.api_starts);
+        self.waiting.extend(got.activities);
+        if got.dropped > 0 && !self.dropped_reported {
             self.dropped_reported = true;
-            report(&format!("CUPTI dropped {dropped} activity records (its buffers were full)"));
+            report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
         let Some(clock) = &self.clock else { return };
         let mut keep = Vec::new();
         for a in std::mem::take(&mut self.waiting) {
+            // A launch from a thread with no stage open has no external
+            // correlation: it is written with instance 0 and its launch
+            // time, and the reader gives it to the stage open then on the
+            // thread that owns the frames.
             let instance = match self.launched_by.remove(&a.correlation) {
                 Some(i) => i,
-                None if last => 0,
+                None if last || self.launched_at.contains_key(&a.correlation) => 0,
                 None => {
                     keep.push(a);
                     continue;
                 }
             };
-            let words: [u64; GPU_ACTIVITY_WORDS] = [
-                header(kind::GPU_ACTIVITY, gpu_work_flags(a.work), a.name),
+            let record = GpuActivityRecord {
+                name: a.name,
+                work: a.work,
                 instance,
-                clock.ticks(a.start),
-                clock.ticks(a.end.max(a.start)),
-                u64::from(a.device) << 32 | u64::from(a.stream),
-                a.bytes,
-            ];
-            with_writer(Target::Instance(&self.shared), |w| w.record(words));
+                start_ticks: clock.ticks(a.start),
+                end_ticks: clock.ticks(a.end.max(a.start)),
+                device: a.device,
+                stream: a.stream,
+                bytes: a.bytes,
+                launch_ticks: self.launched_at.remove(&a.correlation).map(|ns| clock.ticks(ns)),
+                shape: a.shape,
+            };
+            let (words, len) = record.encode();
+            with_writer(Target::Instance(&self.shared), |w| w.record(&words[..len]));
         }
         self.waiting = keep;
         if last {
             self.launched_by.clear();
-        } else if let Some(&newest) = self.launched_by.keys().next_back() {
-            self.launched_by = self.launched_by.split_off(&newest.saturating_sub(STALE_LAUNCHES));
+            self.launched_at.clear();
+        } else {
+            prune_stale(&mut self.launched_by);
+            prune_stale(&mut self.launched_at);
         }
     }
 
@@ -318,5 +333,12 @@ impl Resolver {
                 emit("gpu.device_used_bytes", (total - free) as f64);
             }
         }
+    }
+}
+
+/// Drops the entries of correlation ids far behind the newest one.
+fn prune_stale<V>(by_correlation: &mut BTreeMap<u32, V>) {
+    if let Some(&newest) = by_correlation.keys().next_back() {
+        *by_correlation = by_correlation.split_off(&newest.saturating_sub(STALE_LAUNCHES));
     }
 }

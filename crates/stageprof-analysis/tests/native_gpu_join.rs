@@ -1,0 +1,117 @@
+//! GPU records of a native profile joined to the calls that launched them:
+//! by GPU instance, and, for work launched from a thread with no stage open,
+//! by launch time on the thread that owns the frames.
+
+use std::io::Cursor;
+
+use stageprof_analysis::native_input::{read_native, GPU_RECORDS_KEY};
+use stageprof_analysis::{Aggregator, StageStats, Summary};
+use stageprof_model::native::NativeWriter;
+use stageprof_model::wire::{flag, header, kind, GpuActivityRecord};
+use stageprof_model::{GpuWork, LaunchShape, ThreadInfo};
+
+// Names.
+const FRAME: u32 = 0;
+const UPLOAD: u32 = 1;
+const SWEEP: u32 = 2;
+const KERNEL: u32 = 3;
+
+const SHAPE: LaunchShape = LaunchShape { grid: [64, 1, 1], block: [256, 1, 1] };
+
+/// A kernel from `instance` (0: none) running `[start, end)`, launched at `launched`. Ticks are ns.
+fn kernel(instance: u64, start: u64, end: u64, launched: Option<u64>) -> GpuActivityRecord {
+    GpuActivityRecord {
+        name: KERNEL,
+        work: GpuWork::Kernel,
+        instance,
+        start_ticks: start,
+        end_ticks: end,
+        device: 0,
+        stream: 7,
+        bytes: 0,
+        launch_ticks: launched,
+        shape: Some(SHAPE),
+    }
+}
+
+fn begin(name: u32, ts: u64) -> [u64; 2] {
+    [header(kind::BEGIN_STAGE, 0, name), ts]
+}
+
+fn end(name: u32, ts: u64) -> [u64; 2] {
+    [header(kind::END, 0, name), ts]
+}
+
+/// Thread 0 runs a frame [0, 1000) holding `upload` [100, 300) (GPU
+/// instance 1) and `sweep` [300, 900) (instance 2, with `upload` nested
+/// again at [400, 500), instance 3). Thread 1 opens no stage and launches
+/// three kernels; a third kernel is launched after the frame.
+fn profile() -> Vec<u8> {
+    let mut main = vec![header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 0];
+    let linked = |words: [u64; 2], instance| [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance];
+    main.extend(linked(begin(UPLOAD, 100), 1));
+    main.extend(end(UPLOAD, 300));
+    main.extend(linked(begin(SWEEP, 300), 2));
+    main.extend(linked(begin(UPLOAD, 400), 3));
+    main.extend(end(UPLOAD, 500));
+    main.extend(end(SWEEP, 900));
+    main.extend(end(FRAME, 1000));
+
+    let mut gpu = Vec::new();
+    for k in [
+        kernel(1, 150, 250, Some(120)),
+        // From thread 1, launched while `sweep`'s nested `upload` was open, then while only `sweep` was.
+        kernel(0, 450, 480, Some(420)),
+        kernel(0, 600, 700, Some(550)),
+        kernel(0, 700, 750, Some(560)),
+        // After the frame: nobody's.
+        kernel(0, 1200, 1300, Some(1100)),
+    ] {
+        let (words, len) = k.encode();
+        gpu.extend_from_slice(&words[..len]);
+    }
+    gpu.extend([header(kind::GPU_TIME, 0, 0), 2, 590]);
+
+    let mut w = NativeWriter::new(Vec::new()).unwrap();
+    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
+    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    w.names(0, ["frame", "upload", "sweep", "shifted"].into_iter()).unwrap();
+    for (index, name) in [(0, "main"), (1, "worker"), (2, "stageprof-gpu")] {
+        w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: name.into() }).unwrap();
+    }
+    w.records(0, &main).unwrap();
+    w.records(2, &gpu).unwrap();
+    w.end(0, 1400, "finished").unwrap();
+    w.into_inner()
+}
+
+fn stage<'a>(s: &'a Summary, path: &str) -> &'a StageStats {
+    s.stages.iter().find(|st| st.path.join("/") == path).unwrap_or_else(|| panic!("no stage {path}"))
+}
+
+#[test]
+fn launches_from_stageless_threads_go_to_the_frame_threads_innermost_stage() {
+    let mut agg = Aggregator::default();
+    let p = read_native(Cursor::new(profile()), &mut agg).unwrap();
+    let s = agg.summary(&p.catalog, p.run, 3);
+
+    let upload = stage(&s, "upload").gpu.unwrap();
+    assert_eq!((upload.kernels, upload.busy_ns), (1, 100));
+    let nested = stage(&s, "sweep/upload").gpu.unwrap();
+    assert_eq!((nested.kernels, nested.busy_ns), (1, 30));
+    let sweep = stage(&s, "sweep");
+    let g = sweep.gpu.unwrap();
+    // Its own two, the nested one's: busy [450,480) and [600,750); span 450..750.
+    assert_eq!((g.kernels, g.self_busy_ns, g.busy_ns, g.span_ns), (3, 150, 180, 300));
+    // The gap [480, 600): the next kernel was launched at 550, so 70 ns waited on the host.
+    assert_eq!((g.idle_host_ns, g.idle_other_ns), (70, 50));
+    assert_eq!(sweep.gpu_event_ns, Some(590));
+    assert_eq!(sweep.top_kernels[0].shape, Some(SHAPE));
+    assert_eq!(sweep.top_kernels[0].calls, 2);
+
+    assert!(
+        s.run.warnings.iter().any(|w| w == "1 GPU activities were launched outside every stage"),
+        "{:?}",
+        s.run.warnings
+    );
+}
