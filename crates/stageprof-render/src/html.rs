@@ -165,6 +165,7 @@ fn stage_table(page: &mut String, s: &Summary) {
     let gpu = s.stages.iter().any(|st| st.gpu.is_some());
     let mem = s.stages.iter().any(|st| st.host_mem_peak_bytes.is_some() || st.process_mem_peak_bytes.is_some());
     let cpu = s.stages.iter().any(|st| st.cpu_ns.is_some());
+    let events = s.stages.iter().any(|st| st.gpu_event_ns.is_some());
     page.push_str("<table id=\"stage-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">stage</th>");
     let mut headers = vec!["calls", "wall", "self", "p50", "p99", "max"];
     if cpu {
@@ -172,6 +173,9 @@ fn stage_table(page: &mut String, s: &Summary) {
     }
     if mem {
         headers.extend(["mem peak", "mem net"]);
+    }
+    if events {
+        headers.push("gpu (events)");
     }
     if gpu {
         headers.extend(["gpu busy", "gpu span", "kernels", "gpu mem peak"]);
@@ -201,6 +205,9 @@ fn stage_table(page: &mut String, s: &Summary) {
                 Some(n) => cell(page, &signed_bytes(n), n as f64),
                 None => cell(page, "-", f64::MIN),
             }
+        }
+        if events {
+            optional(page, st.gpu_event_ns, duration);
         }
         if gpu {
             optional(page, st.gpu.map(|g| g.busy_ns), duration);

@@ -137,6 +137,11 @@ struct ExternalCorrelation {
     correlation_id: u32,
 }
 
+/// What a CUPTI refusal means: seen under Nsight Systems and Nsight Compute,
+/// which hold CUPTI themselves (CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED).
+const NOT_TRACED: &str = "; another profiler (Nsight Systems, Nsight Compute) may hold it. \
+     Kernels, copies and memsets are not traced; stage GPU times (CUDA events) go on";
+
 /// Turns CUPTI activity recording on, or says why it cannot be.
 pub(crate) fn start() -> Result<(), String> {
     // SAFETY: checks that the library loads, before any call that would panic without it.
@@ -145,13 +150,13 @@ pub(crate) fn start() -> Result<(), String> {
     }
     // SAFETY: the callbacks match the signatures CUPTI declares and live for the whole program.
     check(unsafe { cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)) })
-        .map_err(|e| format!("CUPTI is unavailable ({e}); another profiler may be using it"))?;
+        .map_err(|e| format!("CUPTI is unavailable ({e}){NOT_TRACED}"))?;
     for kind in KINDS {
         // SAFETY: `kind` is one of CUpti_ActivityKind's values (repr(u32) enum).
         let kind: CUpti_ActivityKind = unsafe { std::mem::transmute(kind) };
         check(unsafe { cupti::cuptiActivityEnable(kind) }).map_err(|e| {
             stop();
-            format!("CUPTI refused activity kind {kind:?} ({e}); another profiler may be using it")
+            format!("CUPTI refused activity kind {kind:?} ({e}){NOT_TRACED}")
         })?;
     }
     Ok(())
