@@ -10,7 +10,8 @@ use stageprof_model::{
 use crate::memory_timeline::MemoryTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, MAX_FRAMES_LISTED,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, RunInfo, StageStats, Summary,
+    MAX_FRAMES_LISTED,
 };
 use crate::timeline::TimelineBuilder;
 
@@ -20,6 +21,9 @@ const TOP_KERNELS: usize = 5;
 #[derive(Default)]
 struct StageAcc {
     wall: DurationAcc,
+    /// Per call: thread CPU time and GPU busy time, where recorded.
+    cpu_call: DurationAcc,
+    gpu_call: DurationAcc,
     self_ns: u64,
     cpu_ns: Option<u64>,
     mem_peak: Option<u64>,
@@ -141,6 +145,7 @@ impl ProfileSink for Aggregator {
         acc.derived |= span.flags.derived;
         if let Some(cpu) = span.metrics.cpu_ns {
             add(&mut acc.cpu_ns, cpu);
+            acc.cpu_call.record(cpu);
         }
         if let Some(mem) = span.metrics.mem {
             acc.mem_peak = Some(acc.mem_peak.unwrap_or(0).max(mem.peak_bytes));
@@ -150,6 +155,7 @@ impl ProfileSink for Aggregator {
         }
         if let Some(g) = &span.metrics.gpu {
             add_gpu(&mut acc.gpu, g);
+            acc.gpu_call.record(g.busy_ns);
         }
         if let Some(ns) = span.metrics.gpu_event_ns {
             add(&mut acc.gpu_event_ns, ns);
@@ -227,6 +233,7 @@ impl Aggregator {
                 count: self.frames.count(),
                 sampled: self.frames_sampled,
                 duration: self.frames.stats(),
+                durations: self.frames.samples().values,
                 gpu_span: (self.frame_gpu_span.count() > 0).then(|| self.frame_gpu_span.stats()),
                 gpu: self.frame_gpu,
                 each: {
@@ -253,6 +260,11 @@ impl Aggregator {
             wall_ns: call.total_ns,
             self_ns: acc.self_ns,
             call,
+            per_call: PerCall {
+                wall: acc.wall.samples(),
+                cpu: (acc.cpu_call.count() > 0).then(|| acc.cpu_call.samples()),
+                gpu: (acc.gpu_call.count() > 0).then(|| acc.gpu_call.samples()),
+            },
             cpu_ns: acc.cpu_ns,
             host_mem_peak_bytes: acc.mem_peak,
             host_mem_net_bytes: acc.mem_net,

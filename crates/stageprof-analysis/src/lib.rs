@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod decode;
+pub mod diff;
 pub mod gpu_join;
 pub mod gpu_work;
 pub mod histogram;
@@ -26,7 +27,9 @@ pub use memory_timeline::{MemoryPeak, MemoryTimeline};
 pub use native_input::{read_native, NativeProfile};
 pub use nest::Nester;
 pub use ranks::{compare_ranks, RankFigures, RankRow};
+pub use stats::Samples;
 pub use summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, RunInfo, StageStats, Summary, SCHEMA_VERSION,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, RunInfo, StageStats, Summary,
+    SCHEMA_VERSION,
 };
 pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline};

@@ -36,7 +36,58 @@ pub struct DurationStats {
     pub p99_ns: u64,
 }
 
+/// Per-call values of one measure with their statistics: what comparing
+/// two runs needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Samples {
+    pub stats: DurationStats,
+    /// The values themselves, when there were at most [`EXACT_SAMPLES`]; empty past that.
+    pub values: Vec<u64>,
+}
+
+impl Samples {
+    /// Pools two sets (ranks of one job): moments combined exactly, values
+    /// kept while both sides have theirs and the total stays within [`EXACT_SAMPLES`].
+    pub fn pool(&self, other: &Samples) -> Samples {
+        let (a, b) = (&self.stats, &other.stats);
+        let n = a.count + b.count;
+        if a.count == 0 || b.count == 0 {
+            return if a.count == 0 { other.clone() } else { self.clone() };
+        }
+        let mean = (a.mean_ns as f64 * a.count as f64 + b.mean_ns as f64 * b.count as f64) / n as f64;
+        let spread = |s: &DurationStats| {
+            let d = s.mean_ns as f64 - mean;
+            s.count as f64 * ((s.stddev_ns as f64).powi(2) + d * d)
+        };
+        let complete = |s: &Samples| s.values.len() as u64 == s.stats.count;
+        let values = if complete(self) && complete(other) && n as usize <= EXACT_SAMPLES {
+            [&self.values[..], &other.values[..]].concat()
+        } else {
+            Vec::new()
+        };
+        Samples {
+            stats: DurationStats {
+                count: n,
+                total_ns: a.total_ns.saturating_add(b.total_ns),
+                min_ns: a.min_ns.min(b.min_ns),
+                max_ns: a.max_ns.max(b.max_ns),
+                mean_ns: mean.round() as u64,
+                stddev_ns: ((spread(a) + spread(b)) / n as f64).sqrt().round() as u64,
+                // Percentiles do not pool; the larger side's stand in.
+                ..if a.count >= b.count { *a } else { *b }
+            },
+            values,
+        }
+    }
+}
+
 impl DurationAcc {
+    /// The statistics, with the values while they are all kept.
+    pub fn samples(&self) -> Samples {
+        let complete = self.exact.len() as u64 == self.count;
+        Samples { stats: self.stats(), values: if complete { self.exact.clone() } else { Vec::new() } }
+    }
+
     pub fn record(&mut self, v: u64) {
         if self.count == 0 || v < self.min {
             self.min = v;

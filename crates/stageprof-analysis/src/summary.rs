@@ -7,7 +7,7 @@ use stageprof_model::{GpuMetrics, HostInfo, LaunchShape};
 
 use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
-use crate::stats::DurationStats;
+use crate::stats::{DurationStats, Samples};
 use crate::timeline::Timeline;
 
 /// Version of the summary's JSON form; bumped on incompatible changes.
@@ -42,7 +42,7 @@ pub struct RunInfo {
 }
 
 /// Totals and per-call statistics of one stage (one path in the stage tree).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StageStats {
     pub name: String,
     /// Names from the outermost stage down to this one.
@@ -55,6 +55,8 @@ pub struct StageStats {
     pub self_ns: u64,
     /// Per-call wall time statistics.
     pub call: DurationStats,
+    /// Per-call wall, CPU and GPU busy time, with the values while few enough to keep.
+    pub per_call: PerCall,
     pub cpu_ns: Option<u64>,
     /// Largest per-call peak of live host bytes above the call's start.
     pub host_mem_peak_bytes: Option<u64>,
@@ -87,6 +89,15 @@ pub struct StageStats {
     pub top_kernels: Vec<KernelStats>,
 }
 
+/// Per-call samples of a stage's time measures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerCall {
+    pub wall: Samples,
+    pub cpu: Option<Samples>,
+    /// GPU busy time of the work each call launched.
+    pub gpu: Option<Samples>,
+}
+
 /// A kernel (by name and launch shape) within a stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelStats {
@@ -112,6 +123,8 @@ pub struct FrameStats {
     /// Frames whose stages were recorded.
     pub sampled: u64,
     pub duration: DurationStats,
+    /// Every frame's duration, while there are at most [`crate::stats::EXACT_SAMPLES`] frames.
+    pub durations: Vec<u64>,
     /// Per-frame GPU span (first start to last end of the frame's GPU work).
     pub gpu_span: Option<DurationStats>,
     /// GPU figures summed over frames: busy time, and idle time by cause.
@@ -157,7 +170,7 @@ pub struct Bottleneck {
 }
 
 /// Everything a report shows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     pub run: RunInfo,
     /// Stages in tree order: each parent before its children, siblings by wall time.
@@ -285,6 +298,7 @@ mod tests {
             wall_ns: 0,
             self_ns: 0,
             call: DurationStats::default(),
+            per_call: PerCall::default(),
             cpu_ns: None,
             host_mem_peak_bytes: None,
             host_mem_net_bytes: None,

@@ -1,6 +1,7 @@
 //! `stageprof`: read profiles after the fact.
 
 mod demo;
+mod diff;
 mod progress;
 mod report;
 
@@ -25,16 +26,19 @@ enum Command {
     Report(report::ReportArgs),
     /// Run a real multi-view-stereo pipeline on a synthetic scene, profiled.
     Demo(demo::DemoArgs),
+    /// Compare two runs stage by stage: change per call with a 95% interval, and a verdict.
+    Diff(diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Report(args) => report::run(&args),
-        Command::Demo(args) => demo::demo(&args),
+        Command::Report(args) => report::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::demo(&args).map(|()| ExitCode::SUCCESS),
+        Command::Diff(args) => diff::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("stageprof: {e}");
             ExitCode::FAILURE

@@ -87,7 +87,7 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
 
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;
 /// problems inside the file become warnings, printed on stderr.
-fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
+pub fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));

@@ -19,7 +19,7 @@ const FRAME_POINTS: usize = 2000;
 /// Kernels listed in the kernel table.
 const KERNELS_LISTED: usize = 25;
 
-const STYLE: &str = include_str!("html/report.css");
+pub(crate) const STYLE: &str = include_str!("html/report.css");
 const SCRIPT: &str = include_str!("html/report.js");
 
 /// The report of one profile, or of several ranks of one job (the first

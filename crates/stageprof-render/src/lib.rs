@@ -3,6 +3,7 @@
 //! is escaped for the format it is written into.
 
 pub mod chrome;
+pub mod diff;
 #[cfg(feature = "html")]
 pub mod html;
 pub mod json;
@@ -15,6 +16,9 @@ pub mod table;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
+#[cfg(feature = "html")]
+pub use diff::render_diff_html;
+pub use diff::{diff_json, render_diff_table, DiffLabels};
 #[cfg(feature = "html")]
 pub use html::render_html;
 pub use native_report::{report_native, report_with, ReportError};

@@ -1,11 +1,11 @@
 //! Several ranks side by side, in the terminal and in JSON.
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use stageprof_analysis::{RankRow, Summary};
 
 use crate::json::JsonWriter;
 use crate::summary_json::summary_json;
+use crate::table::{new_table, TableOptions};
 use crate::units::{duration, terminal_safe};
 
 /// One rank: its label (file, rank number) and its summary.
@@ -32,12 +32,7 @@ pub(crate) fn compared_label(rows: &[RankRow]) -> &'static str {
 
 /// A table with one column per rank; the slowest rank of each stage is marked.
 pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], width: Option<u16>) -> String {
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).force_no_tty();
-    match width {
-        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
-        None => table.set_content_arrangement(ContentArrangement::Disabled),
-    };
+    let mut table = new_table(TableOptions { color: false, width });
     let mut header = vec!["stage".to_string()];
     header.extend(ranks.iter().map(|r| format!("rank {}", r.rank)));
     header.extend(["slowest".into(), "slowest / fastest".into()]);

@@ -24,6 +24,22 @@ pub fn terminal_width() -> u16 {
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(160)
 }
 
+/// An empty table in stageprof's style, coloured and wrapped as asked.
+pub fn new_table(opts: TableOptions) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    if opts.color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    match opts.width {
+        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
+        None => table.set_content_arrangement(ContentArrangement::Disabled),
+    };
+    table
+}
+
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
 
 /// The report as text, ready to print.
@@ -86,17 +102,8 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     if mem {
         header.extend(["host peak", "host net", "allocs"]);
     }
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).set_header(header);
-    if opts.color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
-    match opts.width {
-        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
-        None => table.set_content_arrangement(ContentArrangement::Disabled),
-    };
+    let mut table = new_table(opts);
+    table.set_header(header);
     let total_self: u64 = s.stages.iter().map(|st| st.self_ns).fold(0, u64::saturating_add).max(1);
     for (i, st) in s.stages.iter().enumerate() {
         let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);

@@ -1,0 +1,122 @@
+//! `stageprof diff` on profiles recorded with known per-call times: a stage
+//! made 50% slower is found, with an interval that holds the truth, and the
+//! CI gate exits as documented.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stageprof::{Config, Format, Profiler};
+
+const CALLS: usize = 25;
+
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// A profile of `CALLS` frames: `work` spins `work_us`, `steady` 500 µs.
+fn record(dir: &Path, work_us: u64) -> PathBuf {
+    let p =
+        Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
+    for _ in 0..CALLS {
+        let _f = p.frame();
+        {
+            let _s = p.stage("work");
+            spin(Duration::from_micros(work_us));
+        }
+        let _s = p.stage("steady");
+        spin(Duration::from_micros(500));
+    }
+    p.finish();
+    dir.join("profile.stgp")
+}
+
+fn stageprof(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stageprof")).args(args).output().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_slower_stage_is_found_and_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = record(&dir.path().join("base"), 2000);
+    let new = record(&dir.path().join("new"), 3000);
+    let html = dir.path().join("diff.html");
+
+    let out = stageprof(&["diff", s(&base), s(&new), "--format", "json", "--html", s(&html)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let work = v["stages"].as_array().unwrap().iter().find(|st| st["path"][0] == "work").unwrap();
+    let wall = &work["changes"][0];
+    assert_eq!((wall["measure"].as_str(), wall["verdict"].as_str()), (Some("wall"), Some("slower")));
+    assert_eq!((wall["base_calls"].as_u64(), wall["new_calls"].as_u64()), (Some(CALLS as u64), Some(CALLS as u64)));
+    // Spinning 3 ms against 2 ms is +50%; the stage's own overhead is microseconds.
+    let change = wall["change_pct"].as_f64().unwrap();
+    let (lo, hi) = (wall["interval_pct"][0].as_f64().unwrap(), wall["interval_pct"][1].as_f64().unwrap());
+    assert!((45.0..55.0).contains(&change), "{change}");
+    assert!(lo <= 50.0 && 45.0 <= hi && lo < change && change < hi, "{lo}..{hi}");
+    assert_eq!(v["frames"]["verdict"], "slower");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<tr class=\"slower\">") && page.contains(">work</td>"), "the HTML view marks it");
+
+    // The gate: slower than 20% with confidence fails (status 3, the stage named); than 80% does not.
+    let out = stageprof(&["diff", s(&base), s(&new), "--fail-on-regression", "20"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("regression: work wall +") && !stderr.contains("steady"), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("work") && text.contains("slower") && text.contains("95% interval"), "{text}");
+    let out = stageprof(&["diff", s(&base), s(&new), "--fail-on-regression", "80"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The other way round it is faster, and the gate passes.
+    let out = stageprof(&["diff", s(&new), s(&base), "--format", "json", "--fail-on-regression", "0"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let work = v["stages"].as_array().unwrap().iter().find(|st| st["path"][0] == "work").unwrap();
+    assert_eq!(work["changes"][0]["verdict"], "faster");
+}
+
+#[test]
+fn a_directory_is_the_ranks_of_one_job_pooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranks = dir.path().join("ranks");
+    std::fs::create_dir(&ranks).unwrap();
+    for r in 0..2 {
+        let p = record(&dir.path().join(format!("r{r}")), 1000);
+        std::fs::copy(p, ranks.join(format!("rank{r}.stgp"))).unwrap();
+    }
+    let single = record(&dir.path().join("single"), 1000);
+    let out = stageprof(&["diff", s(&single), s(&ranks), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let work = v["stages"].as_array().unwrap().iter().find(|st| st["path"][0] == "work").unwrap();
+    assert_eq!(work["changes"][0]["new_calls"], 2 * CALLS as u64);
+}
+
+#[test]
+fn runs_with_no_stage_in_common_and_too_few_calls_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other");
+    let p = Profiler::start(Config { output_dir: other.clone(), formats: vec![Format::Native], ..Config::default() });
+    for _ in 0..3 {
+        let _s = p.stage("elsewhere");
+    }
+    p.finish();
+    let other = other.join("profile.stgp");
+    let base = record(&dir.path().join("base"), 100);
+    let out = stageprof(&["diff", s(&base), s(&other)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no stage in common (base: steady, work; new: elsewhere)"), "{stderr}");
+
+    let out = stageprof(&["diff", s(&other), s(&other)]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("too few calls") && text.contains("fewer than 5"), "{text}");
+}
