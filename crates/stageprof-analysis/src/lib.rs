@@ -20,6 +20,7 @@ pub mod ranks;
 pub mod stats;
 pub mod summary;
 pub mod timeline;
+pub mod trend;
 
 pub use aggregate::Aggregator;
 pub use decode::RecordDecoder;

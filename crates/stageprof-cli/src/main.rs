@@ -2,6 +2,7 @@
 
 mod demo;
 mod diff;
+mod history;
 mod progress;
 mod report;
 
@@ -28,6 +29,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Compare two runs stage by stage: change per call with a 95% interval, and a verdict.
     Diff(diff::DiffArgs),
+    /// Store runs in a history database and show each stage's trend across them.
+    History(history::HistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::demo(&args).map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args),
+        Command::History(args) => history::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,398 @@
+//! The run history: one SQLite file (WAL, so writers from several CI jobs
+//! can share it), a versioned schema migrated forward on open, and a refusal
+//! to touch any file that is not a stageprof history.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use stageprof_analysis::Summary;
+
+/// Marks a database as stageprof's ("SPRF").
+const APPLICATION_ID: i32 = 0x5350_5246;
+/// How long a writer waits for another to finish.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// Migrations, in order: the schema's version is how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, their labels, and per-stage figures.
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        recorded_unix_ns INTEGER NOT NULL,
+        started_unix_ns INTEGER,
+        source TEXT NOT NULL,
+        host TEXT,
+        gpu TEXT,
+        git_commit TEXT,
+        config TEXT,
+        duration_ns INTEGER,
+        frames INTEGER,
+        frame_mean_ns INTEGER,
+        frame_p95_ns INTEGER
+    );
+    CREATE TABLE labels (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        label TEXT NOT NULL
+    );
+    CREATE INDEX labels_by_run ON labels(run_id);
+    CREATE TABLE stages (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        depth INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        wall_ns INTEGER NOT NULL,
+        self_ns INTEGER NOT NULL,
+        mean_ns INTEGER NOT NULL,
+        p95_ns INTEGER NOT NULL,
+        cpu_ns INTEGER,
+        gpu_busy_ns INTEGER,
+        host_mem_peak_bytes INTEGER,
+        gpu_mem_peak_bytes INTEGER,
+        PRIMARY KEY (run_id, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX stages_by_path ON stages(path, run_id);",
+];
+
+/// What is stored about a run besides its stages.
+#[derive(Clone, Debug, Default)]
+pub struct RunMeta {
+    pub source: String,
+    pub git_commit: Option<String>,
+    pub labels: Vec<String>,
+}
+
+/// A stored run, as listed.
+#[derive(Clone, Debug)]
+pub struct StoredRun {
+    pub id: i64,
+    pub recorded_unix_ns: i64,
+    pub source: String,
+    pub host: Option<String>,
+    pub gpu: Option<String>,
+    pub git_commit: Option<String>,
+    pub labels: Vec<String>,
+    pub frames: Option<i64>,
+    pub frame_mean_ns: Option<i64>,
+}
+
+/// One stage's figures in one run.
+#[derive(Clone, Debug)]
+pub struct StoredStage {
+    pub path: String,
+    pub calls: i64,
+    pub wall_ns: i64,
+    pub mean_ns: i64,
+    pub p95_ns: i64,
+    pub gpu_busy_ns: Option<i64>,
+    pub host_mem_peak_bytes: Option<i64>,
+    pub gpu_mem_peak_bytes: Option<i64>,
+}
+
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The default database: `stageprof/history.db` in the user's data directory.
+pub fn default_path() -> Result<PathBuf, String> {
+    dirs::data_dir()
+        .map(|d| d.join("stageprof").join("history.db"))
+        .ok_or_else(|| "no data directory for this user (set $HOME or pass --db)".into())
+}
+
+impl History {
+    /// Opens the history at `path`, creating it (and its directory) if absent.
+    pub fn open(path: &Path) -> Result<History, String> {
+        let existed = path.exists();
+        if !existed {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+        }
+        let flags = if existed {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut h = History { conn, path: path.to_path_buf() };
+        h.conn.busy_timeout(BUSY_WAIT).map_err(|e| h.error("setting up", e))?;
+        h.check_and_migrate()?;
+        Ok(h)
+    }
+
+    /// Refuses foreign and newer files, then applies the migrations this file lacks.
+    fn check_and_migrate(&mut self) -> Result<(), String> {
+        let (app_id, version, tables): (i32, usize, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id),
+                        (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_master)",
+                [],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get(2)?)),
+            )
+            .map_err(|e| self.error("reading", e))?;
+        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(format!(
+                "{} is not a stageprof history (another program's SQLite database); it is left as it is",
+                self.path.display()
+            ));
+        }
+        if version > MIGRATIONS.len() {
+            return Err(format!(
+                "{} was written by a newer stageprof (schema {version}; this one knows up to {}); it is left as it is",
+                self.path.display(),
+                MIGRATIONS.len()
+            ));
+        }
+        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.error("setting up", e))?;
+        self.conn.pragma_update(None, "foreign_keys", true).map_err(|e| self.error("setting up", e))?;
+        if version == MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error(&self.path, "migrating", e))?;
+        // Another writer may have migrated while this one waited for the lock.
+        let now: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| error(&self.path, "migrating", e))? as usize;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(now) {
+            tx.execute_batch(sql).map_err(|e| error(&self.path, "migrating", e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| error(&self.path, "migrating", e))?;
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(|e| error(&self.path, "migrating", e))?;
+        tx.commit().map_err(|e| error(&self.path, "migrating", e))
+    }
+
+    fn error(&self, doing: &str, e: rusqlite::Error) -> String {
+        error(&self.path, doing, e)
+    }
+
+    /// Stores a run's summary; all of it or nothing. Returns its id.
+    pub fn record(&mut self, s: &Summary, meta: &RunMeta, now_unix_ns: i64) -> Result<i64, String> {
+        let path = self.path.clone();
+        let err = |e| error(&path, "recording the run", e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let opt = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        let n = |v: u64| v.min(i64::MAX as u64) as i64;
+        let host = (!s.run.host.hostname.is_empty()).then(|| s.run.host.hostname.clone());
+        let gpu = (!s.run.devices.is_empty()).then(|| s.run.devices.join(", "));
+        let config =
+            format!("cpu_time={} memory_tracked={} end={}", s.run.cpu_time, s.run.memory_tracked, s.run.end_reason);
+        let frames = (s.frames.count > 0).then_some(s.frames.count);
+        tx.execute(
+            "INSERT INTO runs (recorded_unix_ns, started_unix_ns, source, host, gpu, git_commit, config,
+                               duration_ns, frames, frame_mean_ns, frame_p95_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                now_unix_ns,
+                (s.run.start_unix_ns > 0).then(|| n(s.run.start_unix_ns)),
+                meta.source,
+                host,
+                gpu,
+                meta.git_commit,
+                config,
+                n(s.run.duration_ns),
+                opt(frames),
+                frames.map(|_| n(s.frames.duration.mean_ns)),
+                frames.map(|_| n(s.frames.duration.p95_ns)),
+            ],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut label = tx.prepare("INSERT INTO labels (run_id, label) VALUES (?1, ?2)").map_err(err)?;
+            for l in &meta.labels {
+                label.execute(params![id, l]).map_err(err)?;
+            }
+            let mut stage = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO stages (run_id, path, depth, calls, wall_ns, self_ns, mean_ns, p95_ns,
+                                         cpu_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(err)?;
+            for st in s.stages.iter().filter(|st| !st.derived) {
+                stage
+                    .execute(params![
+                        id,
+                        st.path.join("/"),
+                        st.depth,
+                        n(st.calls),
+                        n(st.wall_ns),
+                        n(st.self_ns),
+                        n(st.call.mean_ns),
+                        n(st.call.p95_ns),
+                        opt(st.cpu_ns),
+                        opt(st.gpu.map(|g| g.busy_ns)),
+                        opt(st.process_mem_peak_bytes.or(st.host_mem_peak_bytes)),
+                        opt(st.gpu_mem_peak_bytes),
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    /// The newest `limit` runs, newest last.
+    pub fn runs(&self, limit: usize) -> Result<Vec<StoredRun>, String> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT id, recorded_unix_ns, source, host, gpu, git_commit, frames, frame_mean_ns,
+                        (SELECT group_concat(label, ',') FROM labels WHERE run_id = runs.id)
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.error("reading", e))?;
+        let rows = q
+            .query_map([limit as i64], |r| {
+                Ok(StoredRun {
+                    id: r.get(0)?,
+                    recorded_unix_ns: r.get(1)?,
+                    source: r.get(2)?,
+                    host: r.get(3)?,
+                    gpu: r.get(4)?,
+                    git_commit: r.get(5)?,
+                    frames: r.get(6)?,
+                    frame_mean_ns: r.get(7)?,
+                    labels: r
+                        .get::<_, Option<String>>(8)?
+                        .map(|l| l.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.error("reading", e))?;
+        Ok(rows.into_iter().rev().collect())
+    }
+
+    /// A run's stages, in recorded order; an unknown id is an error that says so.
+    pub fn stages_of(&self, run: i64) -> Result<Vec<StoredStage>, String> {
+        let known: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.error("reading", e))?;
+        if known.is_none() {
+            let last: Option<i64> = self
+                .conn
+                .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
+                .map_err(|e| self.error("reading", e))?;
+            return Err(match last {
+                Some(last) => format!("no run {run} in {} (runs are numbered 1 to {last})", self.path.display()),
+                None => format!("no run {run} in {}: it holds no runs yet", self.path.display()),
+            });
+        }
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT path, calls, wall_ns, mean_ns, p95_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes
+                 FROM stages WHERE run_id = ?1 ORDER BY wall_ns DESC",
+            )
+            .map_err(|e| self.error("reading", e))?;
+        let rows = q
+            .query_map([run], |r| {
+                Ok(StoredStage {
+                    path: r.get(0)?,
+                    calls: r.get(1)?,
+                    wall_ns: r.get(2)?,
+                    mean_ns: r.get(3)?,
+                    p95_ns: r.get(4)?,
+                    gpu_busy_ns: r.get(5)?,
+                    host_mem_peak_bytes: r.get(6)?,
+                    gpu_mem_peak_bytes: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.error("reading", e))?;
+        Ok(rows)
+    }
+
+    /// A stage's mean time per call in every run that has it, oldest first: `(run id, mean ns)`.
+    pub fn series(&self, path: &str) -> Result<Vec<(i64, i64)>, String> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT run_id, mean_ns FROM stages WHERE path = ?1 ORDER BY run_id")
+            .map_err(|e| self.error("reading", e))?;
+        let rows = q
+            .query_map([path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.error("reading", e))?;
+        Ok(rows)
+    }
+}
+
+/// A database error in words: a lock, a full disk and a damaged file each say what happened.
+fn error(path: &Path, doing: &str, e: rusqlite::Error) -> String {
+    let p = path.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "{doing}: {p} is locked by another stageprof (waited {} s); try again when it is done",
+            BUSY_WAIT.as_secs()
+        ),
+        Some(ErrorCode::DiskFull) => {
+            format!("{doing}: the disk holding {p} is full; nothing was written (the transaction was rolled back)")
+        }
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            format!("{p} is not a stageprof history (not SQLite, or damaged: {e}); it is left as it is")
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            format!("{doing}: cannot write {p} ({e})")
+        }
+        _ => format!("{doing} {p}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_analysis::StageStats;
+
+    fn summary(stages: usize) -> Summary {
+        let mut s = Summary::default();
+        for i in 0..stages {
+            s.stages.push(StageStats {
+                name: format!("s{i}"),
+                path: vec![format!("stage number {i:06}")],
+                calls: 1,
+                ..StageStats::default()
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn a_full_disk_records_nothing_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut h = History::open(&path).unwrap();
+        h.record(&summary(3), &RunMeta::default(), 1).unwrap();
+        // SQLite's page limit stands in for a full disk: the same error, SQLITE_FULL.
+        let pages: i64 = h.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        h.conn.pragma_update(None, "max_page_count", pages + 1).unwrap();
+        let err = h.record(&summary(5000), &RunMeta::default(), 2).unwrap_err();
+        assert!(err.contains("is full; nothing was written"), "{err}");
+        assert_eq!(h.runs(10).unwrap().len(), 1, "the failed run left no row");
+        let stages: i64 = h.conn.query_row("SELECT count(*) FROM stages", [], |r| r.get(0)).unwrap();
+        assert_eq!(stages, 3);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        drop(History::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let err = History::open(&path).err().unwrap();
+        assert!(err.contains("written by a newer stageprof (schema 99; this one knows up to 1)"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}
