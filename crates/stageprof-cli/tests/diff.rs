@@ -3,22 +3,18 @@
 //! CI gate exits as documented.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stageprof::{Config, Format, Profiler};
 
-const CALLS: usize = 25;
+mod common;
+use common::{one_at_a_time, s, spin, stageprof};
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
+const CALLS: usize = 40;
 
 /// A profile of `CALLS` frames: `work` spins `work_us`, `steady` 500 µs.
 fn record(dir: &Path, work_us: u64) -> PathBuf {
+    let _alone = one_at_a_time();
     let p =
         Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
     for _ in 0..CALLS {
@@ -32,14 +28,6 @@ fn record(dir: &Path, work_us: u64) -> PathBuf {
     }
     p.finish();
     dir.join("profile.stgp")
-}
-
-fn stageprof(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_stageprof")).args(args).output().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

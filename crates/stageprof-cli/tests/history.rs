@@ -4,19 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stageprof::{Config, Format, Profiler};
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
+mod common;
+use common::{one_at_a_time, s, spin, stageprof};
 
 /// A profile whose `work` stage takes `work_us` a call, 10 calls.
 fn record(dir: &Path, work_us: u64) -> PathBuf {
+    let _alone = one_at_a_time();
     let p =
         Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
     for _ in 0..10 {
@@ -27,17 +24,9 @@ fn record(dir: &Path, work_us: u64) -> PathBuf {
     dir.join("profile.stgp")
 }
 
-fn stageprof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stageprof")).args(args).output().unwrap()
-}
-
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
