@@ -42,6 +42,15 @@ echo "== demo on the GPU, reconstruction checked"
 echo "== faults: no visible GPU (the CPU side goes on)"
 CUDA_VISIBLE_DEVICES= "$BIN/stageprof" demo --frames 1 --out "$OUT/no-gpu" 2>&1 | grep -E "^(stageprof|demo):" || true
 
+echo "== faults: no CUPTI (the loader's cache bypassed, only the driver, NVML, NVTX and NVRTC visible)"
+hidden=$(mktemp -d)
+for pat in 'libcuda\.so' libnvrtc libnvidia-ml libnvtx3interop libnvidia-ptxjitcompiler; do
+    for f in $(ldconfig -p | grep "$pat" | awk '{print $NF}'); do
+        ln -sf "$f" "$(readlink -f "$f")" "$hidden/" 2>/dev/null || true
+    done
+done
+/lib64/ld-linux-x86-64.so.2 --inhibit-cache --library-path "$hidden" "$BIN/gpu_check" overhead kernels 3 2>&1 | tail -2
+
 echo "== faults: another tool holds CUPTI (Nsight Compute, Nsight Systems); stageprof says why and goes on"
 if command -v ncu >/dev/null; then
     timeout 120 ncu --clock-control none -c 1 "$BIN/gpu_check" overhead kernels 3 >"$OUT/under-ncu.txt" 2>&1 || true
