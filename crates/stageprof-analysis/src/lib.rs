@@ -14,6 +14,7 @@ pub mod gpu_join;
 pub mod gpu_work;
 pub mod histogram;
 pub mod memory_timeline;
+pub mod monitor;
 pub mod native_input;
 pub mod nest;
 pub mod ranks;

@@ -21,6 +21,7 @@ use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
 use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
+use crate::monitor::{monitor_config, LiveMonitor};
 use crate::names;
 use crate::recorder::{Block, Shared};
 
@@ -73,6 +74,7 @@ pub(crate) struct Collector {
     rss_every: Option<Duration>,
     last_rss: Instant,
     run: RunInfo,
+    monitor: Option<LiveMonitor>,
 }
 
 impl Collector {
@@ -117,7 +119,10 @@ impl Collector {
             rss_every,
             last_rss: Instant::now(),
             run,
+            monitor: None,
         };
+        collector.monitor = monitor_config(&collector.shared.config)
+            .map(|config| LiveMonitor::new(config, scale, collector.shared.monitor.clone()));
         let process =
             ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
         collector.catalog.add_thread(process.clone());
@@ -182,6 +187,9 @@ impl Collector {
                 self.consume(&b, false);
             }
         }
+        if let Some(m) = self.monitor.as_mut() {
+            m.publish(&self.catalog);
+        }
     }
 
     /// Takes what `b` holds beyond what was taken before; `complete` if its writer is done with it.
@@ -215,7 +223,7 @@ impl Collector {
             self.write_native(|n| n.records_from(thread, words.clone()));
         }
         // Either live from the start, or the write above just failed and went live.
-        if self.live.is_some() {
+        if self.live.is_some() || self.monitor.is_some() {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             scratch.extend(words);
@@ -232,10 +240,13 @@ impl Collector {
     }
 
     fn decode_live(&mut self, thread: u32, words: &[u64]) {
-        if self.live.is_none() {
+        if self.live.is_none() && self.monitor.is_none() {
             return;
         }
         self.sync_names();
+        if let Some(m) = self.monitor.as_mut() {
+            m.feed(&mut self.catalog, thread, words);
+        }
         if let Some(live) = self.live.as_mut() {
             if let Err(e) = live.decoder.feed(&mut self.catalog, thread, words, &mut live.aggregator) {
                 self.errors.push(format!("internal: undecodable record from thread {thread}: {}", e.message));

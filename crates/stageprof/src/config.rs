@@ -79,6 +79,14 @@ pub struct Config {
     pub nvml_sample_ms: u32,
     /// Mirror stages as NVTX ranges (Nsight Systems shows them).
     pub nvtx: bool,
+    /// Frames in the live monitor's rolling windows; 0 = no live monitoring.
+    pub monitor_window: u32,
+    /// A frame this many deviations above the usual (and 20% above it) raises a slow-frame alert.
+    pub alert_sigmas: f64,
+    /// Alert when the process's resident memory passes this many MiB (needs `rss_sample_ms`).
+    pub alert_host_mem_mb: Option<u64>,
+    /// Alert when the GPU's used memory passes this many MiB (the `cuda` feature's NVML track).
+    pub alert_gpu_mem_mb: Option<u64>,
 }
 
 impl Default for Config {
@@ -99,6 +107,10 @@ impl Default for Config {
             gpu_device: 0,
             nvml_sample_ms: 100,
             nvtx: true,
+            monitor_window: 0,
+            alert_sigmas: 4.0,
+            alert_host_mem_mb: None,
+            alert_gpu_mem_mb: None,
         }
     }
 }
@@ -238,6 +250,12 @@ impl Config {
         }
         if self.top == 0 {
             return bad("top", "0".into(), "must be 1 or more");
+        }
+        if !(self.alert_sigmas > 0.0 && self.alert_sigmas.is_finite()) {
+            return bad("alert_sigmas", self.alert_sigmas.to_string(), "must be a number above 0");
+        }
+        if (self.alert_host_mem_mb.is_some() || self.alert_gpu_mem_mb.is_some()) && self.monitor_window == 0 {
+            return bad("monitor_window", "0".into(), "memory alerts need the live monitor: set monitor_window");
         }
         if cfg!(not(feature = "html")) && self.writes(Format::Html) {
             return bad(

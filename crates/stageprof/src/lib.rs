@@ -32,6 +32,7 @@ mod config;
 mod cpu_time;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod monitor;
 mod names;
 mod outputs;
 mod profiler;
@@ -47,6 +48,7 @@ pub use alloc::{TrackingAllocator, PROCESS_FLUSH_BYTES};
 pub use config::{Config, ConfigError, Format, GpuTrace, ENV_VARS};
 pub use outputs::Report;
 pub use profiler::{FrameGuard, Profiler, StageGuard};
+pub use stageprof_analysis::monitor::{Alert, RollingStage};
 pub use stageprof_analysis::Summary;
 pub use stageprof_macros::profile;
 

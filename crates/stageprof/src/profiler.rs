@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use stageprof_analysis::monitor::{Alert, RollingStage};
 use stageprof_model::wire::{flag, kind};
 
 use crate::collector::{report, Collected, Collector};
@@ -169,6 +170,19 @@ impl Profiler {
     }
 
     /// Records a counter sample (see [`crate::counter!`]).
+    /// Calls `f` on the collector thread for every live-monitoring alert (slow
+    /// frame, memory pressure), besides the log line on stderr; needs
+    /// `monitor_window` in the config. A later call replaces the handler.
+    pub fn on_alert(&self, f: impl Fn(&Alert) + Send + Sync + 'static) {
+        self.shared.monitor.set_handler(Arc::new(f));
+    }
+
+    /// Each stage's mean and p95 over the last `monitor_window` frames, as of
+    /// the collector's last look (every 20 ms); empty without live monitoring.
+    pub fn rolling_stats(&self) -> Vec<RollingStage> {
+        self.shared.monitor.rolling()
+    }
+
     pub fn counter(&self, name: &str, value: f64) {
         if self.shared.recording.load(Relaxed) {
             let id = dynamic_name(name);

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     /// The GPU side, when CUDA profiling runs.
     #[cfg(feature = "cuda")]
     pub gpu: OnceLock<Arc<crate::cuda::GpuState>>,
+    /// Live monitoring's alert handler and rolling figures.
+    pub monitor: Arc<crate::monitor::MonitorShared>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -131,6 +133,7 @@ impl Shared {
             end_reason: Mutex::new("finish".into()),
             #[cfg(feature = "cuda")]
             gpu: OnceLock::new(),
+            monitor: Arc::default(),
             config,
         })
     }
