@@ -21,7 +21,7 @@ use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
 use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
-use crate::monitor::{monitor_config, LiveMonitor};
+use crate::monitor::LiveMonitor;
 use crate::names;
 use crate::recorder::{Block, Shared};
 
@@ -121,8 +121,7 @@ impl Collector {
             run,
             monitor: None,
         };
-        collector.monitor = monitor_config(&collector.shared.config)
-            .map(|config| LiveMonitor::new(config, scale, collector.shared.monitor.clone()));
+        collector.monitor = LiveMonitor::new(&collector.shared.config, scale, collector.shared.monitor.clone());
         let process =
             ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
         collector.catalog.add_thread(process.clone());

@@ -87,6 +87,10 @@ pub struct Config {
     pub alert_host_mem_mb: Option<u64>,
     /// Alert when the GPU's used memory passes this many MiB (the `cuda` feature's NVML track).
     pub alert_gpu_mem_mb: Option<u64>,
+    /// Serve Prometheus metrics on this port (0: any free one; the `prometheus` feature).
+    pub prometheus_port: Option<u16>,
+    /// The address the Prometheus endpoint binds.
+    pub prometheus_bind: String,
 }
 
 impl Default for Config {
@@ -111,6 +115,8 @@ impl Default for Config {
             alert_sigmas: 4.0,
             alert_host_mem_mb: None,
             alert_gpu_mem_mb: None,
+            prometheus_port: None,
+            prometheus_bind: "127.0.0.1".into(),
         }
     }
 }
@@ -256,6 +262,13 @@ impl Config {
         }
         if (self.alert_host_mem_mb.is_some() || self.alert_gpu_mem_mb.is_some()) && self.monitor_window == 0 {
             return bad("monitor_window", "0".into(), "memory alerts need the live monitor: set monitor_window");
+        }
+        if cfg!(not(feature = "prometheus")) && self.prometheus_port.is_some() {
+            return bad(
+                "prometheus_port",
+                self.prometheus_port.unwrap_or(0).to_string(),
+                "this build has no Prometheus endpoint: enable stageprof's `prometheus` feature",
+            );
         }
         if cfg!(not(feature = "html")) && self.writes(Format::Html) {
             return bad(

@@ -36,6 +36,8 @@ mod monitor;
 mod names;
 mod outputs;
 mod profiler;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod recorder;
 mod sampling;
 mod signals;

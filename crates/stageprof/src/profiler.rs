@@ -183,6 +183,11 @@ impl Profiler {
         self.shared.monitor.rolling()
     }
 
+    /// Where the Prometheus endpoint listens (the `prometheus` feature and `prometheus_port`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.monitor.metrics_addr.get().copied()
+    }
+
     pub fn counter(&self, name: &str, value: f64) {
         if self.shared.recording.load(Relaxed) {
             let id = dynamic_name(name);
