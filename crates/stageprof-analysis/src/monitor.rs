@@ -234,6 +234,7 @@ mod tests {
         c.set_name(0, "decode");
         c.set_name(1, "infer");
         c.set_name(2, "process RSS bytes");
+        c.set_name(3, "gpu.mem_used_bytes");
         let (a, b) = (c.intern_path(None, 0), c.intern_path(None, 1));
         (c, a, b)
     }
@@ -271,6 +272,23 @@ mod tests {
         assert_eq!((index, duration_ns), (40, 25_000_000));
         assert!((10_000_000..10_700_000).contains(&usual_ns), "{usual_ns}");
         assert!(alerts[0].to_string().starts_with("frame 40 took 25.00 ms, 2."), "{}", alerts[0]);
+    }
+
+    #[test]
+    fn gpu_memory_has_its_own_threshold() {
+        let (c, ..) = catalog();
+        let config =
+            MonitorConfig { host_mem_bytes: Some(10), gpu_mem_bytes: Some(4 << 30), ..MonitorConfig::default() };
+        let mut m = Monitor::new(config);
+        for v in [3.0 * (1u64 << 30) as f64, 5.0 * (1u64 << 30) as f64] {
+            m.counter(&CounterSample { name: 3, thread: 0, ts_ns: 0, value: v }, &c);
+        }
+        let alerts = m.take_alerts();
+        assert_eq!(
+            alerts,
+            vec![Alert::MemoryPressure { track: "gpu.mem_used_bytes".into(), bytes: 5 << 30, threshold: 4 << 30 }]
+        );
+        assert_eq!(alerts[0].to_string(), "gpu.mem_used_bytes at 5120.0 MiB, above the 4096.0 MiB threshold");
     }
 
     #[test]
