@@ -166,15 +166,18 @@ impl Diff {
 }
 
 /// A side's stages pooled by path (several ranks of one job).
-struct Side<'a> {
-    stages: BTreeMap<Vec<String>, Pooled<'a>>,
+#[derive(Default)]
+struct Side {
+    stages: BTreeMap<Vec<String>, Pooled>,
+    /// Paths in the order the first run lists them (tree order).
     order: Vec<Vec<String>>,
     frames: Samples,
     kernels: BTreeSet<String>,
 }
 
-struct Pooled<'a> {
-    first: &'a StageStats,
+#[derive(Default)]
+struct Pooled {
+    depth: u32,
     wall: Samples,
     cpu: Option<Samples>,
     gpu: Option<Samples>,
@@ -195,33 +198,21 @@ fn pool_opt(a: &Option<Samples>, b: &Option<Samples>) -> Option<Samples> {
     }
 }
 
-impl<'a> Side<'a> {
-    fn of(runs: &'a [Summary]) -> Side<'a> {
-        let mut side =
-            Side { stages: BTreeMap::new(), order: Vec::new(), frames: Samples::default(), kernels: BTreeSet::new() };
+impl Side {
+    fn of(runs: &[Summary]) -> Side {
+        let mut side = Side::default();
         for run in runs {
             for st in run.stages.iter().filter(|s| !s.derived) {
+                let pooled = side.stages.entry(st.path.clone()).or_insert_with(|| {
+                    side.order.push(st.path.clone());
+                    Pooled { depth: st.depth, ..Pooled::default() }
+                });
                 let p = &st.per_call;
-                match side.stages.get_mut(&st.path) {
-                    Some(pooled) => {
-                        pooled.wall = pooled.wall.pool(&p.wall);
-                        pooled.cpu = pool_opt(&pooled.cpu, &p.cpu);
-                        pooled.gpu = pool_opt(&pooled.gpu, &p.gpu);
-                        for (m, v) in pooled.memory.iter_mut().zip(memory_of(st)) {
-                            *m = (*m).max(v);
-                        }
-                    }
-                    None => {
-                        side.order.push(st.path.clone());
-                        let pooled = Pooled {
-                            first: st,
-                            wall: p.wall.clone(),
-                            cpu: p.cpu.clone(),
-                            gpu: p.gpu.clone(),
-                            memory: memory_of(st),
-                        };
-                        side.stages.insert(st.path.clone(), pooled);
-                    }
+                pooled.wall = pooled.wall.pool(&p.wall);
+                pooled.cpu = pool_opt(&pooled.cpu, &p.cpu);
+                pooled.gpu = pool_opt(&pooled.gpu, &p.gpu);
+                for (m, v) in pooled.memory.iter_mut().zip(memory_of(st)) {
+                    *m = (*m).max(v);
                 }
             }
             let frames = Samples { stats: run.frames.duration, values: run.frames.durations.clone() };
@@ -237,7 +228,7 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
     let (b, n) = (Side::of(base), Side::of(new));
     let joined = |p: &Vec<String>| p.join("/");
     if !n.order.iter().any(|p| b.stages.contains_key(p)) {
-        let few = |s: &Side<'_>| s.order.iter().take(5).map(joined).collect();
+        let few = |s: &Side| s.order.iter().take(5).map(joined).collect();
         return Err(DiffError::NoStageInCommon { base: few(&b), new: few(&n) });
     }
     let mut rng = SplitMix(0x5eed_5eed);
@@ -256,11 +247,11 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
             .filter(|(_, (o, w))| o.is_some() || w.is_some())
             .map(|(&what, (&base_bytes, &new_bytes))| MemoryChange { what, base_bytes, new_bytes })
             .collect();
-        stages.push(StageDiff { path: path.clone(), depth: now.first.depth, changes, memory });
+        stages.push(StageDiff { path: path.clone(), depth: now.depth, changes, memory });
     }
     let frames = (b.frames.stats.count > 0 && n.frames.stats.count > 0)
         .then(|| compare(Measure::Wall, &b.frames, &n.frames, options, &mut rng));
-    let only = |a: &Side<'_>, other: &Side<'_>| -> Vec<String> {
+    let only = |a: &Side, other: &Side| -> Vec<String> {
         a.order.iter().filter(|p| !other.stages.contains_key(*p)).map(joined).collect()
     };
     Ok(Diff {

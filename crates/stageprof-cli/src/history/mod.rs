@@ -104,13 +104,13 @@ fn show(history: &History, id: i64) -> Result<String, String> {
     let mut t = table();
     t.set_header(["stage", "calls", "wall", "mean", "p95", "gpu busy", "host peak", "gpu peak"]);
     for s in &stages {
-        let opt = |v: Option<i64>, f: fn(u64) -> String| v.map_or("-".into(), |v| f(v.max(0) as u64));
+        let opt = |v: Option<u64>, f: fn(u64) -> String| v.map_or("-".into(), f);
         t.add_row(vec![
             Cell::new(terminal_safe(&s.path)),
             right(s.calls.to_string()),
-            right(duration(s.wall_ns.max(0) as u64)),
-            right(duration(s.mean_ns.max(0) as u64)),
-            right(duration(s.p95_ns.max(0) as u64)),
+            right(duration(s.wall_ns)),
+            right(duration(s.mean_ns)),
+            right(duration(s.p95_ns)),
             right(opt(s.gpu_busy_ns, duration)),
             right(opt(s.host_mem_peak_bytes, bytes)),
             right(opt(s.gpu_mem_peak_bytes, bytes)),
@@ -120,8 +120,7 @@ fn show(history: &History, id: i64) -> Result<String, String> {
 }
 
 fn trends(history: &History, args: &HistoryArgs) -> Result<String, String> {
-    let runs = history.runs(args.last.max(1))?;
-    let Some(newest) = runs.last() else {
+    let Some(newest) = history.newest_run()? else {
         return Ok("no runs recorded yet: `stageprof history record PROFILE` stores one\n".into());
     };
     let mut out = String::new();
@@ -134,10 +133,12 @@ fn trends(history: &History, args: &HistoryArgs) -> Result<String, String> {
         newest.host.as_ref().map_or(String::new(), |h| format!(", host {h}")),
         if newest.labels.is_empty() { String::new() } else { format!(", labels {}", newest.labels.join(" ")) },
     );
-    let _ = newest.gpu.as_ref().map(|g| writeln!(out, "gpu {g}"));
-    let _ = newest.frames.zip(newest.frame_mean_ns).map(|(f, m)| {
-        writeln!(out, "{f} frames, mean {} ({})", duration(m.max(0) as u64), terminal_safe(&newest.source))
-    });
+    if let Some(gpu) = &newest.gpu {
+        let _ = writeln!(out, "gpu {gpu}");
+    }
+    if let (Some(frames), Some(mean)) = (newest.frames, newest.frame_mean_ns) {
+        let _ = writeln!(out, "{frames} frames, mean {} ({})", duration(mean), terminal_safe(&newest.source));
+    }
     let mut t = table();
     t.set_header(["stage", "runs", "mean / call", "vs previous", "trend (newest last)", "change points"]);
     for stage in history.stages_of(newest.id)?.iter().take(args.stages) {
@@ -157,7 +158,7 @@ fn trends(history: &History, args: &HistoryArgs) -> Result<String, String> {
         t.add_row(vec![
             Cell::new(terminal_safe(&stage.path)),
             right(series.len().to_string()),
-            right(duration(stage.mean_ns.max(0) as u64)),
+            right(duration(stage.mean_ns)),
             right(vs_previous),
             Cell::new(sparkline(recent)),
             Cell::new(if points.is_empty() { "-".into() } else { points.join(", ") }),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior};
 use stageprof_analysis::Summary;
 
 /// Marks a database as stageprof's ("SPRF").
@@ -71,21 +71,21 @@ pub struct StoredRun {
     pub gpu: Option<String>,
     pub git_commit: Option<String>,
     pub labels: Vec<String>,
-    pub frames: Option<i64>,
-    pub frame_mean_ns: Option<i64>,
+    pub frames: Option<u64>,
+    pub frame_mean_ns: Option<u64>,
 }
 
 /// One stage's figures in one run.
 #[derive(Clone, Debug)]
 pub struct StoredStage {
     pub path: String,
-    pub calls: i64,
-    pub wall_ns: i64,
-    pub mean_ns: i64,
-    pub p95_ns: i64,
-    pub gpu_busy_ns: Option<i64>,
-    pub host_mem_peak_bytes: Option<i64>,
-    pub gpu_mem_peak_bytes: Option<i64>,
+    pub calls: u64,
+    pub wall_ns: u64,
+    pub mean_ns: u64,
+    pub p95_ns: u64,
+    pub gpu_busy_ns: Option<u64>,
+    pub host_mem_peak_bytes: Option<u64>,
+    pub gpu_mem_peak_bytes: Option<u64>,
 }
 
 pub struct History {
@@ -152,20 +152,17 @@ impl History {
         if version == MIGRATIONS.len() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| error(&self.path, "migrating", e))?;
+        let path = self.path.clone();
+        let err = |e| error(&path, "migrating", e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         // Another writer may have migrated while this one waited for the lock.
-        let now: usize = tx
-            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| error(&self.path, "migrating", e))? as usize;
+        let now = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, usize>(0)).map_err(err)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(now) {
-            tx.execute_batch(sql).map_err(|e| error(&self.path, "migrating", e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| error(&self.path, "migrating", e))?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
         }
-        tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(|e| error(&self.path, "migrating", e))?;
-        tx.commit().map_err(|e| error(&self.path, "migrating", e))
+        tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn error(&self, doing: &str, e: rusqlite::Error) -> String {
@@ -239,39 +236,31 @@ impl History {
         Ok(id)
     }
 
-    /// The newest `limit` runs, newest last.
-    pub fn runs(&self, limit: usize) -> Result<Vec<StoredRun>, String> {
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT id, recorded_unix_ns, source, host, gpu, git_commit, frames, frame_mean_ns,
-                        (SELECT group_concat(label, ',') FROM labels WHERE run_id = runs.id)
-                 FROM runs ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.error("reading", e))?;
-        let rows = q
-            .query_map([limit as i64], |r| {
-                Ok(StoredRun {
-                    id: r.get(0)?,
-                    recorded_unix_ns: r.get(1)?,
-                    source: r.get(2)?,
-                    host: r.get(3)?,
-                    gpu: r.get(4)?,
-                    git_commit: r.get(5)?,
-                    frames: r.get(6)?,
-                    frame_mean_ns: r.get(7)?,
-                    labels: r
-                        .get::<_, Option<String>>(8)?
-                        .map(|l| l.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                })
+    /// The newest run, if any.
+    pub fn newest_run(&self) -> Result<Option<StoredRun>, String> {
+        let sql = "SELECT id, recorded_unix_ns, source, host, gpu, git_commit, frames, frame_mean_ns,
+                          (SELECT group_concat(label, ',') FROM labels WHERE run_id = runs.id)
+                   FROM runs ORDER BY id DESC LIMIT 1";
+        let runs = self.rows(sql, [], |r| {
+            Ok(StoredRun {
+                id: r.get(0)?,
+                recorded_unix_ns: r.get(1)?,
+                source: r.get(2)?,
+                host: r.get(3)?,
+                gpu: r.get(4)?,
+                git_commit: r.get(5)?,
+                frames: r.get(6)?,
+                frame_mean_ns: r.get(7)?,
+                labels: r
+                    .get::<_, Option<String>>(8)?
+                    .map(|l| l.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.error("reading", e))?;
-        Ok(rows.into_iter().rev().collect())
+        })?;
+        Ok(runs.into_iter().next())
     }
 
-    /// A run's stages, in recorded order; an unknown id is an error that says so.
+    /// A run's stages, longest wall time first; an unknown id is an error that says so.
     pub fn stages_of(&self, run: i64) -> Result<Vec<StoredStage>, String> {
         let known: Option<i64> = self
             .conn
@@ -288,42 +277,39 @@ impl History {
                 None => format!("no run {run} in {}: it holds no runs yet", self.path.display()),
             });
         }
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT path, calls, wall_ns, mean_ns, p95_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes
-                 FROM stages WHERE run_id = ?1 ORDER BY wall_ns DESC",
-            )
-            .map_err(|e| self.error("reading", e))?;
-        let rows = q
-            .query_map([run], |r| {
-                Ok(StoredStage {
-                    path: r.get(0)?,
-                    calls: r.get(1)?,
-                    wall_ns: r.get(2)?,
-                    mean_ns: r.get(3)?,
-                    p95_ns: r.get(4)?,
-                    gpu_busy_ns: r.get(5)?,
-                    host_mem_peak_bytes: r.get(6)?,
-                    gpu_mem_peak_bytes: r.get(7)?,
-                })
+        let sql = "SELECT path, calls, wall_ns, mean_ns, p95_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes
+                   FROM stages WHERE run_id = ?1 ORDER BY wall_ns DESC";
+        self.rows(sql, [run], |r| {
+            Ok(StoredStage {
+                path: r.get(0)?,
+                calls: r.get(1)?,
+                wall_ns: r.get(2)?,
+                mean_ns: r.get(3)?,
+                p95_ns: r.get(4)?,
+                gpu_busy_ns: r.get(5)?,
+                host_mem_peak_bytes: r.get(6)?,
+                gpu_mem_peak_bytes: r.get(7)?,
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.error("reading", e))?;
-        Ok(rows)
+        })
     }
 
     /// A stage's mean time per call in every run that has it, oldest first: `(run id, mean ns)`.
-    pub fn series(&self, path: &str) -> Result<Vec<(i64, i64)>, String> {
-        let mut q = self
-            .conn
-            .prepare_cached("SELECT run_id, mean_ns FROM stages WHERE path = ?1 ORDER BY run_id")
-            .map_err(|e| self.error("reading", e))?;
-        let rows = q
-            .query_map([path], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.error("reading", e))?;
-        Ok(rows)
+    pub fn series(&self, path: &str) -> Result<Vec<(i64, u64)>, String> {
+        self.rows("SELECT run_id, mean_ns FROM stages WHERE path = ?1 ORDER BY run_id", [path], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    /// Every row of a query, each made by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, String> {
+        let mut q = self.conn.prepare_cached(sql).map_err(|e| self.error("reading", e))?;
+        let rows = q.query_map(params, row).and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
+        rows.map_err(|e| self.error("reading", e))
     }
 }
 
@@ -377,7 +363,7 @@ mod tests {
         h.conn.pragma_update(None, "max_page_count", pages + 1).unwrap();
         let err = h.record(&summary(5000), &RunMeta::default(), 2).unwrap_err();
         assert!(err.contains("is full; nothing was written"), "{err}");
-        assert_eq!(h.runs(10).unwrap().len(), 1, "the failed run left no row");
+        assert_eq!(h.newest_run().unwrap().map(|r| r.id), Some(1), "the failed run left no row");
         let stages: i64 = h.conn.query_row("SELECT count(*) FROM stages", [], |r| r.get(0)).unwrap();
         assert_eq!(stages, 3);
     }

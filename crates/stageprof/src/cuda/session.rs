@@ -198,6 +198,14 @@ impl ClockMap {
     }
 }
 
+/// An API call: the stage instance it ran in (from CUPTI's external
+/// correlation record) and when it began.
+#[derive(Clone, Copy, Default)]
+struct Launch {
+    instance: Option<u64>,
+    start_ns: Option<u64>,
+}
+
 /// The session's thread: resolves events, joins CUPTI records to stages,
 /// samples NVML, and writes all of it to the profile.
 struct Resolver {
@@ -205,12 +213,10 @@ struct Resolver {
     shared: Arc<Shared>,
     sampler: Option<NvmlSampler>,
     clock: Option<ClockMap>,
-    /// Launch correlation id -> stage instance, and -> the API call's
-    /// start. API calls that launch nothing (event records, allocations)
-    /// leave entries no activity claims: those far behind the latest
-    /// launch are dropped.
-    launched_by: BTreeMap<u32, u64>,
-    launched_at: BTreeMap<u32, u64>,
+    /// What is known of each API call, by CUPTI correlation id. Calls that
+    /// launch nothing (event records, allocations) leave entries no
+    /// activity claims: those far behind the latest launch are dropped.
+    launches: BTreeMap<u32, Launch>,
     /// Activities whose launch is not yet known.
     waiting: Vec<RawActivity>,
     dropped_reported: bool,
@@ -224,8 +230,7 @@ impl Resolver {
             shared,
             sampler,
             clock,
-            launched_by: BTreeMap::new(),
-            launched_at: BTreeMap::new(),
+            launches: BTreeMap::new(),
             waiting: Vec::new(),
             dropped_reported: false,
         }
@@ -272,8 +277,12 @@ impl Resolver {
     /// Writes the activities whose launching stage is known (`last`: all, unknown ones outside any stage).
     fn write_activities(&mut self, last: bool) {
         let got = activity::take();
-        self.launched_by.extend(got.external);
-        self.launched_at.extend(got.api_starts);
+        for (correlation, instance) in got.external {
+            self.launches.entry(correlation).or_default().instance = Some(instance);
+        }
+        for (correlation, ns) in got.api_starts {
+            self.launches.entry(correlation).or_default().start_ns = Some(ns);
+        }
         self.waiting.extend(got.activities);
         if got.dropped > 0 && !self.dropped_reported {
             self.dropped_reported = true;
@@ -286,14 +295,16 @@ impl Resolver {
             // correlation: it is written with instance 0 and its launch
             // time, and the reader gives it to the stage open then on the
             // thread that owns the frames.
-            let instance = match self.launched_by.remove(&a.correlation) {
+            let launch = self.launches.get(&a.correlation).copied().unwrap_or_default();
+            let instance = match launch.instance {
                 Some(i) => i,
-                None if last || self.launched_at.contains_key(&a.correlation) => 0,
+                None if last || launch.start_ns.is_some() => 0,
                 None => {
                     keep.push(a);
                     continue;
                 }
             };
+            self.launches.remove(&a.correlation);
             let record = GpuActivityRecord {
                 name: a.name,
                 work: a.work,
@@ -303,7 +314,7 @@ impl Resolver {
                 device: a.device,
                 stream: a.stream,
                 bytes: a.bytes,
-                launch_ticks: self.launched_at.remove(&a.correlation).map(|ns| clock.ticks(ns)),
+                launch_ticks: launch.start_ns.map(|ns| clock.ticks(ns)),
                 shape: a.shape,
             };
             let (words, len) = record.encode();
@@ -311,11 +322,9 @@ impl Resolver {
         }
         self.waiting = keep;
         if last {
-            self.launched_by.clear();
-            self.launched_at.clear();
-        } else {
-            prune_stale(&mut self.launched_by);
-            prune_stale(&mut self.launched_at);
+            self.launches.clear();
+        } else if let Some(&newest) = self.launches.keys().next_back() {
+            self.launches = self.launches.split_off(&newest.saturating_sub(STALE_LAUNCHES));
         }
     }
 
@@ -333,12 +342,5 @@ impl Resolver {
                 emit("gpu.device_used_bytes", (total - free) as f64);
             }
         }
-    }
-}
-
-/// Drops the entries of correlation ids far behind the newest one.
-fn prune_stale<V>(by_correlation: &mut BTreeMap<u32, V>) {
-    if let Some(&newest) = by_correlation.keys().next_back() {
-        *by_correlation = by_correlation.split_off(&newest.saturating_sub(STALE_LAUNCHES));
     }
 }
