@@ -6,7 +6,8 @@
 use stageprof_model::{CopyKind, GpuMetrics, GpuWork, LaunchShape, NameId};
 
 /// A kernel, copy or memset on a GPU. Times are in the producer's units
-/// (nanoseconds); `correlation` joins it to what launched it.
+/// (nanoseconds); `correlation` joins it to what launched it (negative: the
+/// tracer gave none).
 #[derive(Clone, Copy, Debug)]
 pub struct Activity {
     pub correlation: i64,

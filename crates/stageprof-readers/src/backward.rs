@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use stageprof_model::SpanKind;
 
 use crate::call_tree::CallTree;
-use stageprof_analysis::gpu_work::Activity;
 
 use crate::trace_tables::{AutogradOp, Call, Launch};
 
@@ -38,13 +37,12 @@ fn innermost_stage(tree: &CallTree, thread: u32, ts: i64) -> Option<u32> {
     Some(at)
 }
 
-/// Groups GPU work launched by backward operators under the forward stage
+/// Groups GPU work (`launch_of`: each activity's launch) launched by backward operators under the forward stage
 /// calls that recorded them.
 pub fn attribute_backward(
     stages: &CallTree,
     ops: &[AutogradOp],
-    launches: &HashMap<i64, Launch>,
-    activities: &[Activity],
+    launch_of: &[Option<Launch>],
 ) -> Vec<BackwardOfCall> {
     let forward_stage: HashMap<i64, u32> = ops
         .iter()
@@ -66,8 +64,8 @@ pub fn attribute_backward(
     }
     let tree = CallTree::build(backward_ops);
     let mut by_call: HashMap<u32, BackwardOfCall> = HashMap::new();
-    for (i, a) in activities.iter().enumerate() {
-        let Some(launch) = launches.get(&a.correlation) else { continue };
+    for (i, launch) in launch_of.iter().enumerate() {
+        let Some(launch) = launch else { continue };
         let Some(op) = tree.innermost(launch.thread, launch.ts) else { continue };
         let op = tree.calls[op as usize];
         let entry = by_call.entry(op.name).or_insert_with(|| BackwardOfCall {

@@ -16,7 +16,7 @@ use stageprof_model::{
 
 use crate::backward::{attribute_backward, BackwardOfCall};
 use crate::call_tree::CallTree;
-use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call, launch_times};
+use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
@@ -46,7 +46,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let tree = CallTree::build(std::mem::take(&mut tables.calls));
     let owner = frame_thread(&tree);
     let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
-    let idle = IdleContext::new(launch_times(&tables.launches, &tables.activities), &tables.syncs);
+    let idle = IdleContext::new(attribution.launch_times(), &tables.syncs);
     let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution, &idle);
 
     let memory =
@@ -54,7 +54,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     memory.emit_levels(rel, sink);
     emit_calls(&tree, &gpu, &memory, &mut tables.catalog, rel, sink);
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
-    let backward = attribute_backward(&tree, &tables.autograd_ops, &tables.launches, &tables.activities);
+    let backward = attribute_backward(&tree, &tables.autograd_ops, &attribution.launch_of);
     emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
     for c in &tables.counters {
         sink.counter(
@@ -229,39 +229,35 @@ fn warn_about(
     attribution: &crate::gpu_attribution::Attribution,
     warnings: &mut Vec<String>,
 ) {
-    let mut warn = |n: u64, what: String| {
-        if n > 0 {
-            warnings.push(what);
-        }
-    };
-    warn(
-        outcome.repaired,
-        format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired),
-    );
-    warn(outcome.skipped, format!("{} malformed events were skipped", outcome.skipped));
-    warn(
-        tables.problems.no_time,
-        format!("{} events had no usable timestamp and were skipped", tables.problems.no_time),
-    );
-    warn(tables.problems.unmatched_end, format!("{} E events had no B to close", tables.problems.unmatched_end));
-    warn(
-        tables.problems.unclosed_begin,
-        format!("{} B events were never closed (closed at the end of the trace)", tables.problems.unclosed_begin),
-    );
-    warn(
-        tree.clipped,
-        format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped),
-    );
+    let mut counted: Vec<(u64, String)> = vec![
+        (outcome.repaired, format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired)),
+        (outcome.skipped, format!("{} malformed events were skipped", outcome.skipped)),
+        (tables.problems.unmatched_end, format!("{} E events had no B to close", tables.problems.unmatched_end)),
+        (
+            tables.problems.unclosed_begin,
+            format!("{} B events were never closed (closed at the end of the trace)", tables.problems.unclosed_begin),
+        ),
+        (tree.clipped, format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped)),
+    ];
+    let repeated = tables.launches.repeated_ids() as u64;
+    counted.push((repeated, format!("{repeated} correlation ids were carried by more than one launch (a profiler restarted within the trace?); each GPU activity was joined to the launch with its id that most closely precedes it")));
     let before = attribution.launched_before_trace;
-    warn(before, format!("{before} GPU activities at the start were launched before the trace began (the CPU ran ahead of the GPU); they belong to no stage"));
-    let lost = attribution.no_launch - before;
-    warn(lost, format!("{lost} GPU activities had no launch with the same correlation id"));
-    warn(
+    counted.push((before, format!("{before} GPU activities at the start were launched before the trace began (the CPU ran ahead of the GPU); they belong to no stage")));
+    let unmarked = attribution.no_correlation;
+    counted.push((unmarked, format!("{unmarked} GPU activities carry no correlation id: they count in the device's busy time but belong to no stage")));
+    let lost = attribution.no_launch - before - unmarked;
+    counted.push((lost, format!("{lost} GPU activities had no launch with the same correlation id")));
+    counted.push((
         attribution.outside,
         format!(
             "{} GPU activities ({:.3} ms) were launched outside any stage or frame",
             attribution.outside,
             attribution.outside_ns as f64 / 1e6
         ),
-    );
+    ));
+    warnings.extend(counted.into_iter().filter(|(n, _)| *n > 0).map(|(_, line)| line));
+    warnings.extend(tables.plausibility.warnings());
+    for (category, n) in &tables.unread_device_events {
+        warnings.push(format!("{n} events of category {category:?} (another accelerator's) are not read: stageprof does not know their layout, so that device's work is missing from the figures"));
+    }
 }

@@ -14,15 +14,19 @@ use stageprof_analysis::gpu_work::{summarize, Activity, IdleContext};
 use stageprof_model::{GpuMetrics, SpanKind};
 
 use crate::call_tree::CallTree;
-use crate::trace_tables::Launch;
+use crate::trace_tables::{Launch, Launches};
 
 /// How GPU work was matched to stages.
 #[derive(Debug, Default)]
 pub struct Attribution {
+    /// Per activity: the launch it was joined to.
+    pub launch_of: Vec<Option<Launch>>,
     /// Per activity: the call it belongs to.
     pub call_of: Vec<Option<u32>>,
     /// Activities whose correlation id matched no launch.
     pub no_launch: u64,
+    /// Of those, the ones that carry no correlation id at all.
+    pub no_correlation: u64,
     /// Of those, the ones whose id is below every launch's: launched before
     /// the trace began (the CPU runs ahead of the GPU), so not in it.
     pub launched_before_trace: u64,
@@ -43,16 +47,18 @@ pub fn frame_thread(tree: &CallTree) -> Option<u32> {
 /// Assigns every GPU activity to the stage call that launched it.
 pub fn attribute_gpu_activity(
     tree: &CallTree,
-    launches: &HashMap<i64, Launch>,
+    launches: &Launches,
     activities: &[Activity],
     frame_thread: Option<u32>,
 ) -> Attribution {
     let mut out = Attribution { call_of: Vec::with_capacity(activities.len()), ..Attribution::default() };
-    let first_launch = launches.keys().min().copied().unwrap_or(i64::MAX);
-    for a in activities {
-        let Some(launch) = launches.get(&a.correlation) else {
+    out.launch_of = activities.iter().map(|a| launches.of(a.correlation, a.start)).collect();
+    let first_launch = launches.first_id().unwrap_or(i64::MAX);
+    for (a, launch) in activities.iter().zip(&out.launch_of) {
+        let Some(launch) = launch else {
             out.no_launch += 1;
-            out.launched_before_trace += u64::from(a.correlation < first_launch);
+            out.no_correlation += u64::from(a.correlation < 0);
+            out.launched_before_trace += u64::from((0..first_launch).contains(&a.correlation));
             out.call_of.push(None);
             continue;
         };
@@ -72,9 +78,11 @@ pub fn attribute_gpu_activity(
     out
 }
 
-/// When each activity was launched, where its launch is in the trace.
-pub fn launch_times(launches: &HashMap<i64, Launch>, activities: &[Activity]) -> Vec<Option<i64>> {
-    activities.iter().map(|a| launches.get(&a.correlation).map(|l| l.ts)).collect()
+impl Attribution {
+    /// When each activity was launched, where its launch is in the trace.
+    pub fn launch_times(&self) -> Vec<Option<i64>> {
+        self.launch_of.iter().map(|l| l.map(|l| l.ts)).collect()
+    }
 }
 
 /// GPU figures of every call (its nested calls' work included), from the attribution.

@@ -191,6 +191,8 @@ pub struct Event<'a> {
     pub bp: Raw<'a>,
     pub s: Raw<'a>,
     pub args: Raw<'a>,
+    /// Byte offset of the event in the file (of the decompressed text).
+    pub offset: u64,
 }
 
 impl<'a> Event<'a> {
@@ -477,6 +479,8 @@ pub struct Scanner<R: Read> {
     repaired: u64,
     skipped: u64,
     events: u64,
+    /// Where the event last returned lies in `buf`.
+    last_event: std::ops::Range<usize>,
 }
 
 const INITIAL_BUFFER: usize = 1 << 20;
@@ -497,7 +501,13 @@ impl<R: Read> Scanner<R> {
             repaired: 0,
             skipped: 0,
             events: 0,
+            last_event: 0..0,
         }
+    }
+
+    /// The text of the event last returned by [`Scanner::next_event`].
+    pub fn last_event_text(&self) -> &[u8] {
+        &self.buf[self.last_event.clone()]
     }
 
     /// Bytes read so far.
@@ -568,7 +578,8 @@ impl<R: Read> Scanner<R> {
                 State::Events { top, first } => {
                     if let Some(at) = self.next_event_at(top, first)? {
                         self.events += 1;
-                        return Ok(Some(at.resolve(&self.buf)));
+                        let offset = self.base + self.last_event.start as u64;
+                        return Ok(Some(Event { offset, ..at.resolve(&self.buf) }));
                     }
                 }
             }
@@ -599,6 +610,8 @@ impl<R: Read> Scanner<R> {
             let end = c.i;
             match step {
                 Ok(Some((at, repaired))) => {
+                    let begin = (self.event_offset(start_pos) - self.base) as usize;
+                    self.last_event = begin..end;
                     self.pos = end;
                     self.repaired += u64::from(repaired);
                     self.state = State::Events { top, first: false };
@@ -814,7 +827,7 @@ impl EventAt {
 
     fn resolve(self, base: &[u8]) -> Event<'_> {
         let [ph, name, cat, pid, tid, ts, dur, id, bp, s, args] = self.0.map(|a| a.resolve(base));
-        Event { ph, name, cat, pid, tid, ts, dur, id, bp, s, args }
+        Event { ph, name, cat, pid, tid, ts, dur, id, bp, s, args, offset: 0 }
     }
 }
 

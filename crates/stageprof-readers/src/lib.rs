@@ -11,6 +11,7 @@ pub mod chrome_trace;
 pub mod gpu_attribution;
 pub mod json_scan;
 pub mod memory_series;
+pub mod plausibility;
 pub mod trace_tables;
 
 use std::io::{BufRead, BufReader, Read};

@@ -8,6 +8,7 @@ use stageprof_analysis::gpu_work::Activity;
 use stageprof_model::{Catalog, CopyKind, GpuWork, LaunchShape, NameId, SpanKind, ThreadInfo};
 
 use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};
+use crate::plausibility::{Implausible, Offender, Plausibility, LEARNING_EVENTS};
 
 /// A stage or frame call on a CPU thread. Times are nanoseconds as in the file.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +25,65 @@ pub struct Call {
 pub struct Launch {
     pub thread: u32,
     pub ts: i64,
+}
+
+/// Launches by correlation id. Ids can repeat (a profiler restarted within
+/// one trace reuses them): then each GPU activity joins the launch with its
+/// id that precedes it most closely in time.
+#[derive(Default)]
+pub struct Launches {
+    /// Each id's first launch, with the end of its call.
+    first: HashMap<i64, (Launch, i64)>,
+    /// Every launch of an id seen more than once, in time order once sorted.
+    repeated: HashMap<i64, Vec<(Launch, i64)>>,
+}
+
+impl Launches {
+    /// A launch call from `launch.ts` to `end`. A call that starts inside
+    /// the one before it with the same id (a runtime call handing on to a
+    /// driver call or another thread, as MTIA's runtime writes them) is part
+    /// of the same launch, not a repeat.
+    fn insert(&mut self, correlation: i64, launch: Launch, end: i64) {
+        let Some(&first) = self.first.get(&correlation) else {
+            self.first.insert(correlation, (launch, end));
+            return;
+        };
+        let list = self.repeated.entry(correlation).or_insert_with(|| vec![first]);
+        let (last, last_end) = *list.last().expect("holds the first");
+        if (last.ts..=last_end).contains(&launch.ts) {
+            if list.len() == 1 {
+                self.repeated.remove(&correlation);
+            }
+            return;
+        }
+        list.push((launch, end));
+    }
+
+    fn sort(&mut self) {
+        for list in self.repeated.values_mut() {
+            list.sort_by_key(|(l, _)| l.ts);
+        }
+    }
+
+    /// Correlation ids that more than one launch carried.
+    pub fn repeated_ids(&self) -> usize {
+        self.repeated.len()
+    }
+
+    /// The lowest correlation id of any launch.
+    pub fn first_id(&self) -> Option<i64> {
+        self.first.keys().min().copied()
+    }
+
+    /// The launch of work with id `correlation` that started at `start`.
+    pub fn of(&self, correlation: i64, start: i64) -> Option<Launch> {
+        let Some(list) = self.repeated.get(&correlation) else {
+            return self.first.get(&correlation).map(|(l, _)| *l);
+        };
+        // The latest launch at or before the work's start; if none, the earliest.
+        let after = list.partition_point(|(l, _)| l.ts <= start);
+        Some(list[after.saturating_sub(1)].0)
+    }
 }
 
 /// One allocator event: the allocator's total after it.
@@ -65,6 +125,8 @@ struct ArgKeys {
     sequence: KeyFinder,
     grid: KeyFinder,
     block: KeyFinder,
+    size: KeyFinder,
+    direction: KeyFinder,
 }
 
 impl Default for ArgKeys {
@@ -75,6 +137,8 @@ impl Default for ArgKeys {
             sequence: KeyFinder::new("Sequence number"),
             grid: KeyFinder::new("grid"),
             block: KeyFinder::new("block"),
+            size: KeyFinder::new("size"),
+            direction: KeyFinder::new("direction"),
         }
     }
 }
@@ -89,7 +153,7 @@ pub struct Tables {
     threads: HashMap<Vec<u8>, u32>,
     thread_key: Vec<u8>,
     pub calls: Vec<Call>,
-    pub launches: HashMap<i64, Launch>,
+    pub launches: Launches,
     pub activities: Vec<Activity>,
     pub memory: Vec<MemSample>,
     pub counters: Vec<Counter>,
@@ -105,12 +169,14 @@ pub struct Tables {
     pub kineto: bool,
     pub events: u64,
     pub problems: Problems,
+    pub plausibility: Plausibility,
+    /// Events of another accelerator's categories that stageprof cannot read, by category.
+    pub unread_device_events: Vec<(String, u64)>,
 }
 
 /// Counts of things that were off in the file, for warnings.
 #[derive(Default, Debug)]
 pub struct Problems {
-    pub no_time: u64,
     pub unmatched_end: u64,
     pub unclosed_begin: u64,
 }
@@ -138,10 +204,13 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
     let lower: &[u8] = lower;
     Some(match lower {
         b"user_annotation" => KinetoCat::Annotation,
+        // XPU (through Kineto's plugin) writes its device work under CUDA's categories.
         b"kernel" => KinetoCat::Gpu(GpuWork::Kernel),
         b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(GpuWork::Copy(CopyKind::Other)),
         b"gpu_memset" | b"memset" => KinetoCat::Gpu(GpuWork::Memset),
-        b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" => KinetoCat::Launch,
+        b"mtia_ccp_events" => KinetoCat::MtiaDevice,
+        b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" | b"mtia_runtime" | b"xpu_runtime"
+        | b"privateuse1_runtime" | b"privateuse1_driver" => KinetoCat::Launch,
         b"cpu_op" | b"operator" => KinetoCat::Operator,
         b"cuda_sync" => KinetoCat::Sync,
         b"gpu_user_annotation"
@@ -153,9 +222,12 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
         | b"fwdbwd"
         | b"async"
         | b"async_cpu_to_gpu"
-        | b"collective_comm" => KinetoCat::Other,
-        other if other.starts_with(b"xpu_") || other.starts_with(b"mtia_") || other.starts_with(b"privateuse1") => {
-            KinetoCat::Other
+        | b"collective_comm"
+        | b"cuda_profiler_range"
+        | b"external_correlation"
+        | b"glow_runtime" => KinetoCat::Other,
+        other if [&b"xpu_"[..], b"mtia_", b"privateuse1", b"hpu_"].iter().any(|p| other.starts_with(p)) => {
+            KinetoCat::UnreadDevice
         }
         _ => return None,
     })
@@ -164,10 +236,14 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
 enum KinetoCat {
     Annotation,
     Gpu(GpuWork),
+    /// MTIA's device events: work, copies (`dma_request`) and event waits.
+    MtiaDevice,
     Launch,
     Operator,
     Sync,
     Other,
+    /// Another accelerator's events whose layout stageprof does not know: counted and named.
+    UnreadDevice,
 }
 
 /// Runtime and driver calls that block the host until the GPU catches up.
@@ -223,24 +299,33 @@ impl Tables {
         self.last_ts = Some(self.last_ts.map_or(end, |l| l.max(end)));
     }
 
-    /// Takes one event into the tables.
+    /// Takes one event into the tables, unless its times are implausible.
     fn take(&mut self, e: &Event<'_>) {
         self.events += 1;
         let ph = e.phase();
         if ph == b'M' {
             return self.metadata(e);
         }
-        let Some(ts) = e.ts.micros_as_ns() else {
-            if matches!(ph, b'X' | b'B' | b'E' | b'i' | b'I' | b'C') {
-                self.problems.no_time += 1;
+        let timed = matches!(ph, b'X' | b'B' | b'E' | b'i' | b'I' | b'C');
+        let times = event_times(e);
+        let checked = times.ok_or(Implausible::NoTime).and_then(|(s, t)| self.plausibility.check(s, t).map(|_| (s, t)));
+        let (ts, end) = match checked {
+            Ok(times) => times,
+            Err(why) => {
+                if timed {
+                    self.plausibility.leave_out(why, || Offender {
+                        category: e.cat.text().into_owned(),
+                        name: e.name.text().into_owned(),
+                        offset: e.offset,
+                    });
+                }
+                return;
             }
-            return;
         };
         let cat = kineto_category(e.cat.bytes());
         self.kineto |= cat.is_some();
         match ph {
             b'X' => {
-                let end = ts.saturating_add(e.dur.micros_as_ns().unwrap_or(0).max(0));
                 self.see_time(ts, end);
                 self.complete(e, cat, ts, end);
             }
@@ -293,34 +378,19 @@ impl Tables {
                 }
                 if let Some(c) = self.keys.correlation.get(e.args).and_then(|c| c.int()) {
                     let thread = self.thread(e.pid, e.tid);
-                    self.launches.insert(c, Launch { thread, ts: start });
+                    self.launches.insert(c, Launch { thread, ts: start }, end);
                 }
             }
             Some(KinetoCat::Gpu(kind)) => {
-                let name_text = e.name.text();
                 let kind = match kind {
-                    GpuWork::Copy(_) => GpuWork::Copy(copy_kind(&name_text)),
+                    GpuWork::Copy(_) => GpuWork::Copy(copy_kind(&e.name.text())),
                     k => k,
                 };
-                let correlation = self.keys.correlation.get(e.args).and_then(|c| c.int()).unwrap_or(-1);
                 let (bytes, shape) = match kind {
                     GpuWork::Kernel => (0, self.launch_shape(e.args)),
                     _ => (self.keys.bytes.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64, None),
                 };
-                let name = self.name(&name_text);
-                let number = |raw: Raw<'_>| raw.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-                let (device, stream) = (number(e.pid), number(e.tid));
-                self.activities.push(Activity {
-                    correlation,
-                    device,
-                    stream,
-                    work: kind,
-                    name,
-                    start,
-                    end,
-                    bytes,
-                    shape,
-                });
+                self.device_work(e, kind, start, end, bytes, shape);
             }
             Some(KinetoCat::Operator) => {
                 // Most operators have no sequence number: skip them without parsing their args.
@@ -334,8 +404,57 @@ impl Tables {
                     self.autograd_ops.push(AutogradOp { thread, start, end, seq, backward });
                 }
             }
+            Some(KinetoCat::MtiaDevice) => self.mtia_device_event(e, start, end),
+            Some(KinetoCat::UnreadDevice) => {
+                let cat = e.cat.bytes();
+                match self.unread_device_events.iter_mut().find(|(c, _)| c.as_bytes() == cat) {
+                    Some((_, n)) => *n += 1,
+                    None => self.unread_device_events.push((e.cat.text().into_owned(), 1)),
+                }
+            }
             Some(KinetoCat::Other) => {}
         }
+    }
+
+    /// MTIA's device events: `dma_request` is a copy (`direction`, `size`),
+    /// `event_wait`/`event_record` are the device waiting on or marking a
+    /// stream (not work), anything else is a kernel.
+    fn mtia_device_event(&mut self, e: &Event<'_>, start: i64, end: i64) {
+        let work = match e.name.bytes() {
+            b"event_wait" | b"event_record" => return,
+            b"dma_request" => {
+                let direction = self.keys.direction.get(e.args).map(|d| d.text().into_owned()).unwrap_or_default();
+                GpuWork::Copy(match direction.as_str() {
+                    "HOST_TO_DEVICE" => CopyKind::HostToDevice,
+                    "DEVICE_TO_HOST" => CopyKind::DeviceToHost,
+                    "DEVICE_TO_DEVICE" => CopyKind::DeviceToDevice,
+                    _ => CopyKind::Other,
+                })
+            }
+            _ => GpuWork::Kernel,
+        };
+        let bytes = match work {
+            GpuWork::Copy(_) => self.keys.size.get(e.args).and_then(|b| b.int()).unwrap_or(0).max(0) as u64,
+            _ => 0,
+        };
+        self.device_work(e, work, start, end, bytes, None);
+    }
+
+    /// One piece of device work; `correlation` joins it to its launch.
+    fn device_work(
+        &mut self,
+        e: &Event<'_>,
+        work: GpuWork,
+        start: i64,
+        end: i64,
+        bytes: u64,
+        shape: Option<LaunchShape>,
+    ) {
+        let correlation = self.keys.correlation.get(e.args).and_then(|c| c.int()).unwrap_or(-1);
+        let name = self.name(&e.name.text());
+        let number = |raw: Raw<'_>| raw.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+        let (device, stream) = (number(e.pid), number(e.tid));
+        self.activities.push(Activity { correlation, device, stream, work, name, start, end, bytes, shape });
     }
 
     fn memory_event(&mut self, e: &Event<'_>, ts: i64) {
@@ -387,18 +506,77 @@ impl Tables {
     }
 }
 
+/// An event's start and end in nanoseconds: `None` when `ts`, or a `dur`
+/// that is present, is not a finite number.
+fn event_times(e: &Event<'_>) -> Option<(i64, i64)> {
+    let ts = e.ts.micros_as_ns()?;
+    let dur = if e.dur.is_null() { 0 } else { e.dur.micros_as_ns()? };
+    Some((ts, ts.checked_add(dur)?))
+}
+
+/// Events held back while the plausible window is learnt.
+#[derive(Default)]
+struct HeldEvents {
+    /// Their texts as the elements of one JSON array, to be scanned again.
+    text: Vec<u8>,
+    offsets: Vec<u64>,
+    starts: Vec<i64>,
+}
+
+impl HeldEvents {
+    fn hold(&mut self, offset: u64, start: Option<i64>, text: &[u8]) {
+        self.text.push(if self.offsets.is_empty() { b'[' } else { b',' });
+        self.text.extend_from_slice(text);
+        self.offsets.push(offset);
+        self.starts.extend(start);
+    }
+
+    /// Fixes the window from the held events' starts, then takes them.
+    fn release(&mut self, tables: &mut Tables) {
+        tables.plausibility.fix(&mut self.starts);
+        if self.offsets.is_empty() {
+            return;
+        }
+        self.text.push(b']');
+        let mut again = Scanner::new(self.text.as_slice());
+        let mut offsets = self.offsets.iter();
+        // They parsed once; read again from memory they parse the same.
+        while let (Ok(Some(e)), Some(&offset)) = (again.next_event(), offsets.next()) {
+            tables.take(&Event { offset, ..e });
+        }
+        *self = HeldEvents::default();
+    }
+}
+
 /// Reads every event of `input` into tables.
+///
+/// The first [`LEARNING_EVENTS`] timed events are held back (as text) until
+/// their median fixes the window of plausible times, then taken like the rest.
 pub fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
     let mut scanner = Scanner::new(input);
     let mut tables = Tables::default();
+    let mut held = HeldEvents::default();
     let stopped = loop {
-        match scanner.next_event() {
-            Ok(Some(e)) => tables.take(&e),
+        let event = match scanner.next_event() {
+            Ok(Some(e)) => e,
             Ok(None) => break None,
             Err(e) => break Some(e),
+        };
+        if tables.plausibility.is_fixed() {
+            tables.take(&event);
+            continue;
+        }
+        let (offset, start) = (event.offset, event_times(&event).map(|(s, _)| s));
+        held.hold(offset, start, scanner.last_event_text());
+        if held.starts.len() >= LEARNING_EVENTS {
+            held.release(&mut tables);
         }
     };
+    if !tables.plausibility.is_fixed() {
+        held.release(&mut tables);
+    }
     tables.close_begins();
+    tables.launches.sort();
     let base_time_ns = scanner.top_level("baseTimeNanoseconds").and_then(|v| v.int());
     let device_names = scanner
         .top_level("deviceProperties")

@@ -1,0 +1,149 @@
+//! Which times read from a trace can be believed.
+//!
+//! One absurd number (a kernel at `ts: 0` in a trace of epoch times, a
+//! frame with a negative or 1e300 µs duration) would otherwise stretch the
+//! run to decades or wipe out a frame's GPU work. Every timed event is held
+//! against a window of plausible times: a day either side of the median
+//! start of the trace's first [`LEARNING_EVENTS`] timed events. Events
+//! outside it, with a negative duration, or with a time that is not a
+//! number, are left out of every figure, counted by kind, and the first of
+//! each kind is named (category, name, byte offset) in a warning.
+
+/// Timed events whose median fixes the window.
+pub const LEARNING_EVENTS: usize = 1001;
+
+/// How far from the median a time may lie: one day.
+pub const PLAUSIBLE_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Why an event was left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implausible {
+    /// `ts` (or a present `dur`) is not a finite number.
+    NoTime,
+    /// `dur` below zero.
+    NegativeDuration,
+    /// Starts or ends more than a day from the trace's median time.
+    FarFromTrace,
+}
+
+impl Implausible {
+    const ALL: [Implausible; 3] = [Implausible::NoTime, Implausible::NegativeDuration, Implausible::FarFromTrace];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Implausible::NoTime => "had no usable timestamp or duration",
+            Implausible::NegativeDuration => "had a negative duration",
+            Implausible::FarFromTrace => "lay more than a day from the trace's median time",
+        }
+    }
+}
+
+/// The first event left out for a reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offender {
+    pub category: String,
+    pub name: String,
+    pub offset: u64,
+}
+
+/// The plausible window, and what fell outside it.
+#[derive(Debug, Default)]
+pub struct Plausibility {
+    window: Option<(i64, i64)>,
+    counts: [u64; 3],
+    first: [Option<Offender>; 3],
+}
+
+impl Plausibility {
+    /// Fixes the window around the median of `starts` (all times pass when there are none).
+    pub fn fix(&mut self, starts: &mut [i64]) {
+        self.window = Some(if starts.is_empty() {
+            (i64::MIN, i64::MAX)
+        } else {
+            let mid = starts.len() / 2;
+            let median = *starts.select_nth_unstable(mid).1;
+            (median.saturating_sub(PLAUSIBLE_NS), median.saturating_add(PLAUSIBLE_NS))
+        });
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Whether an event from `start` to `end` lies in the window.
+    pub fn check(&self, start: i64, end: i64) -> Result<(), Implausible> {
+        if end < start {
+            return Err(Implausible::NegativeDuration);
+        }
+        let (lo, hi) = self.window.unwrap_or((i64::MIN, i64::MAX));
+        if start < lo || end > hi {
+            return Err(Implausible::FarFromTrace);
+        }
+        Ok(())
+    }
+
+    /// Counts an event left out, naming it if it is the first of its kind.
+    pub fn leave_out(&mut self, why: Implausible, offender: impl FnOnce() -> Offender) {
+        let i = Implausible::ALL.iter().position(|k| *k == why).expect("listed");
+        self.counts[i] += 1;
+        if self.first[i].is_none() {
+            self.first[i] = Some(offender());
+        }
+    }
+
+    /// Events left out for `why`.
+    pub fn count(&self, why: Implausible) -> u64 {
+        self.counts[Implausible::ALL.iter().position(|k| *k == why).expect("listed")]
+    }
+
+    /// One line per reason that left events out.
+    pub fn warnings(&self) -> impl Iterator<Item = String> + '_ {
+        Implausible::ALL.iter().zip(&self.counts).zip(&self.first).filter(|((_, &n), _)| n > 0).map(
+            |((why, n), first)| {
+                let first = first.as_ref().expect("counted with its first");
+                format!(
+                    "{n} events {} and were left out of every figure (first: category {:?}, name {:?}, at byte {})",
+                    why.describe(),
+                    first.category,
+                    shorten_for_warning(&first.name),
+                    first.offset
+                )
+            },
+        )
+    }
+}
+
+/// A name cut for a one-line warning (names from traces can be megabytes).
+fn shorten_for_warning(name: &str) -> String {
+    const MAX: usize = 80;
+    match name.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_a_day_around_the_median_and_offenders_are_named_once() {
+        let day = PLAUSIBLE_NS;
+        let mut p = Plausibility::default();
+        assert_eq!(p.check(0, 1), Ok(()), "before the window is fixed, every ordered interval passes");
+        let mut starts = vec![10 * day, 10 * day + 5, 0, 10 * day + 9, 10 * day + 2];
+        p.fix(&mut starts);
+        assert_eq!(p.check(10 * day - day, 11 * day), Ok(()));
+        assert_eq!(p.check(0, 10 * day), Err(Implausible::FarFromTrace));
+        assert_eq!(p.check(10 * day, 11 * day + 3), Err(Implausible::FarFromTrace));
+        assert_eq!(p.check(10 * day, 10 * day - 1), Err(Implausible::NegativeDuration));
+        let named = |n: &str| Offender { category: "kernel".into(), name: n.into(), offset: 7 };
+        p.leave_out(Implausible::FarFromTrace, || named("first"));
+        p.leave_out(Implausible::FarFromTrace, || named("second"));
+        assert_eq!(p.count(Implausible::FarFromTrace), 2);
+        let lines: Vec<String> = p.warnings().collect();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("2 events lay more than a day"), "{}", lines[0]);
+        assert!(lines[0].contains("\"first\", at byte 7"), "{}", lines[0]);
+    }
+}
