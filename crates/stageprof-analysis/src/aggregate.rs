@@ -3,8 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId, ProfileSink,
-    Span, SpanKind,
+    Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,
+    ProfileSink, Span, SpanKind,
 };
 
 use crate::memory_timeline::MemoryTracker;
@@ -61,7 +61,7 @@ pub struct Aggregator {
     frames: DurationAcc,
     frames_sampled: u64,
     frame_gpu_span: DurationAcc,
-    frame_gpu: Option<GpuMetrics>,
+    frame_gpu: Option<FrameGpu>,
     frame_list: Vec<FrameRecord>,
     counters: HashMap<NameId, CounterAcc>,
     threads: BTreeSet<u32>,
@@ -121,16 +121,19 @@ impl ProfileSink for Aggregator {
         let Some(path) = span.path.filter(|_| span.kind == SpanKind::Stage) else {
             self.frames.record(span.duration_ns());
             self.frames_sampled += u64::from(span.flags.sampled);
-            if let Some(g) = &span.metrics.gpu {
+            if let Some(g) = &span.metrics.frame_gpu {
                 self.frame_gpu_span.record(g.span_ns);
-                add_gpu(&mut self.frame_gpu, g);
+                match &mut self.frame_gpu {
+                    Some(total) => total.add(g),
+                    None => self.frame_gpu = Some(*g),
+                }
             }
             if self.frame_list.len() < MAX_FRAMES_LISTED {
                 self.frame_list.push(FrameRecord {
                     start_ns: span.start_ns,
                     duration_ns: span.duration_ns(),
                     sampled: span.flags.sampled,
-                    gpu: span.metrics.gpu,
+                    gpu: span.metrics.frame_gpu,
                 });
             }
             return;

@@ -14,9 +14,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::wire::{Record, TickScale};
-use stageprof_model::{Catalog, GpuActivity, GpuMetrics, PathId, ProfileSink};
+use stageprof_model::{Catalog, FrameGpu, GpuActivity, GpuMetrics, PathId, ProfileSink};
 
-use crate::gpu_work::{summarize, Activity, IdleContext};
+use crate::gpu_work::{frame_gpu, summarize, Activity, FrameWindows, IdleContext};
 
 /// GPU records of a profile, by the instance that launched them.
 #[derive(Default)]
@@ -76,7 +76,19 @@ pub struct GpuJoin {
     idle: IdleContext,
     /// The thread that owns the frames (the most of them), which orphans are given to.
     frame_thread: Option<u32>,
+    windows: FrameWindows,
     scratch: Vec<(i64, i64, Option<i64>)>,
+}
+
+/// What a closing call gets of the GPU records.
+pub struct ClosedGpu {
+    pub figures: Option<GpuMetrics>,
+    /// Time between its CUDA events.
+    pub event_ns: Option<u64>,
+    /// For a frame: its GPU window.
+    pub frame: Option<FrameGpu>,
+    /// The activities its parent inherits.
+    pub inherited: Vec<u32>,
 }
 
 /// What a closing call carries of GPU work: its own instance, and the
@@ -91,6 +103,7 @@ pub struct CallGpu {
 #[derive(Clone, Copy, Debug)]
 pub struct CallExtent {
     pub thread: u32,
+    pub frame: bool,
     pub start_ns: u64,
     pub end_ns: u64,
 }
@@ -101,12 +114,13 @@ impl GpuJoin {
         let idle = IdleContext::new(std::mem::take(&mut ledger.launch_ns), &[]);
         let frame_thread =
             ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
-        GpuJoin { ledger, idle, frame_thread, scratch: Vec::new() }
+        let windows = FrameWindows::new(&ledger.activities, &idle);
+        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new() }
     }
 
     /// The figures of a closing call launched from `path` (`None`: a frame);
-    /// its own activities go to `sink`. Returns the GPU figures, its event
-    /// time, and the activities its parent inherits.
+    /// its own activities go to `sink`. Frames close in the order they
+    /// started (they do not overlap), as their windows need.
     pub fn close(
         &mut self,
         call: CallGpu,
@@ -114,7 +128,7 @@ impl GpuJoin {
         path: Option<PathId>,
         catalog: &Catalog,
         sink: &mut dyn ProfileSink,
-    ) -> (Option<GpuMetrics>, Option<u64>, Vec<u32>) {
+    ) -> ClosedGpu {
         let mut own = call.instance.and_then(|i| self.ledger.own.remove(&i)).unwrap_or_default();
         if self.frame_thread == Some(extent.thread) {
             self.claim_orphans(extent, &mut own);
@@ -124,14 +138,24 @@ impl GpuJoin {
             sink.gpu_activity(&self.activity(a, path), catalog);
         }
         let mut all = call.nested;
-        if all.is_empty() && own.is_empty() {
-            return (None, event_ns, all);
+        all.extend_from_slice(&own);
+        let frame = extent.frame.then(|| self.frame_window(extent, &all)).flatten();
+        if all.is_empty() {
+            return ClosedGpu { figures: None, event_ns, frame, inherited: all };
         }
-        let self_busy = summarize(&own, &self.ledger.activities, &self.idle, &mut self.scratch).busy_ns;
-        all.extend(own);
-        let mut m = summarize(&all, &self.ledger.activities, &self.idle, &mut self.scratch);
-        m.self_busy_ns = self_busy;
-        (Some(m), event_ns, all)
+        let activities = &self.ledger.activities;
+        let mut m = summarize(&all, activities, &self.idle, &mut self.scratch);
+        m.self_busy_ns = summarize(&own, activities, &self.idle, &mut self.scratch).busy_ns;
+        let frame = frame.map(|f| FrameGpu { busy_own_ns: m.busy_ns, ..f });
+        ClosedGpu { figures: Some(m), event_ns, frame, inherited: all }
+    }
+
+    /// A closing frame's GPU window (its own work's busy time is filled in by the caller).
+    fn frame_window(&mut self, extent: CallExtent, all: &[u32]) -> Option<FrameGpu> {
+        let ns = |t: u64| t.min(i64::MAX as u64) as i64;
+        let (start, end) = (ns(extent.start_ns), ns(extent.end_ns));
+        let window = self.windows.frame(start, end, all, &self.ledger.activities, &self.idle)?;
+        Some(frame_gpu(&window, 0, |t| t.max(0) as u64))
     }
 
     /// Orphans launched while the call was open; calls close innermost

@@ -1,9 +1,12 @@
 //! What a set of GPU activities adds up to: counts, bytes, busy time (the
-//! union of their intervals), span, and idle time by cause. The trace
-//! readers and the native reader both attribute activities to calls, then
-//! hand each call's activities here, so the figures mean the same for both.
+//! union of their intervals), span, and idle time by cause; and what the
+//! device did in each frame's window. The trace readers and the native
+//! reader both attribute activities to calls, then hand each call's
+//! activities here, so the figures mean the same for both.
 
-use stageprof_model::{CopyKind, GpuMetrics, GpuWork, LaunchShape, NameId};
+use std::collections::HashMap;
+
+use stageprof_model::{CopyKind, FrameGpu, GpuMetrics, GpuWork, LaunchShape, NameId};
 
 /// A kernel, copy or memset on a GPU. Times are in the producer's units
 /// (nanoseconds); `correlation` joins it to what launched it (negative: the
@@ -98,22 +101,168 @@ pub fn summarize(
     m
 }
 
-/// Splits the idle gap `[g0, g1)` before an activity launched at `launched`.
+/// Splits the idle gap `[g0, g1)` before an activity launched at `launched`
+/// into `m`'s idle times by cause.
+fn classify_gap(m: &mut GpuMetrics, idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) {
+    let [host, sync, other] = idle_by_cause(idle, g0, g1, launched);
+    m.idle_host_ns = m.idle_host_ns.saturating_add(host);
+    m.idle_sync_ns = m.idle_sync_ns.saturating_add(sync);
+    m.idle_other_ns = m.idle_other_ns.saturating_add(other);
+}
+
+/// The idle gap `[g0, g1)` before an activity launched at `launched`, by
+/// cause: waiting for the host, synchronization, other.
 ///
 /// Until the next work was launched the GPU waited for the host: because
 /// the host sat in a synchronization or blocking copy during that time (the
 /// pipeline drained), or because it was busy elsewhere. Idle time after the
 /// launch, or when the work was already queued, has other causes (stream
 /// dependencies, launch latency).
-fn classify_gap(m: &mut GpuMetrics, idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) {
+fn idle_by_cause(idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) -> [u64; 3] {
     let late_until = launched.map_or(g0, |l| l.clamp(g0, g1));
     let late = late_until.saturating_sub(g0).max(0) as u64;
+    let other = g1.saturating_sub(late_until).max(0) as u64;
     if late > 0 && idle.blocked_during(g0, late_until) {
-        m.idle_sync_ns = m.idle_sync_ns.saturating_add(late);
+        [0, late, other]
     } else {
-        m.idle_host_ns = m.idle_host_ns.saturating_add(late);
+        [late, 0, other]
     }
-    m.idle_other_ns = m.idle_other_ns.saturating_add(g1.saturating_sub(late_until).max(0) as u64);
+}
+
+/// A stretch of time a device was busy without a break, and when the work
+/// that opened it was launched (which says why the device was idle before it).
+#[derive(Clone, Copy, Debug)]
+struct BusyRun {
+    start: i64,
+    end: i64,
+    launched: Option<i64>,
+}
+
+/// A frame's GPU window and what its device(s) did in it, in the producer's time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameWindow {
+    pub start: i64,
+    pub end: i64,
+    /// Device busy time in the window, all work.
+    pub busy_ns: u64,
+    /// Idle time in the window: waiting for the host, synchronization, other.
+    pub idle_ns: [u64; 3],
+}
+
+/// Frames' GPU windows, taken in the order of the frames' start.
+///
+/// A frame's GPU work is what its own calls launched (nested stages
+/// included) and anything launched, from any thread, while the frame was
+/// open. Its window runs from the first start to the last end of that work,
+/// but starts no earlier than the previous frame's window ended: when the
+/// GPU runs behind the CPU, the overlap belongs to the earlier frame, so no
+/// time is counted in two frames. Busy time in the window is the device's
+/// (all work on the devices the frame's work ran on, whoever launched it).
+pub struct FrameWindows {
+    /// Per device: when it was busy, merged and sorted.
+    runs: HashMap<u32, Vec<BusyRun>>,
+    /// Activities with a known launch time, by that time: `(launched, index)`.
+    by_launch: Vec<(i64, u32)>,
+    previous_end: i64,
+    scratch: Vec<BusyRun>,
+    work: Vec<u32>,
+}
+
+impl FrameWindows {
+    pub fn new(activities: &[Activity], idle: &IdleContext) -> FrameWindows {
+        let launched = |i: usize| idle.launch_ts.get(i).copied().flatten();
+        let mut per_device: HashMap<u32, Vec<BusyRun>> = HashMap::new();
+        for (i, a) in activities.iter().enumerate() {
+            let run = BusyRun { start: a.start, end: a.end.max(a.start), launched: launched(i) };
+            per_device.entry(a.device).or_default().push(run);
+        }
+        let runs = per_device.into_iter().map(|(device, mut list)| (device, merge_runs(&mut list))).collect();
+        let mut by_launch: Vec<(i64, u32)> =
+            (0..activities.len()).filter_map(|i| Some((launched(i)?, i as u32))).collect();
+        by_launch.sort_unstable();
+        FrameWindows { runs, by_launch, previous_end: i64::MIN, scratch: Vec::new(), work: Vec::new() }
+    }
+
+    /// The window of the frame open from `start` to `end` whose calls
+    /// launched `own`; `None` when no GPU work belongs to it.
+    pub fn frame(
+        &mut self,
+        start: i64,
+        end: i64,
+        own: &[u32],
+        activities: &[Activity],
+        idle: &IdleContext,
+    ) -> Option<FrameWindow> {
+        self.work.clear();
+        self.work.extend_from_slice(own);
+        let from = self.by_launch.partition_point(|&(t, _)| t < start);
+        self.work.extend(self.by_launch[from..].iter().take_while(|&&(t, _)| t < end).map(|&(_, i)| i));
+        let first = self.work.iter().map(|&i| activities[i as usize].start).min()?;
+        let last = self.work.iter().map(|&i| activities[i as usize].end).max()?;
+        let w0 = first.max(self.previous_end);
+        let w1 = last.max(w0);
+        self.previous_end = w1;
+        let mut devices: Vec<u32> = self.work.iter().map(|&i| activities[i as usize].device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        self.scratch.clear();
+        for runs in devices.iter().filter_map(|d| self.runs.get(d)) {
+            let at = runs.partition_point(|r| r.end <= w0);
+            let inside = runs[at..].iter().take_while(|r| r.start < w1);
+            self.scratch.extend(inside.map(|r| BusyRun { start: r.start.max(w0), end: r.end.min(w1), ..*r }));
+        }
+        let runs = merge_runs(&mut self.scratch);
+        let mut out = FrameWindow { start: w0, end: w1, ..FrameWindow::default() };
+        let mut add_idle = |g0: i64, g1: i64, launched: Option<i64>| {
+            for (total, part) in out.idle_ns.iter_mut().zip(idle_by_cause(idle, g0, g1, launched)) {
+                *total = total.saturating_add(part);
+            }
+        };
+        let mut at = w0;
+        let mut busy = 0u64;
+        for r in &runs {
+            busy = busy.saturating_add(r.end.saturating_sub(r.start).max(0) as u64);
+            if r.start > at {
+                add_idle(at, r.start, r.launched);
+            }
+            at = at.max(r.end);
+        }
+        if w1 > at {
+            add_idle(at, w1, None);
+        }
+        out.busy_ns = busy;
+        Some(out)
+    }
+}
+
+/// A frame's figures for the model: `window` in the producer's time, made
+/// relative to the profile's start by `rel`; `busy_own_ns` is the busy time
+/// of what the frame's own calls launched.
+pub fn frame_gpu(window: &FrameWindow, busy_own_ns: u64, rel: impl Fn(i64) -> u64) -> FrameGpu {
+    let [idle_host_ns, idle_sync_ns, idle_other_ns] = window.idle_ns;
+    FrameGpu {
+        start_ns: rel(window.start),
+        span_ns: window.end.saturating_sub(window.start).max(0) as u64,
+        busy_ns: window.busy_ns,
+        busy_own_ns,
+        idle_host_ns,
+        idle_sync_ns,
+        idle_other_ns,
+    }
+}
+
+/// Merges runs (sorted here) into disjoint ones; each keeps the launch time
+/// of the work that opened it.
+fn merge_runs(runs: &mut [BusyRun]) -> Vec<BusyRun> {
+    runs.sort_unstable_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<BusyRun> = Vec::with_capacity(runs.len());
+    for r in runs.iter() {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(*r),
+        }
+    }
+    merged
 }
 
 #[cfg(test)]

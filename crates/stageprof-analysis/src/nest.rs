@@ -165,11 +165,12 @@ fn close(
     let mut inherited = Vec::new();
     if let Some(gpu) = gpu {
         let launched_from = open.path.filter(|_| open.kind == SpanKind::Stage);
-        let extent = CallExtent { thread, start_ns: open.start_ns, end_ns };
-        let (figures, event_ns, all) = gpu.close(std::mem::take(&mut open.gpu), extent, launched_from, catalog, sink);
-        metrics.gpu = figures;
-        metrics.gpu_event_ns = event_ns;
-        inherited = all;
+        let extent = CallExtent { thread, frame: open.kind == SpanKind::Frame, start_ns: open.start_ns, end_ns };
+        let closed = gpu.close(std::mem::take(&mut open.gpu), extent, launched_from, catalog, sink);
+        metrics.gpu = closed.figures;
+        metrics.gpu_event_ns = closed.event_ns;
+        metrics.frame_gpu = closed.frame;
+        inherited = closed.inherited;
     }
     if let Some(parent) = stack.last_mut() {
         parent.child_ns = parent.child_ns.saturating_add(duration);

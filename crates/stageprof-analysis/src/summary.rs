@@ -3,7 +3,7 @@
 //! Renderers (terminal table, JSON, HTML) draw from this and compute
 //! nothing themselves. docs/summary-schema.md documents its JSON form.
 
-use stageprof_model::{GpuMetrics, HostInfo, LaunchShape};
+use stageprof_model::{FrameGpu, GpuMetrics, HostInfo, LaunchShape};
 
 use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
@@ -125,10 +125,11 @@ pub struct FrameStats {
     pub duration: DurationStats,
     /// Every frame's duration, while there are at most [`crate::stats::EXACT_SAMPLES`] frames.
     pub durations: Vec<u64>,
-    /// Per-frame GPU span (first start to last end of the frame's GPU work).
+    /// Per-frame GPU window length (first start to last end of the frame's
+    /// GPU work, windows never overlapping).
     pub gpu_span: Option<DurationStats>,
-    /// GPU figures summed over frames: busy time, and idle time by cause.
-    pub gpu: Option<GpuMetrics>,
+    /// The frames' GPU figures summed: window, device busy, own busy, idle by cause.
+    pub gpu: Option<FrameGpu>,
     /// Each frame, in time order (the first [`MAX_FRAMES_LISTED`]).
     pub each: Vec<FrameRecord>,
 }
@@ -142,7 +143,7 @@ pub struct FrameRecord {
     pub start_ns: u64,
     pub duration_ns: u64,
     pub sampled: bool,
-    pub gpu: Option<GpuMetrics>,
+    pub gpu: Option<FrameGpu>,
 }
 
 /// Samples of one counter.
@@ -242,10 +243,9 @@ impl Summary {
 }
 
 impl FrameStats {
-    /// GPU busy time as a share of the frames' GPU span, in percent.
+    /// Device busy time as a share of the frames' GPU windows, in percent.
     pub fn gpu_busy_pct(&self) -> Option<f64> {
-        let (span, gpu) = (self.gpu_span.as_ref()?, self.gpu.as_ref()?);
-        Some(100.0 * gpu.busy_ns as f64 / span.total_ns.max(1) as f64)
+        self.gpu.as_ref().map(FrameGpu::busy_pct)
     }
 
     /// Indexes (into [`FrameStats::each`]) of frames far slower than the

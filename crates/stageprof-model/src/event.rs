@@ -97,6 +97,52 @@ pub struct GpuMetrics {
     pub idle_other_ns: u64,
 }
 
+/// The device's view of one frame: the window its GPU work ran in and what
+/// the device did in it (docs/summary-schema.md, `frames.each`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameGpu {
+    /// Start of the window: the first start of the GPU work launched in the
+    /// frame, or the end of the previous frame's window if that is later.
+    pub start_ns: u64,
+    /// Window length: to the last end of the frame's GPU work.
+    pub span_ns: u64,
+    /// Time in the window when the frame's device(s) ran anything, whoever launched it.
+    pub busy_ns: u64,
+    /// Busy time of the work the frame's own stages launched.
+    pub busy_own_ns: u64,
+    /// Time in the window when the device(s) ran nothing, by cause (as in [`GpuMetrics`]).
+    pub idle_host_ns: u64,
+    pub idle_sync_ns: u64,
+    pub idle_other_ns: u64,
+}
+
+impl FrameGpu {
+    /// Adds another frame's figures (the window start stays the earliest).
+    pub fn add(&mut self, other: &FrameGpu) {
+        self.start_ns = self.start_ns.min(other.start_ns);
+        for (a, b) in [
+            (&mut self.span_ns, other.span_ns),
+            (&mut self.busy_ns, other.busy_ns),
+            (&mut self.busy_own_ns, other.busy_own_ns),
+            (&mut self.idle_host_ns, other.idle_host_ns),
+            (&mut self.idle_sync_ns, other.idle_sync_ns),
+            (&mut self.idle_other_ns, other.idle_other_ns),
+        ] {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    /// Idle time in the window, all causes.
+    pub fn idle_ns(&self) -> u64 {
+        self.idle_host_ns.saturating_add(self.idle_sync_ns).saturating_add(self.idle_other_ns)
+    }
+
+    /// Busy time as a share of the window, in percent.
+    pub fn busy_pct(&self) -> f64 {
+        100.0 * self.busy_ns as f64 / self.span_ns.max(1) as f64
+    }
+}
+
 /// Change of an allocator's bytes over a stage call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemDelta {
@@ -121,6 +167,8 @@ pub struct StageMetrics {
     pub gpu_event_ns: Option<u64>,
     /// The heap of all threads while the call ran (stages of the thread that drives the pipeline).
     pub process_mem: Option<MemDelta>,
+    /// For frames: the device's view of the frame.
+    pub frame_gpu: Option<FrameGpu>,
 }
 
 /// One closed stage or frame call. Times are nanoseconds since the profile's start.

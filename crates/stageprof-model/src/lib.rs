@@ -11,7 +11,8 @@ pub mod native;
 pub mod wire;
 
 pub use event::{
-    Catalog, CopyKind, CounterSample, GpuActivity, GpuMetrics, GpuWork, HostMem, LaunchShape, MemDelta, MemoryLevel,
-    MemoryPool, NameId, PathEntry, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics, ThreadInfo,
+    Catalog, CopyKind, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, HostMem, LaunchShape, MemDelta,
+    MemoryLevel, MemoryPool, NameId, PathEntry, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
+    ThreadInfo,
 };
 pub use host::HostInfo;

@@ -39,11 +39,7 @@ fn innermost_stage(tree: &CallTree, thread: u32, ts: i64) -> Option<u32> {
 
 /// Groups GPU work (`launch_of`: each activity's launch) launched by backward operators under the forward stage
 /// calls that recorded them.
-pub fn attribute_backward(
-    stages: &CallTree,
-    ops: &[AutogradOp],
-    launch_of: &[Option<Launch>],
-) -> Vec<BackwardOfCall> {
+pub fn attribute_backward(stages: &CallTree, ops: &[AutogradOp], launch_of: &[Option<Launch>]) -> Vec<BackwardOfCall> {
     let forward_stage: HashMap<i64, u32> = ops
         .iter()
         .filter(|o| !o.backward)

@@ -10,17 +10,19 @@ use std::io::Read;
 
 use stageprof_analysis::{Nester, RunInfo};
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, Span, SpanFlags,
-    SpanKind, StageMetrics,
+    Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, Span,
+    SpanFlags, SpanKind, StageMetrics,
 };
 
 use crate::backward::{attribute_backward, BackwardOfCall};
 use crate::call_tree::CallTree;
-use crate::gpu_attribution::{attribute_gpu_activity, frame_thread, gpu_metrics_per_call};
+use crate::gpu_attribution::{
+    attribute_gpu_activity, frame_thread, frame_windows, gpu_metrics_per_call, ActivitiesByCall,
+};
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
-use stageprof_analysis::gpu_work::{summarize, Activity, IdleContext};
+use stageprof_analysis::gpu_work::{frame_gpu, summarize, Activity, IdleContext};
 
 /// What a trace holds besides its events.
 pub struct TraceProfile {
@@ -47,12 +49,16 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let owner = frame_thread(&tree);
     let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
     let idle = IdleContext::new(attribution.launch_times(), &tables.syncs);
-    let gpu = gpu_metrics_per_call(&tree, &tables.activities, &attribution, &idle);
+    let by_call = ActivitiesByCall::new(&tree, &attribution);
+    let gpu = gpu_metrics_per_call(&tree, &by_call, &tables.activities, &idle);
+    let windows = frame_windows(&tree, &by_call, &tables.activities, &idle);
+    let frame_gpu: Vec<Option<FrameGpu>> =
+        windows.iter().zip(&gpu).map(|(w, own)| w.map(|w| frame_gpu(&w, own.map_or(0, |g| g.busy_ns), rel))).collect();
 
     let memory =
         Memory { device: MemorySeries::build(&tables.memory, 1), host: MemorySeries::build(&tables.memory, 0) };
     memory.emit_levels(rel, sink);
-    emit_calls(&tree, &gpu, &memory, &mut tables.catalog, rel, sink);
+    emit_calls(&tree, &gpu, &frame_gpu, &memory, &mut tables.catalog, rel, sink);
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &attribution.launch_of);
     emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
@@ -101,6 +107,7 @@ impl Memory {
 fn emit_calls(
     tree: &CallTree,
     gpu: &[Option<GpuMetrics>],
+    frame_gpu: &[Option<FrameGpu>],
     memory: &Memory,
     catalog: &mut Catalog,
     rel: impl Fn(i64) -> u64,
@@ -118,6 +125,7 @@ fn emit_calls(
                 gpu_mem: memory.device.delta(c.start, c.end),
                 process_mem: None,
                 gpu_event_ns: None,
+                frame_gpu: frame_gpu[i],
             };
             nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
         };
@@ -230,14 +238,20 @@ fn warn_about(
     warnings: &mut Vec<String>,
 ) {
     let mut counted: Vec<(u64, String)> = vec![
-        (outcome.repaired, format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired)),
+        (
+            outcome.repaired,
+            format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired),
+        ),
         (outcome.skipped, format!("{} malformed events were skipped", outcome.skipped)),
         (tables.problems.unmatched_end, format!("{} E events had no B to close", tables.problems.unmatched_end)),
         (
             tables.problems.unclosed_begin,
             format!("{} B events were never closed (closed at the end of the trace)", tables.problems.unclosed_begin),
         ),
-        (tree.clipped, format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped)),
+        (
+            tree.clipped,
+            format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped),
+        ),
     ];
     let repeated = tables.launches.repeated_ids() as u64;
     counted.push((repeated, format!("{repeated} correlation ids were carried by more than one launch (a profiler restarted within the trace?); each GPU activity was joined to the launch with its id that most closely precedes it")));

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use stageprof_analysis::gpu_work::{summarize, Activity, IdleContext};
+use stageprof_analysis::gpu_work::{summarize, Activity, FrameWindow, FrameWindows, IdleContext};
 use stageprof_model::{GpuMetrics, SpanKind};
 
 use crate::call_tree::CallTree;
@@ -85,43 +85,82 @@ impl Attribution {
     }
 }
 
-/// GPU figures of every call (its nested calls' work included), from the attribution.
+/// Activities grouped by the call they belong to, so that a call's subtree
+/// (it and its nested calls) is one contiguous run.
+pub struct ActivitiesByCall {
+    offsets: Vec<usize>,
+    grouped: Vec<u32>,
+}
+
+impl ActivitiesByCall {
+    pub fn new(tree: &CallTree, attribution: &Attribution) -> ActivitiesByCall {
+        let n = tree.calls.len();
+        let mut offsets = vec![0usize; n + 1];
+        for c in attribution.call_of.iter().flatten() {
+            offsets[*c as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut grouped = vec![0u32; offsets[n]];
+        for (a, c) in attribution.call_of.iter().enumerate() {
+            if let Some(c) = c {
+                grouped[fill[*c as usize]] = a as u32;
+                fill[*c as usize] += 1;
+            }
+        }
+        ActivitiesByCall { offsets, grouped }
+    }
+
+    /// What call `i` launched itself.
+    pub fn own(&self, i: usize) -> &[u32] {
+        &self.grouped[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// What call `i` and its nested calls launched.
+    pub fn subtree(&self, tree: &CallTree, i: usize) -> &[u32] {
+        &self.grouped[self.offsets[i]..self.offsets[tree.subtree_end[i] as usize]]
+    }
+}
+
+/// GPU figures of every call (its nested calls' work included).
 pub fn gpu_metrics_per_call(
     tree: &CallTree,
+    by_call: &ActivitiesByCall,
     activities: &[Activity],
-    attribution: &Attribution,
     idle: &IdleContext,
 ) -> Vec<Option<GpuMetrics>> {
-    let n = tree.calls.len();
-    // Activities grouped by call: a call's subtree is then one contiguous run.
-    let mut offsets = vec![0usize; n + 1];
-    for c in attribution.call_of.iter().flatten() {
-        offsets[*c as usize + 1] += 1;
-    }
-    for i in 0..n {
-        offsets[i + 1] += offsets[i];
-    }
-    let mut fill = offsets.clone();
-    let mut grouped = vec![0u32; offsets[n]];
-    for (a, c) in attribution.call_of.iter().enumerate() {
-        if let Some(c) = c {
-            grouped[fill[*c as usize]] = a as u32;
-            fill[*c as usize] += 1;
-        }
-    }
     let mut scratch = Vec::new();
-    (0..n)
+    (0..tree.calls.len())
         .map(|i| {
-            let all = &grouped[offsets[i]..offsets[tree.subtree_end[i] as usize]];
+            let all = by_call.subtree(tree, i);
             if all.is_empty() {
                 return None;
             }
-            let own = &grouped[offsets[i]..offsets[i + 1]];
             let mut m = summarize(all, activities, idle, &mut scratch);
-            m.self_busy_ns = summarize(own, activities, idle, &mut scratch).busy_ns;
+            m.self_busy_ns = summarize(by_call.own(i), activities, idle, &mut scratch).busy_ns;
             Some(m)
         })
         .collect()
+}
+
+/// The GPU window of every frame call (in the trace's time), in start order.
+pub fn frame_windows(
+    tree: &CallTree,
+    by_call: &ActivitiesByCall,
+    activities: &[Activity],
+    idle: &IdleContext,
+) -> Vec<Option<FrameWindow>> {
+    let mut frames: Vec<usize> = (0..tree.calls.len()).filter(|&i| tree.calls[i].kind == SpanKind::Frame).collect();
+    frames.sort_by_key(|&i| (tree.calls[i].start, i));
+    let mut windows = FrameWindows::new(activities, idle);
+    let mut out = vec![None; tree.calls.len()];
+    for i in frames {
+        let c = tree.calls[i];
+        out[i] = windows.frame(c.start, c.end, by_call.subtree(tree, i), activities, idle);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,13 +196,16 @@ mod tests {
             call(1, SpanKind::Stage, 100, 200),
             call(1, SpanKind::Stage, 500, 900),
         ]);
-        let launches = HashMap::from([
-            (1, Launch { thread: 1, ts: 150 }),  // in b
-            (2, Launch { thread: 1, ts: 300 }),  // in a
-            (3, Launch { thread: 9, ts: 600 }),  // autograd-like thread while c is open
-            (4, Launch { thread: 1, ts: 450 }),  // in the frame, between stages
-            (5, Launch { thread: 9, ts: 5000 }), // outside everything
-        ]);
+        let mut launches = Launches::default();
+        for (id, thread, ts) in [
+            (1, 1, 150),  // in b
+            (2, 1, 300),  // in a
+            (3, 9, 600),  // autograd-like thread while c is open
+            (4, 1, 450),  // in the frame, between stages
+            (5, 9, 5000), // outside everything
+        ] {
+            launches.insert(id, Launch { thread, ts }, ts + 5);
+        }
         let acts = [
             kernel(1, 1000, 1100),
             kernel(2, 1050, 1300),
@@ -175,8 +217,8 @@ mod tests {
         let attr = attribute_gpu_activity(&tree, &launches, &acts, frame_thread(&tree));
         assert_eq!(attr.call_of, [Some(2), Some(1), Some(3), Some(0), None, None]);
         assert_eq!((attr.no_launch, attr.outside, attr.outside_ns), (1, 1, 10));
-        let idle = IdleContext::new(launch_times(&launches, &acts), &[]);
-        let m = gpu_metrics_per_call(&tree, &acts, &attr, &idle);
+        let idle = IdleContext::new(attr.launch_times(), &[]);
+        let m = gpu_metrics_per_call(&tree, &ActivitiesByCall::new(&tree, &attr), &acts, &idle);
         // a: kernels [1000,1100) and [1050,1300): busy 300, span 300, own busy 250.
         let a = m[1].unwrap();
         assert_eq!((a.kernels, a.busy_ns, a.span_ns, a.self_busy_ns), (2, 300, 300, 250));

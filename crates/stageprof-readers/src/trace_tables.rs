@@ -43,7 +43,7 @@ impl Launches {
     /// the one before it with the same id (a runtime call handing on to a
     /// driver call or another thread, as MTIA's runtime writes them) is part
     /// of the same launch, not a repeat.
-    fn insert(&mut self, correlation: i64, launch: Launch, end: i64) {
+    pub(crate) fn insert(&mut self, correlation: i64, launch: Launch, end: i64) {
         let Some(&first) = self.first.get(&correlation) else {
             self.first.insert(correlation, (launch, end));
             return;
@@ -59,7 +59,7 @@ impl Launches {
         list.push((launch, end));
     }
 
-    fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         for list in self.repeated.values_mut() {
             list.sort_by_key(|(l, _)| l.ts);
         }
@@ -209,8 +209,14 @@ fn kineto_category(cat: &[u8]) -> Option<KinetoCat> {
         b"gpu_memcpy" | b"memcpy" => KinetoCat::Gpu(GpuWork::Copy(CopyKind::Other)),
         b"gpu_memset" | b"memset" => KinetoCat::Gpu(GpuWork::Memset),
         b"mtia_ccp_events" => KinetoCat::MtiaDevice,
-        b"cuda_runtime" | b"cuda_driver" | b"runtime" | b"driver" | b"mtia_runtime" | b"xpu_runtime"
-        | b"privateuse1_runtime" | b"privateuse1_driver" => KinetoCat::Launch,
+        b"cuda_runtime"
+        | b"cuda_driver"
+        | b"runtime"
+        | b"driver"
+        | b"mtia_runtime"
+        | b"xpu_runtime"
+        | b"privateuse1_runtime"
+        | b"privateuse1_driver" => KinetoCat::Launch,
         b"cpu_op" | b"operator" => KinetoCat::Operator,
         b"cuda_sync" => KinetoCat::Sync,
         b"gpu_user_annotation"

@@ -2,7 +2,7 @@
 
 use stageprof_analysis::stats::DurationStats;
 use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
-use stageprof_model::{CopyKind, GpuMetrics};
+use stageprof_model::{CopyKind, FrameGpu};
 
 use crate::json::JsonWriter;
 
@@ -64,10 +64,14 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
     w.end_object();
 }
 
-/// GPU idle time by cause (docs/summary-schema.md, frames).
-fn idle_by_cause(w: &mut JsonWriter, g: &GpuMetrics) {
-    w.key("gpu_idle_ns")
+/// A frame's (or all frames') GPU figures (docs/summary-schema.md, frames).
+fn frame_gpu_fields(w: &mut JsonWriter, g: &FrameGpu) {
+    w.field("gpu_busy_ns", g.busy_ns)
+        .field("gpu_busy_own_ns", g.busy_own_ns)
+        .field_f64("gpu_busy_pct", g.busy_pct())
+        .key("gpu_idle_ns")
         .begin_object()
+        .field("total", g.idle_ns())
         .field("waiting_for_host_launch", g.idle_host_ns)
         .field("synchronization", g.idle_sync_ns)
         .field("other", g.idle_other_ns)
@@ -144,16 +148,14 @@ pub fn summary_json(s: &Summary) -> String {
         .field("total_ns", f.duration.total_ns);
     call_stats(&mut w, &f.duration);
     w.key("gpu_span_ns");
-    match &f.gpu_span {
-        Some(g) => {
-            w.begin_object().field("total_ns", g.total_ns);
-            call_stats(&mut w, g);
+    match (&f.gpu_span, &f.gpu) {
+        (Some(span), Some(total)) => {
+            w.begin_object().field("total_ns", span.total_ns);
+            call_stats(&mut w, span);
             w.end_object();
-            let total = f.gpu.unwrap_or_default();
-            w.field("gpu_busy_ns", total.busy_ns).field_f64("gpu_busy_pct", f.gpu_busy_pct().unwrap_or(0.0));
-            idle_by_cause(&mut w, &total);
+            frame_gpu_fields(&mut w, total);
         }
-        None => {
+        _ => {
             w.raw("null");
         }
     }
@@ -162,10 +164,8 @@ pub fn summary_json(s: &Summary) -> String {
         w.begin_object().field("index", i).field("start_ns", fr.start_ns).field("duration_ns", fr.duration_ns);
         w.field("sampled", fr.sampled);
         if let Some(g) = fr.gpu {
-            w.field("gpu_span_ns", g.span_ns)
-                .field("gpu_busy_ns", g.busy_ns)
-                .field_f64("gpu_busy_pct", 100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64);
-            idle_by_cause(&mut w, &g);
+            w.field("gpu_start_ns", g.start_ns).field("gpu_span_ns", g.span_ns);
+            frame_gpu_fields(&mut w, &g);
         }
         w.end_object();
     }

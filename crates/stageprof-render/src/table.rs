@@ -217,11 +217,7 @@ fn describe_slowest_frames(f: &stageprof_analysis::FrameStats, out: &mut String)
         .iter()
         .take(3)
         .map(|(i, fr)| match fr.gpu {
-            Some(g) => format!(
-                "#{i} {} (GPU busy {:.0}%)",
-                duration(fr.duration_ns),
-                100.0 * g.busy_ns as f64 / g.span_ns.max(1) as f64
-            ),
+            Some(g) => format!("#{i} {} (GPU busy {:.0}%)", duration(fr.duration_ns), g.busy_pct()),
             None => format!("#{i} {}", duration(fr.duration_ns)),
         })
         .collect();
@@ -254,15 +250,17 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.max_ns)
         );
         describe_slowest_frames(f, out);
-        if let (Some(g), Some(t), Some(busy_pct)) = (&f.gpu_span, &f.gpu, f.gpu_busy_pct()) {
+        if let (Some(g), Some(t)) = (&f.gpu_span, &f.gpu) {
             let _ = writeln!(
                 out,
-                "frames on the GPU: span mean {}, p95 {}, max {}; GPU busy {busy_pct:.1}% of the frames' GPU span",
+                "frames on the GPU: window mean {}, p95 {}, max {}; device busy {:.1}% of the windows ({:.1}% with the frames' own work)",
                 duration(g.mean_ns),
                 duration(g.p95_ns),
                 duration(g.max_ns),
+                t.busy_pct(),
+                100.0 * t.busy_own_ns as f64 / t.span_ns.max(1) as f64,
             );
-            let idle = t.idle_host_ns + t.idle_sync_ns + t.idle_other_ns;
+            let idle = t.idle_ns();
             if idle > 0 {
                 let pct = |v: u64| 100.0 * v as f64 / idle as f64;
                 let _ = writeln!(
