@@ -55,7 +55,8 @@ fn row(stage: String, depth: u32, c: &Change) -> Row {
 fn rows(d: &Diff) -> Vec<Row> {
     let mut out: Vec<Row> = d.frames.iter().map(|c| row("(frames)".into(), 0, c)).collect();
     for s in &d.stages {
-        let name = s.path.last().cloned().unwrap_or_default();
+        let name =
+            s.path.last().map_or(String::new(), |n| crate::units::shorten(n, crate::units::NAME_CHARS).into_owned());
         for (i, c) in s.changes.iter().enumerate() {
             out.push(row(if i == 0 { name.clone() } else { String::new() }, s.depth, c));
         }
@@ -114,7 +115,12 @@ fn describe(d: &Diff, out: &mut String) {
     );
     for s in &d.stages {
         for m in s.memory.iter().filter(|m| m.base_bytes != m.new_bytes) {
-            let _ = writeln!(out, "memory: {} {}", terminal_safe(&s.path.join("/")), memory_text(m));
+            let _ = writeln!(
+                out,
+                "memory: {} {}",
+                terminal_safe(&crate::units::display_path(&s.path, "/")),
+                memory_text(m)
+            );
         }
     }
     let list = |out: &mut String, what: &str, items: &[String]| {

@@ -10,7 +10,7 @@ use stageprof_model::{CopyKind, MemoryPool};
 
 use crate::ranks::{compared, compared_label, RankInput};
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
-use crate::units::{bytes, duration, signed_bytes};
+use crate::units::{bytes, display_path, duration, shorten, signed_bytes, NAME_CHARS};
 
 /// Stages shown in the bar charts, longest first.
 const CHART_STAGES: usize = 20;
@@ -63,13 +63,13 @@ fn overview(page: &mut String, s: &Summary) {
         facts.push(("GPU busy", format!("{busy:.1}%")));
     }
     if let Some((i, b)) = s.peak_stage_host_mem() {
-        facts.push(("peak host memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
+        facts.push(("peak host memory (stage)", format!("{} in {}", bytes(b), shorten(&s.stages[i].name, NAME_CHARS))));
     }
     if let Some(rss) = run.peak_rss_bytes {
         facts.push(("peak RSS", bytes(rss)));
     }
     if let Some((i, b)) = s.peak_stage_gpu_mem() {
-        facts.push(("peak GPU memory (stage)", format!("{} in {}", bytes(b), s.stages[i].name)));
+        facts.push(("peak GPU memory (stage)", format!("{} in {}", bytes(b), shorten(&s.stages[i].name, NAME_CHARS))));
     }
     if !run.devices.is_empty() {
         facts.push(("device", run.devices.join(", ")));
@@ -113,7 +113,7 @@ fn bottleneck_cards(page: &mut String, s: &Summary) {
             page,
             "<div class=\"card\"><div class=\"rank\">{kind} #{}</div><div class=\"name\">{}</div><div class=\"big\">{}</div><p>{:.1}% of all stages' {kind} time; {} calls, p50 {}, p99 {}.</p></div>",
             b.rank,
-            escape(&st.path.join(" / ")),
+            escape(&display_path(&st.path, " / ")),
             duration(b.self_ns),
             b.share_pct,
             st.calls,
@@ -132,7 +132,7 @@ fn bottleneck_cards(page: &mut String, s: &Summary) {
         let _ = write!(
             page,
             "<div class=\"card mem\"><div class=\"rank\">{kind} memory</div><div class=\"name\">{}</div><div class=\"big\">{}</div><p>The most {kind} memory any stage held above a call's start; {} retained over {} calls.</p></div>",
-            escape(&st.path.join(" / ")),
+            escape(&display_path(&st.path, " / ")),
             bytes(peak),
             signed_bytes(net.unwrap_or(0)),
             st.calls,
@@ -190,7 +190,7 @@ fn stage_table(page: &mut String, s: &Summary) {
             "<tr data-depth=\"{}\"><td class=\"name\" style=\"padding-left:{}em\">{}</td>",
             st.depth,
             0.4 + 1.2 * st.depth as f64,
-            escape(&st.name)
+            escape(&shorten(&st.name, NAME_CHARS))
         );
         cell(page, &st.calls.to_string(), st.calls as f64);
         for ns in [st.wall_ns, st.self_ns, st.call.p50_ns, st.call.p99_ns, st.call.max_ns] {
@@ -245,7 +245,7 @@ fn time_charts(page: &mut String, s: &Summary) {
     let bars: Vec<Bar> = by_self
         .iter()
         .map(|st| Bar {
-            label: st.path.join(" / "),
+            label: display_path(&st.path, " / "),
             segments: vec![Segment {
                 value: 100.0 * st.self_ns as f64 / self_total.max(1) as f64,
                 class: "self",
@@ -280,7 +280,7 @@ fn time_charts(page: &mut String, s: &Summary) {
                     tip: format!("{}: {} GPU busy", st.name, duration(g.busy_ns)),
                 });
             }
-            Bar { label: st.path.join(" / "), segments }
+            Bar { label: display_path(&st.path, " / "), segments }
         })
         .collect();
     page.push_str(&stacked_bars(&bars, 900.0, |v| duration(v as u64)));
@@ -305,7 +305,7 @@ fn memory_charts(page: &mut String, s: &Summary) {
             MemoryPool::Gpu => "GPU memory",
         };
         let p = &m.peak;
-        let holder = p.stage.map_or("no stage".into(), |i| s.stages[i].path.join(" / "));
+        let holder = p.stage.map_or("no stage".into(), |i| display_path(&s.stages[i].path, " / "));
         let when = if p.start_ns == p.end_ns {
             format!("at {}", duration(p.start_ns))
         } else {
@@ -440,7 +440,7 @@ fn kernels_and_copies(page: &mut String, s: &Summary) {
     page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th data-type=\"text\">launch</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
     for k in s.kernel_totals().iter().take(KERNELS_LISTED) {
         page.push_str("<tr data-depth=\"0\">");
-        let _ = write!(page, "<td class=\"name\">{}</td>", escape(&k.name));
+        let _ = write!(page, "<td class=\"name\">{}</td>", escape(&shorten(&k.name, NAME_CHARS)));
         let _ = write!(page, "<td>{}</td>", k.shape.map_or("-".into(), |s| s.to_string()));
         cell(page, &k.calls.to_string(), k.calls as f64);
         cell(page, &duration(k.total_ns), k.total_ns as f64);
@@ -485,7 +485,7 @@ fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
     }
     page.push_str("<th>slowest / fastest</th></tr></thead><tbody>");
     for row in rows {
-        let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&row.path.join(" / ")));
+        let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&display_path(&row.path, " / ")));
         for r in 0..row.per_rank.len() {
             let text = compared(row, r).map_or("-".into(), duration);
             let class = if r == row.slowest { " class=\"straggler\"" } else { "" };

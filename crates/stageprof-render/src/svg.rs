@@ -50,7 +50,7 @@ pub fn stacked_bars(bars: &[Bar], width: f64, unit: impl Fn(f64) -> String) -> S
             r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text>"#,
             x = LABEL_W - 6.0,
             ty = y + 15.0,
-            label = escape(&shorten(&bar.label, 38)),
+            label = escape(&crate::units::shorten(&bar.label, 38)),
         );
         let mut x = LABEL_W;
         for seg in &bar.segments {
@@ -150,13 +150,6 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// At most `max` characters, with an ellipsis where cut.
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,11 +174,5 @@ mod tests {
         assert!(svg.contains(r#"width="300.0""#), "{svg}");
         assert!(svg.contains(r#"width="150.0""#), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 2);
-    }
-
-    #[test]
-    fn shortens_on_character_boundaries() {
-        assert_eq!(shorten("ééé", 2), "éé…");
-        assert_eq!(shorten("ab", 2), "ab");
     }
 }

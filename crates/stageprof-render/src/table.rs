@@ -8,7 +8,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use stageprof_analysis::{Bottleneck, Summary};
 
-use crate::units::{bytes, duration, signed_bytes, terminal_safe};
+use crate::units::{bytes, display_path, duration, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 
 /// How the table is drawn.
 #[derive(Clone, Copy, Debug)]
@@ -115,7 +115,13 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         if st.unfinished > 0 {
             let _ = write!(flags, " [{} unfinished]", st.unfinished);
         }
-        let label = format!("{}{}{}{}", "  ".repeat(st.depth as usize), mark, terminal_safe(&st.name), flags);
+        let label = format!(
+            "{}{}{}{}",
+            "  ".repeat(st.depth as usize),
+            mark,
+            terminal_safe(&shorten(&st.name, NAME_CHARS)),
+            flags
+        );
         let mut row = vec![
             label,
             st.calls.to_string(),
@@ -173,12 +179,12 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
     let _ = writeln!(out, "{title}:");
     for b in ranked {
         let st = &s.stages[b.stage];
-        let path: Vec<String> = st.path.iter().map(|p| terminal_safe(p)).collect();
+        let path = terminal_safe(&display_path(&st.path, " / "));
         let _ = write!(
             out,
             "  #{} {}: {} ({:.1}% of all stages') in {} calls",
             b.rank,
-            path.join(" / "),
+            path,
             duration(b.self_ns),
             b.share_pct,
             st.calls
@@ -200,7 +206,7 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
                 "       {} x{}: {}{shape}",
                 duration(k.total_ns),
                 k.calls,
-                terminal_safe(&shorten(&k.name, 100))
+                terminal_safe(&shorten(&k.name, NAME_CHARS))
             );
         }
     }
@@ -222,16 +228,6 @@ fn describe_slowest_frames(f: &stageprof_analysis::FrameStats, out: &mut String)
         })
         .collect();
     let _ = writeln!(out, "slowest frames: {}", listed.join(", "));
-}
-
-/// A long (C++ template) name cut to `max` characters, middle elided.
-fn shorten(name: &str, max: usize) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    if chars.len() <= max {
-        return name.to_owned();
-    }
-    let half = (max - 3) / 2;
-    format!("{}...{}", chars[..half].iter().collect::<String>(), chars[chars.len() - half..].iter().collect::<String>())
 }
 
 fn describe_frames_and_counters(s: &Summary, out: &mut String) {
@@ -293,8 +289,8 @@ fn describe_run(s: &Summary, out: &mut String) {
     if let Some(rss) = run.peak_rss_bytes {
         let _ = write!(out, "peak resident memory: {}", bytes(rss));
         if let Some((i, b)) = s.peak_stage_host_mem() {
-            let path: Vec<String> = s.stages[i].path.iter().map(|p| terminal_safe(p)).collect();
-            let _ = write!(out, "; largest stage heap peak: {} in {}", bytes(b), path.join(" / "));
+            let path = terminal_safe(&display_path(&s.stages[i].path, " / "));
+            let _ = write!(out, "; largest stage heap peak: {} in {path}", bytes(b));
         }
         out.push('\n');
     }

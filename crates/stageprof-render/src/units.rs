@@ -35,6 +35,30 @@ pub fn signed_bytes(b: i64) -> String {
     }
 }
 
+/// Characters of a name shown in a table or report; JSON and Chrome traces keep names whole.
+pub const NAME_CHARS: usize = 100;
+
+/// A name cut to at most `max` characters for display: its start and end
+/// kept, an ellipsis between (C++ templates differ at both ends). Linear in
+/// the name's length, whatever it is.
+pub fn shorten(name: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let count = name.chars().count();
+    if count <= max {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let keep = max.saturating_sub(1);
+    let (head, tail) = (keep - keep / 2, keep / 2);
+    let head_end = name.char_indices().nth(head).map_or(name.len(), |(i, _)| i);
+    let tail_start =
+        if tail == 0 { name.len() } else { name.char_indices().nth(count - tail).map_or(name.len(), |(i, _)| i) };
+    std::borrow::Cow::Owned(format!("{}…{}", &name[..head_end], &name[tail_start..]))
+}
+
+/// A stage path shortened name by name and joined with `sep`.
+pub fn display_path(path: &[String], sep: &str) -> String {
+    path.iter().map(|p| shorten(p, NAME_CHARS)).collect::<Vec<_>>().join(sep)
+}
+
 /// A name as a terminal shows it safely: control characters (newlines,
 /// escape sequences) become visible escapes; everything else is kept.
 pub fn terminal_safe(name: &str) -> String {
@@ -52,6 +76,19 @@ pub fn terminal_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_keep_both_ends_and_short_ones_stay_whole() {
+        assert_eq!(shorten("abcdefghij", 5), "ab…ij");
+        assert_eq!(shorten("abcdefghij", 6), "abc…ij");
+        assert_eq!(shorten("ééééé", 4), "éé…é");
+        assert_eq!(shorten("short", 5), "short");
+        assert_eq!(shorten("ab", 1), "…");
+        let long = "x".repeat(10_000_000) + "END";
+        let cut = shorten(&long, NAME_CHARS);
+        assert_eq!(cut.chars().count(), NAME_CHARS);
+        assert!(cut.starts_with("xxx") && cut.ends_with("END"));
+    }
 
     #[test]
     fn formats() {
