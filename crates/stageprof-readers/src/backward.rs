@@ -40,18 +40,29 @@ fn innermost_stage(tree: &CallTree, thread: u32, ts: i64) -> Option<u32> {
 /// Groups GPU work (`launch_of`: each activity's launch) launched by backward operators under the forward stage
 /// calls that recorded them.
 pub fn attribute_backward(stages: &CallTree, ops: &[AutogradOp], launch_of: &[Option<Launch>]) -> Vec<BackwardOfCall> {
-    let forward_stage: HashMap<i64, u32> = ops
-        .iter()
-        .filter(|o| !o.backward)
-        .filter_map(|o| Some((o.seq, innermost_stage(stages, o.thread, o.start)?)))
-        .collect();
+    // Sequence numbers repeat when a profiler restarts within a trace: a
+    // backward operator belongs to the latest forward one before it.
+    let mut forward_stage: HashMap<i64, Vec<(i64, u32)>> = HashMap::new();
+    for o in ops.iter().filter(|o| !o.backward) {
+        if let Some(stage) = innermost_stage(stages, o.thread, o.start) {
+            forward_stage.entry(o.seq).or_default().push((o.start, stage));
+        }
+    }
+    for list in forward_stage.values_mut() {
+        list.sort_unstable();
+    }
+    let forward_of = |o: &AutogradOp| -> Option<u32> {
+        let list = forward_stage.get(&o.seq)?;
+        let before = list.partition_point(|&(t, _)| t <= o.start);
+        Some(list[before.saturating_sub(1)].1)
+    };
     // Backward operators nest like stages; the tree finds the one open at a launch.
     // Each one's `name` holds its forward stage call.
     let backward_ops: Vec<Call> = ops
         .iter()
         .filter(|o| o.backward)
         .filter_map(|o| {
-            let forward = *forward_stage.get(&o.seq)?;
+            let forward = forward_of(o)?;
             Some(Call { thread: o.thread, kind: SpanKind::Stage, name: forward, start: o.start, end: o.end })
         })
         .collect();

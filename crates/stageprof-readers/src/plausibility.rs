@@ -133,8 +133,9 @@ mod tests {
         assert_eq!(p.check(0, 1), Ok(()), "before the window is fixed, every ordered interval passes");
         let mut starts = vec![10 * day, 10 * day + 5, 0, 10 * day + 9, 10 * day + 2];
         p.fix(&mut starts);
-        assert_eq!(p.check(10 * day - day, 11 * day), Ok(()));
-        assert_eq!(p.check(0, 10 * day), Err(Implausible::FarFromTrace));
+        // The median is 10 days + 2 ns: the window is a day either side of it.
+        assert_eq!(p.check(9 * day + 2, 11 * day + 2), Ok(()));
+        assert_eq!(p.check(9 * day + 1, 10 * day), Err(Implausible::FarFromTrace));
         assert_eq!(p.check(10 * day, 11 * day + 3), Err(Implausible::FarFromTrace));
         assert_eq!(p.check(10 * day, 10 * day - 1), Err(Implausible::NegativeDuration));
         let named = |n: &str| Offender { category: "kernel".into(), name: n.into(), offset: 7 };
