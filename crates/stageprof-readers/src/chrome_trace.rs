@@ -62,6 +62,7 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &attribution.launch_of);
     emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
+    emit_unstaged_work(&attribution, &mut tables, &idle, rel, sink);
     for c in &tables.counters {
         sink.counter(
             &CounterSample { name: c.name, thread: c.thread, ts_ns: rel(c.ts), value: c.value },
@@ -180,6 +181,53 @@ fn emit_backward_views(
     }
 }
 
+/// GPU work launched outside every stage and frame (a communication thread,
+/// a data loader): one line per launching thread, `(no stage) <thread>`,
+/// from its first launch to its last, so that the work is in the table and
+/// not only in a warning.
+fn emit_unstaged_work(
+    attribution: &crate::gpu_attribution::Attribution,
+    tables: &mut Tables,
+    idle: &IdleContext,
+    rel: impl Fn(i64) -> u64,
+    sink: &mut dyn ProfileSink,
+) {
+    let mut by_thread: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for (i, (call, launch)) in attribution.call_of.iter().zip(&attribution.launch_of).enumerate() {
+        if let (None, Some(launch)) = (call, launch) {
+            by_thread.entry(launch.thread).or_default().push(i as u32);
+        }
+    }
+    let mut scratch = Vec::new();
+    for (thread, acts) in by_thread {
+        let launched = acts.iter().filter_map(|&a| attribution.launch_of[a as usize]).map(|l| l.ts);
+        let (start, end) = launched.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        let label = match tables.catalog.thread(thread).map(|t| t.name.as_str()).filter(|n| !n.is_empty()) {
+            Some(name) => format!("(no stage) {name}"),
+            None => format!("(no stage) thread {}", tables.catalog.thread(thread).map_or(0, |t| t.os_tid)),
+        };
+        let name = tables.name(&label);
+        let path = tables.catalog.intern_path(None, name);
+        let span = Span {
+            thread,
+            kind: SpanKind::Stage,
+            name,
+            path: Some(path),
+            depth: 0,
+            start_ns: rel(start),
+            end_ns: rel(end),
+            // Its wall time only spans the launches: no CPU time of a stage to rank.
+            self_ns: 0,
+            metrics: StageMetrics {
+                gpu: Some(summarize(&acts, &tables.activities, idle, &mut scratch)),
+                ..StageMetrics::default()
+            },
+            flags: SpanFlags::default(),
+        };
+        sink.span(&span, &tables.catalog);
+    }
+}
+
 /// Every GPU activity, with the path of the stage that launched it.
 fn emit_gpu_activities(
     tree: &CallTree,
@@ -264,7 +312,7 @@ fn warn_about(
     counted.push((
         attribution.outside,
         format!(
-            "{} GPU activities ({:.3} ms) were launched outside any stage or frame",
+            "{} GPU activities ({:.3} ms) were launched outside any stage or frame (the `(no stage)` lines)",
             attribution.outside,
             attribution.outside_ns as f64 / 1e6
         ),

@@ -313,3 +313,25 @@ fn a_restarted_profiler_reusing_correlation_ids_joins_each_kernel_to_its_own_lau
     let line = format!("{} correlation ids were carried by more than one launch", ids.len());
     assert!(twice.run.warnings.iter().any(|w| w.starts_with(&line)), "{:?}", twice.run.warnings);
 }
+
+#[test]
+fn work_launched_outside_every_stage_gets_a_line_per_launching_thread() {
+    let text = fixture("event_sync_multi_stream.json.gz");
+    let events = events(&text);
+    let launches: std::collections::HashSet<i64> =
+        events.iter().filter(|e| e.is_launch()).filter_map(Event::correlation).collect();
+    let work: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.is_device_work() && e.correlation().is_some_and(|c| launches.contains(&c)))
+        .collect();
+    assert!(events.iter().all(|e| e.cat != "user_annotation"), "no stage or frame in this trace");
+    let (s, _) = report(&text);
+    let lines: Vec<_> = s.stages.iter().filter(|st| st.name.starts_with("(no stage) ")).collect();
+    assert_eq!(lines.len(), 1, "one launching thread");
+    let g = lines[0].gpu.unwrap();
+    let count = |cat: &str| work.iter().filter(|e| e.cat == cat).count() as u64;
+    assert_eq!((g.kernels, g.copies, g.memsets), (count("kernel"), count("gpu_memcpy"), count("gpu_memset")));
+    let busy: i64 = union(work.iter().map(|e| (e.start(), e.end())).collect()).iter().map(|(a, b)| b - a).sum();
+    assert_eq!(g.busy_ns, busy as u64);
+    assert!(s.bottlenecks.is_empty(), "its wall time is no stage's CPU time");
+}
