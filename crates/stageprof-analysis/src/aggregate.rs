@@ -10,13 +10,17 @@ use stageprof_model::{
 use crate::memory_timeline::MemoryTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, RunInfo, StageStats, Summary,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, RunInfo, StageStats, Summary,
     MAX_FRAMES_LISTED,
 };
 use crate::timeline::TimelineBuilder;
 
 /// Kernels listed per stage.
 const TOP_KERNELS: usize = 5;
+
+/// Frames whose per-stage totals are kept (each stage's cost per frame is
+/// compared over them); memory is 12 bytes a frame for each stage.
+pub const FRAMES_PER_STAGE: usize = crate::stats::EXACT_SAMPLES;
 
 #[derive(Default)]
 struct StageAcc {
@@ -40,6 +44,9 @@ struct StageAcc {
     process_mem_peak: Option<u64>,
     process_mem_net: Option<i64>,
     derived: bool,
+    /// Per frame (by number, the first [`FRAMES_PER_STAGE`]): wall time and calls.
+    frame_ns: Vec<u64>,
+    frame_calls: Vec<u32>,
     /// Kernels the stage launched itself: name -> (count, total ns).
     /// Per kernel and launch shape: calls and total time.
     kernels: HashMap<(NameId, Option<LaunchShape>), (u64, u64)>,
@@ -63,6 +70,8 @@ pub struct Aggregator {
     frame_gpu_span: DurationAcc,
     frame_gpu: Option<FrameGpu>,
     frame_list: Vec<FrameRecord>,
+    /// Whether each frame (by number, the first [`FRAMES_PER_STAGE`]) had its stages recorded.
+    frame_sampled: Vec<bool>,
     counters: HashMap<NameId, CounterAcc>,
     threads: BTreeSet<u32>,
     first_ns: Option<u64>,
@@ -121,6 +130,12 @@ impl ProfileSink for Aggregator {
         let Some(path) = span.path.filter(|_| span.kind == SpanKind::Stage) else {
             self.frames.record(span.duration_ns());
             self.frames_sampled += u64::from(span.flags.sampled);
+            if let Some(f) = span.frame.map(|f| f as usize).filter(|&f| f < FRAMES_PER_STAGE) {
+                if self.frame_sampled.len() <= f {
+                    self.frame_sampled.resize(f + 1, false);
+                }
+                self.frame_sampled[f] = span.flags.sampled;
+            }
             if let Some(g) = &span.metrics.frame_gpu {
                 self.frame_gpu_span.record(g.span_ns);
                 match &mut self.frame_gpu {
@@ -146,6 +161,14 @@ impl ProfileSink for Aggregator {
         acc.unwound += u64::from(span.flags.unwound);
         acc.unfinished += u64::from(span.flags.unfinished);
         acc.derived |= span.flags.derived;
+        if let Some(f) = span.frame.map(|f| f as usize).filter(|&f| f < FRAMES_PER_STAGE) {
+            if acc.frame_ns.len() <= f {
+                acc.frame_ns.resize(f + 1, 0);
+                acc.frame_calls.resize(f + 1, 0);
+            }
+            acc.frame_ns[f] = acc.frame_ns[f].saturating_add(span.duration_ns());
+            acc.frame_calls[f] = acc.frame_calls[f].saturating_add(1);
+        }
         if let Some(cpu) = span.metrics.cpu_ns {
             add(&mut acc.cpu_ns, cpu);
             acc.cpu_call.record(cpu);
@@ -284,7 +307,24 @@ impl Aggregator {
             process_mem_net_bytes: acc.process_mem_net,
             derived: acc.derived,
             top_kernels: top_kernels(catalog, &acc.kernels),
+            per_frame: self.per_frame(acc),
         }
+    }
+
+    /// A stage's wall time in each sampled frame (0 where it was not
+    /// called), over the first [`FRAMES_PER_STAGE`] frames; `None` when none
+    /// of its calls ran in a frame.
+    fn per_frame(&self, acc: &StageAcc) -> Option<PerFrame> {
+        if acc.frame_ns.is_empty() {
+            return None;
+        }
+        let mut time = DurationAcc::default();
+        let mut calls = 0;
+        for f in (0..self.frame_sampled.len()).filter(|&f| self.frame_sampled[f]) {
+            time.record(acc.frame_ns.get(f).copied().unwrap_or(0));
+            calls += acc.frame_calls.get(f).map_or(0, |&c| u64::from(c));
+        }
+        (time.count() > 0).then(|| PerFrame { time: time.samples(), calls })
     }
 
     /// Paths with calls, each parent before its children, siblings by wall time descending.

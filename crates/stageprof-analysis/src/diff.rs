@@ -37,6 +37,9 @@ pub enum Measure {
     Cpu,
     /// GPU busy time of the work a call launched.
     Gpu,
+    /// Wall time of the stage's calls in one frame: the samples are frames,
+    /// so a stage called more often (each call as fast) is seen.
+    PerFrame,
 }
 
 impl Measure {
@@ -45,6 +48,7 @@ impl Measure {
             Measure::Wall => "wall",
             Measure::Cpu => "cpu",
             Measure::Gpu => "gpu",
+            Measure::PerFrame => "per frame",
         }
     }
 }
@@ -83,6 +87,16 @@ pub struct Change {
     /// 95% interval of that change, in percent; `None` with too few calls.
     pub interval_pct: Option<(f64, f64)>,
     pub verdict: Verdict,
+    /// For [`Measure::PerFrame`] (whose "calls" are frames): the stage's
+    /// mean calls a frame, base and new.
+    pub calls_per_frame: Option<(f64, f64)>,
+}
+
+impl Change {
+    /// Whether a per-frame change comes with a change in calls a frame.
+    pub fn calls_changed(&self) -> bool {
+        self.calls_per_frame.is_some_and(|(b, n)| (b - n).abs() > 1e-9)
+    }
 }
 
 /// A memory figure of a stage in both runs.
@@ -181,6 +195,8 @@ struct Pooled {
     wall: Samples,
     cpu: Option<Samples>,
     gpu: Option<Samples>,
+    /// Time per frame, and calls in those frames.
+    per_frame: Option<(Samples, u64)>,
     memory: [Option<i64>; 3],
 }
 
@@ -211,6 +227,11 @@ impl Side {
                 pooled.wall = pooled.wall.pool(&p.wall);
                 pooled.cpu = pool_opt(&pooled.cpu, &p.cpu);
                 pooled.gpu = pool_opt(&pooled.gpu, &p.gpu);
+                if let Some(f) = &st.per_frame {
+                    let (time, calls) = pooled.per_frame.get_or_insert_with(Default::default);
+                    *time = time.pool(&f.time);
+                    *calls += f.calls;
+                }
                 for (m, v) in pooled.memory.iter_mut().zip(memory_of(st)) {
                     *m = (*m).max(v);
                 }
@@ -239,6 +260,16 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
         for (measure, o, w) in [(Measure::Cpu, &old.cpu, &now.cpu), (Measure::Gpu, &old.gpu, &now.gpu)] {
             if let (Some(o), Some(w)) = (o, w) {
                 changes.push(compare(measure, o, w, options, &mut rng));
+            }
+        }
+        if let (Some((o, o_calls)), Some((w, w_calls))) = (&old.per_frame, &now.per_frame) {
+            let per = |calls: u64, frames: &Samples| calls as f64 / frames.stats.count.max(1) as f64;
+            let calls_per_frame = (per(*o_calls, o), per(*w_calls, w));
+            // Called once in every frame on both sides, the frames are the calls: nothing to add.
+            let once = |(calls, frames): (&u64, &Samples)| *calls == frames.stats.count;
+            if !(once((o_calls, o)) && once((w_calls, w))) {
+                let c = compare(Measure::PerFrame, o, w, options, &mut rng);
+                changes.push(Change { calls_per_frame: Some(calls_per_frame), ..c });
             }
         }
         let memory = MEMORY_FIGURES
@@ -296,6 +327,7 @@ fn compare(measure: Measure, base: &Samples, new: &Samples, options: DiffOptions
         change_pct,
         interval_pct,
         verdict,
+        calls_per_frame: None,
     }
 }
 

@@ -31,7 +31,7 @@ pub use nest::Nester;
 pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::Samples;
 pub use summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, RunInfo, StageStats, Summary,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, RunInfo, StageStats, Summary,
     SCHEMA_VERSION,
 };
 pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline};

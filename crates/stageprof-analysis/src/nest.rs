@@ -19,6 +19,7 @@ struct Open {
     start_ns: u64,
     child_ns: u64,
     sampled: bool,
+    frame: Option<u32>,
     gpu: CallGpu,
 }
 
@@ -26,6 +27,8 @@ struct Open {
 #[derive(Default)]
 pub struct Nester {
     threads: HashMap<u32, Vec<Open>>,
+    /// Frames begun on each thread: the next frame's number.
+    frames_begun: HashMap<u32, u32>,
     last_ns: u64,
     unmatched_ends: u64,
     /// GPU results to join to calls as they close (native profiles with GPU records).
@@ -55,7 +58,25 @@ impl Nester {
             }
             SpanKind::Frame => (None, parent.map_or(0, |p| p.depth + 1)),
         };
-        stack.push(Open { kind, name, path, depth, start_ns: ts_ns, child_ns: 0, sampled, gpu: CallGpu::default() });
+        let frame = match kind {
+            SpanKind::Frame => {
+                let next = self.frames_begun.entry(thread).or_default();
+                *next += 1;
+                Some(*next - 1)
+            }
+            SpanKind::Stage => stack.last().and_then(|o| o.frame),
+        };
+        let gpu = CallGpu::default();
+        stack.push(Open { kind, name, path, depth, start_ns: ts_ns, child_ns: 0, sampled, frame, gpu });
+    }
+
+    /// Places the span just begun on `thread` in frame `frame`, for
+    /// producers that know it better than the thread's own frames do (a
+    /// trace reader, for threads that borrow the frame thread's frames).
+    pub fn place_in_frame(&mut self, thread: u32, frame: Option<u32>) {
+        if let Some(open) = self.threads.get_mut(&thread).and_then(|s| s.last_mut()) {
+            open.frame = frame;
+        }
     }
 
     /// Joins GPU results to calls from now on.
@@ -186,6 +207,7 @@ fn close(
         start_ns: open.start_ns,
         end_ns,
         self_ns: duration.saturating_sub(open.child_ns),
+        frame: open.frame,
         metrics,
         flags,
     };

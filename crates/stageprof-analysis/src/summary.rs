@@ -87,6 +87,24 @@ pub struct StageStats {
     pub derived: bool,
     /// The kernels the stage launched itself, longest total first (at most 5).
     pub top_kernels: Vec<KernelStats>,
+    /// What the stage cost each frame, where its calls ran in frames.
+    pub per_frame: Option<PerFrame>,
+}
+
+/// A stage's cost per frame: one sample per frame (the first
+/// [`crate::aggregate::FRAMES_PER_STAGE`] frames), its calls' wall time in that frame.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerFrame {
+    pub time: Samples,
+    /// The stage's calls in those frames.
+    pub calls: u64,
+}
+
+impl PerFrame {
+    /// Mean calls a frame.
+    pub fn calls_per_frame(&self) -> f64 {
+        self.calls as f64 / self.time.stats.count.max(1) as f64
+    }
 }
 
 /// Per-call samples of a stage's time measures.
@@ -314,6 +332,7 @@ mod tests {
             process_mem_peak_bytes: None,
             process_mem_net_bytes: None,
             derived: false,
+            per_frame: None,
             top_kernels: kernels
                 .iter()
                 .map(|&(n, calls, total_ns)| KernelStats { name: n.into(), shape: None, calls, total_ns })

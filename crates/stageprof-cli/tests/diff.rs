@@ -108,3 +108,51 @@ fn runs_with_no_stage_in_common_and_too_few_calls_say_so() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("too few calls") && text.contains("fewer than 5"), "{text}");
 }
+
+/// A profile of 30 frames in which `work` is called `calls` times, each spinning 400 µs.
+fn record_calls(dir: &Path, calls: usize) -> PathBuf {
+    let _alone = one_at_a_time();
+    let p =
+        Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
+    for _ in 0..30 {
+        let _f = p.frame();
+        for _ in 0..calls {
+            let _s = p.stage("work");
+            spin(Duration::from_micros(400));
+        }
+    }
+    p.finish();
+    dir.join("profile.stgp")
+}
+
+#[test]
+fn a_stage_called_more_often_each_call_as_fast_is_a_regression_per_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (record_calls(&dir.path().join("base"), 4), record_calls(&dir.path().join("new"), 5));
+    let out = stageprof(&["diff", s(&base), s(&new), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let work = v["stages"].as_array().unwrap().iter().find(|st| st["path"][0] == "work").unwrap();
+    let changes = work["changes"].as_array().unwrap();
+    let measure = |m: &str| changes.iter().find(|c| c["measure"] == m).unwrap();
+    let (wall, per_frame) = (measure("wall"), measure("per frame"));
+    assert_eq!((wall["base_calls"].as_u64(), wall["new_calls"].as_u64()), (Some(120), Some(150)));
+    assert!(wall["change_pct"].as_f64().unwrap().abs() < 5.0, "each call as fast: {wall}");
+    assert_eq!((per_frame["base_calls"].as_u64(), per_frame["new_calls"].as_u64()), (Some(30), Some(30)));
+    assert_eq!(
+        (per_frame["base_calls_per_frame"].as_f64(), per_frame["new_calls_per_frame"].as_f64()),
+        (Some(4.0), Some(5.0))
+    );
+    let change = per_frame["change_pct"].as_f64().unwrap();
+    assert!((20.0..30.0).contains(&change) && per_frame["verdict"] == "slower", "{per_frame}");
+
+    let out = stageprof(&["diff", s(&base), s(&new), "--fail-on-regression", "10"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("regression: work per frame +"), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("4 → 5 a frame") && text.contains("calls: work 4 → 5 calls a frame (30 frames → 30)"),
+        "{text}"
+    );
+}

@@ -185,6 +185,10 @@ pub struct Span {
     pub end_ns: u64,
     /// Wall time minus the wall time of the stages nested directly in it.
     pub self_ns: u64,
+    /// The frame the call ran in, numbered from 0 in the order frames began
+    /// (for a frame, its own number); `None` outside frames, or where the
+    /// producer cannot tell.
+    pub frame: Option<u32>,
     pub metrics: StageMetrics,
     pub flags: SpanFlags,
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use stageprof_model::SpanKind;
+
 use crate::trace_tables::Call;
 
 pub struct CallTree {
@@ -68,6 +70,31 @@ impl CallTree {
         t.into_iter()
     }
 
+    /// Per call, the frame it ran in, numbered in the order frames started:
+    /// the frame open on `frame_thread` when the call began (so stages of
+    /// threads without frames of their own, like autograd's, are placed too).
+    pub fn frame_numbers(&self, frame_thread: Option<u32>) -> Vec<Option<u32>> {
+        let mut frames: Vec<usize> = (0..self.calls.len()).filter(|&i| self.calls[i].kind == SpanKind::Frame).collect();
+        frames.sort_by_key(|&i| (self.calls[i].start, i));
+        let mut number = vec![None; self.calls.len()];
+        for (n, &i) in frames.iter().enumerate() {
+            number[i] = Some(n as u32);
+        }
+        let Some(owner) = frame_thread else { return number };
+        (0..self.calls.len())
+            .map(|i| {
+                if number[i].is_some() {
+                    return number[i];
+                }
+                let mut at = self.innermost(owner, self.calls[i].start)?;
+                while self.calls[at as usize].kind != SpanKind::Frame {
+                    at = self.parent[at as usize]?;
+                }
+                number[at as usize]
+            })
+            .collect()
+    }
+
     /// The innermost call of `thread` open at `ts`.
     pub fn innermost(&self, thread: u32, ts: i64) -> Option<u32> {
         let range = self.thread_range(thread);
@@ -86,7 +113,6 @@ impl CallTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stageprof_model::SpanKind;
 
     fn call(thread: u32, name: u32, start: i64, end: i64) -> Call {
         Call { thread, kind: SpanKind::Stage, name, start, end }
@@ -112,5 +138,20 @@ mod tests {
         assert_eq!(tree.innermost(1, 205), Some(3));
         assert_eq!(tree.innermost(2, 5), Some(4));
         assert_eq!(tree.innermost(3, 5), None);
+    }
+
+    #[test]
+    fn calls_are_placed_in_the_frame_thread_s_frames() {
+        let frame = |start, end| Call { thread: 1, kind: SpanKind::Frame, name: 0, start, end };
+        let tree = CallTree::build(vec![
+            frame(100, 200),
+            frame(0, 100),
+            call(1, 1, 10, 20),   // in frame 0
+            call(2, 2, 150, 160), // another thread, while frame 1 is open
+            call(2, 3, 250, 260), // after every frame
+        ]);
+        // Sorted by thread and start: frame 0, its call, frame 1, then thread 2's calls.
+        assert_eq!(tree.frame_numbers(Some(1)), [Some(0), Some(0), Some(1), Some(1), None]);
+        assert_eq!(tree.frame_numbers(None), [Some(0), None, Some(1), None, None]);
     }
 }

@@ -58,7 +58,15 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
     let memory =
         Memory { device: MemorySeries::build(&tables.memory, 1), host: MemorySeries::build(&tables.memory, 0) };
     memory.emit_levels(rel, sink);
-    emit_calls(&tree, &gpu, &frame_gpu, &memory, &mut tables.catalog, rel, sink);
+    let frame_of = tree.frame_numbers(owner);
+    emit_calls(
+        &tree,
+        &CallFigures { gpu: &gpu, frame_gpu: &frame_gpu, frame_of: &frame_of },
+        &memory,
+        &mut tables.catalog,
+        rel,
+        sink,
+    );
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
     let backward = attribute_backward(&tree, &tables.autograd_ops, &attribution.launch_of);
     emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
@@ -105,10 +113,16 @@ impl Memory {
 
 /// Every stage and frame call, through the nester (paths, self time), in
 /// order per thread, each with its GPU and memory figures.
+/// What the reader worked out for every call (indexed like the tree's calls).
+struct CallFigures<'a> {
+    gpu: &'a [Option<GpuMetrics>],
+    frame_gpu: &'a [Option<FrameGpu>],
+    frame_of: &'a [Option<u32>],
+}
+
 fn emit_calls(
     tree: &CallTree,
-    gpu: &[Option<GpuMetrics>],
-    frame_gpu: &[Option<FrameGpu>],
+    figures: &CallFigures<'_>,
     memory: &Memory,
     catalog: &mut Catalog,
     rel: impl Fn(i64) -> u64,
@@ -122,11 +136,11 @@ fn emit_calls(
             let metrics = StageMetrics {
                 cpu_ns: None,
                 mem: memory.host.host(c.start, c.end),
-                gpu: gpu[i],
+                gpu: figures.gpu[i],
                 gpu_mem: memory.device.delta(c.start, c.end),
                 process_mem: None,
                 gpu_event_ns: None,
-                frame_gpu: frame_gpu[i],
+                frame_gpu: figures.frame_gpu[i],
             };
             nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
         };
@@ -136,6 +150,7 @@ fn emit_calls(
             }
             let c = tree.calls[i];
             nester.begin(catalog, thread, c.kind, c.name, rel(c.start), true);
+            nester.place_in_frame(thread, figures.frame_of[i]);
             open.push(i);
         }
         while let Some(i) = open.pop() {
@@ -171,6 +186,7 @@ fn emit_backward_views(
             start_ns: rel(b.start),
             end_ns: rel(b.end),
             self_ns: rel(b.end).saturating_sub(rel(b.start)),
+            frame: None,
             metrics: StageMetrics {
                 gpu: Some(summarize(&b.activities, &tables.activities, idle, &mut scratch)),
                 ..StageMetrics::default()
@@ -218,6 +234,7 @@ fn emit_unstaged_work(
             end_ns: rel(end),
             // Its wall time only spans the launches: no CPU time of a stage to rank.
             self_ns: 0,
+            frame: None,
             metrics: StageMetrics {
                 gpu: Some(summarize(&acts, &tables.activities, idle, &mut scratch)),
                 ..StageMetrics::default()

@@ -335,3 +335,31 @@ fn work_launched_outside_every_stage_gets_a_line_per_launching_thread() {
     assert_eq!(g.busy_ns, busy as u64);
     assert!(s.bottlenecks.is_empty(), "its wall time is no stage's CPU time");
 }
+
+#[test]
+fn diff_of_a_real_trace_pair_catches_a_stage_called_twice_as_often() {
+    // The new run calls `## optimizer ##` twice a frame, each call as long as
+    // before: the second call runs on another thread at the same time.
+    let events = events(&fixture("diff_control.json.gz"));
+    let optimizer: Vec<&Event> = events.iter().filter(|e| e.name == "## optimizer ##").collect();
+    let frames = events.iter().filter(|e| e.name.starts_with("ProfilerStep#")).count();
+    assert_eq!((optimizer.len(), frames), (6, 6));
+    let again: Vec<String> = optimizer
+        .iter()
+        .map(|e| event_json(&Event { tid: serde_json::json!(999_999), ..(*e).clone() }, None))
+        .collect();
+    let (base, _) = report(&with_events(&events, &[]));
+    let (new, _) = report(&with_events(&events, &again));
+    let d = stageprof_analysis::diff::diff(&[base], &[new], Default::default()).unwrap();
+    let stage = d.stages.iter().find(|s| s.path == ["## optimizer ##"]).unwrap();
+    let measure = |m| stage.changes.iter().find(|c| c.measure == m).unwrap();
+    use stageprof_analysis::diff::{Measure, Verdict};
+    let wall = measure(Measure::Wall);
+    assert_eq!((wall.base_calls, wall.new_calls), (6, 12));
+    assert_eq!(wall.base_mean_ns, wall.new_mean_ns, "each call exactly as long");
+    let per_frame = measure(Measure::PerFrame);
+    assert_eq!(per_frame.calls_per_frame, Some((1.0, 2.0)));
+    assert!((per_frame.change_pct - 100.0).abs() < 1e-9, "{}", per_frame.change_pct);
+    assert_eq!(per_frame.verdict, Verdict::Slower);
+    assert!(d.regressions(50.0).iter().any(|(s, c)| s.path == ["## optimizer ##"] && c.measure == Measure::PerFrame));
+}

@@ -38,12 +38,24 @@ fn pct(v: f64) -> String {
     }
 }
 
+/// Calls a frame: whole when they are, else to one decimal.
+fn per_frame_calls(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn row(stage: String, depth: u32, c: &Change) -> Row {
     Row {
         stage,
         depth,
         measure: c.measure.label(),
-        calls: format!("{} → {}", c.base_calls, c.new_calls),
+        calls: match c.calls_per_frame {
+            Some((b, n)) => format!("{} → {} a frame", per_frame_calls(b), per_frame_calls(n)),
+            None => format!("{} → {}", c.base_calls, c.new_calls),
+        },
         base: duration(c.base_mean_ns),
         new: duration(c.new_mean_ns),
         change: pct(c.change_pct),
@@ -114,6 +126,18 @@ fn describe(d: &Diff, out: &mut String) {
         d.min_change_pct
     );
     for s in &d.stages {
+        for c in s.changes.iter().filter(|c| c.calls_changed()) {
+            let (b, n) = c.calls_per_frame.expect("changed");
+            let _ = writeln!(
+                out,
+                "calls: {} {} → {} calls a frame ({} frames → {})",
+                terminal_safe(&crate::units::display_path(&s.path, "/")),
+                per_frame_calls(b),
+                per_frame_calls(n),
+                c.base_calls,
+                c.new_calls
+            );
+        }
         for m in s.memory.iter().filter(|m| m.base_bytes != m.new_bytes) {
             let _ = writeln!(
                 out,
@@ -191,6 +215,9 @@ fn change_json(w: &mut JsonWriter, c: &Change) {
         .field("new_calls", c.new_calls)
         .field("base_mean_ns", c.base_mean_ns)
         .field("new_mean_ns", c.new_mean_ns);
+    if let Some((b, n)) = c.calls_per_frame {
+        w.field_f64("base_calls_per_frame", b).field_f64("new_calls_per_frame", n);
+    }
     if c.change_pct.is_finite() {
         w.field_f64("change_pct", c.change_pct);
     } else {
