@@ -49,6 +49,11 @@ impl IdleContext {
         IdleContext { launch_ts, blocked }
     }
 
+    /// When activity `i` was launched, if known.
+    pub fn launched(&self, i: usize) -> Option<i64> {
+        self.launch_ts.get(i).copied().flatten()
+    }
+
     /// Whether the host was blocked at some point of `[a, b]`.
     fn blocked_during(&self, a: i64, b: i64) -> bool {
         let first = self.blocked.partition_point(|&(_, e)| e < a);
@@ -135,7 +140,14 @@ fn idle_by_cause(idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) ->
 struct BusyRun {
     start: i64,
     end: i64,
-    launched: Option<i64>,
+    /// `i64::MIN` where not known (a plain i64 keeps the run at 24 bytes).
+    launched: i64,
+}
+
+impl BusyRun {
+    fn launched(&self) -> Option<i64> {
+        (self.launched != i64::MIN).then_some(self.launched)
+    }
 }
 
 /// A frame's GPU window and what its device(s) did in it, in the producer's time.
@@ -161,8 +173,8 @@ pub struct FrameWindow {
 pub struct FrameWindows {
     /// Per device: when it was busy, merged and sorted.
     runs: HashMap<u32, Vec<BusyRun>>,
-    /// Activities with a known launch time, by that time: `(launched, index)`.
-    by_launch: Vec<(i64, u32)>,
+    /// Activities with a known launch time, in the order of that time.
+    by_launch: Vec<u32>,
     previous_end: i64,
     scratch: Vec<BusyRun>,
     work: Vec<u32>,
@@ -173,13 +185,17 @@ impl FrameWindows {
         let launched = |i: usize| idle.launch_ts.get(i).copied().flatten();
         let mut per_device: HashMap<u32, Vec<BusyRun>> = HashMap::new();
         for (i, a) in activities.iter().enumerate() {
-            let run = BusyRun { start: a.start, end: a.end.max(a.start), launched: launched(i) };
+            let run = BusyRun { start: a.start, end: a.end.max(a.start), launched: launched(i).unwrap_or(i64::MIN) };
             per_device.entry(a.device).or_default().push(run);
         }
-        let runs = per_device.into_iter().map(|(device, mut list)| (device, merge_runs(&mut list))).collect();
-        let mut by_launch: Vec<(i64, u32)> =
-            (0..activities.len()).filter_map(|i| Some((launched(i)?, i as u32))).collect();
-        by_launch.sort_unstable();
+        for list in per_device.values_mut() {
+            merge_runs(list);
+            list.shrink_to_fit();
+        }
+        let mut by_launch: Vec<u32> =
+            (0..activities.len() as u32).filter(|&i| launched(i as usize).is_some()).collect();
+        by_launch.sort_unstable_by_key(|&i| (launched(i as usize), i));
+        let runs = per_device;
         FrameWindows { runs, by_launch, previous_end: i64::MIN, scratch: Vec::new(), work: Vec::new() }
     }
 
@@ -195,8 +211,9 @@ impl FrameWindows {
     ) -> Option<FrameWindow> {
         self.work.clear();
         self.work.extend_from_slice(own);
-        let from = self.by_launch.partition_point(|&(t, _)| t < start);
-        self.work.extend(self.by_launch[from..].iter().take_while(|&&(t, _)| t < end).map(|&(_, i)| i));
+        let launched = |i: u32| idle.launch_ts[i as usize].unwrap_or(i64::MIN);
+        let from = self.by_launch.partition_point(|&i| launched(i) < start);
+        self.work.extend(self.by_launch[from..].iter().take_while(|&&i| launched(i) < end));
         let first = self.work.iter().map(|&i| activities[i as usize].start).min()?;
         let last = self.work.iter().map(|&i| activities[i as usize].end).max()?;
         let w0 = first.max(self.previous_end);
@@ -211,7 +228,8 @@ impl FrameWindows {
             let inside = runs[at..].iter().take_while(|r| r.start < w1);
             self.scratch.extend(inside.map(|r| BusyRun { start: r.start.max(w0), end: r.end.min(w1), ..*r }));
         }
-        let runs = merge_runs(&mut self.scratch);
+        merge_runs(&mut self.scratch);
+        let runs = &self.scratch;
         let mut out = FrameWindow { start: w0, end: w1, ..FrameWindow::default() };
         let mut add_idle = |g0: i64, g1: i64, launched: Option<i64>| {
             for (total, part) in out.idle_ns.iter_mut().zip(idle_by_cause(idle, g0, g1, launched)) {
@@ -220,10 +238,10 @@ impl FrameWindows {
         };
         let mut at = w0;
         let mut busy = 0u64;
-        for r in &runs {
+        for r in runs {
             busy = busy.saturating_add(r.end.saturating_sub(r.start).max(0) as u64);
             if r.start > at {
-                add_idle(at, r.start, r.launched);
+                add_idle(at, r.start, r.launched());
             }
             at = at.max(r.end);
         }
@@ -251,18 +269,21 @@ pub fn frame_gpu(window: &FrameWindow, busy_own_ns: u64, rel: impl Fn(i64) -> u6
     }
 }
 
-/// Merges runs (sorted here) into disjoint ones; each keeps the launch time
-/// of the work that opened it.
-fn merge_runs(runs: &mut [BusyRun]) -> Vec<BusyRun> {
+/// Sorts runs and merges them, in place, into disjoint ones; each keeps the
+/// launch time of the work that opened it.
+fn merge_runs(runs: &mut Vec<BusyRun>) {
     runs.sort_unstable_by_key(|r| (r.start, r.end));
-    let mut merged: Vec<BusyRun> = Vec::with_capacity(runs.len());
-    for r in runs.iter() {
-        match merged.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => merged.push(*r),
+    let mut kept = 0;
+    for i in 0..runs.len() {
+        let r = runs[i];
+        if kept > 0 && r.start <= runs[kept - 1].end {
+            runs[kept - 1].end = runs[kept - 1].end.max(r.end);
+        } else {
+            runs[kept] = r;
+            kept += 1;
         }
     }
-    merged
+    runs.truncate(kept);
 }
 
 #[cfg(test)]

@@ -37,9 +37,14 @@ fn innermost_stage(tree: &CallTree, thread: u32, ts: i64) -> Option<u32> {
     Some(at)
 }
 
-/// Groups GPU work (`launch_of`: each activity's launch) launched by backward operators under the forward stage
+/// Groups GPU work (`launch_of(i)`: activity `i`'s launch) launched by backward operators under the forward stage
 /// calls that recorded them.
-pub fn attribute_backward(stages: &CallTree, ops: &[AutogradOp], launch_of: &[Option<Launch>]) -> Vec<BackwardOfCall> {
+pub fn attribute_backward(
+    stages: &CallTree,
+    ops: &[AutogradOp],
+    launch_of: impl Fn(usize) -> Option<Launch>,
+    activities: usize,
+) -> Vec<BackwardOfCall> {
     // Sequence numbers repeat when a profiler restarts within a trace: a
     // backward operator belongs to the latest forward one before it.
     let mut forward_stage: HashMap<i64, Vec<(i64, u32)>> = HashMap::new();
@@ -71,8 +76,8 @@ pub fn attribute_backward(stages: &CallTree, ops: &[AutogradOp], launch_of: &[Op
     }
     let tree = CallTree::build(backward_ops);
     let mut by_call: HashMap<u32, BackwardOfCall> = HashMap::new();
-    for (i, launch) in launch_of.iter().enumerate() {
-        let Some(launch) = launch else { continue };
+    for i in 0..activities {
+        let Some(launch) = launch_of(i) else { continue };
         let Some(op) = tree.innermost(launch.thread, launch.ts) else { continue };
         let op = tree.calls[op as usize];
         let entry = by_call.entry(op.name).or_insert_with(|| BackwardOfCall {

@@ -47,8 +47,8 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
 
     let tree = CallTree::build(std::mem::take(&mut tables.calls));
     let owner = frame_thread(&tree);
-    let attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
-    let idle = IdleContext::new(attribution.launch_times(), &tables.syncs);
+    let mut attribution = attribute_gpu_activity(&tree, &tables.launches, &tables.activities, owner);
+    let idle = IdleContext::new(attribution.take_launch_times(), &tables.syncs);
     let by_call = ActivitiesByCall::new(&tree, &attribution);
     let gpu = gpu_metrics_per_call(&tree, &by_call, &tables.activities, &idle);
     let windows = frame_windows(&tree, &by_call, &tables.activities, &idle);
@@ -68,7 +68,8 @@ pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceP
         sink,
     );
     emit_gpu_activities(&tree, &tables.activities, &attribution, &mut tables.catalog, rel, sink);
-    let backward = attribute_backward(&tree, &tables.autograd_ops, &attribution.launch_of);
+    let backward =
+        attribute_backward(&tree, &tables.autograd_ops, |i| attribution.launch(i, &idle), tables.activities.len());
     emit_backward_views(&tree, &backward, &mut tables, &idle, rel, sink);
     emit_unstaged_work(&attribution, &mut tables, &idle, rel, sink);
     for c in &tables.counters {
@@ -209,14 +210,14 @@ fn emit_unstaged_work(
     sink: &mut dyn ProfileSink,
 ) {
     let mut by_thread: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-    for (i, (call, launch)) in attribution.call_of.iter().zip(&attribution.launch_of).enumerate() {
-        if let (None, Some(launch)) = (call, launch) {
+    for (i, call) in attribution.call_of.iter().enumerate() {
+        if let (None, Some(launch)) = (call, attribution.launch(i, idle)) {
             by_thread.entry(launch.thread).or_default().push(i as u32);
         }
     }
     let mut scratch = Vec::new();
     for (thread, acts) in by_thread {
-        let launched = acts.iter().filter_map(|&a| attribution.launch_of[a as usize]).map(|l| l.ts);
+        let launched = acts.iter().filter_map(|&a| idle.launched(a as usize));
         let (start, end) = launched.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         let label = match tables.catalog.thread(thread).map(|t| t.name.as_str()).filter(|n| !n.is_empty()) {
             Some(name) => format!("(no stage) {name}"),

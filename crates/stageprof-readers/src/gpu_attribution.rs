@@ -19,8 +19,10 @@ use crate::trace_tables::{Launch, Launches};
 /// How GPU work was matched to stages.
 #[derive(Debug, Default)]
 pub struct Attribution {
-    /// Per activity: the launch it was joined to.
-    pub launch_of: Vec<Option<Launch>>,
+    /// Per activity: the thread of the launch it was joined to (`u32::MAX`: none).
+    launch_thread: Vec<u32>,
+    /// Per activity: when that launch began; taken by [`Attribution::take_launch_times`].
+    launch_ts: Vec<Option<i64>>,
     /// Per activity: the call it belongs to.
     pub call_of: Vec<Option<u32>>,
     /// Activities whose correlation id matched no launch.
@@ -52,9 +54,11 @@ pub fn attribute_gpu_activity(
     frame_thread: Option<u32>,
 ) -> Attribution {
     let mut out = Attribution { call_of: Vec::with_capacity(activities.len()), ..Attribution::default() };
-    out.launch_of = activities.iter().map(|a| launches.of(a.correlation, a.start)).collect();
     let first_launch = launches.first_id().unwrap_or(i64::MAX);
-    for (a, launch) in activities.iter().zip(&out.launch_of) {
+    for a in activities {
+        let launch = launches.of(a.correlation, a.start);
+        out.launch_thread.push(launch.map_or(u32::MAX, |l| l.thread));
+        out.launch_ts.push(launch.map(|l| l.ts));
         let Some(launch) = launch else {
             out.no_launch += 1;
             out.no_correlation += u64::from(a.correlation < 0);
@@ -79,9 +83,16 @@ pub fn attribute_gpu_activity(
 }
 
 impl Attribution {
-    /// When each activity was launched, where its launch is in the trace.
-    pub fn launch_times(&self) -> Vec<Option<i64>> {
-        self.launch_of.iter().map(|l| l.map(|l| l.ts)).collect()
+    /// When each activity was launched, where its launch is in the trace,
+    /// for the [`IdleContext`] (which keeps them: [`Attribution::launch`] reads them there).
+    pub fn take_launch_times(&mut self) -> Vec<Option<i64>> {
+        std::mem::take(&mut self.launch_ts)
+    }
+
+    /// The launch activity `i` was joined to.
+    pub fn launch(&self, i: usize, idle: &IdleContext) -> Option<Launch> {
+        let thread = *self.launch_thread.get(i).filter(|&&t| t != u32::MAX)?;
+        Some(Launch { thread, dur: 0, ts: idle.launched(i)? })
     }
 }
 
@@ -204,7 +215,7 @@ mod tests {
             (4, 1, 450),  // in the frame, between stages
             (5, 9, 5000), // outside everything
         ] {
-            launches.insert(id, Launch { thread, ts }, ts + 5);
+            launches.insert(id, Launch { thread, dur: 5, ts });
         }
         let acts = [
             kernel(1, 1000, 1100),
@@ -217,7 +228,8 @@ mod tests {
         let attr = attribute_gpu_activity(&tree, &launches, &acts, frame_thread(&tree));
         assert_eq!(attr.call_of, [Some(2), Some(1), Some(3), Some(0), None, None]);
         assert_eq!((attr.no_launch, attr.outside, attr.outside_ns), (1, 1, 10));
-        let idle = IdleContext::new(attr.launch_times(), &[]);
+        let mut attr = attr;
+        let idle = IdleContext::new(attr.take_launch_times(), &[]);
         let m = gpu_metrics_per_call(&tree, &ActivitiesByCall::new(&tree, &attr), &acts, &idle);
         // a: kernels [1000,1100) and [1050,1300): busy 300, span 300, own busy 250.
         let a = m[1].unwrap();

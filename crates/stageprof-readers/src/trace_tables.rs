@@ -24,7 +24,15 @@ pub struct Call {
 #[derive(Clone, Copy, Debug)]
 pub struct Launch {
     pub thread: u32,
+    /// How long the launch call took, in ns (saturated; it fits the padding).
+    pub dur: u32,
     pub ts: i64,
+}
+
+impl Launch {
+    fn end(&self) -> i64 {
+        self.ts.saturating_add(i64::from(self.dur))
+    }
 }
 
 /// Launches by correlation id. Ids can repeat (a profiler restarted within
@@ -32,36 +40,36 @@ pub struct Launch {
 /// id that precedes it most closely in time.
 #[derive(Default)]
 pub struct Launches {
-    /// Each id's first launch, with the end of its call.
-    first: HashMap<i64, (Launch, i64)>,
+    /// Each id's first launch.
+    first: HashMap<i64, Launch>,
     /// Every launch of an id seen more than once, in time order once sorted.
-    repeated: HashMap<i64, Vec<(Launch, i64)>>,
+    repeated: HashMap<i64, Vec<Launch>>,
 }
 
 impl Launches {
-    /// A launch call from `launch.ts` to `end`. A call that starts inside
-    /// the one before it with the same id (a runtime call handing on to a
-    /// driver call or another thread, as MTIA's runtime writes them) is part
-    /// of the same launch, not a repeat.
-    pub(crate) fn insert(&mut self, correlation: i64, launch: Launch, end: i64) {
+    /// A launch call. A call that starts inside the one before it with the
+    /// same id (a runtime call handing on to a driver call or another
+    /// thread, as MTIA's runtime writes them) is part of the same launch,
+    /// not a repeat.
+    pub(crate) fn insert(&mut self, correlation: i64, launch: Launch) {
         let Some(&first) = self.first.get(&correlation) else {
-            self.first.insert(correlation, (launch, end));
+            self.first.insert(correlation, launch);
             return;
         };
         let list = self.repeated.entry(correlation).or_insert_with(|| vec![first]);
-        let (last, last_end) = *list.last().expect("holds the first");
-        if (last.ts..=last_end).contains(&launch.ts) {
+        let last = *list.last().expect("holds the first");
+        if (last.ts..=last.end()).contains(&launch.ts) {
             if list.len() == 1 {
                 self.repeated.remove(&correlation);
             }
             return;
         }
-        list.push((launch, end));
+        list.push(launch);
     }
 
     pub(crate) fn sort(&mut self) {
         for list in self.repeated.values_mut() {
-            list.sort_by_key(|(l, _)| l.ts);
+            list.sort_by_key(|l| l.ts);
         }
     }
 
@@ -77,12 +85,10 @@ impl Launches {
 
     /// The launch of work with id `correlation` that started at `start`.
     pub fn of(&self, correlation: i64, start: i64) -> Option<Launch> {
-        let Some(list) = self.repeated.get(&correlation) else {
-            return self.first.get(&correlation).map(|(l, _)| *l);
-        };
+        let Some(list) = self.repeated.get(&correlation) else { return self.first.get(&correlation).copied() };
         // The latest launch at or before the work's start; if none, the earliest.
-        let after = list.partition_point(|(l, _)| l.ts <= start);
-        Some(list[after.saturating_sub(1)].0)
+        let after = list.partition_point(|l| l.ts <= start);
+        Some(list[after.saturating_sub(1)])
     }
 }
 
@@ -384,7 +390,8 @@ impl Tables {
                 }
                 if let Some(c) = self.keys.correlation.get(e.args).and_then(|c| c.int()) {
                     let thread = self.thread(e.pid, e.tid);
-                    self.launches.insert(c, Launch { thread, ts: start }, end);
+                    let dur = u32::try_from(end - start).unwrap_or(u32::MAX);
+                    self.launches.insert(c, Launch { thread, dur, ts: start });
                 }
             }
             Some(KinetoCat::Gpu(kind)) => {
