@@ -43,6 +43,7 @@ struct StageAcc {
     gpu_mem_net: Option<i64>,
     process_mem_peak: Option<u64>,
     process_mem_net: Option<i64>,
+    busy_ns: Option<u64>,
     derived: bool,
     /// Per frame (by number, the first [`FRAMES_PER_STAGE`]): wall time and calls.
     frame_ns: Vec<u64>,
@@ -186,6 +187,9 @@ impl ProfileSink for Aggregator {
         if let Some(ns) = span.metrics.gpu_event_ns {
             add(&mut acc.gpu_event_ns, ns);
         }
+        if let Some(ns) = span.metrics.busy_ns {
+            add(&mut acc.busy_ns, ns);
+        }
         if let Some(m) = span.metrics.gpu_mem {
             acc.gpu_mem_peak = Some(acc.gpu_mem_peak.unwrap_or(0).max(m.peak_bytes));
             add(&mut acc.gpu_mem_net, m.net_bytes);
@@ -306,6 +310,7 @@ impl Aggregator {
             process_mem_peak_bytes: acc.process_mem_peak,
             process_mem_net_bytes: acc.process_mem_net,
             derived: acc.derived,
+            busy_ns: acc.busy_ns,
             top_kernels: top_kernels(catalog, &acc.kernels),
             per_frame: self.per_frame(acc),
         }
@@ -408,6 +413,7 @@ mod tests {
             start_ns: start,
             end_ns: end,
             self_ns,
+            frame: None,
             metrics: StageMetrics {
                 cpu_ns: Some(end - start),
                 mem: Some(HostMem { alloc_bytes: peak, allocs: 1, peak_bytes: peak, net_bytes: 8 }),

@@ -55,6 +55,7 @@ impl RecordDecoder {
                 figures.insert(thread, MemDelta { peak_bytes, net_bytes, end_bytes });
             }
             Record::GpuLink { instance } => nester.link_gpu(thread, instance),
+            Record::Task(task) => nester.task(catalog, thread, &task, scale, sink),
             // Joined to calls through the ledger read before (see gpu_join).
             Record::GpuTime { .. } | Record::GpuActivity { .. } => {}
             Record::Counter { name, ticks, value } => {

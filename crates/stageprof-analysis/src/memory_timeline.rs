@@ -185,6 +185,7 @@ mod tests {
             start_ns,
             end_ns,
             self_ns: 0,
+            frame: None,
             metrics: StageMetrics { process_mem: process, ..StageMetrics::default() },
             flags: SpanFlags::default(),
         }

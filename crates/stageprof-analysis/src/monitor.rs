@@ -224,6 +224,7 @@ mod tests {
             start_ns: 0,
             end_ns: ns,
             self_ns: ns,
+            frame: None,
             metrics: StageMetrics::default(),
             flags: SpanFlags::default(),
         }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use stageprof_model::wire::{TaskRecord, TickScale};
 use stageprof_model::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
 use crate::gpu_join::{CallExtent, CallGpu, GpuJoin};
@@ -35,6 +36,8 @@ pub struct Nester {
     gpu: Option<GpuJoin>,
     /// GPU activities no call claimed.
     unclaimed_gpu: usize,
+    /// Busy time of closed tasks, by the id of their (still open) parent task.
+    children_busy: HashMap<u64, u64>,
 }
 
 impl Nester {
@@ -77,6 +80,45 @@ impl Nester {
         if let Some(open) = self.threads.get_mut(&thread).and_then(|s| s.last_mut()) {
             open.frame = frame;
         }
+    }
+
+    /// A task (async span) closed: one call of the stage its ancestors'
+    /// names and its own make, placed in the frame open on `thread`. Its
+    /// self time is its busy time less its child tasks' busy time.
+    pub fn task(
+        &mut self,
+        catalog: &mut Catalog,
+        thread: u32,
+        task: &TaskRecord,
+        scale: TickScale,
+        sink: &mut dyn ProfileSink,
+    ) {
+        let mut path = None;
+        for &name in task.ancestors[..task.depth].iter().chain([&task.name]) {
+            path = Some(catalog.intern_path(path, name));
+        }
+        let path = path.expect("the task's own name");
+        let (start_ns, end_ns) = (scale.ns(task.start_ticks), scale.ns(task.end_ticks));
+        let end_ns = end_ns.max(start_ns);
+        self.last_ns = self.last_ns.max(end_ns);
+        let children = self.children_busy.remove(&task.id).unwrap_or(0);
+        if task.parent != 0 {
+            *self.children_busy.entry(task.parent).or_default() += task.busy_ns;
+        }
+        let span = Span {
+            thread,
+            kind: SpanKind::Stage,
+            name: task.name,
+            path: Some(path),
+            depth: catalog.path(path).depth,
+            start_ns,
+            end_ns,
+            self_ns: task.busy_ns.saturating_sub(children),
+            frame: self.threads.get(&thread).and_then(|s| s.last()).and_then(|o| o.frame),
+            metrics: StageMetrics { busy_ns: Some(task.busy_ns), ..StageMetrics::default() },
+            flags: SpanFlags::default(),
+        };
+        sink.span(&span, catalog);
     }
 
     /// Joins GPU results to calls from now on.

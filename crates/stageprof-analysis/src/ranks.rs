@@ -83,6 +83,7 @@ mod tests {
                 start_ns: 0,
                 end_ns: *wall,
                 self_ns: *wall,
+                frame: None,
                 metrics: StageMetrics::default(),
                 flags: SpanFlags::default(),
             };

@@ -85,10 +85,20 @@ pub struct StageStats {
     pub process_mem_net_bytes: Option<i64>,
     /// A view of other stages' work (such as `<stage> (backward)`), not ranked as a bottleneck.
     pub derived: bool,
+    /// For tasks (async spans): time their calls were entered (polled),
+    /// summed; the rest of `wall_ns` they waited.
+    pub busy_ns: Option<u64>,
     /// The kernels the stage launched itself, longest total first (at most 5).
     pub top_kernels: Vec<KernelStats>,
     /// What the stage cost each frame, where its calls ran in frames.
     pub per_frame: Option<PerFrame>,
+}
+
+impl StageStats {
+    /// For tasks: wall time not entered (waiting), summed over calls.
+    pub fn idle_ns(&self) -> Option<u64> {
+        self.busy_ns.map(|b| self.wall_ns.saturating_sub(b))
+    }
 }
 
 /// A stage's cost per frame: one sample per frame (the first
@@ -332,6 +342,7 @@ mod tests {
             process_mem_peak_bytes: None,
             process_mem_net_bytes: None,
             derived: false,
+            busy_ns: None,
             per_frame: None,
             top_kernels: kernels
                 .iter()

@@ -169,6 +169,9 @@ pub struct StageMetrics {
     pub process_mem: Option<MemDelta>,
     /// For frames: the device's view of the frame.
     pub frame_gpu: Option<FrameGpu>,
+    /// For tasks (async spans): the time the call was entered (polled); the
+    /// rest of its wall time it was idle (waiting).
+    pub busy_ns: Option<u64>,
 }
 
 /// One closed stage or frame call. Times are nanoseconds since the profile's start.

@@ -14,7 +14,7 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level,
 /// version 4 the GPU records, version 5 GPU activities' launch time and
 /// shape; older files read as before.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;

@@ -34,6 +34,12 @@ pub mod kind {
     /// ([`super::gpu_work_flags`]) and which optional words follow (version 4;
     /// the optional words, version 5). See [`super::GpuActivityRecord`].
     pub const GPU_ACTIVITY: u64 = 8;
+    /// `[header(name), start_ticks, end_ticks, busy_ns, id, parent, depth, ancestors...]`:
+    /// a task (an async span) closed: from its creation to its close, entered
+    /// for `busy_ns`; `id` and `parent` are the tracer's ids (0: none); its
+    /// `depth` ancestors' names follow, outermost first, two to a word
+    /// (version 6). See [`super::TaskRecord`].
+    pub const TASK: u64 = 9;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -102,6 +108,13 @@ pub const GPU_ACTIVITY_WORDS: usize = 6;
 /// Most words of a GPU_ACTIVITY record.
 pub const MAX_GPU_ACTIVITY_WORDS: usize = GPU_ACTIVITY_WORDS + 3;
 
+/// Words of a TASK record before its ancestors' names.
+pub const TASK_WORDS: usize = 7;
+/// Most ancestors a TASK record names; deeper ones are cut from the top.
+pub const MAX_TASK_DEPTH: usize = 32;
+/// Most words of a TASK record.
+pub const MAX_TASK_WORDS: usize = TASK_WORDS + MAX_TASK_DEPTH / 2;
+
 /// Number of words a GPU_ACTIVITY record with these flags takes.
 pub const fn gpu_activity_words(flags: u64) -> usize {
     GPU_ACTIVITY_WORDS + if flags & flag::LAUNCHED != 0 { 1 } else { 0 } + if flags & flag::SHAPE != 0 { 2 } else { 0 }
@@ -150,6 +163,64 @@ pub enum Record {
         elapsed_ns: u64,
     },
     GpuActivity(GpuActivityRecord),
+    Task(TaskRecord),
+}
+
+/// A task (an async span: one call from its creation to its close, polled
+/// on any threads) as the native format stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub name: u32,
+    pub start_ticks: u64,
+    pub end_ticks: u64,
+    /// Time it was entered (polled), in nanoseconds.
+    pub busy_ns: u64,
+    /// The tracer's id of the task and of its parent (0: none), so that a
+    /// parent's own busy time can leave out its children's.
+    pub id: u64,
+    pub parent: u64,
+    /// Names of its ancestors, outermost first: `ancestors[..depth]`.
+    pub ancestors: [u32; MAX_TASK_DEPTH],
+    pub depth: usize,
+}
+
+impl TaskRecord {
+    /// The record's words, and how many of the array are used.
+    pub fn encode(&self) -> ([u64; MAX_TASK_WORDS], usize) {
+        let depth = self.depth.min(MAX_TASK_DEPTH);
+        let mut words = [0u64; MAX_TASK_WORDS];
+        words[..TASK_WORDS].copy_from_slice(&[
+            header(kind::TASK, 0, self.name),
+            self.start_ticks,
+            self.end_ticks,
+            self.busy_ns,
+            self.id,
+            self.parent,
+            depth as u64,
+        ]);
+        for (i, pair) in self.ancestors[..depth].chunks(2).enumerate() {
+            words[TASK_WORDS + i] = u64::from(pair[0]) | pair.get(1).map_or(0, |&n| u64::from(n) << 32);
+        }
+        (words, TASK_WORDS + depth.div_ceil(2))
+    }
+
+    fn decode(id: u32, rec: &[u64]) -> TaskRecord {
+        let depth = (rec[6] as usize).min(MAX_TASK_DEPTH);
+        let mut ancestors = [0u32; MAX_TASK_DEPTH];
+        for (i, a) in ancestors[..depth].iter_mut().enumerate() {
+            *a = (rec[TASK_WORDS + i / 2] >> (32 * (i % 2))) as u32;
+        }
+        TaskRecord {
+            name: id,
+            start_ticks: rec[1],
+            end_ticks: rec[2],
+            busy_ns: rec[3],
+            id: rec[4],
+            parent: rec[5],
+            ancestors,
+            depth,
+        }
+    }
 }
 
 /// A kernel, copy or memset as the native format stores it.
@@ -259,6 +330,13 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_LINK => GPU_LINK_WORDS,
             kind::GPU_TIME => GPU_TIME_WORDS,
             kind::GPU_ACTIVITY => gpu_activity_words(flags),
+            kind::TASK => match words.get(at + 6) {
+                Some(&depth) if depth as usize <= MAX_TASK_DEPTH => TASK_WORDS + (depth as usize).div_ceil(2),
+                Some(&depth) => {
+                    return Err(WireError { word: at, message: format!("task record with {depth} ancestors") });
+                }
+                None => TASK_WORDS,
+            },
             other => {
                 return Err(WireError { word: at, message: format!("unknown record kind {other}") });
             }
@@ -300,6 +378,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_LINK => Record::GpuLink { instance: rec[1] },
             kind::GPU_TIME => Record::GpuTime { device: id, instance: rec[1], elapsed_ns: rec[2] },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
+            kind::TASK => Record::Task(TaskRecord::decode(id, rec)),
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -446,5 +525,31 @@ mod tests {
         assert_eq!(err.word, 0);
         let err = decode(&[header(kind::BEGIN_STAGE, 0, 1), 5, 0xe], |_| {}).unwrap_err();
         assert_eq!(err, WireError { word: 2, message: "unknown record kind 14".into() });
+        let err = decode(&[header(kind::TASK, 0, 1), 1, 2, 3, 4, 5, 33], |_| {}).unwrap_err();
+        assert_eq!(err, WireError { word: 0, message: "task record with 33 ancestors".into() });
+    }
+
+    #[test]
+    fn tasks_round_trip_with_odd_and_even_depths() {
+        for depth in [0, 1, 2, 3, MAX_TASK_DEPTH] {
+            let mut ancestors = [0u32; MAX_TASK_DEPTH];
+            for (i, a) in ancestors[..depth].iter_mut().enumerate() {
+                *a = u32::MAX - i as u32;
+            }
+            let task = TaskRecord {
+                name: 7,
+                start_ticks: 10,
+                end_ticks: 20,
+                busy_ns: 3,
+                id: u64::MAX,
+                parent: 5,
+                ancestors,
+                depth,
+            };
+            let (words, len) = task.encode();
+            let mut out = Vec::new();
+            decode(&words[..len], |r| out.push(r)).unwrap();
+            assert_eq!(out, vec![Record::Task(task)], "depth {depth}");
+        }
     }
 }

@@ -142,6 +142,7 @@ fn emit_calls(
                 process_mem: None,
                 gpu_event_ns: None,
                 frame_gpu: figures.frame_gpu[i],
+                busy_ns: None,
             };
             nester.end(catalog, thread, c.name, rel(c.end), metrics, false, sink);
         };

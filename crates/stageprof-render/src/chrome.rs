@@ -212,6 +212,7 @@ mod tests {
             start_ns: 1_500,
             end_ns: 4_000_001,
             self_ns: 10,
+            frame: None,
             metrics: StageMetrics::default(),
             flags: SpanFlags { unwound: true, ..SpanFlags::default() },
         };

@@ -135,7 +135,9 @@ pub fn summary_json(s: &Summary) -> String {
             .field("threads", st.threads)
             .field("unwound", st.unwound)
             .field("unfinished", st.unfinished)
-            .field("derived", st.derived);
+            .field("derived", st.derived)
+            .field_opt("busy_ns", st.busy_ns)
+            .field_opt("idle_ns", st.idle_ns());
         gpu_fields(&mut w, st);
         w.end_object();
     }

@@ -82,7 +82,11 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
     let gpu = s.stages.iter().any(|st| st.gpu.is_some());
     let gpu_mem = s.stages.iter().any(|st| st.gpu_mem_peak_bytes.is_some());
     let gpu_events = s.stages.iter().any(|st| st.gpu_event_ns.is_some());
+    let tasks = s.stages.iter().any(|st| st.busy_ns.is_some());
     let mut header = vec!["stage", "calls", "wall", "self", "self %", "mean", "p95", "max"];
+    if tasks {
+        header.extend(["busy", "idle"]);
+    }
     if cpu {
         header.push("cpu");
     }
@@ -132,6 +136,10 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
             duration(st.call.p95_ns),
             duration(st.call.max_ns),
         ];
+        if tasks {
+            row.push(st.busy_ns.map_or("-".into(), duration));
+            row.push(st.idle_ns().map_or("-".into(), duration));
+        }
         if cpu {
             row.push(st.cpu_ns.map_or("-".into(), duration));
         }

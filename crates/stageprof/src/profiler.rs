@@ -132,6 +132,10 @@ impl Profiler {
         Self::start(Config { enabled: false, ..Config::default() })
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Whether both handles refer to the same profiler.
     pub fn same_as(&self, other: &Profiler) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)

@@ -33,3 +33,68 @@ fn instrumented_functions_become_nested_stages() {
     let calls: Vec<(String, u64)> = s.stages.iter().map(|st| (st.path.join("/"), st.calls)).collect();
     assert_eq!(calls, vec![("decode".to_string(), 5), ("decode/convert".to_string(), 15)]);
 }
+
+/// Works for 200 µs without yielding.
+fn spin_200us() {
+    let until = std::time::Instant::now() + std::time::Duration::from_micros(200);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+#[tracing::instrument]
+async fn fetch(i: u32) {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    spin_200us();
+}
+
+#[tracing::instrument]
+async fn batch() {
+    use tracing::Instrument;
+    // `in_current_span`: the spawned task keeps `batch` as its tracing parent.
+    let tasks: Vec<_> = (0..50).map(|i| tokio::spawn(fetch(i).in_current_span())).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn an_async_span_is_one_call_from_creation_to_close_whichever_threads_poll_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(Config {
+        output_dir: dir.path().to_path_buf(),
+        formats: vec![Format::Summary],
+        ..Config::default()
+    });
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(StageLayer::new(p.clone())));
+    // An instrumented async fn makes its span at its first poll, on a worker:
+    // every worker gets the subscriber, as an application's global one would.
+    let for_workers = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&for_workers)))
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || runtime.block_on(batch()));
+    drop(runtime);
+    let s = p.finish().summary.unwrap();
+    let stage = |path: &str| s.stages.iter().find(|st| st.path.join("/") == path).unwrap_or_else(|| panic!("{path}"));
+    let fetch = stage("batch/fetch");
+    assert_eq!(fetch.calls, 50, "one call per task, not one per poll");
+    let (wall, busy) = (fetch.call.mean_ns, fetch.busy_ns.unwrap() / fetch.calls);
+    assert!(
+        fetch.call.min_ns >= 5_200_000,
+        "each lived at least its 5 ms sleep and 0.2 ms of work: {}",
+        fetch.call.min_ns
+    );
+    assert!(wall < 30_000_000, "mean lifetime {wall} ns");
+    assert!((200_000..2_000_000).contains(&busy), "busy {busy} ns a call: the 0.2 ms of work, not the sleep");
+    assert_eq!(fetch.self_ns, fetch.busy_ns.unwrap(), "no child spans: its own time is its busy time");
+    let batch = stage("batch");
+    assert_eq!(batch.calls, 1);
+    assert!(batch.call.max_ns >= fetch.call.max_ns);
+    // Its tasks enter it at every poll, so it is busy while they work; its own
+    // time leaves theirs out.
+    assert!(batch.self_ns < 1_000_000, "batch's own time {} ns", batch.self_ns);
+}
