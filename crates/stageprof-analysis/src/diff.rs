@@ -120,7 +120,10 @@ pub struct StageDiff {
 pub struct Diff {
     /// Stages in both, in the new run's tree order.
     pub stages: Vec<StageDiff>,
+    /// Frame duration (wall).
     pub frames: Option<Change>,
+    /// The device's busy time in each frame's GPU window (frames as samples).
+    pub frames_gpu: Option<Change>,
     pub added_stages: Vec<String>,
     pub removed_stages: Vec<String>,
     pub added_kernels: Vec<String>,
@@ -186,6 +189,8 @@ struct Side {
     /// Paths in the order the first run lists them (tree order).
     order: Vec<Vec<String>>,
     frames: Samples,
+    /// Device busy time per frame.
+    frames_gpu: Samples,
     kernels: BTreeSet<String>,
 }
 
@@ -238,6 +243,11 @@ impl Side {
             }
             let frames = Samples { stats: run.frames.duration, values: run.frames.durations.clone() };
             side.frames = side.frames.pool(&frames);
+            let mut busy = crate::stats::DurationAcc::default();
+            for g in run.frames.each.iter().filter_map(|f| f.gpu) {
+                busy.record(g.busy_ns);
+            }
+            side.frames_gpu = side.frames_gpu.pool(&busy.samples());
             side.kernels.extend(run.kernel_totals().into_iter().map(|k| k.name));
         }
         side
@@ -282,12 +292,15 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
     }
     let frames = (b.frames.stats.count > 0 && n.frames.stats.count > 0)
         .then(|| compare(Measure::Wall, &b.frames, &n.frames, options, &mut rng));
+    let frames_gpu = (b.frames_gpu.stats.count > 0 && n.frames_gpu.stats.count > 0)
+        .then(|| compare(Measure::Gpu, &b.frames_gpu, &n.frames_gpu, options, &mut rng));
     let only = |a: &Side, other: &Side| -> Vec<String> {
         a.order.iter().filter(|p| !other.stages.contains_key(*p)).map(joined).collect()
     };
     Ok(Diff {
         stages,
         frames,
+        frames_gpu,
         added_stages: only(&n, &b),
         removed_stages: only(&b, &n),
         added_kernels: n.kernels.difference(&b.kernels).cloned().collect(),

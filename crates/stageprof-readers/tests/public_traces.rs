@@ -363,3 +363,17 @@ fn diff_of_a_real_trace_pair_catches_a_stage_called_twice_as_often() {
     assert_eq!(per_frame.verdict, Verdict::Slower);
     assert!(d.regressions(50.0).iter().any(|(s, c)| s.path == ["## optimizer ##"] && c.measure == Measure::PerFrame));
 }
+
+#[test]
+fn diff_compares_the_device_busy_time_of_frames() {
+    let (control, test) = (fixture("diff_control.json.gz"), fixture("diff_test.json.gz"));
+    let mean_busy = |text: &[u8]| {
+        let frames = expected_frames(&events(text));
+        frames.iter().map(|f| f.2).sum::<u64>() as f64 / frames.len() as f64
+    };
+    let d = stageprof_analysis::diff::diff(&[report(&control).0], &[report(&test).0], Default::default()).unwrap();
+    let g = d.frames_gpu.unwrap();
+    assert_eq!((g.base_calls, g.new_calls), (6, 6));
+    assert_eq!(g.base_mean_ns, mean_busy(&control).round() as u64);
+    assert_eq!(g.new_mean_ns, mean_busy(&test).round() as u64);
+}

@@ -65,7 +65,7 @@ fn row(stage: String, depth: u32, c: &Change) -> Row {
 }
 
 fn rows(d: &Diff) -> Vec<Row> {
-    let mut out: Vec<Row> = d.frames.iter().map(|c| row("(frames)".into(), 0, c)).collect();
+    let mut out: Vec<Row> = d.frames.iter().chain(&d.frames_gpu).map(|c| row("(frames)".into(), 0, c)).collect();
     for s in &d.stages {
         let name =
             s.path.last().map_or(String::new(), |n| crate::units::shorten(n, crate::units::NAME_CHARS).into_owned());
@@ -174,11 +174,13 @@ pub fn diff_json(d: &Diff, labels: DiffLabels<'_>) -> String {
     let mut w = JsonWriter::new();
     w.begin_object().field_str("base", labels.base).field_str("new", labels.new);
     w.field_f64("min_change_pct", d.min_change_pct);
-    w.key("frames");
-    match &d.frames {
-        Some(c) => change_json(&mut w, c),
-        None => {
-            w.raw("null");
+    for (key, change) in [("frames", &d.frames), ("frames_gpu", &d.frames_gpu)] {
+        w.key(key);
+        match change {
+            Some(c) => change_json(&mut w, c),
+            None => {
+                w.raw("null");
+            }
         }
     }
     w.key("stages").begin_array();

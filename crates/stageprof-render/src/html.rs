@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use stageprof_analysis::{Bottleneck, RankRow, StageStats, Summary};
-use stageprof_model::{CopyKind, MemoryPool};
+use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
 use crate::ranks::{compared, compared_label, RankInput};
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
@@ -97,7 +97,7 @@ fn overview(page: &mut String, s: &Summary) {
     page.push_str("</section>");
 }
 
-/// GPU busy time over the frames' GPU span, or over the run without frames.
+/// Device busy time over the frames' GPU windows, or GPU busy over the run without frames.
 fn gpu_busy_pct(s: &Summary) -> Option<f64> {
     s.frames
         .gpu_busy_pct()
@@ -418,15 +418,18 @@ fn frame_chart(page: &mut String, s: &Summary) {
     }
     page.push_str(&line_chart(&points, 900.0, 240.0, |x| duration(x as u64), |y| duration(y as u64)));
     if !outliers.is_empty() {
-        page.push_str("<table class=\"small\"><thead><tr><th>frame</th><th>start</th><th>wall</th><th>GPU span</th></tr></thead><tbody>");
+        page.push_str("<table class=\"small\"><thead><tr><th>frame</th><th>start</th><th>wall</th><th>GPU window</th><th>device busy</th><th>own work busy</th></tr></thead><tbody>");
         for &i in outliers.iter().take(20) {
             let fr = &f.each[i];
-            let gpu = fr.gpu.map_or("-".into(), |g| duration(g.span_ns));
+            let gpu = |figure: fn(&FrameGpu) -> u64| fr.gpu.as_ref().map_or("-".into(), |g| duration(figure(g)));
             let _ = write!(
                 page,
-                "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{gpu}</td></tr>",
+                "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 duration(fr.start_ns - start),
-                duration(fr.duration_ns)
+                duration(fr.duration_ns),
+                gpu(|g| g.span_ns),
+                gpu(|g| g.busy_ns),
+                gpu(|g| g.busy_own_ns),
             );
         }
         page.push_str("</tbody></table>");
