@@ -1,8 +1,11 @@
 //! The reader on PyTorch traces nobody here wrote (HolisticTraceAnalysis's
 //! public test data: DDP/NCCL and recommendation-model ranks, MTIA, AMD),
-//! and on hostile edits of them. Every expected figure is computed in this
-//! file from the raw JSON (times read from the number's text), never from
-//! stageprof's output.
+//! on hostile edits of them, and on traces made on H200s for frames whose
+//! GPU work comes from other threads and streams (fixtures/frames, by
+//! gpu/make_frame_traces.py, with CUDA events around each step). Every
+//! expected figure is computed in this file from the raw JSON (times read
+//! from the number's text) or measured on the GPU, never from stageprof's
+//! output.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,8 +15,10 @@ use serde_json::value::RawValue;
 use stageprof_analysis::{Aggregator, Summary};
 use stageprof_model::{Catalog, CounterSample, GpuActivity, ProfileSink, Span};
 
+/// A fixture under tests/fixtures/public/, or under tests/fixtures/ when `name` has a folder.
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/public/{name}", env!("CARGO_MANIFEST_DIR"));
+    let folder = if name.contains('/') { "" } else { "public/" };
+    let path = format!("{}/tests/fixtures/{folder}{name}", env!("CARGO_MANIFEST_DIR"));
     let mut text = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut text).unwrap();
     text
@@ -376,4 +381,58 @@ fn diff_compares_the_device_busy_time_of_frames() {
     assert_eq!((g.base_calls, g.new_calls), (6, 6));
     assert_eq!(g.base_mean_ns, mean_busy(&control).round() as u64);
     assert_eq!(g.new_mean_ns, mean_busy(&test).round() as u64);
+}
+
+fn frames_truth() -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/frames/ground_truth_frames.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Each frame's GPU window against the CUDA events placed around its step
+/// in the same run: the events open a little before the first kernel.
+fn windows_match_cuda_events(run: &str, tolerance: f64) {
+    let truth = frames_truth();
+    let (s, _) = report(&fixture(&format!("frames/{run}.pt.trace.json.gz")));
+    let windows: Vec<f64> = s.frames.each.iter().filter_map(|f| f.gpu).map(|g| g.span_ns as f64 / 1e6).collect();
+    let events: Vec<f64> = truth[run]["step_gpu_ms"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(windows.len(), events.len(), "{run}: one window per profiled step");
+    for (w, e) in windows.iter().zip(&events) {
+        assert!((w - e).abs() / e < tolerance, "{run}: window {w:.3} ms vs CUDA events {e:.3} ms");
+    }
+}
+
+#[test]
+fn ddp_on_two_h200s_frames_match_cuda_events_and_count_nccl_work() {
+    for rank in ["ddp_rank0", "ddp_rank1"] {
+        windows_match_cuda_events(rank, 0.01);
+        check_frames(&format!("frames/{rank}.pt.trace.json.gz"), 5);
+        let text = fixture(&format!("frames/{rank}.pt.trace.json.gz"));
+        let all = events(&text);
+        let launched: std::collections::HashSet<i64> =
+            all.iter().filter(|e| e.is_launch()).filter_map(Event::correlation).collect();
+        // The warm-up step's kernels were launched before the trace began.
+        let nccl = all
+            .iter()
+            .filter(|e| e.cat == "kernel" && e.name.starts_with("ncclDevKernel"))
+            .filter(|e| e.correlation().is_some_and(|c| launched.contains(&c)))
+            .count();
+        let (s, _) = report(&text);
+        let all_reduce = s.stages.iter().find(|st| st.path == ["nccl:all_reduce"]).unwrap();
+        assert_eq!(all_reduce.gpu.unwrap().kernels, nccl as u64, "{rank}: every NCCL kernel in its stage");
+        let g = s.frames.gpu.unwrap();
+        assert!(g.busy_ns > g.busy_own_ns, "{rank}: the device ran NCCL's kernels besides the step's own");
+    }
+}
+
+#[test]
+fn side_streams_and_cuda_graphs_on_an_h200() {
+    windows_match_cuda_events("streams_graphs", 0.01);
+    check_frames("frames/streams_graphs.pt.trace.json.gz", 5);
+    let truth = frames_truth();
+    let (s, _) = report(&fixture("frames/streams_graphs.pt.trace.json.gz"));
+    for stage in ["side", "graph"] {
+        let per_step = truth["streams_graphs"]["kernels_per_step"][stage].as_u64().unwrap();
+        let st = s.stages.iter().find(|st| st.path == [stage]).unwrap();
+        assert_eq!(st.gpu.unwrap().kernels, 5 * per_step, "{stage}: kernels launched, by construction");
+    }
 }

@@ -132,6 +132,7 @@ impl Profiler {
         Self::start(Config { enabled: false, ..Config::default() })
     }
 
+    #[cfg(feature = "tracing")]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

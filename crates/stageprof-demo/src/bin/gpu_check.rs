@@ -117,8 +117,11 @@ fn accuracy(out: &str) -> bool {
     let mut hand = HandTimes::default();
 
     let mut device_delta = 0i64;
+    let mut frame_events = Vec::new();
     for _ in 0..FRAMES {
         let _f = stageprof::frame();
+        let frame_start = gpu.event();
+        frame_start.record(&gpu.stream).unwrap();
         let buffer = {
             let _s = stageprof::scope!("upload");
             hand.time(&gpu, "upload", || {
@@ -164,6 +167,11 @@ fn accuracy(out: &str) -> bool {
             let _o = stageprof::cuda::use_stream(&other);
             gpu.spin_ms(&other, 1.0);
         }
+        // The frame ends when both streams are done.
+        gpu.stream.join(&other).unwrap();
+        let frame_end = gpu.event();
+        frame_end.record(&gpu.stream).unwrap();
+        frame_events.push((frame_start, frame_end));
     }
     {
         // Never synchronized before finish.
@@ -259,6 +267,29 @@ fn accuracy(out: &str) -> bool {
     check(
         format!("download: GPU memory net {:?}", stage("download").gpu_mem_net_bytes),
         stage("download").gpu_mem_net_bytes == Some(-(want as i64)),
+    );
+    let hand_frames: Vec<f64> = frame_events.iter().map(|(a, b)| f64::from(a.elapsed_ms(b).unwrap())).collect();
+    let windows: Vec<_> = s.frames.each.iter().filter_map(|f| f.gpu).collect();
+    let worst = hand_frames
+        .iter()
+        .zip(&windows)
+        .map(|(&hand, w)| (w.span_ns as f64 / 1e6 - hand) / hand)
+        .fold(0.0f64, |m, e| if e.abs() > m.abs() { e } else { m });
+    check(
+        format!(
+            "frames: {} GPU windows, each within 3% of hand-placed events around the frame (worst {:+.2}%, mean {:.3} ms)",
+            windows.len(),
+            100.0 * worst,
+            hand_frames.iter().sum::<f64>() / hand_frames.len().max(1) as f64
+        ),
+        windows.len() == FRAMES as usize && worst.abs() <= 0.03,
+    );
+    check(
+        format!(
+            "frames: device busy equals the frames' own work's busy (nothing else ran): {:?}",
+            windows.iter().map(|w| (w.busy_ns, w.busy_own_ns)).take(3).collect::<Vec<_>>()
+        ),
+        windows.iter().all(|w| w.busy_ns == w.busy_own_ns && w.busy_ns <= w.span_ns),
     );
     let counters: Vec<&str> = s.counters.iter().map(|c| c.name.as_str()).collect();
     check(format!("NVML and device memory tracks: {counters:?}"), counters.iter().any(|c| c.starts_with("gpu.")));
