@@ -13,17 +13,11 @@ old="${1:?usage: $0 OLD_COMMIT [ROUNDS] [COPIES]}"
 rounds="${2:-9}"
 copies="${3:-70}"
 tmp="${TMPDIR:-/tmp}"
-trace="$tmp/stageprof-bench-trace-$copies/rank0.pt.trace.json"
 old_tree="$tmp/stageprof-ab-$old"
-
-cargo build --release -q -p stageprof-cli -p stageprof-readers --examples
-if [ ! -f "$trace" ]; then
-    mkdir -p "$(dirname "$trace")"
-    ./target/release/examples/repeat_trace crates/stageprof-readers/tests/fixtures/inference.pt.trace.json.gz "$copies" "$trace"
-fi
+# shellcheck source=scripts/bench_trace.sh
+. scripts/bench_trace.sh
 [ -d "$old_tree" ] || git worktree add -q "$old_tree" "$old"
 (cd "$old_tree" && CARGO_TARGET_DIR="$old_tree/target" cargo build --release -q -p stageprof-cli)
-cat "$trace" > /dev/null   # warm the page cache
 
 echo "trace: $trace ($(( $(stat -c %s "$trace") / 1000000 )) MB), $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 results="$tmp/stageprof-ab.txt"

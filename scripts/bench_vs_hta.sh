@@ -11,22 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 copies="${1:-70}"
 tmp="${TMPDIR:-/tmp}"
-trace_dir="$tmp/stageprof-bench-trace-$copies"
-trace="$trace_dir/rank0.pt.trace.json"
 venv="$tmp/stageprof-hta-venv"
-
-cargo build --release -q -p stageprof-cli -p stageprof-readers --examples
-if [ ! -f "$trace" ]; then
-    mkdir -p "$trace_dir"
-    ./target/release/examples/repeat_trace crates/stageprof-readers/tests/fixtures/inference.pt.trace.json.gz "$copies" "$trace"
-fi
+# shellcheck source=scripts/bench_trace.sh
+. scripts/bench_trace.sh
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q holistictraceanalysis==0.5.0
 fi
 size_mb=$(( $(stat -c %s "$trace") / 1000000 ))
 echo "trace: $trace ($size_mb MB), machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-cat "$trace" > /dev/null   # warm the page cache
 
 hta_script='
 import sys

@@ -14,12 +14,17 @@ const CALLS: usize = 40;
 
 /// A profile of `CALLS` frames: `work` spins `work_us`, `steady` 500 µs.
 fn record(dir: &Path, work_us: u64) -> PathBuf {
+    record_calls(dir, 1, work_us)
+}
+
+/// Like [`record`], with `work` called `calls` times a frame.
+fn record_calls(dir: &Path, calls: usize, work_us: u64) -> PathBuf {
     let _alone = one_at_a_time();
     let p =
         Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
     for _ in 0..CALLS {
         let _f = p.frame();
-        {
+        for _ in 0..calls {
             let _s = p.stage("work");
             spin(Duration::from_micros(work_us));
         }
@@ -109,26 +114,10 @@ fn runs_with_no_stage_in_common_and_too_few_calls_say_so() {
     assert!(text.contains("too few calls") && text.contains("fewer than 5"), "{text}");
 }
 
-/// A profile of 30 frames in which `work` is called `calls` times, each spinning 400 µs.
-fn record_calls(dir: &Path, calls: usize) -> PathBuf {
-    let _alone = one_at_a_time();
-    let p =
-        Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
-    for _ in 0..30 {
-        let _f = p.frame();
-        for _ in 0..calls {
-            let _s = p.stage("work");
-            spin(Duration::from_micros(400));
-        }
-    }
-    p.finish();
-    dir.join("profile.stgp")
-}
-
 #[test]
 fn a_stage_called_more_often_each_call_as_fast_is_a_regression_per_frame() {
     let dir = tempfile::tempdir().unwrap();
-    let (base, new) = (record_calls(&dir.path().join("base"), 2), record_calls(&dir.path().join("new"), 4));
+    let (base, new) = (record_calls(&dir.path().join("base"), 2, 400), record_calls(&dir.path().join("new"), 4, 400));
     let out = stageprof(&["diff", s(&base), s(&new), "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -136,14 +125,20 @@ fn a_stage_called_more_often_each_call_as_fast_is_a_regression_per_frame() {
     let changes = work["changes"].as_array().unwrap();
     let measure = |m: &str| changes.iter().find(|c| c["measure"] == m).unwrap();
     let (wall, per_frame) = (measure("wall"), measure("per frame"));
-    assert_eq!((wall["base_calls"].as_u64(), wall["new_calls"].as_u64()), (Some(60), Some(120)));
+    assert_eq!(
+        (wall["base_calls"].as_u64(), wall["new_calls"].as_u64()),
+        (Some(2 * CALLS as u64), Some(4 * CALLS as u64))
+    );
     // Each call spins as long; a busy machine moves the per-call times a little.
     assert!(wall["change_pct"].as_f64().unwrap().abs() < 30.0, "each call as fast: {wall}");
     // Every call ran in a frame: a frame's mean is its calls times a call's mean.
     let mean = |c: &serde_json::Value, side: &str| c[format!("{side}_mean_ns")].as_f64().unwrap();
     assert!((mean(per_frame, "base") - 2.0 * mean(wall, "base")).abs() <= 2.0, "{per_frame} {wall}");
     assert!((mean(per_frame, "new") - 4.0 * mean(wall, "new")).abs() <= 4.0, "{per_frame} {wall}");
-    assert_eq!((per_frame["base_calls"].as_u64(), per_frame["new_calls"].as_u64()), (Some(30), Some(30)));
+    assert_eq!(
+        (per_frame["base_calls"].as_u64(), per_frame["new_calls"].as_u64()),
+        (Some(CALLS as u64), Some(CALLS as u64))
+    );
     assert_eq!(
         (per_frame["base_calls_per_frame"].as_f64(), per_frame["new_calls_per_frame"].as_f64()),
         (Some(2.0), Some(4.0))
@@ -157,7 +152,7 @@ fn a_stage_called_more_often_each_call_as_fast_is_a_regression_per_frame() {
     assert!(stderr.contains("regression: work per frame +"), "{stderr}");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("2 → 4 a frame") && text.contains("calls: work 2 → 4 calls a frame (30 frames → 30)"),
+        text.contains("2 → 4 a frame") && text.contains("calls: work 2 → 4 calls a frame (40 frames → 40)"),
         "{text}"
     );
 }
