@@ -200,9 +200,10 @@ fn emit_backward_views(
 }
 
 /// GPU work launched outside every stage and frame (a communication thread,
-/// a data loader): one line per launching thread, `(no stage) <thread>`,
-/// from its first launch to its last, so that the work is in the table and
-/// not only in a warning.
+/// a data loader): one line per launching thread and outermost operator
+/// open at the launch, `(no stage) <thread>: <operator>`, from its first
+/// launch to its last, so that the work is in the table and not only in a
+/// warning.
 fn emit_unstaged_work(
     attribution: &crate::gpu_attribution::Attribution,
     tables: &mut Tables,
@@ -210,20 +211,18 @@ fn emit_unstaged_work(
     rel: impl Fn(i64) -> u64,
     sink: &mut dyn ProfileSink,
 ) {
-    let mut by_thread: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    let mut by_origin: std::collections::BTreeMap<(u32, Option<u32>), Vec<u32>> = Default::default();
     for (i, call) in attribution.call_of.iter().enumerate() {
         if let (None, Some(launch)) = (call, attribution.launch(i, idle)) {
-            by_thread.entry(launch.thread).or_default().push(i as u32);
+            let operator = tables.top_level_ops.at(launch.thread, launch.ts);
+            by_origin.entry((launch.thread, operator)).or_default().push(i as u32);
         }
     }
     let mut scratch = Vec::new();
-    for (thread, acts) in by_thread {
+    for ((thread, operator), acts) in by_origin {
         let launched = acts.iter().filter_map(|&a| idle.launched(a as usize));
         let (start, end) = launched.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-        let label = match tables.catalog.thread(thread).map(|t| t.name.as_str()).filter(|n| !n.is_empty()) {
-            Some(name) => format!("(no stage) {name}"),
-            None => format!("(no stage) thread {}", tables.catalog.thread(thread).map_or(0, |t| t.os_tid)),
-        };
+        let label = unstaged_label(&tables.catalog, thread, operator);
         let name = tables.name(&label);
         let path = tables.catalog.intern_path(None, name);
         let span = Span {
@@ -244,6 +243,19 @@ fn emit_unstaged_work(
             flags: SpanFlags::default(),
         };
         sink.span(&span, &tables.catalog);
+    }
+}
+
+/// `(no stage) <thread name or id>[: <operator>]`.
+fn unstaged_label(catalog: &Catalog, thread: u32, operator: Option<u32>) -> String {
+    let info = catalog.thread(thread);
+    let who = match info.map(|t| t.name.as_str()).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => format!("thread {}", info.map_or(0, |t| t.os_tid)),
+    };
+    match operator {
+        Some(op) => format!("(no stage) {who}: {}", catalog.name(op)),
+        None => format!("(no stage) {who}"),
     }
 }
 

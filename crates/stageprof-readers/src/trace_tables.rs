@@ -92,6 +92,50 @@ impl Launches {
     }
 }
 
+/// The outermost operators of threads with no stage of their own, which
+/// name the GPU work such a thread launches outside every stage (a
+/// communication thread's `record_param_comms`, a loader's `aten::copy_`).
+/// A thread's list is dropped once it shows a stage, so memory goes only to
+/// threads that may need it.
+#[derive(Default)]
+pub struct TopLevelOps {
+    /// Per thread: `(start, end, name)`, each starting after the last one ended
+    /// (operators come in time order per thread; out-of-order ones are kept too).
+    by_thread: HashMap<u32, Vec<(i64, i64, NameId)>>,
+    staged: std::collections::HashSet<u32>,
+}
+
+impl TopLevelOps {
+    /// Whether an operator on `thread` from `start` to `end` is outside the last one kept.
+    fn is_new(&self, thread: u32, start: i64) -> bool {
+        !self.staged.contains(&thread)
+            && self.by_thread.get(&thread).and_then(|l| l.last()).is_none_or(|&(s, e, _)| start >= e || start < s)
+    }
+
+    fn push(&mut self, thread: u32, start: i64, end: i64, name: NameId) {
+        self.by_thread.entry(thread).or_default().push((start, end, name));
+    }
+
+    fn thread_has_stages(&mut self, thread: u32) {
+        if self.staged.insert(thread) {
+            self.by_thread.remove(&thread);
+        }
+    }
+
+    pub(crate) fn sort(&mut self) {
+        for list in self.by_thread.values_mut() {
+            list.sort_unstable();
+        }
+    }
+
+    /// The outermost operator of `thread` open at `ts`, if it is kept.
+    pub fn at(&self, thread: u32, ts: i64) -> Option<NameId> {
+        let list = self.by_thread.get(&thread)?;
+        let after = list.partition_point(|&(s, _, _)| s <= ts);
+        list[..after].iter().rev().take_while(|&&(_, e, _)| e >= ts).last().map(|&(_, _, n)| n)
+    }
+}
+
 /// One allocator event: the allocator's total after it.
 #[derive(Clone, Copy, Debug)]
 pub struct MemSample {
@@ -164,6 +208,7 @@ pub struct Tables {
     pub memory: Vec<MemSample>,
     pub counters: Vec<Counter>,
     pub autograd_ops: Vec<AutogradOp>,
+    pub top_level_ops: TopLevelOps,
     /// Intervals the host spent in a synchronization or blocking copy, and
     /// device-side sync events (`cuda_sync`).
     pub syncs: Vec<(i64, i64)>,
@@ -381,6 +426,7 @@ impl Tables {
                 let name = e.name.text();
                 let kind = if name.starts_with("ProfilerStep#") { SpanKind::Frame } else { SpanKind::Stage };
                 let (thread, name) = (self.thread(e.pid, e.tid), self.name(&name));
+                self.top_level_ops.thread_has_stages(thread);
                 self.calls.push(Call { thread, kind, name, start, end });
             }
             Some(KinetoCat::Sync) => self.syncs.push((start, end)),
@@ -406,6 +452,11 @@ impl Tables {
                 self.device_work(e, kind, start, end, bytes, shape);
             }
             Some(KinetoCat::Operator) => {
+                let thread = self.thread(e.pid, e.tid);
+                if self.top_level_ops.is_new(thread, start) {
+                    let name = self.name(&e.name.text());
+                    self.top_level_ops.push(thread, start, end, name);
+                }
                 // Most operators have no sequence number: skip them without parsing their args.
                 if !self.keys.sequence.in_text(e.args) {
                     return;
@@ -413,7 +464,6 @@ impl Tables {
                 let args = Members::of(e.args);
                 if let Some(seq) = args.get("Sequence number").and_then(|v| v.int()) {
                     let backward = args.get("Fwd thread id").and_then(|v| v.int()).is_some_and(|t| t != 0);
-                    let thread = self.thread(e.pid, e.tid);
                     self.autograd_ops.push(AutogradOp { thread, start, end, seq, backward });
                 }
             }
@@ -590,6 +640,7 @@ pub fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
     }
     tables.close_begins();
     tables.launches.sort();
+    tables.top_level_ops.sort();
     let base_time_ns = scanner.top_level("baseTimeNanoseconds").and_then(|v| v.int());
     let device_names = scanner
         .top_level("deviceProperties")

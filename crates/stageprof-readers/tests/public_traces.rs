@@ -320,24 +320,51 @@ fn a_restarted_profiler_reusing_correlation_ids_joins_each_kernel_to_its_own_lau
 }
 
 #[test]
-fn work_launched_outside_every_stage_gets_a_line_per_launching_thread() {
+fn work_launched_outside_every_stage_gets_a_line_per_thread_and_outermost_operator() {
     let text = fixture("event_sync_multi_stream.json.gz");
     let events = events(&text);
-    let launches: std::collections::HashSet<i64> =
-        events.iter().filter(|e| e.is_launch()).filter_map(Event::correlation).collect();
-    let work: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.is_device_work() && e.correlation().is_some_and(|c| launches.contains(&c)))
-        .collect();
     assert!(events.iter().all(|e| e.cat != "user_annotation"), "no stage or frame in this trace");
+    let launches: HashMap<i64, &Event> =
+        events.iter().filter(|e| e.is_launch()).filter_map(|e| Some((e.correlation()?, e))).collect();
+    let thread_names: HashMap<String, String> = events
+        .iter()
+        .filter(|e| e.ph == "M" && e.name == "thread_name")
+        .map(|e| (e.tid.to_string(), e.args["name"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    // Expected lines: the outermost cpu_op open on the launching thread at the launch.
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    let mut work = Vec::new();
+    for w in events.iter().filter(|e| e.is_device_work()) {
+        let Some(launch) = w.correlation().and_then(|c| launches.get(&c)) else { continue };
+        let at = launch.start();
+        let outermost = events
+            .iter()
+            .filter(|o| o.cat == "cpu_op" && o.tid == launch.tid && o.start() <= at && at <= o.end())
+            .max_by_key(|o| (o.end() - o.start(), std::cmp::Reverse(o.start())))
+            .map(|o| o.name.clone());
+        let who = &thread_names[&launch.tid.to_string()];
+        let line = match outermost {
+            Some(op) => format!("(no stage) {who}: {op}"),
+            None => format!("(no stage) {who}"),
+        };
+        *expected.entry(line).or_default() += 1;
+        work.push((w.start(), w.end()));
+    }
     let (s, _) = report(&text);
-    let lines: Vec<_> = s.stages.iter().filter(|st| st.name.starts_with("(no stage) ")).collect();
-    assert_eq!(lines.len(), 1, "one launching thread");
-    let g = lines[0].gpu.unwrap();
-    let count = |cat: &str| work.iter().filter(|e| e.cat == cat).count() as u64;
-    assert_eq!((g.kernels, g.copies, g.memsets), (count("kernel"), count("gpu_memcpy"), count("gpu_memset")));
-    let busy: i64 = union(work.iter().map(|e| (e.start(), e.end())).collect()).iter().map(|(a, b)| b - a).sum();
-    assert_eq!(g.busy_ns, busy as u64);
+    let got: HashMap<String, u64> = s
+        .stages
+        .iter()
+        .filter(|st| st.name.starts_with("(no stage) "))
+        .map(|st| {
+            let g = st.gpu.unwrap();
+            (st.name.clone(), g.kernels + g.copies + g.memsets)
+        })
+        .collect();
+    assert_eq!(got, expected);
+    let busy: i64 = union(work).iter().map(|(a, b)| b - a).sum();
+    let total: u64 =
+        s.stages.iter().filter(|st| st.name.starts_with("(no stage) ")).map(|st| st.gpu.unwrap().busy_ns).sum();
+    assert_eq!(total, busy as u64, "one line here: its busy time is the union of the work");
     assert!(s.bottlenecks.is_empty(), "its wall time is no stage's CPU time");
 }
 
