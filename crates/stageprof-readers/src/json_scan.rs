@@ -593,7 +593,7 @@ impl<R: Read> Scanner<R> {
             let start_pos = self.pos;
             let data = self.data();
             let mut c = Cursor { b: data, i: self.pos };
-            let step: P<Option<(EventAt, bool)>> = (|| {
+            let step: P<Option<(EventAt, bool, usize)>> = (|| {
                 if !first {
                     match c.peek()? {
                         b',' => c.i += 1,
@@ -603,14 +603,15 @@ impl<R: Read> Scanner<R> {
                 } else if c.peek()? == b']' {
                     return Ok(None);
                 }
+                c.peek()?;
+                let begin = c.i;
                 let mut ev = Event::default();
                 let repaired = parse_event(&mut c, &mut ev)?;
-                Ok(Some((EventAt::of(data, &ev), repaired)))
+                Ok(Some((EventAt::of(data, &ev), repaired, begin)))
             })();
             let end = c.i;
             match step {
-                Ok(Some((at, repaired))) => {
-                    let begin = (self.event_offset(start_pos) - self.base) as usize;
+                Ok(Some((at, repaired, begin))) => {
                     self.last_event = begin..end;
                     self.pos = end;
                     self.repaired += u64::from(repaired);

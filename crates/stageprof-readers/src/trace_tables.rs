@@ -202,6 +202,9 @@ pub struct Tables {
     /// Threads by `pid` and `tid` text (joined by a 0 byte).
     threads: HashMap<Vec<u8>, u32>,
     thread_key: Vec<u8>,
+    /// The last thread looked up, and its key: events come in runs of one thread.
+    last_thread: Option<u32>,
+    last_thread_key: Vec<u8>,
     pub calls: Vec<Call>,
     pub launches: Launches,
     pub activities: Vec<Activity>,
@@ -341,7 +344,12 @@ impl Tables {
         self.thread_key.extend_from_slice(pid.bytes());
         self.thread_key.push(0);
         self.thread_key.extend_from_slice(tid.bytes());
+        if let Some(last) = self.last_thread.filter(|_| self.last_thread_key == self.thread_key) {
+            return last;
+        }
         if let Some(&i) = self.threads.get(self.thread_key.as_slice()) {
+            self.last_thread = Some(i);
+            self.last_thread_key.clone_from(&self.thread_key);
             return i;
         }
         let index = self.threads.len() as u32;
