@@ -176,6 +176,27 @@ impl Diff {
             .collect()
     }
 
+    /// For a stage whose wall time per call has too few calls for an
+    /// interval (a stage called once a frame, over three frames): its
+    /// nested stages whose wall or per-frame time changed with confidence,
+    /// which carry the change.
+    pub fn carried_by_children(&self, stage: &StageDiff) -> Vec<(&StageDiff, &Change)> {
+        let few = stage.changes.iter().any(|c| c.measure == Measure::Wall && c.verdict == Verdict::TooFewCalls);
+        if !few {
+            return Vec::new();
+        }
+        let under = |s: &StageDiff| s.path.len() > stage.path.len() && s.path.starts_with(&stage.path);
+        self.stages
+            .iter()
+            .filter(|s| under(s))
+            .flat_map(|s| s.changes.iter().map(move |c| (s, c)))
+            .filter(|(_, c)| {
+                matches!(c.measure, Measure::Wall | Measure::PerFrame)
+                    && matches!(c.verdict, Verdict::Slower | Verdict::Faster)
+            })
+            .collect()
+    }
+
     /// How many stage measures got each verdict.
     pub fn count(&self, verdict: Verdict) -> usize {
         self.stages.iter().flat_map(|s| &s.changes).filter(|c| c.verdict == verdict).count()

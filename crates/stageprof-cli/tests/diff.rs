@@ -156,3 +156,31 @@ fn a_stage_called_more_often_each_call_as_fast_is_a_regression_per_frame() {
         "{text}"
     );
 }
+
+/// Three frames of one `step` holding ten `work` calls of `work_us` each.
+fn record_nested(dir: &Path, work_us: u64) -> PathBuf {
+    let _alone = one_at_a_time();
+    let p =
+        Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
+    for _ in 0..3 {
+        let _f = p.frame();
+        let _step = p.stage("step");
+        for _ in 0..10 {
+            let _s = p.stage("work");
+            spin(Duration::from_micros(work_us));
+        }
+    }
+    p.finish();
+    dir.join("profile.stgp")
+}
+
+#[test]
+fn a_stage_with_too_few_calls_names_the_nested_stages_that_carry_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (record_nested(&dir.path().join("base"), 300), record_nested(&dir.path().join("new"), 900));
+    let out = stageprof(&["diff", s(&base), s(&new)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("too few calls for step;")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("its nested stages carry the change: work wall +"), "{line}");
+}

@@ -8,7 +8,7 @@ use stageprof_analysis::diff::{Change, Diff, MemoryChange, Verdict, MIN_CALLS};
 
 use crate::json::JsonWriter;
 use crate::table::{new_table, TableOptions};
-use crate::units::{duration, signed_bytes, terminal_safe};
+use crate::units::{duration, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 
 /// The two sides, as the user named them.
 #[derive(Clone, Copy, Debug)]
@@ -67,8 +67,7 @@ fn row(stage: String, depth: u32, c: &Change) -> Row {
 fn rows(d: &Diff) -> Vec<Row> {
     let mut out: Vec<Row> = d.frames.iter().chain(&d.frames_gpu).map(|c| row("(frames)".into(), 0, c)).collect();
     for s in &d.stages {
-        let name =
-            s.path.last().map_or(String::new(), |n| crate::units::shorten(n, crate::units::NAME_CHARS).into_owned());
+        let name = s.path.last().map_or(String::new(), |n| shorten(n, NAME_CHARS).into_owned());
         for (i, c) in s.changes.iter().enumerate() {
             out.push(row(if i == 0 { name.clone() } else { String::new() }, s.depth, c));
         }
@@ -126,6 +125,22 @@ fn describe(d: &Diff, out: &mut String) {
         d.min_change_pct
     );
     for s in &d.stages {
+        let carriers = d.carried_by_children(s);
+        if !carriers.is_empty() {
+            let named: Vec<String> = carriers
+                .iter()
+                .map(|(child, c)| {
+                    let name = child.path.last().map_or(String::new(), |n| terminal_safe(&shorten(n, NAME_CHARS)));
+                    format!("{name} {} {}", c.measure.label(), pct(c.change_pct))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "too few calls for {}; its nested stages carry the change: {}",
+                terminal_safe(&crate::units::display_path(&s.path, "/")),
+                named.join(", ")
+            );
+        }
         for c in s.changes.iter().filter(|c| c.calls_changed()) {
             let (b, n) = c.calls_per_frame.expect("changed");
             let _ = writeln!(
