@@ -4,13 +4,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,
-    ProfileSink, Span, SpanKind,
+    ProfileSink, RunInfo, Span, SpanKind,
 };
 
 use crate::memory_timeline::MemoryTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, RunInfo, StageStats, Summary,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary,
     MAX_FRAMES_LISTED,
 };
 use crate::timeline::TimelineBuilder;

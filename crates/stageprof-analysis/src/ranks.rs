@@ -65,7 +65,7 @@ pub fn compare_ranks(ranks: &[Summary]) -> Vec<RankRow> {
 mod tests {
     use super::*;
     use crate::aggregate::Aggregator;
-    use crate::summary::RunInfo;
+    use stageprof_model::RunInfo;
     use stageprof_model::{Catalog, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
     fn summary(stages: &[(&str, u64)]) -> Summary {

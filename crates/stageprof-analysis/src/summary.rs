@@ -3,7 +3,7 @@
 //! Renderers (terminal table, JSON, HTML) draw from this and compute
 //! nothing themselves. docs/summary-schema.md documents its JSON form.
 
-use stageprof_model::{FrameGpu, GpuMetrics, HostInfo, LaunchShape};
+use stageprof_model::{FrameGpu, GpuMetrics, LaunchShape, RunInfo};
 
 use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
@@ -12,34 +12,6 @@ use crate::timeline::Timeline;
 
 /// Version of the summary's JSON form; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Facts about the run as a whole.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunInfo {
-    /// Where the profile came from (e.g. `stageprof`).
-    pub source: String,
-    pub start_unix_ns: u64,
-    /// First event start to last event end.
-    pub duration_ns: u64,
-    pub host: HostInfo,
-    pub pid: u32,
-    /// Records the recorder had to drop because its buffers were full.
-    pub dropped_records: u64,
-    /// Whether thread CPU time was measured.
-    pub cpu_time: bool,
-    /// Whether host memory was measured (the tracking allocator was installed).
-    pub memory_tracked: bool,
-    /// Peak resident set size of the process, where known.
-    pub peak_rss_bytes: Option<u64>,
-    /// How recording ended: `finish`, a signal name, or `truncated`.
-    pub end_reason: String,
-    /// Problems met while recording or reading, for the reader of the report.
-    pub warnings: Vec<String>,
-    /// Rank of the process in a distributed job, where the trace says.
-    pub rank: Option<u32>,
-    /// The GPUs the profile names (PyTorch traces' `deviceProperties`).
-    pub devices: Vec<String>,
-}
 
 /// Totals and per-call statistics of one stage (one path in the stage tree).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -4,8 +4,8 @@
 
 use std::io::Cursor;
 
-use stageprof_analysis::native_input::{read_native, GPU_RECORDS_KEY};
 use stageprof_analysis::{Aggregator, StageStats, Summary};
+use stageprof_model::ingest::native_input::{read_native, GPU_RECORDS_KEY};
 use stageprof_model::native::NativeWriter;
 use stageprof_model::wire::{flag, header, kind, GpuActivityRecord};
 use stageprof_model::{GpuWork, LaunchShape, ThreadInfo};

@@ -7,7 +7,9 @@
 
 pub mod event;
 pub mod host;
+pub mod ingest;
 pub mod native;
+mod run;
 pub mod wire;
 
 pub use event::{
@@ -16,3 +18,4 @@ pub use event::{
     ThreadInfo,
 };
 pub use host::HostInfo;
+pub use run::RunInfo;

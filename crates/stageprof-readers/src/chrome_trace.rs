@@ -8,10 +8,9 @@
 
 use std::io::Read;
 
-use stageprof_analysis::{Nester, RunInfo};
 use stageprof_model::{
-    Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, Span,
-    SpanFlags, SpanKind, StageMetrics,
+    Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, RunInfo,
+    Span, SpanFlags, SpanKind, StageMetrics,
 };
 
 use crate::backward::{attribute_backward, BackwardOfCall};
@@ -22,7 +21,8 @@ use crate::gpu_attribution::{
 use crate::json_scan::ScanError;
 use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
-use stageprof_analysis::gpu_work::{frame_gpu, summarize, Activity, IdleContext};
+use stageprof_model::ingest::gpu_work::{frame_gpu, summarize, Activity, IdleContext};
+use stageprof_model::ingest::Nester;
 
 /// What a trace holds besides its events.
 pub struct TraceProfile {

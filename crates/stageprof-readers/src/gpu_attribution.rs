@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use stageprof_analysis::gpu_work::{summarize, Activity, FrameWindow, FrameWindows, IdleContext};
+use stageprof_model::ingest::gpu_work::{summarize, Activity, FrameWindow, FrameWindows, IdleContext};
 use stageprof_model::{GpuMetrics, SpanKind};
 
 use crate::call_tree::CallTree;

@@ -16,8 +16,9 @@ pub mod trace_tables;
 
 use std::io::{BufRead, BufReader, Read};
 
-use stageprof_analysis::{read_native, RunInfo};
+use stageprof_model::ingest::read_native;
 use stageprof_model::native::MAGIC;
+use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, ProfileSink};
 
 /// A profile that was read: its names and threads, and what is known of the run.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use stageprof_analysis::gpu_work::Activity;
+use stageprof_model::ingest::gpu_work::Activity;
 use stageprof_model::{Catalog, CopyKind, GpuWork, LaunchShape, NameId, SpanKind, ThreadInfo};
 
 use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};

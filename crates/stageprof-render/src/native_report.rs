@@ -3,7 +3,9 @@
 
 use std::io::{self, Read, Seek, Write};
 
-use stageprof_analysis::{read_native, Aggregator, RunInfo, Summary};
+use stageprof_analysis::{Aggregator, Summary};
+use stageprof_model::ingest::read_native;
+use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, ProfileSink};
 
 use crate::chrome::ChromeTraceWriter;

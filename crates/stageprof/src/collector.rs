@@ -14,9 +14,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use stageprof_analysis::{Aggregator, RecordDecoder, RunInfo};
+use stageprof_analysis::Aggregator;
+use stageprof_model::ingest::RecordDecoder;
 use stageprof_model::native::{Chunk, NativeReader, NativeWriter};
 use stageprof_model::wire::{header, kind, TickScale};
+use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
 use crate::clock::{clock, ticks, unix_ns};
@@ -151,7 +153,7 @@ impl Collector {
             ("memory_tracked".into(), self.run.memory_tracked.to_string()),
         ];
         if cfg!(feature = "cuda") && self.shared.config.gpu != crate::config::GpuTrace::Off {
-            meta.push((stageprof_analysis::native_input::GPU_RECORDS_KEY.into(), "true".into()));
+            meta.push((stageprof_model::ingest::native_input::GPU_RECORDS_KEY.into(), "true".into()));
         }
         meta.extend(self.run.host.to_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
         meta

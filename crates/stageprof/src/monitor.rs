@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use stageprof_analysis::monitor::{Alert, Monitor, MonitorConfig, RollingStage};
-use stageprof_analysis::RecordDecoder;
+use stageprof_model::ingest::RecordDecoder;
 use stageprof_model::wire::TickScale;
 use stageprof_model::Catalog;
 #[cfg(not(feature = "prometheus"))]

@@ -96,7 +96,7 @@ fn interrupt_mid_run(signal: i32, name: &str) {
     assert_eq!(traced, steps);
     let native = std::fs::File::open(dir.path().join("profile.stgp")).unwrap();
     let mut agg = stageprof_analysis::Aggregator::default();
-    let read = stageprof_analysis::read_native(std::io::BufReader::new(native), &mut agg).unwrap();
+    let read = stageprof_model::ingest::read_native(std::io::BufReader::new(native), &mut agg).unwrap();
     assert_eq!(read.run.end_reason, name);
     assert!(read.run.warnings.is_empty(), "{:?}", read.run.warnings);
 }

@@ -51,7 +51,7 @@ fn nested_stages_are_counted_exactly_and_agree_with_the_native_file() {
     // `stageprof report` reads the same numbers back from the native file.
     let mut agg = stageprof_analysis::Aggregator::default();
     let file = std::fs::File::open(dir.path().join("profile.stgp")).unwrap();
-    let native = stageprof_analysis::read_native(std::io::BufReader::new(file), &mut agg).unwrap();
+    let native = stageprof_model::ingest::read_native(std::io::BufReader::new(file), &mut agg).unwrap();
     let again = agg.summary(&native.catalog, native.run, 3);
     assert_eq!(again.stages, s.stages);
     assert_eq!(again.run.end_reason, "finish");

@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 
-use stageprof_model::wire::{TaskRecord, TickScale};
-use stageprof_model::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
+use crate::wire::{TaskRecord, TickScale};
+use crate::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
-use crate::gpu_join::{CallExtent, CallGpu, GpuJoin};
+use super::gpu_join::{CallExtent, CallGpu, GpuJoin};
 
 struct Open {
     kind: SpanKind,
@@ -259,7 +259,7 @@ fn close(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stageprof_model::CounterSample;
+    use crate::CounterSample;
 
     #[derive(Default)]
     struct Collect(Vec<(String, u64, u64, u32, SpanFlags)>);

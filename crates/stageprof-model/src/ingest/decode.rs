@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use stageprof_model::wire::{self, Record, TickScale, WireError};
-use stageprof_model::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, SpanKind, StageMetrics};
+use crate::wire::{self, Record, TickScale, WireError};
+use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, SpanKind, StageMetrics};
 
-use crate::nest::Nester;
+use super::nest::Nester;
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
 pub struct RecordDecoder {

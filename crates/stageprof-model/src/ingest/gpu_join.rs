@@ -13,10 +13,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use stageprof_model::wire::{Record, TickScale};
-use stageprof_model::{Catalog, FrameGpu, GpuActivity, GpuMetrics, PathId, ProfileSink};
+use crate::wire::{Record, TickScale};
+use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, PathId, ProfileSink};
 
-use crate::gpu_work::{frame_gpu, summarize, Activity, FrameWindows, IdleContext};
+use super::gpu_work::{frame_gpu, summarize, Activity, FrameWindows, IdleContext};
 
 /// GPU records of a profile, by the instance that launched them.
 #[derive(Default)]

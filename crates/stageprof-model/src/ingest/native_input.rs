@@ -2,13 +2,13 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use stageprof_model::native::{Chunk, NativeError, NativeReader};
-use stageprof_model::wire::TickScale;
-use stageprof_model::{Catalog, HostInfo, ProfileSink};
+use crate::native::{Chunk, NativeError, NativeReader};
+use crate::wire::TickScale;
+use crate::{Catalog, HostInfo, ProfileSink};
 
-use crate::decode::RecordDecoder;
-use crate::gpu_join::{GpuJoin, GpuLedger};
-use crate::summary::RunInfo;
+use super::decode::RecordDecoder;
+use super::gpu_join::{GpuJoin, GpuLedger};
+use crate::RunInfo;
 
 /// How far past the names seen so far a names chunk may start.
 const MAX_NAME_GAP: usize = 1 << 16;
@@ -125,7 +125,7 @@ fn read_gpu_ledger<R: Read>(input: R) -> Result<Option<GpuLedger>, NativeError> 
             }
             Chunk::Records { thread, words } => {
                 let scale = scale.unwrap_or_else(|| scale_from(&[]));
-                let _ = stageprof_model::wire::decode(&words, |r| ledger.add(&r, thread, scale));
+                let _ = crate::wire::decode(&words, |r| ledger.add(&r, thread, scale));
             }
             _ => {}
         }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use stageprof_model::{CopyKind, FrameGpu, GpuMetrics, GpuWork, LaunchShape, NameId};
+use crate::{CopyKind, FrameGpu, GpuMetrics, GpuWork, LaunchShape, NameId};
 
 /// A kernel, copy or memset on a GPU. Times are in the producer's units
 /// (nanoseconds); `correlation` joins it to what launched it (negative: the

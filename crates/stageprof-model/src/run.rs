@@ -1,0 +1,31 @@
+//! What is known of a run as a whole, whoever produced the profile.
+
+use crate::HostInfo;
+
+/// Facts about the run as a whole.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInfo {
+    /// Where the profile came from (e.g. `stageprof`).
+    pub source: String,
+    pub start_unix_ns: u64,
+    /// First event start to last event end.
+    pub duration_ns: u64,
+    pub host: HostInfo,
+    pub pid: u32,
+    /// Records the recorder had to drop because its buffers were full.
+    pub dropped_records: u64,
+    /// Whether thread CPU time was measured.
+    pub cpu_time: bool,
+    /// Whether host memory was measured (the tracking allocator was installed).
+    pub memory_tracked: bool,
+    /// Peak resident set size of the process, where known.
+    pub peak_rss_bytes: Option<u64>,
+    /// How recording ended: `finish`, a signal name, or `truncated`.
+    pub end_reason: String,
+    /// Problems met while recording or reading, for the reader of the report.
+    pub warnings: Vec<String>,
+    /// Rank of the process in a distributed job, where the trace says.
+    pub rank: Option<u32>,
+    /// The GPUs the profile names (PyTorch traces' `deviceProperties`).
+    pub devices: Vec<String>,
+}
