@@ -8,6 +8,9 @@
 //! recorder and `stageprof report` run this same code, so their numbers
 //! agree by construction.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod aggregate;
 pub mod diff;
 pub mod histogram;

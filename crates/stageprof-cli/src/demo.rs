@@ -14,7 +14,7 @@ use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
 use stageprof_demo::scene::Rig;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Memory {
+pub(crate) enum Memory {
     /// Keep every pairwise result and the matcher's buffers until the frame is done.
     Accumulate,
     /// Turn each pair into depth at once; free the matcher before the later stages.
@@ -22,7 +22,7 @@ pub enum Memory {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceChoice {
+pub(crate) enum DeviceChoice {
     /// The GPU when one works (and this build has the `cuda` feature), else the CPU.
     Auto,
     Cpu,
@@ -30,7 +30,7 @@ pub enum DeviceChoice {
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// What the image kernels run on.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -60,7 +60,7 @@ const MAX_P90_MM: f32 = 5.0;
 
 /// The depth batch sizes of a sweep.
 #[derive(Clone, Debug)]
-pub struct DepthBatches(Vec<u32>);
+pub(crate) struct DepthBatches(Vec<u32>);
 
 fn parse_sweep(text: &str) -> Result<DepthBatches, String> {
     let Some(values) = text.strip_prefix("depth-batch=") else {
@@ -174,7 +174,7 @@ fn check(worst: &DepthError) -> Result<(), String> {
     Ok(())
 }
 
-pub fn demo(args: &DemoArgs) -> Result<(), String> {
+pub(crate) fn demo(args: &DemoArgs) -> Result<(), String> {
     let out = args
         .out
         .clone()

@@ -14,10 +14,10 @@ use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabel
 use crate::report::{summarize, OutputFormat};
 
 /// Exit status when `--fail-on-regression` finds a regression (errors exit 1).
-pub const REGRESSION_EXIT: u8 = 3;
+pub(crate) const REGRESSION_EXIT: u8 = 3;
 
 #[derive(Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The base run: a profile `report` reads, or a directory of them (the ranks of one job).
     base: PathBuf,
     /// The new run, likewise.
@@ -36,7 +36,7 @@ pub struct DiffArgs {
     min_change: f64,
 }
 
-pub fn run(args: &DiffArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, String> {
     let (base, new) = std::thread::scope(|scope| {
         let base = scope.spawn(|| read_side(&args.base));
         let new = read_side(&args.new);

@@ -1,5 +1,8 @@
 //! `stageprof`: read profiles after the fact.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 mod demo;
 mod diff;
 mod history;

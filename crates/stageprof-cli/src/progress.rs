@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Counts the bytes read from a file into a progress bar.
-pub struct ProgressReader<R> {
+pub(crate) struct ProgressReader<R> {
     inner: R,
     bar: ProgressBar,
     started: Instant,
@@ -18,7 +18,7 @@ pub struct ProgressReader<R> {
 const SHOW_AFTER: Duration = Duration::from_secs(1);
 
 impl<R: Read> ProgressReader<R> {
-    pub fn new(inner: R, total_bytes: u64, label: &str) -> Self {
+    pub(crate) fn new(inner: R, total_bytes: u64, label: &str) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::hidden());
         let style = ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar());

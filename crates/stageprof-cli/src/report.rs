@@ -14,7 +14,7 @@ use stageprof_render::{
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// The terminal table.
     Text,
     /// The JSON summary (docs/summary-schema.md).
@@ -22,7 +22,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// Profiles to report: native stageprof files (stageprof-out/profile.stgp), PyTorch
     /// profiler traces, Chrome trace JSON; plain or gzipped. Several files are the
     /// ranks of one job, reported side by side.
@@ -41,7 +41,7 @@ pub struct ReportArgs {
     html: Option<PathBuf>,
 }
 
-pub fn run(args: &ReportArgs) -> Result<(), String> {
+pub(crate) fn run(args: &ReportArgs) -> Result<(), String> {
     if args.chrome.is_some() && args.files.len() > 1 {
         return Err("--chrome takes a single input profile".into());
     }
@@ -87,7 +87,7 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
 
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;
 /// problems inside the file become warnings, printed on stderr.
-pub fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
+pub(crate) fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));

@@ -4,6 +4,9 @@
 //! after the string given: `#[profile("decode")]`. It expands to a
 //! `stageprof::scope!` at the top of the body, so it costs the same.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, ItemFn, LitStr};

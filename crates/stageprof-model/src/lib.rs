@@ -5,6 +5,9 @@
 //! where a profile came from. It has no dependencies, because the crate
 //! pipelines link pulls it in.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod event;
 pub mod host;
 pub mod ingest;

@@ -5,6 +5,9 @@
 //! gzipped; told apart by content, not by name) and delivers its events to a
 //! sink, through the same analysis the recorder uses.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod backward;
 pub mod call_tree;
 pub mod chrome_trace;

@@ -2,6 +2,9 @@
 //! into what people and other tools read. Every name from a user or a trace
 //! is escaped for the format it is written into.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod chrome;
 pub mod diff;
 #[cfg(feature = "html")]

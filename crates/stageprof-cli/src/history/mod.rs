@@ -23,7 +23,7 @@ const CHANGE_MIN_PCT: f64 = 5.0;
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 #[derive(Args)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     #[command(subcommand)]
     action: Option<Action>,
     /// The history database (default: stageprof/history.db in the user's data directory).
@@ -51,7 +51,7 @@ enum Action {
     Show { id: i64 },
 }
 
-pub fn run(args: &HistoryArgs) -> Result<(), String> {
+pub(crate) fn run(args: &HistoryArgs) -> Result<(), String> {
     let path = match &args.db {
         Some(p) => p.clone(),
         None => default_path()?,

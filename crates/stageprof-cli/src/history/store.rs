@@ -55,7 +55,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// What is stored about a run besides its stages.
 #[derive(Clone, Debug, Default)]
-pub struct RunMeta {
+pub(super) struct RunMeta {
     pub source: String,
     pub git_commit: Option<String>,
     pub labels: Vec<String>,
@@ -63,7 +63,7 @@ pub struct RunMeta {
 
 /// A stored run, as listed.
 #[derive(Clone, Debug)]
-pub struct StoredRun {
+pub(super) struct StoredRun {
     pub id: i64,
     pub recorded_unix_ns: i64,
     pub source: String,
@@ -77,7 +77,7 @@ pub struct StoredRun {
 
 /// One stage's figures in one run.
 #[derive(Clone, Debug)]
-pub struct StoredStage {
+pub(super) struct StoredStage {
     pub path: String,
     pub calls: u64,
     pub wall_ns: u64,
@@ -88,13 +88,13 @@ pub struct StoredStage {
     pub gpu_mem_peak_bytes: Option<u64>,
 }
 
-pub struct History {
+pub(super) struct History {
     conn: Connection,
     path: PathBuf,
 }
 
 /// The default database: `stageprof/history.db` in the user's data directory.
-pub fn default_path() -> Result<PathBuf, String> {
+pub(super) fn default_path() -> Result<PathBuf, String> {
     dirs::data_dir()
         .map(|d| d.join("stageprof").join("history.db"))
         .ok_or_else(|| "no data directory for this user (set $HOME or pass --db)".into())
@@ -102,7 +102,7 @@ pub fn default_path() -> Result<PathBuf, String> {
 
 impl History {
     /// Opens the history at `path`, creating it (and its directory) if absent.
-    pub fn open(path: &Path) -> Result<History, String> {
+    pub(super) fn open(path: &Path) -> Result<History, String> {
         let existed = path.exists();
         if !existed {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -170,7 +170,7 @@ impl History {
     }
 
     /// Stores a run's summary; all of it or nothing. Returns its id.
-    pub fn record(&mut self, s: &Summary, meta: &RunMeta, now_unix_ns: i64) -> Result<i64, String> {
+    pub(super) fn record(&mut self, s: &Summary, meta: &RunMeta, now_unix_ns: i64) -> Result<i64, String> {
         let path = self.path.clone();
         let err = |e| error(&path, "recording the run", e);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
@@ -237,7 +237,7 @@ impl History {
     }
 
     /// The newest run, if any.
-    pub fn newest_run(&self) -> Result<Option<StoredRun>, String> {
+    pub(super) fn newest_run(&self) -> Result<Option<StoredRun>, String> {
         let sql = "SELECT id, recorded_unix_ns, source, host, gpu, git_commit, frames, frame_mean_ns,
                           (SELECT group_concat(label, ',') FROM labels WHERE run_id = runs.id)
                    FROM runs ORDER BY id DESC LIMIT 1";
@@ -261,7 +261,7 @@ impl History {
     }
 
     /// A run's stages, longest wall time first; an unknown id is an error that says so.
-    pub fn stages_of(&self, run: i64) -> Result<Vec<StoredStage>, String> {
+    pub(super) fn stages_of(&self, run: i64) -> Result<Vec<StoredStage>, String> {
         let known: Option<i64> = self
             .conn
             .query_row("SELECT id FROM runs WHERE id = ?1", [run], |r| r.get(0))
@@ -294,7 +294,7 @@ impl History {
     }
 
     /// A stage's mean time per call in every run that has it, oldest first: `(run id, mean ns)`.
-    pub fn series(&self, path: &str) -> Result<Vec<(i64, u64)>, String> {
+    pub(super) fn series(&self, path: &str) -> Result<Vec<(i64, u64)>, String> {
         self.rows("SELECT run_id, mean_ns FROM stages WHERE path = ?1 ORDER BY run_id", [path], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
