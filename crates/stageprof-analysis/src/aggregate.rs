@@ -102,26 +102,6 @@ fn add<T: SaturatingAdd>(acc: &mut Option<T>, v: T) {
     *acc = Some(acc.map_or(v, |a| a.plus(v)));
 }
 
-/// Sums GPU figures of calls.
-/// Adds `g` to `acc` field by field (saturating).
-pub(crate) fn add_gpu(acc: &mut Option<GpuMetrics>, g: &GpuMetrics) {
-    let a = acc.get_or_insert_with(GpuMetrics::default);
-    let sum = |x: &mut u64, y: u64| *x = x.saturating_add(y);
-    sum(&mut a.busy_ns, g.busy_ns);
-    sum(&mut a.self_busy_ns, g.self_busy_ns);
-    sum(&mut a.span_ns, g.span_ns);
-    sum(&mut a.kernels, g.kernels);
-    sum(&mut a.copies, g.copies);
-    sum(&mut a.memsets, g.memsets);
-    for i in 0..4 {
-        sum(&mut a.copy_bytes[i], g.copy_bytes[i]);
-        sum(&mut a.copy_ns[i], g.copy_ns[i]);
-    }
-    sum(&mut a.idle_host_ns, g.idle_host_ns);
-    sum(&mut a.idle_sync_ns, g.idle_sync_ns);
-    sum(&mut a.idle_other_ns, g.idle_other_ns);
-}
-
 impl ProfileSink for Aggregator {
     fn span(&mut self, span: &Span, _: &Catalog) {
         self.memory.span(span);
@@ -181,7 +161,7 @@ impl ProfileSink for Aggregator {
             add(&mut acc.allocs, mem.allocs);
         }
         if let Some(g) = &span.metrics.gpu {
-            add_gpu(&mut acc.gpu, g);
+            acc.gpu.get_or_insert_with(GpuMetrics::default).add(g);
             acc.gpu_call.record(g.busy_ns);
         }
         if let Some(ns) = span.metrics.gpu_event_ns {

@@ -5,7 +5,6 @@
 
 use stageprof_model::{FrameGpu, GpuMetrics, LaunchShape, RunInfo};
 
-use crate::aggregate::add_gpu;
 use crate::memory_timeline::MemoryTimeline;
 use crate::stats::{DurationStats, Samples};
 use crate::timeline::Timeline;
@@ -218,7 +217,7 @@ impl Summary {
     pub fn gpu_total(&self) -> Option<GpuMetrics> {
         let mut total = None;
         for g in self.stages.iter().filter(|s| s.depth == 0 && !s.derived).filter_map(|s| s.gpu.as_ref()) {
-            add_gpu(&mut total, g);
+            total.get_or_insert_with(GpuMetrics::default).add(g);
         }
         total
     }

@@ -143,6 +143,27 @@ impl FrameGpu {
     }
 }
 
+impl GpuMetrics {
+    /// Adds another call's figures, field by field (saturating: figures read
+    /// from files can be absurd, and must not wrap).
+    pub fn add(&mut self, g: &GpuMetrics) {
+        let sum = |x: &mut u64, y: u64| *x = x.saturating_add(y);
+        sum(&mut self.busy_ns, g.busy_ns);
+        sum(&mut self.self_busy_ns, g.self_busy_ns);
+        sum(&mut self.span_ns, g.span_ns);
+        sum(&mut self.kernels, g.kernels);
+        sum(&mut self.copies, g.copies);
+        sum(&mut self.memsets, g.memsets);
+        for i in 0..4 {
+            sum(&mut self.copy_bytes[i], g.copy_bytes[i]);
+            sum(&mut self.copy_ns[i], g.copy_ns[i]);
+        }
+        sum(&mut self.idle_host_ns, g.idle_host_ns);
+        sum(&mut self.idle_sync_ns, g.idle_sync_ns);
+        sum(&mut self.idle_other_ns, g.idle_other_ns);
+    }
+}
+
 /// Change of an allocator's bytes over a stage call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemDelta {
