@@ -25,6 +25,7 @@ use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
 use crate::monitor::LiveMonitor;
 use crate::names;
+use crate::notice::report;
 use crate::recorder::{Block, Shared};
 
 /// Thread index under which the collector records the process memory track.
@@ -363,9 +364,4 @@ impl Collector {
         };
         Collected { recorded, errors: self.errors }
     }
-}
-
-/// Tells the person running the pipeline, on standard error.
-pub(crate) fn report(message: &str) {
-    eprintln!("stageprof: {message}");
 }

@@ -34,6 +34,7 @@ mod cpu_time;
 pub mod cuda;
 mod monitor;
 mod names;
+mod notice;
 mod outputs;
 mod profiler;
 #[cfg(feature = "prometheus")]

@@ -14,8 +14,8 @@ use stageprof_model::Catalog;
 #[cfg(not(feature = "prometheus"))]
 use stageprof_model::{CounterSample, ProfileSink, Span};
 
-use crate::collector::report;
 use crate::config::Config;
+use crate::notice::report;
 #[cfg(feature = "prometheus")]
 use crate::prometheus::Exporter;
 

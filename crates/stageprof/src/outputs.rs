@@ -11,8 +11,9 @@ use stageprof_render::table::terminal_width;
 use stageprof_render::{render_html, RankInput};
 use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
-use crate::collector::{report, Collected, Recorded};
+use crate::collector::{Collected, Recorded};
 use crate::config::{Config, Format};
+use crate::notice::report;
 
 /// What `finish` wrote and found.
 #[derive(Debug, Default)]

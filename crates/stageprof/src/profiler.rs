@@ -8,9 +8,10 @@ use std::thread::JoinHandle;
 use stageprof_analysis::monitor::{Alert, RollingStage};
 use stageprof_model::wire::{flag, kind};
 
-use crate::collector::{report, Collected, Collector};
+use crate::collector::{Collected, Collector};
 use crate::config::Config;
 use crate::names::FRAME_NAME;
+use crate::notice::report;
 use crate::outputs::{self, Report};
 use crate::recorder::{dynamic_name, end_span, with_writer, OpenSpan, Shared, Target};
 

@@ -7,7 +7,7 @@ use std::sync::{Mutex, Once, PoisonError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::collector::report;
+use crate::notice::report;
 use crate::profiler::Profiler;
 
 static WATCHED: Mutex<Option<Profiler>> = Mutex::new(None);

@@ -19,8 +19,8 @@ use super::nvml::NvmlSampler;
 use super::nvtx::Nvtx;
 use crate::alloc::{LevelMark, GPU_LEVEL};
 use crate::clock::{clock, ticks};
-use crate::collector::report;
 use crate::config::GpuTrace;
+use crate::notice::report;
 use crate::recorder::{dynamic_name, with_writer, Shared, Target};
 
 /// How often the session's thread looks for resolved events.
