@@ -13,7 +13,6 @@ use common::{one_at_a_time, s, spin, stageprof};
 
 /// A profile whose `work` stage takes `work_us` a call, 10 calls.
 fn record(dir: &Path, work_us: u64) -> PathBuf {
-    let _alone = one_at_a_time();
     let p =
         Profiler::start(Config { output_dir: dir.to_path_buf(), formats: vec![Format::Native], ..Config::default() });
     for _ in 0..10 {
@@ -31,6 +30,7 @@ fn ok(out: Output) -> String {
 
 #[test]
 fn trends_show_the_step_a_change_made() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let (fast, slow) = (record(&dir.path().join("fast"), 300), record(&dir.path().join("slow"), 600));
@@ -61,6 +61,7 @@ fn trends_show_the_step_a_change_made() {
 
 #[test]
 fn concurrent_writers_each_get_their_run() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let profile = record(&dir.path().join("p"), 50);
@@ -87,6 +88,7 @@ fn concurrent_writers_each_get_their_run() {
 
 #[test]
 fn files_that_are_not_a_history_are_refused_and_left_alone() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let profile = record(&dir.path().join("p"), 50);
     let junk = dir.path().join("junk.db");
@@ -110,6 +112,7 @@ fn files_that_are_not_a_history_are_refused_and_left_alone() {
 
 #[test]
 fn a_locked_database_is_waited_for_then_named() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let profile = record(&dir.path().join("p"), 50);

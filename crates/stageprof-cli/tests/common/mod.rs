@@ -5,8 +5,9 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Held while a test records spinning stages, so tests running at once do
-/// not preempt each other's spins and blur the times they compare.
+/// Held by a test for as long as it runs, where it records spinning stages
+/// or starts processes: tests running at once would preempt each other's
+/// spins and blur the times they compare.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
