@@ -23,7 +23,7 @@ use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
 use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
-use crate::monitor::LiveMonitor;
+use crate::live::{LiveSink, LiveSinks};
 use crate::names;
 use crate::notice::report;
 use crate::recorder::{Block, Shared};
@@ -77,12 +77,13 @@ pub(crate) struct Collector {
     rss_every: Option<Duration>,
     last_rss: Instant,
     run: RunInfo,
-    monitor: Option<LiveMonitor>,
+    sinks: Option<LiveSinks>,
 }
 
 impl Collector {
-    /// Opens the native file; a failure is reported and recording goes on live.
-    pub fn new(shared: Arc<Shared>) -> Collector {
+    /// Opens the native file; a failure is reported and recording goes on
+    /// live. `sinks` watch the profile as it is recorded.
+    pub fn new(shared: Arc<Shared>, sinks: Vec<Box<dyn LiveSink>>) -> Collector {
         let c = clock();
         let scale = TickScale { ticks_per_second: c.ticks_per_second, start_ticks: ticks() };
         let dir = shared.config.output_dir.clone();
@@ -122,9 +123,8 @@ impl Collector {
             rss_every,
             last_rss: Instant::now(),
             run,
-            monitor: None,
+            sinks: LiveSinks::new(scale, sinks),
         };
-        collector.monitor = LiveMonitor::new(&collector.shared.config, scale, collector.shared.monitor.clone());
         let process =
             ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
         collector.catalog.add_thread(process.clone());
@@ -189,8 +189,8 @@ impl Collector {
                 self.consume(&b, false);
             }
         }
-        if let Some(m) = self.monitor.as_mut() {
-            m.publish(&self.catalog);
+        if let Some(sinks) = self.sinks.as_mut() {
+            sinks.tick(&self.catalog);
         }
     }
 
@@ -225,7 +225,7 @@ impl Collector {
             self.write_native(|n| n.records_from(thread, words.clone()));
         }
         // Either live from the start, or the write above just failed and went live.
-        if self.live.is_some() || self.monitor.is_some() {
+        if self.live.is_some() || self.sinks.is_some() {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             scratch.extend(words);
@@ -242,12 +242,12 @@ impl Collector {
     }
 
     fn decode_live(&mut self, thread: u32, words: &[u64]) {
-        if self.live.is_none() && self.monitor.is_none() {
+        if self.live.is_none() && self.sinks.is_none() {
             return;
         }
         self.sync_names();
-        if let Some(m) = self.monitor.as_mut() {
-            m.feed(&mut self.catalog, thread, words);
+        if let Some(sinks) = self.sinks.as_mut() {
+            sinks.feed(&mut self.catalog, thread, words);
         }
         if let Some(live) = self.live.as_mut() {
             if let Err(e) = live.decoder.feed(&mut self.catalog, thread, words, &mut live.aggregator) {

@@ -32,6 +32,7 @@ mod config;
 mod cpu_time;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod live;
 mod monitor;
 mod names;
 mod notice;
@@ -49,6 +50,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 pub use alloc::{TrackingAllocator, PROCESS_FLUSH_BYTES};
 pub use config::{Config, ConfigError, Format, GpuTrace, ENV_VARS};
+pub use live::LiveSink;
 pub use outputs::Report;
 pub use profiler::{FrameGuard, Profiler, StageGuard};
 pub use stageprof_analysis::monitor::{Alert, RollingStage};
@@ -99,7 +101,7 @@ pub fn init() -> Session {
 
 /// Starts the global session with `config`.
 pub fn init_with(config: Config) -> Session {
-    let profiler = Profiler::start_as(config, true);
+    let profiler = Profiler::start_as(config, true, Vec::new());
     if profiler.is_enabled() {
         signals::watch(&profiler, profiler.config().signals);
     }

@@ -1,37 +1,19 @@
-//! Live monitoring while the pipeline runs: the collector thread decodes
-//! what the recording threads wrote (it reads their blocks every 20 ms
-//! anyway), feeds [`stageprof_analysis::monitor::Monitor`] and the
-//! Prometheus exporter, publishes the rolling figures, and hands alerts to
-//! the pipeline's callback and to a log line. Nothing is added to the hot path.
+//! Live monitoring while the pipeline runs, as live sinks ([`crate::live`]):
+//! [`stageprof_analysis::monitor::Monitor`] publishes the rolling figures
+//! and hands alerts to the pipeline's callback and to a log line; the
+//! Prometheus exporter serves the metrics. Nothing is added to the hot path.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use stageprof_analysis::monitor::{Alert, Monitor, MonitorConfig, RollingStage};
-use stageprof_model::ingest::RecordDecoder;
-use stageprof_model::wire::TickScale;
-use stageprof_model::Catalog;
-#[cfg(not(feature = "prometheus"))]
-use stageprof_model::{CounterSample, ProfileSink, Span};
+use stageprof_model::{Catalog, CounterSample, ProfileSink, Span};
 
 use crate::config::Config;
+use crate::live::LiveSink;
 use crate::notice::report;
 #[cfg(feature = "prometheus")]
 use crate::prometheus::Exporter;
-
-/// Without the `prometheus` feature there is nothing to export to.
-#[cfg(not(feature = "prometheus"))]
-pub(crate) enum Exporter {}
-
-#[cfg(not(feature = "prometheus"))]
-impl ProfileSink for Exporter {
-    fn span(&mut self, _: &Span, _: &Catalog) {
-        match *self {}
-    }
-    fn counter(&mut self, _: &CounterSample, _: &Catalog) {
-        match *self {}
-    }
-}
 
 type Handler = Arc<dyn Fn(&Alert) + Send + Sync>;
 
@@ -69,8 +51,9 @@ fn start_exporter(config: &Config, shared: &MonitorShared) -> Option<Exporter> {
     }
 }
 
+/// Without the `prometheus` feature there is nothing to export to.
 #[cfg(not(feature = "prometheus"))]
-fn start_exporter(_: &Config, _: &MonitorShared) -> Option<Exporter> {
+fn start_exporter(_: &Config, _: &MonitorShared) -> Option<crate::live::NoSink> {
     None
 }
 
@@ -84,35 +67,38 @@ fn monitor_config(config: &Config) -> Option<MonitorConfig> {
     })
 }
 
-/// The collector's side: its own decoder, so monitoring never disturbs what is recorded.
-pub(crate) struct LiveMonitor {
-    decoder: RecordDecoder,
-    sinks: (Option<Monitor>, Option<Exporter>),
+/// The sinks `config` asks for: the monitor and the Prometheus endpoint.
+pub(crate) fn sinks(config: &Config, shared: &Arc<MonitorShared>) -> Vec<Box<dyn LiveSink>> {
+    let mut sinks: Vec<Box<dyn LiveSink>> = Vec::new();
+    if let Some(c) = monitor_config(config) {
+        sinks.push(Box::new(MonitorSink { monitor: Monitor::new(c), shared: shared.clone() }));
+    }
+    if let Some(exporter) = start_exporter(config, shared) {
+        sinks.push(Box::new(exporter));
+    }
+    sinks
+}
+
+/// The monitor as a live sink: it publishes the rolling figures and
+/// delivers alerts at every tick.
+struct MonitorSink {
+    monitor: Monitor,
     shared: Arc<MonitorShared>,
 }
 
-impl LiveMonitor {
-    /// Live decoding for what `config` asks for (the monitor, the Prometheus endpoint), if anything.
-    pub fn new(config: &Config, scale: TickScale, shared: Arc<MonitorShared>) -> Option<LiveMonitor> {
-        let monitor = monitor_config(config).map(Monitor::new);
-        let exporter = start_exporter(config, &shared);
-        (monitor.is_some() || exporter.is_some()).then(|| LiveMonitor {
-            decoder: RecordDecoder::new(scale),
-            sinks: (monitor, exporter),
-            shared,
-        })
+impl ProfileSink for MonitorSink {
+    fn span(&mut self, span: &Span, catalog: &Catalog) {
+        self.monitor.span(span, catalog);
     }
-
-    pub fn feed(&mut self, catalog: &mut Catalog, thread: u32, words: &[u64]) {
-        // A malformed record is the recording's problem; the file keeps it and the report says so.
-        let _ = self.decoder.feed(catalog, thread, words, &mut self.sinks);
+    fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
+        self.monitor.counter(sample, catalog);
     }
+}
 
-    /// Publishes the rolling figures and delivers the alerts raised since the last call.
-    pub fn publish(&mut self, catalog: &Catalog) {
-        let Some(monitor) = self.sinks.0.as_mut() else { return };
-        *self.shared.rolling.lock().unwrap_or_else(PoisonError::into_inner) = monitor.rolling(catalog);
-        let alerts = monitor.take_alerts();
+impl LiveSink for MonitorSink {
+    fn tick(&mut self, catalog: &Catalog) {
+        *self.shared.rolling.lock().unwrap_or_else(PoisonError::into_inner) = self.monitor.rolling(catalog);
+        let alerts = self.monitor.take_alerts();
         if alerts.is_empty() {
             return;
         }

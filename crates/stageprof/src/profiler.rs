@@ -10,6 +10,8 @@ use stageprof_model::wire::{flag, kind};
 
 use crate::collector::{Collected, Collector};
 use crate::config::Config;
+use crate::live::LiveSink;
+use crate::monitor::MonitorShared;
 use crate::names::FRAME_NAME;
 use crate::notice::report;
 use crate::outputs::{self, Report};
@@ -82,6 +84,8 @@ pub(crate) fn begin_stage(target: Target<'_>, name: u32) -> StageGuard {
 #[derive(Clone)]
 pub struct Profiler {
     shared: Arc<Shared>,
+    /// Live monitoring's alert handler and rolling figures, shared with its sink.
+    monitor: Arc<MonitorShared>,
     collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
     #[cfg(feature = "cuda")]
     gpu: Arc<Mutex<Option<crate::cuda::GpuSession>>>,
@@ -91,16 +95,24 @@ impl Profiler {
     /// Starts a profiler with `config`. Off (`enabled = false`) costs nothing
     /// and starts no thread.
     pub fn start(config: Config) -> Profiler {
-        Self::start_as(config, false)
+        Self::start_as(config, false, Vec::new())
     }
 
-    pub(crate) fn start_as(config: Config, global: bool) -> Profiler {
+    /// Like [`Profiler::start`], with `sinks` that receive every span and
+    /// counter as it is recorded, on the collector thread ([`LiveSink`]).
+    pub fn start_with_sinks(config: Config, sinks: Vec<Box<dyn LiveSink>>) -> Profiler {
+        Self::start_as(config, false, sinks)
+    }
+
+    pub(crate) fn start_as(config: Config, global: bool, mut sinks: Vec<Box<dyn LiveSink>>) -> Profiler {
         let enabled = config.enabled;
+        let monitor = Arc::new(MonitorShared::default());
         let shared = Shared::new(config, global);
         let mut handle = None;
         if enabled {
             crate::clock::clock();
-            let collector = Collector::new(shared.clone());
+            sinks.extend(crate::monitor::sinks(&shared.config, &monitor));
+            let collector = Collector::new(shared.clone(), sinks);
             let spawned = std::thread::Builder::new().name("stageprof-collector".into()).spawn(move || collector.run());
             match spawned {
                 Ok(h) => {
@@ -122,6 +134,7 @@ impl Profiler {
         shared.set_enabled(handle.is_some());
         Profiler {
             shared,
+            monitor,
             collector: Arc::new(Mutex::new(handle)),
             #[cfg(feature = "cuda")]
             gpu: Arc::new(Mutex::new(gpu)),
@@ -180,18 +193,18 @@ impl Profiler {
     /// frame, memory pressure), besides the log line on stderr; needs
     /// `monitor_window` in the config. A later call replaces the handler.
     pub fn on_alert(&self, f: impl Fn(&Alert) + Send + Sync + 'static) {
-        self.shared.monitor.set_handler(Arc::new(f));
+        self.monitor.set_handler(Arc::new(f));
     }
 
     /// Each stage's mean and p95 over the last `monitor_window` frames, as of
     /// the collector's last look (every 20 ms); empty without live monitoring.
     pub fn rolling_stats(&self) -> Vec<RollingStage> {
-        self.shared.monitor.rolling()
+        self.monitor.rolling()
     }
 
     /// Where the Prometheus endpoint listens (the `prometheus` feature and `prometheus_port`).
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.shared.monitor.metrics_addr.get().copied()
+        self.monitor.metrics_addr.get().copied()
     }
 
     pub fn counter(&self, name: &str, value: f64) {

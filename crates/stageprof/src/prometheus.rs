@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use stageprof_model::{Catalog, CounterSample, ProfileSink, Span, SpanKind};
 
+use crate::live::LiveSink;
+
 type Labels = Vec<(String, String)>;
 
 /// Durations from 10 µs to about 100 s, a bucket every factor of 2.5.
@@ -147,3 +149,5 @@ fn answer(mut conn: TcpStream, registry: &Registry) {
         body.len()
     );
 }
+
+impl LiveSink for Exporter {}

@@ -98,8 +98,6 @@ pub(crate) struct Shared {
     /// The GPU side, when CUDA profiling runs.
     #[cfg(feature = "cuda")]
     pub gpu: OnceLock<Arc<crate::cuda::GpuState>>,
-    /// Live monitoring's alert handler and rolling figures.
-    pub monitor: Arc<crate::monitor::MonitorShared>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -133,7 +131,6 @@ impl Shared {
             end_reason: Mutex::new("finish".into()),
             #[cfg(feature = "cuda")]
             gpu: OnceLock::new(),
-            monitor: Arc::default(),
             config,
         })
     }
