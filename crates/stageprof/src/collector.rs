@@ -4,25 +4,22 @@
 //!
 //! The numbers are computed at finish by reading that file back through the
 //! same code as `stageprof report`. If the file cannot be written, the
-//! collector decodes and aggregates live instead, starting with whatever
-//! had reached the disk, so nothing recorded is lost.
+//! collector falls back on [`crate::fallback`].
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use stageprof_analysis::Aggregator;
-use stageprof_model::ingest::RecordDecoder;
-use stageprof_model::native::{Chunk, NativeReader, NativeWriter};
+use stageprof_model::native::NativeWriter;
 use stageprof_model::wire::{header, kind, TickScale};
 use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
 use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
+use crate::fallback::{Fallback, InMemory};
 use crate::live::{LiveSink, LiveSinks};
 use crate::names;
 use crate::notice::report;
@@ -44,19 +41,7 @@ pub(crate) enum Recorded {
     /// Complete in the native file.
     File(PathBuf),
     /// Aggregated in memory, because the file could not be written.
-    Live(Box<LiveProfile>),
-}
-
-pub(crate) struct LiveProfile {
-    pub catalog: Catalog,
-    pub aggregator: Aggregator,
-    pub run: RunInfo,
-}
-
-/// Decoding in the collector, used only when the native file fails.
-struct Live {
-    decoder: RecordDecoder,
-    aggregator: Aggregator,
+    Live(Box<InMemory>),
 }
 
 pub(crate) struct Collector {
@@ -64,7 +49,7 @@ pub(crate) struct Collector {
     scale: TickScale,
     native: Option<NativeWriter<File>>,
     native_path: PathBuf,
-    live: Option<Live>,
+    live: Option<Fallback>,
     /// Names and threads seen so far (needed to decode live).
     catalog: Catalog,
     names_known: usize,
@@ -250,7 +235,7 @@ impl Collector {
             sinks.feed(&mut self.catalog, thread, words);
         }
         if let Some(live) = self.live.as_mut() {
-            if let Err(e) = live.decoder.feed(&mut self.catalog, thread, words, &mut live.aggregator) {
+            if let Err(e) = live.feed(&mut self.catalog, thread, words) {
                 self.errors.push(format!("internal: undecodable record from thread {thread}: {}", e.message));
             }
         }
@@ -319,22 +304,11 @@ impl Collector {
         }
     }
 
-    /// Switches to decoding in memory, first replaying what reached the file.
+    /// Switches to the fallback, which first replays what reached the file.
     fn go_live(&mut self, reason: String) {
-        report(&format!("{reason}; the pipeline goes on and the summary is computed in memory"));
+        report(&format!("{reason}; {}", Fallback::WHAT_HAPPENS));
         self.errors.push(reason);
-        let mut live = Live { decoder: RecordDecoder::new(self.scale), aggregator: Aggregator::default() };
-        if let Ok(reader) = File::open(&self.native_path).map(BufReader::new) {
-            if let Ok(mut chunks) = NativeReader::new(reader) {
-                // Reading stops at the chunk whose write failed; the caller still holds its words.
-                while let Ok(Some(chunk)) = chunks.next_chunk() {
-                    if let Chunk::Records { thread, words } = chunk {
-                        let _ = live.decoder.feed(&mut self.catalog, thread, &words, &mut live.aggregator);
-                    }
-                }
-            }
-        }
-        self.live = Some(live);
+        self.live = Fallback::start(self.scale, &mut self.catalog, &self.native_path);
     }
 
     fn finish(mut self) -> Collected {
@@ -351,15 +325,14 @@ impl Collector {
         self.shared.release_pool();
         let recorded = match self.live {
             None => Recorded::File(self.native_path),
-            Some(mut live) => {
+            Some(live) => {
                 let end_ns = self.scale.ns(end_ticks);
-                live.decoder.nester.finish(&self.catalog, Some(end_ns), &mut live.aggregator);
                 let mut run = self.run;
                 run.duration_ns = end_ns;
                 run.dropped_records = dropped;
                 run.end_reason = reason;
                 run.peak_rss_bytes = peak_rss;
-                Recorded::Live(Box::new(LiveProfile { catalog: self.catalog, aggregator: live.aggregator, run }))
+                Recorded::Live(live.finish(self.catalog, end_ns, run))
             }
         };
         Collected { recorded, errors: self.errors }

@@ -29,8 +29,10 @@ impl Format {
     /// What a session writes unless told otherwise.
     #[cfg(feature = "html")]
     pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native, Format::Html];
-    #[cfg(not(feature = "html"))]
+    #[cfg(all(feature = "report", not(feature = "html")))]
     pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native];
+    #[cfg(not(feature = "report"))]
+    pub const DEFAULT: &[Format] = &[Format::Native];
 }
 
 /// What the `cuda` feature records of GPU work.
@@ -270,6 +272,22 @@ impl Config {
                 "this build has no Prometheus endpoint: enable stageprof's `prometheus` feature",
             );
         }
+        if cfg!(not(feature = "report")) {
+            if let Some(f) = self.formats.iter().find(|f| **f != Format::Native) {
+                return bad(
+                    "formats",
+                    format!("{f:?}").to_lowercase(),
+                    "this build records only (the native file): enable stageprof's `report` feature",
+                );
+            }
+            if self.monitor_window > 0 {
+                return bad(
+                    "monitor_window",
+                    self.monitor_window.to_string(),
+                    "this build has no live monitor: enable stageprof's `report` feature",
+                );
+            }
+        }
         if cfg!(not(feature = "html")) && self.writes(Format::Html) {
             return bad(
                 "formats",
@@ -308,10 +326,10 @@ mod tests {
 
     #[test]
     fn file_values_and_env_overrides() {
-        let c = Config::from_toml("enabled = false\nformats = [\"summary\"]\nsample_every = 4\ncpu_time = true\n", "t")
+        let c = Config::from_toml("enabled = false\nformats = [\"native\"]\nsample_every = 4\ncpu_time = true\n", "t")
             .unwrap();
         assert!(!c.enabled);
-        assert_eq!(c.formats, vec![Format::Summary]);
+        assert_eq!(c.formats, vec![Format::Native]);
         assert_eq!(c.sample_every, 4);
         assert!(c.cpu_time);
         assert_eq!(c.buffer_mb, 256);
@@ -348,6 +366,8 @@ mod tests {
         assert!(e.reason.contains("enabeld"), "{}", e.reason);
         let e = Config::from_toml("enabled = \"yes\"", "f").unwrap_err();
         assert!(e.reason.contains("enabled") && e.reason.contains("yes"), "{}", e.reason);
+        let summary = Config::from_toml("formats = [\"summary\"]", "f");
+        assert_eq!(summary.is_ok(), cfg!(feature = "report"), "{summary:?}");
         let html = Config::from_toml("formats = [\"html\"]", "f");
         assert_eq!(html.is_ok(), cfg!(feature = "html"), "{html:?}");
         let e = Config::from_toml("formats = [\"html5\"]", "f").unwrap_err();

@@ -32,7 +32,9 @@ mod config;
 mod cpu_time;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod fallback;
 mod live;
+#[cfg(feature = "report")]
 mod monitor;
 mod names;
 mod notice;
@@ -53,7 +55,9 @@ pub use config::{Config, ConfigError, Format, GpuTrace, ENV_VARS};
 pub use live::LiveSink;
 pub use outputs::Report;
 pub use profiler::{FrameGuard, Profiler, StageGuard};
+#[cfg(feature = "report")]
 pub use stageprof_analysis::monitor::{Alert, RollingStage};
+#[cfg(feature = "report")]
 pub use stageprof_analysis::Summary;
 pub use stageprof_macros::profile;
 

@@ -62,9 +62,10 @@ impl ProfileSink for Fanout<'_> {
 }
 
 /// A sink that cannot exist: what a feature that is off offers.
-#[cfg_attr(feature = "prometheus", allow(dead_code))]
+#[cfg(all(feature = "report", not(feature = "prometheus")))]
 pub(crate) enum NoSink {}
 
+#[cfg(all(feature = "report", not(feature = "prometheus")))]
 impl ProfileSink for NoSink {
     fn span(&mut self, _: &Span, _: &Catalog) {
         match *self {}
@@ -74,4 +75,5 @@ impl ProfileSink for NoSink {
     }
 }
 
+#[cfg(all(feature = "report", not(feature = "prometheus")))]
 impl LiveSink for NoSink {}

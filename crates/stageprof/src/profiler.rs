@@ -5,12 +5,14 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+#[cfg(feature = "report")]
 use stageprof_analysis::monitor::{Alert, RollingStage};
 use stageprof_model::wire::{flag, kind};
 
 use crate::collector::{Collected, Collector};
 use crate::config::Config;
 use crate::live::LiveSink;
+#[cfg(feature = "report")]
 use crate::monitor::MonitorShared;
 use crate::names::FRAME_NAME;
 use crate::notice::report;
@@ -85,6 +87,7 @@ pub(crate) fn begin_stage(target: Target<'_>, name: u32) -> StageGuard {
 pub struct Profiler {
     shared: Arc<Shared>,
     /// Live monitoring's alert handler and rolling figures, shared with its sink.
+    #[cfg(feature = "report")]
     monitor: Arc<MonitorShared>,
     collector: Arc<Mutex<Option<JoinHandle<Collected>>>>,
     #[cfg(feature = "cuda")]
@@ -104,14 +107,16 @@ impl Profiler {
         Self::start_as(config, false, sinks)
     }
 
-    pub(crate) fn start_as(config: Config, global: bool, mut sinks: Vec<Box<dyn LiveSink>>) -> Profiler {
+    pub(crate) fn start_as(config: Config, global: bool, sinks: Vec<Box<dyn LiveSink>>) -> Profiler {
         let enabled = config.enabled;
+        #[cfg(feature = "report")]
         let monitor = Arc::new(MonitorShared::default());
         let shared = Shared::new(config, global);
         let mut handle = None;
         if enabled {
             crate::clock::clock();
-            sinks.extend(crate::monitor::sinks(&shared.config, &monitor));
+            #[cfg(feature = "report")]
+            let sinks = sinks.into_iter().chain(crate::monitor::sinks(&shared.config, &monitor)).collect();
             let collector = Collector::new(shared.clone(), sinks);
             let spawned = std::thread::Builder::new().name("stageprof-collector".into()).spawn(move || collector.run());
             match spawned {
@@ -134,6 +139,7 @@ impl Profiler {
         shared.set_enabled(handle.is_some());
         Profiler {
             shared,
+            #[cfg(feature = "report")]
             monitor,
             collector: Arc::new(Mutex::new(handle)),
             #[cfg(feature = "cuda")]
@@ -188,25 +194,28 @@ impl Profiler {
         frame_of(Target::Instance(&self.shared))
     }
 
-    /// Records a counter sample (see [`crate::counter!`]).
     /// Calls `f` on the collector thread for every live-monitoring alert (slow
     /// frame, memory pressure), besides the log line on stderr; needs
     /// `monitor_window` in the config. A later call replaces the handler.
+    #[cfg(feature = "report")]
     pub fn on_alert(&self, f: impl Fn(&Alert) + Send + Sync + 'static) {
         self.monitor.set_handler(Arc::new(f));
     }
 
     /// Each stage's mean and p95 over the last `monitor_window` frames, as of
     /// the collector's last look (every 20 ms); empty without live monitoring.
+    #[cfg(feature = "report")]
     pub fn rolling_stats(&self) -> Vec<RollingStage> {
         self.monitor.rolling()
     }
 
     /// Where the Prometheus endpoint listens (the `prometheus` feature and `prometheus_port`).
+    #[cfg(feature = "report")]
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.monitor.metrics_addr.get().copied()
     }
 
+    /// Records a counter sample (see [`crate::counter!`]).
     pub fn counter(&self, name: &str, value: f64) {
         if self.shared.recording.load(Relaxed) {
             let id = dynamic_name(name);

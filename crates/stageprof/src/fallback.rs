@@ -1,0 +1,94 @@
+//! When the native file cannot be written: with the `report` feature the
+//! collector decodes and aggregates in memory instead, starting with
+//! whatever had reached the disk, so nothing recorded is lost; without it
+//! there is nothing to aggregate with, and the error says what is lost.
+
+#[cfg(feature = "report")]
+pub(crate) use with_report::{Fallback, InMemory};
+#[cfg(not(feature = "report"))]
+pub(crate) use without_report::{Fallback, InMemory};
+
+#[cfg(feature = "report")]
+mod with_report {
+    use std::io::BufReader;
+    use std::path::Path;
+
+    use stageprof_analysis::Aggregator;
+    use stageprof_model::ingest::RecordDecoder;
+    use stageprof_model::native::{Chunk, NativeReader};
+    use stageprof_model::wire::{TickScale, WireError};
+    use stageprof_model::{Catalog, RunInfo};
+
+    /// A profile aggregated in memory.
+    pub(crate) struct InMemory {
+        pub catalog: Catalog,
+        pub aggregator: Aggregator,
+        pub run: RunInfo,
+    }
+
+    /// Decoding in the collector, used only when the native file fails.
+    pub(crate) struct Fallback {
+        decoder: RecordDecoder,
+        aggregator: Aggregator,
+    }
+
+    impl Fallback {
+        /// What this build does when the file fails, for the error line.
+        pub(crate) const WHAT_HAPPENS: &str = "the pipeline goes on and the summary is computed in memory";
+
+        /// Starts, replaying what reached `native` before the write failed.
+        pub(crate) fn start(scale: TickScale, catalog: &mut Catalog, native: &Path) -> Option<Fallback> {
+            let mut live = Fallback { decoder: RecordDecoder::new(scale), aggregator: Aggregator::default() };
+            let reader = std::fs::File::open(native).ok().map(BufReader::new).and_then(|r| NativeReader::new(r).ok());
+            if let Some(mut chunks) = reader {
+                // Reading stops at the chunk whose write failed; the caller still holds its words.
+                while let Ok(Some(chunk)) = chunks.next_chunk() {
+                    if let Chunk::Records { thread, words } = chunk {
+                        let _ = live.decoder.feed(catalog, thread, &words, &mut live.aggregator);
+                    }
+                }
+            }
+            Some(live)
+        }
+
+        pub(crate) fn feed(&mut self, catalog: &mut Catalog, thread: u32, words: &[u64]) -> Result<(), WireError> {
+            self.decoder.feed(catalog, thread, words, &mut self.aggregator)
+        }
+
+        pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, run: RunInfo) -> Box<InMemory> {
+            self.decoder.nester.finish(&catalog, Some(end_ns), &mut self.aggregator);
+            Box::new(InMemory { catalog, aggregator: self.aggregator, run })
+        }
+    }
+}
+
+#[cfg(not(feature = "report"))]
+mod without_report {
+    use std::path::Path;
+
+    use stageprof_model::wire::{TickScale, WireError};
+    use stageprof_model::{Catalog, RunInfo};
+
+    /// Never made: this build cannot aggregate.
+    pub(crate) enum InMemory {}
+
+    /// Never made: this build cannot aggregate.
+    pub(crate) enum Fallback {}
+
+    impl Fallback {
+        pub(crate) const WHAT_HAPPENS: &str =
+            "this build has no in-memory summary (stageprof's `report` feature), so what is recorded from now on is lost";
+
+        pub(crate) fn start(_: TickScale, _: &mut Catalog, _: &Path) -> Option<Fallback> {
+            None
+        }
+
+        pub(crate) fn feed(&mut self, _: &mut Catalog, _: u32, _: &[u64]) -> Result<(), WireError> {
+            match *self {}
+        }
+
+        pub(crate) fn finish(self, _: Catalog, _: u64, _: RunInfo) -> Box<InMemory> {
+            match self {}
+        }
+    }
+}
