@@ -47,7 +47,10 @@ fn trends_show_the_step_a_change_made() {
     assert!(text.contains("newest run 12") && text.contains("labels ci"), "{text}");
     let row = text.lines().find(|l| l.contains("work")).unwrap();
     assert!(row.contains("▁▁▁▁▁▁██████"), "{row}");
-    assert!(row.contains("run 7: +100%") || row.contains("run 7: +9") || row.contains("run 7: +10"), "{row}");
+    // The step is found at run 7; its size is the machine's (a busy one stretches the spins).
+    let step: f64 =
+        row.split("run 7: +").nth(1).and_then(|r| r.split('%').next()).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    assert!(step >= 50.0, "{row}");
 
     let text = ok(stageprof(&["history", "--db", s(&db), "show", "3"]));
     assert!(text.starts_with("run 3") && text.contains("work"), "{text}");
