@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use stageprof_readers::json_scan::Scanner;
+use stageprof_readers::Scanner;
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: scan_speed TRACE.json");

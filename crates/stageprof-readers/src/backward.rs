@@ -17,7 +17,7 @@ use crate::trace_tables::{AutogradOp, Call, Launch};
 
 /// The backward work of one forward stage call.
 #[derive(Debug, Default)]
-pub struct BackwardOfCall {
+pub(crate) struct BackwardOfCall {
     /// The forward stage call (an index into the main [`CallTree`]).
     pub forward_call: u32,
     /// The thread the backward ran on, and when (first to last backward operator).
@@ -39,7 +39,7 @@ fn innermost_stage(tree: &CallTree, thread: u32, ts: i64) -> Option<u32> {
 
 /// Groups GPU work (`launch_of(i)`: activity `i`'s launch) launched by backward operators under the forward stage
 /// calls that recorded them.
-pub fn attribute_backward(
+pub(crate) fn attribute_backward(
     stages: &CallTree,
     ops: &[AutogradOp],
     launch_of: impl Fn(usize) -> Option<Launch>,

@@ -9,7 +9,7 @@ use stageprof_model::SpanKind;
 
 use crate::trace_tables::Call;
 
-pub struct CallTree {
+pub(crate) struct CallTree {
     /// Sorted by thread, then start, then end descending.
     pub calls: Vec<Call>,
     pub parent: Vec<Option<u32>>,
@@ -21,7 +21,7 @@ pub struct CallTree {
 }
 
 impl CallTree {
-    pub fn build(mut calls: Vec<Call>) -> CallTree {
+    pub(crate) fn build(mut calls: Vec<Call>) -> CallTree {
         calls.sort_by_key(|c| (c.thread, c.start, std::cmp::Reverse(c.end)));
         let n = calls.len();
         let mut parent = vec![None; n];
@@ -60,11 +60,11 @@ impl CallTree {
     }
 
     /// Calls of `thread`, as an index range.
-    pub fn thread_range(&self, thread: u32) -> Range<usize> {
+    pub(crate) fn thread_range(&self, thread: u32) -> Range<usize> {
         self.threads.get(&thread).cloned().unwrap_or(0..0)
     }
 
-    pub fn threads(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn threads(&self) -> impl Iterator<Item = u32> + '_ {
         let mut t: Vec<u32> = self.threads.keys().copied().collect();
         t.sort_unstable();
         t.into_iter()
@@ -73,7 +73,7 @@ impl CallTree {
     /// Per call, the frame it ran in, numbered in the order frames started:
     /// the frame open on `frame_thread` when the call began (so stages of
     /// threads without frames of their own, like autograd's, are placed too).
-    pub fn frame_numbers(&self, frame_thread: Option<u32>) -> Vec<Option<u32>> {
+    pub(crate) fn frame_numbers(&self, frame_thread: Option<u32>) -> Vec<Option<u32>> {
         let mut frames: Vec<usize> = (0..self.calls.len()).filter(|&i| self.calls[i].kind == SpanKind::Frame).collect();
         frames.sort_by_key(|&i| (self.calls[i].start, i));
         let mut number = vec![None; self.calls.len()];
@@ -96,7 +96,7 @@ impl CallTree {
     }
 
     /// The innermost call of `thread` open at `ts`.
-    pub fn innermost(&self, thread: u32, ts: i64) -> Option<u32> {
+    pub(crate) fn innermost(&self, thread: u32, ts: i64) -> Option<u32> {
         let range = self.thread_range(thread);
         let calls = &self.calls[range.clone()];
         let after = calls.partition_point(|c| c.start <= ts);

@@ -25,7 +25,7 @@ use stageprof_model::ingest::gpu_work::{frame_gpu, summarize, Activity, IdleCont
 use stageprof_model::ingest::Nester;
 
 /// What a trace holds besides its events.
-pub struct TraceProfile {
+pub(crate) struct TraceProfile {
     pub catalog: Catalog,
     pub run: RunInfo,
 }
@@ -33,7 +33,7 @@ pub struct TraceProfile {
 /// Reads a Chrome/Kineto trace and hands its stages and counters to `sink`.
 /// Damage that still leaves events to report becomes warnings in the
 /// returned [`RunInfo`]; a file with no readable trace is an error.
-pub fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceProfile, ScanError> {
+pub(crate) fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result<TraceProfile, ScanError> {
     let (mut tables, mut outcome) = collect(input);
     let mut warnings = Vec::new();
     match outcome.stopped.take() {

@@ -18,7 +18,7 @@ use crate::trace_tables::{Launch, Launches};
 
 /// How GPU work was matched to stages.
 #[derive(Debug, Default)]
-pub struct Attribution {
+pub(crate) struct Attribution {
     /// Per activity: the thread of the launch it was joined to (`u32::MAX`: none).
     launch_thread: Vec<u32>,
     /// Per activity: when that launch began; taken by [`Attribution::take_launch_times`].
@@ -38,7 +38,7 @@ pub struct Attribution {
 }
 
 /// The thread that owns the frames: the one with the most frame calls.
-pub fn frame_thread(tree: &CallTree) -> Option<u32> {
+pub(crate) fn frame_thread(tree: &CallTree) -> Option<u32> {
     let mut frames: HashMap<u32, usize> = HashMap::new();
     for c in tree.calls.iter().filter(|c| c.kind == SpanKind::Frame) {
         *frames.entry(c.thread).or_default() += 1;
@@ -47,7 +47,7 @@ pub fn frame_thread(tree: &CallTree) -> Option<u32> {
 }
 
 /// Assigns every GPU activity to the stage call that launched it.
-pub fn attribute_gpu_activity(
+pub(crate) fn attribute_gpu_activity(
     tree: &CallTree,
     launches: &Launches,
     activities: &[Activity],
@@ -85,12 +85,12 @@ pub fn attribute_gpu_activity(
 impl Attribution {
     /// When each activity was launched, where its launch is in the trace,
     /// for the [`IdleContext`] (which keeps them: [`Attribution::launch`] reads them there).
-    pub fn take_launch_times(&mut self) -> Vec<Option<i64>> {
+    pub(crate) fn take_launch_times(&mut self) -> Vec<Option<i64>> {
         std::mem::take(&mut self.launch_ts)
     }
 
     /// The launch activity `i` was joined to.
-    pub fn launch(&self, i: usize, idle: &IdleContext) -> Option<Launch> {
+    pub(crate) fn launch(&self, i: usize, idle: &IdleContext) -> Option<Launch> {
         let thread = *self.launch_thread.get(i).filter(|&&t| t != u32::MAX)?;
         Some(Launch { thread, dur: 0, ts: idle.launched(i)? })
     }
@@ -98,13 +98,13 @@ impl Attribution {
 
 /// Activities grouped by the call they belong to, so that a call's subtree
 /// (it and its nested calls) is one contiguous run.
-pub struct ActivitiesByCall {
+pub(crate) struct ActivitiesByCall {
     offsets: Vec<usize>,
     grouped: Vec<u32>,
 }
 
 impl ActivitiesByCall {
-    pub fn new(tree: &CallTree, attribution: &Attribution) -> ActivitiesByCall {
+    pub(crate) fn new(tree: &CallTree, attribution: &Attribution) -> ActivitiesByCall {
         let n = tree.calls.len();
         let mut offsets = vec![0usize; n + 1];
         for c in attribution.call_of.iter().flatten() {
@@ -125,18 +125,18 @@ impl ActivitiesByCall {
     }
 
     /// What call `i` launched itself.
-    pub fn own(&self, i: usize) -> &[u32] {
+    pub(crate) fn own(&self, i: usize) -> &[u32] {
         &self.grouped[self.offsets[i]..self.offsets[i + 1]]
     }
 
     /// What call `i` and its nested calls launched.
-    pub fn subtree(&self, tree: &CallTree, i: usize) -> &[u32] {
+    pub(crate) fn subtree(&self, tree: &CallTree, i: usize) -> &[u32] {
         &self.grouped[self.offsets[i]..self.offsets[tree.subtree_end[i] as usize]]
     }
 }
 
 /// GPU figures of every call (its nested calls' work included).
-pub fn gpu_metrics_per_call(
+pub(crate) fn gpu_metrics_per_call(
     tree: &CallTree,
     by_call: &ActivitiesByCall,
     activities: &[Activity],
@@ -157,7 +157,7 @@ pub fn gpu_metrics_per_call(
 }
 
 /// The GPU window of every frame call (in the trace's time), in start order.
-pub fn frame_windows(
+pub(crate) fn frame_windows(
     tree: &CallTree,
     by_call: &ActivitiesByCall,
     activities: &[Activity],

@@ -117,17 +117,17 @@ impl<'a> Raw<'a> {
 /// A quoted key followed by `:` cannot occur inside a string value (which
 /// cannot hold an unescaped quote), so the first match is the member; the
 /// first one wins where nested objects repeat the key.
-pub struct KeyFinder {
+pub(crate) struct KeyFinder {
     finder: memchr::memmem::Finder<'static>,
 }
 
 impl KeyFinder {
-    pub fn new(key: &str) -> KeyFinder {
+    pub(crate) fn new(key: &str) -> KeyFinder {
         KeyFinder { finder: memchr::memmem::Finder::new(format!("\"{key}\"").as_bytes()).into_owned() }
     }
 
     /// The value of this key in object `obj`.
-    pub fn get<'a>(&self, obj: Raw<'a>) -> Option<Raw<'a>> {
+    pub(crate) fn get<'a>(&self, obj: Raw<'a>) -> Option<Raw<'a>> {
         let Raw::Obj(text) = obj else { return None };
         let mut from = 0;
         while let Some(k) = self.finder.find(&text[from..]) {
@@ -142,14 +142,14 @@ impl KeyFinder {
     }
 
     /// Whether the key appears in `obj` at all (a fast pre-check).
-    pub fn in_text(&self, obj: Raw<'_>) -> bool {
+    pub(crate) fn in_text(&self, obj: Raw<'_>) -> bool {
         matches!(obj, Raw::Obj(text) if self.finder.find(text).is_some())
     }
 }
 
 /// The members of an object, parsed in one pass and kept on the stack, for
 /// looking up several keys without scanning the object again each time.
-pub struct Members<'a> {
+pub(crate) struct Members<'a> {
     items: [(&'a [u8], Raw<'a>); MAX_MEMBERS],
     len: usize,
 }
@@ -158,7 +158,7 @@ pub struct Members<'a> {
 const MAX_MEMBERS: usize = 32;
 
 impl<'a> Members<'a> {
-    pub fn of(obj: Raw<'a>) -> Members<'a> {
+    pub(crate) fn of(obj: Raw<'a>) -> Members<'a> {
         let mut m = Members { items: [(&[][..], Raw::Null); MAX_MEMBERS], len: 0 };
         if let Raw::Obj(text) = obj {
             let mut c = Cursor { b: text, i: 0 };
@@ -172,7 +172,7 @@ impl<'a> Members<'a> {
         m
     }
 
-    pub fn get(&self, key: &str) -> Option<Raw<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Raw<'a>> {
         self.items[..self.len].iter().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v)
     }
 }
@@ -852,7 +852,7 @@ fn parse_event<'a>(c: &mut Cursor<'a>, ev: &mut Event<'a>) -> P<bool> {
 
 /// Decimal microseconds to nanoseconds, exactly for up to three decimals
 /// (more are rounded), without floating point. Exponents fall back to a double.
-pub fn micros_to_ns(text: &[u8]) -> Option<i64> {
+pub(crate) fn micros_to_ns(text: &[u8]) -> Option<i64> {
     let t = trim(text);
     if t.iter().any(|&b| b == b'e' || b == b'E') {
         let v: f64 = std::str::from_utf8(t).ok()?.parse().ok()?;

@@ -8,14 +8,17 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
-pub mod backward;
-pub mod call_tree;
-pub mod chrome_trace;
-pub mod gpu_attribution;
-pub mod json_scan;
-pub mod memory_series;
-pub mod plausibility;
-pub mod trace_tables;
+mod backward;
+mod call_tree;
+mod chrome_trace;
+mod gpu_attribution;
+mod json_scan;
+mod memory_series;
+mod plausibility;
+mod trace_tables;
+
+/// The streaming JSON scanner, for measuring its speed (`examples/scan_speed.rs`).
+pub use json_scan::Scanner;
 
 use std::io::{BufRead, BufReader, Read};
 

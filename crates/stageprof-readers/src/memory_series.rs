@@ -7,7 +7,7 @@ use crate::trace_tables::MemSample;
 
 /// Allocator totals after each event, in time order (devices added together).
 #[derive(Default)]
-pub struct MemorySeries {
+pub(crate) struct MemorySeries {
     ts: Vec<i64>,
     total: Vec<i64>,
     /// Cumulative bytes allocated and allocations, for per-call sums.
@@ -18,7 +18,7 @@ pub struct MemorySeries {
 
 impl MemorySeries {
     /// The series of samples of `device_type` (0 host, 1 CUDA).
-    pub fn build(samples: &[MemSample], device_type: u8) -> MemorySeries {
+    pub(crate) fn build(samples: &[MemSample], device_type: u8) -> MemorySeries {
         let mut picked: Vec<&MemSample> = samples.iter().filter(|s| s.device_type == device_type).collect();
         picked.sort_by_key(|s| s.ts);
         let mut s = MemorySeries::default();
@@ -45,7 +45,7 @@ impl MemorySeries {
         s
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
 
@@ -59,7 +59,7 @@ impl MemorySeries {
     }
 
     /// Peak above the start and net change over `[start, end]`.
-    pub fn delta(&self, start: i64, end: i64) -> Option<MemDelta> {
+    pub(crate) fn delta(&self, start: i64, end: i64) -> Option<MemDelta> {
         if self.is_empty() {
             return None;
         }
@@ -75,12 +75,12 @@ impl MemorySeries {
     }
 
     /// `(time, total)` after each event, in time order.
-    pub fn levels(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+    pub(crate) fn levels(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.ts.iter().copied().zip(self.total.iter().copied())
     }
 
     /// [`MemorySeries::delta`] with the allocations made in the call, for host memory.
-    pub fn host(&self, start: i64, end: i64) -> Option<HostMem> {
+    pub(crate) fn host(&self, start: i64, end: i64) -> Option<HostMem> {
         let d = self.delta(start, end)?;
         let sum = |v: &[u64]| {
             let before = self.at(start).map_or(0, |i| v[i]);

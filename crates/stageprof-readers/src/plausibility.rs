@@ -10,14 +10,14 @@
 //! each kind is named (category, name, byte offset) in a warning.
 
 /// Timed events whose median fixes the window.
-pub const LEARNING_EVENTS: usize = 1001;
+pub(crate) const LEARNING_EVENTS: usize = 1001;
 
 /// How far from the median a time may lie: one day.
-pub const PLAUSIBLE_NS: i64 = 86_400 * 1_000_000_000;
+pub(crate) const PLAUSIBLE_NS: i64 = 86_400 * 1_000_000_000;
 
 /// Why an event was left out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Implausible {
+pub(crate) enum Implausible {
     /// `ts` (or a present `dur`) is not a finite number.
     NoTime,
     /// `dur` below zero.
@@ -40,7 +40,7 @@ impl Implausible {
 
 /// The first event left out for a reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Offender {
+pub(crate) struct Offender {
     pub category: String,
     pub name: String,
     pub offset: u64,
@@ -48,7 +48,7 @@ pub struct Offender {
 
 /// The plausible window, and what fell outside it.
 #[derive(Debug, Default)]
-pub struct Plausibility {
+pub(crate) struct Plausibility {
     window: Option<(i64, i64)>,
     counts: [u64; 3],
     first: [Option<Offender>; 3],
@@ -56,7 +56,7 @@ pub struct Plausibility {
 
 impl Plausibility {
     /// Fixes the window around the median of `starts` (all times pass when there are none).
-    pub fn fix(&mut self, starts: &mut [i64]) {
+    pub(crate) fn fix(&mut self, starts: &mut [i64]) {
         self.window = Some(if starts.is_empty() {
             (i64::MIN, i64::MAX)
         } else {
@@ -66,12 +66,12 @@ impl Plausibility {
         });
     }
 
-    pub fn is_fixed(&self) -> bool {
+    pub(crate) fn is_fixed(&self) -> bool {
         self.window.is_some()
     }
 
     /// Whether an event from `start` to `end` lies in the window.
-    pub fn check(&self, start: i64, end: i64) -> Result<(), Implausible> {
+    pub(crate) fn check(&self, start: i64, end: i64) -> Result<(), Implausible> {
         if end < start {
             return Err(Implausible::NegativeDuration);
         }
@@ -83,7 +83,7 @@ impl Plausibility {
     }
 
     /// Counts an event left out, naming it if it is the first of its kind.
-    pub fn leave_out(&mut self, why: Implausible, offender: impl FnOnce() -> Offender) {
+    pub(crate) fn leave_out(&mut self, why: Implausible, offender: impl FnOnce() -> Offender) {
         let i = Implausible::ALL.iter().position(|k| *k == why).expect("listed");
         self.counts[i] += 1;
         if self.first[i].is_none() {
@@ -91,13 +91,8 @@ impl Plausibility {
         }
     }
 
-    /// Events left out for `why`.
-    pub fn count(&self, why: Implausible) -> u64 {
-        self.counts[Implausible::ALL.iter().position(|k| *k == why).expect("listed")]
-    }
-
     /// One line per reason that left events out.
-    pub fn warnings(&self) -> impl Iterator<Item = String> + '_ {
+    pub(crate) fn warnings(&self) -> impl Iterator<Item = String> + '_ {
         Implausible::ALL.iter().zip(&self.counts).zip(&self.first).filter(|((_, &n), _)| n > 0).map(
             |((why, n), first)| {
                 let first = first.as_ref().expect("counted with its first");
@@ -141,7 +136,6 @@ mod tests {
         let named = |n: &str| Offender { category: "kernel".into(), name: n.into(), offset: 7 };
         p.leave_out(Implausible::FarFromTrace, || named("first"));
         p.leave_out(Implausible::FarFromTrace, || named("second"));
-        assert_eq!(p.count(Implausible::FarFromTrace), 2);
         let lines: Vec<String> = p.warnings().collect();
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("2 events lay more than a day"), "{}", lines[0]);

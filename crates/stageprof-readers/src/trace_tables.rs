@@ -12,7 +12,7 @@ use crate::plausibility::{Implausible, Offender, Plausibility, LEARNING_EVENTS};
 
 /// A stage or frame call on a CPU thread. Times are nanoseconds as in the file.
 #[derive(Clone, Copy, Debug)]
-pub struct Call {
+pub(crate) struct Call {
     pub thread: u32,
     pub kind: SpanKind,
     pub name: NameId,
@@ -22,7 +22,7 @@ pub struct Call {
 
 /// What launched GPU work: the thread and time of the runtime or driver call.
 #[derive(Clone, Copy, Debug)]
-pub struct Launch {
+pub(crate) struct Launch {
     pub thread: u32,
     /// How long the launch call took, in ns (saturated; it fits the padding).
     pub dur: u32,
@@ -39,7 +39,7 @@ impl Launch {
 /// one trace reuses them): then each GPU activity joins the launch with its
 /// id that precedes it most closely in time.
 #[derive(Default)]
-pub struct Launches {
+pub(crate) struct Launches {
     /// Each id's first launch.
     first: HashMap<i64, Launch>,
     /// Every launch of an id seen more than once, in time order once sorted.
@@ -74,17 +74,17 @@ impl Launches {
     }
 
     /// Correlation ids that more than one launch carried.
-    pub fn repeated_ids(&self) -> usize {
+    pub(crate) fn repeated_ids(&self) -> usize {
         self.repeated.len()
     }
 
     /// The lowest correlation id of any launch.
-    pub fn first_id(&self) -> Option<i64> {
+    pub(crate) fn first_id(&self) -> Option<i64> {
         self.first.keys().min().copied()
     }
 
     /// The launch of work with id `correlation` that started at `start`.
-    pub fn of(&self, correlation: i64, start: i64) -> Option<Launch> {
+    pub(crate) fn of(&self, correlation: i64, start: i64) -> Option<Launch> {
         let Some(list) = self.repeated.get(&correlation) else { return self.first.get(&correlation).copied() };
         // The latest launch at or before the work's start; if none, the earliest.
         let after = list.partition_point(|l| l.ts <= start);
@@ -98,7 +98,7 @@ impl Launches {
 /// A thread's list is dropped once it shows a stage, so memory goes only to
 /// threads that may need it.
 #[derive(Default)]
-pub struct TopLevelOps {
+pub(crate) struct TopLevelOps {
     /// Per thread: `(start, end, name)`, each starting after the last one ended
     /// (operators come in time order per thread; out-of-order ones are kept too).
     by_thread: HashMap<u32, Vec<(i64, i64, NameId)>>,
@@ -129,7 +129,7 @@ impl TopLevelOps {
     }
 
     /// The outermost operator of `thread` open at `ts`, if it is kept.
-    pub fn at(&self, thread: u32, ts: i64) -> Option<NameId> {
+    pub(crate) fn at(&self, thread: u32, ts: i64) -> Option<NameId> {
         let list = self.by_thread.get(&thread)?;
         let after = list.partition_point(|&(s, _, _)| s <= ts);
         list[..after].iter().rev().take_while(|&&(_, e, _)| e >= ts).last().map(|&(_, _, n)| n)
@@ -138,7 +138,7 @@ impl TopLevelOps {
 
 /// One allocator event: the allocator's total after it.
 #[derive(Clone, Copy, Debug)]
-pub struct MemSample {
+pub(crate) struct MemSample {
     pub ts: i64,
     /// 0: host (CPU), 1: CUDA.
     pub device_type: u8,
@@ -151,7 +151,7 @@ pub struct MemSample {
 /// A CPU operator that autograd links forward to backward: its `Sequence
 /// number`, and whether it runs the backward (a non-zero `Fwd thread id`).
 #[derive(Clone, Copy, Debug)]
-pub struct AutogradOp {
+pub(crate) struct AutogradOp {
     pub thread: u32,
     pub start: i64,
     pub end: i64,
@@ -161,7 +161,7 @@ pub struct AutogradOp {
 
 /// A counter sample (`ph: "C"`), one per value in its args.
 #[derive(Clone, Copy, Debug)]
-pub struct Counter {
+pub(crate) struct Counter {
     pub thread: u32,
     pub name: NameId,
     pub ts: i64,
@@ -195,7 +195,7 @@ impl Default for ArgKeys {
 
 /// Everything the first pass keeps.
 #[derive(Default)]
-pub struct Tables {
+pub(crate) struct Tables {
     keys: ArgKeys,
     pub catalog: Catalog,
     names: HashMap<Box<str>, NameId>,
@@ -230,13 +230,13 @@ pub struct Tables {
 
 /// Counts of things that were off in the file, for warnings.
 #[derive(Default, Debug)]
-pub struct Problems {
+pub(crate) struct Problems {
     pub unmatched_end: u64,
     pub unclosed_begin: u64,
 }
 
 /// What the first pass found besides the tables.
-pub struct ScanOutcome {
+pub(crate) struct ScanOutcome {
     /// Why scanning stopped early, if it did (everything before was read).
     pub stopped: Option<ScanError>,
     pub repaired: u64,
@@ -329,7 +329,7 @@ fn copy_kind(name: &str) -> CopyKind {
 }
 
 impl Tables {
-    pub fn name(&mut self, name: &str) -> NameId {
+    pub(crate) fn name(&mut self, name: &str) -> NameId {
         if let Some(&id) = self.names.get(name) {
             return id;
         }
@@ -623,7 +623,7 @@ impl HeldEvents {
 ///
 /// The first [`LEARNING_EVENTS`] timed events are held back (as text) until
 /// their median fixes the window of plausible times, then taken like the rest.
-pub fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
+pub(crate) fn collect<R: std::io::Read>(input: R) -> (Tables, ScanOutcome) {
     let mut scanner = Scanner::new(input);
     let mut tables = Tables::default();
     let mut held = HeldEvents::default();
