@@ -98,7 +98,7 @@ pub(crate) fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Resul
         None => None,
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run))
+        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run)).map_err(|e| e.to_string())
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| format!("{}: {e}", path.display()))?;
     summary.run.source = format!("{} ({})", summary.run.source, path.display());

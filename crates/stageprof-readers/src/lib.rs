@@ -17,13 +17,14 @@ mod memory_series;
 mod plausibility;
 mod trace_tables;
 
-/// The streaming JSON scanner, for measuring its speed (`examples/scan_speed.rs`).
-pub use json_scan::Scanner;
+/// Why a trace had nothing readable; the streaming JSON scanner (for
+/// measuring its speed, `examples/scan_speed.rs`).
+pub use json_scan::{ScanError, Scanner};
 
 use std::io::{BufRead, BufReader, Read};
 
 use stageprof_model::ingest::read_native;
-use stageprof_model::native::MAGIC;
+use stageprof_model::native::{NativeError, MAGIC};
 use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, ProfileSink};
 
@@ -33,15 +34,39 @@ pub struct Profile {
     pub run: RunInfo,
 }
 
+/// Why a file could not be read as a profile at all (damage that leaves
+/// something to report is a warning in the profile's [`RunInfo`] instead).
+#[derive(Debug)]
+pub enum ReadError {
+    /// Reading the bytes failed, or their gzip stream was damaged.
+    Io(std::io::Error),
+    /// A native stageprof file that could not be read.
+    Native(NativeError),
+    /// A Chrome or PyTorch trace with nothing readable.
+    Trace(ScanError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Native(e) => write!(f, "{e}"),
+            ReadError::Trace(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
 /// Reads a profile of any supported format and hands its events to `sink`.
-pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Profile, String> {
+pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
     read_any(Box::new(input), sink)
 }
 
-fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, String> {
+fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
     // Small: enough to tell the format; the readers' own large reads then bypass it.
     let mut input = BufReader::with_capacity(8 << 10, input);
-    let head = input.fill_buf().map_err(|e| e.to_string())?;
+    let head = input.fill_buf().map_err(ReadError::Io)?;
     if head.starts_with(&[0x1f, 0x8b]) {
         // gzip: read what it holds (tensorboard_trace_handler writes .json.gz).
         return read_any(Box::new(flate2::read::MultiGzDecoder::new(input)), sink);
@@ -49,10 +74,10 @@ fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Pro
     if head.starts_with(MAGIC) {
         // The native reader makes two passes when a profile holds GPU results.
         let mut bytes = Vec::new();
-        input.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-        let p = read_native(std::io::Cursor::new(bytes), sink).map_err(|e| e.to_string())?;
+        input.read_to_end(&mut bytes).map_err(ReadError::Io)?;
+        let p = read_native(std::io::Cursor::new(bytes), sink).map_err(ReadError::Native)?;
         return Ok(Profile { catalog: p.catalog, run: p.run });
     }
-    let p = chrome_trace::read_trace(input, sink).map_err(|e| e.to_string())?;
+    let p = chrome_trace::read_trace(input, sink).map_err(ReadError::Trace)?;
     Ok(Profile { catalog: p.catalog, run: p.run })
 }

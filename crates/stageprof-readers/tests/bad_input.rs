@@ -2,8 +2,9 @@
 //! without a panic, with what is readable reported and the rest explained.
 
 use stageprof_analysis::{Aggregator, Summary};
+use stageprof_readers::{ReadError, ScanError};
 
-fn report(trace: &str) -> Result<Summary, String> {
+fn report(trace: &str) -> Result<Summary, ReadError> {
     let mut agg = Aggregator::default();
     let p = stageprof_readers::read_profile(trace.as_bytes(), &mut agg)?;
     Ok(agg.summary(&p.catalog, p.run, 3))
@@ -111,8 +112,12 @@ fn unreadable_inputs_are_errors_that_say_why() {
         ("[{\"ph\": \"X\", \"na", "cut short"),
     ] {
         let err = report(input).err().unwrap_or_else(|| panic!("{input:?} was accepted"));
-        assert!(err.contains(why), "{input:?}: {err}");
+        assert!(err.to_string().contains(why), "{input:?}: {err}");
     }
+    let variant = |input: &str| report(input).err().unwrap();
+    assert!(matches!(variant(""), ReadError::Trace(ScanError::NotJson { .. })));
+    assert!(matches!(variant("[{\"ph\": \"X\", \"na"), ReadError::Trace(ScanError::Truncated { offset: 1 })));
+    assert!(matches!(variant("STGPROF\0\u{ff}\u{ff}\u{ff}\u{ff}"), ReadError::Native(_)));
     // Invalid UTF-8 in a name: read, with the bad bytes replaced.
     let mut bytes = br#"[{"ph": "X", "name": "caf"#.to_vec();
     bytes.push(0xe9);
