@@ -46,8 +46,7 @@ struct StageAcc {
     busy_ns: Option<u64>,
     derived: bool,
     /// Per frame (by number, the first [`FRAMES_PER_STAGE`]): wall time and calls.
-    frame_ns: Vec<u64>,
-    frame_calls: Vec<u32>,
+    per_frame: Vec<(u64, u32)>,
     /// Kernels the stage launched itself: name -> (count, total ns).
     /// Per kernel and launch shape: calls and total time.
     kernels: HashMap<(NameId, Option<LaunchShape>), (u64, u64)>,
@@ -143,12 +142,12 @@ impl ProfileSink for Aggregator {
         acc.unfinished += u64::from(span.flags.unfinished);
         acc.derived |= span.flags.derived;
         if let Some(f) = span.frame.map(|f| f as usize).filter(|&f| f < FRAMES_PER_STAGE) {
-            if acc.frame_ns.len() <= f {
-                acc.frame_ns.resize(f + 1, 0);
-                acc.frame_calls.resize(f + 1, 0);
+            if acc.per_frame.len() <= f {
+                acc.per_frame.resize(f + 1, (0, 0));
             }
-            acc.frame_ns[f] = acc.frame_ns[f].saturating_add(span.duration_ns());
-            acc.frame_calls[f] = acc.frame_calls[f].saturating_add(1);
+            let (ns, calls) = &mut acc.per_frame[f];
+            *ns = ns.saturating_add(span.duration_ns());
+            *calls = calls.saturating_add(1);
         }
         if let Some(cpu) = span.metrics.cpu_ns {
             add(&mut acc.cpu_ns, cpu);
@@ -300,14 +299,15 @@ impl Aggregator {
     /// called), over the first [`FRAMES_PER_STAGE`] frames; `None` when none
     /// of its calls ran in a frame.
     fn per_frame(&self, acc: &StageAcc) -> Option<PerFrame> {
-        if acc.frame_ns.is_empty() {
+        if acc.per_frame.is_empty() {
             return None;
         }
         let mut time = DurationAcc::default();
         let mut calls = 0;
         for f in (0..self.frame_sampled.len()).filter(|&f| self.frame_sampled[f]) {
-            time.record(acc.frame_ns.get(f).copied().unwrap_or(0));
-            calls += acc.frame_calls.get(f).map_or(0, |&c| u64::from(c));
+            let (ns, n) = acc.per_frame.get(f).copied().unwrap_or_default();
+            time.record(ns);
+            calls += u64::from(n);
         }
         (time.count() > 0).then(|| PerFrame { time: time.samples(), calls })
     }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::stats::Samples;
-use crate::summary::{StageStats, Summary};
+use crate::summary::{PerFrame, StageStats, Summary};
 
 /// Fewer calls than this on either side give no interval.
 pub const MIN_CALLS: u64 = 5;
@@ -221,8 +221,7 @@ struct Pooled {
     wall: Samples,
     cpu: Option<Samples>,
     gpu: Option<Samples>,
-    /// Time per frame, and calls in those frames.
-    per_frame: Option<(Samples, u64)>,
+    per_frame: Option<PerFrame>,
     memory: [Option<i64>; 3],
 }
 
@@ -254,9 +253,7 @@ impl Side {
                 pooled.cpu = pool_opt(&pooled.cpu, &p.cpu);
                 pooled.gpu = pool_opt(&pooled.gpu, &p.gpu);
                 if let Some(f) = &st.per_frame {
-                    let (time, calls) = pooled.per_frame.get_or_insert_with(Default::default);
-                    *time = time.pool(&f.time);
-                    *calls += f.calls;
+                    pooled.per_frame = Some(pooled.per_frame.as_ref().map_or_else(|| f.clone(), |p| p.pool(f)));
                 }
                 for (m, v) in pooled.memory.iter_mut().zip(memory_of(st)) {
                     *m = (*m).max(v);
@@ -293,14 +290,11 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
                 changes.push(compare(measure, o, w, options, &mut rng));
             }
         }
-        if let (Some((o, o_calls)), Some((w, w_calls))) = (&old.per_frame, &now.per_frame) {
-            let per = |calls: u64, frames: &Samples| calls as f64 / frames.stats.count.max(1) as f64;
-            let calls_per_frame = (per(*o_calls, o), per(*w_calls, w));
+        if let (Some(o), Some(w)) = (&old.per_frame, &now.per_frame) {
             // Called once in every frame on both sides, the frames are the calls: nothing to add.
-            let once = |(calls, frames): (&u64, &Samples)| *calls == frames.stats.count;
-            if !(once((o_calls, o)) && once((w_calls, w))) {
-                let c = compare(Measure::PerFrame, o, w, options, &mut rng);
-                changes.push(Change { calls_per_frame: Some(calls_per_frame), ..c });
+            if !(o.once_a_frame() && w.once_a_frame()) {
+                let c = compare(Measure::PerFrame, &o.time, &w.time, options, &mut rng);
+                changes.push(Change { calls_per_frame: Some((o.calls_per_frame(), w.calls_per_frame())), ..c });
             }
         }
         let memory = MEMORY_FIGURES

@@ -86,6 +86,16 @@ impl PerFrame {
     pub fn calls_per_frame(&self) -> f64 {
         self.calls as f64 / self.time.stats.count.max(1) as f64
     }
+
+    /// Whether the stage ran exactly once in every frame: then the frames are its calls.
+    pub fn once_a_frame(&self) -> bool {
+        self.calls == self.time.stats.count
+    }
+
+    /// Pools two runs' figures (ranks of one job).
+    pub fn pool(&self, other: &PerFrame) -> PerFrame {
+        PerFrame { time: self.time.pool(&other.time), calls: self.calls + other.calls }
+    }
 }
 
 /// Per-call samples of a stage's time measures.

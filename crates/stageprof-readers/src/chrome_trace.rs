@@ -179,23 +179,10 @@ fn emit_backward_views(
         let forward_path = stage_path(tree, forward, &mut tables.catalog);
         let parent = tables.catalog.path(forward_path).parent;
         let path = tables.catalog.intern_path(parent, name);
-        let span = Span {
-            thread: b.thread,
-            kind: SpanKind::Stage,
-            name,
-            path: Some(path),
-            depth: tables.catalog.path(path).depth,
-            start_ns: rel(b.start),
-            end_ns: rel(b.end),
-            self_ns: rel(b.end).saturating_sub(rel(b.start)),
-            frame: None,
-            metrics: StageMetrics {
-                gpu: Some(summarize(&b.activities, &tables.activities, idle, &mut scratch)),
-                ..StageMetrics::default()
-            },
-            flags: SpanFlags { derived: true, ..SpanFlags::default() },
-        };
-        sink.span(&span, &tables.catalog);
+        let gpu = summarize(&b.activities, &tables.activities, idle, &mut scratch);
+        // Its own time is its span: a derived view is never ranked.
+        let view = GpuView { thread: b.thread, path, start_ns: rel(b.start), end_ns: rel(b.end), derived: true };
+        sink.span(&view.span(&tables.catalog, gpu, rel(b.end).saturating_sub(rel(b.start))), &tables.catalog);
     }
 }
 
@@ -225,24 +212,38 @@ fn emit_unstaged_work(
         let label = unstaged_label(&tables.catalog, thread, operator);
         let name = tables.name(&label);
         let path = tables.catalog.intern_path(None, name);
-        let span = Span {
-            thread,
+        let gpu = summarize(&acts, &tables.activities, idle, &mut scratch);
+        let view = GpuView { thread, path, start_ns: rel(start), end_ns: rel(end), derived: false };
+        // Its wall time only spans the launches: no CPU time of a stage to rank.
+        sink.span(&view.span(&tables.catalog, gpu, 0), &tables.catalog);
+    }
+}
+
+/// A stage call the reader makes of GPU work alone (not a call in the trace).
+struct GpuView {
+    thread: u32,
+    path: PathId,
+    start_ns: u64,
+    end_ns: u64,
+    derived: bool,
+}
+
+impl GpuView {
+    fn span(&self, catalog: &Catalog, gpu: GpuMetrics, self_ns: u64) -> Span {
+        let entry = catalog.path(self.path);
+        Span {
+            thread: self.thread,
             kind: SpanKind::Stage,
-            name,
-            path: Some(path),
-            depth: 0,
-            start_ns: rel(start),
-            end_ns: rel(end),
-            // Its wall time only spans the launches: no CPU time of a stage to rank.
-            self_ns: 0,
+            name: entry.name,
+            path: Some(self.path),
+            depth: entry.depth,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            self_ns,
             frame: None,
-            metrics: StageMetrics {
-                gpu: Some(summarize(&acts, &tables.activities, idle, &mut scratch)),
-                ..StageMetrics::default()
-            },
-            flags: SpanFlags::default(),
-        };
-        sink.span(&span, &tables.catalog);
+            metrics: StageMetrics { gpu: Some(gpu), ..StageMetrics::default() },
+            flags: SpanFlags { derived: self.derived, ..SpanFlags::default() },
+        }
     }
 }
 

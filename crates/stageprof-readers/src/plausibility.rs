@@ -84,7 +84,8 @@ impl Plausibility {
 
     /// Counts an event left out, naming it if it is the first of its kind.
     pub(crate) fn leave_out(&mut self, why: Implausible, offender: impl FnOnce() -> Offender) {
-        let i = Implausible::ALL.iter().position(|k| *k == why).expect("listed");
+        // ALL lists the variants in declaration order.
+        let i = why as usize;
         self.counts[i] += 1;
         if self.first[i].is_none() {
             self.first[i] = Some(offender());

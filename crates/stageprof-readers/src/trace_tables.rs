@@ -97,40 +97,46 @@ impl Launches {
 /// communication thread's `record_param_comms`, a loader's `aten::copy_`).
 /// A thread's list is dropped once it shows a stage, so memory goes only to
 /// threads that may need it.
+/// An operator kept by [`TopLevelOps`]: start, end, name.
+type TopOp = (i64, i64, NameId);
+
 #[derive(Default)]
 pub(crate) struct TopLevelOps {
     /// Per thread: `(start, end, name)`, each starting after the last one ended
-    /// (operators come in time order per thread; out-of-order ones are kept too).
-    by_thread: HashMap<u32, Vec<(i64, i64, NameId)>>,
-    staged: std::collections::HashSet<u32>,
+    /// (operators come in time order per thread; out-of-order ones are kept
+    /// too); `None` once the thread showed a stage.
+    by_thread: HashMap<u32, Option<Vec<TopOp>>>,
 }
 
 impl TopLevelOps {
     /// Whether an operator on `thread` from `start` to `end` is outside the last one kept.
     fn is_new(&self, thread: u32, start: i64) -> bool {
-        !self.staged.contains(&thread)
-            && self.by_thread.get(&thread).and_then(|l| l.last()).is_none_or(|&(s, e, _)| start >= e || start < s)
-    }
-
-    fn push(&mut self, thread: u32, start: i64, end: i64, name: NameId) {
-        self.by_thread.entry(thread).or_default().push((start, end, name));
-    }
-
-    fn thread_has_stages(&mut self, thread: u32) {
-        if self.staged.insert(thread) {
-            self.by_thread.remove(&thread);
+        match self.by_thread.get(&thread) {
+            None => true,
+            Some(None) => false,
+            Some(Some(list)) => list.last().is_none_or(|&(s, e, _)| start >= e || start < s),
         }
     }
 
+    fn push(&mut self, thread: u32, start: i64, end: i64, name: NameId) {
+        if let Some(list) = self.by_thread.entry(thread).or_insert_with(|| Some(Vec::new())) {
+            list.push((start, end, name));
+        }
+    }
+
+    fn thread_has_stages(&mut self, thread: u32) {
+        self.by_thread.insert(thread, None);
+    }
+
     pub(crate) fn sort(&mut self) {
-        for list in self.by_thread.values_mut() {
+        for list in self.by_thread.values_mut().flatten() {
             list.sort_unstable();
         }
     }
 
     /// The outermost operator of `thread` open at `ts`, if it is kept.
     pub(crate) fn at(&self, thread: u32, ts: i64) -> Option<NameId> {
-        let list = self.by_thread.get(&thread)?;
+        let list = self.by_thread.get(&thread)?.as_ref()?;
         let after = list.partition_point(|&(s, _, _)| s <= ts);
         list[..after].iter().rev().take_while(|&&(_, e, _)| e >= ts).last().map(|&(_, _, n)| n)
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::wire::{Record, TickScale};
 use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, PathId, ProfileSink};
 
-use super::gpu_work::{frame_gpu, summarize, Activity, FrameWindows, IdleContext};
+use super::gpu_work::{frame_gpu, summarize, Activity, BusyRun, FrameWindows, IdleContext};
 
 /// GPU records of a profile, by the instance that launched them.
 #[derive(Default)]
@@ -77,7 +77,7 @@ pub struct GpuJoin {
     /// The thread that owns the frames (the most of them), which orphans are given to.
     frame_thread: Option<u32>,
     windows: FrameWindows,
-    scratch: Vec<(i64, i64, Option<i64>)>,
+    scratch: Vec<BusyRun>,
 }
 
 /// What a closing call gets of the GPU records.

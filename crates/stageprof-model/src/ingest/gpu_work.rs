@@ -62,18 +62,13 @@ impl IdleContext {
 }
 
 /// Counts, bytes, span, busy time (union of intervals) and idle time by
-/// cause of some activities (indices into `activities`).
-pub fn summarize(
-    acts: &[u32],
-    activities: &[Activity],
-    idle: &IdleContext,
-    intervals: &mut Vec<(i64, i64, Option<i64>)>,
-) -> GpuMetrics {
+/// cause of some activities (indices into `activities`); `runs` is scratch.
+pub fn summarize(acts: &[u32], activities: &[Activity], idle: &IdleContext, runs: &mut Vec<BusyRun>) -> GpuMetrics {
     let mut m = GpuMetrics::default();
-    intervals.clear();
+    runs.clear();
     for &i in acts {
         let a = &activities[i as usize];
-        intervals.push((a.start, a.end.max(a.start), idle.launch_ts.get(i as usize).copied().flatten()));
+        runs.push(BusyRun::of(a, idle.launched(i as usize)));
         match a.work {
             GpuWork::Kernel => m.kernels += 1,
             GpuWork::Memset => m.memsets += 1,
@@ -85,34 +80,39 @@ pub fn summarize(
             }
         }
     }
-    if intervals.is_empty() {
-        return m;
-    }
-    intervals.sort_unstable();
-    let first = intervals[0].0;
-    let mut busy = 0i64;
-    let (mut cur_start, mut cur_end) = (intervals[0].0, intervals[0].1);
-    for &(s, e, launched) in intervals.iter() {
-        if s > cur_end {
-            busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
-            classify_gap(&mut m, idle, cur_end, s, launched);
-            cur_start = s;
-        }
-        cur_end = cur_end.max(e);
-    }
-    busy = busy.saturating_add(cur_end.saturating_sub(cur_start));
-    m.busy_ns = busy.max(0) as u64;
-    m.span_ns = cur_end.saturating_sub(first).max(0) as u64;
+    merge_runs(runs);
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else { return m };
+    let (from, to) = (first.start, last.end);
+    let (busy, [host, sync, other]) = busy_and_idle(runs, from, to, idle);
+    m.busy_ns = busy;
+    m.span_ns = to.saturating_sub(from).max(0) as u64;
+    (m.idle_host_ns, m.idle_sync_ns, m.idle_other_ns) = (host, sync, other);
     m
 }
 
-/// Splits the idle gap `[g0, g1)` before an activity launched at `launched`
-/// into `m`'s idle times by cause.
-fn classify_gap(m: &mut GpuMetrics, idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) {
-    let [host, sync, other] = idle_by_cause(idle, g0, g1, launched);
-    m.idle_host_ns = m.idle_host_ns.saturating_add(host);
-    m.idle_sync_ns = m.idle_sync_ns.saturating_add(sync);
-    m.idle_other_ns = m.idle_other_ns.saturating_add(other);
+/// Busy time of merged `runs` within `[from, to)`, and the idle time there
+/// by cause: each gap is judged by the work that ends it (a gap at the end
+/// of the window, which no work ends, is "other").
+fn busy_and_idle(runs: &[BusyRun], from: i64, to: i64, idle: &IdleContext) -> (u64, [u64; 3]) {
+    let mut busy = 0u64;
+    let mut idle_ns = [0u64; 3];
+    let mut add_idle = |g0: i64, g1: i64, launched: Option<i64>| {
+        for (total, part) in idle_ns.iter_mut().zip(idle_by_cause(idle, g0, g1, launched)) {
+            *total = total.saturating_add(part);
+        }
+    };
+    let mut at = from;
+    for r in runs {
+        busy = busy.saturating_add(r.end.saturating_sub(r.start).max(0) as u64);
+        if r.start > at {
+            add_idle(at, r.start, r.launched());
+        }
+        at = at.max(r.end);
+    }
+    if to > at {
+        add_idle(at, to, None);
+    }
+    (busy, idle_ns)
 }
 
 /// The idle gap `[g0, g1)` before an activity launched at `launched`, by
@@ -137,7 +137,7 @@ fn idle_by_cause(idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) ->
 /// A stretch of time a device was busy without a break, and when the work
 /// that opened it was launched (which says why the device was idle before it).
 #[derive(Clone, Copy, Debug)]
-struct BusyRun {
+pub struct BusyRun {
     start: i64,
     end: i64,
     /// `i64::MIN` where not known (a plain i64 keeps the run at 24 bytes).
@@ -145,6 +145,10 @@ struct BusyRun {
 }
 
 impl BusyRun {
+    fn of(a: &Activity, launched: Option<i64>) -> BusyRun {
+        BusyRun { start: a.start, end: a.end.max(a.start), launched: launched.unwrap_or(i64::MIN) }
+    }
+
     fn launched(&self) -> Option<i64> {
         (self.launched != i64::MIN).then_some(self.launched)
     }
@@ -182,11 +186,10 @@ pub struct FrameWindows {
 
 impl FrameWindows {
     pub fn new(activities: &[Activity], idle: &IdleContext) -> FrameWindows {
-        let launched = |i: usize| idle.launch_ts.get(i).copied().flatten();
+        let launched = |i: usize| idle.launched(i);
         let mut per_device: HashMap<u32, Vec<BusyRun>> = HashMap::new();
         for (i, a) in activities.iter().enumerate() {
-            let run = BusyRun { start: a.start, end: a.end.max(a.start), launched: launched(i).unwrap_or(i64::MIN) };
-            per_device.entry(a.device).or_default().push(run);
+            per_device.entry(a.device).or_default().push(BusyRun::of(a, launched(i)));
         }
         for list in per_device.values_mut() {
             merge_runs(list);
@@ -211,7 +214,7 @@ impl FrameWindows {
     ) -> Option<FrameWindow> {
         self.work.clear();
         self.work.extend_from_slice(own);
-        let launched = |i: u32| idle.launch_ts[i as usize].unwrap_or(i64::MIN);
+        let launched = |i: u32| idle.launched(i as usize).unwrap_or(i64::MIN);
         let from = self.by_launch.partition_point(|&i| launched(i) < start);
         self.work.extend(self.by_launch[from..].iter().take_while(|&&i| launched(i) < end));
         let first = self.work.iter().map(|&i| activities[i as usize].start).min()?;
@@ -229,27 +232,8 @@ impl FrameWindows {
             self.scratch.extend(inside.map(|r| BusyRun { start: r.start.max(w0), end: r.end.min(w1), ..*r }));
         }
         merge_runs(&mut self.scratch);
-        let runs = &self.scratch;
-        let mut out = FrameWindow { start: w0, end: w1, ..FrameWindow::default() };
-        let mut add_idle = |g0: i64, g1: i64, launched: Option<i64>| {
-            for (total, part) in out.idle_ns.iter_mut().zip(idle_by_cause(idle, g0, g1, launched)) {
-                *total = total.saturating_add(part);
-            }
-        };
-        let mut at = w0;
-        let mut busy = 0u64;
-        for r in runs {
-            busy = busy.saturating_add(r.end.saturating_sub(r.start).max(0) as u64);
-            if r.start > at {
-                add_idle(at, r.start, r.launched());
-            }
-            at = at.max(r.end);
-        }
-        if w1 > at {
-            add_idle(at, w1, None);
-        }
-        out.busy_ns = busy;
-        Some(out)
+        let (busy_ns, idle_ns) = busy_and_idle(&self.scratch, w0, w1, idle);
+        Some(FrameWindow { start: w0, end: w1, busy_ns, idle_ns })
     }
 }
 
@@ -270,9 +254,10 @@ pub fn frame_gpu(window: &FrameWindow, busy_own_ns: u64, rel: impl Fn(i64) -> u6
 }
 
 /// Sorts runs and merges them, in place, into disjoint ones; each keeps the
-/// launch time of the work that opened it.
+/// launch time of the work that opened it (of runs that start together, the
+/// earliest launched, unknown first).
 fn merge_runs(runs: &mut Vec<BusyRun>) {
-    runs.sort_unstable_by_key(|r| (r.start, r.end));
+    runs.sort_unstable_by_key(|r| (r.start, r.end, r.launched));
     let mut kept = 0;
     for i in 0..runs.len() {
         let r = runs[i];
