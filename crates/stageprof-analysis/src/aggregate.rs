@@ -218,7 +218,8 @@ impl Aggregator {
             run.duration_ns = self.last_ns - self.first_ns.unwrap_or(self.last_ns);
         }
         let order = self.tree_order(catalog);
-        let stages: Vec<StageStats> = order.iter().map(|&p| self.stage_stats(catalog, p)).collect();
+        let mut stages: Vec<StageStats> = order.iter().map(|&p| self.stage_stats(catalog, p)).collect();
+        set_self_shares(&mut stages);
         let mut counters: Vec<CounterStats> = self
             .counters
             .iter()
@@ -268,6 +269,7 @@ impl Aggregator {
             calls: call.count,
             wall_ns: call.total_ns,
             self_ns: acc.self_ns,
+            self_pct: None,
             call,
             per_call: PerCall {
                 wall: acc.wall.samples(),
@@ -355,6 +357,15 @@ fn top_kernels(catalog: &Catalog, kernels: &HashMap<(NameId, Option<LaunchShape>
     all.sort_by(KernelStats::by_time);
     all.truncate(TOP_KERNELS);
     all
+}
+
+/// Each stage's share of all stages' own time; derived stages (views of
+/// other stages' work) neither count nor get a share.
+fn set_self_shares(stages: &mut [StageStats]) {
+    let total: u64 = stages.iter().filter(|s| !s.derived).map(|s| s.self_ns).fold(0, u64::saturating_add);
+    for s in stages.iter_mut().filter(|s| !s.derived) {
+        s.self_pct = Some(100.0 * s.self_ns as f64 / total.max(1) as f64);
+    }
 }
 
 /// The `top` stages by a time measure of their own (not their nested

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::figures::{self, FigureValue, StageFigure};
 use crate::stats::Samples;
 use crate::summary::{PerFrame, StageStats, Summary};
 
@@ -45,9 +46,9 @@ pub enum Measure {
 impl Measure {
     pub fn label(self) -> &'static str {
         match self {
-            Measure::Wall => "wall",
-            Measure::Cpu => "cpu",
-            Measure::Gpu => "gpu",
+            Measure::Wall => figures::WALL.label,
+            Measure::Cpu => figures::CPU.label,
+            Measure::Gpu => figures::GPU_BUSY.label,
             Measure::PerFrame => "per frame",
         }
     }
@@ -225,11 +226,16 @@ struct Pooled {
     memory: [Option<i64>; 3],
 }
 
-const MEMORY_FIGURES: [&str; 3] = ["heap peak (all threads)", "host peak", "gpu peak"];
+const MEMORY_FIGURES: [&StageFigure; 3] = [&figures::PROCESS_MEM_PEAK, &figures::HOST_MEM_PEAK, &figures::GPU_MEM_PEAK];
 
 fn memory_of(st: &StageStats) -> [Option<i64>; 3] {
-    let as_i64 = |v: Option<u64>| v.map(|b| b.min(i64::MAX as u64) as i64);
-    [as_i64(st.process_mem_peak_bytes), as_i64(st.host_mem_peak_bytes), as_i64(st.gpu_mem_peak_bytes)]
+    MEMORY_FIGURES.map(|f| {
+        f.value(st).map(|v| match v {
+            FigureValue::Unsigned(b) => b.min(i64::MAX as u64) as i64,
+            FigureValue::Signed(b) => b,
+            other => other.as_f64() as i64,
+        })
+    })
 }
 
 fn pool_opt(a: &Option<Samples>, b: &Option<Samples>) -> Option<Samples> {
@@ -301,7 +307,7 @@ pub fn diff(base: &[Summary], new: &[Summary], options: DiffOptions) -> Result<D
             .iter()
             .zip(old.memory.iter().zip(&now.memory))
             .filter(|(_, (o, w))| o.is_some() || w.is_some())
-            .map(|(&what, (&base_bytes, &new_bytes))| MemoryChange { what, base_bytes, new_bytes })
+            .map(|(f, (&base_bytes, &new_bytes))| MemoryChange { what: f.label, base_bytes, new_bytes })
             .collect();
         stages.push(StageDiff { path: path.clone(), depth: now.depth, changes, memory });
     }

@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod diff;
+pub mod figures;
 pub mod histogram;
 pub mod memory_timeline;
 pub mod monitor;
@@ -23,6 +24,7 @@ pub mod timeline;
 pub mod trend;
 
 pub use aggregate::Aggregator;
+pub use figures::{FigureValue, StageFigure, Unit, STAGE_FIGURES};
 pub use memory_timeline::{MemoryPeak, MemoryTimeline};
 pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::Samples;

@@ -24,6 +24,9 @@ pub struct StageStats {
     pub wall_ns: u64,
     /// Wall time not spent in nested stages, over all calls.
     pub self_ns: u64,
+    /// `self_ns` as a share of all stages' self time, in percent; `None`
+    /// for derived stages (views of other stages' work).
+    pub self_pct: Option<f64>,
     /// Per-call wall time statistics.
     pub call: DurationStats,
     /// Per-call wall, CPU and GPU busy time, with the values while few enough to keep.
@@ -69,6 +72,21 @@ impl StageStats {
     /// For tasks: wall time not entered (waiting), summed over calls.
     pub fn idle_ns(&self) -> Option<u64> {
         self.busy_ns.map(|b| self.wall_ns.saturating_sub(b))
+    }
+
+    /// Host memory peak: all threads' heap where measured (the driving
+    /// thread's stages), else its own thread's.
+    pub fn mem_peak_bytes(&self) -> Option<u64> {
+        self.process_mem_peak_bytes.or(self.host_mem_peak_bytes)
+    }
+
+    /// Host memory handed on, measured as [`StageStats::mem_peak_bytes`] is.
+    pub fn mem_net_bytes(&self) -> Option<i64> {
+        if self.process_mem_peak_bytes.is_some() {
+            self.process_mem_net_bytes
+        } else {
+            self.host_mem_net_bytes
+        }
     }
 }
 
@@ -204,7 +222,7 @@ impl Summary {
     /// all threads' heap where measured (the driving thread's stages), else
     /// by its own thread's. Ties go to the outermost stage.
     pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
-        self.peak_stage(|s| s.process_mem_peak_bytes.or(s.host_mem_peak_bytes))
+        self.peak_stage(StageStats::mem_peak_bytes)
     }
 
     /// The stage whose calls held the most GPU allocator bytes at their peak.
@@ -230,6 +248,14 @@ impl Summary {
             total.get_or_insert_with(GpuMetrics::default).add(g);
         }
         total
+    }
+
+    /// Device busy time over the frames' GPU windows, or the outermost
+    /// stages' GPU busy time over the run where there are no frames.
+    pub fn gpu_busy_pct(&self) -> Option<f64> {
+        self.frames
+            .gpu_busy_pct()
+            .or_else(|| self.gpu_total().map(|g| 100.0 * g.busy_ns as f64 / self.run.duration_ns.max(1) as f64))
     }
 
     /// Kernels by name over all stages, longest total first. Each stage
@@ -306,6 +332,7 @@ mod tests {
             calls: 1,
             wall_ns: 0,
             self_ns: 0,
+            self_pct: None,
             call: DurationStats::default(),
             per_call: PerCall::default(),
             cpu_ns: None,

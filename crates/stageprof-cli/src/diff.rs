@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use stageprof_analysis::diff::{diff, DiffOptions};
 use stageprof_analysis::Summary;
-use stageprof_render::table::terminal_width;
+use stageprof_render::terminal_width;
 use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabels};
 
 use crate::report::{summarize, OutputFormat};

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
-use stageprof_render::table::terminal_width;
+use stageprof_render::terminal_width;
 use stageprof_render::{
     ranks_json, render_html, render_ranks_table, render_table, report_with, summary_json, RankInput, TableOptions,
 };

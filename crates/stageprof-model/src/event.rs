@@ -141,6 +141,11 @@ impl FrameGpu {
     pub fn busy_pct(&self) -> f64 {
         100.0 * self.busy_ns as f64 / self.span_ns.max(1) as f64
     }
+
+    /// Busy time of the frames' own work as a share of the window, in percent.
+    pub fn busy_own_pct(&self) -> f64 {
+        100.0 * self.busy_own_ns as f64 / self.span_ns.max(1) as f64
+    }
 }
 
 impl GpuMetrics {

@@ -7,7 +7,7 @@ use comfy_table::{Attribute, Cell, CellAlignment, Color};
 use stageprof_analysis::diff::{Change, Diff, MemoryChange, Verdict, MIN_CALLS};
 
 use crate::json::JsonWriter;
-use crate::table::{new_table, TableOptions};
+use crate::terminal::{new_table, TableOptions};
 use crate::units::{duration, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 
 /// The two sides, as the user named them.
@@ -259,7 +259,7 @@ pub fn render_diff_html(d: &Diff, labels: DiffLabels<'_>) -> String {
     let title = format!("stageprof diff: {} → {}", labels.base, labels.new);
     let mut page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{}</style></head><body><h1>{t}</h1>",
-        crate::html::STYLE,
+        crate::summary::html::STYLE,
         t = escape(&title)
     );
     page.push_str("<table id=\"diff-table\"><thead><tr><th>stage</th><th>measure</th><th>calls</th><th>base mean</th><th>new mean</th><th>change</th><th>95% interval</th><th>verdict</th></tr></thead><tbody>");

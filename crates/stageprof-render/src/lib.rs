@@ -7,24 +7,23 @@
 
 pub mod chrome;
 pub mod diff;
-#[cfg(feature = "html")]
-pub mod html;
+pub mod history;
 pub mod json;
 pub mod native_report;
 pub mod ranks;
-pub mod summary_json;
+pub mod summary;
 #[cfg(feature = "html")]
 pub mod svg;
-pub mod table;
+pub mod terminal;
 pub mod units;
 
 pub use chrome::ChromeTraceWriter;
 #[cfg(feature = "html")]
 pub use diff::render_diff_html;
 pub use diff::{diff_json, render_diff_table, DiffLabels};
-#[cfg(feature = "html")]
-pub use html::render_html;
 pub use native_report::{report_native, report_with, ReportError};
 pub use ranks::{ranks_json, render_ranks_table, RankInput};
-pub use summary_json::summary_json;
-pub use table::{render_table, TableOptions};
+#[cfg(feature = "html")]
+pub use summary::render_html;
+pub use summary::{render_table, summary_json};
+pub use terminal::{terminal_width, TableOptions};

@@ -4,8 +4,8 @@ use comfy_table::{Cell, CellAlignment};
 use stageprof_analysis::{RankRow, Summary};
 
 use crate::json::JsonWriter;
-use crate::summary_json::summary_json;
-use crate::table::{new_table, TableOptions};
+use crate::summary::summary_json;
+use crate::terminal::{new_table, TableOptions};
 use crate::units::{duration, terminal_safe};
 
 /// One rank: its label (file, rank number) and its summary.

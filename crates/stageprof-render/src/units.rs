@@ -1,5 +1,7 @@
 //! Human units for tables: durations, bytes, and names made safe for a terminal.
 
+use stageprof_analysis::{FigureValue, Unit};
+
 /// `812 ns`, `12.3 µs`, `4.56 ms`, `1.234 s`.
 pub fn duration(ns: u64) -> String {
     let f = ns as f64;
@@ -32,6 +34,27 @@ pub fn signed_bytes(b: i64) -> String {
         0 => "0 B".into(),
         b if b > 0 => format!("+{}", bytes(b as u64)),
         b => format!("-{}", bytes(b.unsigned_abs())),
+    }
+}
+
+/// A figure's value as a table shows it; `-` where it was not measured.
+pub fn figure_text(unit: Unit, value: Option<FigureValue>) -> String {
+    match value {
+        None => "-".into(),
+        Some(FigureValue::Unsigned(v)) => match unit {
+            Unit::Nanoseconds => duration(v),
+            Unit::Bytes => bytes(v),
+            _ => v.to_string(),
+        },
+        Some(FigureValue::Signed(v)) => match unit {
+            Unit::Bytes | Unit::SignedBytes => signed_bytes(v),
+            _ => v.to_string(),
+        },
+        Some(FigureValue::Real(v)) => match unit {
+            Unit::Percent => format!("{v:.1}"),
+            _ => format!("{v:.3}"),
+        },
+        Some(FigureValue::Flag(v)) => (if v { "yes" } else { "no" }).into(),
     }
 }
 

@@ -38,7 +38,7 @@ mod with_report {
     use std::fs::File;
     use std::io::{BufReader, BufWriter, IsTerminal, Write};
 
-    use stageprof_render::table::terminal_width;
+    use stageprof_render::terminal_width;
     #[cfg(feature = "html")]
     use stageprof_render::{render_html, RankInput};
     use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};

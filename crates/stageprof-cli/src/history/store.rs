@@ -5,8 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior};
-use stageprof_analysis::Summary;
+use rusqlite::types::Value;
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior,
+};
+use stageprof_analysis::{FigureValue, StageFigure, Summary, Unit};
+use stageprof_render::history::{HistoryRun, HistoryStage, HISTORY_FIGURES};
 
 /// Marks a database as stageprof's ("SPRF").
 const APPLICATION_ID: i32 = 0x5350_5246;
@@ -51,6 +55,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, path)
     ) WITHOUT ROWID;
     CREATE INDEX stages_by_path ON stages(path, run_id);",
+    // 2: stage columns named as summary.json names the figures they hold.
+    "ALTER TABLE stages RENAME COLUMN host_mem_peak_bytes TO mem_peak_bytes;",
 ];
 
 /// What is stored about a run besides its stages.
@@ -59,33 +65,6 @@ pub(super) struct RunMeta {
     pub source: String,
     pub git_commit: Option<String>,
     pub labels: Vec<String>,
-}
-
-/// A stored run, as listed.
-#[derive(Clone, Debug)]
-pub(super) struct StoredRun {
-    pub id: i64,
-    pub recorded_unix_ns: i64,
-    pub source: String,
-    pub host: Option<String>,
-    pub gpu: Option<String>,
-    pub git_commit: Option<String>,
-    pub labels: Vec<String>,
-    pub frames: Option<u64>,
-    pub frame_mean_ns: Option<u64>,
-}
-
-/// One stage's figures in one run.
-#[derive(Clone, Debug)]
-pub(super) struct StoredStage {
-    pub path: String,
-    pub calls: u64,
-    pub wall_ns: u64,
-    pub mean_ns: u64,
-    pub p95_ns: u64,
-    pub gpu_busy_ns: Option<u64>,
-    pub host_mem_peak_bytes: Option<u64>,
-    pub gpu_mem_peak_bytes: Option<u64>,
 }
 
 pub(super) struct History {
@@ -147,7 +126,7 @@ impl History {
                 MIGRATIONS.len()
             ));
         }
-        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.error("setting up", e))?;
+        self.set_wal()?;
         self.conn.pragma_update(None, "foreign_keys", true).map_err(|e| self.error("setting up", e))?;
         if version == MIGRATIONS.len() {
             return Ok(());
@@ -163,6 +142,24 @@ impl History {
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(err)?;
         tx.commit().map_err(err)
+    }
+
+    /// Switches to WAL. SQLite answers a switch that races another
+    /// connection's with "busy" at once, without its busy handler, so the
+    /// switch is retried here for as long as a writer would wait.
+    fn set_wal(&self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        loop {
+            match self.conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(e)
+                    if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                done => return done.map_err(|e| self.error("setting up", e)),
+            }
+        }
     }
 
     fn error(&self, doing: &str, e: rusqlite::Error) -> String {
@@ -206,30 +203,18 @@ impl History {
             for l in &meta.labels {
                 label.execute(params![id, l]).map_err(err)?;
             }
-            let mut stage = tx
-                .prepare(
-                    "INSERT OR REPLACE INTO stages (run_id, path, depth, calls, wall_ns, self_ns, mean_ns, p95_ns,
-                                         cpu_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(err)?;
+            let columns: Vec<&str> = HISTORY_FIGURES.iter().map(|f| f.key).collect();
+            let slots: Vec<String> = (4..4 + columns.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "INSERT OR REPLACE INTO stages (run_id, path, depth, {}) VALUES (?1, ?2, ?3, {})",
+                columns.join(", "),
+                slots.join(", ")
+            );
+            let mut stage = tx.prepare(&sql).map_err(err)?;
             for st in s.stages.iter().filter(|st| !st.derived) {
-                stage
-                    .execute(params![
-                        id,
-                        st.path.join("/"),
-                        st.depth,
-                        n(st.calls),
-                        n(st.wall_ns),
-                        n(st.self_ns),
-                        n(st.call.mean_ns),
-                        n(st.call.p95_ns),
-                        opt(st.cpu_ns),
-                        opt(st.gpu.map(|g| g.busy_ns)),
-                        opt(st.process_mem_peak_bytes.or(st.host_mem_peak_bytes)),
-                        opt(st.gpu_mem_peak_bytes),
-                    ])
-                    .map_err(err)?;
+                let mut values: Vec<Value> = vec![id.into(), st.path.join("/").into(), i64::from(st.depth).into()];
+                values.extend(HISTORY_FIGURES.iter().map(|f| f.value(st).map_or(Value::Null, stored)));
+                stage.execute(params_from_iter(values)).map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
@@ -237,12 +222,12 @@ impl History {
     }
 
     /// The newest run, if any.
-    pub(super) fn newest_run(&self) -> Result<Option<StoredRun>, String> {
+    pub(super) fn newest_run(&self) -> Result<Option<HistoryRun>, String> {
         let sql = "SELECT id, recorded_unix_ns, source, host, gpu, git_commit, frames, frame_mean_ns,
                           (SELECT group_concat(label, ',') FROM labels WHERE run_id = runs.id)
                    FROM runs ORDER BY id DESC LIMIT 1";
         let runs = self.rows(sql, [], |r| {
-            Ok(StoredRun {
+            Ok(HistoryRun {
                 id: r.get(0)?,
                 recorded_unix_ns: r.get(1)?,
                 source: r.get(2)?,
@@ -261,7 +246,7 @@ impl History {
     }
 
     /// A run's stages, longest wall time first; an unknown id is an error that says so.
-    pub(super) fn stages_of(&self, run: i64) -> Result<Vec<StoredStage>, String> {
+    pub(super) fn stages_of(&self, run: i64) -> Result<Vec<HistoryStage>, String> {
         let known: Option<i64> = self
             .conn
             .query_row("SELECT id FROM runs WHERE id = ?1", [run], |r| r.get(0))
@@ -277,19 +262,15 @@ impl History {
                 None => format!("no run {run} in {}: it holds no runs yet", self.path.display()),
             });
         }
-        let sql = "SELECT path, calls, wall_ns, mean_ns, p95_ns, gpu_busy_ns, host_mem_peak_bytes, gpu_mem_peak_bytes
-                   FROM stages WHERE run_id = ?1 ORDER BY wall_ns DESC";
-        self.rows(sql, [run], |r| {
-            Ok(StoredStage {
-                path: r.get(0)?,
-                calls: r.get(1)?,
-                wall_ns: r.get(2)?,
-                mean_ns: r.get(3)?,
-                p95_ns: r.get(4)?,
-                gpu_busy_ns: r.get(5)?,
-                host_mem_peak_bytes: r.get(6)?,
-                gpu_mem_peak_bytes: r.get(7)?,
-            })
+        let columns: Vec<&str> = HISTORY_FIGURES.iter().map(|f| f.key).collect();
+        let sql = format!("SELECT path, {} FROM stages WHERE run_id = ?1 ORDER BY wall_ns DESC", columns.join(", "));
+        self.rows(&sql, [run], |r| {
+            let values = HISTORY_FIGURES
+                .iter()
+                .enumerate()
+                .map(|(i, f)| Ok(r.get::<_, Option<i64>>(i + 1)?.map(|v| read_back(f, v))))
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(HistoryStage { path: r.get(0)?, values })
         })
     }
 
@@ -310,6 +291,24 @@ impl History {
         let mut q = self.conn.prepare_cached(sql).map_err(|e| self.error("reading", e))?;
         let rows = q.query_map(params, row).and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(|e| self.error("reading", e))
+    }
+}
+
+/// A figure as SQLite stores it (an integer; counts and times beyond `i64` saturate).
+fn stored(v: FigureValue) -> Value {
+    match v {
+        FigureValue::Unsigned(v) => Value::Integer(v.min(i64::MAX as u64) as i64),
+        FigureValue::Signed(v) => Value::Integer(v),
+        FigureValue::Real(v) => Value::Real(v),
+        FigureValue::Flag(v) => Value::Integer(i64::from(v)),
+    }
+}
+
+/// A stored integer as the figure it was.
+fn read_back(f: &StageFigure, v: i64) -> FigureValue {
+    match f.unit {
+        Unit::SignedBytes => FigureValue::Signed(v),
+        _ => FigureValue::Unsigned(v.max(0) as u64),
     }
 }
 
@@ -369,6 +368,29 @@ mod tests {
     }
 
     #[test]
+    fn a_history_of_schema_1_is_migrated_with_its_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, recorded_unix_ns, source) VALUES (1, 5, 'old');
+             INSERT INTO stages (run_id, path, depth, calls, wall_ns, self_ns, mean_ns, p95_ns, host_mem_peak_bytes)
+             VALUES (1, 'load', 0, 2, 40, 40, 20, 25, 4096);",
+        )
+        .unwrap();
+        drop(conn);
+        let h = History::open(&path).unwrap();
+        let stages = h.stages_of(1).unwrap();
+        assert_eq!(stages.len(), 1);
+        let mem_peak = stages[0].value(&stageprof_analysis::figures::MEM_PEAK);
+        assert_eq!(mem_peak, Some(FigureValue::Unsigned(4096)));
+        assert_eq!(stages[0].value(&stageprof_analysis::figures::CPU), None);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
@@ -378,7 +400,7 @@ mod tests {
         drop(conn);
         let before = std::fs::read(&path).unwrap();
         let err = History::open(&path).err().unwrap();
-        assert!(err.contains("written by a newer stageprof (schema 99; this one knows up to 1)"), "{err}");
+        assert!(err.contains("written by a newer stageprof (schema 99; this one knows up to 2)"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

@@ -4,41 +4,11 @@
 
 use std::fmt::Write;
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
-use stageprof_analysis::{Bottleneck, Summary};
+use comfy_table::{Attribute, Cell, CellAlignment, Color, Table};
+use stageprof_analysis::{figures, Bottleneck, StageFigure, Summary};
 
-use crate::units::{bytes, display_path, duration, shorten, signed_bytes, terminal_safe, NAME_CHARS};
-
-/// How the table is drawn.
-#[derive(Clone, Copy, Debug)]
-pub struct TableOptions {
-    /// Colours and bold for the bottleneck rows.
-    pub color: bool,
-    /// Terminal width to wrap to; `None` for no wrapping.
-    pub width: Option<u16>,
-}
-
-/// Width to wrap a table to on a terminal: `$COLUMNS`, else 160.
-pub fn terminal_width() -> u16 {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(160)
-}
-
-/// An empty table in stageprof's style, coloured and wrapped as asked.
-pub fn new_table(opts: TableOptions) -> Table {
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED);
-    if opts.color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
-    match opts.width {
-        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
-        None => table.set_content_arrangement(ContentArrangement::Disabled),
-    };
-    table
-}
+use crate::terminal::{new_table, TableOptions};
+use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
 
@@ -76,39 +46,35 @@ pub fn render_table(s: &Summary, opts: TableOptions) -> String {
     out
 }
 
+/// The terminal table's columns after the stage's name, each shown where some stage has it.
+const TABLE_COLUMNS: &[&StageFigure] = &[
+    &figures::CALLS,
+    &figures::WALL,
+    &figures::SELF,
+    &figures::SELF_PCT,
+    &figures::MEAN,
+    &figures::P95,
+    &figures::MAX,
+    &figures::BUSY,
+    &figures::IDLE,
+    &figures::CPU,
+    &figures::GPU_EVENTS,
+    &figures::GPU_BUSY,
+    &figures::GPU_SPAN,
+    &figures::GPU_KERNELS,
+    &figures::GPU_MEM_PEAK,
+    &figures::GPU_MEM_NET,
+    &figures::PROCESS_MEM_PEAK,
+    &figures::PROCESS_MEM_NET,
+    &figures::HOST_MEM_PEAK,
+    &figures::HOST_MEM_NET,
+    &figures::ALLOCS,
+];
+
 fn stage_table(s: &Summary, opts: TableOptions) -> Table {
-    let mem = s.run.memory_tracked;
-    let cpu = s.run.cpu_time;
-    let gpu = s.stages.iter().any(|st| st.gpu.is_some());
-    let gpu_mem = s.stages.iter().any(|st| st.gpu_mem_peak_bytes.is_some());
-    let gpu_events = s.stages.iter().any(|st| st.gpu_event_ns.is_some());
-    let tasks = s.stages.iter().any(|st| st.busy_ns.is_some());
-    let mut header = vec!["stage", "calls", "wall", "self", "self %", "mean", "p95", "max"];
-    if tasks {
-        header.extend(["busy", "idle"]);
-    }
-    if cpu {
-        header.push("cpu");
-    }
-    if gpu_events {
-        header.push("gpu (events)");
-    }
-    if gpu {
-        header.extend(["gpu busy", "gpu span", "kernels"]);
-    }
-    if gpu_mem {
-        header.extend(["gpu peak", "gpu net"]);
-    }
-    let all_threads = s.stages.iter().any(|st| st.process_mem_peak_bytes.is_some());
-    if all_threads {
-        header.extend(["heap peak (all threads)", "heap net (all threads)"]);
-    }
-    if mem {
-        header.extend(["host peak", "host net", "allocs"]);
-    }
+    let columns: Vec<&StageFigure> = TABLE_COLUMNS.iter().copied().filter(|f| f.measured_in(&s.stages)).collect();
     let mut table = new_table(opts);
-    table.set_header(header);
-    let total_self: u64 = s.stages.iter().map(|st| st.self_ns).fold(0, u64::saturating_add).max(1);
+    table.set_header(std::iter::once("stage").chain(columns.iter().map(|f| f.label)));
     for (i, st) in s.stages.iter().enumerate() {
         let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);
         let mark = rank.map_or(String::new(), |r| format!("#{r} "));
@@ -126,46 +92,8 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
             terminal_safe(&shorten(&st.name, NAME_CHARS)),
             flags
         );
-        let mut row = vec![
-            label,
-            st.calls.to_string(),
-            duration(st.wall_ns),
-            duration(st.self_ns),
-            format!("{:.1}", 100.0 * st.self_ns as f64 / total_self as f64),
-            duration(st.call.mean_ns),
-            duration(st.call.p95_ns),
-            duration(st.call.max_ns),
-        ];
-        if tasks {
-            row.push(st.busy_ns.map_or("-".into(), duration));
-            row.push(st.idle_ns().map_or("-".into(), duration));
-        }
-        if cpu {
-            row.push(st.cpu_ns.map_or("-".into(), duration));
-        }
-        if gpu_events {
-            row.push(st.gpu_event_ns.map_or("-".into(), duration));
-        }
-        if gpu {
-            let g = st.gpu;
-            row.push(g.map_or("-".into(), |g| duration(g.busy_ns)));
-            row.push(g.map_or("-".into(), |g| duration(g.span_ns)));
-            row.push(g.map_or("-".into(), |g| g.kernels.to_string()));
-        }
-        if gpu_mem {
-            row.push(st.gpu_mem_peak_bytes.map_or("-".into(), bytes));
-            row.push(st.gpu_mem_net_bytes.map_or("-".into(), signed_bytes));
-        }
-        if all_threads {
-            row.push(st.process_mem_peak_bytes.map_or("-".into(), bytes));
-            row.push(st.process_mem_net_bytes.map_or("-".into(), signed_bytes));
-        }
-        if mem {
-            row.push(st.host_mem_peak_bytes.map_or("-".into(), bytes));
-            row.push(st.host_mem_net_bytes.map_or("-".into(), signed_bytes));
-            row.push(st.allocs.map_or("-".into(), |a| a.to_string()));
-        }
-        let cells = row.into_iter().enumerate().map(|(col, text)| {
+        let row = std::iter::once(label).chain(columns.iter().map(|f| figure_text(f.unit, f.value(st))));
+        let cells = row.enumerate().map(|(col, text)| {
             let mut cell = Cell::new(text);
             if col > 0 {
                 cell = cell.set_alignment(CellAlignment::Right);
@@ -262,7 +190,7 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
                 duration(g.p95_ns),
                 duration(g.max_ns),
                 t.busy_pct(),
-                100.0 * t.busy_own_ns as f64 / t.span_ns.max(1) as f64,
+                t.busy_own_pct(),
             );
             let idle = t.idle_ns();
             if idle > 0 {

@@ -5,12 +5,12 @@
 
 use std::fmt::Write;
 
-use stageprof_analysis::{Bottleneck, RankRow, StageStats, Summary};
+use stageprof_analysis::{figures, Bottleneck, RankRow, StageFigure, StageStats, Summary};
 use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
 use crate::ranks::{compared, compared_label, RankInput};
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
-use crate::units::{bytes, display_path, duration, shorten, signed_bytes, NAME_CHARS};
+use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, NAME_CHARS};
 
 /// Stages shown in the bar charts, longest first.
 const CHART_STAGES: usize = 20;
@@ -19,8 +19,8 @@ const FRAME_POINTS: usize = 2000;
 /// Kernels listed in the kernel table.
 const KERNELS_LISTED: usize = 25;
 
-pub(crate) const STYLE: &str = include_str!("html/report.css");
-const SCRIPT: &str = include_str!("html/report.js");
+pub(crate) const STYLE: &str = include_str!("../html/report.css");
+const SCRIPT: &str = include_str!("../html/report.js");
 
 /// The report of one profile, or of several ranks of one job (the first
 /// rank in full, then the ranks side by side with the straggler flagged).
@@ -59,7 +59,7 @@ fn overview(page: &mut String, s: &Summary) {
     let run = &s.run;
     let mut facts: Vec<(&str, String)> = vec![("total time", duration(run.duration_ns))];
     facts.push(("frames", s.frames.count.to_string()));
-    if let Some(busy) = gpu_busy_pct(s) {
+    if let Some(busy) = s.gpu_busy_pct() {
         facts.push(("GPU busy", format!("{busy:.1}%")));
     }
     if let Some((i, b)) = s.peak_stage_host_mem() {
@@ -95,13 +95,6 @@ fn overview(page: &mut String, s: &Summary) {
         let _ = write!(page, "<p class=\"warning\">warning: {}</p>", escape(w));
     }
     page.push_str("</section>");
-}
-
-/// Device busy time over the frames' GPU windows, or GPU busy over the run without frames.
-fn gpu_busy_pct(s: &Summary) -> Option<f64> {
-    s.frames
-        .gpu_busy_pct()
-        .or_else(|| s.gpu_total().map(|g| 100.0 * g.busy_ns as f64 / s.run.duration_ns.max(1) as f64))
 }
 
 fn bottleneck_cards(page: &mut String, s: &Summary) {
@@ -140,7 +133,7 @@ fn bottleneck_cards(page: &mut String, s: &Summary) {
     };
     if let Some((i, b)) = s.peak_stage_host_mem() {
         let st = &s.stages[i];
-        memory_card(page, "host", (i, b), st.process_mem_net_bytes.or(st.host_mem_net_bytes));
+        memory_card(page, "host", (i, b), st.mem_net_bytes());
     }
     if let Some((i, b)) = s.peak_stage_gpu_mem() {
         memory_card(page, "GPU", (i, b), s.stages[i].gpu_mem_net_bytes);
@@ -153,35 +146,30 @@ fn cell(page: &mut String, text: &str, sort: f64) {
     let _ = write!(page, "<td data-v=\"{sort}\">{}</td>", escape(text));
 }
 
-fn optional(page: &mut String, value: Option<u64>, show: fn(u64) -> String) {
-    match value {
-        Some(v) => cell(page, &show(v), v as f64),
-        None => cell(page, "-", -1.0),
-    }
-}
+/// The HTML stage table's columns after the stage's name, each shown where some stage has it.
+const TABLE_COLUMNS: &[&StageFigure] = &[
+    &figures::CALLS,
+    &figures::WALL,
+    &figures::SELF,
+    &figures::P50,
+    &figures::P99,
+    &figures::MAX,
+    &figures::CPU,
+    &figures::MEM_PEAK,
+    &figures::MEM_NET,
+    &figures::GPU_EVENTS,
+    &figures::GPU_BUSY,
+    &figures::GPU_SPAN,
+    &figures::GPU_KERNELS,
+    &figures::GPU_MEM_PEAK,
+];
 
 fn stage_table(page: &mut String, s: &Summary) {
     section(page, "stages", "Stages", "Nested as recorded. Click a column to sort: children stay under their parent. Wall and self time are summed over calls; p50/p99 are per call.");
-    let gpu = s.stages.iter().any(|st| st.gpu.is_some());
-    let mem = s.stages.iter().any(|st| st.host_mem_peak_bytes.is_some() || st.process_mem_peak_bytes.is_some());
-    let cpu = s.stages.iter().any(|st| st.cpu_ns.is_some());
-    let events = s.stages.iter().any(|st| st.gpu_event_ns.is_some());
+    let columns: Vec<&StageFigure> = TABLE_COLUMNS.iter().copied().filter(|f| f.measured_in(&s.stages)).collect();
     page.push_str("<table id=\"stage-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">stage</th>");
-    let mut headers = vec!["calls", "wall", "self", "p50", "p99", "max"];
-    if cpu {
-        headers.push("cpu");
-    }
-    if mem {
-        headers.extend(["mem peak", "mem net"]);
-    }
-    if events {
-        headers.push("gpu (events)");
-    }
-    if gpu {
-        headers.extend(["gpu busy", "gpu span", "kernels", "gpu mem peak"]);
-    }
-    for h in headers {
-        let _ = write!(page, "<th>{h}</th>");
+    for f in &columns {
+        let _ = write!(page, "<th title=\"{}\">{}</th>", escape(f.doc), f.label);
     }
     page.push_str("</tr></thead><tbody>");
     for st in &s.stages {
@@ -192,28 +180,13 @@ fn stage_table(page: &mut String, s: &Summary) {
             0.4 + 1.2 * st.depth as f64,
             escape(&shorten(&st.name, NAME_CHARS))
         );
-        cell(page, &st.calls.to_string(), st.calls as f64);
-        for ns in [st.wall_ns, st.self_ns, st.call.p50_ns, st.call.p99_ns, st.call.max_ns] {
-            cell(page, &duration(ns), ns as f64);
-        }
-        if cpu {
-            optional(page, st.cpu_ns, duration);
-        }
-        if mem {
-            optional(page, st.process_mem_peak_bytes.or(st.host_mem_peak_bytes), bytes);
-            match st.process_mem_net_bytes.or(st.host_mem_net_bytes) {
-                Some(n) => cell(page, &signed_bytes(n), n as f64),
-                None => cell(page, "-", f64::MIN),
+        for f in &columns {
+            let value = f.value(st);
+            // Unmeasured cells sort below every measured one (the script reads "-Infinity").
+            match value {
+                Some(v) => cell(page, &figure_text(f.unit, value), v.as_f64()),
+                None => page.push_str("<td data-v=\"-Infinity\">-</td>"),
             }
-        }
-        if events {
-            optional(page, st.gpu_event_ns, duration);
-        }
-        if gpu {
-            optional(page, st.gpu.map(|g| g.busy_ns), duration);
-            optional(page, st.gpu.map(|g| g.span_ns), duration);
-            optional(page, st.gpu.map(|g| g.kernels), |k| k.to_string());
-            optional(page, st.gpu_mem_peak_bytes, bytes);
         }
         page.push_str("</tr>");
     }

@@ -1,7 +1,7 @@
 //! The JSON summary (docs/summary-schema.md).
 
 use stageprof_analysis::stats::DurationStats;
-use stageprof_analysis::{Bottleneck, StageStats, Summary, SCHEMA_VERSION};
+use stageprof_analysis::{Bottleneck, FigureValue, StageStats, Summary, SCHEMA_VERSION, STAGE_FIGURES};
 use stageprof_model::{CopyKind, FrameGpu};
 
 use crate::json::JsonWriter;
@@ -16,20 +16,8 @@ fn call_stats(w: &mut JsonWriter, s: &DurationStats) {
         .field("p99_ns", s.p99_ns);
 }
 
-/// GPU figures of a stage; `null` where the profile has no GPU data.
-fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
-    let g = st.gpu;
-    w.field_opt("gpu_busy_ns", g.map(|g| g.busy_ns))
-        .field_opt("gpu_self_busy_ns", g.map(|g| g.self_busy_ns))
-        .field_opt("gpu_span_ns", g.map(|g| g.span_ns))
-        .field_opt("gpu_kernels", g.map(|g| g.kernels))
-        .field_opt("gpu_copies", g.map(|g| g.copies))
-        .field_opt("gpu_memsets", g.map(|g| g.memsets))
-        .field_opt("gpu_event_ns", st.gpu_event_ns)
-        .field_opt("gpu_mem_peak_bytes", st.gpu_mem_peak_bytes)
-        .field_opt("gpu_mem_net_bytes", st.gpu_mem_net_bytes)
-        .field_opt("process_mem_peak_bytes", st.process_mem_peak_bytes)
-        .field_opt("process_mem_net_bytes", st.process_mem_net_bytes);
+/// A stage's kernels and copies, the figures that are lists rather than numbers.
+fn gpu_work_fields(w: &mut JsonWriter, st: &StageStats) {
     w.key("top_kernels").begin_array();
     for k in &st.top_kernels {
         let dims = |d: [u32; 3]| format!("[{},{},{}]", d[0], d[1], d[2]);
@@ -43,7 +31,7 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
     }
     w.end_array();
     w.key("copies");
-    let Some(g) = g.filter(|g| g.copies > 0) else {
+    let Some(g) = st.gpu.filter(|g| g.copies > 0) else {
         w.raw("null");
         return;
     };
@@ -62,6 +50,18 @@ fn gpu_fields(w: &mut JsonWriter, st: &StageStats) {
             .end_object();
     }
     w.end_object();
+}
+
+/// A figure's value as JSON: `null` where it was not measured.
+fn figure_field(w: &mut JsonWriter, key: &str, value: Option<FigureValue>) {
+    w.key(key);
+    match value {
+        None => w.raw("null"),
+        Some(FigureValue::Unsigned(v)) => w.raw(v),
+        Some(FigureValue::Signed(v)) => w.raw(v),
+        Some(FigureValue::Real(v)) => w.f64(v),
+        Some(FigureValue::Flag(v)) => w.raw(v),
+    };
 }
 
 /// A frame's (or all frames') GPU figures (docs/summary-schema.md, frames).
@@ -125,20 +125,10 @@ pub fn summary_json(s: &Summary) -> String {
     for st in &s.stages {
         w.begin_object();
         stage_identity(&mut w, st);
-        w.field("depth", st.depth).field("calls", st.calls).field("wall_ns", st.wall_ns).field("self_ns", st.self_ns);
-        call_stats(&mut w, &st.call);
-        w.field_opt("cpu_ns", st.cpu_ns)
-            .field_opt("host_mem_peak_bytes", st.host_mem_peak_bytes)
-            .field_opt("host_mem_net_bytes", st.host_mem_net_bytes)
-            .field_opt("alloc_bytes", st.alloc_bytes)
-            .field_opt("allocs", st.allocs)
-            .field("threads", st.threads)
-            .field("unwound", st.unwound)
-            .field("unfinished", st.unfinished)
-            .field("derived", st.derived)
-            .field_opt("busy_ns", st.busy_ns)
-            .field_opt("idle_ns", st.idle_ns());
-        gpu_fields(&mut w, st);
+        for f in STAGE_FIGURES {
+            figure_field(&mut w, f.key, f.value(st));
+        }
+        gpu_work_fields(&mut w, st);
         w.end_object();
     }
     w.end_array();
