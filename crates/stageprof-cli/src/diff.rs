@@ -11,6 +11,7 @@ use stageprof_analysis::Summary;
 use stageprof_render::terminal_width;
 use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabels};
 
+use crate::error::CliError;
 use crate::report::{summarize, OutputFormat};
 
 /// Exit status when `--fail-on-regression` finds a regression (errors exit 1).
@@ -36,26 +37,25 @@ pub(crate) struct DiffArgs {
     min_change: f64,
 }
 
-pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, CliError> {
     let (base, new) = std::thread::scope(|scope| {
         let base = scope.spawn(|| read_side(&args.base));
         let new = read_side(&args.new);
-        (base.join().unwrap_or_else(|_| Err("reading the base run failed".into())), new)
+        (base.join().unwrap_or(Err(CliError::ReaderPanicked)), new)
     });
     let (base, new) = (base?, new?);
-    let d = diff(&base, &new, DiffOptions { min_change_pct: args.min_change }).map_err(|e| e.to_string())?;
+    let d = diff(&base, &new, DiffOptions { min_change_pct: args.min_change }).map_err(CliError::Diff)?;
     let (base_label, new_label) = (args.base.display().to_string(), args.new.display().to_string());
     let labels = DiffLabels { base: &base_label, new: &new_label };
     if let Some(path) = &args.html {
-        std::fs::write(path, render_diff_html(&d, labels))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, render_diff_html(&d, labels)).map_err(CliError::file("write", path))?;
     }
     let tty = std::io::stdout().is_terminal();
     let text = match args.format {
         OutputFormat::Text => render_diff_table(&d, labels, tty, tty.then(terminal_width)),
         OutputFormat::Json => diff_json(&d, labels) + "\n",
     };
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| format!("writing the diff: {e}"))?;
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)?;
     let Some(pct) = args.fail_on_regression else { return Ok(ExitCode::SUCCESS) };
     let regressions = d.regressions(pct);
     if regressions.is_empty() {
@@ -74,16 +74,16 @@ pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, String> {
 }
 
 /// One side: a profile, or every profile in a directory (ranks), read in parallel.
-fn read_side(path: &Path) -> Result<Vec<Summary>, String> {
+fn read_side(path: &Path) -> Result<Vec<Summary>, CliError> {
     let files = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("cannot list {}: {e}", path.display()))?
+            .map_err(CliError::file("list", path))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && is_profile_name(p))
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(format!("{} holds no profiles (*.stgp, *.json, *.json.gz)", path.display()));
+            return Err(CliError::NoProfiles { dir: path.to_path_buf() });
         }
         files
     } else {
@@ -91,7 +91,7 @@ fn read_side(path: &Path) -> Result<Vec<Summary>, String> {
     };
     std::thread::scope(|scope| {
         let reads: Vec<_> = files.iter().map(|f| scope.spawn(move || summarize(f, 3, None))).collect();
-        reads.into_iter().map(|r| r.join().unwrap_or_else(|_| Err("a reader panicked".into()))).collect()
+        reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
     })
 }
 

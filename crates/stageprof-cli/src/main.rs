@@ -5,6 +5,7 @@
 
 mod demo;
 mod diff;
+mod error;
 mod history;
 mod progress;
 mod report;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Demo(args) => demo::demo(&args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::demo(&args).map(|()| ExitCode::SUCCESS).map_err(error::CliError::Demo),
         Command::Diff(args) => diff::run(&args),
         Command::History(args) => history::run(&args).map(|()| ExitCode::SUCCESS),
     };

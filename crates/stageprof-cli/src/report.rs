@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::error::CliError;
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
 use stageprof_render::terminal_width;
 use stageprof_render::{
-    ranks_json, render_html, render_ranks_table, render_table, report_with, summary_json, RankInput, TableOptions,
+    ranks_json, render_html, render_ranks_table, render_table, report_with, summary_json, RankInput, ReportError,
+    TableOptions,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,9 +43,9 @@ pub(crate) struct ReportArgs {
     html: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: &ReportArgs) -> Result<(), String> {
+pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
     if args.chrome.is_some() && args.files.len() > 1 {
-        return Err("--chrome takes a single input profile".into());
+        return Err(CliError::Usage("--chrome takes a single input profile"));
     }
     let summaries: Vec<Summary> = args
         .files
@@ -63,8 +65,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), String> {
         .collect();
     let rows = if ranks.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
     if let Some(path) = &args.html {
-        std::fs::write(path, render_html(&ranks, &rows))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, render_html(&ranks, &rows)).map_err(CliError::file("write", path))?;
     }
     let tty = std::io::stdout().is_terminal();
     let width = tty.then(terminal_width);
@@ -82,28 +83,32 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), String> {
         }
         (_, OutputFormat::Json) => ranks_json(&ranks, &rows) + "\n",
     };
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }
 
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;
 /// problems inside the file become warnings, printed on stderr.
-pub(crate) fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+pub(crate) fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
+    let file = File::open(path).map_err(CliError::file("open", path))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));
     let chrome_out = match chrome {
-        Some(c) => {
-            Some(File::create(c).map(BufWriter::new).map_err(|e| format!("cannot create {}: {e}", c.display()))?)
-        }
+        Some(c) => Some(File::create(c).map(BufWriter::new).map_err(CliError::file("create", c))?),
         None => None,
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run)).map_err(|e| e.to_string())
+        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run))
     };
-    let mut summary = report_with(read, top, chrome_out).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
+        ReportError::Read(error) => CliError::Read { path: path.to_path_buf(), error },
+        ReportError::Chrome(error, _) => CliError::Chrome { path: path.to_path_buf(), error },
+    })?;
     summary.run.source = format!("{} ({})", summary.run.source, path.display());
     for w in &summary.run.warnings {
         eprintln!("stageprof: warning: {}: {w}", path.display());
+        if let Some(fix) = w.fix() {
+            eprintln!("stageprof:   to fix: {fix}");
+        }
     }
     Ok(summary)
 }

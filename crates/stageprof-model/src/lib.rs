@@ -13,6 +13,7 @@ pub mod host;
 pub mod ingest;
 pub mod native;
 mod run;
+pub mod warning;
 pub mod wire;
 
 pub use event::{
@@ -22,3 +23,4 @@ pub use event::{
 };
 pub use host::HostInfo;
 pub use run::RunInfo;
+pub use warning::Warning;

@@ -1,6 +1,6 @@
 //! What is known of a run as a whole, whoever produced the profile.
 
-use crate::HostInfo;
+use crate::{HostInfo, Warning};
 
 /// Facts about the run as a whole.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -23,7 +23,7 @@ pub struct RunInfo {
     /// How recording ended: `finish`, a signal name, or `truncated`.
     pub end_reason: String,
     /// Problems met while recording or reading, for the reader of the report.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// Rank of the process in a distributed job, where the trace says.
     pub rank: Option<u32>,
     /// The GPUs the profile names (PyTorch traces' `deviceProperties`).

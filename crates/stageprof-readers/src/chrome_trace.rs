@@ -10,7 +10,7 @@ use std::io::Read;
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, MemoryLevel, MemoryPool, PathId, ProfileSink, RunInfo,
-    Span, SpanFlags, SpanKind, StageMetrics,
+    Span, SpanFlags, SpanKind, StageMetrics, Warning,
 };
 
 use crate::backward::{attribute_backward, BackwardOfCall};
@@ -39,7 +39,7 @@ pub(crate) fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result
     match outcome.stopped.take() {
         Some(e @ (ScanError::NotJson { .. } | ScanError::NoEvents)) => return Err(e),
         Some(e) if tables.events == 0 => return Err(e),
-        Some(e) => warnings.push(format!("{e}; reporting the {} events before it", tables.events)),
+        Some(e) => warnings.push(Warning::ReadStopped { problem: e.to_string(), events_before: Some(tables.events) }),
         None => {}
     }
     let base = tables.first_ts.unwrap_or(0);
@@ -315,43 +315,25 @@ fn warn_about(
     outcome: &ScanOutcome,
     tree: &CallTree,
     attribution: &crate::gpu_attribution::Attribution,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) {
-    let mut counted: Vec<(u64, String)> = vec![
-        (
-            outcome.repaired,
-            format!("{} event names had unescaped quotes and were read as if escaped", outcome.repaired),
-        ),
-        (outcome.skipped, format!("{} malformed events were skipped", outcome.skipped)),
-        (tables.problems.unmatched_end, format!("{} E events had no B to close", tables.problems.unmatched_end)),
-        (
-            tables.problems.unclosed_begin,
-            format!("{} B events were never closed (closed at the end of the trace)", tables.problems.unclosed_begin),
-        ),
-        (
-            tree.clipped,
-            format!("{} stages overlapped the end of the stage around them and were cut to it", tree.clipped),
-        ),
-    ];
-    let repeated = tables.launches.repeated_ids() as u64;
-    counted.push((repeated, format!("{repeated} correlation ids were carried by more than one launch (a profiler restarted within the trace?); each GPU activity was joined to the launch with its id that most closely precedes it")));
     let before = attribution.launched_before_trace;
-    counted.push((before, format!("{before} GPU activities at the start were launched before the trace began (the CPU ran ahead of the GPU); they belong to no stage")));
     let unmarked = attribution.no_correlation;
-    counted.push((unmarked, format!("{unmarked} GPU activities carry no correlation id: they count in the device's busy time but belong to no stage")));
-    let lost = attribution.no_launch - before - unmarked;
-    counted.push((lost, format!("{lost} GPU activities had no launch with the same correlation id")));
-    counted.push((
-        attribution.outside,
-        format!(
-            "{} GPU activities ({:.3} ms) were launched outside any stage or frame (the `(no stage)` lines)",
-            attribution.outside,
-            attribution.outside_ns as f64 / 1e6
-        ),
-    ));
-    warnings.extend(counted.into_iter().filter(|(n, _)| *n > 0).map(|(_, line)| line));
+    let counted = [
+        Warning::RepairedNames { count: outcome.repaired },
+        Warning::MalformedEvents { count: outcome.skipped },
+        Warning::UnmatchedEnds { count: tables.problems.unmatched_end },
+        Warning::UnclosedBegins { count: tables.problems.unclosed_begin },
+        Warning::ClippedStages { count: tree.clipped },
+        Warning::RepeatedCorrelationIds { count: tables.launches.repeated_ids() as u64 },
+        Warning::LaunchedBeforeTrace { count: before },
+        Warning::NoCorrelationId { count: unmarked },
+        Warning::NoLaunch { count: attribution.no_launch - before - unmarked },
+        Warning::OutsideStages { count: attribution.outside, busy_ns: Some(attribution.outside_ns) },
+    ];
+    warnings.extend(counted.into_iter().filter(|w| w.count() > 0));
     warnings.extend(tables.plausibility.warnings());
-    for (category, n) in &tables.unread_device_events {
-        warnings.push(format!("{n} events of category {category:?} (another accelerator's) are not read: stageprof does not know their layout, so that device's work is missing from the figures"));
+    for (category, count) in &tables.unread_device_events {
+        warnings.push(Warning::UnreadDeviceEvents { count: *count, category: category.clone() });
     }
 }

@@ -15,28 +15,8 @@ pub(crate) const LEARNING_EVENTS: usize = 1001;
 /// How far from the median a time may lie: one day.
 pub(crate) const PLAUSIBLE_NS: i64 = 86_400 * 1_000_000_000;
 
-/// Why an event was left out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Implausible {
-    /// `ts` (or a present `dur`) is not a finite number.
-    NoTime,
-    /// `dur` below zero.
-    NegativeDuration,
-    /// Starts or ends more than a day from the trace's median time.
-    FarFromTrace,
-}
-
-impl Implausible {
-    const ALL: [Implausible; 3] = [Implausible::NoTime, Implausible::NegativeDuration, Implausible::FarFromTrace];
-
-    fn describe(self) -> &'static str {
-        match self {
-            Implausible::NoTime => "had no usable timestamp or duration",
-            Implausible::NegativeDuration => "had a negative duration",
-            Implausible::FarFromTrace => "lay more than a day from the trace's median time",
-        }
-    }
-}
+pub(crate) use stageprof_model::warning::Implausible;
+use stageprof_model::Warning;
 
 /// The first event left out for a reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,29 +72,20 @@ impl Plausibility {
         }
     }
 
-    /// One line per reason that left events out.
-    pub(crate) fn warnings(&self) -> impl Iterator<Item = String> + '_ {
+    /// One warning per reason that left events out.
+    pub(crate) fn warnings(&self) -> impl Iterator<Item = Warning> + '_ {
         Implausible::ALL.iter().zip(&self.counts).zip(&self.first).filter(|((_, &n), _)| n > 0).map(
-            |((why, n), first)| {
+            |((&reason, &count), first)| {
                 let first = first.as_ref().expect("counted with its first");
-                format!(
-                    "{n} events {} and were left out of every figure (first: category {:?}, name {:?}, at byte {})",
-                    why.describe(),
-                    first.category,
-                    shorten_for_warning(&first.name),
-                    first.offset
-                )
+                Warning::Implausible {
+                    count,
+                    reason,
+                    category: first.category.clone(),
+                    name: first.name.clone(),
+                    byte_offset: first.offset,
+                }
             },
         )
-    }
-}
-
-/// A name cut for a one-line warning (names from traces can be megabytes).
-fn shorten_for_warning(name: &str) -> String {
-    const MAX: usize = 80;
-    match name.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &name[..cut]),
-        None => name.to_owned(),
     }
 }
 
@@ -137,9 +108,11 @@ mod tests {
         let named = |n: &str| Offender { category: "kernel".into(), name: n.into(), offset: 7 };
         p.leave_out(Implausible::FarFromTrace, || named("first"));
         p.leave_out(Implausible::FarFromTrace, || named("second"));
-        let lines: Vec<String> = p.warnings().collect();
-        assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("2 events lay more than a day"), "{}", lines[0]);
-        assert!(lines[0].contains("\"first\", at byte 7"), "{}", lines[0]);
+        let warnings: Vec<Warning> = p.warnings().collect();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            matches!(&warnings[0], Warning::Implausible { count: 2, reason: Implausible::FarFromTrace, name, byte_offset: 7, .. } if name == "first"),
+            "{warnings:?}"
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::io::Read;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use stageprof_analysis::{Aggregator, Summary};
-use stageprof_model::{Catalog, CounterSample, GpuActivity, ProfileSink, Span};
+use stageprof_model::warning::Implausible;
+use stageprof_model::{Catalog, CounterSample, GpuActivity, ProfileSink, Span, Warning};
 
 /// A fixture under tests/fixtures/public/, or under tests/fixtures/ when `name` has a folder.
 fn fixture(name: &str) -> Vec<u8> {
@@ -210,7 +211,7 @@ fn mtia_device_work_is_read_like_cuda() {
     let (s, activities) = report(&text);
     assert_eq!(activities, expected);
     let no_id = events.iter().filter(|e| e.is_device_work() && e.correlation().is_none()).count();
-    assert!(s.run.warnings.iter().any(|w| w.starts_with(&format!("{no_id} GPU activities carry no correlation id"))));
+    assert!(s.run.warnings.contains(&Warning::NoCorrelationId { count: no_id as u64 }), "{:?}", s.run.warnings);
 }
 
 #[test]
@@ -221,7 +222,8 @@ fn unknown_accelerator_categories_are_named() {
     text.truncate(close);
     text.extend_from_slice(tail);
     let (s, _) = report(&text);
-    assert!(s.run.warnings.iter().any(|w| w.starts_with("1 events of category \"hpu_op\"")), "{:?}", s.run.warnings);
+    let hpu = Warning::UnreadDeviceEvents { count: 1, category: "hpu_op".into() };
+    assert!(s.run.warnings.contains(&hpu), "{:?}", s.run.warnings);
 }
 
 /// The trace's events as JSON text again, with `extra` appended.
@@ -283,12 +285,14 @@ fn absurd_numbers_are_left_out_and_named_without_changing_the_rest() {
     assert_eq!(after.frames.each, before.frames.each, "every frame's figures unchanged");
     assert_eq!(after.run.duration_ns, before.run.duration_ns);
     assert_eq!(after.stages.len(), before.stages.len());
-    let warned = |prefix: &str, name: &str| {
-        after.run.warnings.iter().any(|w| w.starts_with(prefix) && w.contains(&format!("name \"{name}\"")))
+    let warned = |reason: Implausible, n: u64, first: &str| {
+        after.run.warnings.iter().any(
+            |w| matches!(w, Warning::Implausible { count, reason: r, name, .. } if *count == n && *r == reason && name == first),
+        )
     };
-    assert!(warned("1 events lay more than a day", "at_zero"), "{:?}", after.run.warnings);
-    assert!(warned("1 events had a negative duration", "ProfilerStep#99"), "{:?}", after.run.warnings);
-    assert!(warned("2 events had no usable timestamp", "ProfilerStep#98"), "{:?}", after.run.warnings);
+    assert!(warned(Implausible::FarFromTrace, 1, "at_zero"), "{:?}", after.run.warnings);
+    assert!(warned(Implausible::NegativeDuration, 1, "ProfilerStep#99"), "{:?}", after.run.warnings);
+    assert!(warned(Implausible::NoTime, 2, "ProfilerStep#98"), "{:?}", after.run.warnings);
 }
 
 #[test]
@@ -315,8 +319,8 @@ fn a_restarted_profiler_reusing_correlation_ids_joins_each_kernel_to_its_own_lau
         .filter(|e| e.is_launch())
         .filter_map(Event::correlation)
         .collect::<std::collections::HashSet<_>>();
-    let line = format!("{} correlation ids were carried by more than one launch", ids.len());
-    assert!(twice.run.warnings.iter().any(|w| w.starts_with(&line)), "{:?}", twice.run.warnings);
+    let repeated = Warning::RepeatedCorrelationIds { count: ids.len() as u64 };
+    assert!(twice.run.warnings.contains(&repeated), "{:?}", twice.run.warnings);
 }
 
 #[test]

@@ -5,20 +5,21 @@ use std::io::{self, Read, Seek, Write};
 
 use stageprof_analysis::{Aggregator, Summary};
 use stageprof_model::ingest::read_native;
+use stageprof_model::native::NativeError;
 use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, ProfileSink};
 
 use crate::chrome::ChromeTraceWriter;
 
-/// Why a profile could not be reported.
+/// Why a profile could not be reported: the reader's error `E`, or the Chrome trace's.
 #[derive(Debug)]
-pub enum ReportError {
-    Read(String),
+pub enum ReportError<E> {
+    Read(E),
     /// Writing the Chrome trace failed (the summary was still computed).
     Chrome(io::Error, Box<Summary>),
 }
 
-impl std::fmt::Display for ReportError {
+impl<E: std::fmt::Display> std::fmt::Display for ReportError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReportError::Read(e) => write!(f, "{e}"),
@@ -27,15 +28,22 @@ impl std::fmt::Display for ReportError {
     }
 }
 
-impl std::error::Error for ReportError {}
+impl<E: std::error::Error + 'static> std::error::Error for ReportError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReportError::Read(e) => Some(e),
+            ReportError::Chrome(e, _) => Some(e),
+        }
+    }
+}
 
 /// Reads a profile once with `read`, summarizing it with the top `top`
 /// bottlenecks and streaming it to `chrome` as a Chrome trace.
-pub fn report_with<W: Write>(
-    read: impl FnOnce(&mut dyn ProfileSink) -> Result<(Catalog, RunInfo), String>,
+pub fn report_with<W: Write, E>(
+    read: impl FnOnce(&mut dyn ProfileSink) -> Result<(Catalog, RunInfo), E>,
     top: usize,
     chrome: Option<W>,
-) -> Result<Summary, ReportError> {
+) -> Result<Summary, ReportError<E>> {
     let mut sinks = (Aggregator::default(), chrome.map(|out| ChromeTraceWriter::new(out, 1)));
     let (catalog, run) = read(&mut sinks).map_err(ReportError::Read)?;
     let (aggregator, chrome) = sinks;
@@ -50,6 +58,10 @@ pub fn report_with<W: Write>(
 }
 
 /// [`report_with`] for a native stageprof profile.
-pub fn report_native<W: Write>(input: impl Read + Seek, top: usize, chrome: Option<W>) -> Result<Summary, ReportError> {
-    report_with(|sink| read_native(input, sink).map(|p| (p.catalog, p.run)).map_err(|e| e.to_string()), top, chrome)
+pub fn report_native<W: Write>(
+    input: impl Read + Seek,
+    top: usize,
+    chrome: Option<W>,
+) -> Result<Summary, ReportError<NativeError>> {
+    report_with(|sink| read_native(input, sink).map(|p| (p.catalog, p.run)), top, chrome)
 }

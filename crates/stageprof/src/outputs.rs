@@ -108,7 +108,10 @@ mod with_report {
                 live.aggregator.summary(&live.catalog, live.run, config.top)
             }
         };
-        summary.run.warnings.extend(errors.iter().cloned());
+        summary
+            .run
+            .warnings
+            .extend(errors.iter().map(|e| stageprof_model::Warning::OutputFailed { problem: e.clone() }));
         if config.writes(Format::Summary) {
             let path = dir.join("summary.json");
             match std::fs::write(&path, summary_json(&summary)) {

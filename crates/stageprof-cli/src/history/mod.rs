@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use stageprof_render::history::{render_run, render_trends, StageTrend};
 use stageprof_render::{terminal_width, TableOptions};
 
+use crate::error::CliError;
 use crate::report::summarize;
 use store::{default_path, History, RunMeta};
 
@@ -42,7 +43,7 @@ enum Action {
     Show { id: i64 },
 }
 
-pub(crate) fn run(args: &HistoryArgs) -> Result<(), String> {
+pub(crate) fn run(args: &HistoryArgs) -> Result<(), CliError> {
     let path = match &args.db {
         Some(p) => p.clone(),
         None => default_path()?,
@@ -60,7 +61,7 @@ pub(crate) fn run(args: &HistoryArgs) -> Result<(), String> {
         Some(Action::Show { id }) => show(&history, *id)?,
         None => trends(&history, args)?,
     };
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| format!("writing: {e}"))
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }
 
 fn record(
@@ -69,7 +70,7 @@ fn record(
     labels: &[String],
     commit: Option<&str>,
     db: &std::path::Path,
-) -> Result<String, String> {
+) -> Result<String, CliError> {
     let summary = summarize(run, 3, None)?;
     let meta =
         RunMeta { source: run.display().to_string(), git_commit: commit.map(str::to_owned), labels: labels.to_vec() };
@@ -90,11 +91,11 @@ fn git_commit() -> Option<String> {
     (out.status.success() && !commit.is_empty()).then_some(commit)
 }
 
-fn show(history: &History, id: i64) -> Result<String, String> {
+fn show(history: &History, id: i64) -> Result<String, CliError> {
     Ok(render_run(id, &history.stages_of(id)?, table_options()))
 }
 
-fn trends(history: &History, args: &HistoryArgs) -> Result<String, String> {
+fn trends(history: &History, args: &HistoryArgs) -> Result<String, CliError> {
     let Some(newest) = history.newest_run()? else {
         return Ok("no runs recorded yet: `stageprof history record PROFILE` stores one\n".into());
     };

@@ -8,7 +8,7 @@ use crate::{Catalog, HostInfo, ProfileSink};
 
 use super::decode::RecordDecoder;
 use super::gpu_join::{GpuJoin, GpuLedger};
-use crate::RunInfo;
+use crate::{RunInfo, Warning};
 
 /// How far past the names seen so far a names chunk may start.
 const MAX_NAME_GAP: usize = 1 << 16;
@@ -41,7 +41,7 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e @ (NativeError::Truncated { .. } | NativeError::Corrupt { .. })) => {
-                run.warnings.push(format!("{e}; reporting what came before"));
+                run.warnings.push(Warning::ReadStopped { problem: e.to_string(), events_before: None });
                 break;
             }
             Err(e) => return Err(e),
@@ -54,8 +54,7 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
             Chunk::Names { first_id, names } => {
                 // Names arrive in order; an id far past them is corruption, not a reason to allocate.
                 if first_id as usize > catalog.name_count() + MAX_NAME_GAP {
-                    run.warnings
-                        .push(format!("corrupt names chunk before byte {}: first id {first_id}", reader.offset()));
+                    run.warnings.push(Warning::CorruptNames { before_byte: reader.offset(), first_id });
                     continue;
                 }
                 for (i, n) in names.iter().enumerate() {
@@ -67,8 +66,8 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
                 let at = reader.offset();
                 let decoder = new_decoder(&mut decoder, &meta, &mut ledger);
                 if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
-                    run.warnings
-                        .push(format!("bad record in chunk ending at byte {at}, word {}: {}", e.word, e.message));
+                    let problem = e.message.to_string();
+                    run.warnings.push(Warning::BadRecord { chunk_end_byte: at, word: e.word, problem });
                 }
             }
             Chunk::End { dropped_records, end_ticks: t, reason } => {
@@ -81,13 +80,9 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
     if let Some(mut decoder) = decoder {
         let end_ns = end_ticks.map(|t| decoder.scale.ns(t));
         decoder.nester.finish(&catalog, end_ns, sink);
-        if decoder.nester.unclaimed_gpu() > 0 {
-            run.warnings
-                .push(format!("{} GPU activities were launched outside every stage", decoder.nester.unclaimed_gpu()));
-        }
-        if decoder.nester.unmatched_ends() > 0 {
-            run.warnings.push(format!("{} stage ends had no matching begin", decoder.nester.unmatched_ends()));
-        }
+        let unclaimed = Warning::OutsideStages { count: decoder.nester.unclaimed_gpu() as u64, busy_ns: None };
+        let unmatched = Warning::UnmatchedStageEnds { count: decoder.nester.unmatched_ends() };
+        run.warnings.extend([unclaimed, unmatched].into_iter().filter(|w| w.count() > 0));
         run.duration_ns = end_ns.unwrap_or(decoder.nester.last_ns());
     }
     apply_meta(&mut run, &meta);
@@ -153,5 +148,4 @@ fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
     run.peak_rss_bytes = num("peak_rss_bytes");
     run.cpu_time = get(meta, "cpu_time") == Some("true");
     run.memory_tracked = get(meta, "memory_tracked") == Some("true");
-    run.warnings.extend(meta.iter().filter(|(k, _)| k == "warning").map(|(_, v)| v.clone()));
 }

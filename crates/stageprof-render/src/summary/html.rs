@@ -92,7 +92,8 @@ fn overview(page: &mut String, s: &Summary) {
     }
     page.push_str("</dl>");
     for w in &run.warnings {
-        let _ = write!(page, "<p class=\"warning\">warning: {}</p>", escape(w));
+        let fix = w.fix().map_or(String::new(), |f| format!(" To fix: {f}."));
+        let _ = write!(page, "<p class=\"warning\">warning: {}.{}</p>", escape(&w.to_string()), escape(&fix));
     }
     page.push_str("</section>");
 }

@@ -120,7 +120,8 @@ pub fn summary_json(s: &Summary) -> String {
             w.raw("null");
         }
     }
-    w.field_strs("warnings", run.warnings.iter().map(String::as_str));
+    let warnings: Vec<String> = run.warnings.iter().map(ToString::to_string).collect();
+    w.field_strs("warnings", warnings.iter().map(String::as_str));
     w.key("stages").begin_array();
     for st in &s.stages {
         w.begin_object();

@@ -249,6 +249,9 @@ fn describe_run(s: &Summary, out: &mut String) {
         );
     }
     for w in &run.warnings {
-        let _ = writeln!(out, "WARNING: {}", terminal_safe(w));
+        let _ = writeln!(out, "WARNING: {}", terminal_safe(&w.to_string()));
+        if let Some(fix) = w.fix() {
+            let _ = writeln!(out, "  to fix: {fix}");
+        }
     }
 }
