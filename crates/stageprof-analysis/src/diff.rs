@@ -34,7 +34,9 @@ const T975: [f64; 30] = [
 /// What is compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Measure {
+    /// Wall time per call.
     Wall,
+    /// Thread CPU time per call.
     Cpu,
     /// GPU busy time of the work a call launched.
     Gpu,
@@ -44,6 +46,7 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// The measure's name, as the figure it compares is labelled.
     pub fn label(self) -> &'static str {
         match self {
             Measure::Wall => figures::WALL.label,
@@ -55,8 +58,11 @@ impl Measure {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a change amounts to.
 pub enum Verdict {
+    /// Faster beyond noise and the smallest change reported.
     Faster,
+    /// Slower beyond noise and the smallest change reported.
     Slower,
     /// The interval holds no change, or the change is below the smallest one reported.
     Unchanged,
@@ -65,6 +71,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict in words.
     pub fn label(self) -> &'static str {
         match self {
             Verdict::Faster => "faster",
@@ -78,15 +85,21 @@ impl Verdict {
 /// One measure of one stage, base against new.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
+    /// What is compared.
     pub measure: Measure,
+    /// Calls (samples) in the base run.
     pub base_calls: u64,
+    /// Calls (samples) in the new run.
     pub new_calls: u64,
+    /// Mean per call in the base run.
     pub base_mean_ns: u64,
+    /// Mean per call in the new run.
     pub new_mean_ns: u64,
     /// Change of the mean per call, in percent of the base's.
     pub change_pct: f64,
     /// 95% interval of that change, in percent; `None` with too few calls.
     pub interval_pct: Option<(f64, f64)>,
+    /// What the change amounts to.
     pub verdict: Verdict,
     /// For [`Measure::PerFrame`] (whose "calls" are frames): the stage's
     /// mean calls a frame, base and new.
@@ -103,16 +116,24 @@ impl Change {
 /// A memory figure of a stage in both runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryChange {
+    /// The figure's label.
     pub what: &'static str,
+    /// In the base run, where measured.
     pub base_bytes: Option<i64>,
+    /// In the new run, where measured.
     pub new_bytes: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// One stage in both runs.
 pub struct StageDiff {
+    /// Names from the outermost stage down.
     pub path: Vec<String>,
+    /// Stages above it.
     pub depth: u32,
+    /// One change per measure both runs have.
     pub changes: Vec<Change>,
+    /// Memory figures either run has.
     pub memory: Vec<MemoryChange>,
 }
 
@@ -125,14 +146,20 @@ pub struct Diff {
     pub frames: Option<Change>,
     /// The device's busy time in each frame's GPU window (frames as samples).
     pub frames_gpu: Option<Change>,
+    /// Stages only the new run has, paths joined by `/`.
     pub added_stages: Vec<String>,
+    /// Stages only the base run has.
     pub removed_stages: Vec<String>,
+    /// Kernels only the new run launched.
     pub added_kernels: Vec<String>,
+    /// Kernels only the base run launched.
     pub removed_kernels: Vec<String>,
+    /// Changes below this (percent) were called unchanged.
     pub min_change_pct: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
+/// How changes are judged.
 pub struct DiffOptions {
     /// Changes smaller than this (percent) are "unchanged" even when certain.
     pub min_change_pct: f64,
@@ -148,7 +175,12 @@ impl Default for DiffOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DiffError {
     /// Not one stage path is in both; the lists are a few of each side's.
-    NoStageInCommon { base: Vec<String>, new: Vec<String> },
+    NoStageInCommon {
+        /// A few of the base run's stages.
+        base: Vec<String>,
+        /// A few of the new run's stages.
+        new: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for DiffError {

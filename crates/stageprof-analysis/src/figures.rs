@@ -11,21 +11,30 @@ use crate::summary::StageStats;
 /// What a figure's number counts; renderers format by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
+    /// How many (calls, kernels, threads).
     Count,
+    /// A time.
     Nanoseconds,
+    /// A memory size.
     Bytes,
     /// Bytes that may be negative (memory handed back).
     SignedBytes,
+    /// A share, 0 to 100.
     Percent,
+    /// Yes or no.
     Flag,
 }
 
 /// One figure's value for one stage.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FigureValue {
+    /// A count, time or size.
     Unsigned(u64),
+    /// A size that may be negative.
     Signed(i64),
+    /// A share or other real number.
     Real(f64),
+    /// Yes or no.
     Flag(bool),
 }
 
@@ -48,6 +57,7 @@ pub struct StageFigure {
     pub key: &'static str,
     /// The column heading in tables.
     pub label: &'static str,
+    /// What the number counts.
     pub unit: Unit,
     /// What it means (the schema's wording).
     pub doc: &'static str,
@@ -56,6 +66,7 @@ pub struct StageFigure {
 }
 
 impl StageFigure {
+    /// The figure's value for `stage`.
     pub fn value(&self, stage: &StageStats) -> Option<FigureValue> {
         (self.read)(stage)
     }

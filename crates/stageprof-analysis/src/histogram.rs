@@ -37,6 +37,7 @@ fn bucket_value(i: usize) -> u64 {
 }
 
 impl LogHistogram {
+    /// Adds a value.
     pub fn record(&mut self, v: u64) {
         let b = bucket(v);
         if self.counts.is_empty() {
@@ -54,6 +55,7 @@ impl LogHistogram {
         self.total += 1;
     }
 
+    /// Values added.
     pub fn count(&self) -> u64 {
         self.total
     }
@@ -74,6 +76,7 @@ impl LogHistogram {
         None
     }
 
+    /// Adds another histogram's values.
     pub fn merge(&mut self, other: &LogHistogram) {
         for (i, &c) in other.counts.iter().enumerate() {
             if c > 0 {

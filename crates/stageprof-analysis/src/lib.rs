@@ -9,27 +9,28 @@
 //! agree by construction.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod aggregate;
+mod aggregate;
 pub mod diff;
 pub mod figures;
-pub mod histogram;
-pub mod memory_timeline;
+mod histogram;
+mod memory_timeline;
 pub mod monitor;
-pub mod ranks;
-pub mod stats;
-pub mod summary;
-pub mod timeline;
-pub mod trend;
+mod ranks;
+mod stats;
+mod summary;
+mod timeline;
+mod trend;
 
-pub use aggregate::Aggregator;
+pub use aggregate::{Aggregator, FRAMES_PER_STAGE};
 pub use figures::{FigureValue, StageFigure, Unit, STAGE_FIGURES};
-pub use memory_timeline::{MemoryPeak, MemoryTimeline};
+pub use memory_timeline::{MemoryPeak, MemoryTimeline, MAX_POINTS};
 pub use ranks::{compare_ranks, RankFigures, RankRow};
-pub use stats::Samples;
+pub use stats::{DurationStats, Samples, EXACT_SAMPLES};
 pub use summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary,
     SCHEMA_VERSION,
 };
-pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline};
+pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline, MAX_BOXES_PER_TRACK};
+pub use trend::{change_points, ChangePoint};

@@ -18,20 +18,24 @@ pub const MAX_POINTS: usize = 4096;
 /// An allocator's series and peak, as the summary shows them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryTimeline {
+    /// Which allocator.
     pub pool: MemoryPool,
     /// `(time_ns, bytes)` in time order, at most [`MAX_POINTS`]; where
     /// neighbouring levels were grouped, the group's lowest and highest
     /// level at the time of its first.
     pub points: Vec<(u64, i64)>,
+    /// Its highest level.
     pub peak: MemoryPeak,
 }
 
 /// The highest level, when it was, and who held it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryPeak {
+    /// Bytes in use at the peak.
     pub bytes: i64,
     /// The peak fell within `start_ns..=end_ns` (equal when sampled at an instant).
     pub start_ns: u64,
+    /// End of the span the peak lies in.
     pub end_ns: u64,
     /// Index into [`crate::Summary::stages`] of the innermost stage whose call covers the peak.
     pub stage: Option<usize>,
@@ -115,6 +119,7 @@ impl MemoryTracker {
         self.pools.entry(pool).or_default()
     }
 
+    /// Takes an allocator level.
     pub fn level(&mut self, l: &MemoryLevel) {
         self.pool(l.pool).level(l);
     }

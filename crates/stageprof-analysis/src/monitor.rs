@@ -42,9 +42,25 @@ impl Default for MonitorConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Alert {
     /// Frame `index` (0-based) took far longer than the frames before it.
-    SlowFrame { index: u64, duration_ns: u64, usual_ns: u64, deviation_ns: u64 },
+    SlowFrame {
+        /// The frame's number.
+        index: u64,
+        /// Its wall time.
+        duration_ns: u64,
+        /// The median of recent frames.
+        usual_ns: u64,
+        /// Their robust deviation.
+        deviation_ns: u64,
+    },
     /// A memory track (`process RSS bytes`, `gpu.mem_used_bytes`) went above its threshold.
-    MemoryPressure { track: String, bytes: u64, threshold: u64 },
+    MemoryPressure {
+        /// The memory measured (a counter's name).
+        track: String,
+        /// Its level.
+        bytes: u64,
+        /// The level alerted at.
+        threshold: u64,
+    },
 }
 
 impl std::fmt::Display for Alert {
@@ -72,10 +88,13 @@ impl std::fmt::Display for Alert {
 /// A stage's rolling figures over the last frames.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RollingStage {
+    /// Names from the outermost stage down.
     pub path: Vec<String>,
     /// Frames in the window (at most the configured window).
     pub frames: usize,
+    /// Mean per call in the window.
     pub mean_ns: u64,
+    /// 95th percentile per call in the window.
     pub p95_ns: u64,
 }
 
@@ -83,6 +102,7 @@ pub struct RollingStage {
 const HOST_TRACK: &str = "process RSS bytes";
 const GPU_TRACKS: [&str; 2] = ["gpu.mem_used_bytes", "gpu.device_used_bytes"];
 
+/// Watches a live profile's windows for slow frames and memory pressure.
 pub struct Monitor {
     config: MonitorConfig,
     /// Per stage: time of its calls since the last frame closed, and its window.
@@ -97,6 +117,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
+    /// A monitor with these thresholds.
     pub fn new(config: MonitorConfig) -> Monitor {
         Monitor {
             config,

@@ -9,15 +9,20 @@ use crate::summary::Summary;
 /// One rank's figures for one stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RankFigures {
+    /// Calls on the rank.
     pub calls: u64,
+    /// Wall time on the rank.
     pub wall_ns: u64,
+    /// GPU busy time of the stage's work on the rank.
     pub gpu_busy_ns: Option<u64>,
+    /// First start to last end of that work.
     pub gpu_span_ns: Option<u64>,
 }
 
 /// A stage across ranks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RankRow {
+    /// Names from the outermost stage down.
     pub path: Vec<String>,
     /// Per rank, in the order given; `None` where the rank has no such stage.
     pub per_rank: Vec<Option<RankFigures>>,

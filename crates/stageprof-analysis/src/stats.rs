@@ -25,14 +25,23 @@ pub struct DurationAcc {
 /// Statistics of a set of durations, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DurationStats {
+    /// Samples.
     pub count: u64,
+    /// Their sum.
     pub total_ns: u64,
+    /// The smallest.
     pub min_ns: u64,
+    /// The largest.
     pub max_ns: u64,
+    /// The mean (exact).
     pub mean_ns: u64,
+    /// The standard deviation.
     pub stddev_ns: u64,
+    /// Median, nearest rank.
     pub p50_ns: u64,
+    /// 95th percentile, nearest rank.
     pub p95_ns: u64,
+    /// 99th percentile, nearest rank.
     pub p99_ns: u64,
 }
 
@@ -40,6 +49,7 @@ pub struct DurationStats {
 /// two runs needs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Samples {
+    /// Their statistics.
     pub stats: DurationStats,
     /// The values themselves, when there were at most [`EXACT_SAMPLES`]; empty past that.
     pub values: Vec<u64>,
@@ -88,6 +98,7 @@ impl DurationAcc {
         Samples { stats: self.stats(), values: if complete { self.exact.clone() } else { Vec::new() } }
     }
 
+    /// Adds a sample.
     pub fn record(&mut self, v: u64) {
         if self.count == 0 || v < self.min {
             self.min = v;
@@ -106,10 +117,12 @@ impl DurationAcc {
         }
     }
 
+    /// Samples added.
     pub fn count(&self) -> u64 {
         self.count
     }
 
+    /// Statistics of the samples added.
     pub fn stats(&self) -> DurationStats {
         if self.count == 0 {
             return DurationStats::default();

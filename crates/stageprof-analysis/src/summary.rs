@@ -15,10 +15,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Totals and per-call statistics of one stage (one path in the stage tree).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StageStats {
+    /// The stage's own name.
     pub name: String,
     /// Names from the outermost stage down to this one.
     pub path: Vec<String>,
+    /// Stages above it ([`crate::figures::DEPTH`]).
     pub depth: u32,
+    /// [`crate::figures::CALLS`].
     pub calls: u64,
     /// Inclusive wall time over all calls.
     pub wall_ns: u64,
@@ -31,13 +34,17 @@ pub struct StageStats {
     pub call: DurationStats,
     /// Per-call wall, CPU and GPU busy time, with the values while few enough to keep.
     pub per_call: PerCall,
+    /// [`crate::figures::CPU`].
     pub cpu_ns: Option<u64>,
     /// Largest per-call peak of live host bytes above the call's start.
     pub host_mem_peak_bytes: Option<u64>,
     /// Live host bytes retained, summed over calls.
     pub host_mem_net_bytes: Option<i64>,
+    /// [`crate::figures::ALLOC_BYTES`].
     pub alloc_bytes: Option<u64>,
+    /// [`crate::figures::ALLOCS`].
     pub allocs: Option<u64>,
+    /// [`crate::figures::THREADS`].
     pub threads: u32,
     /// Calls left by a panic.
     pub unwound: u64,
@@ -94,6 +101,7 @@ impl StageStats {
 /// [`crate::aggregate::FRAMES_PER_STAGE`] frames), its calls' wall time in that frame.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PerFrame {
+    /// The stage's wall time in each frame.
     pub time: Samples,
     /// The stage's calls in those frames.
     pub calls: u64,
@@ -119,7 +127,9 @@ impl PerFrame {
 /// Per-call samples of a stage's time measures.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PerCall {
+    /// Wall time per call.
     pub wall: Samples,
+    /// Thread CPU time per call, where measured.
     pub cpu: Option<Samples>,
     /// GPU busy time of the work each call launched.
     pub gpu: Option<Samples>,
@@ -128,11 +138,14 @@ pub struct PerCall {
 /// A kernel (by name and launch shape) within a stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelStats {
+    /// The kernel's (demangled) name.
     pub name: String,
     /// Grid and block, when the tracer gave them; the same kernel launched
     /// with another shape is another entry.
     pub shape: Option<LaunchShape>,
+    /// Launches.
     pub calls: u64,
+    /// Their device time, summed.
     pub total_ns: u64,
 }
 
@@ -146,9 +159,11 @@ impl KernelStats {
 /// Frame (pipeline iteration) statistics.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FrameStats {
+    /// Frames, sampled or not.
     pub count: u64,
     /// Frames whose stages were recorded.
     pub sampled: u64,
+    /// Frame duration statistics over all frames.
     pub duration: DurationStats,
     /// Every frame's duration, while there are at most [`crate::stats::EXACT_SAMPLES`] frames.
     pub durations: Vec<u64>,
@@ -167,26 +182,37 @@ pub const MAX_FRAMES_LISTED: usize = 100_000;
 /// One frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FrameRecord {
+    /// Start, since the profile's start.
     pub start_ns: u64,
+    /// Its wall time.
     pub duration_ns: u64,
+    /// Whether its stages were recorded.
     pub sampled: bool,
+    /// Its GPU window and what filled it, with GPU data.
     pub gpu: Option<FrameGpu>,
 }
 
 /// Samples of one counter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CounterStats {
+    /// The counter's name.
     pub name: String,
+    /// Samples taken.
     pub samples: u64,
+    /// Smallest value.
     pub min: f64,
+    /// Largest value.
     pub max: f64,
+    /// Mean value.
     pub mean: f64,
+    /// The last value.
     pub last: f64,
 }
 
 /// A stage ranked among the top consumers of its own (not nested) time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bottleneck {
+    /// 1 for the largest.
     pub rank: u32,
     /// Index into [`Summary::stages`].
     pub stage: usize,
@@ -194,16 +220,20 @@ pub struct Bottleneck {
     pub self_ns: u64,
     /// Share of all stages' time of that kind, in percent.
     pub share_pct: f64,
+    /// The stage's host memory peak, where measured.
     pub host_mem_peak_bytes: Option<u64>,
 }
 
 /// Everything a report shows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
+    /// What is known of the run as a whole.
     pub run: RunInfo,
     /// Stages in tree order: each parent before its children, siblings by wall time.
     pub stages: Vec<StageStats>,
+    /// Frame statistics.
     pub frames: FrameStats,
+    /// Counters, by name.
     pub counters: Vec<CounterStats>,
     /// Top stages by CPU self time.
     pub bottlenecks: Vec<Bottleneck>,

@@ -15,8 +15,11 @@ pub const MAX_BOXES_PER_TRACK: usize = 4000;
 pub enum Track {
     /// A thread's stages, by its index in the profile.
     Thread(u32),
+    /// A GPU stream.
     GpuStream {
+        /// The device.
         device: u32,
+        /// The stream on it.
         stream: u32,
     },
 }
@@ -24,7 +27,9 @@ pub enum Track {
 /// One drawn call or piece of GPU work.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineBox {
+    /// Start, since the profile's start.
     pub start_ns: u64,
+    /// End, since the profile's start.
     pub end_ns: u64,
     /// Nesting depth within the track (0 for GPU work).
     pub depth: u32,
@@ -35,16 +40,22 @@ pub struct TimelineBox {
 /// A track's boxes in start order, and how many it had in all.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackTimeline {
+    /// Where the boxes ran.
     pub track: Track,
+    /// The track's name (thread name or stream).
     pub label: String,
+    /// The longest boxes, in time order.
     pub boxes: Vec<TimelineBox>,
+    /// Boxes seen on the track, kept or not.
     pub seen: u64,
 }
 
 /// Every track, threads first, with the names the boxes use.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timeline {
+    /// One per thread and stream.
     pub tracks: Vec<TrackTimeline>,
+    /// The names boxes refer to by index.
     pub names: Vec<String>,
 }
 
@@ -64,10 +75,12 @@ pub struct TimelineBuilder {
 }
 
 impl TimelineBuilder {
+    /// Takes a stage call.
     pub fn stage(&mut self, span: &Span) {
         self.add(Track::Thread(span.thread), span.start_ns, span.end_ns, span.depth, span.name);
     }
 
+    /// Takes a piece of GPU work.
     pub fn gpu(&mut self, a: &GpuActivity) {
         self.add(Track::GpuStream { device: a.device, stream: a.stream }, a.start_ns, a.end_ns, 0, a.name);
     }
@@ -84,6 +97,7 @@ impl TimelineBuilder {
         }
     }
 
+    /// What was kept, with names resolved.
     pub fn timeline(&self, catalog: &Catalog) -> Timeline {
         let mut names: Vec<String> = Vec::new();
         let mut index: BTreeMap<NameId, u32> = BTreeMap::new();

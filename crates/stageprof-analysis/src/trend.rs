@@ -15,15 +15,18 @@ pub struct ChangePoint {
     pub index: usize,
     /// Median of the window before and of the window from `index` on.
     pub before: f64,
+    /// Median of the runs after it.
     pub after: f64,
 }
 
 impl ChangePoint {
+    /// The shift in percent of the level before.
     pub fn shift_pct(&self) -> f64 {
         100.0 * (self.after / self.before - 1.0)
     }
 }
 
+/// Runs where the median of `window` runs on either side moved by at least `min_shift_pct` and beyond the noise.
 pub fn change_points(series: &[f64], window: usize, min_shift_pct: f64) -> Vec<ChangePoint> {
     let w = window.max(2);
     if series.len() < 2 * w {

@@ -9,6 +9,8 @@
 //! error against the known surface, so a broken stage cannot hide behind a
 //! nice profile.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod check;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;

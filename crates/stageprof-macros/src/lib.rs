@@ -5,12 +5,14 @@
 //! `stageprof::scope!` at the top of the body, so it costs the same.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, ItemFn, LitStr};
 
+/// Records each call of the function as a stage: `#[stageprof::profile]`
+/// names it `module::function`, `#[stageprof::profile("name")]` as given.
 #[proc_macro_attribute]
 pub fn profile(attr: TokenStream, item: TokenStream) -> TokenStream {
     let name = if attr.is_empty() { None } else { Some(parse_macro_input!(attr as LitStr)) };

@@ -52,17 +52,22 @@ pub struct HostMem {
 /// Directions of memory copies, as GPU tracers name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyKind {
+    /// Host memory to device memory.
     HostToDevice,
+    /// Device memory to host memory.
     DeviceToHost,
+    /// Within device memory, or between devices.
     DeviceToDevice,
     /// Peer-to-peer, host-to-host, or unknown.
     Other,
 }
 
 impl CopyKind {
+    /// Every kind, in the order `GpuMetrics`' per-kind arrays use.
     pub const ALL: [CopyKind; 4] =
         [CopyKind::HostToDevice, CopyKind::DeviceToHost, CopyKind::DeviceToDevice, CopyKind::Other];
 
+    /// The short name reports use: `htod`, `dtoh`, `dtod`, `other`.
     pub fn label(self) -> &'static str {
         match self {
             CopyKind::HostToDevice => "htod",
@@ -82,8 +87,11 @@ pub struct GpuMetrics {
     pub self_busy_ns: u64,
     /// First start to last end of them.
     pub span_ns: u64,
+    /// Kernels launched.
     pub kernels: u64,
+    /// Copies launched.
     pub copies: u64,
+    /// Memsets launched.
     pub memsets: u64,
     /// Bytes copied, by [`CopyKind`] (in `CopyKind::ALL` order).
     pub copy_bytes: [u64; 4],
@@ -93,7 +101,9 @@ pub struct GpuMetrics {
     /// for the host to launch the next work, blocked behind a synchronization
     /// or blocking copy, and the rest.
     pub idle_host_ns: u64,
+    /// Idle while the host sat in a synchronization or blocking copy.
     pub idle_sync_ns: u64,
+    /// Idle for other reasons (work already launched: stream dependencies, launch latency).
     pub idle_other_ns: u64,
 }
 
@@ -112,7 +122,9 @@ pub struct FrameGpu {
     pub busy_own_ns: u64,
     /// Time in the window when the device(s) ran nothing, by cause (as in [`GpuMetrics`]).
     pub idle_host_ns: u64,
+    /// Idle while the host sat in a synchronization or blocking copy.
     pub idle_sync_ns: u64,
+    /// Idle for other reasons (work already launched: stream dependencies, launch latency).
     pub idle_other_ns: u64,
 }
 
@@ -183,8 +195,11 @@ pub struct MemDelta {
 /// Per-call measurements beside wall time; `None` where they were not taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StageMetrics {
+    /// Thread CPU time of the call, where measured.
     pub cpu_ns: Option<u64>,
+    /// Host memory of the call, where measured.
     pub mem: Option<HostMem>,
+    /// GPU work the call launched, where traced.
     pub gpu: Option<GpuMetrics>,
     /// Device memory (the GPU allocator's bytes).
     pub gpu_mem: Option<MemDelta>,
@@ -203,14 +218,19 @@ pub struct StageMetrics {
 /// One closed stage or frame call. Times are nanoseconds since the profile's start.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Span {
+    /// The thread's index in the catalog.
     pub thread: u32,
+    /// A stage, a frame, or a task.
     pub kind: SpanKind,
+    /// The span's own name.
     pub name: NameId,
     /// The stage's path; `None` for frames.
     pub path: Option<PathId>,
     /// Nesting depth among stages of its thread (0 = outermost).
     pub depth: u32,
+    /// Start, since the profile's start.
     pub start_ns: u64,
+    /// End, since the profile's start.
     pub end_ns: u64,
     /// Wall time minus the wall time of the stages nested directly in it.
     pub self_ns: u64,
@@ -218,11 +238,14 @@ pub struct Span {
     /// (for a frame, its own number); `None` outside frames, or where the
     /// producer cannot tell.
     pub frame: Option<u32>,
+    /// What was measured over the call.
     pub metrics: StageMetrics,
+    /// How the call ended and how it was recorded.
     pub flags: SpanFlags,
 }
 
 impl Span {
+    /// End less start.
     pub fn duration_ns(&self) -> u64 {
         self.end_ns - self.start_ns
     }
@@ -231,25 +254,35 @@ impl Span {
 /// One sample of a counter or gauge.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CounterSample {
+    /// The counter's name.
     pub name: NameId,
+    /// The thread that recorded it.
     pub thread: u32,
+    /// When, since the profile's start.
     pub ts_ns: u64,
+    /// The value as recorded.
     pub value: f64,
 }
 
 /// A thread (or, for GPU traces, a stream) that spans belong to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadInfo {
+    /// The recorder's index for the thread.
     pub index: u32,
+    /// The operating system's thread id.
     pub os_tid: u64,
+    /// The thread's name, empty if it had none.
     pub name: String,
 }
 
 /// One node of the stage tree: a name under a parent path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathEntry {
+    /// The enclosing stage's path; `None` for an outermost stage.
     pub parent: Option<PathId>,
+    /// The stage's own name.
     pub name: NameId,
+    /// Stages above it.
     pub depth: u32,
 }
 
@@ -272,10 +305,12 @@ impl Catalog {
         self.names[i] = name.to_owned();
     }
 
+    /// The name with this id (empty if unknown).
     pub fn name(&self, id: NameId) -> &str {
         self.names.get(id as usize).map_or("?", String::as_str)
     }
 
+    /// How many names are known.
     pub fn name_count(&self) -> usize {
         self.names.len()
     }
@@ -292,10 +327,12 @@ impl Catalog {
         id
     }
 
+    /// The path with this id.
     pub fn path(&self, id: PathId) -> PathEntry {
         self.paths[id.0 as usize]
     }
 
+    /// How many paths are known.
     pub fn path_count(&self) -> usize {
         self.paths.len()
     }
@@ -313,6 +350,7 @@ impl Catalog {
         names
     }
 
+    /// Records a thread's identity.
     pub fn add_thread(&mut self, thread: ThreadInfo) {
         match self.threads.iter_mut().find(|t| t.index == thread.index) {
             Some(known) => *known = thread,
@@ -320,10 +358,12 @@ impl Catalog {
         }
     }
 
+    /// Every thread recorded, by index.
     pub fn threads(&self) -> &[ThreadInfo] {
         &self.threads
     }
 
+    /// The thread with this index, if recorded.
     pub fn thread(&self, index: u32) -> Option<&ThreadInfo> {
         self.threads.iter().find(|t| t.index == index)
     }
@@ -332,8 +372,11 @@ impl Catalog {
 /// What a piece of GPU work is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuWork {
+    /// A kernel.
     Kernel,
+    /// A memory copy, by direction.
     Copy(CopyKind),
+    /// A memset.
     Memset,
 }
 
@@ -342,13 +385,19 @@ pub enum GpuWork {
 pub struct GpuActivity {
     /// The launching stage's path; `None` when launched outside any stage.
     pub path: Option<PathId>,
+    /// The kernel's name, or the copy's or memset's description.
     pub name: NameId,
+    /// What kind of work it was.
     pub work: GpuWork,
     /// Where it ran: the device and stream numbers as the tracer gives them.
     pub device: u32,
+    /// The stream it ran on.
     pub stream: u32,
+    /// Start on the device, since the profile's start.
     pub start_ns: u64,
+    /// End on the device, since the profile's start.
     pub end_ns: u64,
+    /// Bytes copied or set (0 for kernels).
     pub bytes: u64,
     /// A kernel's launch configuration, when the tracer gave it.
     pub shape: Option<LaunchShape>,
@@ -357,7 +406,9 @@ pub struct GpuActivity {
 /// A kernel's launch configuration: blocks in its grid, threads per block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LaunchShape {
+    /// Blocks in the grid, x y z.
     pub grid: [u32; 3],
+    /// Threads in a block, x y z.
     pub block: [u32; 3],
 }
 
@@ -379,6 +430,7 @@ pub enum MemoryPool {
 }
 
 impl MemoryPool {
+    /// `host` or `gpu`.
     pub fn label(self) -> &'static str {
         match self {
             MemoryPool::Host => "host",
@@ -392,15 +444,21 @@ impl MemoryPool {
 /// peak known only to lie within the call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLevel {
+    /// Which allocator.
     pub pool: MemoryPool,
+    /// Start of the span the level held over, since the profile's start.
     pub start_ns: u64,
+    /// End of that span (equal to the start for an instant).
     pub end_ns: u64,
+    /// Bytes in use (negative where a trace began with frees).
     pub bytes: i64,
 }
 
 /// Something that consumes a profile's events in order of their end.
 pub trait ProfileSink {
+    /// Takes a finished span.
     fn span(&mut self, span: &Span, catalog: &Catalog);
+    /// Takes a counter sample.
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog);
     /// GPU work, for sinks that look at single kernels (most don't).
     fn gpu_activity(&mut self, _activity: &GpuActivity, _catalog: &Catalog) {}

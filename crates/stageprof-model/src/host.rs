@@ -3,11 +3,17 @@
 /// Host facts recorded with every profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostInfo {
+    /// The machine's name.
     pub hostname: String,
+    /// Operating system.
     pub os: String,
+    /// CPU architecture.
     pub arch: String,
+    /// CPU model name.
     pub cpu_model: String,
+    /// CPUs the OS schedules on.
     pub logical_cpus: u32,
+    /// Physical memory.
     pub memory_bytes: u64,
 }
 

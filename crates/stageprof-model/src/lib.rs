@@ -6,7 +6,7 @@
 //! pipelines link pulls it in.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod event;
 pub mod host;

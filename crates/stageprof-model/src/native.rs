@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 
 use crate::event::ThreadInfo;
 
+/// The first eight bytes of every native profile.
 pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level,
 /// version 4 the GPU records, version 5 GPU activities' launch time and
@@ -31,13 +32,30 @@ pub enum Chunk {
     /// Key/value facts: clock calibration, host, config, versions.
     Meta(Vec<(String, String)>),
     /// Names `first_id`, `first_id + 1`, ...
-    Names { first_id: u32, names: Vec<String> },
+    Names {
+        /// The first name's id.
+        first_id: u32,
+        /// The names, in id order.
+        names: Vec<String>,
+    },
     /// A thread that records refer to by index.
     Thread(ThreadInfo),
     /// Record words of one thread, in the order it wrote them (see [`crate::wire`]).
-    Records { thread: u32, words: Vec<u64> },
+    Records {
+        /// The thread's index.
+        thread: u32,
+        /// Its record words.
+        words: Vec<u64>,
+    },
     /// The profile ended normally or at a signal.
-    End { dropped_records: u64, end_ticks: u64, reason: String },
+    End {
+        /// Records dropped because the buffers were full.
+        dropped_records: u64,
+        /// The clock at the end.
+        end_ticks: u64,
+        /// `finish`, a signal's name, `exit` or `panic`.
+        reason: String,
+    },
 }
 
 /// Writes chunks to a native file, each with one `write_all`, so that with
@@ -56,6 +74,7 @@ impl<W: Write> NativeWriter<W> {
         Ok(NativeWriter { out, buf: Vec::new() })
     }
 
+    /// Writes run metadata as key-value pairs.
     pub fn meta(&mut self, pairs: &[(String, String)]) -> io::Result<()> {
         self.start_chunk();
         put_u32(&mut self.buf, pairs.len() as u32);
@@ -66,6 +85,7 @@ impl<W: Write> NativeWriter<W> {
         self.flush_chunk(CHUNK_META)
     }
 
+    /// Writes names, the first with id `first_id`, the rest numbered on.
     pub fn names<'a>(&mut self, first_id: u32, names: impl ExactSizeIterator<Item = &'a str>) -> io::Result<()> {
         self.start_chunk();
         put_u32(&mut self.buf, first_id);
@@ -76,6 +96,7 @@ impl<W: Write> NativeWriter<W> {
         self.flush_chunk(CHUNK_NAMES)
     }
 
+    /// Writes a thread's identity.
     pub fn thread(&mut self, t: &ThreadInfo) -> io::Result<()> {
         self.start_chunk();
         put_u32(&mut self.buf, t.index);
@@ -84,6 +105,7 @@ impl<W: Write> NativeWriter<W> {
         self.flush_chunk(CHUNK_THREAD)
     }
 
+    /// Writes a thread's records.
     pub fn records(&mut self, thread: u32, words: &[u64]) -> io::Result<()> {
         self.records_from(thread, words.iter().copied())
     }
@@ -100,6 +122,7 @@ impl<W: Write> NativeWriter<W> {
         self.flush_chunk(CHUNK_RECORDS)
     }
 
+    /// Writes the end marker: records dropped, the final clock reading, why recording ended.
     pub fn end(&mut self, dropped_records: u64, end_ticks: u64, reason: &str) -> io::Result<()> {
         self.start_chunk();
         self.buf.extend_from_slice(&dropped_records.to_le_bytes());
@@ -109,10 +132,12 @@ impl<W: Write> NativeWriter<W> {
         self.out.flush()
     }
 
+    /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -149,13 +174,17 @@ pub enum NativeError {
     UnsupportedVersion(u32),
     /// The file ends inside a chunk: everything before `offset` was read.
     Truncated {
+        /// Bytes read before the break.
         offset: u64,
     },
     /// A chunk's content is malformed.
     Corrupt {
+        /// Where the chunk starts.
         offset: u64,
+        /// What is wrong with it.
         message: String,
     },
+    /// Reading the file failed.
     Io(io::Error),
 }
 

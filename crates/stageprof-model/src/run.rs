@@ -7,10 +7,13 @@ use crate::{HostInfo, Warning};
 pub struct RunInfo {
     /// Where the profile came from (e.g. `stageprof`).
     pub source: String,
+    /// Wall-clock start of the profile, Unix nanoseconds.
     pub start_unix_ns: u64,
     /// First event start to last event end.
     pub duration_ns: u64,
+    /// The machine it ran on.
     pub host: HostInfo,
+    /// Process id.
     pub pid: u32,
     /// Records the recorder had to drop because its buffers were full.
     pub dropped_records: u64,

@@ -8,8 +8,11 @@ use std::fmt;
 /// Why a trace event was left out of every figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Implausible {
+    /// `ts` (or a present `dur`) is not a finite number.
     NoTime,
+    /// `dur` below zero.
     NegativeDuration,
+    /// Starts or ends more than a day from the trace's median time.
     FarFromTrace,
 }
 
@@ -31,79 +34,107 @@ impl Implausible {
 pub enum Warning {
     /// The input was damaged or cut short at some point; what came before it is reported.
     ReadStopped {
+        /// What was wrong.
         problem: String,
+        /// Events read before it, where counted.
         events_before: Option<u64>,
     },
     /// A native names chunk named ids far past those known (corruption).
     CorruptNames {
+        /// The chunk ends before this byte.
         before_byte: u64,
+        /// The id it claimed to start at.
         first_id: u32,
     },
     /// A native record could not be decoded.
     BadRecord {
+        /// The chunk ends at this byte.
         chunk_end_byte: u64,
+        /// The word of the chunk where decoding failed.
         word: usize,
+        /// What was wrong with it.
         problem: String,
     },
     /// Stage ends with no begin (a native file).
     UnmatchedStageEnds {
+        /// How many.
         count: u64,
     },
     /// Event names with unescaped quotes, read as if escaped.
     RepairedNames {
+        /// How many.
         count: u64,
     },
+    /// Events the scanner could not read and stepped over.
     MalformedEvents {
+        /// How many.
         count: u64,
     },
     /// `E` events with no `B` to close.
     UnmatchedEnds {
+        /// How many.
         count: u64,
     },
     /// `B` events never closed, closed at the end of the trace.
     UnclosedBegins {
+        /// How many.
         count: u64,
     },
     /// Stages that outlived the stage around them, cut to its end.
     ClippedStages {
+        /// How many.
         count: u64,
     },
     /// Correlation ids carried by more than one launch.
     RepeatedCorrelationIds {
+        /// How many.
         count: u64,
     },
     /// GPU work at the trace's start launched before the trace began.
     LaunchedBeforeTrace {
+        /// How many.
         count: u64,
     },
     /// GPU work without a correlation id.
     NoCorrelationId {
+        /// How many.
         count: u64,
     },
     /// GPU work whose correlation id matches no launch.
     NoLaunch {
+        /// How many.
         count: u64,
     },
     /// GPU work launched outside every stage and frame.
     OutsideStages {
+        /// How many.
         count: u64,
+        /// Their busy time, where known (traces).
         busy_ns: Option<u64>,
     },
     /// Events left out because their times cannot be true; the first is named.
     Implausible {
+        /// How many.
         count: u64,
+        /// Why they were left out.
         reason: Implausible,
+        /// The first one's category.
         category: String,
+        /// The first one's name.
         name: String,
+        /// Where the first one starts in the (decompressed) file.
         byte_offset: u64,
     },
     /// Events of another accelerator whose layout stageprof does not know.
     UnreadDeviceEvents {
+        /// How many.
         count: u64,
+        /// Their category.
         category: String,
     },
     /// An output of the recorder could not be written.
     OutputFailed {
+        /// The output and what went wrong.
         problem: String,
     },
 }

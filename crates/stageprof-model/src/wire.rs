@@ -129,40 +129,67 @@ pub const fn header(kind: u64, flags: u64, id: u32) -> u64 {
 /// One decoded record; timestamps are still in clock ticks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Record {
+    /// A stage or frame begins.
     Begin {
+        /// The stage's name id.
         name: u32,
+        /// Clock ticks at the begin.
         ticks: u64,
+        /// Whether this is a frame.
         frame: bool,
+        /// Whether its frame was sampled (stages inside recorded).
         sampled: bool,
     },
+    /// A stage or frame ends.
     End {
+        /// The stage's name id.
         name: u32,
+        /// Clock ticks at the end.
         ticks: u64,
+        /// Whether a panic or exception left the stage.
         unwound: bool,
+        /// Thread CPU time of the call, where measured.
         cpu_ns: Option<u64>,
+        /// Host memory of the call, where measured.
         mem: Option<HostMem>,
     },
+    /// A counter sample.
     Counter {
+        /// The counter's name id.
         name: u32,
+        /// Clock ticks when sampled.
         ticks: u64,
+        /// The value.
         value: f64,
     },
     /// Allocator figures of the stage whose END follows on the same thread.
     ProcessMem {
+        /// Which allocator.
         pool: MemoryPool,
+        /// Highest bytes above the call's start.
         peak_bytes: u64,
+        /// Bytes at the end less at the start.
         net_bytes: i64,
+        /// The allocator's level at the end, where known.
         end_bytes: Option<i64>,
     },
+    /// Links the stage call that ends next to its GPU results.
     GpuLink {
+        /// The call's instance number, as the GPU ledger names it.
         instance: u64,
     },
+    /// GPU time between CUDA events around a call.
     GpuTime {
+        /// The device the events ran on.
         device: u32,
+        /// The call's instance number.
         instance: u64,
+        /// Time between the events.
         elapsed_ns: u64,
     },
+    /// One piece of GPU work from the activity tracer.
     GpuActivity(GpuActivityRecord),
+    /// A task (async span) closed.
     Task(TaskRecord),
 }
 
@@ -170,17 +197,22 @@ pub enum Record {
 /// on any threads) as the native format stores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
+    /// The task's name id.
     pub name: u32,
+    /// Clock ticks at its creation.
     pub start_ticks: u64,
+    /// Clock ticks at its close.
     pub end_ticks: u64,
     /// Time it was entered (polled), in nanoseconds.
     pub busy_ns: u64,
     /// The tracer's id of the task and of its parent (0: none), so that a
     /// parent's own busy time can leave out its children's.
     pub id: u64,
+    /// The enclosing task's id, 0 for none.
     pub parent: u64,
     /// Names of its ancestors, outermost first: `ancestors[..depth]`.
     pub ancestors: [u32; MAX_TASK_DEPTH],
+    /// Tasks above it.
     pub depth: usize,
 }
 
@@ -226,17 +258,25 @@ impl TaskRecord {
 /// A kernel, copy or memset as the native format stores it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GpuActivityRecord {
+    /// The kernel's name id, or the copy's or memset's.
     pub name: u32,
+    /// What kind of work it was.
     pub work: GpuWork,
     /// The GPU instance of the stage that launched it; 0: launched outside every stage.
     pub instance: u64,
+    /// Clock ticks at its start on the device.
     pub start_ticks: u64,
+    /// Clock ticks at its end on the device.
     pub end_ticks: u64,
+    /// The device it ran on.
     pub device: u32,
+    /// The stream it ran on.
     pub stream: u32,
+    /// Bytes copied or set.
     pub bytes: u64,
     /// When the API call that launched it began.
     pub launch_ticks: Option<u64>,
+    /// Grid and block, for kernels whose tracer gave them.
     pub shape: Option<LaunchShape>,
 }
 
@@ -302,7 +342,9 @@ impl GpuActivityRecord {
 /// A record that cannot be decoded: the word offset and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireError {
+    /// The word of the chunk where decoding failed.
     pub word: usize,
+    /// What was wrong with it.
     pub message: String,
 }
 
@@ -389,7 +431,9 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
 /// Converts the recorder's clock ticks to nanoseconds since the profile's start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TickScale {
+    /// Clock ticks in a second.
     pub ticks_per_second: u64,
+    /// Clock ticks at the profile's start.
     pub start_ticks: u64,
 }
 

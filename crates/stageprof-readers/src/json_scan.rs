@@ -215,19 +215,24 @@ impl<'a> Event<'a> {
 pub enum ScanError {
     /// The input is not JSON (or not text at all).
     NotJson {
+        /// The first bytes, for the message.
         found: String,
     },
     /// JSON, but neither an array of events nor an object with `traceEvents`.
     NoEvents,
     /// The input ends inside the event that starts at `offset`.
     Truncated {
+        /// Where that event starts in the (decompressed) input.
         offset: u64,
     },
     /// Damage the scanner could not step over.
     Malformed {
+        /// Where the damage is in the (decompressed) input.
         offset: u64,
+        /// What is wrong there.
         message: String,
     },
+    /// Reading the input failed.
     Io(io::Error),
 }
 
@@ -488,6 +493,7 @@ const INITIAL_BUFFER: usize = 1 << 20;
 const MAX_KEPT_TOP_LEVEL: usize = 1 << 20;
 
 impl<R: Read> Scanner<R> {
+    /// A scanner over `input`.
     pub fn new(input: R) -> Scanner<R> {
         Scanner {
             input,

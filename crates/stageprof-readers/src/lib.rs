@@ -6,7 +6,7 @@
 //! sink, through the same analysis the recorder uses.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod backward;
 mod call_tree;
@@ -30,7 +30,9 @@ use stageprof_model::{Catalog, ProfileSink};
 
 /// A profile that was read: its names and threads, and what is known of the run.
 pub struct Profile {
+    /// Names, paths and threads of the profile.
     pub catalog: Catalog,
+    /// What is known of the run.
     pub run: RunInfo,
 }
 

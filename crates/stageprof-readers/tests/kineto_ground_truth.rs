@@ -199,7 +199,7 @@ fn gpu_memory_peak_and_its_holder() {
         let gpu = s.memory.iter().find(|m| m.pool == stageprof_model::MemoryPool::Gpu).expect("a GPU timeline");
         assert_eq!(gpu.peak.bytes, peak_bytes, "{run}");
         assert_eq!(gpu.peak.stage.map(|i| s.stages[i].name.clone()), innermost, "{run}");
-        assert!(gpu.points.len() <= stageprof_analysis::memory_timeline::MAX_POINTS);
+        assert!(gpu.points.len() <= stageprof_analysis::MAX_POINTS);
         assert!(gpu.points.contains(&(gpu.peak.start_ns, peak_bytes)), "{run}: the peak is drawn");
     }
 }

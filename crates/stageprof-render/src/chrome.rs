@@ -26,6 +26,7 @@ pub struct ChromeTraceWriter<W: Write> {
 const GPU_PID_BASE: u64 = 1 << 32;
 
 impl<W: Write> ChromeTraceWriter<W> {
+    /// A writer of a Chrome trace to `out`, its events under process `pid`.
     pub fn new(out: W, pid: u32) -> Self {
         let mut w =
             ChromeTraceWriter { out, line: String::new(), pid, first: true, error: None, gpu_tracks: BTreeSet::new() };

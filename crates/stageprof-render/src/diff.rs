@@ -13,7 +13,9 @@ use crate::units::{duration, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 /// The two sides, as the user named them.
 #[derive(Clone, Copy, Debug)]
 pub struct DiffLabels<'a> {
+    /// How the base run is named (its path).
     pub base: &'a str,
+    /// How the new run is named.
     pub new: &'a str,
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{Cell, CellAlignment};
 use stageprof_analysis::figures::{self, FigureValue, StageFigure};
-use stageprof_analysis::trend::change_points;
+use stageprof_analysis::change_points;
 
 use crate::terminal::{new_table, TableOptions};
 use crate::units::{duration, figure_text, terminal_safe};
@@ -33,21 +33,32 @@ const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█
 /// A stored run, as listed.
 #[derive(Clone, Debug)]
 pub struct HistoryRun {
+    /// Its number in the history.
     pub id: i64,
+    /// When it was stored, Unix nanoseconds.
     pub recorded_unix_ns: i64,
+    /// The profile it was read from.
     pub source: String,
+    /// The machine's name, where known.
     pub host: Option<String>,
+    /// The GPUs the profile names.
     pub gpu: Option<String>,
+    /// The commit checked out where it was stored.
     pub git_commit: Option<String>,
+    /// Labels given when it was stored.
     pub labels: Vec<String>,
+    /// Frames, where there were any.
     pub frames: Option<u64>,
+    /// Mean frame time.
     pub frame_mean_ns: Option<u64>,
 }
 
 /// One stage's figures in one run: [`HISTORY_FIGURES`], in order.
 #[derive(Clone, Debug)]
 pub struct HistoryStage {
+    /// Names joined by `/`.
     pub path: String,
+    /// One per history figure; `None` where not measured.
     pub values: Vec<Option<FigureValue>>,
 }
 
@@ -63,7 +74,9 @@ impl HistoryStage {
 /// has it, oldest first: `(run id, mean ns)`.
 #[derive(Clone, Debug)]
 pub struct StageTrend {
+    /// The stage in the newest run.
     pub stage: HistoryStage,
+    /// `(run id, mean ns per call)`, oldest run first.
     pub series: Vec<(i64, u64)>,
 }
 

@@ -52,10 +52,12 @@ impl Default for JsonWriter {
 }
 
 impl JsonWriter {
+    /// An empty document.
     pub fn new() -> Self {
         JsonWriter { out: String::new(), empty: Vec::new() }
     }
 
+    /// The document written.
     pub fn finish(self) -> String {
         debug_assert!(self.empty.is_empty(), "unclosed JSON container");
         self.out
@@ -88,18 +90,22 @@ impl JsonWriter {
         }
     }
 
+    /// Opens an object.
     pub fn begin_object(&mut self) -> &mut Self {
         self.open('{')
     }
 
+    /// Closes an object.
     pub fn end_object(&mut self) -> &mut Self {
         self.close('}')
     }
 
+    /// Opens an array.
     pub fn begin_array(&mut self) -> &mut Self {
         self.open('[')
     }
 
+    /// Closes an array.
     pub fn end_array(&mut self) -> &mut Self {
         self.close(']')
     }
@@ -118,24 +124,28 @@ impl JsonWriter {
         self
     }
 
+    /// A string value, escaped.
     pub fn string(&mut self, s: &str) -> &mut Self {
         self.sep();
         push_str(&mut self.out, s);
         self
     }
 
+    /// A value written as it displays (numbers, bools, `null`).
     pub fn raw(&mut self, v: impl std::fmt::Display) -> &mut Self {
         self.sep();
         let _ = write!(self.out, "{v}");
         self
     }
 
+    /// A number; `null` where it is not finite.
     pub fn f64(&mut self, v: f64) -> &mut Self {
         self.sep();
         push_f64(&mut self.out, v);
         self
     }
 
+    /// A value, or `null`.
     pub fn opt(&mut self, v: Option<impl std::fmt::Display>) -> &mut Self {
         match v {
             Some(v) => self.raw(v),
@@ -148,18 +158,22 @@ impl JsonWriter {
         self.key(k).raw(v)
     }
 
+    /// A key and a string value.
     pub fn field_str(&mut self, k: &str, v: &str) -> &mut Self {
         self.key(k).string(v)
     }
 
+    /// A key and a value or `null`.
     pub fn field_opt(&mut self, k: &str, v: Option<impl std::fmt::Display>) -> &mut Self {
         self.key(k).opt(v)
     }
 
+    /// A key and a number.
     pub fn field_f64(&mut self, k: &str, v: f64) -> &mut Self {
         self.key(k).f64(v)
     }
 
+    /// A key and an array of strings.
     pub fn field_strs<'a>(&mut self, k: &str, items: impl IntoIterator<Item = &'a str>) -> &mut Self {
         self.key(k).begin_array();
         for s in items {

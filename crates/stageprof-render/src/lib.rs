@@ -3,7 +3,7 @@
 //! is escaped for the format it is written into.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod chrome;
 pub mod diff;

@@ -14,6 +14,7 @@ use crate::chrome::ChromeTraceWriter;
 /// Why a profile could not be reported: the reader's error `E`, or the Chrome trace's.
 #[derive(Debug)]
 pub enum ReportError<E> {
+    /// The profile could not be read.
     Read(E),
     /// Writing the Chrome trace failed (the summary was still computed).
     Chrome(io::Error, Box<Summary>),

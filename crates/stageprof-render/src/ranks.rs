@@ -10,8 +10,11 @@ use crate::units::{duration, terminal_safe};
 
 /// One rank: its label (file, rank number) and its summary.
 pub struct RankInput<'a> {
+    /// How the rank is named (its file).
     pub label: String,
+    /// Its rank number.
     pub rank: u32,
+    /// Its summary.
     pub summary: &'a Summary,
 }
 

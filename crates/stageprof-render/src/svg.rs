@@ -22,14 +22,19 @@ pub fn escape(text: &str) -> String {
 
 /// One segment of a stacked bar: its value, its CSS class (colour) and its tooltip.
 pub struct Segment {
+    /// Its length in the chart's unit.
     pub value: f64,
+    /// The CSS class that colours it.
     pub class: &'static str,
+    /// Shown on hover.
     pub tip: String,
 }
 
 /// A labelled horizontal bar made of stacked segments.
 pub struct Bar {
+    /// The bar's name.
     pub label: String,
+    /// Its segments, stacked left to right.
     pub segments: Vec<Segment>,
 }
 
@@ -78,8 +83,11 @@ pub fn stacked_bars(bars: &[Bar], width: f64, unit: impl Fn(f64) -> String) -> S
 
 /// A point of a series; `flag` marks it (an outlier, a peak).
 pub struct Point {
+    /// Horizontal position, in data units.
     pub x: f64,
+    /// Vertical position, in data units.
     pub y: f64,
+    /// A note drawn at the point (the peak).
     pub flag: Option<String>,
 }
 

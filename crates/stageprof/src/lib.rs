@@ -25,6 +25,8 @@
 //! This crate stays light: it writes JSON but parses none, and pulls in no
 //! HTML, SQLite or CLI code.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod alloc;
 mod clock;
 mod collector;

@@ -10,7 +10,9 @@ use super::nest::Nester;
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
 pub struct RecordDecoder {
+    /// Ticks to nanoseconds.
     pub scale: TickScale,
+    /// Nests the decoded begins and ends into spans.
     pub nester: Nester,
     /// Per thread: process-wide and GPU memory figures waiting for the END they precede.
     process: HashMap<u32, MemDelta>,
@@ -18,6 +20,7 @@ pub struct RecordDecoder {
 }
 
 impl RecordDecoder {
+    /// A decoder for records on the clock `scale` describes.
     pub fn new(scale: TickScale) -> Self {
         RecordDecoder { scale, nester: Nester::default(), process: HashMap::new(), gpu_mem: HashMap::new() }
     }

@@ -65,6 +65,7 @@ impl GpuLedger {
         }
     }
 
+    /// Whether no GPU results were recorded.
     pub fn is_empty(&self) -> bool {
         self.activities.is_empty() && self.event_ns.is_empty()
     }
@@ -82,6 +83,7 @@ pub struct GpuJoin {
 
 /// What a closing call gets of the GPU records.
 pub struct ClosedGpu {
+    /// The call's GPU figures, where its work was traced.
     pub figures: Option<GpuMetrics>,
     /// Time between its CUDA events.
     pub event_ns: Option<u64>,
@@ -95,20 +97,27 @@ pub struct ClosedGpu {
 /// activities of its nested calls, handed up as they close.
 #[derive(Default)]
 pub struct CallGpu {
+    /// The call's instance number in the GPU ledger.
     pub instance: Option<u64>,
+    /// Indexes of the calls nested in it.
     pub nested: Vec<u32>,
 }
 
 /// Where and when a closing call ran.
 #[derive(Clone, Copy, Debug)]
 pub struct CallExtent {
+    /// The thread that made the call.
     pub thread: u32,
+    /// Whether the call is a frame.
     pub frame: bool,
+    /// Start, since the profile's start.
     pub start_ns: u64,
+    /// End, since the profile's start.
     pub end_ns: u64,
 }
 
 impl GpuJoin {
+    /// A join over the GPU results of `ledger`.
     pub fn new(mut ledger: GpuLedger) -> GpuJoin {
         // Host blocking intervals are not recorded: idle gaps the host caused count as "host".
         let idle = IdleContext::new(std::mem::take(&mut ledger.launch_ns), &[]);

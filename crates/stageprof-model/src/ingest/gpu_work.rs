@@ -13,15 +13,23 @@ use crate::{CopyKind, FrameGpu, GpuMetrics, GpuWork, LaunchShape, NameId};
 /// tracer gave none).
 #[derive(Clone, Copy, Debug)]
 pub struct Activity {
+    /// Joins the work to its launch.
     pub correlation: i64,
     /// Device and stream (a trace's pid and tid for GPU events).
     pub device: u32,
+    /// The stream it ran on.
     pub stream: u32,
+    /// What kind of work it was.
     pub work: GpuWork,
+    /// Its name.
     pub name: NameId,
+    /// Start, in the trace's time.
     pub start: i64,
+    /// End, in the trace's time.
     pub end: i64,
+    /// Bytes copied or set.
     pub bytes: u64,
+    /// Grid and block, where known.
     pub shape: Option<LaunchShape>,
 }
 
@@ -157,7 +165,9 @@ impl BusyRun {
 /// A frame's GPU window and what its device(s) did in it, in the producer's time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameWindow {
+    /// Start, in the trace's time.
     pub start: i64,
+    /// End, in the trace's time.
     pub end: i64,
     /// Device busy time in the window, all work.
     pub busy_ns: u64,
@@ -185,6 +195,7 @@ pub struct FrameWindows {
 }
 
 impl FrameWindows {
+    /// The windows of frames whose work is `activities`, told apart by `idle`.
     pub fn new(activities: &[Activity], idle: &IdleContext) -> FrameWindows {
         let launched = |i: usize| idle.launched(i);
         let mut per_device: HashMap<u32, Vec<BusyRun>> = HashMap::new();

@@ -15,7 +15,9 @@ const MAX_NAME_GAP: usize = 1 << 16;
 
 /// What a native file holds besides its events.
 pub struct NativeProfile {
+    /// Names, paths and threads of the profile.
     pub catalog: Catalog,
+    /// What is known of the run.
     pub run: RunInfo,
 }
 

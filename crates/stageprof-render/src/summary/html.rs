@@ -320,7 +320,7 @@ fn timeline(page: &mut String, s: &Summary) {
         "Timeline",
         &format!(
             "Each thread's stages and each GPU stream's kernels and copies (the longest {} of each track). Scroll to zoom, drag to pan; hover for names.",
-            stageprof_analysis::timeline::MAX_BOXES_PER_TRACK
+            stageprof_analysis::MAX_BOXES_PER_TRACK
         ),
     );
     page.push_str("<div class=\"tl-controls\"><button data-zoom=\"in\">zoom in</button><button data-zoom=\"out\">zoom out</button><button data-zoom=\"reset\">reset</button> <span id=\"tl-range\"></span></div><div class=\"tl\"><div class=\"tl-labels\">");

@@ -1,6 +1,6 @@
 //! The JSON summary (docs/summary-schema.md).
 
-use stageprof_analysis::stats::DurationStats;
+use stageprof_analysis::DurationStats;
 use stageprof_analysis::{Bottleneck, FigureValue, StageStats, Summary, SCHEMA_VERSION, STAGE_FIGURES};
 use stageprof_model::{CopyKind, FrameGpu};
 
