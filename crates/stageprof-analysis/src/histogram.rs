@@ -9,7 +9,7 @@ const SUB: u64 = 1 << SUB_BITS;
 
 /// Counts of values by log-linear bucket.
 #[derive(Clone, Debug, Default)]
-pub struct LogHistogram {
+pub(crate) struct LogHistogram {
     /// Bucket index of `counts[0]`.
     first: usize,
     counts: Vec<u64>,
@@ -38,7 +38,7 @@ fn bucket_value(i: usize) -> u64 {
 
 impl LogHistogram {
     /// Adds a value.
-    pub fn record(&mut self, v: u64) {
+    pub(crate) fn record(&mut self, v: u64) {
         let b = bucket(v);
         if self.counts.is_empty() {
             self.first = b;
@@ -55,13 +55,8 @@ impl LogHistogram {
         self.total += 1;
     }
 
-    /// Values added.
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
     /// The `q` quantile (0..=1) by nearest rank, as the middle of its bucket.
-    pub fn quantile(&self, q: f64) -> Option<u64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
         if self.total == 0 {
             return None;
         }
@@ -74,18 +69,6 @@ impl LogHistogram {
             }
         }
         None
-    }
-
-    /// Adds another histogram's values.
-    pub fn merge(&mut self, other: &LogHistogram) {
-        for (i, &c) in other.counts.iter().enumerate() {
-            if c > 0 {
-                let v = bucket_value(other.first + i);
-                for _ in 0..c {
-                    self.record(v);
-                }
-            }
-        }
     }
 }
 
@@ -128,7 +111,7 @@ mod tests {
             let got = h.quantile(q).unwrap() as f64;
             assert!((got - exact).abs() / exact < 0.004, "q{q}: {got} vs {exact}");
         }
-        assert_eq!(h.count(), 10_000);
+        assert_eq!(h.total, 10_000);
     }
 
     #[test]

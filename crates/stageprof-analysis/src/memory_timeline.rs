@@ -110,7 +110,7 @@ impl PoolTrack {
 
 /// Follows every allocator's levels through a profile.
 #[derive(Default)]
-pub struct MemoryTracker {
+pub(crate) struct MemoryTracker {
     pools: BTreeMap<MemoryPool, PoolTrack>,
 }
 
@@ -120,14 +120,14 @@ impl MemoryTracker {
     }
 
     /// Takes an allocator level.
-    pub fn level(&mut self, l: &MemoryLevel) {
+    pub(crate) fn level(&mut self, l: &MemoryLevel) {
         self.pool(l.pool).level(l);
     }
 
     /// A closed span: its own allocator levels (stageprof's stages of the
     /// driving thread, and GPU memory allocated through stageprof), then
     /// whether it covers a pool's peak.
-    pub fn span(&mut self, span: &Span) {
+    pub(crate) fn span(&mut self, span: &Span) {
         let deltas = [(MemoryPool::Host, span.metrics.process_mem), (MemoryPool::Gpu, span.metrics.gpu_mem)];
         for (pool, d) in deltas {
             let Some((d, end)) = d.and_then(|d| Some((d, d.end_bytes?))) else { continue };
@@ -146,7 +146,7 @@ impl MemoryTracker {
     }
 
     /// The timelines, with peak holders as indexes of `order` (the summary's stage order).
-    pub fn timelines(&self, order: &[PathId]) -> Vec<MemoryTimeline> {
+    pub(crate) fn timelines(&self, order: &[PathId]) -> Vec<MemoryTimeline> {
         self.pools
             .iter()
             .filter_map(|(pool, track)| {

@@ -9,7 +9,7 @@ pub const EXACT_SAMPLES: usize = 4096;
 
 /// Accumulates durations (or any non-negative integer samples).
 #[derive(Clone, Debug, Default)]
-pub struct DurationAcc {
+pub(crate) struct DurationAcc {
     count: u64,
     total: u128,
     min: u64,
@@ -93,13 +93,13 @@ impl Samples {
 
 impl DurationAcc {
     /// The statistics, with the values while they are all kept.
-    pub fn samples(&self) -> Samples {
+    pub(crate) fn samples(&self) -> Samples {
         let complete = self.exact.len() as u64 == self.count;
         Samples { stats: self.stats(), values: if complete { self.exact.clone() } else { Vec::new() } }
     }
 
     /// Adds a sample.
-    pub fn record(&mut self, v: u64) {
+    pub(crate) fn record(&mut self, v: u64) {
         if self.count == 0 || v < self.min {
             self.min = v;
         }
@@ -118,12 +118,12 @@ impl DurationAcc {
     }
 
     /// Samples added.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// Statistics of the samples added.
-    pub fn stats(&self) -> DurationStats {
+    pub(crate) fn stats(&self) -> DurationStats {
         if self.count == 0 {
             return DurationStats::default();
         }

@@ -172,12 +172,12 @@ pub struct FrameStats {
     pub gpu_span: Option<DurationStats>,
     /// The frames' GPU figures summed: window, device busy, own busy, idle by cause.
     pub gpu: Option<FrameGpu>,
-    /// Each frame, in time order (the first [`MAX_FRAMES_LISTED`]).
+    /// Each frame, in time order (the first 100,000).
     pub each: Vec<FrameRecord>,
 }
 
 /// Frames listed one by one at most; beyond, only their statistics.
-pub const MAX_FRAMES_LISTED: usize = 100_000;
+pub(crate) const MAX_FRAMES_LISTED: usize = 100_000;
 
 /// One frame.
 #[derive(Clone, Copy, Debug, PartialEq)]

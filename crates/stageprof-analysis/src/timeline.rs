@@ -70,18 +70,18 @@ struct TrackAcc {
 
 /// Gathers the timeline from spans and GPU activity.
 #[derive(Default)]
-pub struct TimelineBuilder {
+pub(crate) struct TimelineBuilder {
     tracks: BTreeMap<Track, TrackAcc>,
 }
 
 impl TimelineBuilder {
     /// Takes a stage call.
-    pub fn stage(&mut self, span: &Span) {
+    pub(crate) fn stage(&mut self, span: &Span) {
         self.add(Track::Thread(span.thread), span.start_ns, span.end_ns, span.depth, span.name);
     }
 
     /// Takes a piece of GPU work.
-    pub fn gpu(&mut self, a: &GpuActivity) {
+    pub(crate) fn gpu(&mut self, a: &GpuActivity) {
         self.add(Track::GpuStream { device: a.device, stream: a.stream }, a.start_ns, a.end_ns, 0, a.name);
     }
 
@@ -98,7 +98,7 @@ impl TimelineBuilder {
     }
 
     /// What was kept, with names resolved.
-    pub fn timeline(&self, catalog: &Catalog) -> Timeline {
+    pub(crate) fn timeline(&self, catalog: &Catalog) -> Timeline {
         let mut names: Vec<String> = Vec::new();
         let mut index: BTreeMap<NameId, u32> = BTreeMap::new();
         let tracks = self

@@ -11,8 +11,8 @@ use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
 use stageprof_render::terminal_width;
 use stageprof_render::{
-    ranks_json, render_html, render_ranks_table, render_table, report_with, summary_json, RankInput, ReportError,
-    TableOptions,
+    ranks_json, render_html, render_ranks_html, render_ranks_table, render_table, report_with, summary_json, RankInput,
+    ReportError, TableOptions,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -65,7 +65,11 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
         .collect();
     let rows = if ranks.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
     if let Some(path) = &args.html {
-        std::fs::write(path, render_html(&ranks, &rows)).map_err(CliError::file("write", path))?;
+        let page = match &ranks[..] {
+            [one] => render_html(one.summary),
+            _ => render_ranks_html(&ranks, &rows),
+        };
+        std::fs::write(path, page).map_err(CliError::file("write", path))?;
     }
     let tty = std::io::stdout().is_terminal();
     let width = tty.then(terminal_width);

@@ -1,7 +1,7 @@
 //! Runs the stages of one frame without profiling and prints each depth
 //! source's error against the known surface.
 use stageprof_demo::check::depth_error;
-use stageprof_demo::kernels::{kernels, Device};
+use stageprof_demo::kernels::Device;
 use stageprof_demo::pipeline::*;
 use stageprof_demo::scene::{render, Rig, Surface};
 

@@ -3,8 +3,11 @@
 /// Error statistics of a reconstruction, in millimetres.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DepthError {
+    /// Reconstructed points held against the surface.
     pub points: usize,
+    /// Median depth error.
     pub median_mm: f32,
+    /// 90th percentile of the depth error.
     pub p90_mm: f32,
 }
 

@@ -42,6 +42,7 @@ extern "C" __global__ void shifted(const float* img, int w, int h, float du, flo
 
 /// The compiled kernels and the stream they run on.
 pub struct CudaKernels {
+    /// The stream every kernel is launched on.
     pub stream: Arc<CudaStream>,
     undistort: CudaFunction,
     shifted: CudaFunction,

@@ -6,16 +6,23 @@
 /// A calibrated camera.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Camera {
+    /// Focal length in pixels, x.
     pub fx: f32,
+    /// Focal length in pixels, y.
     pub fy: f32,
+    /// Principal point, x.
     pub cx: f32,
+    /// Principal point, y.
     pub cy: f32,
     /// Radial distortion: r_d = r (1 + k1 r^2 + k2 r^4), in normalized coordinates.
     pub k1: f32,
+    /// Radial distortion, fourth order.
     pub k2: f32,
     /// Centre of projection in world coordinates (mm).
     pub center: [f32; 3],
+    /// Image width in pixels.
     pub width: usize,
+    /// Image height in pixels.
     pub height: usize,
 }
 

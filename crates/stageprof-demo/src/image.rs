@@ -3,16 +3,21 @@
 /// A grey image, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
+    /// Pixels in a row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// Grey levels, row by row.
     pub data: Vec<f32>,
 }
 
 impl Image {
+    /// A black image.
     pub fn new(width: usize, height: usize) -> Image {
         Image { width, height, data: vec![0.0; width * height] }
     }
 
+    /// The pixel at column `x`, row `y`.
     pub fn at(&self, x: usize, y: usize) -> f32 {
         self.data[y * self.width + x]
     }

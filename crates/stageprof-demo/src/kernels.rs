@@ -1,5 +1,6 @@
 //! The image operations the heavy stages are made of, behind one seam: the
-//! CPU implementation here, the CUDA one in `cuda_kernels` (feature `cuda`);
+//! CPU implementation here, the CUDA one in `cuda_kernels` (feature `cuda`),
+//! chosen by `pipeline::kernels`;
 //! the stages do not change.
 
 use rayon::prelude::*;
@@ -10,6 +11,7 @@ use crate::image::Image;
 /// What the pipeline computes with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
+    /// The CPU, on a thread pool.
     Cpu,
     /// An NVIDIA GPU, through CUDA (feature `cuda`).
     #[cfg(feature = "cuda")]
@@ -23,15 +25,6 @@ pub trait Kernels: Sync {
     /// `img` sampled at every pixel shifted by `(du, dv)`, bilinearly (NaN outside):
     /// a source view warped onto a fronto-parallel plane of the reference view.
     fn shifted(&self, img: &Image, du: f32, dv: f32) -> Vec<f32>;
-}
-
-/// The kernels of `device`.
-pub fn kernels(device: Device) -> &'static dyn Kernels {
-    match device {
-        Device::Cpu => &CpuKernels,
-        #[cfg(feature = "cuda")]
-        Device::Cuda => crate::cuda_kernels::cuda_kernels().expect("Device::Cuda is chosen only once the GPU works"),
-    }
 }
 
 /// Rayon over rows.

@@ -5,8 +5,17 @@ use rayon::prelude::*;
 use crate::check::{depth_error, DepthError};
 use crate::geometry::Camera;
 use crate::image::Image;
-use crate::kernels::{kernels, Device, Kernels};
+use crate::kernels::{CpuKernels, Device, Kernels};
 use crate::scene::{render, Rig, Surface};
+
+/// The kernels of `device`.
+pub fn kernels(device: Device) -> &'static dyn Kernels {
+    match device {
+        Device::Cpu => &CpuKernels,
+        #[cfg(feature = "cuda")]
+        Device::Cuda => crate::cuda_kernels::cuda_kernels().expect("Device::Cuda is chosen only once the GPU works"),
+    }
+}
 
 /// When pairwise results are let go (the user's planning notes compare both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,14 +31,19 @@ pub enum MemoryMode {
 /// Pipeline settings.
 #[derive(Clone, Copy, Debug)]
 pub struct PipelineConfig {
+    /// Cameras around the scene.
     pub views: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Image height in pixels.
     pub height: usize,
     /// Depth hypotheses of the plane sweep.
     pub depth_planes: usize,
     /// Hypotheses processed (and held in memory) at once.
     pub depth_batch: usize,
+    /// How buffers are kept between frames.
     pub memory: MemoryMode,
+    /// What computes.
     pub device: Device,
 }
 
@@ -50,8 +64,11 @@ impl Default for PipelineConfig {
 /// What one frame produced.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameResult {
+    /// Depth error against the known surface, where any depth was found.
     pub error: Option<DepthError>,
+    /// Mutual nearest-neighbour matches.
     pub sparse_matches: usize,
+    /// Points of the reconstructed surface.
     pub surface_points: usize,
 }
 

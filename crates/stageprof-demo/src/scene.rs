@@ -9,8 +9,11 @@ use crate::image::Image;
 /// An undulating surface in front of the cameras: z = base + a sin(kx + phase) cos(ky), in mm.
 #[derive(Clone, Copy, Debug)]
 pub struct Surface {
+    /// Mean depth (mm).
     pub base_z: f32,
+    /// Height of the undulation (mm).
     pub amplitude: f32,
+    /// Length of one undulation (mm).
     pub wavelength: f32,
     /// Moves the undulation from frame to frame.
     pub phase: f32,
@@ -22,6 +25,7 @@ impl Surface {
         Surface { base_z: 1000.0, amplitude: 20.0, wavelength: 150.0, phase: frame as f32 * 0.35 }
     }
 
+    /// The surface's depth at `(x, y)`.
     pub fn height(&self, x: f32, y: f32) -> f32 {
         let k = std::f32::consts::TAU / self.wavelength;
         self.base_z + self.amplitude * (k * x + self.phase).sin() * (k * y).cos()
@@ -73,6 +77,7 @@ pub const BASELINE_MM: f32 = 100.0;
 /// Cameras and their layout.
 #[derive(Clone, Debug)]
 pub struct Rig {
+    /// The cameras, in order.
     pub cameras: Vec<Camera>,
 }
 

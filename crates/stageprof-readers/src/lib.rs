@@ -3,7 +3,22 @@
 //! [`read_profile`] takes any file `stageprof report` accepts (native
 //! stageprof profiles, Chrome trace JSON, PyTorch profiler traces, plain or
 //! gzipped; told apart by content, not by name) and delivers its events to a
-//! sink, through the same analysis the recorder uses.
+//! sink, through the same ingest the recorder's files go through. It returns
+//! a [`Profile`] (names and what is known of the run, with any
+//! [`stageprof_model::Warning`]s) or a [`ReadError`] that says what is wrong
+//! and where.
+//!
+//! ```
+//! use stageprof_analysis::Aggregator;
+//! use stageprof_readers::{read_profile, ReadError};
+//!
+//! let mut aggregator = Aggregator::default();
+//! let trace = br#"[{"ph": "X", "name": "step", "ts": 0, "dur": 4, "pid": 1, "tid": 1}]"#;
+//! let profile = read_profile(&trace[..], &mut aggregator).unwrap();
+//! assert!(profile.run.warnings.is_empty());
+//! let not_a_trace = read_profile(&b"hello"[..], &mut aggregator);
+//! assert!(matches!(not_a_trace, Err(ReadError::Trace(_))));
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use comfy_table::{Cell, CellAlignment};
-use stageprof_analysis::figures::{self, FigureValue, StageFigure};
 use stageprof_analysis::change_points;
+use stageprof_analysis::figures::{self, FigureValue, StageFigure};
 
 use crate::terminal::{new_table, TableOptions};
 use crate::units::{duration, figure_text, terminal_safe};

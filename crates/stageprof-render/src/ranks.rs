@@ -95,3 +95,41 @@ pub fn ranks_json(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
     w.end_array().end_object();
     w.finish()
 }
+
+/// The HTML report of several ranks of one job: the first rank in full,
+/// then the ranks side by side with the straggler flagged.
+#[cfg(feature = "html")]
+pub fn render_ranks_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
+    let Some(first) = ranks.first() else { return String::new() };
+    crate::summary::html::page(first.summary, |page| ranks_section(page, ranks, rows))
+}
+
+#[cfg(feature = "html")]
+fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
+    use crate::svg::escape;
+    use crate::units::display_path;
+    use std::fmt::Write;
+
+    let what = compared_label(rows);
+    crate::summary::html::section(
+        page,
+        "ranks",
+        "Ranks side by side",
+        &format!("{what} per stage, summed over calls; the slowest rank of each stage is flagged."),
+    );
+    page.push_str("<table class=\"small\"><thead><tr><th>stage</th>");
+    for r in ranks {
+        let _ = write!(page, "<th title=\"{}\">rank {}</th>", escape(&r.label), r.rank);
+    }
+    page.push_str("<th>slowest / fastest</th></tr></thead><tbody>");
+    for row in rows {
+        let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&display_path(&row.path, " / ")));
+        for r in 0..row.per_rank.len() {
+            let text = compared(row, r).map_or("-".into(), duration);
+            let class = if r == row.slowest { " class=\"straggler\"" } else { "" };
+            let _ = write!(page, "<td{class}>{text}</td>");
+        }
+        let _ = write!(page, "<td>{:.2}x</td></tr>", row.spread);
+    }
+    page.push_str("</tbody></table></section>");
+}

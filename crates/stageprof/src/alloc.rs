@@ -30,12 +30,14 @@ pub struct TrackingAllocator<A = System> {
 }
 
 impl TrackingAllocator<System> {
+    /// Tracks the system allocator.
     pub const fn system() -> Self {
         TrackingAllocator { inner: System }
     }
 }
 
 impl<A> TrackingAllocator<A> {
+    /// Tracks `inner`.
     pub const fn new(inner: A) -> Self {
         TrackingAllocator { inner }
     }
@@ -44,7 +46,7 @@ impl<A> TrackingAllocator<A> {
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Whether a [`TrackingAllocator`] has served an allocation in this process.
-pub fn installed() -> bool {
+pub(crate) fn installed() -> bool {
     INSTALLED.load(Relaxed)
 }
 
@@ -92,7 +94,7 @@ impl Level {
     }
 
     #[inline]
-    pub fn add(&self, bytes: i64) {
+    pub(crate) fn add(&self, bytes: i64) {
         let live = self.live.fetch_add(bytes, Relaxed) + bytes;
         if live > self.peak.load(Relaxed) {
             self.peak.fetch_max(live, Relaxed);
@@ -101,14 +103,14 @@ impl Level {
 
     /// Starts a window: the peak restarts from the current level. Only one
     /// thread's stages open windows, so windows nest.
-    pub fn mark(&self) -> LevelMark {
+    pub(crate) fn mark(&self) -> LevelMark {
         let live = self.live.load(Relaxed);
         LevelMark { live, outer_peak: self.peak.swap(live, Relaxed) }
     }
 
     /// Ends a window: the peak and net since its start, and the level now;
     /// the enclosing window's peak is restored.
-    pub fn measure(&self, m: LevelMark) -> stageprof_model::MemDelta {
+    pub(crate) fn measure(&self, m: LevelMark) -> stageprof_model::MemDelta {
         let live = self.live.load(Relaxed);
         let peak = self.peak.fetch_max(m.outer_peak, Relaxed).max(live);
         stageprof_model::MemDelta {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How ticks convert to time.
 #[derive(Clone, Copy, Debug)]
-pub struct ClockInfo {
+pub(crate) struct ClockInfo {
     /// `tsc` or `instant`.
     pub kind: &'static str,
     pub ticks_per_second: u64,
@@ -20,7 +20,7 @@ static INSTANT_BASE: OnceLock<Instant> = OnceLock::new();
 
 /// The current time in ticks. Call [`clock`] once before relying on it.
 #[inline(always)]
-pub fn ticks() -> u64 {
+pub(crate) fn ticks() -> u64 {
     #[cfg(target_arch = "x86_64")]
     if USE_TSC.load(Relaxed) {
         // SAFETY: RDTSC exists on every x86_64 CPU and only reads a counter;
@@ -35,7 +35,7 @@ fn instant_ticks() -> u64 {
 }
 
 /// The process's clock, chosen and calibrated on first call (about 20 ms).
-pub fn clock() -> ClockInfo {
+pub(crate) fn clock() -> ClockInfo {
     *CLOCK.get_or_init(|| {
         let forced_instant = std::env::var("STAGEPROF_CLOCK").is_ok_and(|v| v == "instant");
         if !forced_instant && tsc_is_invariant() {
@@ -50,7 +50,7 @@ pub fn clock() -> ClockInfo {
 }
 
 /// Wall-clock time now, in nanoseconds since the Unix epoch.
-pub fn unix_ns() -> u64 {
+pub(crate) fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 

@@ -68,7 +68,7 @@ pub(crate) struct Collector {
 impl Collector {
     /// Opens the native file; a failure is reported and recording goes on
     /// live. `sinks` watch the profile as it is recorded.
-    pub fn new(shared: Arc<Shared>, sinks: Vec<Box<dyn LiveSink>>) -> Collector {
+    pub(crate) fn new(shared: Arc<Shared>, sinks: Vec<Box<dyn LiveSink>>) -> Collector {
         let c = clock();
         let scale = TickScale { ticks_per_second: c.ticks_per_second, start_ticks: ticks() };
         let dir = shared.config.output_dir.clone();
@@ -146,7 +146,7 @@ impl Collector {
     }
 
     /// Runs until the profiler stops, then returns where the profile is.
-    pub fn run(mut self) -> Collected {
+    pub(crate) fn run(mut self) -> Collected {
         loop {
             let stopping = self.shared.stop.load(Acquire);
             self.drain();

@@ -26,11 +26,13 @@ pub enum Format {
 }
 
 impl Format {
-    /// What a session writes unless told otherwise.
+    /// What a session writes unless told otherwise: every format this build can write.
     #[cfg(feature = "html")]
     pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native, Format::Html];
+    /// What a session writes unless told otherwise.
     #[cfg(all(feature = "report", not(feature = "html")))]
     pub const DEFAULT: &[Format] = &[Format::Table, Format::Summary, Format::Chrome, Format::Native];
+    /// What a session writes unless told otherwise.
     #[cfg(not(feature = "report"))]
     pub const DEFAULT: &[Format] = &[Format::Native];
 }
@@ -55,6 +57,7 @@ pub struct Config {
     pub enabled: bool,
     /// Where outputs go.
     pub output_dir: PathBuf,
+    /// What is written at finish.
     pub formats: Vec<Format>,
     /// Record the stages of every Nth frame (1 = all).
     pub sample_every: u32,
@@ -130,7 +133,9 @@ pub struct ConfigError {
     pub source: String,
     /// The offending key, where one is known.
     pub key: Option<String>,
+    /// The offending value, where one is known.
     pub value: Option<String>,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -298,6 +303,7 @@ impl Config {
         Ok(())
     }
 
+    /// Whether `f` is among the outputs.
     pub fn writes(&self, f: Format) -> bool {
         self.formats.contains(&f)
     }

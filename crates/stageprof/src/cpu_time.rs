@@ -2,7 +2,7 @@
 //! 200 ns on the CI machine), which is why it is off unless asked for.
 
 /// CPU time consumed by the calling thread, in nanoseconds.
-pub fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
@@ -16,7 +16,7 @@ pub fn thread_cpu_ns() -> u64 {
 ///
 /// `VmHWM` first: `getrusage`'s maximum survives `execve`, so under
 /// `cargo run` it would report cargo's own peak.
-pub fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
     if let Some(kib) = hwm.and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -30,7 +30,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Current resident set size of the process, in bytes.
-pub fn current_rss_bytes() -> Option<u64> {
+pub(crate) fn current_rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -39,7 +39,7 @@ pub fn current_rss_bytes() -> Option<u64> {
 }
 
 /// The kernel's id of the calling thread.
-pub fn os_thread_id() -> u64 {
+pub(crate) fn os_thread_id() -> u64 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() as u64 }
 }

@@ -63,8 +63,9 @@ pub use stageprof_analysis::monitor::{Alert, RollingStage};
 pub use stageprof_analysis::Summary;
 pub use stageprof_macros::profile;
 
+use names::dynamic_name;
 use profiler::{begin_stage, frame_of};
-use recorder::{dynamic_name, with_writer, Target, GLOBAL_RECORDING};
+use recorder::{with_writer, Target, GLOBAL_RECORDING};
 
 /// The global profiling session; outputs are written by [`Session::finish`]
 /// or when it is dropped (also while a panic unwinds through it).
@@ -80,6 +81,7 @@ impl Session {
         self.profiler.finish()
     }
 
+    /// The profiler behind the session.
     pub fn profiler(&self) -> &Profiler {
         &self.profiler
     }

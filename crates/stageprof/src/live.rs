@@ -27,16 +27,16 @@ pub(crate) struct LiveSinks {
 
 impl LiveSinks {
     /// `None` without sinks: then nothing is decoded while recording.
-    pub fn new(scale: TickScale, sinks: Vec<Box<dyn LiveSink>>) -> Option<LiveSinks> {
+    pub(crate) fn new(scale: TickScale, sinks: Vec<Box<dyn LiveSink>>) -> Option<LiveSinks> {
         (!sinks.is_empty()).then(|| LiveSinks { decoder: RecordDecoder::new(scale), sinks })
     }
 
-    pub fn feed(&mut self, catalog: &mut Catalog, thread: u32, words: &[u64]) {
+    pub(crate) fn feed(&mut self, catalog: &mut Catalog, thread: u32, words: &[u64]) {
         // A malformed record is the recording's problem; the file keeps it and the report says so.
         let _ = self.decoder.feed(catalog, thread, words, &mut Fanout(&mut self.sinks));
     }
 
-    pub fn tick(&mut self, catalog: &Catalog) {
+    pub(crate) fn tick(&mut self, catalog: &Catalog) {
         for sink in &mut self.sinks {
             sink.tick(catalog);
         }

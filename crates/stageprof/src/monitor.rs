@@ -27,11 +27,11 @@ pub(crate) struct MonitorShared {
 }
 
 impl MonitorShared {
-    pub fn set_handler(&self, f: Handler) {
+    pub(crate) fn set_handler(&self, f: Handler) {
         *self.handler.lock().unwrap_or_else(PoisonError::into_inner) = Some(f);
     }
 
-    pub fn rolling(&self) -> Vec<RollingStage> {
+    pub(crate) fn rolling(&self) -> Vec<RollingStage> {
         self.rolling.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }

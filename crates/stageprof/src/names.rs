@@ -5,9 +5,12 @@
 //! A dynamic name (`stage(&str)`) is looked up in a per-thread cache first,
 //! and only reaches the global table (a lock) the first time a thread sees it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use crate::alloc;
 
 /// The id of the name every frame carries.
 pub(crate) const FRAME_NAME: u32 = 0;
@@ -21,6 +24,28 @@ static NAMES: LazyLock<Mutex<NameTable>> = LazyLock::new(|| {
     let frame: Arc<str> = Arc::from("frame");
     Mutex::new(NameTable { names: vec![frame.clone()], ids: HashMap::from([(frame, FRAME_NAME)]) })
 });
+
+thread_local! {
+    /// This thread's cache of dynamic stage names.
+    static DYNAMIC_NAMES: RefCell<HashMap<Box<str>, u32>> = RefCell::new(HashMap::new());
+}
+
+/// The id of a dynamic name, through this thread's cache.
+pub(crate) fn dynamic_name(name: &str) -> u32 {
+    DYNAMIC_NAMES
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(&id) = cache.get(name) {
+                return id;
+            }
+            alloc::untracked(|| {
+                let id = intern(name);
+                cache.insert(name.into(), id);
+                id
+            })
+        })
+        .unwrap_or_else(|_| alloc::untracked(|| intern(name)))
+}
 
 /// The id of `name`, added to the table on first sight.
 pub(crate) fn intern(name: &str) -> u32 {

@@ -38,9 +38,9 @@ mod with_report {
     use std::fs::File;
     use std::io::{BufReader, BufWriter, IsTerminal, Write};
 
-    use stageprof_render::terminal_width;
     #[cfg(feature = "html")]
-    use stageprof_render::{render_html, RankInput};
+    use stageprof_render::render_html;
+    use stageprof_render::terminal_width;
     use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
     use super::{Collected, Config, Recorded, Report};
@@ -122,7 +122,7 @@ mod with_report {
         #[cfg(feature = "html")]
         if config.writes(Format::Html) {
             let path = dir.join("report.html");
-            let page = render_html(&[RankInput { label: String::new(), rank: 0, summary: &summary }], &[]);
+            let page = render_html(&summary);
             match std::fs::write(&path, page) {
                 Ok(()) => files.push(path),
                 Err(e) => fail(&mut errors, format!("cannot write {}: {e}", path.display())),

@@ -14,10 +14,11 @@ use crate::config::Config;
 use crate::live::LiveSink;
 #[cfg(feature = "report")]
 use crate::monitor::MonitorShared;
+use crate::names::dynamic_name;
 use crate::names::FRAME_NAME;
 use crate::notice::report;
 use crate::outputs::{self, Report};
-use crate::recorder::{dynamic_name, end_span, with_writer, OpenSpan, Shared, Target};
+use crate::recorder::{end_span, with_writer, OpenSpan, Shared, Target};
 
 /// A stage in progress; the stage ends when the guard is dropped.
 ///
@@ -162,6 +163,7 @@ impl Profiler {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
+    /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config
     }
@@ -173,6 +175,7 @@ impl Profiler {
         }
     }
 
+    /// Whether it records.
     pub fn is_enabled(&self) -> bool {
         self.shared.enabled.load(Relaxed)
     }

@@ -42,7 +42,7 @@ pub(crate) struct Exporter {
 
 impl Exporter {
     /// Binds `bind:port` (port 0: any free one) and starts serving.
-    pub fn start(bind: &str, port: u16) -> Result<Exporter, String> {
+    pub(crate) fn start(bind: &str, port: u16) -> Result<Exporter, String> {
         let mut registry = Registry::with_prefix("stageprof");
         let calls = Family::<Labels, Counter>::default();
         let seconds = Family::<Labels, Counter<f64>>::default();
@@ -58,7 +58,7 @@ impl Exporter {
         Ok(Exporter { calls, seconds, durations, frames, frame_durations, server })
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.server.addr
     }
 }

@@ -11,7 +11,6 @@
 //! room for its end, so an end is never dropped.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -25,7 +24,6 @@ use crate::alloc::{self, HeapMark, LevelMark};
 use crate::clock::ticks;
 use crate::config::Config;
 use crate::cpu_time::{os_thread_id, thread_cpu_ns};
-use crate::names;
 use crate::sampling::Sampling;
 
 use Ordering::{Acquire, Relaxed, Release};
@@ -97,7 +95,7 @@ pub(crate) struct Shared {
     end_reason: Mutex<String>,
     /// The GPU side, when CUDA profiling runs.
     #[cfg(feature = "cuda")]
-    pub gpu: OnceLock<Arc<crate::cuda::GpuState>>,
+    pub gpu: OnceLock<Arc<crate::cuda::stage_gpu::GpuState>>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -107,7 +105,7 @@ static GLOBAL_ID: AtomicU32 = AtomicU32::new(0);
 static GLOBAL: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
 
 impl Shared {
-    pub fn new(config: Config, global: bool) -> Arc<Shared> {
+    pub(crate) fn new(config: Config, global: bool) -> Arc<Shared> {
         let max_blocks = ((config.buffer_mb as usize) << 20) / (BLOCK_WORDS * 8);
         let max_blocks = max_blocks.max(1);
         Arc::new(Shared {
@@ -136,18 +134,18 @@ impl Shared {
     }
 
     /// Makes this the profiler that the free functions (`stage`, `scope!`, ...) record to.
-    pub fn install_global(self: &Arc<Shared>) {
+    pub(crate) fn install_global(self: &Arc<Shared>) {
         *GLOBAL.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
         GLOBAL_ID.store(self.id, Release);
     }
 
     /// The global profiler, if one is running.
-    pub fn global() -> Option<Arc<Shared>> {
+    pub(crate) fn global() -> Option<Arc<Shared>> {
         GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Stops being the global profiler, if it is.
-    pub fn uninstall_global(&self) {
+    pub(crate) fn uninstall_global(&self) {
         let mut g = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
         if g.as_ref().is_some_and(|s| s.id == self.id) {
             *g = None;
@@ -155,23 +153,23 @@ impl Shared {
         }
     }
 
-    pub fn set_recording(&self, on: bool) {
+    pub(crate) fn set_recording(&self, on: bool) {
         self.recording.store(on, Relaxed);
         if self.global && GLOBAL_ID.load(Relaxed) == self.id {
             GLOBAL_RECORDING.store(on, Relaxed);
         }
     }
 
-    pub fn set_enabled(&self, on: bool) {
+    pub(crate) fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Relaxed);
         self.set_recording(on);
     }
 
-    pub fn set_end_reason(&self, reason: &str) {
+    pub(crate) fn set_end_reason(&self, reason: &str) {
         *self.end_reason.lock().unwrap_or_else(PoisonError::into_inner) = reason.to_owned();
     }
 
-    pub fn end_reason(&self) -> String {
+    pub(crate) fn end_reason(&self) -> String {
         self.end_reason.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -188,7 +186,7 @@ impl Shared {
     }
 
     /// Returns a consumed block to the pool.
-    pub fn recycle(&self, b: Arc<Block>) {
+    pub(crate) fn recycle(&self, b: Arc<Block>) {
         b.len.store(0, Relaxed);
         b.consumed.store(0, Relaxed);
         // The pool holds at most `max_blocks`, so this cannot fail.
@@ -196,7 +194,7 @@ impl Shared {
     }
 
     /// Frees pooled blocks once nothing more will be recorded.
-    pub fn release_pool(&self) {
+    pub(crate) fn release_pool(&self) {
         while self.free.pop().is_some() {}
     }
 
@@ -250,7 +248,7 @@ struct Pending {
     process: Option<LevelMark>,
     cpu_start: u64,
     #[cfg(feature = "cuda")]
-    gpu: Option<crate::cuda::GpuOpen>,
+    gpu: Option<crate::cuda::stage_gpu::GpuOpen>,
 }
 
 /// One thread's writer for one profiler.
@@ -265,7 +263,7 @@ pub(crate) struct ThreadWriter {
     process_memory: bool,
     /// The GPU side of the session, if CUDA profiling runs.
     #[cfg(feature = "cuda")]
-    gpu: Option<Arc<crate::cuda::GpuState>>,
+    gpu: Option<Arc<crate::cuda::stage_gpu::GpuState>>,
     /// This thread drives the pipeline (its stages measure GPU memory).
     #[cfg(feature = "cuda")]
     driver: bool,
@@ -355,7 +353,7 @@ impl ThreadWriter {
 
     /// Records a begin of `kind` (stage or frame); `None` if it had to be dropped.
     #[inline(always)]
-    pub fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
+    pub(crate) fn begin(&mut self, record_kind: u64, flags: u64, name: u32) -> Option<OpenSpan> {
         if self.open >= MAX_OPEN || !self.reserve(MAX_BEGIN_WORDS + (self.open + 1) * MAX_END_WORDS) {
             self.drop_record();
             return None;
@@ -383,7 +381,7 @@ impl ThreadWriter {
     /// Records a whole record made elsewhere (the GPU thread's, a closed
     /// tracing span's); `None` if it had to be dropped.
     #[cfg_attr(not(any(feature = "cuda", feature = "tracing")), allow(dead_code))]
-    pub fn record(&mut self, words: &[u64]) -> Option<()> {
+    pub(crate) fn record(&mut self, words: &[u64]) -> Option<()> {
         if !self.reserve(words.len() + self.open * MAX_END_WORDS) {
             self.drop_record();
             return None;
@@ -401,7 +399,7 @@ impl ThreadWriter {
         let gpu = self
             .gpu
             .as_ref()
-            .map(|g| alloc::untracked(|| g.begin(name, || names::name(name).to_string(), self.driver)));
+            .map(|g| alloc::untracked(|| g.begin(name, || crate::names::name(name).to_string(), self.driver)));
         let mem = if self.memory { Some(alloc::mark()) } else { None };
         let process = if self.process_memory { Some(alloc::mark_process()) } else { None };
         let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };
@@ -416,7 +414,7 @@ impl ThreadWriter {
 
     /// Records the end of the innermost begun span, in the room its begin reserved.
     #[inline(always)]
-    pub fn end(&mut self, name: u32, unwound: bool) {
+    pub(crate) fn end(&mut self, name: u32, unwound: bool) {
         let t = ticks();
         if self.open == 0 {
             return;
@@ -465,7 +463,7 @@ impl ThreadWriter {
 
     /// Records a counter sample; `None` if it had to be dropped.
     #[inline]
-    pub fn counter(&mut self, name: u32, value: f64) -> Option<()> {
+    pub(crate) fn counter(&mut self, name: u32, value: f64) -> Option<()> {
         if !self.reserve(COUNTER_WORDS + self.open * MAX_END_WORDS) {
             self.drop_record();
             return None;
@@ -494,8 +492,6 @@ struct Local {
 thread_local! {
     // Const-initialised: an access is a TLS offset, no lazy-init check.
     static LOCAL: RefCell<Local> = const { RefCell::new(Local { global: None, others: Vec::new() }) };
-    /// This thread's cache of dynamic stage names.
-    static DYNAMIC_NAMES: RefCell<HashMap<Box<str>, u32>> = RefCell::new(HashMap::new());
 }
 
 /// Which profiler a call records to.
@@ -561,21 +557,4 @@ pub(crate) fn end_span(span: OpenSpan, unwound: bool) {
             w.end(span.name(), unwound);
         }
     });
-}
-
-/// The id of a dynamic name, through this thread's cache.
-pub(crate) fn dynamic_name(name: &str) -> u32 {
-    DYNAMIC_NAMES
-        .try_with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if let Some(&id) = cache.get(name) {
-                return id;
-            }
-            alloc::untracked(|| {
-                let id = names::intern(name);
-                cache.insert(name.into(), id);
-                id
-            })
-        })
-        .unwrap_or_else(|_| alloc::untracked(|| names::intern(name)))
 }

@@ -10,12 +10,12 @@ pub(crate) struct Sampling {
 }
 
 impl Sampling {
-    pub fn from_config(c: &Config) -> Sampling {
+    pub(crate) fn from_config(c: &Config) -> Sampling {
         Sampling { every: u64::from(c.sample_every.max(1)), fraction: c.sample_fraction }
     }
 
     /// Whether frame `i` (from 0) is recorded; fractions are spread evenly.
-    pub fn sampled(&self, i: u64) -> bool {
+    pub(crate) fn sampled(&self, i: u64) -> bool {
         match self.fraction {
             Some(f) => ((i + 1) as f64 * f).floor() > (i as f64 * f).floor(),
             None => i % self.every == 0,

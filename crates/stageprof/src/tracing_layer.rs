@@ -24,7 +24,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::clock::{clock, ticks};
-use crate::recorder::{dynamic_name, with_writer, Target, GLOBAL_RECORDING};
+use crate::names::dynamic_name;
+use crate::recorder::{with_writer, Target, GLOBAL_RECORDING};
 use crate::Profiler;
 
 /// A tracing-subscriber Layer that records spans as stage calls.

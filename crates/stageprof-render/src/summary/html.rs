@@ -5,10 +5,9 @@
 
 use std::fmt::Write;
 
-use stageprof_analysis::{figures, Bottleneck, RankRow, StageFigure, StageStats, Summary};
+use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary};
 use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
-use crate::ranks::{compared, compared_label, RankInput};
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
 use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, NAME_CHARS};
 
@@ -22,11 +21,13 @@ const KERNELS_LISTED: usize = 25;
 pub(crate) const STYLE: &str = include_str!("../html/report.css");
 const SCRIPT: &str = include_str!("../html/report.js");
 
-/// The report of one profile, or of several ranks of one job (the first
-/// rank in full, then the ranks side by side with the straggler flagged).
-pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
-    let Some(first) = ranks.first() else { return String::new() };
-    let s = first.summary;
+/// The report of one profile as one page.
+pub fn render_html(s: &Summary) -> String {
+    page(s, |_| {})
+}
+
+/// The page of one profile, with `more` sections (another subject's) after its own.
+pub(crate) fn page(s: &Summary, more: impl FnOnce(&mut String)) -> String {
     let mut page = String::with_capacity(64 * 1024);
     let title = format!("stageprof report: {}", s.run.source);
     let _ = write!(
@@ -43,14 +44,12 @@ pub fn render_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
     timeline(&mut page, s);
     frame_chart(&mut page, s);
     kernels_and_copies(&mut page, s);
-    if ranks.len() > 1 {
-        ranks_section(&mut page, ranks, rows);
-    }
+    more(&mut page);
     let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
     page
 }
 
-fn section(page: &mut String, id: &str, heading: &str, explain: &str) {
+pub(crate) fn section(page: &mut String, id: &str, heading: &str, explain: &str) {
     let _ = write!(page, r#"<section id="{id}"><h2>{heading}</h2><p class="explain">{explain}</p>"#);
 }
 
@@ -446,29 +445,4 @@ fn kernels_and_copies(page: &mut String, s: &Summary) {
         "</tbody></table><p>{} kernels, {} copies, {} memsets.</p></section>",
         total.kernels, total.copies, total.memsets
     );
-}
-
-fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
-    let what = compared_label(rows);
-    section(
-        page,
-        "ranks",
-        "Ranks side by side",
-        &format!("{what} per stage, summed over calls; the slowest rank of each stage is flagged."),
-    );
-    page.push_str("<table class=\"small\"><thead><tr><th>stage</th>");
-    for r in ranks {
-        let _ = write!(page, "<th title=\"{}\">rank {}</th>", escape(&r.label), r.rank);
-    }
-    page.push_str("<th>slowest / fastest</th></tr></thead><tbody>");
-    for row in rows {
-        let _ = write!(page, "<tr><td class=\"name\">{}</td>", escape(&display_path(&row.path, " / ")));
-        for r in 0..row.per_rank.len() {
-            let text = compared(row, r).map_or("-".into(), duration);
-            let class = if r == row.slowest { " class=\"straggler\"" } else { "" };
-            let _ = write!(page, "<td{class}>{text}</td>");
-        }
-        let _ = write!(page, "<td>{:.2}x</td></tr>", row.spread);
-    }
-    page.push_str("</tbody></table></section>");
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use cudarc::cupti::sys::{self as cupti, CUptiResult, CUpti_ActivityKind, CUpti_ExternalCorrelationKind};
 use stageprof_model::{CopyKind, GpuWork, LaunchShape};
 
-use crate::recorder::dynamic_name;
+use crate::names::dynamic_name;
 
 const BUFFER_BYTES: usize = 8 << 20;
 const KIND_MEMCPY: u32 = 1;

@@ -26,7 +26,7 @@ unsafe impl Send for PendingTime {}
 impl EventTimer {
     /// Records an event on `stream` (the caller made the context current);
     /// `None` if the driver refused (a stream of another context, say).
-    pub fn record(&self, stream: CUstream) -> Option<CUevent> {
+    pub(super) fn record(&self, stream: CUstream) -> Option<CUevent> {
         let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let event = match pooled {
             Some(e) => e as CUevent,
@@ -50,7 +50,7 @@ impl EventTimer {
         }
     }
 
-    pub fn wait_for(&self, time: PendingTime) {
+    pub(super) fn wait_for(&self, time: PendingTime) {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(time);
     }
 
@@ -61,7 +61,7 @@ impl EventTimer {
     /// Times every stage whose end event the GPU has passed (`wait`: waits
     /// for the rest, at finish). Stages end in order on each thread, not
     /// across threads, so every pending stage is looked at. Returns (instance, ns) pairs.
-    pub fn resolve(&self, wait: bool) -> Vec<(u64, u64)> {
+    pub(super) fn resolve(&self, wait: bool) -> Vec<(u64, u64)> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Vec::new();
         let mut later = VecDeque::new();

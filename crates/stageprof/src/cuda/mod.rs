@@ -19,9 +19,10 @@ mod memory;
 mod nvml;
 mod nvtx;
 mod session;
+pub(crate) mod stage_gpu;
 
 pub use memory::{alloc_zeros, clone_htod, GpuBuffer};
-pub(crate) use session::{GpuOpen, GpuSession, GpuState};
+pub(crate) use session::GpuSession;
 
 use std::cell::Cell;
 use std::sync::Arc;

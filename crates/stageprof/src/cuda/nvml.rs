@@ -25,14 +25,14 @@ pub(crate) struct NvmlSampler {
 struct LiveCounters([bool; COUNTERS.len()]);
 
 impl NvmlSampler {
-    pub fn start(index: u32) -> Result<NvmlSampler, String> {
+    pub(super) fn start(index: u32) -> Result<NvmlSampler, String> {
         let nvml = Nvml::init().map_err(|e| format!("NVML is unavailable ({e}); no GPU counter tracks"))?;
         nvml.device_by_index(index).map_err(|e| format!("NVML has no device {index} ({e}); no GPU counter tracks"))?;
         Ok(NvmlSampler { nvml, index, live: LiveCounters([true; COUNTERS.len()]) })
     }
 
     /// Reads every counter still live; `report` gets one line for each that fails the first time.
-    pub fn sample(&mut self, report: impl FnMut(String), emit: impl FnMut(&str, f64)) {
+    pub(super) fn sample(&mut self, report: impl FnMut(String), emit: impl FnMut(&str, f64)) {
         let Ok(device) = self.nvml.device_by_index(self.index) else { return };
         let text = |e: nvml_wrapper::error::NvmlError| e.to_string();
         let util = device.utilization_rates().map_err(text);

@@ -22,7 +22,7 @@ pub(crate) struct Nvtx {
 
 impl Nvtx {
     /// The first NVTX library found, or why none could be used.
-    pub fn load() -> Result<Nvtx, String> {
+    pub(super) fn load() -> Result<Nvtx, String> {
         for name in LIBRARIES {
             // SAFETY: loading an NVTX library runs no initialiser with preconditions;
             // the symbols are looked up with the C signatures NVTX documents.
@@ -38,12 +38,12 @@ impl Nvtx {
         Err(format!("no NVTX library ({}) found", LIBRARIES.join(", ")))
     }
 
-    pub fn push(&self, name: &CString) {
+    pub(super) fn push(&self, name: &CString) {
         // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
         unsafe { (self.push)(name.as_ptr()) };
     }
 
-    pub fn pop(&self) {
+    pub(super) fn pop(&self) {
         // SAFETY: takes no arguments; an unmatched pop is reported by NVTX, not undefined.
         unsafe { (self.pop)() };
     }

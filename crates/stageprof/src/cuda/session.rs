@@ -2,26 +2,24 @@
 //! and the thread that resolves GPU results into profile records.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::sys::CUevent;
 use cudarc::driver::CudaContext;
 use stageprof_model::wire::{header, kind, GpuActivityRecord, GPU_TIME_WORDS};
-use stageprof_model::MemDelta;
 
 use super::activity::{self, RawActivity};
-use super::events::{EventTimer, PendingTime};
+use super::events::EventTimer;
 use super::nvml::NvmlSampler;
 use super::nvtx::Nvtx;
-use crate::alloc::{LevelMark, GPU_LEVEL};
+use super::stage_gpu::GpuState;
 use crate::clock::{clock, ticks};
 use crate::config::GpuTrace;
+use crate::names::dynamic_name;
 use crate::notice::report;
-use crate::recorder::{dynamic_name, with_writer, Shared, Target};
+use crate::recorder::{with_writer, Shared, Target};
 
 /// How often the session's thread looks for resolved events.
 const POLL: Duration = Duration::from_millis(5);
@@ -29,70 +27,6 @@ const POLL: Duration = Duration::from_millis(5);
 const STALE_LAUNCHES: u32 = 1 << 20;
 /// How often it asks CUPTI for filled buffers.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
-
-/// What stages of a session share of the GPU side.
-pub(crate) struct GpuState {
-    ctx: Arc<CudaContext>,
-    device: u32,
-    events: EventTimer,
-    cupti: bool,
-    nvtx: Option<Nvtx>,
-    next_instance: AtomicU64,
-    stop: AtomicBool,
-    /// NVTX names, made once per name id.
-    nvtx_names: Mutex<HashMap<u32, Arc<CString>>>,
-}
-
-/// A begun stage's GPU side, kept until its end.
-pub(crate) struct GpuOpen {
-    pub instance: u64,
-    start: Option<CUevent>,
-    mem: Option<LevelMark>,
-}
-
-impl GpuState {
-    /// Called as a stage or frame begins: returns its instance number.
-    pub fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
-        let instance = self.next_instance.fetch_add(1, Relaxed);
-        if self.cupti {
-            activity::push_stage(instance);
-        }
-        if let Some(nvtx) = &self.nvtx {
-            let text = self.nvtx_name(name, name_text);
-            nvtx.push(&text);
-        }
-        let start = self.bind().then(|| self.events.record(super::current_stream())).flatten();
-        GpuOpen { instance, start, mem: memory.then(|| GPU_LEVEL.mark()) }
-    }
-
-    /// Called as it ends: queues its timing; returns its GPU memory figures.
-    pub fn end(&self, open: GpuOpen) -> Option<MemDelta> {
-        if let Some(start) = open.start {
-            if let Some(end) = self.bind().then(|| self.events.record(super::current_stream())).flatten() {
-                self.events.wait_for(PendingTime { instance: open.instance, start, end });
-            }
-        }
-        if let Some(nvtx) = &self.nvtx {
-            nvtx.pop();
-        }
-        if self.cupti {
-            activity::pop_stage();
-        }
-        open.mem.map(|m| GPU_LEVEL.measure(m))
-    }
-
-    fn bind(&self) -> bool {
-        self.ctx.bind_to_thread().is_ok()
-    }
-
-    fn nvtx_name(&self, name: u32, text: impl FnOnce() -> String) -> Arc<CString> {
-        let mut names = self.nvtx_names.lock().unwrap_or_else(|e| e.into_inner());
-        names
-            .entry(name)
-            .or_insert_with(|| Arc::new(CString::new(text().replace('\0', " ")).unwrap_or_default()))
-            .clone()
-    }
-}
 
 /// A running GPU session: its state and its thread.
 pub(crate) struct GpuSession {
@@ -102,7 +36,7 @@ pub(crate) struct GpuSession {
 
 impl GpuSession {
     /// Starts GPU profiling for `shared`, or says in one line why it cannot.
-    pub fn start(shared: &Arc<Shared>) -> Option<GpuSession> {
+    pub(crate) fn start(shared: &Arc<Shared>) -> Option<GpuSession> {
         let config = &shared.config;
         if config.gpu == GpuTrace::Off {
             return None;
@@ -160,7 +94,7 @@ impl GpuSession {
     }
 
     /// Waits for the GPU to finish what stages launched, writes every result, and stops.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.state.stop.store(true, Relaxed);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {

@@ -1,0 +1,82 @@
+//! What a stage or frame does on the GPU side as it begins and ends:
+//! a CUDA event on its stream, its CUPTI correlation id, an NVTX range,
+//! a mark of the GPU allocator's level. The recorder calls this; it calls
+//! nothing of the recorder's.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUevent;
+use cudarc::driver::CudaContext;
+use stageprof_model::MemDelta;
+
+use super::activity;
+use super::events::{EventTimer, PendingTime};
+use super::nvtx::Nvtx;
+use crate::alloc::{LevelMark, GPU_LEVEL};
+
+/// What stages of a session share of the GPU side.
+pub(crate) struct GpuState {
+    pub(super) ctx: Arc<CudaContext>,
+    pub(super) device: u32,
+    pub(super) events: EventTimer,
+    pub(super) cupti: bool,
+    pub(super) nvtx: Option<Nvtx>,
+    pub(super) next_instance: AtomicU64,
+    pub(super) stop: AtomicBool,
+    /// NVTX names, made once per name id.
+    pub(super) nvtx_names: Mutex<HashMap<u32, Arc<CString>>>,
+}
+
+/// A begun stage's GPU side, kept until its end.
+pub(crate) struct GpuOpen {
+    pub instance: u64,
+    start: Option<CUevent>,
+    mem: Option<LevelMark>,
+}
+
+impl GpuState {
+    /// Called as a stage or frame begins: returns its instance number.
+    pub(crate) fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
+        let instance = self.next_instance.fetch_add(1, Relaxed);
+        if self.cupti {
+            activity::push_stage(instance);
+        }
+        if let Some(nvtx) = &self.nvtx {
+            let text = self.nvtx_name(name, name_text);
+            nvtx.push(&text);
+        }
+        let start = self.bind().then(|| self.events.record(super::current_stream())).flatten();
+        GpuOpen { instance, start, mem: memory.then(|| GPU_LEVEL.mark()) }
+    }
+
+    /// Called as it ends: queues its timing; returns its GPU memory figures.
+    pub(crate) fn end(&self, open: GpuOpen) -> Option<MemDelta> {
+        if let Some(start) = open.start {
+            if let Some(end) = self.bind().then(|| self.events.record(super::current_stream())).flatten() {
+                self.events.wait_for(PendingTime { instance: open.instance, start, end });
+            }
+        }
+        if let Some(nvtx) = &self.nvtx {
+            nvtx.pop();
+        }
+        if self.cupti {
+            activity::pop_stage();
+        }
+        open.mem.map(|m| GPU_LEVEL.measure(m))
+    }
+
+    fn bind(&self) -> bool {
+        self.ctx.bind_to_thread().is_ok()
+    }
+
+    fn nvtx_name(&self, name: u32, text: impl FnOnce() -> String) -> Arc<CString> {
+        let mut names = self.nvtx_names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry(name)
+            .or_insert_with(|| Arc::new(CString::new(text().replace('\0', " ")).unwrap_or_default()))
+            .clone()
+    }
+}
