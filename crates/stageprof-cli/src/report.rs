@@ -10,10 +10,7 @@ use crate::error::CliError;
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
 use stageprof_render::terminal_width;
-use stageprof_render::{
-    ranks_json, render_html, render_ranks_html, render_ranks_table, render_table, report_with, summary_json, RankInput,
-    ReportError, TableOptions,
-};
+use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError, TableOptions};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum OutputFormat {
@@ -65,27 +62,12 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
         .collect();
     let rows = if ranks.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
     if let Some(path) = &args.html {
-        let page = match &ranks[..] {
-            [one] => render_html(one.summary),
-            _ => render_ranks_html(&ranks, &rows),
-        };
-        std::fs::write(path, page).map_err(CliError::file("write", path))?;
+        std::fs::write(path, report_html(&ranks, &rows)).map_err(CliError::file("write", path))?;
     }
     let tty = std::io::stdout().is_terminal();
-    let width = tty.then(terminal_width);
-    let text = match (&ranks[..], args.format) {
-        ([r], OutputFormat::Text) => render_table(r.summary, TableOptions { color: tty, width }),
-        ([r], OutputFormat::Json) => summary_json(r.summary) + "\n",
-        (_, OutputFormat::Text) => {
-            let mut text = String::new();
-            for r in &ranks {
-                text.push_str(&format!("== rank {}: {} ==\n", r.rank, r.label));
-                text.push_str(&render_table(r.summary, TableOptions { color: tty, width }));
-                text.push('\n');
-            }
-            text + &render_ranks_table(&ranks, &rows, width)
-        }
-        (_, OutputFormat::Json) => ranks_json(&ranks, &rows) + "\n",
+    let text = match args.format {
+        OutputFormat::Text => report_table(&ranks, &rows, TableOptions { color: tty, width: tty.then(terminal_width) }),
+        OutputFormat::Json => report_json(&ranks, &rows) + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }

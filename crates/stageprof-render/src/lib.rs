@@ -41,9 +41,9 @@ pub use chrome::ChromeTraceWriter;
 pub use diff::render_diff_html;
 pub use diff::{diff_json, render_diff_table, DiffLabels};
 pub use native_report::{report_native, report_with, ReportError};
+pub use ranks::{ranks_json, render_ranks_table, report_json, report_table, RankInput};
 #[cfg(feature = "html")]
-pub use ranks::render_ranks_html;
-pub use ranks::{ranks_json, render_ranks_table, RankInput};
+pub use ranks::{render_ranks_html, report_html};
 #[cfg(feature = "html")]
 pub use summary::render_html;
 pub use summary::{render_table, summary_json};

@@ -4,7 +4,7 @@ use comfy_table::{Cell, CellAlignment};
 use stageprof_analysis::{RankRow, Summary};
 
 use crate::json::JsonWriter;
-use crate::summary::summary_json;
+use crate::summary::{render_table, summary_json};
 use crate::terminal::{new_table, TableOptions};
 use crate::units::{duration, terminal_safe};
 
@@ -132,4 +132,38 @@ fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
         let _ = write!(page, "<td>{:.2}x</td></tr>", row.spread);
     }
     page.push_str("</tbody></table></section>");
+}
+
+/// The terminal report of one profile, or of several ranks of one job
+/// (each rank's table, then the ranks side by side), as `stageprof report` prints it.
+pub fn report_table(ranks: &[RankInput<'_>], rows: &[RankRow], opts: TableOptions) -> String {
+    match ranks {
+        [one] => render_table(one.summary, opts),
+        _ => {
+            let mut text = String::new();
+            for r in ranks {
+                text.push_str(&format!("== rank {}: {} ==\n", r.rank, r.label));
+                text.push_str(&render_table(r.summary, opts));
+                text.push('\n');
+            }
+            text + &render_ranks_table(ranks, rows, opts.width)
+        }
+    }
+}
+
+/// The JSON of one profile (its summary) or of several ranks.
+pub fn report_json(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
+    match ranks {
+        [one] => summary_json(one.summary),
+        _ => ranks_json(ranks, rows),
+    }
+}
+
+/// The HTML page of one profile or of several ranks.
+#[cfg(feature = "html")]
+pub fn report_html(ranks: &[RankInput<'_>], rows: &[RankRow]) -> String {
+    match ranks {
+        [one] => crate::summary::render_html(one.summary),
+        _ => render_ranks_html(ranks, rows),
+    }
 }

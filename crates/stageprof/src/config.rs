@@ -7,10 +7,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a session writes when it finishes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The terminal table, printed to standard error.
@@ -38,7 +38,7 @@ impl Format {
 }
 
 /// What the `cuda` feature records of GPU work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuTrace {
     /// Nothing.
@@ -50,7 +50,7 @@ pub enum GpuTrace {
 }
 
 /// Profiler settings. Every field has a default; `stageprof.toml` may set any of them.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Record at all. Off means one relaxed atomic load per stage.
@@ -212,6 +212,41 @@ impl Config {
         config.validate("environment and config")?;
         Ok(config)
     }
+
+    /// This configuration with the keys of `overrides` (named as in
+    /// stageprof.toml) set over it, validated; `source` names them in errors
+    /// (for the Python package: keyword arguments of `init`).
+    pub fn with_overrides(&self, overrides: toml::Table, source: &str) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(self).map_err(|e| ConfigError {
+            source: source.to_owned(),
+            key: None,
+            value: None,
+            reason: format!("the configuration cannot be written as TOML: {e}"),
+        })?;
+        for (key, value) in overrides {
+            if !table.contains_key(&key) && Config::OPTIONAL_KEYS.binary_search(&key.as_str()).is_err() {
+                return Err(ConfigError {
+                    source: source.to_owned(),
+                    key: Some(key),
+                    value: None,
+                    reason: "no such setting".into(),
+                });
+            }
+            table.insert(key, value);
+        }
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError {
+            source: source.to_owned(),
+            key: None,
+            value: None,
+            reason: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    /// Settings that are absent unless set (TOML has no null), sorted.
+    const OPTIONAL_KEYS: [&'static str; 4] =
+        ["alert_gpu_mem_mb", "alert_host_mem_mb", "prometheus_port", "sample_fraction"];
 
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -382,5 +417,23 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("sample_fraction"));
         let e = Config::load_from(env(&[("STAGEPROF_CONFIG", "/nonexistent/s.toml")])).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/s.toml"), "{e}");
+    }
+
+    #[test]
+    fn overrides_are_set_over_the_loaded_config_and_checked() {
+        let base = Config::from_toml("buffer_mb = 64\ncpu_time = true\n", "t").unwrap();
+        let mut over = toml::Table::new();
+        over.insert("cpu_time".into(), toml::Value::Boolean(false));
+        over.insert("sample_fraction".into(), toml::Value::Float(0.5));
+        let c = base.with_overrides(over, "init()").unwrap();
+        assert_eq!((c.buffer_mb, c.cpu_time, c.sample_fraction), (64, false, Some(0.5)));
+        let mut unknown = toml::Table::new();
+        unknown.insert("sample_evry".into(), toml::Value::Integer(2));
+        let e = base.with_overrides(unknown, "init()").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.reason.as_str()), (Some("sample_evry"), "no such setting"));
+        let mut wrong = toml::Table::new();
+        wrong.insert("sample_every".into(), toml::Value::String("often".into()));
+        let e = base.with_overrides(wrong, "init()").unwrap_err();
+        assert!(e.reason.contains("sample_every"), "{e}");
     }
 }

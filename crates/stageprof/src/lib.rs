@@ -35,6 +35,7 @@ mod cpu_time;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod fallback;
+pub mod foreign;
 mod live;
 #[cfg(feature = "report")]
 mod monitor;

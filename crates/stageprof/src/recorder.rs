@@ -222,7 +222,7 @@ impl Shared {
 /// A stage or frame that was recorded as begun: which writer ends it, and
 /// its name. Packed in one word (profiler id, global flag, name id) so a
 /// guard travels in a register.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenSpan(NonZeroU64);
 
 impl OpenSpan {

@@ -1,0 +1,34 @@
+//! `stageprof._native`: the Python package's door into the Rust core.
+//!
+//! A stage entered from Python is recorded by the same recorder as a Rust
+//! stage ([`stageprof::foreign`]); a profile read from Python goes through
+//! the same readers and analysis as `stageprof report`, and is rendered by
+//! the same code. The typed Python API around it lives in `python/stageprof/`;
+//! this module's stubs are `python/stageprof/_native.pyi`. PyO3 turns a Rust
+//! panic into a Python exception, so none crosses the boundary.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod report;
+mod session;
+mod settings;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<session::Session>()?;
+    m.add_class::<session::Stage>()?;
+    m.add_class::<session::Frame>()?;
+    m.add_class::<report::NativeReport>()?;
+    m.add_function(wrap_pyfunction!(session::start, m)?)?;
+    m.add_function(wrap_pyfunction!(session::counter, m)?)?;
+    m.add_function(wrap_pyfunction!(session::set_end_reason, m)?)?;
+    m.add_function(wrap_pyfunction!(session::is_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(session::abandon_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(report::read, m)?)?;
+    m.add("SCHEMA_VERSION", stageprof_analysis::SCHEMA_VERSION)?;
+    Ok(())
+}

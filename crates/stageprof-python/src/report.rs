@@ -1,0 +1,139 @@
+//! Reports for Python: of a finished session, or of files read with
+//! `stageprof.read()`, rendered by the code `stageprof report` uses.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use stageprof_analysis::{compare_ranks, RankRow, Summary};
+use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError, TableOptions};
+
+/// One profile's summary, or several ranks', with the files they came from.
+#[pyclass(frozen, module = "stageprof._native")]
+pub(crate) struct NativeReport {
+    summaries: Vec<Summary>,
+    rows: Vec<RankRow>,
+    /// The profile each summary was read from (for a session: its native file, if kept).
+    sources: Vec<Option<PathBuf>>,
+    files: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl NativeReport {
+    /// The report of a finished session.
+    pub(crate) fn finished(report: stageprof::Report) -> NativeReport {
+        let native = report.files.iter().find(|f| f.extension().is_some_and(|e| e == "stgp")).cloned();
+        NativeReport {
+            summaries: report.summary.into_iter().collect(),
+            rows: Vec::new(),
+            sources: vec![native],
+            files: report.files.iter().map(|f| f.to_string_lossy().into_owned()).collect(),
+            errors: report.errors,
+        }
+    }
+
+    fn ranks(&self) -> Vec<RankInput<'_>> {
+        self.summaries
+            .iter()
+            .zip(&self.sources)
+            .enumerate()
+            .map(|(i, (summary, source))| RankInput {
+                label: source.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                rank: summary.run.rank.unwrap_or(i as u32),
+                summary,
+            })
+            .collect()
+    }
+}
+
+#[pymethods]
+impl NativeReport {
+    /// summary.json of one profile, or the ranks' JSON of several.
+    fn json(&self) -> String {
+        report_json(&self.ranks(), &self.rows)
+    }
+
+    /// The terminal table, as `stageprof report` prints it.
+    #[pyo3(signature = (color = false, width = None))]
+    fn table(&self, color: bool, width: Option<u16>) -> String {
+        report_table(&self.ranks(), &self.rows, TableOptions { color, width })
+    }
+
+    /// The HTML report, one self-contained page.
+    fn html(&self) -> String {
+        report_html(&self.ranks(), &self.rows)
+    }
+
+    /// Writes the Chrome trace of the (single) profile to `path`, reading it again.
+    fn write_chrome(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let source = match &self.sources[..] {
+            [Some(source)] => source.clone(),
+            [None] => {
+                return Err(PyValueError::new_err(
+                    "this session kept no native profile to make the Chrome trace from: add \"native\" to formats",
+                ))
+            }
+            _ => return Err(PyValueError::new_err("a Chrome trace is written for one profile, not several ranks")),
+        };
+        py.detach(|| summarize(&source, 0, Some(&path))).map(drop)
+    }
+
+    /// Files the session wrote.
+    #[getter]
+    fn files(&self) -> Vec<String> {
+        self.files.clone()
+    }
+
+    /// Outputs of the session that could not be written.
+    #[getter]
+    fn errors(&self) -> Vec<String> {
+        self.errors.clone()
+    }
+
+    /// How many profiles the report holds (several: ranks of one job).
+    fn __len__(&self) -> usize {
+        self.summaries.len()
+    }
+}
+
+/// Reads profiles (native, PyTorch/Chrome traces, plain or gzipped): one, or several as ranks.
+#[pyfunction]
+#[pyo3(signature = (paths, top = 3))]
+pub(crate) fn read(py: Python<'_>, paths: Vec<PathBuf>, top: usize) -> PyResult<NativeReport> {
+    if paths.is_empty() {
+        return Err(PyValueError::new_err("read() needs at least one path"));
+    }
+    let summaries = py.detach(|| paths.iter().map(|p| summarize(p, top, None)).collect::<PyResult<Vec<Summary>>>())?;
+    let rows = if summaries.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
+    Ok(NativeReport {
+        summaries,
+        rows,
+        sources: paths.into_iter().map(Some).collect(),
+        files: Vec::new(),
+        errors: Vec::new(),
+    })
+}
+
+/// Reads one profile into its summary, writing its Chrome trace to `chrome` if given.
+fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> PyResult<Summary> {
+    let file = File::open(path).map_err(|e| PyOSError::new_err(format!("cannot open {}: {e}", path.display())))?;
+    let chrome_out = match chrome {
+        Some(c) => Some(
+            File::create(c)
+                .map(BufWriter::new)
+                .map_err(|e| PyOSError::new_err(format!("cannot create {}: {e}", c.display())))?,
+        ),
+        None => None,
+    };
+    let read = |sink: &mut dyn stageprof_model::ProfileSink| {
+        stageprof_readers::read_profile(BufReader::new(file), sink).map(|p| (p.catalog, p.run))
+    };
+    let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
+        ReportError::Read(e) => PyValueError::new_err(format!("{}: {e}", path.display())),
+        ReportError::Chrome(e, _) => PyOSError::new_err(format!("{}: writing the Chrome trace: {e}", path.display())),
+    })?;
+    summary.run.source = format!("{} ({})", summary.run.source, path.display());
+    Ok(summary)
+}

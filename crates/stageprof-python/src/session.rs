@@ -1,0 +1,155 @@
+//! The global session seen from Python, and its stages and frames.
+//!
+//! A `Stage` object is made once per name (the Python side caches it), so
+//! entering one costs no allocation: `__enter__` begins a stage of the Rust
+//! recorder and keeps its token on this thread's stack; `__exit__` takes it
+//! back and ends it, marked unwound when an exception leaves it.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use stageprof::foreign::{self, OpenStage};
+use stageprof::FrameGuard;
+
+use crate::report::NativeReport;
+
+thread_local! {
+    /// This thread's open stages, innermost last: name id and token.
+    static OPEN: RefCell<Vec<(u32, Option<OpenStage>)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's open frames, innermost last.
+    static FRAMES: RefCell<Vec<FrameGuard>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The running global session.
+#[pyclass(frozen, module = "stageprof._native")]
+pub(crate) struct Session {
+    session: Mutex<Option<stageprof::Session>>,
+    output_dir: String,
+    enabled: bool,
+}
+
+/// Starts the global session with `settings` merged over the config file and environment.
+#[pyfunction]
+pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
+    let config = crate::settings::config(settings)?;
+    let output_dir = config.output_dir.to_string_lossy().into_owned();
+    let enabled = config.enabled;
+    let session = stageprof::init_with(config);
+    Ok(Session { session: Mutex::new(Some(session)), output_dir, enabled })
+}
+
+#[pymethods]
+impl Session {
+    /// Stops recording and writes the outputs; `None` if already finished.
+    fn finish(&self, py: Python<'_>) -> PyResult<Option<NativeReport>> {
+        let taken = self.session.lock().map_err(|_| PyRuntimeError::new_err("the session's lock is poisoned"))?.take();
+        let Some(session) = taken else { return Ok(None) };
+        let report = py.detach(|| session.finish());
+        Ok(Some(NativeReport::finished(report)))
+    }
+
+    /// Where the outputs are written.
+    #[getter]
+    fn output_dir(&self) -> &str {
+        &self.output_dir
+    }
+
+    /// Whether the session records (settings and environment allowed it).
+    #[getter]
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// A named stage: `with` it to record one call.
+#[pyclass(frozen, module = "stageprof._native")]
+pub(crate) struct Stage {
+    name: u32,
+    label: String,
+}
+
+#[pymethods]
+impl Stage {
+    #[new]
+    fn new(name: &str) -> Stage {
+        Stage { name: foreign::name_id(name), label: name.to_owned() }
+    }
+
+    /// The stage's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.label
+    }
+
+    fn __enter__(&self) {
+        let open = foreign::begin(self.name);
+        OPEN.with(|stack| stack.borrow_mut().push((self.name, open)));
+    }
+
+    fn __exit__(&self, exc_type: &Bound<'_, PyAny>, _exc: &Bound<'_, PyAny>, _traceback: &Bound<'_, PyAny>) -> bool {
+        let open = OPEN.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            // The innermost call of this stage: the top, unless exits came out of order.
+            let at = stack.iter().rposition(|&(name, _)| name == self.name)?;
+            stack.remove(at).1
+        });
+        if let Some(open) = open {
+            foreign::end(open, !exc_type.is_none());
+        }
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("stageprof.stage({:?})", self.label)
+    }
+}
+
+/// One iteration of the pipeline: `with` it around each.
+#[pyclass(frozen, module = "stageprof._native")]
+pub(crate) struct Frame;
+
+#[pymethods]
+impl Frame {
+    #[new]
+    fn new() -> Frame {
+        Frame
+    }
+
+    fn __enter__(&self) {
+        let guard = stageprof::frame();
+        FRAMES.with(|frames| frames.borrow_mut().push(guard));
+    }
+
+    fn __exit__(&self, _exc_type: &Bound<'_, PyAny>, _exc: &Bound<'_, PyAny>, _traceback: &Bound<'_, PyAny>) -> bool {
+        let guard = FRAMES.with(|frames| frames.borrow_mut().pop());
+        drop(guard);
+        false
+    }
+}
+
+/// Records a sample of counter `name`.
+#[pyfunction]
+pub(crate) fn counter(name: &str, value: f64) {
+    foreign::counter(foreign::name_id(name), value);
+}
+
+/// Says why the session ends (`SIGINT`, `SIGTERM`, `exit`, `exception`).
+#[pyfunction]
+pub(crate) fn set_end_reason(reason: &str) {
+    foreign::set_end_reason(reason);
+}
+
+/// In a forked child: lets the parent's session go without writing.
+#[pyfunction]
+pub(crate) fn abandon_after_fork() {
+    foreign::abandon_after_fork();
+}
+
+/// Whether the global session records now.
+#[pyfunction]
+pub(crate) fn is_recording() -> bool {
+    stageprof::is_recording()
+}

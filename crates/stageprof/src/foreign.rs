@@ -1,0 +1,61 @@
+//! The recorder as front doors in other languages see it (the Python
+//! package): names are interned once into ids the caller caches, and a stage
+//! is begun into a token that the caller hands back to end it, because a
+//! guard cannot live in a foreign object. Everything records to the global
+//! session, on the calling thread, at the cost of a Rust stage.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use stageprof_model::wire::kind;
+
+use crate::names;
+use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING};
+
+/// A stage begun on this thread, to be ended on it by [`end`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenStage(OpenSpan);
+
+/// The id of `name` in the process's name table (the same name, the same id).
+pub fn name_id(name: &str) -> u32 {
+    names::intern(name)
+}
+
+/// Begins a stage of the global session; `None` while it does not record.
+#[inline]
+pub fn begin(name: u32) -> Option<OpenStage> {
+    if !GLOBAL_RECORDING.load(Relaxed) {
+        return None;
+    }
+    with_writer(Target::Global, |w| w.begin(kind::BEGIN_STAGE, 0, name)).map(OpenStage)
+}
+
+/// Ends a stage; `unwound` marks one left by an exception.
+#[inline]
+pub fn end(stage: OpenStage, unwound: bool) {
+    end_span(stage.0, unwound);
+}
+
+/// Records a sample of counter `name`.
+pub fn counter(name: u32, value: f64) {
+    if GLOBAL_RECORDING.load(Relaxed) {
+        with_writer(Target::Global, |w| w.counter(name, value));
+    }
+}
+
+/// Says why the global session ends (`SIGINT`, `SIGTERM`, `exit`), for a
+/// front door that catches the signal or the exit itself.
+pub fn set_end_reason(reason: &str) {
+    if let Some(shared) = crate::recorder::Shared::global() {
+        shared.set_end_reason(reason);
+    }
+}
+
+/// In a child made by `fork`: the global session's threads stayed in the
+/// parent, so it is let go without writing anything, and the child records
+/// nothing until it starts a session of its own.
+pub fn abandon_after_fork() {
+    if let Some(shared) = crate::recorder::Shared::global() {
+        shared.set_enabled(false);
+        shared.uninstall_global();
+    }
+}

@@ -1,0 +1,151 @@
+"""The global session: started by ``init()``, finished by ``Session.finish()``,
+and otherwise when the interpreter exits, when an exception ends the
+program, or on SIGTERM, so that every run leaves valid outputs.
+
+SIGINT stays Python's (KeyboardInterrupt): the stages it unwinds are marked
+unwound, and the outputs are written at exit with the end reason ``SIGINT``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import warnings
+from types import FrameType, TracebackType
+from typing import Any, Optional, Type
+
+from . import _native
+from ._report import Report
+
+
+class Session:
+    """The running global profiler (``stageprof.init``)."""
+
+    def __init__(self, native: _native.Session) -> None:
+        self._native = native
+        self._report: Optional[Report] = None
+        self._lock = threading.Lock()
+
+    @property
+    def output_dir(self) -> str:
+        """Where the outputs are written."""
+        return self._native.output_dir
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the session records (``enabled`` and ``STAGEPROF`` allowed it)."""
+        return self._native.enabled
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``finish`` was called."""
+        return self._report is not None
+
+    def finish(self) -> Report:
+        """Stops recording, writes the outputs and returns the report (the same one if called again)."""
+        global _current
+        with self._lock:
+            if self._report is None:
+                native = self._native.finish()
+                assert native is not None, "a session is finished once, under its lock"
+                self._report = Report(native)
+                if _current is self:
+                    _current = None
+            return self._report
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        if exc_type is not None:
+            _native.set_end_reason(_reason_of(exc_type))
+        self.finish()
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "recording" if self.enabled else "off"
+        return f"<stageprof.Session {state}, outputs in {self.output_dir!r}>"
+
+
+_current: Optional[Session] = None
+_hooks_installed = False
+
+
+def current() -> Optional[Session]:
+    """The running session, if any."""
+    return _current
+
+
+def init(**settings: Any) -> Session:
+    """Starts the global profiler. ``settings`` are stageprof.toml's keys
+    (``out_dir`` for ``output_dir``, ``formats``, ``sample_every``,
+    ``cpu_time``, ``enabled``, ...) and override the file and the
+    ``STAGEPROF*`` environment variables. A session already running is
+    returned as it is, with a warning."""
+    global _current
+    if _current is not None:
+        warnings.warn("stageprof.init(): a session is already running; returning it", RuntimeWarning, stacklevel=2)
+        return _current
+    session = Session(_native.start(settings))
+    _current = session
+    _install_hooks()
+    return session
+
+
+def _reason_of(exc_type: Type[BaseException]) -> str:
+    return "SIGINT" if issubclass(exc_type, KeyboardInterrupt) else "exception"
+
+
+def _finish_current(reason: Optional[str] = None) -> None:
+    session = _current
+    if session is not None and not session.finished:
+        if reason is not None:
+            _native.set_end_reason(reason)
+        session.finish()
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_finish_current)
+    previous_hook = sys.excepthook
+
+    def excepthook(exc_type: Type[BaseException], exc: BaseException, tb: Optional[TracebackType]) -> None:
+        if _current is not None:
+            _native.set_end_reason(_reason_of(exc_type))
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    _finish_current("SIGTERM")
+    # Then end as SIGTERM would have: the parent sees the signal.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child never writes into its parent's files: the parent's
+    session is left behind (its threads did not survive the fork), and the
+    child records nothing until it calls ``init`` itself."""
+    global _current
+    if _current is not None:
+        _native.abandon_after_fork()
+        _leftover.append(_current)
+        _current = None
+
+
+# Sessions inherited through fork: never finished (their collector thread is
+# the parent's), kept so that they are not finished when collected either.
+_leftover: list[Session] = []
