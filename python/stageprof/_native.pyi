@@ -2,19 +2,36 @@
 # them against the module with mypy's stubtest.
 from os import PathLike
 from types import TracebackType
-from typing import Mapping, Optional, Sequence, Type, Union
+from typing import Mapping, Optional, Sequence, Type, Union, final
+
+__all__ = [
+    "Frame",
+    "NativeReport",
+    "SCHEMA_VERSION",
+    "Session",
+    "Stage",
+    "abandon_after_fork",
+    "after_fork",
+    "before_fork",
+    "counter",
+    "is_recording",
+    "read",
+    "start",
+]
 
 SCHEMA_VERSION: int
 
 _Setting = Union[bool, int, float, str, "PathLike[str]", Sequence[str]]
 
+@final
 class Session:
-    def finish(self) -> Optional[NativeReport]: ...
+    def finish(self, reason: str = "finish") -> Optional[NativeReport]: ...
     @property
     def output_dir(self) -> str: ...
     @property
     def enabled(self) -> bool: ...
 
+@final
 class Stage:
     def __new__(cls, name: str) -> Stage: ...
     @property
@@ -27,6 +44,7 @@ class Stage:
         traceback: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Frame:
     def __new__(cls) -> Frame: ...
     def __enter__(self) -> None: ...
@@ -37,6 +55,7 @@ class Frame:
         traceback: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class NativeReport:
     def json(self) -> str: ...
     def table(self, color: bool = False, width: Optional[int] = None) -> str: ...
@@ -50,7 +69,8 @@ class NativeReport:
 
 def start(settings: Mapping[str, _Setting]) -> Session: ...
 def counter(name: str, value: float) -> None: ...
-def set_end_reason(reason: str) -> None: ...
 def is_recording() -> bool: ...
 def abandon_after_fork() -> None: ...
+def before_fork() -> None: ...
+def after_fork() -> None: ...
 def read(paths: Sequence[Union[str, "PathLike[str]"]], top: int = 3) -> NativeReport: ...

@@ -15,7 +15,7 @@ import sys
 import threading
 import warnings
 from types import FrameType, TracebackType
-from typing import Any, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from . import _native
 from ._report import Report
@@ -24,8 +24,9 @@ from ._report import Report
 class Session:
     """The running global profiler (``stageprof.init``)."""
 
-    def __init__(self, native: _native.Session) -> None:
+    def __init__(self, native: _native.Session, settings: Dict[str, Any]) -> None:
         self._native = native
+        self._settings = settings
         self._report: Optional[Report] = None
         self._lock = threading.Lock()
 
@@ -44,12 +45,13 @@ class Session:
         """Whether ``finish`` was called."""
         return self._report is not None
 
-    def finish(self) -> Report:
-        """Stops recording, writes the outputs and returns the report (the same one if called again)."""
+    def finish(self, reason: str = "finish") -> Report:
+        """Stops recording, writes the outputs and returns the report (the same
+        one if called again). ``reason`` is the report's ``end_reason``."""
         global _current
         with self._lock:
             if self._report is None:
-                native = self._native.finish()
+                native = self._native.finish(reason)
                 assert native is not None, "a session is finished once, under its lock"
                 self._report = Report(native)
                 if _current is self:
@@ -62,9 +64,7 @@ class Session:
     def __exit__(
         self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
-        if exc_type is not None:
-            _native.set_end_reason(_reason_of(exc_type))
-        self.finish()
+        self.finish("finish" if exc_type is None else _reason_of(exc_type))
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "recording" if self.enabled else "off"
@@ -90,7 +90,7 @@ def init(**settings: Any) -> Session:
     if _current is not None:
         warnings.warn("stageprof.init(): a session is already running; returning it", RuntimeWarning, stacklevel=2)
         return _current
-    session = Session(_native.start(settings))
+    session = Session(_native.start(settings), settings)
     _current = session
     _install_hooks()
     return session
@@ -100,12 +100,14 @@ def _reason_of(exc_type: Type[BaseException]) -> str:
     return "SIGINT" if issubclass(exc_type, KeyboardInterrupt) else "exception"
 
 
-def _finish_current(reason: Optional[str] = None) -> None:
+# Why the program is ending, once an uncaught exception says so.
+_ending_because: Optional[str] = None
+
+
+def _finish_current(reason: str) -> None:
     session = _current
     if session is not None and not session.finished:
-        if reason is not None:
-            _native.set_end_reason(reason)
-        session.finish()
+        session.finish(_ending_because or reason)
 
 
 def _install_hooks() -> None:
@@ -113,19 +115,24 @@ def _install_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    atexit.register(_finish_current)
+    atexit.register(_finish_current, "exit")
     previous_hook = sys.excepthook
 
     def excepthook(exc_type: Type[BaseException], exc: BaseException, tb: Optional[TracebackType]) -> None:
-        if _current is not None:
-            _native.set_end_reason(_reason_of(exc_type))
+        global _ending_because
+        _ending_because = _reason_of(exc_type)
         previous_hook(exc_type, exc, tb)
 
     sys.excepthook = excepthook
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_native.before_fork, after_in_parent=_native.after_fork, after_in_child=_after_fork_in_child
+        )
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(_fork_token, _finish_in_multiprocessing_child)
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
@@ -136,14 +143,38 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child never writes into its parent's files: the parent's
-    session is left behind (its threads did not survive the fork), and the
-    child records nothing until it calls ``init`` itself."""
+    """A forked child (multiprocessing, data-loader workers) never writes into
+    its parent's files: the parent's session is let go (its threads stayed in
+    the parent), and the child records into a session of its own, in
+    ``<out_dir>/child-<pid>``, written when the child exits.
+    ``stageprof.read([parent, child])`` shows them side by side."""
     global _current
-    if _current is not None:
-        _native.abandon_after_fork()
-        _leftover.append(_current)
-        _current = None
+    _native.after_fork()
+    parent = _current
+    if parent is None:
+        return
+    _native.abandon_after_fork()
+    _leftover.append(parent)
+    _current = None
+    settings = dict(parent._settings)
+    settings["out_dir"] = os.path.join(parent.output_dir, f"child-{os.getpid()}")
+    settings["formats"] = ["native", "summary"]
+    _current = Session(_native.start(settings), settings)
+
+
+class _ForkToken:
+    """What multiprocessing's after-fork registry holds on to (it keeps weak references)."""
+
+
+_fork_token = _ForkToken()
+
+
+def _finish_in_multiprocessing_child(_: _ForkToken) -> None:
+    # multiprocessing's children end with os._exit after its own finalizers,
+    # not atexit's; this runs in the child once multiprocessing has reset them.
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _finish_current, args=("exit",), exitpriority=0)
 
 
 # Sessions inherited through fork: never finished (their collector thread is

@@ -25,9 +25,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<report::NativeReport>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
-    m.add_function(wrap_pyfunction!(session::set_end_reason, m)?)?;
     m.add_function(wrap_pyfunction!(session::is_recording, m)?)?;
     m.add_function(wrap_pyfunction!(session::abandon_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(session::before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(session::after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(report::read, m)?)?;
     m.add("SCHEMA_VERSION", stageprof_analysis::SCHEMA_VERSION)?;
     Ok(())

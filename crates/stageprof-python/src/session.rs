@@ -43,11 +43,13 @@ pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
 
 #[pymethods]
 impl Session {
-    /// Stops recording and writes the outputs; `None` if already finished.
-    fn finish(&self, py: Python<'_>) -> PyResult<Option<NativeReport>> {
+    /// Stops recording and writes the outputs, `reason` saying why the run
+    /// ended; `None` if already finished.
+    #[pyo3(signature = (reason = "finish"))]
+    fn finish(&self, py: Python<'_>, reason: &str) -> PyResult<Option<NativeReport>> {
         let taken = self.session.lock().map_err(|_| PyRuntimeError::new_err("the session's lock is poisoned"))?.take();
         let Some(session) = taken else { return Ok(None) };
-        let report = py.detach(|| session.finish());
+        let report = py.detach(|| session.finish_because(reason));
         Ok(Some(NativeReport::finished(report)))
     }
 
@@ -136,10 +138,16 @@ pub(crate) fn counter(name: &str, value: f64) {
     foreign::counter(foreign::name_id(name), value);
 }
 
-/// Says why the session ends (`SIGINT`, `SIGTERM`, `exit`, `exception`).
+/// Just before `fork`: takes the recorder's locks, so the child gets them free.
 #[pyfunction]
-pub(crate) fn set_end_reason(reason: &str) {
-    foreign::set_end_reason(reason);
+pub(crate) fn before_fork() {
+    foreign::before_fork();
+}
+
+/// Just after `fork`, in parent and child: lets the locks go.
+#[pyfunction]
+pub(crate) fn after_fork() {
+    foreign::after_fork();
 }
 
 /// In a forked child: lets the parent's session go without writing.

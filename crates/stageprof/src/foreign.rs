@@ -4,6 +4,8 @@
 //! guard cannot live in a foreign object. Everything records to the global
 //! session, on the calling thread, at the cost of a Rust stage.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 
 use stageprof_model::wire::kind;
@@ -42,12 +44,22 @@ pub fn counter(name: u32, value: f64) {
     }
 }
 
-/// Says why the global session ends (`SIGINT`, `SIGTERM`, `exit`), for a
-/// front door that catches the signal or the exit itself.
-pub fn set_end_reason(reason: &str) {
-    if let Some(shared) = crate::recorder::Shared::global() {
-        shared.set_end_reason(reason);
-    }
+thread_local! {
+    /// Locks held by this thread from just before a `fork` to just after it.
+    static HELD_FOR_FORK: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Call just before `fork` (Python: `os.register_at_fork(before=...)`):
+/// takes the locks a child could otherwise inherit taken by a thread that
+/// did not survive the fork (the global slot, the name table).
+pub fn before_fork() {
+    let held = [crate::recorder::Shared::hold_global(), names::hold_table()];
+    HELD_FOR_FORK.with(|h| h.borrow_mut().extend(held));
+}
+
+/// Call just after `fork`, in the parent and in the child: lets the locks go.
+pub fn after_fork() {
+    HELD_FOR_FORK.with(|h| h.borrow_mut().clear());
 }
 
 /// In a child made by `fork`: the global session's threads stayed in the

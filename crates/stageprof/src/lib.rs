@@ -78,8 +78,13 @@ pub struct Session {
 impl Session {
     /// Stops recording and writes the outputs.
     pub fn finish(self) -> Report {
+        self.finish_because("finish")
+    }
+
+    /// Like [`Session::finish`], saying why the run ended (the report's `end_reason`).
+    pub fn finish_because(self, reason: &str) -> Report {
         signals::unwatch(&self.profiler);
-        self.profiler.finish()
+        self.profiler.finish_because(reason)
     }
 
     /// The profiler behind the session.

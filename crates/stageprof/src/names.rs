@@ -47,6 +47,11 @@ pub(crate) fn dynamic_name(name: &str) -> u32 {
         .unwrap_or_else(|_| alloc::untracked(|| intern(name)))
 }
 
+/// Holds the name table's lock (across a `fork`, see [`crate::foreign::before_fork`]).
+pub(crate) fn hold_table() -> Box<dyn std::any::Any> {
+    Box::new(NAMES.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
 /// The id of `name`, added to the table on first sight.
 pub(crate) fn intern(name: &str) -> u32 {
     let mut t = NAMES.lock().unwrap_or_else(PoisonError::into_inner);

@@ -232,7 +232,10 @@ impl Profiler {
         self.finish_because("finish")
     }
 
-    pub(crate) fn finish_because(&self, reason: &str) -> Report {
+    /// Like [`Profiler::finish`], saying why the run ended (`SIGINT`,
+    /// `exception`, ...: the report's `end_reason`), for callers that caught
+    /// the signal or the exit themselves.
+    pub fn finish_because(&self, reason: &str) -> Report {
         let Some(handle) = self.collector.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return Report::default();
         };

@@ -144,6 +144,11 @@ impl Shared {
         GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Holds the lock of the global profiler's slot (across a `fork`).
+    pub(crate) fn hold_global() -> Box<dyn std::any::Any> {
+        Box::new(GLOBAL.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Stops being the global profiler, if it is.
     pub(crate) fn uninstall_global(&self) {
         let mut g = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);

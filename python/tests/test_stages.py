@@ -1,0 +1,207 @@
+"""Stages recorded from Python: exact counts across threads and nesting, the
+decorator on every kind of callable, exceptions, and bad arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import stageprof
+from conftest import stage_of
+
+
+def test_counts_are_exact_across_threads_and_nesting(session: stageprof.Session) -> None:
+    def work(n: int) -> None:
+        for _ in range(n):
+            with stageprof.stage("outer"):
+                with stageprof.stage("inner"):
+                    pass
+                with stageprof.stage("inner"):
+                    pass
+
+    threads = [threading.Thread(target=work, args=(1000 * (i + 1),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = session.finish()
+    # 1000 + 2000 + 3000 + 4000 calls of outer, each with two inner calls.
+    assert stage_of(report, "outer")["calls"] == 10_000
+    assert stage_of(report, "outer/inner")["calls"] == 20_000
+    assert stage_of(report, "outer")["threads"] == 4
+    assert report.summary["dropped_events"] == 0
+
+
+def test_wall_time_holds_the_nested_time(session: stageprof.Session) -> None:
+    import time
+
+    with stageprof.stage("parent"):
+        with stageprof.stage("child"):
+            time.sleep(0.02)
+        time.sleep(0.01)
+    report = session.finish()
+    parent, child = stage_of(report, "parent"), stage_of(report, "parent/child")
+    assert child["wall_ns"] >= 20_000_000
+    assert parent["wall_ns"] >= child["wall_ns"] + 10_000_000
+    assert parent["self_ns"] == parent["wall_ns"] - child["wall_ns"]
+
+
+def test_an_exception_marks_the_stage_and_propagates_unchanged(session: stageprof.Session) -> None:
+    error = ValueError("the pipeline's own error")
+    with pytest.raises(ValueError) as caught:
+        with stageprof.stage("failing"):
+            with stageprof.stage("deeper"):
+                raise error
+    assert caught.value is error
+    with stageprof.stage("failing"):
+        pass
+    report = session.finish()
+    assert stage_of(report, "failing")["calls"] == 2
+    assert stage_of(report, "failing")["unwound"] == 1
+    assert stage_of(report, "failing/deeper")["unwound"] == 1
+
+
+class Model:
+    @stageprof.profile
+    def method(self, x: int) -> int:
+        return x + 1
+
+    @staticmethod
+    @stageprof.profile("static")
+    def static(x: int) -> int:
+        return x * 2
+
+    @classmethod
+    @stageprof.profile
+    def klass(cls, x: int) -> int:
+        return x - 1
+
+
+@stageprof.profile
+def plain(x: int) -> int:
+    return x
+
+
+@stageprof.profile("numbers")
+def numbers(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i
+    return
+
+
+@stageprof.profile("echo")
+def echo() -> Iterator[Any]:
+    received = []
+    while True:
+        try:
+            value = yield len(received)
+        except KeyError:
+            received.append("thrown")
+            continue
+        if value is None:
+            return received
+        received.append(value)
+
+
+@stageprof.profile
+async def fetch(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * 10
+
+
+@stageprof.profile("agen")
+async def agen(n: int) -> Any:
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+def test_the_decorator_on_every_kind_of_callable(session: stageprof.Session) -> None:
+    m = Model()
+    assert [m.method(1), Model.static(3), Model.klass(5), plain(7)] == [2, 6, 4, 7]
+    assert list(numbers(4)) == [0, 1, 2, 3]
+    gen = echo()
+    assert next(gen) == 0
+    assert gen.send("a") == 1
+    assert gen.throw(KeyError) == 2
+    with pytest.raises(StopIteration) as done:
+        gen.send(None)
+    assert done.value.value == ["a", "thrown"]
+
+    async def main() -> list[int]:
+        got = [await fetch(1), await fetch(2)]
+        got += [i async for i in agen(3)]
+        return got
+
+    assert asyncio.run(main()) == [10, 20, 0, 1, 2]
+    report = session.finish()
+    name = f"{__name__}."
+    assert stage_of(report, name + "Model.method")["calls"] == 1
+    assert stage_of(report, "static")["calls"] == 1
+    assert stage_of(report, name + "Model.klass")["calls"] == 1
+    assert stage_of(report, name + "plain")["calls"] == 1
+    # A generator's stage is each resumption: 4 values, then the one that ends it.
+    assert stage_of(report, "numbers")["calls"] == 5
+    assert stage_of(report, "echo")["calls"] == 4
+    assert stage_of(report, name + "fetch")["calls"] == 2
+    assert stage_of(report, "agen")["calls"] == 4
+    assert plain.__name__ == "plain" and fetch.__name__ == "fetch"
+
+
+def test_frames_and_counters(session: stageprof.Session) -> None:
+    for i in range(7):
+        with stageprof.frame():
+            with stageprof.stage("step"):
+                stageprof.counter("queue", i)
+    report = session.finish()
+    assert report.frames["count"] == 7
+    assert len(report.frames["each"]) == 7
+    assert stage_of(report, "step")["calls"] == 7
+    queue = next(c for c in report.summary["counters"] if c["name"] == "queue")
+    assert (queue["samples"], queue["min"], queue["max"], queue["last"]) == (7, 0, 6, 6)
+
+
+def test_bad_names_and_settings_are_errors_that_name_them(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="stage name must be a str, not int"):
+        stageprof.stage(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stage name must be a str, not list"):
+        stageprof.stage(["a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unknown setting \"sample_evry\""):
+        stageprof.init(sample_evry=2)
+    with pytest.raises(ValueError, match="sample_every"):
+        stageprof.init(sample_every="often")
+    with pytest.raises(TypeError, match="setting \"out_dir\" must be"):
+        stageprof.init(out_dir=object())
+    with pytest.raises(TypeError, match="takes a function or a stage name"):
+        stageprof.profile(3)  # type: ignore[call-overload]
+    assert stageprof.current() is None
+
+
+def test_stages_outside_a_session_record_nothing_and_warn_once() -> None:
+    import stageprof as sp
+
+    sp._warned_inactive = False  # type: ignore[attr-defined]
+    with pytest.warns(RuntimeWarning, match="no session is running"):
+        with sp.stage("lonely"):
+            pass
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with sp.stage("lonely"):
+            pass
+    assert not sp.is_recording()
+
+
+def test_finish_twice_returns_the_same_report(tmp_path: Path) -> None:
+    s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+    with stageprof.stage("x"):
+        pass
+    first = s.finish()
+    assert s.finish() is first
+    assert stageprof.current() is None
+    assert (tmp_path / "summary.json").exists()
