@@ -154,6 +154,14 @@ impl FrameGpu {
         100.0 * self.busy_ns as f64 / self.span_ns.max(1) as f64
     }
 
+    /// Idle time by cause (waiting for the host to launch, synchronization,
+    /// other) as shares of all idle time, in percent; `None` without idle time.
+    pub fn idle_shares_pct(&self) -> Option<[f64; 3]> {
+        let idle = self.idle_ns();
+        (idle > 0)
+            .then(|| [self.idle_host_ns, self.idle_sync_ns, self.idle_other_ns].map(|v| 100.0 * v as f64 / idle as f64))
+    }
+
     /// Busy time of the frames' own work as a share of the window, in percent.
     pub fn busy_own_pct(&self) -> f64 {
         100.0 * self.busy_own_ns as f64 / self.span_ns.max(1) as f64

@@ -206,7 +206,6 @@ fn time_charts(page: &mut String, s: &Summary) {
     if stages.is_empty() {
         return;
     }
-    let self_total: u64 = s.stages.iter().filter(|st| !st.derived).map(|st| st.self_ns).sum();
     section(
         page,
         "time-share",
@@ -220,7 +219,7 @@ fn time_charts(page: &mut String, s: &Summary) {
         .map(|st| Bar {
             label: display_path(&st.path, " / "),
             segments: vec![Segment {
-                value: 100.0 * st.self_ns as f64 / self_total.max(1) as f64,
+                value: st.self_pct.unwrap_or(0.0),
                 class: "self",
                 tip: format!("{}: {} own time", st.name, duration(st.self_ns)),
             }],

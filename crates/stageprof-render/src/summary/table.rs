@@ -192,16 +192,11 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
                 t.busy_pct(),
                 t.busy_own_pct(),
             );
-            let idle = t.idle_ns();
-            if idle > 0 {
-                let pct = |v: u64| 100.0 * v as f64 / idle as f64;
+            if let Some([host, sync, other]) = t.idle_shares_pct() {
                 let _ = writeln!(
                     out,
-                    "GPU idle within frames: {} in all: waiting for the host to launch {:.0}%, synchronization or blocking copies {:.0}%, other {:.0}%",
-                    duration(idle),
-                    pct(t.idle_host_ns),
-                    pct(t.idle_sync_ns),
-                    pct(t.idle_other_ns)
+                    "GPU idle within frames: {} in all: waiting for the host to launch {host:.0}%, synchronization or blocking copies {sync:.0}%, other {other:.0}%",
+                    duration(t.idle_ns()),
                 );
             }
         }
