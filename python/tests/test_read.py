@@ -113,3 +113,14 @@ def test_a_python_session_reads_back_the_same(tmp_path: Path) -> None:
         (st["path"], st["calls"], st["wall_ns"]) for st in finished.stages
     ]
     assert json.loads((tmp_path / "summary.json").read_text())["stages"] == finished.stages
+
+
+def test_to_pandas_holds_the_summarys_rows() -> None:
+    pytest.importorskip("pandas")
+    report = stageprof.read(INFERENCE)
+    frames = report.to_pandas()
+    assert len(frames["stages"]) == len(report.stages)
+    assert list(frames["stages"]["calls"]) == [s["calls"] for s in report.stages]
+    assert len(frames["frames"]) == report.frames["count"] == 3
+    kernels = sum(len(s["top_kernels"]) for s in report.stages)
+    assert len(frames["kernels"]) == kernels > 0
