@@ -35,6 +35,9 @@ pub(crate) struct Session {
 #[pyfunction]
 pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
     let config = crate::settings::config(settings)?;
+    if config.enabled && config.memory {
+        crate::malloc_hooks::install();
+    }
     let output_dir = config.output_dir.to_string_lossy().into_owned();
     let enabled = config.enabled;
     let session = stageprof::init_with(config);

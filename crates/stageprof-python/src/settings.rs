@@ -32,8 +32,6 @@ pub(crate) fn config(settings: &Bound<'_, PyDict>) -> PyResult<Config> {
     // Python keeps SIGINT (KeyboardInterrupt) and its own exit; the package
     // writes the outputs then (see python/stageprof/_session.py).
     config.signals = false;
-    // Host memory of Python stages is not what Rust's allocator sees.
-    config.memory = false;
     Ok(config)
 }
 

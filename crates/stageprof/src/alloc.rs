@@ -45,9 +45,15 @@ impl<A> TrackingAllocator<A> {
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// Whether a [`TrackingAllocator`] has served an allocation in this process.
+/// Whether a [`TrackingAllocator`] has served an allocation in this process
+/// (or another heap is counted, see [`crate::foreign::count_alloc`]).
 pub(crate) fn installed() -> bool {
     INSTALLED.load(Relaxed)
+}
+
+/// Says that a heap is counted though no [`TrackingAllocator`] is installed.
+pub(crate) fn set_installed() {
+    INSTALLED.store(true, Relaxed);
 }
 
 struct HeapCounters {
@@ -146,7 +152,7 @@ fn add_pending(h: &HeapCounters, bytes: i64) {
 }
 
 #[inline(always)]
-fn on_alloc(size: usize) {
+pub(crate) fn on_alloc(size: usize) {
     if !INSTALLED.load(Relaxed) {
         INSTALLED.store(true, Relaxed);
     }
@@ -163,7 +169,7 @@ fn on_alloc(size: usize) {
 }
 
 #[inline(always)]
-fn on_free(size: usize) {
+pub(crate) fn on_free(size: usize) {
     HEAP.with(|h| {
         h.live.set(h.live.get() - size as i64);
         add_pending(h, -(size as i64));

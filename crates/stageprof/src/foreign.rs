@@ -71,3 +71,23 @@ pub fn abandon_after_fork() {
         shared.uninstall_global();
     }
 }
+
+/// Says that a heap is counted through [`count_alloc`] and [`count_free`],
+/// so that sessions started from now on measure host memory per stage.
+pub fn counting_heap() {
+    crate::alloc::set_installed();
+}
+
+/// Counts `bytes` allocated on this thread by an allocator stageprof does
+/// not wrap (the C heap seen from Python), as [`crate::TrackingAllocator`]
+/// counts Rust's: per-stage host memory then includes it. Never allocates.
+#[inline]
+pub fn count_alloc(bytes: usize) {
+    crate::alloc::on_alloc(bytes);
+}
+
+/// Counts `bytes` freed on this thread (see [`count_alloc`]).
+#[inline]
+pub fn count_free(bytes: usize) {
+    crate::alloc::on_free(bytes);
+}
