@@ -205,3 +205,24 @@ def test_finish_twice_returns_the_same_report(tmp_path: Path) -> None:
     assert s.finish() is first
     assert stageprof.current() is None
     assert (tmp_path / "summary.json").exists()
+
+
+def test_thread_cpu_time_is_switchable(tmp_path: Path) -> None:
+    import time
+
+    s = stageprof.init(out_dir=tmp_path, formats=["summary"], cpu_time=True)
+    with stageprof.stage("busy"):
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+    with stageprof.stage("asleep"):
+        time.sleep(0.05)
+    report = s.finish()
+    busy, asleep = stage_of(report, "busy"), stage_of(report, "asleep")
+    assert busy["cpu_ns"] >= 0.8 * busy["wall_ns"]
+    assert asleep["cpu_ns"] < 0.2 * asleep["wall_ns"]
+    assert report.summary["cpu_time"] is True
+    off = stageprof.init(out_dir=tmp_path / "off", formats=["summary"])
+    with stageprof.stage("busy"):
+        pass
+    assert stage_of(off.finish(), "busy")["cpu_ns"] is None
