@@ -28,6 +28,7 @@ from typing import Any, Callable, ContextManager, Dict, Sequence, TypeVar, Union
 
 from . import _native
 from . import _session as _session_module
+from . import _tasks
 from ._report import Report
 from ._session import Session, current, init
 
@@ -50,6 +51,14 @@ class _Stages(Dict[str, _native.Stage]):
 _stages = _Stages()
 _FRAME = _native.Frame()
 _warned_inactive = False
+# Whether stage() must look further than its name: no session runs, or an
+# event loop does (its tasks' stages nest per task). Kept by _update_check.
+_check = True
+
+
+def _update_check() -> None:
+    global _check
+    _check = _session_module._current is None or _tasks.running_loops > 0
 
 
 def _warn_inactive() -> None:
@@ -68,12 +77,18 @@ def stage(name: str) -> ContextManager[None]:
 
     Stages nest per thread. Outside a session it records nothing (and warns once).
     """
-    if _session_module._current is None:
-        _warn_inactive()
     try:
-        return _stages[name]
+        named = _stages[name]
     except TypeError:
         raise TypeError(f"a stage name must be a str, not {type(name).__name__}") from None
+    if _check:
+        if _session_module._current is None:
+            _warn_inactive()
+        elif _tasks.running_loops:
+            task = _tasks.current_task()
+            if task is not None:
+                return _tasks.TaskStage(named, task)
+    return named
 
 
 def frame() -> ContextManager[None]:
@@ -128,7 +143,7 @@ def _wrap(fn: F, name: str) -> F:
 
         @functools.wraps(fn)
         async def coroutine(*args: Any, **kwargs: Any) -> Any:
-            with the_stage:
+            with stage(name):
                 return await fn(*args, **kwargs)
 
         return coroutine  # type: ignore[return-value]
@@ -145,7 +160,7 @@ def _wrap(fn: F, name: str) -> F:
         async def async_generator(*args: Any, **kwargs: Any) -> Any:
             agen = fn(*args, **kwargs)
             while True:
-                with the_stage:
+                with stage(name):
                     try:
                         item = await agen.__anext__()
                     except StopAsyncIteration:
@@ -156,7 +171,8 @@ def _wrap(fn: F, name: str) -> F:
 
     @functools.wraps(fn)
     def function(*args: Any, **kwargs: Any) -> Any:
-        with the_stage:
+        # In a task, through stage(): it nests under the task's open stages.
+        with stage(name) if _check else the_stage:
             return fn(*args, **kwargs)
 
     return function  # type: ignore[return-value]

@@ -17,7 +17,7 @@ import warnings
 from types import FrameType, TracebackType
 from typing import Any, Dict, Optional, Type
 
-from . import _native
+from . import _native, _tasks
 from ._report import Report
 
 
@@ -56,6 +56,7 @@ class Session:
                 self._report = Report(native)
                 if _current is self:
                     _current = None
+                    _checks_changed()
             return self._report
 
     def __enter__(self) -> "Session":
@@ -93,7 +94,14 @@ def init(**settings: Any) -> Session:
     session = Session(_native.start(settings), settings)
     _current = session
     _install_hooks()
+    _checks_changed()
     return session
+
+
+def _checks_changed() -> None:
+    from . import _update_check
+
+    _update_check()
 
 
 def _reason_of(exc_type: Type[BaseException]) -> str:
@@ -115,6 +123,7 @@ def _install_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
+    _tasks.install(_checks_changed)
     atexit.register(_finish_current, "exit")
     previous_hook = sys.excepthook
 
@@ -156,10 +165,12 @@ def _after_fork_in_child() -> None:
     _native.abandon_after_fork()
     _leftover.append(parent)
     _current = None
+    _checks_changed()
     settings = dict(parent._settings)
     settings["out_dir"] = os.path.join(parent.output_dir, f"child-{os.getpid()}")
     settings["formats"] = ["native", "summary"]
     _current = Session(_native.start(settings), settings)
+    _checks_changed()
 
 
 class _ForkToken:

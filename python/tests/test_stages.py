@@ -226,3 +226,40 @@ def test_thread_cpu_time_is_switchable(tmp_path: Path) -> None:
     with stageprof.stage("busy"):
         pass
     assert stage_of(off.finish(), "busy")["cpu_ns"] is None
+
+
+def test_stages_in_asyncio_tasks_nest_per_task(session: stageprof.Session) -> None:
+    import time
+
+    def spin(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    async def request(delay: float) -> None:
+        with stageprof.stage("request"):
+            with stageprof.stage("fetch"):
+                await asyncio.sleep(delay)
+            with stageprof.stage("parse"):
+                spin(0.01)
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        with stageprof.stage("batch"):
+            await asyncio.gather(request(0.03), request(0.02), request(0.01))
+
+    with stageprof.stage("outer"):
+        asyncio.run(main())
+    report = session.finish()
+    # Three tasks' stages interleaved on one thread, each nested as its own code says.
+    assert stage_of(report, "outer/batch")["calls"] == 1
+    request_ = stage_of(report, "outer/batch/request")
+    fetch = stage_of(report, "outer/batch/request/fetch")
+    parse = stage_of(report, "outer/batch/request/parse")
+    assert (request_["calls"], fetch["calls"], parse["calls"]) == (3, 3, 3)
+    assert [s["unfinished"] for s in (request_, fetch, parse)] == [0, 0, 0]
+    # Awaiting is idle: fetch waited 60 ms in all and ran almost none of it; parse ran its 30 ms.
+    assert fetch["wall_ns"] >= 60_000_000 and fetch["busy_ns"] < 10_000_000
+    assert parse["busy_ns"] >= 30_000_000
+    assert fetch["idle_ns"] == fetch["wall_ns"] - fetch["busy_ns"]
+    assert stage_of(report, "outer")["calls"] == 1

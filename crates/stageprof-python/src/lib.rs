@@ -27,6 +27,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<report::NativeReport>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
+    m.add_function(wrap_pyfunction!(session::ticks, m)?)?;
+    m.add_function(wrap_pyfunction!(session::open_stage_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(session::record_task, m)?)?;
     m.add_function(wrap_pyfunction!(session::is_recording, m)?)?;
     m.add_function(wrap_pyfunction!(session::abandon_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(session::before_fork, m)?)?;

@@ -89,6 +89,12 @@ impl Stage {
         &self.label
     }
 
+    /// The name's id in the recorder's name table.
+    #[getter]
+    fn name_id(&self) -> u32 {
+        self.name
+    }
+
     fn __enter__(&self) {
         let open = foreign::begin(self.name);
         OPEN.with(|stack| stack.borrow_mut().push((self.name, open)));
@@ -133,6 +139,33 @@ impl Frame {
         drop(guard);
         false
     }
+}
+
+/// The recorder's clock now, in ticks.
+#[pyfunction]
+pub(crate) fn ticks() -> u64 {
+    foreign::now_ticks()
+}
+
+/// The name ids of the stages open on this thread (entered with `with`), outermost first.
+#[pyfunction]
+pub(crate) fn open_stage_ids() -> Vec<u32> {
+    OPEN.with(|stack| stack.borrow().iter().map(|&(name, _)| name).collect())
+}
+
+/// Records one call of a stage that may span awaits (see `stageprof::foreign::task`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_task(
+    name_id: u32,
+    start_ticks: u64,
+    end_ticks: u64,
+    busy_ticks: u64,
+    id: u64,
+    parent: u64,
+    ancestors: Vec<u32>,
+) {
+    foreign::task(name_id, start_ticks, end_ticks, busy_ticks, id, parent, &ancestors);
 }
 
 /// Records a sample of counter `name`.

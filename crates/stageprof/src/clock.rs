@@ -103,3 +103,8 @@ mod tests {
         assert!((measured - truth).abs() / truth < 0.01, "{} clock: {measured} ns vs {truth} ns", c.kind);
     }
 }
+
+/// A length of time in ticks, in nanoseconds.
+pub(crate) fn ticks_to_ns(t: u64) -> u64 {
+    (u128::from(t) * 1_000_000_000 / u128::from(clock().ticks_per_second.max(1))) as u64
+}

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 
-use stageprof_model::wire::kind;
+use stageprof_model::wire::{kind, TaskRecord, MAX_TASK_DEPTH};
 
 use crate::names;
 use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING};
@@ -90,4 +90,36 @@ pub fn count_alloc(bytes: usize) {
 #[inline]
 pub fn count_free(bytes: usize) {
     crate::alloc::on_free(bytes);
+}
+
+/// The recorder's clock now, in ticks (for [`task`]).
+#[inline]
+pub fn now_ticks() -> u64 {
+    crate::clock::ticks()
+}
+
+/// A stage that may span awaits (an asyncio task's), closed: one call from
+/// `start_ticks` to `end_ticks`, running `busy_ticks` of it, written at once
+/// so that other tasks' stages in between cannot break its nesting. `id`
+/// names it for its children (`parent`, 0 for none); `ancestors` are the
+/// names of the stages around it, outermost first (the deepest 32 kept).
+pub fn task(name: u32, start_ticks: u64, end_ticks: u64, busy_ticks: u64, id: u64, parent: u64, ancestors: &[u32]) {
+    if !GLOBAL_RECORDING.load(Relaxed) {
+        return;
+    }
+    let kept = &ancestors[ancestors.len().saturating_sub(MAX_TASK_DEPTH)..];
+    let mut names = [0u32; MAX_TASK_DEPTH];
+    names[..kept.len()].copy_from_slice(kept);
+    let record = TaskRecord {
+        name,
+        start_ticks,
+        end_ticks,
+        busy_ns: crate::clock::ticks_to_ns(busy_ticks),
+        id,
+        parent,
+        ancestors: names,
+        depth: kept.len(),
+    };
+    let (words, len) = record.encode();
+    with_writer(Target::Global, |w| w.record(&words[..len]));
 }

@@ -23,7 +23,7 @@ use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::clock::{clock, ticks};
+use crate::clock::{ticks, ticks_to_ns};
 use crate::names::dynamic_name;
 use crate::recorder::{with_writer, Target, GLOBAL_RECORDING};
 use crate::Profiler;
@@ -128,8 +128,4 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for StageLayer {
         let (words, len) = task.encode();
         with_writer(self.target(), |w| w.record(&words[..len]));
     }
-}
-
-fn ticks_to_ns(t: u64) -> u64 {
-    (u128::from(t) * 1_000_000_000 / u128::from(clock().ticks_per_second.max(1))) as u64
 }
