@@ -88,6 +88,11 @@ fn calibrate_tsc() -> Option<u64> {
     None
 }
 
+/// A length of time in ticks, in nanoseconds.
+pub(crate) fn ticks_to_ns(t: u64) -> u64 {
+    (u128::from(t) * 1_000_000_000 / u128::from(clock().ticks_per_second.max(1))) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,9 +107,4 @@ mod tests {
         let truth = i1.duration_since(i0).as_nanos() as f64;
         assert!((measured - truth).abs() / truth < 0.01, "{} clock: {measured} ns vs {truth} ns", c.kind);
     }
-}
-
-/// A length of time in ticks, in nanoseconds.
-pub(crate) fn ticks_to_ns(t: u64) -> u64 {
-    (u128::from(t) * 1_000_000_000 / u128::from(clock().ticks_per_second.max(1))) as u64
 }
