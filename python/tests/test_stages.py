@@ -263,3 +263,34 @@ def test_stages_in_asyncio_tasks_nest_per_task(session: stageprof.Session) -> No
     assert parse["busy_ns"] >= 30_000_000
     assert fetch["idle_ns"] == fetch["wall_ns"] - fetch["busy_ns"]
     assert stage_of(report, "outer")["calls"] == 1
+
+
+def test_settings_merge_over_the_config_file_and_the_environment(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from conftest import run_python
+
+    (tmp_path / "stageprof.toml").write_text('formats = ["summary"]\nsample_every = 2\ncpu_time = true\n')
+    code = """
+        import stageprof
+        s = stageprof.init(cpu_time=False)
+        for _ in range(4):
+            with stageprof.frame():
+                with stageprof.stage("step"):
+                    pass
+        s.finish()
+        """
+    env_out = tmp_path / "from-env"
+    os.environ["STAGEPROF_OUT"] = str(env_out)
+    try:
+        done = run_python(code, cwd=tmp_path)
+    finally:
+        del os.environ["STAGEPROF_OUT"]
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((env_out / "summary.json").read_text())
+    # The file's formats and sampling, the environment's directory, the keyword's cpu_time.
+    assert not (env_out / "profile.stgp").exists()
+    assert (summary["frames"]["count"], summary["frames"]["sampled"]) == (4, 2)
+    assert summary["stages"][0]["calls"] == 2
+    assert summary["cpu_time"] is False
