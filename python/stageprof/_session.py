@@ -17,7 +17,7 @@ import warnings
 from types import FrameType, TracebackType
 from typing import Any, Dict, Optional, Type
 
-from . import _native, _tasks
+from . import _native, _tasks, _torch
 from ._report import Report
 
 
@@ -95,6 +95,7 @@ def init(**settings: Any) -> Session:
     _current = session
     _install_hooks()
     _checks_changed()
+    _torch.attach(session._native)
     return session
 
 
@@ -171,6 +172,7 @@ def _after_fork_in_child() -> None:
     settings["formats"] = ["native", "summary"]
     _current = Session(_native.start(settings), settings)
     _checks_changed()
+    _torch.attach(_current._native)
 
 
 class _ForkToken:

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stageprof::foreign::{self, OpenStage};
@@ -29,19 +29,30 @@ pub(crate) struct Session {
     session: Mutex<Option<stageprof::Session>>,
     output_dir: String,
     enabled: bool,
+    /// GPU recording as configured (`off`, `events`, `kernels`), started by `start_gpu`.
+    gpu: &'static str,
 }
 
 /// Starts the global session with `settings` merged over the config file and environment.
 #[pyfunction]
 pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
-    let config = crate::settings::config(settings)?;
+    let mut config = crate::settings::config(settings)?;
     if config.enabled && config.memory {
         crate::malloc_hooks::install();
     }
     let output_dir = config.output_dir.to_string_lossy().into_owned();
     let enabled = config.enabled;
+    let gpu = match config.gpu {
+        stageprof::GpuTrace::Off => "off",
+        stageprof::GpuTrace::Events => "events",
+        stageprof::GpuTrace::Kernels => "kernels",
+    };
+    // GPU recording starts once torch has initialized CUDA (start_gpu), and
+    // GPU memory is torch's allocator's, not what stageprof's own buffers hold.
+    config.gpu = stageprof::GpuTrace::Off;
+    config.gpu_memory = false;
     let session = stageprof::init_with(config);
-    Ok(Session { session: Mutex::new(Some(session)), output_dir, enabled })
+    Ok(Session { session: Mutex::new(Some(session)), output_dir, enabled, gpu })
 }
 
 #[pymethods]
@@ -56,6 +67,25 @@ impl Session {
         Ok(Some(NativeReport::finished(report)))
     }
 
+    /// Starts GPU profiling now: `trace` is `"events"` or `"kernels"`, on CUDA
+    /// device `device`; whether it runs (one line on stderr says why not).
+    fn start_gpu(&self, py: Python<'_>, trace: &str, device: u32) -> PyResult<bool> {
+        let trace = match trace {
+            "events" => stageprof::GpuTrace::Events,
+            "kernels" => stageprof::GpuTrace::Kernels,
+            other => return Err(PyValueError::new_err(format!("gpu must be off, events or kernels, not {other:?}"))),
+        };
+        let guard = self.session.lock().map_err(|_| PyRuntimeError::new_err("the session's lock is poisoned"))?;
+        let Some(session) = guard.as_ref() else { return Ok(false) };
+        Ok(py.detach(|| gpu_start(session, trace, device)))
+    }
+
+    /// GPU recording as configured: `off`, `events` or `kernels`.
+    #[getter]
+    fn gpu(&self) -> &str {
+        self.gpu
+    }
+
     /// Where the outputs are written.
     #[getter]
     fn output_dir(&self) -> &str {
@@ -67,6 +97,25 @@ impl Session {
     fn enabled(&self) -> bool {
         self.enabled
     }
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_start(session: &stageprof::Session, trace: stageprof::GpuTrace, device: u32) -> bool {
+    session.profiler().start_gpu(trace, device)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_start(_: &stageprof::Session, _: stageprof::GpuTrace, _: u32) -> bool {
+    false
+}
+
+/// Makes the CUDA stream `raw` the one this thread's stages time GPU work on.
+#[pyfunction]
+pub(crate) fn set_stream(raw: usize) {
+    #[cfg(feature = "cuda")]
+    foreign::set_stream(raw);
+    #[cfg(not(feature = "cuda"))]
+    let _ = raw;
 }
 
 /// A named stage: `with` it to record one call.

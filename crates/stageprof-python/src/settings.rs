@@ -15,6 +15,10 @@ pub(crate) fn config(settings: &Bound<'_, PyDict>) -> PyResult<Config> {
     let mut overrides = toml::Table::new();
     for (key, value) in settings.iter() {
         let key: String = key.extract()?;
+        if key == "gpu" && value.extract::<String>().is_ok_and(|v| v == "auto") {
+            // The default: as the config file and environment say, started when torch starts CUDA.
+            continue;
+        }
         let name = ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key.as_str(), |(_, k)| k);
         overrides.insert(name.to_owned(), toml_value(&key, &value)?);
     }

@@ -80,6 +80,8 @@ pub struct Config {
     pub gpu: GpuTrace,
     /// The CUDA device whose events, memory and counters are recorded.
     pub gpu_device: u32,
+    /// GPU memory per stage, as allocated through `stageprof::cuda` (the `cuda` feature).
+    pub gpu_memory: bool,
     /// Period of the NVML counter tracks (utilization, memory, power, clock, PCIe), in ms; 0 = off.
     pub nvml_sample_ms: u32,
     /// Mirror stages as NVTX ranges (Nsight Systems shows them).
@@ -114,6 +116,7 @@ impl Default for Config {
             rss_sample_ms: 10,
             gpu: GpuTrace::Kernels,
             gpu_device: 0,
+            gpu_memory: true,
             nvml_sample_ms: 100,
             nvtx: true,
             monitor_window: 0,

@@ -123,3 +123,11 @@ pub fn task(name: u32, start_ticks: u64, end_ticks: u64, busy_ticks: u64, id: u6
     let (words, len) = record.encode();
     with_writer(Target::Global, |w| w.record(&words[..len]));
 }
+
+/// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default
+/// stream) the one this thread's stages record their GPU events on, for a
+/// front door that learns of stream switches itself (torch's).
+#[cfg(feature = "cuda")]
+pub fn set_stream(raw: usize) {
+    crate::cuda::set_raw_stream(raw as crate::cuda::RawStream);
+}

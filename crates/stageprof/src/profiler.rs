@@ -148,6 +148,22 @@ impl Profiler {
         }
     }
 
+    /// Starts GPU profiling now (`trace` on `device`), for a profiler started
+    /// before its pipeline initialized CUDA; returns whether it runs. A second
+    /// call, or one on a profiler that is off, does nothing.
+    #[cfg(feature = "cuda")]
+    pub fn start_gpu(&self, trace: crate::GpuTrace, device: u32) -> bool {
+        let mut gpu = self.gpu.lock().unwrap_or_else(PoisonError::into_inner);
+        if gpu.is_some() || !self.is_enabled() {
+            return gpu.is_some();
+        }
+        *gpu = crate::cuda::GpuSession::start_with(&self.shared, trace, device);
+        if let Some(g) = gpu.as_ref() {
+            let _ = self.shared.gpu.set(g.state.clone());
+        }
+        gpu.is_some()
+    }
+
     /// A profiler that records nothing.
     pub fn disabled() -> Profiler {
         Self::start(Config { enabled: false, ..Config::default() })

@@ -269,9 +269,9 @@ pub(crate) struct ThreadWriter {
     /// The GPU side of the session, if CUDA profiling runs.
     #[cfg(feature = "cuda")]
     gpu: Option<Arc<crate::cuda::stage_gpu::GpuState>>,
-    /// This thread drives the pipeline (its stages measure GPU memory).
+    /// This thread drives the pipeline and GPU memory is counted (its stages measure GPU memory).
     #[cfg(feature = "cuda")]
-    driver: bool,
+    gpu_memory: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
@@ -294,7 +294,7 @@ impl ThreadWriter {
             #[cfg(feature = "cuda")]
             gpu: shared.gpu.get().cloned(),
             #[cfg(feature = "cuda")]
-            driver: os_thread_id() == shared.driver,
+            gpu_memory: shared.config.gpu_memory && os_thread_id() == shared.driver,
             open: 0,
             pending: alloc::untracked(|| Vec::with_capacity(64)),
             shared,
@@ -364,6 +364,11 @@ impl ThreadWriter {
             return None;
         }
         self.open += 1;
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_none() {
+            // A GPU side started after this thread's first stage (GPU profiling started late).
+            self.gpu = self.shared.gpu.get().cloned();
+        }
         if self.memory || self.cpu_time || self.has_gpu() {
             self.push_pending(name);
         }
@@ -404,7 +409,7 @@ impl ThreadWriter {
         let gpu = self
             .gpu
             .as_ref()
-            .map(|g| alloc::untracked(|| g.begin(name, || crate::names::name(name).to_string(), self.driver)));
+            .map(|g| alloc::untracked(|| g.begin(name, || crate::names::name(name).to_string(), self.gpu_memory)));
         let mem = if self.memory { Some(alloc::mark()) } else { None };
         let process = if self.process_memory { Some(alloc::mark_process()) } else { None };
         let cpu_start = if self.cpu_time { thread_cpu_ns() } else { 0 };

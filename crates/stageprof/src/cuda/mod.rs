@@ -56,6 +56,14 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A raw CUDA stream handle.
+pub(crate) type RawStream = CUstream;
+
+/// Makes `stream` this thread's current stream (see [`crate::foreign::set_stream`]).
+pub(crate) fn set_raw_stream(stream: RawStream) {
+    STREAM.with(|s| s.set(stream));
+}
+
 fn current_stream() -> CUstream {
     STREAM.with(Cell::get)
 }

@@ -35,10 +35,15 @@ pub(crate) struct GpuSession {
 }
 
 impl GpuSession {
-    /// Starts GPU profiling for `shared`, or says in one line why it cannot.
+    /// Starts GPU profiling for `shared` as its config says, or says in one line why it cannot.
     pub(crate) fn start(shared: &Arc<Shared>) -> Option<GpuSession> {
+        Self::start_with(shared, shared.config.gpu, shared.config.gpu_device)
+    }
+
+    /// Starts GPU profiling for `shared`: `trace` on `device`.
+    pub(crate) fn start_with(shared: &Arc<Shared>, trace: GpuTrace, device: u32) -> Option<GpuSession> {
         let config = &shared.config;
-        if config.gpu == GpuTrace::Off {
+        if trace == GpuTrace::Off {
             return None;
         }
         // SAFETY: only checks that the driver library loads; nothing else is called without it.
@@ -46,14 +51,14 @@ impl GpuSession {
             report("no CUDA driver (libcuda.so) found; GPU profiling is off, the rest goes on");
             return None;
         }
-        let ctx = match CudaContext::new(config.gpu_device as usize) {
+        let ctx = match CudaContext::new(device as usize) {
             Ok(ctx) => ctx,
             Err(e) => {
-                report(&format!("CUDA device {} is unavailable ({e}); GPU profiling is off", config.gpu_device));
+                report(&format!("CUDA device {device} is unavailable ({e}); GPU profiling is off"));
                 return None;
             }
         };
-        let cupti = config.gpu == GpuTrace::Kernels
+        let cupti = trace == GpuTrace::Kernels
             && match activity::start() {
                 Ok(()) => true,
                 Err(e) => {
@@ -67,11 +72,11 @@ impl GpuSession {
             None
         };
         let sampler = (config.nvml_sample_ms > 0)
-            .then(|| NvmlSampler::start(config.gpu_device).map_err(|e| report(&e)).ok())
+            .then(|| NvmlSampler::start(device).map_err(|e| report(&e)).ok())
             .flatten();
         let state = Arc::new(GpuState {
             ctx,
-            device: config.gpu_device,
+            device,
             events: EventTimer::default(),
             cupti,
             nvtx,

@@ -1,0 +1,164 @@
+"""GPU figures of stages recorded from Python, against independent
+measurements, on a machine with an NVIDIA GPU and torch:
+
+  accuracy  each stage's GPU time (stageprof's CUDA events) against
+            torch.cuda.Event pairs placed by hand around the same stages in
+            a separate run; kernel counts against a torch.profiler trace of
+            the same work (kernels joined to their launches by correlation
+            id, counted inside the record_function range of the same name)
+  overhead  the Python demo's pipeline on the GPU, unprofiled against
+            stageprof (events, kernels) and against torch.profiler, rounds
+            interleaved, one process per run
+
+    python gpu/python_gpu_check.py accuracy OUT_DIR
+    python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from typing import Any, Callable, Dict, List
+
+import torch
+
+import stageprof
+
+STAGES = ("matmul", "elementwise", "reduce")
+
+
+def work(a: torch.Tensor, stage: Callable[[str], Any]) -> None:
+    """Known work in three stages: 4 matmuls, 10 elementwise passes, one reduction."""
+    with stage("matmul"):
+        x = a
+        for _ in range(4):
+            x = x @ a
+    with stage("elementwise"):
+        y = a
+        for _ in range(10):
+            y = y * 1.0001 + 0.5
+    with stage("reduce"):
+        y.sum(dim=0)
+
+
+def by_hand(a: torch.Tensor, frames: int) -> Dict[str, float]:
+    """GPU ms per stage, summed over frames, from torch.cuda.Event pairs on the current stream."""
+    pairs: Dict[str, List[Any]] = defaultdict(list)
+
+    class Timed:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __enter__(self) -> None:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+
+        def __exit__(self, *exc: object) -> None:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            pairs[self.name].append((self.start, end))
+
+    for _ in range(frames):
+        work(a, Timed)
+    torch.cuda.synchronize()
+    return {name: sum(s.elapsed_time(e) for s, e in ps) for name, ps in pairs.items()}
+
+
+def kernels_in_torch_trace(path: str) -> Dict[str, int]:
+    """Kernels launched inside each record_function range, from the raw trace."""
+    events = json.load(open(path))["traceEvents"]
+    ranges = [e for e in events if e.get("cat") == "user_annotation" and e.get("name") in STAGES]
+    launches = {}
+    for e in events:
+        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {}):
+            launches[e["args"]["correlation"]] = e
+    counts: Dict[str, int] = defaultdict(int)
+    for k in events:
+        if k.get("cat") != "kernel":
+            continue
+        launch = launches.get(k.get("args", {}).get("correlation"))
+        if launch is None:
+            continue
+        for r in ranges:
+            if r["tid"] == launch["tid"] and r["ts"] <= launch["ts"] <= r["ts"] + r["dur"]:
+                counts[r["name"]] += 1
+    return dict(counts)
+
+
+def accuracy(out: str) -> int:
+    torch.manual_seed(0)
+    a = torch.randn(4096, 4096, device="cuda")
+    frames = 20
+    for _ in range(3):
+        work(a, lambda name: torch.profiler.record_function(name))  # warm-up
+    torch.cuda.synchronize()
+    truth = by_hand(a, frames)
+
+    session = stageprof.init(out_dir=f"{out}/stageprof", gpu="kernels")
+    for _ in range(frames):
+        with stageprof.frame():
+            work(a, stageprof.stage)
+    torch.cuda.synchronize()
+    report = session.finish()
+    stages = {s["name"]: s for s in report.stages}
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(frames):
+            work(a, lambda name: torch.profiler.record_function(name))
+        torch.cuda.synchronize()
+    trace = f"{out}/torch_trace.json"
+    prof.export_chrome_trace(trace)
+    counted = kernels_in_torch_trace(trace)
+
+    ok = True
+    print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels (torch.profiler)':>24} {'stageprof':>10}")
+    for name in STAGES:
+        s = stages[name]
+        mine = (s["gpu_event_ns"] or 0) / 1e6
+        diff = 100 * (mine / truth[name] - 1)
+        kernels = s["gpu_kernels"]
+        good = abs(diff) <= 2.0 and kernels == counted.get(name)
+        ok &= good
+        print(
+            f"{name:<12} {truth[name]:>12.3f} ms {mine:>9.3f} ms {diff:>+7.2f}%   {counted.get(name, 0):>24} {kernels!s:>10}"
+            f"  {'ok' if good else 'OFF'}"
+        )
+    print(f"GPU busy per stage (kernels): " + ", ".join(f"{n} {stages[n]['gpu_busy_ns'] / 1e6:.3f} ms" for n in STAGES if stages[n]["gpu_busy_ns"]))
+    return 0 if ok else 1
+
+
+def overhead(mode: str, frames: int) -> None:
+    from stageprof import demo
+
+    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+    cams = demo.rig(args.views, args.width, args.height)
+    device = torch.device("cuda")
+    demo.run_frame(cams, 0, args.depth_planes, 8, device)  # CUDA start-up, cuDNN and friends
+    torch.cuda.synchronize()
+    if mode == "torch":
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        profiler: Any = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True)
+        profiler.__enter__()
+        session = stageprof.init(enabled=False)
+    else:
+        session = stageprof.init(
+            out_dir="/tmp/stageprof-overhead", enabled=mode != "off", gpu="off" if mode == "off" else mode
+        )
+    start = time.perf_counter()
+    for frame in range(frames):
+        with stageprof.frame():
+            demo.run_frame(cams, frame, args.depth_planes, 8, device)
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    if mode == "torch":
+        profiler.__exit__(None, None, None)
+    session.finish()
+    print(f"{mode} {elapsed / frames * 1e3:.3f} ms/frame")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "accuracy":
+        sys.exit(accuracy(sys.argv[2]))
+    overhead(sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,75 @@
+"""GPU recording's start from Python, where no GPU can run it: it never
+raises into the pipeline, says in one line what is off, and the CPU
+figures go on. (The GPU figures themselves are checked on a GPU by
+python/gpu_check.py.)"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import stageprof
+from stageprof import _torch
+from conftest import run_python, stage_of
+
+
+def test_gpu_off_never_touches_torch(tmp_path: Path) -> None:
+    done = run_python(
+        f"""
+        import sys, stageprof
+        s = stageprof.init(out_dir={str(tmp_path)!r}, formats=["summary"], gpu="off")
+        with stageprof.stage("x"):
+            pass
+        s.finish()
+        assert "torch" not in sys.modules
+        """,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_cuda_up_without_a_driver_says_so_and_the_rest_goes_on(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # A torch.cuda that says CUDA is initialized, on a machine with no driver.
+    fake = types.ModuleType("torch.cuda")
+    fake.is_initialized = lambda: True  # type: ignore[attr-defined]
+    fake.current_device = lambda: 0  # type: ignore[attr-defined]
+    fake._lazy_init = lambda: None  # type: ignore[attr-defined]
+    fake.set_stream = lambda stream: None  # type: ignore[attr-defined]
+    saved = sys.modules.get("torch.cuda")
+    sys.modules["torch.cuda"] = fake
+    _torch._patched = False
+    try:
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("cpu_work"):
+            pass
+        report = s.finish()
+    finally:
+        if saved is None:
+            del sys.modules["torch.cuda"]
+        else:
+            sys.modules["torch.cuda"] = saved
+        _torch._patched = False
+    assert stage_of(report, "cpu_work")["calls"] == 1
+    assert stage_of(report, "cpu_work")["gpu_event_ns"] is None
+    err = capfd.readouterr().err
+    assert err.count("GPU profiling is off") == 1, err
+
+
+def test_torch_imported_after_init_is_watched(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    done = run_python(
+        f"""
+        import sys, stageprof
+        s = stageprof.init(out_dir={str(tmp_path)!r}, formats=["summary"])
+        import torch
+        assert torch.cuda._lazy_init.__name__ == "watched_lazy_init"
+        with stageprof.stage("x"):
+            torch.ones(10).sum()
+        s.finish()
+        """,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
