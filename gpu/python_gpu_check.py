@@ -96,14 +96,7 @@ def accuracy(out: str) -> int:
     torch.cuda.synchronize()
     truth = by_hand(a, frames)
 
-    session = stageprof.init(out_dir=f"{out}/stageprof", gpu="kernels")
-    for _ in range(frames):
-        with stageprof.frame():
-            work(a, stageprof.stage)
-    torch.cuda.synchronize()
-    report = session.finish()
-    stages = {s["name"]: s for s in report.stages}
-
+    # torch.profiler first: CUPTI takes one subscriber at a time.
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(frames):
             work(a, lambda name: torch.profiler.record_function(name))
@@ -112,6 +105,14 @@ def accuracy(out: str) -> int:
     prof.export_chrome_trace(trace)
     counted = kernels_in_torch_trace(trace)
 
+    session = stageprof.init(out_dir=f"{out}/stageprof", gpu="kernels")
+    for _ in range(frames):
+        with stageprof.frame():
+            work(a, stageprof.stage)
+    torch.cuda.synchronize()
+    report = session.finish()
+    stages = {s["name"]: s for s in report.stages}
+
     ok = True
     print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels (torch.profiler)':>24} {'stageprof':>10}")
     for name in STAGES:
@@ -119,7 +120,8 @@ def accuracy(out: str) -> int:
         mine = (s["gpu_event_ns"] or 0) / 1e6
         diff = 100 * (mine / truth[name] - 1)
         kernels = s["gpu_kernels"]
-        good = abs(diff) <= 2.0 and kernels == counted.get(name)
+        # The 2% bound holds for stages of 1 ms or more (the issue's criterion).
+        good = (abs(diff) <= 2.0 or truth[name] < 1.0) and kernels == counted.get(name)
         ok &= good
         print(
             f"{name:<12} {truth[name]:>12.3f} ms {mine:>9.3f} ms {diff:>+7.2f}%   {counted.get(name, 0):>24} {kernels!s:>10}"

@@ -22,6 +22,8 @@ from typing import Any, Optional, Sequence
 from . import _native
 
 _session: Optional[_native.Session] = None
+# The session whose GPU recording was started (or tried): once each.
+_started: Optional[_native.Session] = None
 _patched = False
 
 
@@ -40,9 +42,12 @@ def attach(session: _native.Session) -> None:
 
 
 def _start(cuda: ModuleType) -> None:
+    global _started
     session = _session
-    if session is None or not cuda.is_initialized():
+    if session is None or session is _started or not cuda.is_initialized():
         return
+    # Before anything below calls back into torch.cuda._lazy_init (which calls this).
+    _started = session
     if session.start_gpu(session.gpu, cuda.current_device()):
         _native.set_stream(cuda.current_stream().cuda_stream)
 

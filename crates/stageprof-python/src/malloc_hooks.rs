@@ -131,26 +131,36 @@ extern "C" fn hook_dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
     handle
 }
 
-/// The functions replaced, by symbol name.
-fn replacement(name: &[u8]) -> Option<usize> {
-    Some(match name {
-        b"malloc" => hook_malloc as *const () as usize,
-        b"calloc" => hook_calloc as *const () as usize,
-        b"realloc" => hook_realloc as *const () as usize,
-        b"free" => hook_free as *const () as usize,
-        b"posix_memalign" => hook_posix_memalign as *const () as usize,
-        b"aligned_alloc" => hook_aligned_alloc as *const () as usize,
-        b"memalign" => hook_memalign as *const () as usize,
-        b"dlopen" => hook_dlopen as *const () as usize,
-        _ => return None,
-    })
+/// The functions replaced, by symbol name: the C library's (what the hook
+/// calls) and the hook.
+fn replacement(name: &[u8]) -> Option<(usize, usize)> {
+    let f = |original: *const (), hook: *const ()| Some((original as usize, hook as usize));
+    match name {
+        b"malloc" => f(libc::malloc as *const (), hook_malloc as *const ()),
+        b"calloc" => f(libc::calloc as *const (), hook_calloc as *const ()),
+        b"realloc" => f(libc::realloc as *const (), hook_realloc as *const ()),
+        b"free" => f(libc::free as *const (), hook_free as *const ()),
+        b"posix_memalign" => f(libc::posix_memalign as *const (), hook_posix_memalign as *const ()),
+        b"aligned_alloc" => f(libc::aligned_alloc as *const (), hook_aligned_alloc as *const ()),
+        b"memalign" => f(libc::memalign as *const (), hook_memalign as *const ()),
+        b"dlopen" => f(libc::dlopen as *const (), hook_dlopen as *const ()),
+        _ => None,
+    }
 }
 
 /// Objects whose calls are left alone: the C library and the loader (their
-/// internal calls are their own business), and this module (it calls the real functions).
+/// internal calls are their own business), this module (it calls the real
+/// functions), and the GPU driver's and CUDA tools' libraries (their host
+/// memory is the driver's, not the pipeline's, and some of them free blocks
+/// they did not get from `malloc`).
 fn skipped(name: &[u8]) -> bool {
     let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
-    file.starts_with(b"libc.so")
+    file.starts_with(b"libcuda.so")
+        || file.starts_with(b"libnvidia-")
+        || file.starts_with(b"libcupti")
+        || file.starts_with(b"libnvToolsExt")
+        || file.starts_with(b"libnvtx")
+        || file.starts_with(b"libc.so")
         || file.starts_with(b"ld-linux")
         || file.starts_with(b"ld64.so")
         || file.starts_with(b"libdl.so")
@@ -171,6 +181,9 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, _data: *
     let info = unsafe { &*info };
     let name = if info.dlpi_name.is_null() { &b""[..] } else { unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes() };
     if !skipped(name) {
+        if std::env::var_os("STAGEPROF_DEBUG_HOOKS").is_some() {
+            eprintln!("stageprof: counting the C heap of {}", String::from_utf8_lossy(name));
+        }
         // SAFETY: `info` describes a loaded object whose program headers and
         // dynamic section are mapped (see patch_object).
         unsafe { patch_object(info) };
@@ -248,19 +261,40 @@ unsafe fn patch_object(info: &libc::dl_phdr_info) {
                 let sym = &*(d.symtab as *const libc::Elf64_Sym).add(symbol);
                 CStr::from_ptr((d.strtab + sym.st_name as usize) as *const c_char).to_bytes()
             };
-            if let Some(hook) = replacement(name) {
+            if let Some((original, hook)) = replacement(name) {
+                let slot = base + r.r_offset as usize;
                 // SAFETY: r_offset is the GOT slot the loader wrote for this object.
-                unsafe { write_slot((base + r.r_offset as usize) as *mut usize, hook) };
+                let now = unsafe { (slot as *const usize).read_volatile() };
+                // Only calls bound to the C library's function, or not bound yet (a
+                // lazy slot still points into the object's own PLT): an object bound
+                // to another allocator (jemalloc, say) keeps it, or its blocks would
+                // reach the C library's free.
+                let own = headers.iter().any(|h| {
+                    h.p_type == libc::PT_LOAD
+                        && (base + h.p_vaddr as usize..base + (h.p_vaddr + h.p_memsz) as usize).contains(&now)
+                });
+                if now != original && !own {
+                    continue;
+                }
+                // The slot's segment says whether its pages also hold code (they keep it executable).
+                let executable = headers.iter().any(|h| {
+                    h.p_type == libc::PT_LOAD
+                        && (base + h.p_vaddr as usize..base + (h.p_vaddr + h.p_memsz) as usize).contains(&slot)
+                        && h.p_flags & libc::PF_X != 0
+                });
+                // SAFETY: r_offset is the GOT slot the loader wrote for this object.
+                unsafe { write_slot(slot as *mut usize, hook, executable) };
             }
         }
     }
 }
 
-/// Writes `value` into a GOT slot, making its page writable if RELRO made it read-only.
+/// Writes `value` into a GOT slot, making its page writable if RELRO made
+/// it read-only (and keeping it executable if its segment holds code).
 ///
 /// # Safety
 /// `slot` must be a GOT entry of a loaded object (aligned, mapped).
-unsafe fn write_slot(slot: *mut usize, value: usize) {
+unsafe fn write_slot(slot: *mut usize, value: usize, executable: bool) {
     // SAFETY: the slot is mapped and aligned (the caller's promise).
     if unsafe { slot.read_volatile() } == value {
         return;
@@ -269,7 +303,8 @@ unsafe fn write_slot(slot: *mut usize, value: usize) {
     let start = (slot as usize) & !(page - 1);
     // SAFETY: changing the protection of the slot's own page; it stays
     // readable throughout, so other threads calling through it are unaffected.
-    let writable = unsafe { libc::mprotect(start as *mut c_void, page, libc::PROT_READ | libc::PROT_WRITE) } == 0;
+    let protection = libc::PROT_READ | libc::PROT_WRITE | if executable { libc::PROT_EXEC } else { 0 };
+    let writable = unsafe { libc::mprotect(start as *mut c_void, page, protection) } == 0;
     if writable {
         // SAFETY: aligned pointer-sized store: other threads see the old or the new function, both valid.
         unsafe { slot.write_volatile(value) };

@@ -37,6 +37,10 @@ pub(crate) struct Session {
 #[pyfunction]
 pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
     let mut config = crate::settings::config(settings)?;
+    #[cfg(not(feature = "cuda"))]
+    {
+        config.gpu = stageprof::GpuTrace::Off;
+    }
     if config.enabled && config.memory {
         crate::malloc_hooks::install();
     }
@@ -49,7 +53,7 @@ pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
     };
     // GPU recording starts once torch has initialized CUDA (start_gpu), and
     // GPU memory is torch's allocator's, not what stageprof's own buffers hold.
-    config.gpu = stageprof::GpuTrace::Off;
+    config.gpu_on_demand = true;
     config.gpu_memory = false;
     let session = stageprof::init_with(config);
     Ok(Session { session: Mutex::new(Some(session)), output_dir, enabled, gpu })

@@ -82,6 +82,10 @@ pub struct Config {
     pub gpu_device: u32,
     /// GPU memory per stage, as allocated through `stageprof::cuda` (the `cuda` feature).
     pub gpu_memory: bool,
+    /// GPU recording waits for [`crate::Profiler::start_gpu`] instead of
+    /// starting with the profiler (the Python package starts it once torch
+    /// has initialized CUDA).
+    pub gpu_on_demand: bool,
     /// Period of the NVML counter tracks (utilization, memory, power, clock, PCIe), in ms; 0 = off.
     pub nvml_sample_ms: u32,
     /// Mirror stages as NVTX ranges (Nsight Systems shows them).
@@ -117,6 +121,7 @@ impl Default for Config {
             gpu: GpuTrace::Kernels,
             gpu_device: 0,
             gpu_memory: true,
+            gpu_on_demand: false,
             nvml_sample_ms: 100,
             nvtx: true,
             monitor_window: 0,

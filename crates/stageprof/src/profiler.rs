@@ -129,7 +129,10 @@ impl Profiler {
             }
         }
         #[cfg(feature = "cuda")]
-        let gpu = handle.as_ref().and_then(|_| crate::cuda::GpuSession::start(&shared));
+        let gpu = handle
+            .as_ref()
+            .filter(|_| !shared.config.gpu_on_demand)
+            .and_then(|_| crate::cuda::GpuSession::start(&shared));
         #[cfg(feature = "cuda")]
         if let Some(g) = &gpu {
             let _ = shared.gpu.set(g.state.clone());
