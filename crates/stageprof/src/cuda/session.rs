@@ -71,9 +71,8 @@ impl GpuSession {
         } else {
             None
         };
-        let sampler = (config.nvml_sample_ms > 0)
-            .then(|| NvmlSampler::start(device).map_err(|e| report(&e)).ok())
-            .flatten();
+        let sampler =
+            (config.nvml_sample_ms > 0).then(|| NvmlSampler::start(device).map_err(|e| report(&e)).ok()).flatten();
         let state = Arc::new(GpuState {
             ctx,
             device,
