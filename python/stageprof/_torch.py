@@ -70,8 +70,8 @@ def _watch(cuda: ModuleType) -> None:
             if stream is not None:
                 _native.set_stream(stream.cuda_stream)
 
-        cuda._lazy_init = watched_lazy_init
-        cuda.set_stream = watched_set_stream
+        setattr(cuda, "_lazy_init", watched_lazy_init)
+        setattr(cuda, "set_stream", watched_set_stream)
     _start(cuda)
 
 
