@@ -52,22 +52,22 @@ fn usable(p: *mut c_void) -> usize {
     unsafe { libc::malloc_usable_size(p) }
 }
 
-extern "C" fn hook_malloc(size: usize) -> *mut c_void {
-    // SAFETY: forwards the caller's request unchanged.
-    let p = unsafe { libc::malloc(size) };
+/// A block just allocated (or null), counted.
+fn counted(p: *mut c_void) -> *mut c_void {
     if !p.is_null() {
         count_alloc(usable(p));
     }
     p
 }
 
+extern "C" fn hook_malloc(size: usize) -> *mut c_void {
+    // SAFETY: forwards the caller's request unchanged.
+    counted(unsafe { libc::malloc(size) })
+}
+
 extern "C" fn hook_calloc(n: usize, size: usize) -> *mut c_void {
     // SAFETY: forwards the caller's request unchanged.
-    let p = unsafe { libc::calloc(n, size) };
-    if !p.is_null() {
-        count_alloc(usable(p));
-    }
-    p
+    counted(unsafe { libc::calloc(n, size) })
 }
 
 extern "C" fn hook_realloc(old: *mut c_void, size: usize) -> *mut c_void {
@@ -105,20 +105,12 @@ extern "C" fn hook_posix_memalign(out: *mut *mut c_void, align: usize, size: usi
 
 extern "C" fn hook_aligned_alloc(align: usize, size: usize) -> *mut c_void {
     // SAFETY: forwards the caller's request unchanged.
-    let p = unsafe { libc::aligned_alloc(align, size) };
-    if !p.is_null() {
-        count_alloc(usable(p));
-    }
-    p
+    counted(unsafe { libc::aligned_alloc(align, size) })
 }
 
 extern "C" fn hook_memalign(align: usize, size: usize) -> *mut c_void {
     // SAFETY: forwards the caller's request unchanged.
-    let p = unsafe { libc::memalign(align, size) };
-    if !p.is_null() {
-        count_alloc(usable(p));
-    }
-    p
+    counted(unsafe { libc::memalign(align, size) })
 }
 
 extern "C" fn hook_dlopen(file: *const c_char, mode: c_int) -> *mut c_void {

@@ -147,6 +147,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    /// TOML that does not make a configuration, the parser's words on one line.
+    fn unparsed(source: &str, e: &toml::de::Error) -> ConfigError {
+        ConfigError {
+            source: source.to_owned(),
+            key: None,
+            value: None,
+            reason: e.to_string().trim().replace('\n', " "),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "stageprof: invalid configuration in {}", self.source)?;
@@ -242,12 +254,7 @@ impl Config {
             }
             table.insert(key, value);
         }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError {
-            source: source.to_owned(),
-            key: None,
-            value: None,
-            reason: e.to_string().trim().replace('\n', " "),
-        })?;
+        let config: Config = table.try_into().map_err(|e| ConfigError::unparsed(source, &e))?;
         config.validate(source)?;
         Ok(config)
     }
@@ -270,12 +277,7 @@ impl Config {
 
     /// Parses TOML text; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
-            source: source.to_owned(),
-            key: None,
-            value: None,
-            reason: e.to_string().trim().replace('\n', " "),
-        })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::unparsed(source, &e))?;
         config.validate(source)?;
         Ok(config)
     }
