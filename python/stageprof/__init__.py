@@ -28,7 +28,7 @@ from typing import Any, Callable, ContextManager, Dict, Sequence, TypeVar, Union
 
 from . import _native
 from . import _session as _session_module
-from . import _tasks
+from . import _tasks, _torch
 from ._report import Report
 from ._session import Session, current, init
 
@@ -51,14 +51,15 @@ class _Stages(Dict[str, _native.Stage]):
 _stages = _Stages()
 _FRAME = _native.Frame()
 _warned_inactive = False
-# Whether stage() must look further than its name: no session runs, or an
-# event loop does (its tasks' stages nest per task). Kept by _update_check.
+# Whether stage() must look further than its name: no session runs, an
+# event loop does (its tasks' stages nest per task), or torch.profiler does
+# (stages are mirrored into its trace). Kept by _update_check.
 _check = True
 
 
 def _update_check() -> None:
     global _check
-    _check = _session_module._current is None or _tasks.running_loops > 0
+    _check = _session_module._current is None or _tasks.running_loops > 0 or _torch.profiler_running
 
 
 def _warn_inactive() -> None:
@@ -84,10 +85,12 @@ def stage(name: str) -> ContextManager[None]:
     if _check:
         if _session_module._current is None:
             _warn_inactive()
-        elif _tasks.running_loops:
-            task = _tasks.current_task()
+        else:
+            task = _tasks.current_task() if _tasks.running_loops else None
             if task is not None:
                 return _tasks.TaskStage(named, task)
+            if _torch.profiler_running:
+                return _torch.Mirrored(named)
     return named
 
 

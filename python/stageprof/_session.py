@@ -95,7 +95,7 @@ def init(**settings: Any) -> Session:
     _current = session
     _install_hooks()
     _checks_changed()
-    _torch.attach(session._native)
+    _torch.attach(session._native, _checks_changed)
     return session
 
 
@@ -172,7 +172,7 @@ def _after_fork_in_child() -> None:
     settings["formats"] = ["native", "summary"]
     _current = Session(_native.start(settings), settings)
     _checks_changed()
-    _torch.attach(_current._native)
+    _torch.attach(_current._native, _checks_changed)
 
 
 class _ForkToken:

@@ -9,6 +9,10 @@ Torch's default stream is the legacy default stream, the one stageprof
 records on unless told otherwise; a switch of stream (``torch.cuda.stream``,
 ``torch.cuda.set_stream``) is passed on as it happens, so a stage costs no
 call into torch.
+
+While torch.profiler runs, every stage is also a ``record_function`` range
+in its trace (``Mirrored``), so ``stageprof report`` of that trace shows the
+same stages; the stage then costs what ``record_function`` costs.
 """
 
 from __future__ import annotations
@@ -17,23 +21,26 @@ import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from . import _native
 
+# Whether torch.profiler is recording now.
+profiler_running = False
+_on_change: Optional[Callable[[], None]] = None
 _session: Optional[_native.Session] = None
 # The session whose GPU recording was started (or tried): once each.
 _started: Optional[_native.Session] = None
 _patched = False
 
 
-def attach(session: _native.Session) -> None:
+def attach(session: _native.Session, on_change: Callable[[], None]) -> None:
     """Starts ``session``'s GPU recording when torch has CUDA up: now, or
-    when torch initializes it, or once torch is imported and does."""
-    global _session
-    if session.gpu == "off":
-        return
-    _session = session
+    when torch initializes it, or once torch is imported and does; tells
+    ``on_change`` when torch.profiler starts or stops."""
+    global _session, _on_change
+    _on_change = on_change
+    _session = session if session.gpu != "off" else None
     cuda = sys.modules.get("torch.cuda")
     if cuda is not None:
         _watch(cuda)
@@ -58,6 +65,7 @@ def _watch(cuda: ModuleType) -> None:
     global _patched
     if not _patched:
         _patched = True
+        _watch_profiler()
         lazy_init = cuda._lazy_init
         set_stream = cuda.set_stream
 
@@ -73,6 +81,44 @@ def _watch(cuda: ModuleType) -> None:
         setattr(cuda, "_lazy_init", watched_lazy_init)
         setattr(cuda, "set_stream", watched_set_stream)
     _start(cuda)
+
+
+def _watch_profiler() -> None:
+    profiler = sys.modules.get("torch.autograd.profiler")
+    if profiler is None or not hasattr(profiler, "_set_is_profiler_enabled"):
+        return
+    set_enabled = profiler._set_is_profiler_enabled
+
+    def watched_set_enabled(enable: bool) -> None:
+        global profiler_running
+        set_enabled(enable)
+        profiler_running = bool(enable)
+        if _on_change is not None:
+            _on_change()
+
+    setattr(profiler, "_set_is_profiler_enabled", watched_set_enabled)
+
+
+class Mirrored:
+    """A stage that is also a torch.profiler ``record_function`` range."""
+
+    __slots__ = ("stage", "range")
+
+    def __init__(self, stage: _native.Stage) -> None:
+        import torch.autograd.profiler
+
+        self.stage = stage
+        self.range = torch.autograd.profiler.record_function(stage.name)
+
+    def __enter__(self) -> None:
+        self.stage.__enter__()
+        self.range.__enter__()  # type: ignore[no-untyped-call]
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self.range.__exit__(exc_type, exc, tb)
+        finally:
+            self.stage.__exit__(exc_type, exc, tb)
 
 
 class _TorchCudaFinder(importlib.abc.MetaPathFinder):

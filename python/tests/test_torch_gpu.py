@@ -73,3 +73,24 @@ def test_torch_imported_after_init_is_watched(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_stages_show_in_a_torch_profiler_trace_taken_meanwhile(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    session = stageprof.init(out_dir=tmp_path / "stageprof", formats=["summary"])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            with stageprof.stage("load"):
+                with stageprof.stage("decode"):
+                    torch.ones(100).sum()
+    with stageprof.stage("after"):
+        pass
+    prof.export_chrome_trace(str(tmp_path / "torch.json"))
+    ours = session.finish()
+    theirs = stageprof.read(tmp_path / "torch.json")
+    # The same stages, read back from torch's own trace by the same reader as any PyTorch trace.
+    assert stage_of(theirs, "load")["calls"] == stage_of(ours, "load")["calls"] == 3
+    assert stage_of(theirs, "load/decode")["calls"] == 3
+    # Once the profiler stopped, stages are plain again (and not in its trace).
+    assert stage_of(ours, "after")["calls"] == 1
+    assert all(s["name"] != "after" for s in theirs.stages)
