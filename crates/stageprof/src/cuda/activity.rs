@@ -137,9 +137,9 @@ struct ExternalCorrelation {
     correlation_id: u32,
 }
 
-/// What a CUPTI refusal means: seen under Nsight Systems and Nsight Compute,
-/// which hold CUPTI themselves (CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED).
-const NOT_TRACED: &str = "; another profiler (Nsight Systems, Nsight Compute) may hold it. \
+/// What a CUPTI refusal means: seen under torch.profiler, Nsight Systems and
+/// Nsight Compute, which hold CUPTI themselves (CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED).
+const NOT_TRACED: &str = "; another profiler (torch.profiler, Nsight Systems, Nsight Compute) may hold it. \
      Kernels, copies and memsets are not traced; stage GPU times (CUDA events) go on";
 
 /// Turns CUPTI activity recording on, or says why it cannot be.
