@@ -113,6 +113,10 @@ def test_a_python_session_reads_back_the_same(tmp_path: Path) -> None:
         (st["path"], st["calls"], st["wall_ns"]) for st in finished.stages
     ]
     assert json.loads((tmp_path / "summary.json").read_text())["stages"] == finished.stages
+    assert finished.summary["source"] == "stageprof (python)"
+    assert again.summary["source"] == f"stageprof (python) ({tmp_path / 'profile.stgp'})"
+    # The report's hints speak Python to a Python run.
+    assert "stageprof.init(cpu_time=True) turns it on" in str(finished)
 
 
 def test_to_pandas_holds_the_summarys_rows() -> None:

@@ -37,6 +37,7 @@ pub(crate) struct Session {
 #[pyfunction]
 pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
     let mut config = crate::settings::config(settings)?;
+    foreign::set_front_door("python");
     #[cfg(not(feature = "cuda"))]
     {
         config.gpu = stageprof::GpuTrace::Off;

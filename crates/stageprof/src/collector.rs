@@ -81,7 +81,7 @@ impl Collector {
                     .map_err(|e| format!("cannot write {}: {e}", native_path.display()))
             });
         let run = RunInfo {
-            source: "stageprof".into(),
+            source: crate::foreign::source(),
             start_unix_ns: unix_ns(),
             host: HostInfo::detect(),
             pid: std::process::id(),
@@ -130,6 +130,7 @@ impl Collector {
     fn meta(&self, clock_kind: &str) -> Vec<(String, String)> {
         let mut meta: Vec<(String, String)> = vec![
             ("stageprof_version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("source".into(), self.run.source.clone()),
             ("clock".into(), clock_kind.into()),
             ("ticks_per_second".into(), self.scale.ticks_per_second.to_string()),
             ("start_ticks".into(), self.scale.start_ticks.to_string()),

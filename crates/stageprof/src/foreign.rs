@@ -17,6 +17,22 @@ use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenStage(OpenSpan);
 
+static FRONT_DOOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the front door that records (`"python"`): the profile's `source`
+/// becomes `stageprof (python)`, and the report's hints speak its language.
+pub fn set_front_door(name: &'static str) {
+    let _ = FRONT_DOOR.set(name);
+}
+
+/// The profile's `source`: `stageprof`, or `stageprof (<front door>)`.
+pub(crate) fn source() -> String {
+    match FRONT_DOOR.get() {
+        Some(door) => format!("stageprof ({door})"),
+        None => "stageprof".into(),
+    }
+}
+
 /// The id of `name` in the process's name table (the same name, the same id).
 pub fn name_id(name: &str) -> u32 {
     names::intern(name)

@@ -143,6 +143,9 @@ fn scale_from(meta: &[(String, String)]) -> TickScale {
 }
 
 fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
+    if let Some(source) = get(meta, "source") {
+        run.source = source.to_owned();
+    }
     run.host = HostInfo::from_pairs(meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let num = |k| get(meta, k).and_then(|v| v.parse::<u64>().ok());
     run.start_unix_ns = num("start_unix_ns").unwrap_or(0);

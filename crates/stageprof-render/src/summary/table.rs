@@ -226,7 +226,14 @@ fn describe_run(s: &Summary, out: &mut String) {
         out.push('\n');
     }
     // How to get what is missing: only the recorder can be told.
-    if run.source.starts_with("stageprof") {
+    if run.source == "stageprof (python)" {
+        if !run.memory_tracked {
+            out.push_str("host memory per stage: off (stageprof.init(memory=True) turns it on)\n");
+        }
+        if !run.cpu_time {
+            out.push_str("cpu time per stage: off (stageprof.init(cpu_time=True) turns it on)\n");
+        }
+    } else if run.source.starts_with("stageprof") {
         if !run.memory_tracked {
             out.push_str(
                 "host memory per stage: not measured (install stageprof::TrackingAllocator as the global allocator)\n",
