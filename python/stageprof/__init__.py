@@ -32,7 +32,21 @@ from . import _tasks, _torch
 from ._report import Report
 from ._session import Session, current, init
 
-__all__ = ["Report", "Session", "counter", "current", "frame", "init", "is_recording", "profile", "read", "stage"]
+__all__ = [
+    "Report",
+    "Session",
+    "SweepPoint",
+    "SweepResult",
+    "counter",
+    "current",
+    "frame",
+    "init",
+    "is_recording",
+    "profile",
+    "read",
+    "stage",
+    "sweep",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 PathLike = Union[str, "os.PathLike[str]"]
@@ -210,3 +224,5 @@ def read(paths: PathLike | Sequence[PathLike], top: int = 3) -> Report:
         paths = [paths]
     return Report(_native.read(list(paths), top))
 
+
+from ._sweep import SweepPoint, SweepResult, sweep  # noqa: E402  (it uses the names above)

@@ -19,11 +19,12 @@ Needs torch (``pip install torch``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import stageprof
 
@@ -360,22 +361,35 @@ def run_frame(cams: Sequence[Camera], frame: int, planes: int, batch: int, devic
     return depth_error(cams[0], surface, fused)
 
 
-def run(
-    args: argparse.Namespace, batch: int, out: str, device: Any, formats: Optional[List[str]] = None
-) -> Tuple[stageprof.Report, float, Optional[int], List[Any]]:
-    """``args.frames`` frames profiled into ``out``: the report, frames a second,
-    the GPU allocator's peak (on a GPU) and each frame's depth error."""
+def run(args: argparse.Namespace, device: Any) -> Tuple[stageprof.Report, float, List[Any]]:
+    """``args.frames`` frames profiled into ``args.out``: the report, frames a
+    second and each frame's depth error."""
     cams = rig(args.views, args.width, args.height)
-    session = stageprof.init(out_dir=out) if formats is None else stageprof.init(out_dir=out, formats=formats)
+    session = stageprof.init(out_dir=args.out)
     errors = []
-    SWEEP_PEAKS.clear()
     start = time.perf_counter()
     for frame in range(args.frames):
         with stageprof.frame():
-            errors.append(run_frame(cams, frame, args.depth_planes, batch, device))
+            errors.append(run_frame(cams, frame, args.depth_planes, args.depth_batch, device))
     elapsed = time.perf_counter() - start
-    gpu_peak = max(SWEEP_PEAKS) if SWEEP_PEAKS else None
-    return session.finish(), args.frames / elapsed, gpu_peak, errors
+    return session.finish(), args.frames / elapsed, errors
+
+
+def batch_sweep(args: argparse.Namespace, device: Any) -> Tuple[stageprof.SweepResult, List[Any]]:
+    """The depth batch sizes of ``--sweep``, one frame a call, ``args.frames``
+    calls a size (stageprof.sweep), and each frame's depth error."""
+    cams = rig(args.views, args.width, args.height)
+    errors: List[Any] = []
+    frames = itertools.count()
+
+    def one_frame(batch: int) -> Dict[str, float]:
+        SWEEP_PEAKS.clear()
+        errors.append(run_frame(cams, next(frames), args.depth_planes, batch, device))
+        return {"depth_estimation GPU peak (MiB)": SWEEP_PEAKS[-1] / 2**20} if SWEEP_PEAKS else {}
+
+    # A call is one frame, whatever the batch: throughput is frames a second.
+    result = stageprof.sweep(one_frame, parse_sweep(args.sweep), repeats=args.frames, out_dir=args.out, items_per_call=1)
+    return result, errors
 
 
 def check(errors: List[Any]) -> bool:
@@ -415,23 +429,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"device: {torch.cuda.get_device_name(device) if use_cuda else 'cpu'} (torch {torch.__version__})")
     if args.sweep is None:
         # The session prints its table at finish.
-        report, fps, _, errors = run(args, args.depth_batch, args.out, device)
+        report, fps, errors = run(args, device)
         print(f"{fps:.2f} frames/s; outputs: {', '.join(report.files)}")
         return 0 if check(errors) else 1
-    batches = parse_sweep(args.sweep)
-    rows = []
-    ok = True
-    for batch in batches:
-        report, fps, gpu_peak, errors = run(args, batch, f"{args.out}/depth-batch-{batch}", device, ["summary", "native"])
-        ok = check(errors) and ok
-        rows.append((batch, fps, gpu_peak))
-    print("depth batch  frames/s  GPU allocator peak in depth_estimation")
-    for batch, fps, gpu_peak in rows:
-        peak = f"{gpu_peak / 2**20:.1f} MiB" if gpu_peak is not None else "(CPU: not measured)"
-        print(f"{batch:>11}  {fps:>8.2f}  {peak}")
-    best = max(rows, key=lambda r: r[1])
-    print(f"fastest: depth batch {best[0]} ({best[1]:.2f} frames/s)")
-    return 0 if ok else 1
+    result, errors = batch_sweep(args, device)
+    print(result)
+    return 0 if check(errors) else 1
 
 
 def parse_sweep(text: str) -> List[int]:

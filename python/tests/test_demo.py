@@ -52,9 +52,9 @@ def test_the_batch_size_sweep(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "fastest: depth batch" in done.stdout
+    assert "fastest: batch size" in done.stdout
     for batch, calls in [(4, 12), (16, 3)]:
-        summary = json.loads((tmp_path / f"depth-batch-{batch}" / "summary.json").read_text())
+        summary = json.loads((tmp_path / f"batch-{batch}" / "summary.json").read_text())
         got = {tuple(s["path"]): s["calls"] for s in summary["stages"]}
         assert got[("depth_estimation", "build_cost_volume")] == calls
     bad = run_python(
