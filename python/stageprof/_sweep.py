@@ -57,21 +57,21 @@ class SweepResult:
         header = ["batch size", "s/call", "items/s", "GPU peak", "heap peak", *extras]
         rows = [header]
         for p in self.points:
-            if p.error is not None:
-                rows.append([str(p.batch_size), p.error] + [""] * (len(header) - 2))
-                continue
-            rows.append(
-                [
-                    str(p.batch_size),
-                    f"{p.seconds:.4f}" if p.seconds is not None else "-",
-                    f"{p.throughput:.1f}" if p.throughput is not None else "-",
-                    _mib(p.gpu_peak_bytes),
-                    _mib(p.host_peak_bytes),
-                    *(f"{p.extra[k]:.4g}" if k in p.extra else "-" for k in extras),
-                ]
-            )
-        widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(header))]
+            if p.error is None:
+                rows.append(
+                    [
+                        str(p.batch_size),
+                        f"{p.seconds:.4f}" if p.seconds is not None else "-",
+                        f"{p.throughput:.1f}" if p.throughput is not None else "-",
+                        _mib(p.gpu_peak_bytes),
+                        _mib(p.host_peak_bytes),
+                        *(f"{p.extra[k]:.4g}" if k in p.extra else "-" for k in extras),
+                    ]
+                )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        # Sizes that did not run, after the table: their reasons are sentences.
+        lines += [f"{str(p.batch_size).rjust(widths[0])}  {p.error}" for p in self.points if p.error is not None]
         if self.best is not None:
             lines.append(f"fastest: batch size {self.best}")
         if self.memory_without_speed is not None:
@@ -186,7 +186,7 @@ def _failed(point: SweepPoint, e: BaseException) -> SweepPoint:
     if cuda is not None:
         cuda.empty_cache()
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    point.error = f"out of memory: {first_line[:80]}"
+    point.error = f"out of memory: {first_line[:80].rstrip()}"
     return point
 
 
