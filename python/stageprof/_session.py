@@ -91,6 +91,7 @@ def init(**settings: Any) -> Session:
     if _current is not None:
         warnings.warn("stageprof.init(): a session is already running; returning it", RuntimeWarning, stacklevel=2)
         return _current
+    settings = _per_rank(settings)
     session = Session(_native.start(settings), settings)
     _current = session
     _install_hooks()
@@ -103,6 +104,20 @@ def _checks_changed() -> None:
     from . import _update_check
 
     _update_check()
+
+
+def _per_rank(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """In a torch.distributed job (initialized before ``init``): the rank goes
+    into the profile, and each rank writes to ``<out_dir>/rank-<rank>``, so
+    ``stageprof report <out_dir>`` shows the ranks side by side."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return settings
+    rank = dist.get_rank()
+    _native.set_rank(rank)
+    out = settings.get("out_dir", settings.get("output_dir"))
+    base = os.fspath(out) if out is not None else os.environ.get("STAGEPROF_OUT", "stageprof-out")
+    return {**{k: v for k, v in settings.items() if k != "output_dir"}, "out_dir": os.path.join(base, f"rank-{rank}")}
 
 
 def _reason_of(exc_type: Type[BaseException]) -> str:

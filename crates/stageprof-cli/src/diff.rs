@@ -12,7 +12,7 @@ use stageprof_render::terminal_width;
 use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabels};
 
 use crate::error::CliError;
-use crate::report::{summarize, OutputFormat};
+use crate::report::{profiles_in, summarize, OutputFormat};
 
 /// Exit status when `--fail-on-regression` finds a regression (errors exit 1).
 pub(crate) const REGRESSION_EXIT: u8 = 3;
@@ -75,27 +75,9 @@ pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, CliError> {
 
 /// One side: a profile, or every profile in a directory (ranks), read in parallel.
 fn read_side(path: &Path) -> Result<Vec<Summary>, CliError> {
-    let files = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(CliError::file("list", path))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_profile_name(p))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(CliError::NoProfiles { dir: path.to_path_buf() });
-        }
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = profiles_in(path)?;
     std::thread::scope(|scope| {
         let reads: Vec<_> = files.iter().map(|f| scope.spawn(move || summarize(f, 3, None))).collect();
         reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
     })
-}
-
-fn is_profile_name(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".stgp", ".json", ".json.gz"].iter().any(|ext| name.ends_with(ext))
 }

@@ -24,7 +24,8 @@ pub(crate) enum OutputFormat {
 pub(crate) struct ReportArgs {
     /// Profiles to report: native stageprof files (stageprof-out/profile.stgp), PyTorch
     /// profiler traces, Chrome trace JSON; plain or gzipped. Several files are the
-    /// ranks of one job, reported side by side.
+    /// ranks of one job, reported side by side; a directory stands for its
+    /// profiles and its subdirectories' native ones (rank-N/profile.stgp).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -41,18 +42,19 @@ pub(crate) struct ReportArgs {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
-    if args.chrome.is_some() && args.files.len() > 1 {
+    let files: Vec<PathBuf> =
+        args.files.iter().map(|p| profiles_in(p)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+    if args.chrome.is_some() && files.len() > 1 {
         return Err(CliError::Usage("--chrome takes a single input profile"));
     }
-    let summaries: Vec<Summary> = args
-        .files
+    let summaries: Vec<Summary> = files
         .iter()
         .map(|path| summarize(path, args.top as usize, args.chrome.as_deref()))
         .collect::<Result<_, _>>()?;
     // Several files are several ranks of one job.
     let ranks: Vec<RankInput<'_>> = summaries
         .iter()
-        .zip(&args.files)
+        .zip(&files)
         .enumerate()
         .map(|(i, (s, path))| RankInput {
             label: path.display().to_string(),
@@ -70,6 +72,34 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
         OutputFormat::Json => report_json(&ranks, &rows) + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
+}
+
+/// The profiles a path names: a file itself; a directory's profiles
+/// (`*.stgp`, `*.json`, `*.json.gz`) and its subdirectories' native ones
+/// (`rank-N/profile.stgp`, as the Python package writes a distributed job's), sorted.
+pub(crate) fn profiles_in(path: &Path) -> Result<Vec<PathBuf>, CliError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(CliError::file("list", path))?.filter_map(Result::ok) {
+        let p = entry.path();
+        if p.is_file() && is_profile_name(&p) {
+            files.push(p);
+        } else if p.join("profile.stgp").is_file() {
+            files.push(p.join("profile.stgp"));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(CliError::NoProfiles { dir: path.to_path_buf() });
+    }
+    Ok(files)
+}
+
+fn is_profile_name(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [".stgp", ".json", ".json.gz"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// Reads a profile, summarizes it and writes its Chrome trace if asked;

@@ -255,3 +255,21 @@ fn chrome_trace_of_a_pytorch_trace_has_gpu_tracks() {
     let launched = gpu.iter().filter(|e| e["cat"] == "kernel" && e["args"]["stage"] == "backward").count();
     assert_eq!(launched as u64, backward["gpu_kernels"].as_u64().unwrap());
 }
+
+#[test]
+fn a_directory_of_rank_subdirectories_is_reported_as_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    for r in 0..2 {
+        record(&dir.path().join(format!("rank-{r}")));
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not a profile").unwrap();
+    let out = stageprof(&["report", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<&str> = v["ranks"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 2);
+    assert!(files[0].ends_with("rank-0/profile.stgp") && files[1].ends_with("rank-1/profile.stgp"), "{files:?}");
+    let empty = tempfile::tempdir().unwrap();
+    let out = stageprof(&["report", empty.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no profiles"));
+}

@@ -28,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks, m)?)?;
+    m.add_function(wrap_pyfunction!(session::set_rank, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_stream, m)?)?;
     m.add_function(wrap_pyfunction!(session::open_stage_ids, m)?)?;
     m.add_function(wrap_pyfunction!(session::record_task, m)?)?;

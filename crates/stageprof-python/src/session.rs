@@ -195,6 +195,12 @@ impl Frame {
     }
 }
 
+/// Says which rank of a distributed job this process is (for sessions started from now on).
+#[pyfunction]
+pub(crate) fn set_rank(rank: u32) {
+    foreign::set_rank(rank);
+}
+
 /// The recorder's clock now, in ticks.
 #[pyfunction]
 pub(crate) fn ticks() -> u64 {

@@ -139,6 +139,9 @@ impl Collector {
             ("cpu_time".into(), self.run.cpu_time.to_string()),
             ("memory_tracked".into(), self.run.memory_tracked.to_string()),
         ];
+        if let Some(rank) = crate::foreign::rank() {
+            meta.push(("rank".into(), rank.to_string()));
+        }
         if cfg!(feature = "cuda") && self.shared.config.gpu != crate::config::GpuTrace::Off {
             meta.push((stageprof_model::ingest::native_input::GPU_RECORDS_KEY.into(), "true".into()));
         }

@@ -18,6 +18,20 @@ use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING}
 pub struct OpenStage(OpenSpan);
 
 static FRONT_DOOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+/// The process's rank in a distributed job; `u32::MAX` while unknown.
+static RANK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Says which rank of a distributed job this process is (torch.distributed's),
+/// for sessions started from now on: their profiles say it, and reports of
+/// several ranks show them side by side by number.
+pub fn set_rank(rank: u32) {
+    RANK.store(rank, Relaxed);
+}
+
+/// The rank set by [`set_rank`], if any.
+pub(crate) fn rank() -> Option<u32> {
+    Some(RANK.load(Relaxed)).filter(|&r| r != u32::MAX)
+}
 
 /// Names the front door that records (`"python"`): the profile's `source`
 /// becomes `stageprof (python)`, and the report's hints speak its language.

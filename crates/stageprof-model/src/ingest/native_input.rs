@@ -150,6 +150,7 @@ fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
     let num = |k| get(meta, k).and_then(|v| v.parse::<u64>().ok());
     run.start_unix_ns = num("start_unix_ns").unwrap_or(0);
     run.pid = num("pid").unwrap_or(0) as u32;
+    run.rank = num("rank").map(|r| r as u32);
     run.peak_rss_bytes = num("peak_rss_bytes");
     run.cpu_time = get(meta, "cpu_time") == Some("true");
     run.memory_tracked = get(meta, "memory_tracked") == Some("true");
