@@ -15,4 +15,4 @@ venv="${STAGEPROF_VENV:-$PWD/target/python-venv}"
 "$venv/bin/python" -m mypy
 "$venv/bin/python" -m mypy.stubtest stageprof._native
 cd python/tests
-"$venv/bin/python" -m pytest -q
+"$venv/bin/python" -m pytest -q --junitxml="$OLDPWD/target/pytest.xml"

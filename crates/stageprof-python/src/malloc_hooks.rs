@@ -291,7 +291,7 @@ unsafe fn write_slot(slot: *mut usize, value: usize, executable: bool) {
     if unsafe { slot.read_volatile() } == value {
         return;
     }
-    let page = 4096usize.max(page_size());
+    let page = page_size();
     let start = (slot as usize) & !(page - 1);
     // SAFETY: changing the protection of the slot's own page; it stays
     // readable throughout, so other threads calling through it are unaffected.

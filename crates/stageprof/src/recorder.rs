@@ -272,6 +272,9 @@ pub(crate) struct ThreadWriter {
     /// This thread drives the pipeline and GPU memory is counted (its stages measure GPU memory).
     #[cfg(feature = "cuda")]
     gpu_memory: bool,
+    /// GPU profiling starts on demand: look for it until it has.
+    #[cfg(feature = "cuda")]
+    gpu_on_demand: bool,
     slot: Arc<ThreadSlot>,
     block: Option<Arc<Block>>,
     pos: usize,
@@ -295,6 +298,8 @@ impl ThreadWriter {
             gpu: shared.gpu.get().cloned(),
             #[cfg(feature = "cuda")]
             gpu_memory: shared.config.gpu_memory && os_thread_id() == shared.driver,
+            #[cfg(feature = "cuda")]
+            gpu_on_demand: shared.config.gpu_on_demand,
             open: 0,
             pending: alloc::untracked(|| Vec::with_capacity(64)),
             shared,
@@ -365,8 +370,8 @@ impl ThreadWriter {
         }
         self.open += 1;
         #[cfg(feature = "cuda")]
-        if self.gpu.is_none() {
-            // A GPU side started after this thread's first stage (GPU profiling started late).
+        if self.gpu_on_demand && self.gpu.is_none() {
+            // GPU profiling may have started after this thread's first stage.
             self.gpu = self.shared.gpu.get().cloned();
         }
         if self.memory || self.cpu_time || self.has_gpu() {
