@@ -5,18 +5,26 @@ measurements, on a machine with an NVIDIA GPU and torch:
             torch.cuda.Event pairs placed by hand around the same stages in
             a separate run; kernel counts against a torch.profiler trace of
             the same work (kernels joined to their launches by correlation
-            id, counted inside the record_function range of the same name)
+            id, counted inside the record_function range of the same name);
+            each stage's GPU memory peak and net (from the allocator's trace)
+            against torch.cuda.max_memory_allocated / memory_allocated read
+            around the stage in a separate run, on a script of known work and
+            on the Python demo
   overhead  the Python demo's pipeline on the GPU, unprofiled against
-            stageprof (events, kernels) and against torch.profiler, rounds
+            stageprof (events and kernels, each with GPU memory), against
+            torch.profiler, and against the hand-made way (a torch.cuda.Event
+            pair and memory_allocated() around each stage), rounds
             interleaved, one process per run
 
     python gpu/python_gpu_check.py accuracy OUT_DIR
-    python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch)
+    python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
+                                                           events-nomem, kernels-nomem: without GPU memory)
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -41,6 +49,64 @@ def work(a: torch.Tensor, stage: Callable[[str], Any]) -> None:
             y = y * 1.0001 + 0.5
     with stage("reduce"):
         y.sum(dim=0)
+
+
+class MemoryTruth:
+    """A stage's GPU memory by the allocator's own counters: peak above the
+    level at its start (max_memory_allocated) and net (memory_allocated),
+    read around it. Nested stages share the one peak counter: at every
+    begin and end, each open stage takes the peak so far and the counter is
+    reset, so each stage's peak is the highest of its pieces."""
+
+    open: List[List[Any]] = []  # [path, level at start, highest level seen]
+    peak: Dict[str, int] = defaultdict(int)
+    net: Dict[str, int] = defaultdict(int)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def _take_peak(cls) -> None:
+        highest = torch.cuda.max_memory_allocated()
+        for entry in cls.open:
+            entry[2] = max(entry[2], highest)
+        torch.cuda.reset_peak_memory_stats()
+
+    def __enter__(self) -> None:
+        MemoryTruth._take_peak()
+        path = f"{MemoryTruth.open[-1][0]}/{self.name}" if MemoryTruth.open else self.name
+        level = torch.cuda.memory_allocated()
+        MemoryTruth.open.append([path, level, level])
+
+    def __exit__(self, *exc: object) -> None:
+        MemoryTruth._take_peak()
+        path, start, highest = MemoryTruth.open.pop()
+        MemoryTruth.peak[path] = max(MemoryTruth.peak[path], highest - start)
+        MemoryTruth.net[path] += torch.cuda.memory_allocated() - start
+
+
+def compare_memory(what: str, stages: List[Dict[str, Any]]) -> bool:
+    """Each stage's GPU memory figures against MemoryTruth's; within 1%
+    (a net that is near zero: within 1% of the stage's peak)."""
+    ok = True
+    print(f"{what}: GPU memory per stage, stageprof (allocator trace) against max_memory_allocated/memory_allocated")
+    print(f"  {'stage':<44} {'peak by hand':>14} {'stageprof':>14} {'net by hand':>14} {'stageprof':>14}")
+    mine = {"/".join(s["path"]): s for s in stages}
+    for path in sorted(MemoryTruth.peak):
+        s = mine.get(path, {})
+        peak, net = s.get("gpu_mem_peak_bytes"), s.get("gpu_mem_net_bytes")
+        tp, tn = MemoryTruth.peak[path], MemoryTruth.net[path]
+        good = (
+            peak is not None
+            and net is not None
+            and abs(peak - tp) <= 0.01 * tp
+            and abs(net - tn) <= 0.01 * max(abs(tn), tp)
+        )
+        ok &= good
+        print(f"  {path:<44} {tp:>14} {peak!s:>14} {tn:>14} {net!s:>14}  {'ok' if good else 'OFF'}")
+    MemoryTruth.peak.clear()
+    MemoryTruth.net.clear()
+    return ok
 
 
 def by_hand(a: torch.Tensor, frames: int) -> Dict[str, float]:
@@ -88,6 +154,10 @@ def kernels_in_torch_trace(path: str) -> Dict[str, int]:
 
 
 def accuracy(out: str) -> int:
+    # Every frame's GPU memory traced (by default only as many as keep the reading under 1%).
+    from stageprof import _allocator_trace
+
+    _allocator_trace.COST_SHARE = 1.0
     torch.manual_seed(0)
     a = torch.randn(4096, 4096, device="cuda")
     frames = 20
@@ -96,13 +166,9 @@ def accuracy(out: str) -> int:
     torch.cuda.synchronize()
     truth = by_hand(a, frames)
 
-    # torch.profiler first: CUPTI takes one subscriber at a time.
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(frames):
-            work(a, lambda name: torch.profiler.record_function(name))
-        torch.cuda.synchronize()
+    # torch.profiler in a process of its own: CUPTI takes one subscriber per process.
     trace = f"{out}/torch_trace.json"
-    prof.export_chrome_trace(trace)
+    subprocess.run([sys.executable, __file__, "torch-trace", trace, str(frames)], check=True)
     counted = kernels_in_torch_trace(trace)
 
     session = stageprof.init(out_dir=f"{out}/stageprof", gpu="kernels")
@@ -113,7 +179,12 @@ def accuracy(out: str) -> int:
     report = session.finish()
     stages = {s["name"]: s for s in report.stages}
 
-    ok = True
+    # GPU memory by hand, in a run of its own (the counters' reads cost 87 us each).
+    for _ in range(frames):
+        work(a, MemoryTruth)
+    ok = compare_memory("known work", report.stages)
+    ok &= demo_memory(out)
+
     print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels (torch.profiler)':>24} {'stageprof':>10}")
     for name in STAGES:
         s = stages[name]
@@ -131,6 +202,59 @@ def accuracy(out: str) -> int:
     return 0 if ok else 1
 
 
+def torch_trace(path: str, frames: int) -> None:
+    """The known work under torch.profiler, its trace written to ``path``."""
+    torch.manual_seed(0)
+    a = torch.randn(4096, 4096, device="cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(frames):
+            work(a, lambda name: torch.profiler.record_function(name))
+        torch.cuda.synchronize()
+    prof.export_chrome_trace(path)
+
+
+def demo_memory(out: str) -> bool:
+    """The Python demo on the GPU, its GPU memory per stage against MemoryTruth in a separate run."""
+    from stageprof import demo
+
+    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+    cams = demo.rig(args.views, args.width, args.height)
+    device = torch.device("cuda")
+    frames = 3
+    demo.run_frame(cams, 0, args.depth_planes, 8, device)
+    torch.cuda.synchronize()
+    session = stageprof.init(out_dir=f"{out}/demo", gpu="events")
+    for frame in range(frames):
+        with stageprof.frame():
+            demo.run_frame(cams, frame, args.depth_planes, 8, device)
+    report = session.finish()
+    stage = stageprof.stage
+    try:
+        setattr(stageprof, "stage", MemoryTruth)
+        for frame in range(frames):
+            demo.run_frame(cams, frame, args.depth_planes, 8, device)
+    finally:
+        setattr(stageprof, "stage", stage)
+    return compare_memory("the Python demo", report.stages)
+
+
+class ByHand:
+    """The hand-made way: a torch.cuda.Event pair and memory_allocated() around each stage."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.start.record()
+        self.level = torch.cuda.memory_allocated()
+
+    def __exit__(self, *exc: object) -> None:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.net = torch.cuda.memory_allocated() - self.level
+
+
 def overhead(mode: str, frames: int) -> None:
     from stageprof import demo
 
@@ -144,9 +268,17 @@ def overhead(mode: str, frames: int) -> None:
         profiler: Any = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True)
         profiler.__enter__()
         session = stageprof.init(enabled=False)
+    elif mode == "by-hand":
+        setattr(stageprof, "stage", ByHand)
+        session = stageprof.init(enabled=False)
     else:
+        # MODE-nomem: without GPU memory per stage (no allocator trace).
+        gpu = mode.removesuffix("-nomem")
         session = stageprof.init(
-            out_dir="/tmp/stageprof-overhead", enabled=mode != "off", gpu="off" if mode == "off" else mode
+            out_dir="/tmp/stageprof-overhead",
+            enabled=mode != "off",
+            gpu="off" if mode == "off" else gpu,
+            gpu_memory=not mode.endswith("-nomem"),
         )
     start = time.perf_counter()
     for frame in range(frames):
@@ -163,4 +295,6 @@ def overhead(mode: str, frames: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "accuracy":
         sys.exit(accuracy(sys.argv[2]))
+    if sys.argv[1] == "torch-trace":
+        sys.exit(torch_trace(sys.argv[2], int(sys.argv[3])))
     overhead(sys.argv[2], int(sys.argv[3]))

@@ -64,6 +64,8 @@ class _Stages(Dict[str, _native.Stage]):
 
 _stages = _Stages()
 _FRAME = _native.Frame()
+# What frame() hands out: the native frame, or one the allocator's trace may cover. Kept by _update_check.
+_frame_now: ContextManager[None] = _FRAME
 _warned_inactive = False
 # Whether stage() must look further than its name: no session runs, an
 # event loop does (its tasks' stages nest per task), or torch.profiler does
@@ -72,8 +74,9 @@ _check = True
 
 
 def _update_check() -> None:
-    global _check
+    global _check, _frame_now
     _check = _session_module._current is None or _tasks.running_loops > 0 or _torch.profiler_running
+    _frame_now = _torch.traced_frame(_FRAME) or _FRAME
 
 
 def _warn_inactive() -> None:
@@ -110,7 +113,7 @@ def stage(name: str) -> ContextManager[None]:
 
 def frame() -> ContextManager[None]:
     """One iteration of the pipeline: ``with stageprof.frame():`` around each."""
-    return _FRAME
+    return _frame_now
 
 
 def counter(name: str, value: float) -> None:

@@ -51,6 +51,7 @@ class Session:
         global _current
         with self._lock:
             if self._report is None:
+                _torch.detach(self._native)
                 native = self._native.finish(reason)
                 assert native is not None, "a session is finished once, under its lock"
                 self._report = Report(native)

@@ -4,7 +4,9 @@ GPU recording starts as soon as torch has initialized CUDA (``gpu="auto"``,
 the default: the config's or ``STAGEPROF_GPU``'s mode, ``kernels`` unless
 they say otherwise), on torch's current device: from then on every stage
 records a CUDA event at its begin and end on the thread's current stream,
-and with ``kernels`` CUPTI names the stage of each kernel, copy and memset.
+and with ``kernels`` CUPTI names the stage of each kernel, copy and memset;
+GPU memory per stage comes from the caching allocator's own trace
+(``_allocator_trace``).
 Torch's default stream is the legacy default stream, the one stageprof
 records on unless told otherwise; a switch of stream (``torch.cuda.stream``,
 ``torch.cuda.set_stream``) is passed on as it happens, so a stage costs no
@@ -24,6 +26,7 @@ from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
 
 from . import _native
+from ._allocator_trace import AllocatorTraceReader, TracedFrame
 
 # Whether torch.profiler is recording now.
 profiler_running = False
@@ -31,6 +34,7 @@ _on_change: Optional[Callable[[], None]] = None
 _session: Optional[_native.Session] = None
 # The session whose GPU recording was started (or tried): once each.
 _started: Optional[_native.Session] = None
+_memory_reader: Optional[AllocatorTraceReader] = None
 _patched = False
 
 
@@ -49,7 +53,7 @@ def attach(session: _native.Session, on_change: Callable[[], None]) -> None:
 
 
 def _start(cuda: ModuleType) -> None:
-    global _started
+    global _started, _memory_reader
     session = _session
     if session is None or session is _started or not cuda.is_initialized():
         return
@@ -57,6 +61,27 @@ def _start(cuda: ModuleType) -> None:
     _started = session
     if session.start_gpu(session.gpu, cuda.current_device()):
         _native.set_stream(cuda.current_stream().cuda_stream)
+    if session.gpu_memory:
+        reader = AllocatorTraceReader(session, getattr(cuda, "memory", None))
+        _memory_reader = reader if reader.start() else None
+        if _on_change is not None:
+            _on_change()
+
+
+def detach(session: _native.Session) -> None:
+    """As ``session`` finishes: the GPU memory left in the allocator's trace goes into it."""
+    global _memory_reader
+    reader = _memory_reader
+    if reader is not None and _started is session:
+        _memory_reader = None
+        reader.stop()
+        if _on_change is not None:
+            _on_change()
+
+
+def traced_frame(frame: Any) -> Optional[TracedFrame]:
+    """``frame``, for the allocator's trace to cover when it may; None while GPU memory is not traced."""
+    return TracedFrame(frame, _memory_reader) if _memory_reader is not None else None
 
 
 def _watch(cuda: ModuleType) -> None:

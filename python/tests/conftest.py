@@ -4,12 +4,14 @@ with a session finished at the end of the test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -27,6 +29,33 @@ def session(tmp_path: Path) -> Iterator[stageprof.Session]:
         yield s
     finally:
         s.finish()
+
+
+@contextlib.contextmanager
+def fake_torch_cuda(**attrs: Any) -> Iterator[types.ModuleType]:
+    """A ``torch.cuda`` that says CUDA is initialized on device 0 (on a
+    machine with no driver), with ``attrs`` added, in place of the real one
+    while the block runs."""
+    from stageprof import _torch
+
+    fake = types.ModuleType("torch.cuda")
+    fake.is_initialized = lambda: True  # type: ignore[attr-defined]
+    fake.current_device = lambda: 0  # type: ignore[attr-defined]
+    fake._lazy_init = lambda: None  # type: ignore[attr-defined]
+    fake.set_stream = lambda stream: None  # type: ignore[attr-defined]
+    for name, value in attrs.items():
+        setattr(fake, name, value)
+    saved = sys.modules.get("torch.cuda")
+    sys.modules["torch.cuda"] = fake
+    _torch._patched = False
+    try:
+        yield fake
+    finally:
+        if saved is None:
+            del sys.modules["torch.cuda"]
+        else:
+            sys.modules["torch.cuda"] = saved
+        _torch._patched = False
 
 
 def run_python(code: str, cwd: Path, timeout: float = 60, **popen: object) -> subprocess.CompletedProcess[str]:

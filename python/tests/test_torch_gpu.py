@@ -5,15 +5,12 @@ python/gpu_check.py.)"""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
 import stageprof
-from stageprof import _torch
-from conftest import run_python, stage_of
+from conftest import fake_torch_cuda, run_python, stage_of
 
 
 def test_gpu_off_never_touches_torch(tmp_path: Path) -> None:
@@ -32,26 +29,11 @@ def test_gpu_off_never_touches_torch(tmp_path: Path) -> None:
 
 
 def test_cuda_up_without_a_driver_says_so_and_the_rest_goes_on(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    # A torch.cuda that says CUDA is initialized, on a machine with no driver.
-    fake = types.ModuleType("torch.cuda")
-    fake.is_initialized = lambda: True  # type: ignore[attr-defined]
-    fake.current_device = lambda: 0  # type: ignore[attr-defined]
-    fake._lazy_init = lambda: None  # type: ignore[attr-defined]
-    fake.set_stream = lambda stream: None  # type: ignore[attr-defined]
-    saved = sys.modules.get("torch.cuda")
-    sys.modules["torch.cuda"] = fake
-    _torch._patched = False
-    try:
-        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+    with fake_torch_cuda():
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"], gpu_memory=False)
         with stageprof.stage("cpu_work"):
             pass
         report = s.finish()
-    finally:
-        if saved is None:
-            del sys.modules["torch.cuda"]
-        else:
-            sys.modules["torch.cuda"] = saved
-        _torch._patched = False
     assert stage_of(report, "cpu_work")["calls"] == 1
     assert stage_of(report, "cpu_work")["gpu_event_ns"] is None
     err = capfd.readouterr().err

@@ -41,6 +41,8 @@ struct StageAcc {
     gpu_event_ns: Option<u64>,
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
+    gpu_mem_calls: u64,
+    gpu_reserved: Option<u64>,
     process_mem_peak: Option<u64>,
     process_mem_net: Option<i64>,
     busy_ns: Option<u64>,
@@ -172,6 +174,10 @@ impl ProfileSink for Aggregator {
         if let Some(m) = span.metrics.gpu_mem {
             acc.gpu_mem_peak = Some(acc.gpu_mem_peak.unwrap_or(0).max(m.peak_bytes));
             add(&mut acc.gpu_mem_net, m.net_bytes);
+            acc.gpu_mem_calls += 1;
+        }
+        if let Some(r) = span.metrics.gpu_reserved_bytes {
+            acc.gpu_reserved = Some(acc.gpu_reserved.unwrap_or(0).max(r));
         }
         if let Some(m) = span.metrics.process_mem {
             acc.process_mem_peak = Some(acc.process_mem_peak.unwrap_or(0).max(m.peak_bytes));
@@ -288,6 +294,8 @@ impl Aggregator {
             gpu_event_ns: acc.gpu_event_ns,
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,
+            gpu_mem_calls: acc.gpu_mem_peak.map(|_| acc.gpu_mem_calls),
+            gpu_reserved_bytes: acc.gpu_reserved,
             process_mem_peak_bytes: acc.process_mem_peak,
             process_mem_net_bytes: acc.process_mem_net,
             derived: acc.derived,

@@ -265,7 +265,7 @@ figure!(
     "gpu_mem_peak_bytes",
     "gpu peak",
     Bytes,
-    "largest per-call peak of the GPU allocator's bytes above the value at the call's start",
+    "largest per-call peak of the GPU allocator's bytes above the value at the call's start, over the calls counted in `gpu_mem_calls`",
     |s| s.gpu_mem_peak_bytes.map(FigureValue::Unsigned)
 );
 figure!(
@@ -273,8 +273,24 @@ figure!(
     "gpu_mem_net_bytes",
     "gpu net",
     SignedBytes,
-    "GPU allocator bytes at the end minus at the start, summed over calls",
+    "GPU allocator bytes at the end minus at the start, summed over the calls counted in `gpu_mem_calls`",
     |s| s.gpu_mem_net_bytes.map(FigureValue::Signed)
+);
+figure!(
+    GPU_MEM_CALLS,
+    "gpu_mem_calls",
+    "gpu mem calls",
+    Count,
+    "calls whose GPU memory was measured: all of them, except where PyTorch's allocator trace covered only some frames (it is read for as many frames as keep its cost under 1%)",
+    |s| s.gpu_mem_calls.map(FigureValue::Unsigned)
+);
+figure!(
+    GPU_RESERVED,
+    "gpu_reserved_bytes",
+    "gpu reserved",
+    Bytes,
+    "the most bytes the GPU allocator held from the driver (cached and in use) during any call, from the allocator's own trace",
+    |s| s.gpu_reserved_bytes.map(FigureValue::Unsigned)
 );
 
 /// Every per-stage figure, in the order summary.json lists them.
@@ -315,6 +331,8 @@ pub const STAGE_FIGURES: &[&StageFigure] = &[
     &GPU_EVENTS,
     &GPU_MEM_PEAK,
     &GPU_MEM_NET,
+    &GPU_MEM_CALLS,
+    &GPU_RESERVED,
 ];
 
 #[cfg(test)]

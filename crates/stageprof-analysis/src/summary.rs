@@ -59,6 +59,10 @@ pub struct StageStats {
     pub gpu_mem_peak_bytes: Option<u64>,
     /// GPU allocator bytes at the end minus at the start, summed over calls.
     pub gpu_mem_net_bytes: Option<i64>,
+    /// Calls whose GPU memory was measured: all, unless the allocator's trace covered only some frames.
+    pub gpu_mem_calls: Option<u64>,
+    /// The most bytes the GPU allocator held from the driver during any call (its own trace).
+    pub gpu_reserved_bytes: Option<u64>,
     /// Largest per-call peak of all threads' heap above its value at the call's
     /// start (stages of the thread that drives the pipeline).
     pub process_mem_peak_bytes: Option<u64>,
@@ -377,6 +381,8 @@ mod tests {
             gpu_event_ns: None,
             gpu_mem_peak_bytes: None,
             gpu_mem_net_bytes: None,
+            gpu_reserved_bytes: None,
+            gpu_mem_calls: None,
             process_mem_peak_bytes: None,
             process_mem_net_bytes: None,
             derived: false,

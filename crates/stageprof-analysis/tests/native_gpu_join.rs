@@ -111,3 +111,69 @@ fn launches_from_stageless_threads_go_to_the_frame_threads_innermost_stage() {
 
     assert!(s.run.warnings.contains(&Warning::OutsideStages { count: 1, busy_ns: None }), "{:?}", s.run.warnings);
 }
+
+/// GPU allocator levels from its trace, over two windows: `[0, 250]` then,
+/// after the trace was off, `[600, 700]` read at 700 and continued to 950.
+/// Thread 0 calls `upload` at [100, 200), [300, 400) and [650, 900), and
+/// `sweep` at [620, 980) around the last one.
+fn memory_profile() -> Vec<u8> {
+    use stageprof_model::wire::gpu_memory_words;
+    let mut main = Vec::new();
+    for (s, e) in [(100, 200), (300, 400)] {
+        main.extend(begin(UPLOAD, s));
+        main.extend(end(UPLOAD, e));
+    }
+    main.extend(begin(SWEEP, 620));
+    main.extend(begin(UPLOAD, 650));
+    main.extend(end(UPLOAD, 900));
+    main.extend(end(SWEEP, 980));
+    let level = |edge, ts, allocated: i64, reserved| gpu_memory_words(0, edge, ts, allocated, reserved);
+    let levels = [
+        level(flag::TRACE_START, 0, 1000, 4096),
+        level(0, 120, 1500, 4096),
+        level(0, 150, 1200, 8192),
+        level(flag::TRACE_END, 250, 1200, 8192),
+        // [300, 400) ran untraced; so did whatever took the level to 2000.
+        level(flag::TRACE_START, 600, 2000, 8192),
+        level(0, 640, 2100, 8192),
+        level(0, 700, 2600, 8192),
+        level(flag::TRACE_END, 700, 2600, 8192),
+        level(0, 800, 2400, 16384),
+        level(flag::TRACE_END, 950, 2400, 16384),
+    ];
+    let mut w = NativeWriter::new(Vec::new()).unwrap();
+    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
+    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    w.names(0, ["frame", "upload", "sweep"].into_iter()).unwrap();
+    for (index, name) in [(0, "main"), (1, "allocator")] {
+        w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: name.into() }).unwrap();
+    }
+    w.records(0, &main).unwrap();
+    w.records(1, &levels.concat()).unwrap();
+    w.end(0, 1000, "finished").unwrap();
+    w.into_inner()
+}
+
+#[test]
+fn gpu_memory_goes_to_the_calls_its_trace_covered() {
+    let mut agg = Aggregator::default();
+    let p = read_native(Cursor::new(memory_profile()), &mut agg).unwrap();
+    let s = agg.summary(&p.catalog, p.run, 3);
+    // upload's first call: 1000 -> 1500 -> 1200; its second ran untraced;
+    // its third (within the trace that went on through the read at 700): 2100 -> 2600 -> 2400.
+    let upload = stage(&s, "upload");
+    assert_eq!(upload.gpu_mem_calls, Some(1));
+    assert_eq!((upload.gpu_mem_peak_bytes, upload.gpu_mem_net_bytes), (Some(500), Some(200)));
+    assert_eq!(upload.gpu_reserved_bytes, Some(8192));
+    let nested = stage(&s, "sweep/upload");
+    assert_eq!(
+        (nested.gpu_mem_calls, nested.gpu_mem_peak_bytes, nested.gpu_mem_net_bytes),
+        (Some(1), Some(500), Some(300))
+    );
+    assert_eq!(nested.gpu_reserved_bytes, Some(16384));
+    // sweep ends at 980, after the trace's last read: not covered.
+    assert_eq!(stage(&s, "sweep").gpu_mem_calls, None);
+    let gpu = s.memory.iter().find(|m| m.pool == stageprof_model::MemoryPool::Gpu).expect("a GPU memory track");
+    assert_eq!(gpu.peak.bytes, 2600);
+    assert_eq!(gpu.peak.stage.map(|i| s.stages[i].path.join("/")), Some("sweep/upload".to_string()));
+}

@@ -211,6 +211,9 @@ pub struct StageMetrics {
     pub gpu: Option<GpuMetrics>,
     /// Device memory (the GPU allocator's bytes).
     pub gpu_mem: Option<MemDelta>,
+    /// The most bytes the GPU allocator held from the driver while the call
+    /// ran (torch's `memory_reserved`), where its own events say.
+    pub gpu_reserved_bytes: Option<u64>,
     /// GPU time between CUDA events recorded on the call's stream at its
     /// begin and end (stageprof's `cuda` feature).
     pub gpu_event_ns: Option<u64>,

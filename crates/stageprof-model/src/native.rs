@@ -14,8 +14,8 @@ use crate::event::ThreadInfo;
 pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level,
 /// version 4 the GPU records, version 5 GPU activities' launch time and
-/// shape; older files read as before.
-pub const FORMAT_VERSION: u32 = 6;
+/// shape, version 6 tasks, version 7 GPU allocator levels; older files read as before.
+pub const FORMAT_VERSION: u32 = 7;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;

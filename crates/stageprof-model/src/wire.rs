@@ -40,6 +40,12 @@ pub mod kind {
     /// `depth` ancestors' names follow, outermost first, two to a word
     /// (version 6). See [`super::TaskRecord`].
     pub const TASK: u64 = 9;
+    /// `[header(device), ticks, allocated_bytes, reserved_bytes]`: a GPU
+    /// allocator's levels right after one of its events, from the allocator's
+    /// own trace (torch's caching allocator); flags [`super::flag::TRACE_START`]
+    /// and [`super::flag::TRACE_END`] mark the levels where the trace was
+    /// turned on and read, so that readers know which calls it covered (version 7).
+    pub const GPU_MEMORY: u64 = 10;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -64,6 +70,12 @@ pub mod flag {
     pub const LAUNCHED: u64 = 1 << 14;
     /// GPU_ACTIVITY: the kernel's grid and block words follow (version 5).
     pub const SHAPE: u64 = 1 << 15;
+    /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
+    pub const TRACE_START: u64 = 1 << 4;
+    /// GPU_MEMORY: the allocator's trace was read here (the level then); it
+    /// covered the time since its start, or since the last read where it
+    /// went on through that one (no start between).
+    pub const TRACE_END: u64 = 1 << 5;
 }
 
 /// Flags of a GPU_ACTIVITY record for `work`.
@@ -108,6 +120,8 @@ pub const GPU_ACTIVITY_WORDS: usize = 6;
 /// Most words of a GPU_ACTIVITY record.
 pub const MAX_GPU_ACTIVITY_WORDS: usize = GPU_ACTIVITY_WORDS + 3;
 
+/// Words of a GPU_MEMORY record.
+pub const GPU_MEMORY_WORDS: usize = 4;
 /// Words of a TASK record before its ancestors' names.
 pub const TASK_WORDS: usize = 7;
 /// Most ancestors a TASK record names; deeper ones are cut from the top.
@@ -191,6 +205,30 @@ pub enum Record {
     GpuActivity(GpuActivityRecord),
     /// A task (async span) closed.
     Task(TaskRecord),
+    /// A GPU allocator's levels after one of its events.
+    GpuMemory {
+        /// The device of the allocator.
+        device: u32,
+        /// Clock ticks of the event.
+        ticks: u64,
+        /// Bytes handed out to the program (torch's `memory_allocated`).
+        allocated_bytes: i64,
+        /// Bytes the allocator holds from the driver (torch's `memory_reserved`).
+        reserved_bytes: u64,
+        /// [`flag::TRACE_START`], [`flag::TRACE_END`] or neither.
+        edge: u64,
+    },
+}
+
+/// The words of a [`Record::GpuMemory`]; `edge` is [`flag::TRACE_START`], [`flag::TRACE_END`] or 0.
+pub const fn gpu_memory_words(
+    device: u32,
+    edge: u64,
+    ticks: u64,
+    allocated_bytes: i64,
+    reserved_bytes: u64,
+) -> [u64; GPU_MEMORY_WORDS] {
+    [header(kind::GPU_MEMORY, edge, device), ticks, allocated_bytes as u64, reserved_bytes]
 }
 
 /// A task (an async span: one call from its creation to its close, polled
@@ -372,6 +410,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_LINK => GPU_LINK_WORDS,
             kind::GPU_TIME => GPU_TIME_WORDS,
             kind::GPU_ACTIVITY => gpu_activity_words(flags),
+            kind::GPU_MEMORY => GPU_MEMORY_WORDS,
             kind::TASK => match words.get(at + 6) {
                 Some(&depth) if depth as usize <= MAX_TASK_DEPTH => TASK_WORDS + (depth as usize).div_ceil(2),
                 Some(&depth) => {
@@ -421,6 +460,13 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_TIME => Record::GpuTime { device: id, instance: rec[1], elapsed_ns: rec[2] },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
             kind::TASK => Record::Task(TaskRecord::decode(id, rec)),
+            kind::GPU_MEMORY => Record::GpuMemory {
+                device: id,
+                ticks: rec[1],
+                allocated_bytes: rec[2] as i64,
+                reserved_bytes: rec[3],
+                edge: flags & (flag::TRACE_START | flag::TRACE_END),
+            },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -506,7 +552,8 @@ mod tests {
         ];
         let (kernel_words, kernel_len) = KERNEL.encode();
         assert_eq!(kernel_len, MAX_GPU_ACTIVITY_WORDS);
-        let words = [&words[..], &kernel_words[..kernel_len], &[header(kind::END, 0, 9), 130]].concat();
+        let level = gpu_memory_words(1, flag::TRACE_END, 125, -512, 2 << 20);
+        let words = [&words[..], &kernel_words[..kernel_len], &level[..], &[header(kind::END, 0, 9), 130]].concat();
         let mut out = Vec::new();
         decode(&words, |r| out.push(r)).unwrap();
         assert_eq!(
@@ -550,6 +597,13 @@ mod tests {
                     shape: None,
                 }),
                 Record::GpuActivity(KERNEL),
+                Record::GpuMemory {
+                    device: 1,
+                    ticks: 125,
+                    allocated_bytes: -512,
+                    reserved_bytes: 2 << 20,
+                    edge: flag::TRACE_END
+                },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod allocator_trace;
 mod malloc_hooks;
 mod report;
 mod session;

@@ -14,6 +14,7 @@ use pyo3::types::PyDict;
 use stageprof::foreign::{self, OpenStage};
 use stageprof::FrameGuard;
 
+use crate::allocator_trace::{AllocatorTrace, Window};
 use crate::report::NativeReport;
 
 thread_local! {
@@ -31,6 +32,9 @@ pub(crate) struct Session {
     enabled: bool,
     /// GPU recording as configured (`off`, `events`, `kernels`), started by `start_gpu`.
     gpu: &'static str,
+    /// Whether GPU memory per stage is recorded (from torch's allocator trace).
+    gpu_memory: bool,
+    allocator: Mutex<AllocatorTrace>,
 }
 
 /// Starts the global session with `settings` merged over the config file and environment.
@@ -55,9 +59,16 @@ pub(crate) fn start(settings: &Bound<'_, PyDict>) -> PyResult<Session> {
     // GPU recording starts once torch has initialized CUDA (start_gpu), and
     // GPU memory is torch's allocator's, not what stageprof's own buffers hold.
     config.gpu_on_demand = true;
-    config.gpu_memory = false;
+    let gpu_memory = std::mem::replace(&mut config.gpu_memory, false);
     let session = stageprof::init_with(config);
-    Ok(Session { session: Mutex::new(Some(session)), output_dir, enabled, gpu })
+    Ok(Session {
+        session: Mutex::new(Some(session)),
+        output_dir,
+        enabled,
+        gpu,
+        gpu_memory,
+        allocator: Mutex::default(),
+    })
 }
 
 #[pymethods]
@@ -89,6 +100,45 @@ impl Session {
     #[getter]
     fn gpu(&self) -> &str {
         self.gpu
+    }
+
+    /// Whether GPU memory per stage is recorded (the `gpu_memory` setting).
+    #[getter]
+    fn gpu_memory(&self) -> bool {
+        self.gpu_memory
+    }
+
+    /// Records the GPU memory levels of a snapshot of torch's allocator
+    /// trace (`torch.cuda.memory._snapshot()`), which was on from
+    /// `start_unix_ns` to `end_unix_ns`; `continues`: it was not turned off
+    /// since the last snapshot.
+    fn read_allocator_trace(
+        &self,
+        snapshot: &Bound<'_, PyDict>,
+        start_unix_ns: u64,
+        end_unix_ns: u64,
+        continues: bool,
+    ) -> PyResult<()> {
+        let window = Window { start_ns: start_unix_ns, end_ns: end_unix_ns.max(start_unix_ns), continues };
+        let mut trace =
+            self.allocator.lock().map_err(|_| PyRuntimeError::new_err("the allocator trace's lock is poisoned"))?;
+        trace.read(snapshot, window)
+    }
+
+    /// Takes the allocator's blocks from a snapshot taken just before its
+    /// trace is turned on (the trace gives requested sizes; torch's counters
+    /// count blocks, which are replayed from these).
+    fn take_allocator_layout(&self, snapshot: &Bound<'_, PyDict>) -> PyResult<()> {
+        let mut trace =
+            self.allocator.lock().map_err(|_| PyRuntimeError::new_err("the allocator trace's lock is poisoned"))?;
+        trace.take_layout(snapshot)
+    }
+
+    /// Allocated bytes moved by allocator events that fell between two reads
+    /// of its trace (their levels are right; the moment of the change is lost).
+    #[getter]
+    fn gpu_memory_lost_bytes(&self) -> u64 {
+        self.allocator.lock().map_or(0, |a| a.lost_bytes)
     }
 
     /// Where the outputs are written.

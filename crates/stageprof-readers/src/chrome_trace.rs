@@ -19,10 +19,9 @@ use crate::gpu_attribution::{
     attribute_gpu_activity, frame_thread, frame_windows, gpu_metrics_per_call, ActivitiesByCall,
 };
 use crate::json_scan::ScanError;
-use crate::memory_series::MemorySeries;
 use crate::trace_tables::{collect, ScanOutcome, Tables};
 use stageprof_model::ingest::gpu_work::{frame_gpu, summarize, Activity, IdleContext};
-use stageprof_model::ingest::Nester;
+use stageprof_model::ingest::{MemorySeries, Nester};
 
 /// What a trace holds besides its events.
 pub(crate) struct TraceProfile {
@@ -55,8 +54,8 @@ pub(crate) fn read_trace(input: impl Read, sink: &mut dyn ProfileSink) -> Result
     let frame_gpu: Vec<Option<FrameGpu>> =
         windows.iter().zip(&gpu).map(|(w, own)| w.map(|w| frame_gpu(&w, own.map_or(0, |g| g.busy_ns), rel))).collect();
 
-    let memory =
-        Memory { device: MemorySeries::build(&tables.memory, 1), host: MemorySeries::build(&tables.memory, 0) };
+    let series = |kind: u8| MemorySeries::build(tables.memory.iter().filter(|(k, _)| *k == kind).map(|(_, m)| *m));
+    let memory = Memory { device: series(1), host: series(0) };
     memory.emit_levels(rel, sink);
     let frame_of = tree.frame_numbers(owner);
     emit_calls(
@@ -139,6 +138,7 @@ fn emit_calls(
                 mem: memory.host.host(c.start, c.end),
                 gpu: figures.gpu[i],
                 gpu_mem: memory.device.delta(c.start, c.end),
+                gpu_reserved_bytes: memory.device.reserved_peak(c.start, c.end),
                 process_mem: None,
                 gpu_event_ns: None,
                 frame_gpu: figures.frame_gpu[i],

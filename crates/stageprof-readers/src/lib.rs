@@ -28,7 +28,6 @@ mod call_tree;
 mod chrome_trace;
 mod gpu_attribution;
 mod json_scan;
-mod memory_series;
 mod plausibility;
 mod trace_tables;
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use stageprof_model::ingest::gpu_work::Activity;
+use stageprof_model::ingest::MemorySample;
 use stageprof_model::{Catalog, CopyKind, GpuWork, LaunchShape, NameId, SpanKind, ThreadInfo};
 
 use crate::json_scan::{Event, KeyFinder, Members, Raw, ScanError, Scanner};
@@ -142,18 +143,6 @@ impl TopLevelOps {
     }
 }
 
-/// One allocator event: the allocator's total after it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MemSample {
-    pub ts: i64,
-    /// 0: host (CPU), 1: CUDA.
-    pub device_type: u8,
-    pub device: i64,
-    pub total: i64,
-    /// Bytes allocated (positive) or freed (negative).
-    pub bytes: i64,
-}
-
 /// A CPU operator that autograd links forward to backward: its `Sequence
 /// number`, and whether it runs the backward (a non-zero `Fwd thread id`).
 #[derive(Clone, Copy, Debug)]
@@ -214,7 +203,8 @@ pub(crate) struct Tables {
     pub calls: Vec<Call>,
     pub launches: Launches,
     pub activities: Vec<Activity>,
-    pub memory: Vec<MemSample>,
+    /// PyTorch's allocator events, with their device type (0: host, 1: CUDA).
+    pub memory: Vec<(u8, MemorySample)>,
     pub counters: Vec<Counter>,
     pub autograd_ops: Vec<AutogradOp>,
     pub top_level_ops: TopLevelOps,
@@ -538,13 +528,14 @@ impl Tables {
         let args = Members::of(e.args);
         let get = |k: &str| args.get(k).and_then(|v| v.int());
         let (Some(total), Some(device_type)) = (get("Total Allocated"), get("Device Type")) else { return };
-        self.memory.push(MemSample {
+        let sample = MemorySample {
             ts,
-            device_type: device_type.clamp(0, 255) as u8,
             device: get("Device Id").unwrap_or(-1),
             total,
             bytes: get("Bytes").unwrap_or(0),
-        });
+            reserved: get("Total Reserved"),
+        };
+        self.memory.push((device_type.clamp(0, 255) as u8, sample));
     }
 
     fn counter(&mut self, e: &Event<'_>, ts: i64) {

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use stageprof_model::{Catalog, CounterSample, GpuActivity, GpuWork, LaunchShape, ProfileSink, Span, SpanKind};
+use stageprof_model::{
+    Catalog, CounterSample, GpuActivity, GpuWork, LaunchShape, MemoryLevel, MemoryPool, ProfileSink, Span, SpanKind,
+};
 
 use crate::json::{push_f64, push_str, push_us};
 
@@ -20,6 +22,8 @@ pub struct ChromeTraceWriter<W: Write> {
     error: Option<io::Error>,
     /// `(device, stream)` of the GPU work written, to name their tracks.
     gpu_tracks: BTreeSet<(u32, u32)>,
+    /// The last level drawn of each allocator (repeats are left out).
+    memory_drawn: [Option<i64>; 2],
 }
 
 /// GPU device `d` is drawn as process `GPU_PID_BASE + d`, its streams as its threads.
@@ -28,8 +32,15 @@ const GPU_PID_BASE: u64 = 1 << 32;
 impl<W: Write> ChromeTraceWriter<W> {
     /// A writer of a Chrome trace to `out`, its events under process `pid`.
     pub fn new(out: W, pid: u32) -> Self {
-        let mut w =
-            ChromeTraceWriter { out, line: String::new(), pid, first: true, error: None, gpu_tracks: BTreeSet::new() };
+        let mut w = ChromeTraceWriter {
+            out,
+            line: String::new(),
+            pid,
+            first: true,
+            error: None,
+            gpu_tracks: BTreeSet::new(),
+            memory_drawn: [None; 2],
+        };
         w.line.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
         w.emit();
         w
@@ -173,6 +184,21 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
             l.push_str(&format!(",\"grid\":[{gx},{gy},{gz}],\"block\":[{bx},{by},{bz}]"));
         }
         l.push_str("}}");
+        self.emit();
+    }
+
+    /// An allocator's level at an instant, as a counter track of the
+    /// process (`host memory`, `gpu memory`); levels known only to lie
+    /// within a call are not drawn.
+    fn memory_level(&mut self, level: &MemoryLevel) {
+        let drawn = &mut self.memory_drawn[usize::from(level.pool == MemoryPool::Gpu)];
+        if level.start_ns != level.end_ns || *drawn == Some(level.bytes) {
+            return;
+        }
+        *drawn = Some(level.bytes);
+        let name = format!("{} memory", level.pool.label());
+        self.event_head(&name, "memory", 'C', level.start_ns, 0);
+        self.line.push_str(&format!(",\"args\":{{\"bytes\":{}}}}}", level.bytes));
         self.emit();
     }
 

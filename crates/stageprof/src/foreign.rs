@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 
-use stageprof_model::wire::{kind, TaskRecord, MAX_TASK_DEPTH};
+use stageprof_model::wire::{flag, gpu_memory_words, kind, TaskRecord, MAX_TASK_DEPTH};
 
 use crate::names;
 use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING};
@@ -152,6 +152,60 @@ pub fn task(name: u32, start_ticks: u64, end_ticks: u64, busy_ticks: u64, id: u6
     };
     let (words, len) = record.encode();
     with_writer(Target::Global, |w| w.record(&words[..len]));
+}
+
+/// A GPU allocator's levels on `device` after each of its events, from the
+/// allocator's own trace (torch's caching allocator), in the order they
+/// happened: see [`GpuMemoryLevel`]. The times are wall-clock, as that trace
+/// gives them, and recent (the clock's rate is trusted over the distance
+/// back to them, which reads a second apart keep to microseconds at most).
+pub fn gpu_memory(device: u32, levels: &[GpuMemoryLevel]) {
+    if !GLOBAL_RECORDING.load(Relaxed) || levels.is_empty() {
+        return;
+    }
+    let (now_ticks, now_unix) = (crate::clock::ticks(), crate::clock::unix_ns());
+    let per_ns = crate::clock::clock().ticks_per_second as f64 / 1e9;
+    for l in levels {
+        let back = now_unix as f64 - l.unix_ns as f64;
+        let ticks = (now_ticks as f64 - back * per_ns).max(0.0) as u64;
+        let words = gpu_memory_words(device, l.edge.flag(), ticks, l.allocated_bytes, l.reserved_bytes);
+        with_writer(Target::Global, |w| w.record(&words));
+    }
+}
+
+/// A GPU allocator's levels at one moment (see [`gpu_memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuMemoryLevel {
+    /// When, in nanoseconds since the Unix epoch.
+    pub unix_ns: u64,
+    /// Bytes allocated to the program.
+    pub allocated_bytes: i64,
+    /// Bytes held from the driver.
+    pub reserved_bytes: u64,
+    /// Whether the allocator's trace was turned on or read here.
+    pub edge: TraceEdge,
+}
+
+/// Where a level stands in the allocator's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEdge {
+    /// After one of its events.
+    Event,
+    /// Where the trace was turned on (the level then).
+    Start,
+    /// Where it was read (the level then): it covered the time since its
+    /// start, or since the last read where it went on through that one.
+    End,
+}
+
+impl TraceEdge {
+    fn flag(self) -> u64 {
+        match self {
+            TraceEdge::Event => 0,
+            TraceEdge::Start => flag::TRACE_START,
+            TraceEdge::End => flag::TRACE_END,
+        }
+    }
 }
 
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default

@@ -60,7 +60,7 @@ impl RecordDecoder {
             Record::GpuLink { instance } => nester.link_gpu(thread, instance),
             Record::Task(task) => nester.task(catalog, thread, &task, scale, sink),
             // Joined to calls through the ledger read before (see gpu_join).
-            Record::GpuTime { .. } | Record::GpuActivity { .. } => {}
+            Record::GpuTime { .. } | Record::GpuActivity { .. } | Record::GpuMemory { .. } => {}
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
             }

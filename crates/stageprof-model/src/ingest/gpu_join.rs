@@ -13,10 +13,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::wire::{Record, TickScale};
-use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, PathId, ProfileSink};
+use crate::wire::{flag, Record, TickScale};
+use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, MemDelta, MemoryLevel, MemoryPool, PathId, ProfileSink};
 
 use super::gpu_work::{frame_gpu, summarize, Activity, BusyRun, FrameWindows, IdleContext};
+use super::memory_series::{MemorySample, MemorySeries};
 
 /// GPU records of a profile, by the instance that launched them.
 #[derive(Default)]
@@ -28,6 +29,11 @@ pub struct GpuLedger {
     orphans: BTreeSet<(i64, u32)>,
     event_ns: HashMap<u64, u64>,
     frames_by_thread: HashMap<u32, u64>,
+    /// The GPU allocator's levels, from its own trace.
+    memory: Vec<MemorySample>,
+    /// When that trace was on: `(start, end)` in ns; an open start waits in `trace_opened`.
+    traced: Vec<(i64, i64)>,
+    trace_opened: Option<i64>,
 }
 
 impl GpuLedger {
@@ -37,6 +43,28 @@ impl GpuLedger {
             Record::Begin { frame: true, .. } => *self.frames_by_thread.entry(thread).or_default() += 1,
             Record::GpuTime { instance, elapsed_ns, .. } => {
                 self.event_ns.insert(instance, elapsed_ns);
+            }
+            Record::GpuMemory { device, ticks, allocated_bytes, reserved_bytes, edge } => {
+                let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                if edge == flag::TRACE_START {
+                    self.trace_opened.get_or_insert(ts);
+                } else if edge == flag::TRACE_END {
+                    match (self.trace_opened.take(), self.traced.last_mut()) {
+                        (Some(start), _) => self.traced.push((start, ts)),
+                        // An end with no start since the last: the trace went on through it.
+                        (None, Some(last)) => last.1 = last.1.max(ts),
+                        (None, None) => {}
+                    }
+                }
+                // A device's first level is where it stood, not a change.
+                let previous = self.memory.iter().rev().find(|m| m.device == i64::from(device)).map(|m| m.total);
+                self.memory.push(MemorySample {
+                    ts,
+                    device: i64::from(device),
+                    total: allocated_bytes,
+                    bytes: previous.map_or(0, |p| allocated_bytes.saturating_sub(p)),
+                    reserved: Some(reserved_bytes.min(i64::MAX as u64) as i64),
+                });
             }
             Record::GpuActivity(r) => {
                 let ns = |t| scale.ns(t).min(i64::MAX as u64) as i64;
@@ -67,7 +95,7 @@ impl GpuLedger {
 
     /// Whether no GPU results were recorded.
     pub fn is_empty(&self) -> bool {
-        self.activities.is_empty() && self.event_ns.is_empty()
+        self.activities.is_empty() && self.event_ns.is_empty() && self.memory.is_empty()
     }
 }
 
@@ -79,6 +107,9 @@ pub struct GpuJoin {
     frame_thread: Option<u32>,
     windows: FrameWindows,
     scratch: Vec<BusyRun>,
+    memory: MemorySeries,
+    /// When the allocator's trace was on, merged, in time order.
+    traced: Vec<(i64, i64)>,
 }
 
 /// What a closing call gets of the GPU records.
@@ -89,6 +120,10 @@ pub struct ClosedGpu {
     pub event_ns: Option<u64>,
     /// For a frame: its GPU window.
     pub frame: Option<FrameGpu>,
+    /// What it did to the GPU allocator's level, where the allocator's trace was recorded.
+    pub memory: Option<MemDelta>,
+    /// The most the GPU allocator held from the driver meanwhile.
+    pub reserved_bytes: Option<u64>,
     /// The activities its parent inherits.
     pub inherited: Vec<u32>,
 }
@@ -124,7 +159,24 @@ impl GpuJoin {
         let frame_thread =
             ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
         let windows = FrameWindows::new(&ledger.activities, &idle);
-        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new() }
+        let memory = MemorySeries::build(std::mem::take(&mut ledger.memory));
+        let traced = merge(std::mem::take(&mut ledger.traced));
+        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new(), memory, traced }
+    }
+
+    /// Whether the allocator's trace was on for all of `start..=end`.
+    fn memory_traced(&self, start: i64, end: i64) -> bool {
+        let at = self.traced.partition_point(|&(s, _)| s <= start);
+        at > 0 && self.traced[at - 1].1 >= end
+    }
+
+    /// Hands the GPU allocator's levels to `sink` (before any span, as
+    /// [`ProfileSink::memory_level`] asks).
+    pub fn emit_memory_levels(&self, sink: &mut dyn ProfileSink) {
+        for (ts, bytes) in self.memory.levels() {
+            let at = ts.max(0) as u64;
+            sink.memory_level(&MemoryLevel { pool: MemoryPool::Gpu, start_ns: at, end_ns: at, bytes });
+        }
     }
 
     /// The figures of a closing call launched from `path` (`None`: a frame);
@@ -149,14 +201,18 @@ impl GpuJoin {
         let mut all = call.nested;
         all.extend_from_slice(&own);
         let frame = extent.frame.then(|| self.frame_window(extent, &all)).flatten();
+        let (start, end) = (extent.start_ns.min(i64::MAX as u64) as i64, extent.end_ns.min(i64::MAX as u64) as i64);
+        let traced = self.memory_traced(start, end);
+        let memory = traced.then(|| self.memory.delta(start, end)).flatten();
+        let reserved_bytes = traced.then(|| self.memory.reserved_peak(start, end)).flatten();
         if all.is_empty() {
-            return ClosedGpu { figures: None, event_ns, frame, inherited: all };
+            return ClosedGpu { figures: None, event_ns, frame, memory, reserved_bytes, inherited: all };
         }
         let activities = &self.ledger.activities;
         let mut m = summarize(&all, activities, &self.idle, &mut self.scratch);
         m.self_busy_ns = summarize(&own, activities, &self.idle, &mut self.scratch).busy_ns;
         let frame = frame.map(|f| FrameGpu { busy_own_ns: m.busy_ns, ..f });
-        ClosedGpu { figures: Some(m), event_ns, frame, inherited: all }
+        ClosedGpu { figures: Some(m), event_ns, frame, memory, reserved_bytes, inherited: all }
     }
 
     /// A closing frame's GPU window (its own work's busy time is filled in by the caller).
@@ -203,4 +259,17 @@ impl GpuJoin {
             shape: a.shape,
         }
     }
+}
+
+/// Intervals merged where they touch or overlap, in time order.
+fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    spans.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
 }

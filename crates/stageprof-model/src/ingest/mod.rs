@@ -11,9 +11,11 @@
 pub mod decode;
 pub mod gpu_join;
 pub mod gpu_work;
+pub mod memory_series;
 pub mod native_input;
 pub mod nest;
 
 pub use decode::RecordDecoder;
+pub use memory_series::{MemorySample, MemorySeries};
 pub use native_input::{read_native, NativeProfile};
 pub use nest::Nester;

@@ -29,7 +29,10 @@ pub const GPU_RECORDS_KEY: &str = "gpu_records";
 /// GPU activities, read in a first pass). A truncated or corrupt tail becomes
 /// a warning in the returned [`RunInfo`]: everything before it is still delivered.
 pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
-    let ledger = read_gpu_ledger(&mut input)?;
+    let mut join = read_gpu_ledger(&mut input)?.map(GpuJoin::new);
+    if let Some(join) = &join {
+        join.emit_memory_levels(sink);
+    }
     input.seek(SeekFrom::Start(0)).map_err(NativeError::Io)?;
     let mut reader = NativeReader::new(input)?;
     let mut catalog = Catalog::default();
@@ -37,7 +40,6 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
     let mut meta: Vec<(String, String)> = Vec::new();
     let mut decoder: Option<RecordDecoder> = None;
     let mut end_ticks = None;
-    let mut ledger = ledger;
     loop {
         let chunk = match reader.next_chunk() {
             Ok(Some(chunk)) => chunk,
@@ -51,7 +53,7 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
         match chunk {
             Chunk::Meta(pairs) => {
                 meta.extend(pairs);
-                new_decoder(&mut decoder, &meta, &mut ledger);
+                new_decoder(&mut decoder, &meta, &mut join);
             }
             Chunk::Names { first_id, names } => {
                 // Names arrive in order; an id far past them is corruption, not a reason to allocate.
@@ -66,7 +68,7 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
             Chunk::Thread(t) => catalog.add_thread(t),
             Chunk::Records { thread, words } => {
                 let at = reader.offset();
-                let decoder = new_decoder(&mut decoder, &meta, &mut ledger);
+                let decoder = new_decoder(&mut decoder, &meta, &mut join);
                 if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
                     let problem = e.message.to_string();
                     run.warnings.push(Warning::BadRecord { chunk_end_byte: at, word: e.word, problem });
@@ -95,12 +97,12 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
 fn new_decoder<'a>(
     decoder: &'a mut Option<RecordDecoder>,
     meta: &[(String, String)],
-    ledger: &mut Option<GpuLedger>,
+    join: &mut Option<GpuJoin>,
 ) -> &'a mut RecordDecoder {
     decoder.get_or_insert_with(|| {
         let mut d = RecordDecoder::new(scale_from(meta));
-        if let Some(ledger) = ledger.take() {
-            d.nester.join_gpu(GpuJoin::new(ledger));
+        if let Some(join) = join.take() {
+            d.nester.join_gpu(join);
         }
         d
     })

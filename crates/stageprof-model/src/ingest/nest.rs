@@ -233,6 +233,9 @@ fn close(
         metrics.gpu = closed.figures;
         metrics.gpu_event_ns = closed.event_ns;
         metrics.frame_gpu = closed.frame;
+        // Memory counted through stageprof's own buffers comes first; the allocator's trace otherwise.
+        metrics.gpu_mem = metrics.gpu_mem.or(closed.memory);
+        metrics.gpu_reserved_bytes = closed.reserved_bytes;
         inherited = closed.inherited;
     }
     if let Some(parent) = stack.last_mut() {

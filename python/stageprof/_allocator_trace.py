@@ -1,0 +1,198 @@
+"""GPU memory per stage from torch's caching allocator, by its own trace.
+
+The allocator's trace (``torch.cuda.memory._record_memory_history`` without
+stack capture) notes every allocation, free and segment change with its
+time, at no cost worth measuring; reading it is what costs (about 1 µs an
+event, with the GIL held, in ``torch.cuda.memory._snapshot``). So the trace
+is on for whole frames, as many as keep the reading under ``COST_SHARE`` of
+the run's time (always the first), and read as each traced frame ends; the
+session turns each read into the allocator's levels over the frame
+(crates/stageprof-python/src/allocator_trace.rs), and the report gives each
+stage call inside a traced frame its peak and net of allocated bytes and
+the reserved bytes. A program without frames is traced in windows of
+``READ_EVERY_S`` seconds, under the same share.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Any, Callable, Optional, Type
+
+from . import _native
+
+# The most of the run's time that reading the trace may take.
+COST_SHARE = 0.01
+# Windows of a program that has no frames, in seconds.
+READ_EVERY_S = 0.5
+# The trace's ring buffer: events past this many in one window are lost
+# (and said); about 100 bytes each.
+MAX_ENTRIES = 1 << 20
+
+
+class AllocatorTraceReader:
+    """Turns torch's allocator trace on and off, and hands what it saw to ``session``."""
+
+    def __init__(self, session: _native.Session, memory: Any) -> None:
+        self._session = session
+        self._memory = memory
+        self._lock = threading.Lock()
+        self._since = time.perf_counter()
+        # Seconds spent reading and switching the trace.
+        self._cost = 0.0
+        # Wall-clock ns since when the trace holds events; None while off.
+        self._on_at: Optional[int] = None
+        # Whether the trace was on before _on_at (the last read left it on).
+        self._went_on = False
+        self._frames = 0
+        self._running = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._skip = ["free_completed"]
+
+    def start(self) -> bool:
+        """Turns the trace on; whether it runs (one line on stderr says why not)."""
+        try:
+            memory = self._memory
+            if memory.get_allocator_backend() != "native":
+                return _off(f"torch's allocator is {memory.get_allocator_backend()!r}, whose trace stageprof does not read")
+            if _history_enabled(memory):
+                return _off("the program records the allocator's history itself (torch.cuda.memory._record_memory_history)")
+            self._running = True
+            self._switch(self._turn_on)
+        except Exception as e:  # never into the program; the CPU figures go on
+            self._running = False
+            return _off(f"torch's allocator trace could not be turned on ({e!r})")
+        self._thread = threading.Thread(target=self._windows_without_frames, name="stageprof-allocator", daemon=True)
+        self._thread.start()
+        return True
+
+    def frame_begin(self) -> None:
+        with self._lock:
+            first = self._frames == 0
+            self._frames += 1
+            if first and self._on_at is not None:
+                self._switch(self._read_and_off)  # the time before the first frame
+            if first or self._cost <= COST_SHARE * (time.perf_counter() - self._since):
+                self._switch(self._turn_on)
+
+    def frame_end(self) -> None:
+        with self._lock:
+            if self._on_at is not None:
+                self._switch(self._read_and_off)
+
+    def stop(self) -> None:
+        """Reads what is left and turns the trace off."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            if self._on_at is not None:
+                self._switch(self._read_and_off)
+            self._running = False
+        lost = self._session.gpu_memory_lost_bytes
+        if lost:
+            print(
+                f"stageprof: GPU memory: allocator events moving {lost} bytes fell between two reads of its"
+                " trace; the levels after them are right, the moments of those changes are not known",
+                file=sys.stderr,
+            )
+
+    def _windows_without_frames(self) -> None:
+        while not self._stop.wait(READ_EVERY_S):
+            with self._lock:
+                if self._frames or not self._running:
+                    return
+                within = self._cost <= COST_SHARE * (time.perf_counter() - self._since)
+                if self._on_at is not None:
+                    self._switch(self._read_and_go_on if within else self._read_and_off)
+                elif within:
+                    self._switch(self._turn_on)
+
+    def _switch(self, change: Callable[[], None]) -> None:
+        """Runs ``change`` with its cost counted; a failure turns GPU memory off for the run."""
+        if not self._running:
+            return
+        began = time.perf_counter()
+        try:
+            change()
+        except Exception as e:  # never into the program; the CPU figures go on
+            self._running = False
+            self._on_at = None
+            try:
+                self._memory._record_memory_history(enabled=None)
+            except Exception:
+                pass
+            _off(f"reading torch's allocator trace failed ({e!r})")
+        self._cost += time.perf_counter() - began
+
+    def _turn_on(self) -> None:
+        # The blocks as the trace starts: it records sizes asked for, the levels count blocks.
+        self._session.take_allocator_layout(self._memory._snapshot())
+        self._on_at = time.time_ns()
+        self._went_on = False
+        self._record(enabled="all", clear_history=True)
+
+    def _read_and_off(self) -> None:
+        self._read(keep_on=False)
+        self._record(enabled=None)
+
+    def _read_and_go_on(self) -> None:
+        self._read(keep_on=True)
+
+    def _read(self, keep_on: bool) -> None:
+        assert self._on_at is not None
+        start, end, went_on = self._on_at, time.time_ns(), self._went_on
+        snapshot = self._memory._snapshot()
+        if keep_on:
+            # Emptied right after the read; events in between are caught by the levels (see the Rust side).
+            self._record(enabled="all", clear_history=True)
+        self._on_at, self._went_on = (end, True) if keep_on else (None, False)
+        self._session.read_allocator_trace(snapshot, start, end, went_on)
+
+    def _record(self, enabled: Optional[str], clear_history: bool = False) -> None:
+        history = self._memory._record_memory_history
+        args: dict[str, Any] = dict(context=None, stacks="python", max_entries=MAX_ENTRIES, clear_history=clear_history)
+        if self._skip:
+            try:
+                history(enabled=enabled, skip_actions=self._skip, **args)
+                return
+            except TypeError:  # a torch without skip_actions
+                self._skip = []
+        history(enabled=enabled, **args)
+
+
+class TracedFrame:
+    """A frame whose GPU memory the allocator's trace may cover."""
+
+    __slots__ = ("frame", "reader")
+
+    def __init__(self, frame: Any, reader: AllocatorTraceReader) -> None:
+        self.frame = frame
+        self.reader = reader
+
+    def __enter__(self) -> None:
+        self.reader.frame_begin()
+        self.frame.__enter__()
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        try:
+            self.frame.__exit__(exc_type, exc, tb)
+        finally:
+            self.reader.frame_end()
+
+
+def _history_enabled(memory: Any) -> bool:
+    """Whether the allocator's history is on, by the torch that ``memory`` belongs to."""
+    torch = getattr(memory, "torch", None)
+    enabled = getattr(getattr(torch, "_C", None), "_cuda_isHistoryEnabled", None)
+    return bool(enabled()) if enabled is not None else False
+
+
+def _off(why: str) -> bool:
+    print(f"stageprof: GPU memory per stage is off: {why}", file=sys.stderr)
+    return False

@@ -1,0 +1,212 @@
+"""GPU memory per stage from torch's allocator trace, with an allocator
+played by the test: its events are timed by the wall clock as torch times
+them, and the figures each stage should get are worked out here from the
+events the test made inside it. (On a GPU, gpu/python_gpu_check.py holds
+the same figures to torch.cuda.max_memory_allocated around each stage.)"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+import stageprof
+from conftest import fake_torch_cuda, stage_of
+
+KIB = 1 << 10
+MIB = 1 << 20
+
+
+class FakeAllocator:
+    """Torch's caching allocator as stageprof sees it: a trace of timed
+    events, emptied when history is recorded again with ``clear_history``,
+    and segments that say the levels now."""
+
+    def __init__(self, backend: str = "native") -> None:
+        self.backend = backend
+        self.trace: list[dict[str, Any]] = []
+        self.allocated = 0
+        self.reserved = 0
+        self.recording = False
+        self.snapshots = 0
+        # Allocated bytes after each event recorded, as the test expects to see them drawn.
+        self.drawn: list[int] = []
+        self.next_address = 0
+        self.live: dict[int, list[int]] = {}
+        self.freed: dict[int, int] = {}
+
+    def event(self, action: str, size: int) -> None:
+        """An event of ``size`` bytes (a multiple of 512, so that the block is
+        the size asked for); a free is of the latest live block of that size."""
+        self.allocated += {"alloc": size, "free_requested": -size}.get(action, 0)
+        self.reserved += {"segment_alloc": size, "segment_free": -size}.get(action, 0)
+        if action == "alloc":
+            self.next_address += 1 << 30
+            address = self.next_address
+            self.live.setdefault(size, []).append(address)
+        elif action == "free_requested":
+            address = self.freed[size] = self.live[size].pop()
+        elif action == "free_completed":
+            address = self.freed[size]
+        else:  # segments, away from the blocks
+            address = (1 << 50) + self.reserved
+        if self.recording:
+            if action in ("alloc", "free_requested"):
+                self.drawn.append(self.allocated)
+            entry = {"action": action, "addr": address, "size": size, "stream": 0, "time_us": time.time_ns() // 1000}
+            self.trace.append(entry)
+
+    # The torch.cuda.memory functions stageprof calls.
+    def get_allocator_backend(self) -> str:
+        return self.backend
+
+    def _record_memory_history(self, enabled: Optional[str] = "all", clear_history: bool = False, **_: Any) -> None:
+        self.recording = enabled is not None
+        if clear_history or not self.recording:
+            self.trace = []
+
+    def _snapshot(self) -> dict[str, Any]:
+        self.snapshots += 1
+        segment = {"device": 0, "allocated_size": self.allocated, "total_size": self.reserved, "blocks": []}
+        return {"segments": [segment], "device_traces": [list(self.trace)]}
+
+    def module(self) -> types.ModuleType:
+        m = types.ModuleType("torch.cuda.memory")
+        for name in ("get_allocator_backend", "_record_memory_history", "_snapshot"):
+            setattr(m, name, getattr(self, name))
+        return m
+
+
+def pause() -> None:
+    # Far more than the microsecond the allocator's times are rounded to.
+    time.sleep(0.003)
+
+
+def test_peak_net_and_reserved_per_stage(tmp_path: Path) -> None:
+    allocator = FakeAllocator()
+    allocator.event("segment_alloc", 2 * MIB)
+    allocator.event("alloc", 300 * KIB)  # before stageprof: in the levels, in no stage
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["native", "summary", "chrome"])
+        assert allocator.recording
+        for _ in range(2):
+            with stageprof.stage("infer"):
+                pause()
+                with stageprof.stage("upsample"):
+                    pause()
+                    allocator.event("alloc", MIB)
+                    pause()
+                    allocator.event("segment_alloc", 20 * MIB)
+                    allocator.event("alloc", 4 * MIB)
+                    pause()
+                    allocator.event("free_requested", MIB)
+                    pause()
+                pause()
+            with stageprof.stage("release"):
+                pause()
+                allocator.event("free_requested", 4 * MIB)
+                allocator.event("free_completed", 4 * MIB)
+                pause()
+                allocator.event("segment_free", 20 * MIB)
+                pause()
+        report = s.finish()
+    assert not allocator.recording, "the trace is turned off at the end"
+    assert allocator.snapshots >= 1
+    up = stage_of(report, "infer/upsample")
+    assert up["gpu_mem_calls"] == 2
+    assert up["gpu_mem_peak_bytes"] == 5 * MIB
+    assert up["gpu_mem_net_bytes"] == 8 * MIB
+    assert up["gpu_reserved_bytes"] == 22 * MIB
+    infer = stage_of(report, "infer")
+    assert (infer["gpu_mem_peak_bytes"], infer["gpu_mem_net_bytes"]) == (5 * MIB, 8 * MIB)
+    release = stage_of(report, "release")
+    assert (release["gpu_mem_peak_bytes"], release["gpu_mem_net_bytes"]) == (0, -8 * MIB)
+    # The run's GPU memory peak: 300 kB held before, 5 MB in upsample.
+    (peak,) = [p for p in report.summary["memory_peaks"] if p["pool"] == "gpu"]
+    assert peak["bytes"] == 5 * MIB + 300 * KIB
+    assert peak["stage_path"] == ["infer", "upsample"]
+    # The Chrome trace draws the level as a counter track: the level held before, then after each event.
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    drawn = [e["args"]["bytes"] for e in events if e["name"] == "gpu memory" and e["ph"] == "C"]
+    assert drawn == [300 * KIB] + allocator.drawn
+
+
+def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stageprof import _allocator_trace
+
+    # Windows of 10 ms, read one after another (all the time it takes may go to reading).
+    monkeypatch.setattr(_allocator_trace, "READ_EVERY_S", 0.01)
+    monkeypatch.setattr(_allocator_trace, "COST_SHARE", 1.0)
+    allocator = FakeAllocator()
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        for _ in range(20):
+            with stageprof.stage("step"):
+                pause()
+                allocator.event("alloc", KIB)
+                pause()
+        report = s.finish()
+    assert allocator.snapshots > 2, "read several times while running"
+    step = stage_of(report, "step")
+    # Levels are absolute: even an event that fell between a read and the
+    # trace's emptying shows in the net of the call it was in.
+    assert step["gpu_mem_calls"] == 20
+    assert (step["gpu_mem_peak_bytes"], step["gpu_mem_net_bytes"]) == (KIB, 20 * KIB)
+
+
+def test_frames_are_traced_whole_and_only_as_the_cost_share_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stageprof import _allocator_trace
+
+    # No time for reading at all: the first frame is traced, no other.
+    monkeypatch.setattr(_allocator_trace, "COST_SHARE", 0.0)
+    allocator = FakeAllocator()
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("setup"):
+            allocator.event("alloc", 512)  # before any frame: traced too
+        for frame in range(4):
+            with stageprof.frame():
+                with stageprof.stage("step"):
+                    pause()
+                    allocator.event("alloc", KIB * (frame + 1))
+                    pause()
+        report = s.finish()
+    step = stage_of(report, "step")
+    assert step["calls"] == 4
+    assert (step["gpu_mem_calls"], step["gpu_mem_peak_bytes"], step["gpu_mem_net_bytes"]) == (1, KIB, KIB)
+    assert (stage_of(report, "setup")["gpu_mem_calls"], stage_of(report, "setup")["gpu_mem_net_bytes"]) == (1, 512)
+    # Untraced frames left the trace off: their events were never recorded.
+    assert not allocator.trace and not allocator.recording
+
+
+def test_another_allocator_or_history_already_on_is_said_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    allocator = FakeAllocator(backend="cudaMallocAsync")
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("x"):
+            allocator.event("alloc", 10)
+        report = s.finish()
+    assert not allocator.recording and allocator.snapshots == 0
+    assert stage_of(report, "x")["gpu_mem_peak_bytes"] is None
+    err = capfd.readouterr().err
+    assert err.count("GPU memory per stage is off: torch's allocator is 'cudaMallocAsync'") == 1, err
+
+
+def test_a_broken_allocator_module_never_raises_into_the_program(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with fake_torch_cuda(memory=types.ModuleType("torch.cuda.memory")):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("x"):
+            pass
+        report = s.finish()
+    assert stage_of(report, "x")["calls"] == 1
+    assert "GPU memory per stage is off" in capfd.readouterr().err
