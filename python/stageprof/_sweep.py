@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from . import _native, _session
+from . import _session, frame
 
 # A larger size counts as faster only above this gain; memory counts as grown above this.
 SPEED_GAIN = 0.05
@@ -35,6 +35,10 @@ class SweepPoint:
     stage_ms: Dict[str, float] = field(default_factory=dict)
     #: The torch CUDA allocator's peak above its level at each call's start (the largest over repeats).
     gpu_peak_bytes: Optional[int] = None
+    #: Each stage's GPU memory peak above its level at the stage's start, by
+    #: path ("a/b"), from stageprof's report (torch's allocator trace; the
+    #: largest over the calls it covered).
+    stage_gpu_peak_bytes: Dict[str, int] = field(default_factory=dict)
     #: The largest heap peak of the callable's outermost stages (all threads'
     #: heap where measured), from stageprof's report.
     host_peak_bytes: Optional[int] = None
@@ -156,7 +160,7 @@ def _run_size(
                 cuda.reset_peak_memory_stats()
                 level = cuda.memory_allocated()
             start = time.perf_counter()
-            with _native.Frame():
+            with frame():
                 returned = fn(size)
                 if cuda is not None:
                     cuda.synchronize()
@@ -176,6 +180,9 @@ def _run_size(
     point.throughput = items / point.seconds if point.seconds > 0 else None
     point.stage_ms = {"/".join(s["path"]): s["mean_ns"] / 1e6 for s in report.stages}
     point.gpu_peak_bytes = max(gpu_peaks) if gpu_peaks else None
+    point.stage_gpu_peak_bytes = {
+        "/".join(s["path"]): s["gpu_mem_peak_bytes"] for s in report.stages if s["gpu_mem_peak_bytes"] is not None
+    }
     peaks = [s["mem_peak_bytes"] for s in report.stages if s["depth"] == 0 and s["mem_peak_bytes"] is not None]
     point.host_peak_bytes = max(peaks) if peaks else None
     return point

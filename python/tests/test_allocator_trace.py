@@ -10,75 +10,14 @@ import json
 import time
 import types
 from pathlib import Path
-from typing import Any, Optional
 
 import pytest
 
 import stageprof
-from conftest import fake_torch_cuda, stage_of
+from conftest import FakeAllocator, fake_torch_cuda, stage_of
 
 KIB = 1 << 10
 MIB = 1 << 20
-
-
-class FakeAllocator:
-    """Torch's caching allocator as stageprof sees it: a trace of timed
-    events, emptied when history is recorded again with ``clear_history``,
-    and segments that say the levels now."""
-
-    def __init__(self, backend: str = "native") -> None:
-        self.backend = backend
-        self.trace: list[dict[str, Any]] = []
-        self.allocated = 0
-        self.reserved = 0
-        self.recording = False
-        self.snapshots = 0
-        # Allocated bytes after each event recorded, as the test expects to see them drawn.
-        self.drawn: list[int] = []
-        self.next_address = 0
-        self.live: dict[int, list[int]] = {}
-        self.freed: dict[int, int] = {}
-
-    def event(self, action: str, size: int) -> None:
-        """An event of ``size`` bytes (a multiple of 512, so that the block is
-        the size asked for); a free is of the latest live block of that size."""
-        self.allocated += {"alloc": size, "free_requested": -size}.get(action, 0)
-        self.reserved += {"segment_alloc": size, "segment_free": -size}.get(action, 0)
-        if action == "alloc":
-            self.next_address += 1 << 30
-            address = self.next_address
-            self.live.setdefault(size, []).append(address)
-        elif action == "free_requested":
-            address = self.freed[size] = self.live[size].pop()
-        elif action == "free_completed":
-            address = self.freed[size]
-        else:  # segments, away from the blocks
-            address = (1 << 50) + self.reserved
-        if self.recording:
-            if action in ("alloc", "free_requested"):
-                self.drawn.append(self.allocated)
-            entry = {"action": action, "addr": address, "size": size, "stream": 0, "time_us": time.time_ns() // 1000}
-            self.trace.append(entry)
-
-    # The torch.cuda.memory functions stageprof calls.
-    def get_allocator_backend(self) -> str:
-        return self.backend
-
-    def _record_memory_history(self, enabled: Optional[str] = "all", clear_history: bool = False, **_: Any) -> None:
-        self.recording = enabled is not None
-        if clear_history or not self.recording:
-            self.trace = []
-
-    def _snapshot(self) -> dict[str, Any]:
-        self.snapshots += 1
-        segment = {"device": 0, "allocated_size": self.allocated, "total_size": self.reserved, "blocks": []}
-        return {"segments": [segment], "device_traces": [list(self.trace)]}
-
-    def module(self) -> types.ModuleType:
-        m = types.ModuleType("torch.cuda.memory")
-        for name in ("get_allocator_backend", "_record_memory_history", "_snapshot"):
-            setattr(m, name, getattr(self, name))
-        return m
 
 
 def pause() -> None:

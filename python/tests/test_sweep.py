@@ -90,3 +90,28 @@ def test_items_per_call_sets_what_throughput_counts(tmp_path: Path) -> None:
     for p in result.points:
         assert p.seconds is not None
         assert p.throughput == pytest.approx(1 / p.seconds)
+
+
+def test_each_stage_gpu_peak_per_size_from_the_allocator_trace(tmp_path: Path) -> None:
+    from conftest import FakeAllocator, fake_torch_cuda
+
+    mib = 1 << 20
+    allocator = FakeAllocator()
+
+    def step(batch: int) -> None:
+        with stageprof.stage("upload"):
+            allocator.event("alloc", mib)
+        with stageprof.stage("sweep"):
+            # A batch's worth held at once, then let go; the upload stays.
+            for _ in range(batch):
+                allocator.event("alloc", 2 * mib)
+            for _ in range(batch):
+                allocator.event("free_requested", 2 * mib)
+        allocator.event("free_requested", mib)
+
+    with fake_torch_cuda(**allocator.cuda_attrs()):
+        result = stageprof.sweep(step, [1, 2, 4], repeats=2, warmup=1, out_dir=str(tmp_path))
+    assert [p.stage_gpu_peak_bytes["sweep"] for p in result.points] == [2 * mib, 4 * mib, 8 * mib]
+    assert [p.stage_gpu_peak_bytes["upload"] for p in result.points] == [mib] * 3
+    # The whole call's peak, by the allocator's own counters around it.
+    assert [p.gpu_peak_bytes for p in result.points] == [3 * mib, 5 * mib, 9 * mib]
