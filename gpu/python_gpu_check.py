@@ -17,6 +17,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
             interleaved, one process per run
 
     python gpu/python_gpu_check.py accuracy OUT_DIR
+    python gpu/python_gpu_check.py stream-switch OUT_DIR
     python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
                                                            events-nomem, kernels-nomem: without GPU memory)
 """
@@ -202,6 +203,49 @@ def accuracy(out: str) -> int:
     return 0 if ok else 1
 
 
+def stream_switch(out: str) -> int:
+    """A stage that begins on the default stream and ends on a side stream
+    that runs long work: timed to the later end (the side stream's), against
+    events placed by hand the same way, and named in a warning."""
+    a = torch.randn(4096, 4096, device="cuda")
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+
+    def switching(stage: Any) -> None:
+        stage.__enter__()
+        switch = torch.cuda.stream(side)
+        switch.__enter__()
+        x = a
+        for _ in range(8):
+            x = x @ a
+        stage.__exit__(None, None, None)
+        switch.__exit__(None, None, None)
+
+    class ByHand:
+        def __enter__(self) -> None:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+
+        def __exit__(self, *exc: object) -> None:
+            self.end = torch.cuda.Event(enable_timing=True)
+            self.end.record()
+
+    hand = ByHand()
+    for _ in range(2):  # the first on the side stream sets cuBLAS up there
+        switching(hand)
+        torch.cuda.synchronize()
+    truth = hand.start.elapsed_time(hand.end)
+    session = stageprof.init(out_dir=f"{out}/stream-switch", gpu="events", gpu_memory=False, formats=["summary"])
+    switching(stageprof.stage("switching"))
+    torch.cuda.synchronize()
+    report = session.finish()
+    mine = (report.stages[0]["gpu_event_ns"] or 0) / 1e6
+    warnings = [w for w in report.summary["warnings"] if "another CUDA stream" in str(w)]
+    good = abs(mine / truth - 1) <= 0.02 and len(warnings) == 1
+    print(f"stream switch: by hand {truth:.3f} ms, stageprof {mine:.3f} ms; warning: {warnings}  {'ok' if good else 'OFF'}")
+    return 0 if good else 1
+
+
 def torch_trace(path: str, frames: int) -> None:
     """The known work under torch.profiler, its trace written to ``path``."""
     torch.manual_seed(0)
@@ -295,6 +339,8 @@ def overhead(mode: str, frames: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "accuracy":
         sys.exit(accuracy(sys.argv[2]))
+    if sys.argv[1] == "stream-switch":
+        sys.exit(stream_switch(sys.argv[2]))
     if sys.argv[1] == "torch-trace":
         sys.exit(torch_trace(sys.argv[2], int(sys.argv[3])))
     overhead(sys.argv[2], int(sys.argv[3]))

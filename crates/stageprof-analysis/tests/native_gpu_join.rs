@@ -70,7 +70,8 @@ fn profile() -> Vec<u8> {
         let (words, len) = k.encode();
         gpu.extend_from_slice(&words[..len]);
     }
-    gpu.extend([header(kind::GPU_TIME, 0, 0), 2, 590]);
+    // `sweep` ended on another stream than it began on.
+    gpu.extend([header(kind::GPU_TIME, flag::STREAM_CHANGED, 0), 2, 590]);
 
     let mut w = NativeWriter::new(Vec::new()).unwrap();
     let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
@@ -110,6 +111,8 @@ fn launches_from_stageless_threads_go_to_the_frame_threads_innermost_stage() {
     assert_eq!(sweep.top_kernels[0].calls, 2);
 
     assert!(s.run.warnings.contains(&Warning::OutsideStages { count: 1, busy_ns: None }), "{:?}", s.run.warnings);
+    let changed = Warning::StreamChanged { stage: "sweep".into(), count: 1 };
+    assert!(s.run.warnings.contains(&changed), "{:?}", s.run.warnings);
 }
 
 /// GPU allocator levels from its trace, over two windows: `[0, 250]` then,

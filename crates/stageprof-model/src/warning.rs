@@ -132,6 +132,14 @@ pub enum Warning {
         /// Their category.
         category: String,
     },
+    /// Calls that ended on another CUDA stream than they began on: timed
+    /// from their begin to the later of their end on either stream.
+    StreamChanged {
+        /// The stage (its path), of the first such call.
+        stage: String,
+        /// How many calls, of any stage.
+        count: u64,
+    },
     /// An output of the recorder could not be written.
     OutputFailed {
         /// The output and what went wrong.
@@ -159,7 +167,8 @@ impl Warning {
             | Warning::NoLaunch { count }
             | Warning::OutsideStages { count, .. }
             | Warning::Implausible { count, .. }
-            | Warning::UnreadDeviceEvents { count, .. } => *count,
+            | Warning::UnreadDeviceEvents { count, .. }
+            | Warning::StreamChanged { count, .. } => *count,
         }
     }
 
@@ -176,6 +185,9 @@ impl Warning {
                 Some("give torch.profiler a schedule with warmup=1 so that tracing starts with the GPU caught up")
             }
             Warning::RepeatedCorrelationIds { .. } => Some("write one profiling session to each trace file"),
+            Warning::StreamChanged { .. } => {
+                Some("switch streams outside the stage, or open a stage inside the `with torch.cuda.stream(...)` block")
+            }
             Warning::UnclosedBegins { .. } | Warning::UnmatchedStageEnds { .. } => {
                 Some("end every stage on the thread that began it, before the profiler stops")
             }
@@ -242,6 +254,11 @@ impl fmt::Display for Warning {
             Warning::UnreadDeviceEvents { count, category } => write!(
                 f,
                 "{count} events of category {category:?} (another accelerator's) are not read: stageprof does not know their layout, so that device's work is missing from the figures"
+            ),
+            Warning::StreamChanged { stage, count } => write!(
+                f,
+                "{count} stage calls ended on another CUDA stream than they began on (first: {}); their GPU time runs from the begin to the later of the ends on both streams",
+                shorten_for_warning(stage)
             ),
             Warning::OutputFailed { problem } => f.write_str(problem),
         }

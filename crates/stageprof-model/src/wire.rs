@@ -70,6 +70,8 @@ pub mod flag {
     pub const LAUNCHED: u64 = 1 << 14;
     /// GPU_ACTIVITY: the kernel's grid and block words follow (version 5).
     pub const SHAPE: u64 = 1 << 15;
+    /// GPU_TIME: the call ended on another stream than it began on (timed to the later end) (version 7).
+    pub const STREAM_CHANGED: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
@@ -200,6 +202,8 @@ pub enum Record {
         instance: u64,
         /// Time between the events.
         elapsed_ns: u64,
+        /// Whether the call ended on another stream than it began on.
+        stream_changed: bool,
     },
     /// One piece of GPU work from the activity tracer.
     GpuActivity(GpuActivityRecord),
@@ -457,7 +461,12 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 end_bytes: rec.get(3).map(|&b| b as i64),
             },
             kind::GPU_LINK => Record::GpuLink { instance: rec[1] },
-            kind::GPU_TIME => Record::GpuTime { device: id, instance: rec[1], elapsed_ns: rec[2] },
+            kind::GPU_TIME => Record::GpuTime {
+                device: id,
+                instance: rec[1],
+                elapsed_ns: rec[2],
+                stream_changed: flags & flag::STREAM_CHANGED != 0,
+            },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
             kind::TASK => Record::Task(TaskRecord::decode(id, rec)),
             kind::GPU_MEMORY => Record::GpuMemory {
@@ -583,7 +592,7 @@ mod tests {
                     end_bytes: Some(1 << 20)
                 },
                 Record::GpuLink { instance: 42 },
-                Record::GpuTime { device: 1, instance: 42, elapsed_ns: 1500 },
+                Record::GpuTime { device: 1, instance: 42, elapsed_ns: 1500, stream_changed: false },
                 Record::GpuActivity(GpuActivityRecord {
                     name: 3,
                     work: GpuWork::Copy(CopyKind::DeviceToHost),

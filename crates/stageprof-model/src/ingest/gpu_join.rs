@@ -11,7 +11,7 @@
 //! its launch time: like the trace readers, the join gives it to the
 //! innermost call open at that time on the thread that owns the frames.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::wire::{flag, Record, TickScale};
 use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, MemDelta, MemoryLevel, MemoryPool, PathId, ProfileSink};
@@ -28,6 +28,8 @@ pub struct GpuLedger {
     /// Activities launched outside every stage, with a known launch time: `(launch_ns, activity)`.
     orphans: BTreeSet<(i64, u32)>,
     event_ns: HashMap<u64, u64>,
+    /// Instances that ended on another stream than they began on.
+    stream_changed: HashSet<u64>,
     frames_by_thread: HashMap<u32, u64>,
     /// The GPU allocator's levels, from its own trace.
     memory: Vec<MemorySample>,
@@ -41,8 +43,11 @@ impl GpuLedger {
     pub fn add(&mut self, record: &Record, thread: u32, scale: TickScale) {
         match *record {
             Record::Begin { frame: true, .. } => *self.frames_by_thread.entry(thread).or_default() += 1,
-            Record::GpuTime { instance, elapsed_ns, .. } => {
+            Record::GpuTime { instance, elapsed_ns, stream_changed, .. } => {
                 self.event_ns.insert(instance, elapsed_ns);
+                if stream_changed {
+                    self.stream_changed.insert(instance);
+                }
             }
             Record::GpuMemory { device, ticks, allocated_bytes, reserved_bytes, edge } => {
                 let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
@@ -110,6 +115,8 @@ pub struct GpuJoin {
     memory: MemorySeries,
     /// When the allocator's trace was on, merged, in time order.
     traced: Vec<(i64, i64)>,
+    /// Calls that ended on another stream than they began on: how many, and the first's stage.
+    stream_changed: Option<(u64, Option<PathId>)>,
 }
 
 /// What a closing call gets of the GPU records.
@@ -161,7 +168,7 @@ impl GpuJoin {
         let windows = FrameWindows::new(&ledger.activities, &idle);
         let memory = MemorySeries::build(std::mem::take(&mut ledger.memory));
         let traced = merge(std::mem::take(&mut ledger.traced));
-        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new(), memory, traced }
+        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new(), memory, traced, stream_changed: None }
     }
 
     /// Whether the allocator's trace was on for all of `start..=end`.
@@ -195,6 +202,10 @@ impl GpuJoin {
             self.claim_orphans(extent, &mut own);
         }
         let event_ns = call.instance.and_then(|i| self.ledger.event_ns.remove(&i));
+        if call.instance.is_some_and(|i| self.ledger.stream_changed.remove(&i)) {
+            let (count, _) = self.stream_changed.get_or_insert((0, path));
+            *count += 1;
+        }
         for &a in &own {
             sink.gpu_activity(&self.activity(a, path), catalog);
         }
@@ -232,6 +243,12 @@ impl GpuJoin {
             self.ledger.orphans.remove(&key);
             own.push(key.1);
         }
+    }
+
+    /// Calls that ended on another stream than they began on: how many, and
+    /// the stage of the first (`None`: a frame).
+    pub fn stream_changed(&self) -> Option<(u64, Option<PathId>)> {
+        self.stream_changed
     }
 
     /// Activities no closed call claimed (launched outside every stage, or

@@ -138,6 +138,12 @@ impl Nester {
         self.unclaimed_gpu
     }
 
+    /// Calls that ended on another CUDA stream than they began on: how
+    /// many, and the stage of the first (`None`: a frame).
+    pub fn stream_changed(&self) -> Option<(u64, Option<PathId>)> {
+        self.gpu.as_ref().and_then(GpuJoin::stream_changed)
+    }
+
     /// The innermost span named `name` on `thread` closes. Spans opened inside
     /// it and never closed are closed with it, marked unfinished; an end that
     /// matches nothing open is counted in [`Nester::unmatched_ends`].

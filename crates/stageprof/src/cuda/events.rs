@@ -11,6 +11,16 @@ pub(crate) struct PendingTime {
     pub instance: u64,
     pub start: CUevent,
     pub end: CUevent,
+    /// For a stage that ended on another stream than it began on: its end
+    /// on the stream it began on (it is timed to the later of the two).
+    pub end_on_start_stream: Option<CUevent>,
+}
+
+/// A stage's GPU time, resolved.
+pub(crate) struct Resolved {
+    pub instance: u64,
+    pub ns: u64,
+    pub stream_changed: bool,
 }
 
 /// Events to reuse, and stages waiting to be timed.
@@ -60,27 +70,21 @@ impl EventTimer {
 
     /// Times every stage whose end event the GPU has passed (`wait`: waits
     /// for the rest, at finish). Stages end in order on each thread, not
-    /// across threads, so every pending stage is looked at. Returns (instance, ns) pairs.
-    pub(super) fn resolve(&self, wait: bool) -> Vec<(u64, u64)> {
+    /// across threads, so every pending stage is looked at.
+    pub(super) fn resolve(&self, wait: bool) -> Vec<Resolved> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Vec::new();
         let mut later = VecDeque::new();
         for t in pending {
-            // SAFETY: both events were recorded by `record` and are not yet recycled.
-            let state = unsafe {
-                if wait {
-                    sys::cuEventSynchronize(t.end)
-                } else {
-                    sys::cuEventQuery(t.end)
-                }
-            };
-            if state == CUresult::CUDA_ERROR_NOT_READY {
+            let ends = [Some(t.end), t.end_on_start_stream];
+            if ends.iter().flatten().any(|&end| !passed(end, wait)) {
                 later.push_back(t);
                 continue;
             }
-            out.extend(elapsed_ns(&t).map(|ns| (t.instance, ns)));
-            self.recycle(t.start);
-            self.recycle(t.end);
+            let ns = ends.iter().flatten().filter_map(|&end| elapsed_ns(t.start, end)).max();
+            let stream_changed = t.end_on_start_stream.is_some();
+            out.extend(ns.map(|ns| Resolved { instance: t.instance, ns, stream_changed }));
+            [t.start].into_iter().chain(ends.into_iter().flatten()).for_each(|e| self.recycle(e));
         }
         // Stages queued meanwhile go after the ones still waiting.
         let mut queue = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,9 +94,22 @@ impl EventTimer {
     }
 }
 
-fn elapsed_ns(t: &PendingTime) -> Option<u64> {
+/// Whether the GPU has passed `event` (`wait`: waits until it has).
+fn passed(event: CUevent, wait: bool) -> bool {
+    // SAFETY: the event was recorded by `record` and is not yet recycled.
+    let state = unsafe {
+        if wait {
+            sys::cuEventSynchronize(event)
+        } else {
+            sys::cuEventQuery(event)
+        }
+    };
+    state != CUresult::CUDA_ERROR_NOT_READY
+}
+
+fn elapsed_ns(start: CUevent, end: CUevent) -> Option<u64> {
     let mut ms = 0f32;
     // SAFETY: both events completed; `ms` is a valid out-pointer.
-    let r = unsafe { sys::cuEventElapsedTime_v2(&mut ms, t.start, t.end) };
+    let r = unsafe { sys::cuEventElapsedTime_v2(&mut ms, start, end) };
     (r == CUresult::CUDA_SUCCESS).then(|| (f64::from(ms) * 1e6).round().max(0.0) as u64)
 }

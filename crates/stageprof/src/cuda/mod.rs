@@ -37,7 +37,8 @@ thread_local! {
 
 /// Makes `stream` the one this thread's stages time their GPU work on,
 /// until the guard drops (then the previous one is current again). A stage
-/// that begins on one stream and ends on another is timed from the first to the second.
+/// that begins on one stream and ends on another is timed to the later of
+/// its ends on both, and the report's warnings name it.
 pub fn use_stream(stream: &Arc<CudaStream>) -> StreamGuard {
     let previous = STREAM.with(|s| s.replace(stream.cu_stream()));
     StreamGuard { previous, _stream: stream.clone() }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cudarc::driver::CudaContext;
-use stageprof_model::wire::{header, kind, GpuActivityRecord, GPU_TIME_WORDS};
+use stageprof_model::wire::{flag, header, kind, GpuActivityRecord, GPU_TIME_WORDS};
 
 use super::activity::{self, RawActivity};
 use super::events::EventTimer;
@@ -206,8 +206,9 @@ impl Resolver {
             return;
         }
         let device = self.state.device;
-        for (instance, ns) in self.state.events.resolve(wait) {
-            let words: [u64; GPU_TIME_WORDS] = [header(kind::GPU_TIME, 0, device), instance, ns];
+        for t in self.state.events.resolve(wait) {
+            let changed = if t.stream_changed { flag::STREAM_CHANGED } else { 0 };
+            let words: [u64; GPU_TIME_WORDS] = [header(kind::GPU_TIME, changed, device), t.instance, t.ns];
             with_writer(Target::Instance(&self.shared), |w| w.record(&words));
         }
     }

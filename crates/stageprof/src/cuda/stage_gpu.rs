@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::sys::CUevent;
+use cudarc::driver::sys::{CUevent, CUstream};
 use cudarc::driver::CudaContext;
 use stageprof_model::MemDelta;
 
@@ -34,6 +34,8 @@ pub(crate) struct GpuState {
 pub(crate) struct GpuOpen {
     pub instance: u64,
     start: Option<CUevent>,
+    /// The stream its start event went on.
+    stream: CUstream,
     mem: Option<LevelMark>,
 }
 
@@ -48,15 +50,19 @@ impl GpuState {
             let text = self.nvtx_name(name, name_text);
             nvtx.push(&text);
         }
-        let start = self.bind().then(|| self.events.record(super::current_stream())).flatten();
-        GpuOpen { instance, start, mem: memory.then(|| GPU_LEVEL.mark()) }
+        let stream = super::current_stream();
+        let start = self.bind().then(|| self.events.record(stream)).flatten();
+        GpuOpen { instance, start, stream, mem: memory.then(|| GPU_LEVEL.mark()) }
     }
 
     /// Called as it ends: queues its timing; returns its GPU memory figures.
     pub(crate) fn end(&self, open: GpuOpen) -> Option<MemDelta> {
         if let Some(start) = open.start {
-            if let Some(end) = self.bind().then(|| self.events.record(super::current_stream())).flatten() {
-                self.events.wait_for(PendingTime { instance: open.instance, start, end });
+            let stream = super::current_stream();
+            if let Some(end) = self.bind().then(|| self.events.record(stream)).flatten() {
+                // Ended on another stream: its end on the first one counts too.
+                let end_on_start_stream = (stream != open.stream).then(|| self.events.record(open.stream)).flatten();
+                self.events.wait_for(PendingTime { instance: open.instance, start, end, end_on_start_stream });
             }
         }
         if let Some(nvtx) = &self.nvtx {
