@@ -92,11 +92,13 @@ class AllocatorTraceReader:
             if self._on_at is not None:
                 self._switch(self._read_and_off)
             self._running = False
-        lost = self._session.gpu_memory_lost_bytes
-        if lost:
+        unexplained = self._session.gpu_memory_unexplained_bytes
+        if unexplained:
             print(
-                f"stageprof: GPU memory: allocator events moving {lost} bytes fell between two reads of its"
-                " trace; the levels after them are right, the moments of those changes are not known",
+                f"stageprof: GPU memory: {unexplained} bytes of allocator changes are not explained by its trace"
+                " (events between two reads, or PYTORCH_CUDA_ALLOC_CONF settings such as expandable_segments that"
+                " change how blocks are sized); the levels after them are right, peaks and nets around them may"
+                " be off by that much",
                 file=sys.stderr,
             )
 

@@ -149,3 +149,17 @@ def test_a_broken_allocator_module_never_raises_into_the_program(
         report = s.finish()
     assert stage_of(report, "x")["calls"] == 1
     assert "GPU memory per stage is off" in capfd.readouterr().err
+
+
+def test_blocks_the_replay_cannot_size_are_said(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # An allocator that hands out exactly what is asked (not torch's 512-byte
+    # blocks): the replay counts 1024 for each 1000 asked, and the totals say otherwise.
+    allocator = FakeAllocator()
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("odd"):
+            for _ in range(4):
+                allocator.event("alloc", 1000)
+        s.finish()
+    err = capfd.readouterr().err
+    assert "GPU memory: 96 bytes of allocator changes are not explained by its trace" in err, err

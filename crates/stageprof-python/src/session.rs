@@ -134,11 +134,12 @@ impl Session {
         trace.take_layout(snapshot)
     }
 
-    /// Allocated bytes moved by allocator events that fell between two reads
-    /// of its trace (their levels are right; the moment of the change is lost).
+    /// Allocated bytes the allocator trace's events did not explain (events
+    /// between two reads, or blocks replayed at the wrong size): the levels
+    /// after them are right, the moments of those changes are not known.
     #[getter]
-    fn gpu_memory_lost_bytes(&self) -> u64 {
-        self.allocator.lock().map_or(0, |a| a.lost_bytes)
+    fn gpu_memory_unexplained_bytes(&self) -> u64 {
+        self.allocator.lock().map_or(0, |a| a.unexplained_bytes)
     }
 
     /// Where the outputs are written.
