@@ -18,6 +18,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
 
     python gpu/python_gpu_check.py accuracy OUT_DIR
     python gpu/python_gpu_check.py stream-switch OUT_DIR
+    python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
     python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
                                                            events-nomem, kernels-nomem: without GPU memory)
 """
@@ -25,6 +26,8 @@ measurements, on a machine with an NVIDIA GPU and torch:
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -299,17 +302,14 @@ class ByHand:
         self.net = torch.cuda.memory_allocated() - self.level
 
 
-def overhead(mode: str, frames: int) -> None:
-    from stageprof import demo
-
-    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
-    cams = demo.rig(args.views, args.width, args.height)
-    device = torch.device("cuda")
-    demo.run_frame(cams, 0, args.depth_planes, 8, device)  # CUDA start-up, cuDNN and friends
-    torch.cuda.synchronize()
+def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> float:
+    """Seconds a frame over ``frames`` frames under ``mode``; whatever the mode
+    set up is torn down after (sessions finished, patches undone)."""
+    profiler: Any = None
+    stage = stageprof.stage
     if mode == "torch":
         activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-        profiler: Any = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True)
+        profiler = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True)
         profiler.__enter__()
         session = stageprof.init(enabled=False)
     elif mode == "by-hand":
@@ -320,20 +320,75 @@ def overhead(mode: str, frames: int) -> None:
         gpu = mode.removesuffix("-nomem")
         session = stageprof.init(
             out_dir="/tmp/stageprof-overhead",
+            formats=["native"],
             enabled=mode != "off",
             gpu="off" if mode == "off" else gpu,
             gpu_memory=not mode.endswith("-nomem"),
         )
-    start = time.perf_counter()
-    for frame in range(frames):
-        with stageprof.frame():
-            demo.run_frame(cams, frame, args.depth_planes, 8, device)
-    torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    if mode == "torch":
-        profiler.__exit__(None, None, None)
-    session.finish()
-    print(f"{mode} {elapsed / frames * 1e3:.3f} ms/frame")
+    try:
+        run_frame(-1)  # the mode's own start-up (events pool, first trace window) is not timed
+        sync()
+        start = time.perf_counter()
+        for frame in range(frames):
+            with stageprof.frame():
+                run_frame(frame)
+        sync()
+        return (time.perf_counter() - start) / frames
+    finally:
+        if profiler is not None:
+            profiler.__exit__(None, None, None)
+        setattr(stageprof, "stage", stage)
+        session.finish()
+
+
+def demo_frames() -> Callable[[int], None]:
+    """The Python demo's pipeline on the GPU, one frame a call, warmed up."""
+    from stageprof import demo
+
+    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+    cams = demo.rig(args.views, args.width, args.height)
+    # STAGEPROF_CHECK_DEVICE=cpu tries the script itself out where there is no GPU.
+    device = torch.device(os.environ.get("STAGEPROF_CHECK_DEVICE", "cuda"))
+
+    def run_frame(frame: int) -> None:
+        demo.run_frame(cams, max(frame, 0), args.depth_planes, 8, device)
+
+    run_frame(0)  # CUDA start-up, cuDNN and friends
+    sync()
+    return run_frame
+
+
+def sync() -> None:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def overhead(mode: str, frames: int) -> None:
+    """One mode in this process (modes that hold CUPTI, kernels and torch, need one each)."""
+    print(f"{mode} {overhead_block(mode, frames, demo_frames()) * 1e3:.3f} ms/frame")
+
+
+def overhead_interleaved(modes: List[str], frames: int, rounds: int) -> None:
+    """Modes in turn in one process, ``rounds`` times: each mode's cost is
+    its time a frame against ``off``'s in the same round (paired, so that
+    the machine's drift between rounds cancels), the median over rounds.
+    Processes of the same mode differ by up to 20% on the shared H200 host,
+    more than the costs to be measured; here each block is paired with an
+    ``off`` block run moments before or after it. Modes that hold CUPTI
+    (kernels, torch) cannot share a process with each other."""
+    run_frame = demo_frames()
+    ratios: Dict[str, List[float]] = defaultdict(list)
+    for r in range(rounds):
+        # Each round starts with the next mode, so that no mode always runs first.
+        order = ["off", *modes]
+        order = order[r % len(order) :] + order[: r % len(order)]
+        times = {mode: overhead_block(mode, frames, run_frame) for mode in order}
+        print(f"round {r + 1}: " + ", ".join(f"{m} {t * 1e3:.3f} ms/frame" for m, t in times.items()), flush=True)
+        for mode in modes:
+            ratios[mode].append(times[mode] / times["off"] - 1)
+    for mode in modes:
+        rounds_pct = ", ".join(f"{v * 100:+.1f}%" for v in ratios[mode])
+        print(f"{mode}: median {statistics.median(ratios[mode]) * 100:+.2f}% against off in the same round ({rounds_pct})")
 
 
 if __name__ == "__main__":
@@ -342,5 +397,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "stream-switch":
         sys.exit(stream_switch(sys.argv[2]))
     if sys.argv[1] == "torch-trace":
-        sys.exit(torch_trace(sys.argv[2], int(sys.argv[3])))
-    overhead(sys.argv[2], int(sys.argv[3]))
+        torch_trace(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "interleaved":
+        overhead_interleaved(sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        overhead(sys.argv[2], int(sys.argv[3]))
