@@ -4,10 +4,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,
-    ProfileSink, RunInfo, Span, SpanKind,
+    ProfileSink, QueueEvent, RunInfo, Span, SpanKind,
 };
 
 use crate::memory_timeline::MemoryTracker;
+use crate::queues::QueueTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary,
@@ -80,6 +81,7 @@ pub struct Aggregator {
     last_ns: u64,
     memory: MemoryTracker,
     timeline: TimelineBuilder,
+    queues: QueueTracker,
 }
 
 /// Sums that saturate: figures read from files can be absurd, and must not wrap.
@@ -197,6 +199,10 @@ impl ProfileSink for Aggregator {
         self.memory.level(level);
     }
 
+    fn queue(&mut self, event: &QueueEvent, _: &Catalog) {
+        self.queues.event(event);
+    }
+
     fn counter(&mut self, sample: &CounterSample, _: &Catalog) {
         let v = sample.value;
         let acc =
@@ -259,6 +265,7 @@ impl Aggregator {
                 },
             },
             counters,
+            queues: self.queues.stats(catalog),
             threads: self.threads.len() as u32,
             run,
         }

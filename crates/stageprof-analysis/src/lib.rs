@@ -34,6 +34,7 @@ pub mod figures;
 mod histogram;
 mod memory_timeline;
 pub mod monitor;
+mod queues;
 mod ranks;
 mod stats;
 mod summary;
@@ -43,6 +44,7 @@ mod trend;
 pub use aggregate::{Aggregator, FRAMES_PER_STAGE};
 pub use figures::{FigureValue, StageFigure, Unit, STAGE_FIGURES};
 pub use memory_timeline::{MemoryPeak, MemoryTimeline, MAX_POINTS};
+pub use queues::QueueStats;
 pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::{DurationStats, Samples, EXACT_SAMPLES};
 pub use summary::{

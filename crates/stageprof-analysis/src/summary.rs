@@ -239,6 +239,8 @@ pub struct Summary {
     pub frames: FrameStats,
     /// Counters, by name.
     pub counters: Vec<CounterStats>,
+    /// Instrumented queues, by name.
+    pub queues: Vec<crate::QueueStats>,
     /// Top stages by CPU self time.
     pub bottlenecks: Vec<Bottleneck>,
     /// Top stages by GPU busy time of their own launches (empty without GPU data).
@@ -409,6 +411,7 @@ mod tests {
             ],
             frames: FrameStats::default(),
             counters: Vec::new(),
+            queues: Vec::new(),
             bottlenecks: Vec::new(),
             gpu_bottlenecks: Vec::new(),
             threads: 1,

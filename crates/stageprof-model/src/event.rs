@@ -465,6 +465,60 @@ pub struct MemoryLevel {
     pub bytes: i64,
 }
 
+/// What happened at an instrumented queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueOp {
+    /// The queue was made, holding at most `capacity` items (`None`: unbounded).
+    Opened {
+        /// Items it holds at most.
+        capacity: Option<u64>,
+    },
+    /// An item went in, after the sender waited `blocked_ns` for room; `depth` items in it after.
+    Sent {
+        /// Time the sender waited on a full queue.
+        blocked_ns: u64,
+        /// Items in the queue right after.
+        depth: u64,
+    },
+    /// An item came out, after the receiver waited `waited_ns` for one; it
+    /// had been in the queue `residence_ns` since its send began.
+    Received {
+        /// Time the receiver waited on an empty queue.
+        waited_ns: u64,
+        /// Items in the queue right after.
+        depth: u64,
+        /// From the start of the item's send to this receive's return
+        /// (`None`: sent while nothing recorded).
+        residence_ns: Option<u64>,
+    },
+}
+
+impl QueueOp {
+    /// The same operation with its durations passed through `f` (ticks to nanoseconds).
+    pub fn map_durations(self, f: impl Fn(u64) -> u64) -> QueueOp {
+        match self {
+            QueueOp::Opened { .. } => self,
+            QueueOp::Sent { blocked_ns, depth } => QueueOp::Sent { blocked_ns: f(blocked_ns), depth },
+            QueueOp::Received { waited_ns, depth, residence_ns } => {
+                QueueOp::Received { waited_ns: f(waited_ns), depth, residence_ns: residence_ns.map(f) }
+            }
+        }
+    }
+}
+
+/// One operation on an instrumented queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueEvent {
+    /// The queue's name.
+    pub queue: NameId,
+    /// The thread that did it.
+    pub thread: u32,
+    /// When it returned, since the profile's start.
+    pub ts_ns: u64,
+    /// What it did.
+    pub op: QueueOp,
+}
+
 /// Something that consumes a profile's events in order of their end.
 pub trait ProfileSink {
     /// Takes a finished span.
@@ -476,6 +530,8 @@ pub trait ProfileSink {
     /// An allocator's level, for sinks that draw memory over time. Levels
     /// come before the spans of the calls they fall in.
     fn memory_level(&mut self, _level: &MemoryLevel) {}
+    /// An operation on an instrumented queue, for sinks that follow queues.
+    fn queue(&mut self, _event: &QueueEvent, _catalog: &Catalog) {}
 }
 
 /// Both sinks get every event, so one pass over a profile can feed several.
@@ -495,6 +551,10 @@ impl<A: ProfileSink, B: ProfileSink> ProfileSink for (A, B) {
     fn memory_level(&mut self, level: &MemoryLevel) {
         self.0.memory_level(level);
         self.1.memory_level(level);
+    }
+    fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
+        self.0.queue(event, catalog);
+        self.1.queue(event, catalog);
     }
 }
 
@@ -518,6 +578,11 @@ impl<S: ProfileSink> ProfileSink for Option<S> {
     fn memory_level(&mut self, level: &MemoryLevel) {
         if let Some(s) = self {
             s.memory_level(level);
+        }
+    }
+    fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
+        if let Some(s) = self {
+            s.queue(event, catalog);
         }
     }
 }

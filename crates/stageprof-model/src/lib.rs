@@ -59,8 +59,8 @@ pub mod wire;
 
 pub use event::{
     Catalog, CopyKind, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, HostMem, LaunchShape, MemDelta,
-    MemoryLevel, MemoryPool, NameId, PathEntry, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics,
-    ThreadInfo,
+    MemoryLevel, MemoryPool, NameId, PathEntry, PathId, ProfileSink, QueueEvent, QueueOp, Span, SpanFlags, SpanKind,
+    StageMetrics, ThreadInfo,
 };
 pub use host::HostInfo;
 pub use run::RunInfo;

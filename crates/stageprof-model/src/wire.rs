@@ -6,7 +6,7 @@
 //! buffers; the native file stores them verbatim, so a reader decodes exactly
 //! what the hot path wrote.
 
-use crate::event::{CopyKind, GpuWork, HostMem, LaunchShape, MemoryPool};
+use crate::event::{CopyKind, GpuWork, HostMem, LaunchShape, MemoryPool, QueueOp};
 
 /// Record kinds (low 4 bits of the header word).
 pub mod kind {
@@ -46,6 +46,14 @@ pub mod kind {
     /// and [`super::flag::TRACE_END`] mark the levels where the trace was
     /// turned on and read, so that readers know which calls it covered (version 7).
     pub const GPU_MEMORY: u64 = 10;
+    /// An operation on an instrumented queue (header id: the queue's name):
+    /// `[header, ticks, capacity]` with [`super::flag::QUEUE_OPENED`] (capacity
+    /// `u64::MAX`: unbounded); `[header, ticks, blocked_ticks, depth]` for an
+    /// item sent; `[header, ticks, waited_ticks, depth, residence_ticks]` with
+    /// [`super::flag::QUEUE_RECEIVED`] for an item received (residence
+    /// `u64::MAX`: unknown). Durations are in ticks, converted when read,
+    /// so that the hot path does no division (version 7).
+    pub const QUEUE: u64 = 11;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -72,6 +80,10 @@ pub mod flag {
     pub const SHAPE: u64 = 1 << 15;
     /// GPU_TIME: the call ended on another stream than it began on (timed to the later end) (version 7).
     pub const STREAM_CHANGED: u64 = 1 << 4;
+    /// QUEUE: the queue was made.
+    pub const QUEUE_OPENED: u64 = 1 << 4;
+    /// QUEUE: an item was received (else sent).
+    pub const QUEUE_RECEIVED: u64 = 1 << 5;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
@@ -209,6 +221,15 @@ pub enum Record {
     GpuActivity(GpuActivityRecord),
     /// A task (async span) closed.
     Task(TaskRecord),
+    /// An operation on an instrumented queue.
+    Queue {
+        /// The queue's name id.
+        name: u32,
+        /// Clock ticks when the operation returned.
+        ticks: u64,
+        /// What happened, its durations in ticks.
+        op: QueueOp,
+    },
     /// A GPU allocator's levels after one of its events.
     GpuMemory {
         /// The device of the allocator.
@@ -222,6 +243,40 @@ pub enum Record {
         /// [`flag::TRACE_START`], [`flag::TRACE_END`] or neither.
         edge: u64,
     },
+}
+
+/// Most words of a QUEUE record.
+pub const MAX_QUEUE_WORDS: usize = 5;
+
+/// The words of a [`Record::Queue`] and how many of them there are.
+pub const fn queue_words(name: u32, ticks: u64, op: QueueOp) -> ([u64; MAX_QUEUE_WORDS], usize) {
+    match op {
+        QueueOp::Opened { capacity } => {
+            let capacity = match capacity {
+                Some(c) => c,
+                None => u64::MAX,
+            };
+            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, capacity, 0, 0], 3)
+        }
+        QueueOp::Sent { blocked_ns, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked_ns, depth, 0], 4),
+        QueueOp::Received { waited_ns, depth, residence_ns } => {
+            let residence = match residence_ns {
+                Some(r) => r,
+                None => u64::MAX,
+            };
+            ([header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited_ns, depth, residence], 5)
+        }
+    }
+}
+
+const fn queue_len(flags: u64) -> usize {
+    if flags & flag::QUEUE_OPENED != 0 {
+        3
+    } else if flags & flag::QUEUE_RECEIVED != 0 {
+        5
+    } else {
+        4
+    }
 }
 
 /// The words of a [`Record::GpuMemory`]; `edge` is [`flag::TRACE_START`], [`flag::TRACE_END`] or 0.
@@ -415,6 +470,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_TIME => GPU_TIME_WORDS,
             kind::GPU_ACTIVITY => gpu_activity_words(flags),
             kind::GPU_MEMORY => GPU_MEMORY_WORDS,
+            kind::QUEUE => queue_len(flags),
             kind::TASK => match words.get(at + 6) {
                 Some(&depth) if depth as usize <= MAX_TASK_DEPTH => TASK_WORDS + (depth as usize).div_ceil(2),
                 Some(&depth) => {
@@ -469,6 +525,21 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
             kind::TASK => Record::Task(TaskRecord::decode(id, rec)),
+            kind::QUEUE => Record::Queue {
+                name: id,
+                ticks: rec[1],
+                op: if flags & flag::QUEUE_OPENED != 0 {
+                    QueueOp::Opened { capacity: Some(rec[2]).filter(|&c| c != u64::MAX) }
+                } else if flags & flag::QUEUE_RECEIVED != 0 {
+                    QueueOp::Received {
+                        waited_ns: rec[2],
+                        depth: rec[3],
+                        residence_ns: Some(rec[4]).filter(|&r| r != u64::MAX),
+                    }
+                } else {
+                    QueueOp::Sent { blocked_ns: rec[2], depth: rec[3] }
+                },
+            },
             kind::GPU_MEMORY => Record::GpuMemory {
                 device: id,
                 ticks: rec[1],
@@ -496,8 +567,13 @@ impl TickScale {
     /// Nanoseconds from the start to `ticks`; ticks before the start read as 0.
     #[inline]
     pub fn ns(&self, ticks: u64) -> u64 {
-        let d = u128::from(ticks.saturating_sub(self.start_ticks));
-        (d * 1_000_000_000 / u128::from(self.ticks_per_second.max(1))) as u64
+        self.duration_ns(ticks.saturating_sub(self.start_ticks))
+    }
+
+    /// A length of `ticks` in nanoseconds.
+    #[inline]
+    pub fn duration_ns(&self, ticks: u64) -> u64 {
+        (u128::from(ticks) * 1_000_000_000 / u128::from(self.ticks_per_second.max(1))) as u64
     }
 }
 
@@ -616,6 +692,27 @@ mod tests {
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );
+    }
+
+    #[test]
+    fn queue_records_round_trip() {
+        let ops = [
+            QueueOp::Opened { capacity: Some(4) },
+            QueueOp::Opened { capacity: None },
+            QueueOp::Sent { blocked_ns: 7, depth: 3 },
+            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000) },
+            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: None },
+        ];
+        let mut words = Vec::new();
+        for (i, &op) in ops.iter().enumerate() {
+            let (w, len) = queue_words(5, 100 + i as u64, op);
+            words.extend_from_slice(&w[..len]);
+        }
+        let mut out = Vec::new();
+        decode(&words, |r| out.push(r)).unwrap();
+        let want: Vec<Record> =
+            ops.iter().enumerate().map(|(i, &op)| Record::Queue { name: 5, ticks: 100 + i as u64, op }).collect();
+        assert_eq!(out, want);
     }
 
     #[test]

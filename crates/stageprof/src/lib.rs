@@ -45,6 +45,7 @@ mod outputs;
 mod profiler;
 #[cfg(feature = "prometheus")]
 mod prometheus;
+pub mod queue;
 mod recorder;
 mod sampling;
 mod signals;

@@ -10,7 +10,7 @@
 
 use stageprof_model::ingest::RecordDecoder;
 use stageprof_model::wire::TickScale;
-use stageprof_model::{Catalog, CounterSample, GpuActivity, MemoryLevel, ProfileSink, Span};
+use stageprof_model::{Catalog, CounterSample, GpuActivity, MemoryLevel, ProfileSink, QueueEvent, Span};
 
 /// A receiver of a profile as it is recorded, on the collector thread.
 pub trait LiveSink: ProfileSink + Send {
@@ -58,6 +58,9 @@ impl ProfileSink for Fanout<'_> {
     }
     fn memory_level(&mut self, level: &MemoryLevel) {
         self.0.iter_mut().for_each(|s| s.memory_level(level));
+    }
+    fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
+        self.0.iter_mut().for_each(|s| s.queue(event, catalog));
     }
 }
 

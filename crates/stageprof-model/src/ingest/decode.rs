@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::wire::{self, Record, TickScale, WireError};
-use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, SpanKind, StageMetrics};
+use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, QueueEvent, SpanKind, StageMetrics};
 
 use super::nest::Nester;
 
@@ -61,6 +61,10 @@ impl RecordDecoder {
             Record::Task(task) => nester.task(catalog, thread, &task, scale, sink),
             // Joined to calls through the ledger read before (see gpu_join).
             Record::GpuTime { .. } | Record::GpuActivity { .. } | Record::GpuMemory { .. } => {}
+            Record::Queue { name, ticks, op } => {
+                let op = op.map_durations(|t| scale.duration_ns(t));
+                sink.queue(&QueueEvent { queue: name, thread, ts_ns: scale.ns(ticks), op }, catalog);
+            }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
             }

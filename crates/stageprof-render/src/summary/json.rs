@@ -176,6 +176,25 @@ pub fn summary_json(s: &Summary) -> String {
             .end_object();
     }
     w.end_array();
+    w.key("queues").begin_array();
+    for q in &s.queues {
+        w.begin_object()
+            .field_str("name", &q.name)
+            .field_opt("capacity", q.capacity)
+            .field("sent", q.sent)
+            .field("received", q.received)
+            .field_f64("depth_mean", q.depth_mean)
+            .field("depth_max", q.depth_max)
+            .field_opt("full_pct", q.full_pct.map(|p| format!("{p:.3}")))
+            .field_f64("empty_pct", q.empty_pct)
+            .field("residence_p50_ns", q.residence.p50_ns)
+            .field("residence_p95_ns", q.residence.p95_ns)
+            .field("residence_max_ns", q.residence.max_ns)
+            .field("sender_blocked_ns", q.sender_blocked_ns)
+            .field("receiver_waited_ns", q.receiver_waited_ns)
+            .end_object();
+    }
+    w.end_array();
     w.key("memory_peaks").begin_array();
     for m in &s.memory {
         let p = &m.peak;

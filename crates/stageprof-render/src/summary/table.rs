@@ -201,6 +201,25 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             }
         }
     }
+    for q in &s.queues {
+        let full = q.full_pct.map_or_else(|| "unbounded".to_owned(), |p| format!("full {p:.0}%"));
+        let capacity = q.capacity.map_or_else(String::new, |c| format!(" of {c}"));
+        let _ = writeln!(
+            out,
+            "queue {}: {} in, {} out; depth mean {:.1}{capacity}, max {}, {full}, empty {:.0}% of the time; \
+             in the queue p50 {}, p95 {}; senders blocked {}, receivers waited {}",
+            terminal_safe(&q.name),
+            q.sent,
+            q.received,
+            q.depth_mean,
+            q.depth_max,
+            q.empty_pct,
+            duration(q.residence.p50_ns),
+            duration(q.residence.p95_ns),
+            duration(q.sender_blocked_ns),
+            duration(q.receiver_waited_ns),
+        );
+    }
     for c in &s.counters {
         let _ = writeln!(
             out,

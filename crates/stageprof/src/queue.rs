@@ -1,0 +1,208 @@
+//! Channels that say how a pipeline's stages wait on each other.
+//!
+//! A pipeline whose stages run on threads joined by queues is limited by the
+//! stage whose input fills while its output runs dry; the time per stage
+//! does not show which. These channels are crossbeam-channel's, with the
+//! same blocking, `try_` and timeout operations, clonable ends and
+//! disconnection; each send and receive also records, into the global
+//! session, how long it waited, how many items the queue held after it, and
+//! for a received item how long it was in the queue. The report turns that
+//! into depth over time, time full and empty, residence and who waited.
+//!
+//! While no session records, an operation costs two relaxed loads beyond the
+//! channel's own; each item carries the tick its send began at (8 bytes; 0
+//! when nothing recorded then). Durations are written in clock ticks and
+//! converted when the profile is read, so the hot path does no division.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+use stageprof_model::wire::queue_words;
+use stageprof_model::QueueOp;
+
+use crate::clock::ticks;
+use crate::recorder::{with_writer, Target, GLOBAL_RECORDING};
+
+/// A queue holding at most `capacity` items, named `name` in the report
+/// (0 makes a rendezvous channel, as crossbeam's does).
+pub fn bounded<T>(name: &str, capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    ends(name, Some(capacity as u64), tx, rx)
+}
+
+/// A queue with no limit, named `name` in the report.
+pub fn unbounded<T>(name: &str) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    ends(name, None, tx, rx)
+}
+
+fn ends<T>(
+    name: &str,
+    capacity: Option<u64>,
+    tx: crossbeam_channel::Sender<Stamped<T>>,
+    rx: crossbeam_channel::Receiver<Stamped<T>>,
+) -> (Sender<T>, Receiver<T>) {
+    // The clock is chosen once per process: before any item is stamped with it.
+    crate::clock::clock();
+    let name = crate::names::intern(name);
+    record(name, ticks(), QueueOp::Opened { capacity });
+    (Sender { inner: tx, name }, Receiver { inner: rx, name })
+}
+
+/// An item and the tick its send began at (0: nothing recorded then).
+struct Stamped<T> {
+    item: T,
+    sent: u64,
+}
+
+/// The tick now while the session records, else 0 (no clock read).
+#[inline]
+fn began() -> u64 {
+    if GLOBAL_RECORDING.load(Relaxed) {
+        ticks()
+    } else {
+        0
+    }
+}
+
+/// The sending end; clone it for more producers.
+pub struct Sender<T> {
+    inner: crossbeam_channel::Sender<Stamped<T>>,
+    name: u32,
+}
+
+/// The receiving end; clone it for more consumers.
+pub struct Receiver<T> {
+    inner: crossbeam_channel::Receiver<Stamped<T>>,
+    name: u32,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender { inner: self.inner.clone(), name: self.name }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        Receiver { inner: self.inner.clone(), name: self.name }
+    }
+}
+
+fn record(name: u32, at: u64, op: QueueOp) {
+    if GLOBAL_RECORDING.load(Relaxed) {
+        let (words, len) = queue_words(name, at, op);
+        with_writer(Target::Global, |w| w.record(&words[..len]));
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends `item`, waiting for room while the queue is full; fails when every receiver is gone.
+    pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        let began = began();
+        let done = self.inner.send(Stamped { item, sent: began }).map_err(|e| SendError(e.0.item));
+        self.sent(began, done)
+    }
+
+    /// Sends `item` if there is room now.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        let began = began();
+        let done = self.inner.try_send(Stamped { item, sent: began }).map_err(|e| match e {
+            TrySendError::Full(s) => TrySendError::Full(s.item),
+            TrySendError::Disconnected(s) => TrySendError::Disconnected(s.item),
+        });
+        self.sent(began, done)
+    }
+
+    /// Sends `item`, waiting for room at most `timeout`.
+    pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        let began = began();
+        let done = self.inner.send_timeout(Stamped { item, sent: began }, timeout).map_err(|e| match e {
+            SendTimeoutError::Timeout(s) => SendTimeoutError::Timeout(s.item),
+            SendTimeoutError::Disconnected(s) => SendTimeoutError::Disconnected(s.item),
+        });
+        self.sent(began, done)
+    }
+
+    /// Records a send that went through (a refused one moved nothing).
+    fn sent<E>(&self, began: u64, done: Result<(), E>) -> Result<(), E> {
+        if done.is_ok() && began != 0 {
+            let now = ticks();
+            let op = QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth: self.inner.len() as u64 };
+            record(self.name, now, op);
+        }
+        done
+    }
+
+    /// Items in the queue now.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the queue holds no item now.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Takes an item, waiting for one while the queue is empty; fails when
+    /// the queue is empty and every sender is gone.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        let began = began();
+        let got = self.inner.recv();
+        self.received(began, got)
+    }
+
+    /// Takes an item if there is one now.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let began = began();
+        let got = self.inner.try_recv();
+        self.received(began, got)
+    }
+
+    /// Takes an item, waiting for one at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let began = began();
+        let got = self.inner.recv_timeout(timeout);
+        self.received(began, got)
+    }
+
+    /// Takes an item, waiting for one until `deadline`.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        let began = began();
+        let got = self.inner.recv_deadline(deadline);
+        self.received(began, got)
+    }
+
+    /// Items until every sender is gone and the queue is empty.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Records an item received (a failed receive moved nothing).
+    fn received<E>(&self, began: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
+        let stamped = got?;
+        if began != 0 {
+            let now = ticks();
+            let op = QueueOp::Received {
+                waited_ns: now.saturating_sub(began),
+                depth: self.inner.len() as u64,
+                residence_ns: (stamped.sent != 0).then(|| now.saturating_sub(stamped.sent)),
+            };
+            record(self.name, now, op);
+        }
+        Ok(stamped.item)
+    }
+
+    /// Items in the queue now.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the queue holds no item now.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}

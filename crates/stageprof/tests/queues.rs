@@ -1,0 +1,98 @@
+//! Instrumented queues between threads: every item arrives once, and the
+//! report says which side waited. One test function, because the global
+//! session is process-wide.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use stageprof::queue::{self, TrySendError};
+use stageprof::{Config, Format};
+
+const ITEMS: u64 = 100;
+const WORK: Duration = Duration::from_millis(2);
+
+/// Sends `ITEMS` numbers through `name` (capacity 4), the producer working
+/// `produce` per item and the consumer `consume`; returns the numbers
+/// received and the time each side spent waiting, by the test's own clock.
+fn pipeline(name: &str, produce: Duration, consume: Duration) -> (Vec<u64>, Duration, Duration) {
+    let (tx, rx) = queue::bounded::<u64>(name, 4);
+    let producer = thread::spawn(move || {
+        let mut blocked = Duration::ZERO;
+        for i in 0..ITEMS {
+            thread::sleep(produce);
+            let t = Instant::now();
+            tx.send(i).unwrap();
+            blocked += t.elapsed();
+        }
+        blocked
+    });
+    let mut got = Vec::new();
+    let mut waited = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        let Ok(item) = rx.recv() else { break };
+        waited += t.elapsed();
+        got.push(item);
+        thread::sleep(consume);
+    }
+    (got, producer.join().unwrap(), waited)
+}
+
+#[test]
+fn queues_count_every_item_and_say_who_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = stageprof::init_with(Config {
+        output_dir: dir.path().into(),
+        formats: vec![Format::Summary, Format::Native],
+        ..Config::default()
+    });
+    let (slow_got, slow_blocked, _) = pipeline("to slow consumer", Duration::ZERO, WORK);
+    let (starved_got, _, starved_waited) = pipeline("to starved consumer", WORK, Duration::ZERO);
+
+    // The ends behave as crossbeam's: a full queue hands the item back, a closed one too.
+    let (tx, rx) = queue::bounded::<&str>("tiny", 1);
+    tx.try_send("a").unwrap();
+    assert!(matches!(tx.try_send("b"), Err(TrySendError::Full("b"))));
+    assert_eq!(rx.try_recv(), Ok("a"));
+    drop(rx);
+    assert!(matches!(tx.try_send("c"), Err(TrySendError::Disconnected("c"))));
+
+    let summary = session.finish().summary.expect("a summary");
+    for got in [&slow_got, &starved_got] {
+        assert_eq!(got, &(0..ITEMS).collect::<Vec<_>>(), "every item once, in order");
+    }
+    let queue = |name: &str| summary.queues.iter().find(|q| q.name == name).unwrap_or_else(|| panic!("no {name}"));
+
+    let slow = queue("to slow consumer");
+    assert_eq!((slow.capacity, slow.sent, slow.received, slow.depth_max), (Some(4), ITEMS, ITEMS, 4));
+    // The producer waited on the full queue for about all the consumer's work.
+    let blocked = slow.sender_blocked_ns as f64;
+    let truth = slow_blocked.as_nanos() as f64;
+    assert!((blocked - truth).abs() <= 0.05 * truth, "sender blocked {blocked} ns, measured around send {truth} ns");
+    assert!(slow.full_pct.unwrap() > 50.0, "{:?}", slow.full_pct);
+    // An item waits for the four ahead of it to be worked on.
+    assert!(slow.residence.p50_ns >= 3 * WORK.as_nanos() as u64, "{:?}", slow.residence);
+
+    let starved = queue("to starved consumer");
+    assert_eq!((starved.sent, starved.received), (ITEMS, ITEMS));
+    let waited = starved.receiver_waited_ns as f64;
+    let truth = starved_waited.as_nanos() as f64;
+    assert!((waited - truth).abs() <= 0.05 * truth, "receiver waited {waited} ns, measured around recv {truth} ns");
+    assert!(starved.empty_pct > 50.0 && starved.full_pct.unwrap() < 5.0, "{starved:?}");
+    assert!(starved.residence.p50_ns < WORK.as_nanos() as u64, "{:?}", starved.residence);
+
+    let tiny = queue("tiny");
+    assert_eq!((tiny.sent, tiny.received), (1, 1), "refused sends move nothing");
+
+    // The JSON summary lists them.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = json["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tiny", "to slow consumer", "to starved consumer"]);
+    assert_eq!(json["queues"][1]["sent"], ITEMS);
+    // And so does the table, a line each.
+    let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
+    let line = table.lines().find(|l| l.starts_with("queue to slow consumer:")).expect("a line for the queue");
+    assert!(line.starts_with("queue to slow consumer: 100 in, 100 out; depth mean "), "{line}");
+    assert!(line.contains(" of 4, max 4, full "), "{line}");
+}
