@@ -29,10 +29,12 @@ from typing import Any, Callable, ContextManager, Dict, Sequence, TypeVar, Union
 from . import _native
 from . import _session as _session_module
 from . import _tasks, _torch
+from ._queue import Queue
 from ._report import Report
 from ._session import Session, current, init
 
 __all__ = [
+    "Queue",
     "Report",
     "Session",
     "SweepPoint",

@@ -28,6 +28,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<report::NativeReport>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
+    m.add_function(wrap_pyfunction!(session::queue_opened, m)?)?;
+    m.add_function(wrap_pyfunction!(session::queue_put, m)?)?;
+    m.add_function(wrap_pyfunction!(session::queue_got, m)?)?;
+    m.add_function(wrap_pyfunction!(session::ticks_if_recording, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_rank, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_stream, m)?)?;

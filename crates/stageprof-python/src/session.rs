@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stageprof::foreign::{self, OpenStage};
 use stageprof::FrameGuard;
+use stageprof_model::QueueOp;
 
 use crate::allocator_trace::{AllocatorTrace, Window};
 use crate::report::NativeReport;
@@ -277,6 +278,45 @@ pub(crate) fn record_task(
     ancestors: Vec<u32>,
 ) {
     foreign::task(name_id, start_ticks, end_ticks, busy_ticks, id, parent, &ancestors);
+}
+
+/// Records that queue `name` was made, holding at most `capacity` items
+/// (0: unbounded, as `queue.Queue`'s maxsize); returns the name's id.
+#[pyfunction]
+pub(crate) fn queue_opened(name: &str, capacity: u64) -> u32 {
+    let id = foreign::name_id(name);
+    foreign::queue(id, QueueOp::Opened { capacity: (capacity > 0).then_some(capacity) });
+    id
+}
+
+/// Records an item put into queue `name_id` by a put that began at tick
+/// `began` (0: nothing recorded then); `depth` items in it after.
+#[pyfunction]
+pub(crate) fn queue_put(name_id: u32, began: u64, depth: u64) {
+    if began != 0 {
+        foreign::queue(name_id, QueueOp::Sent { blocked_ns: foreign::now_ticks().saturating_sub(began), depth });
+    }
+}
+
+/// Records an item taken from queue `name_id` by a get that began at tick
+/// `began`; the item went in at tick `put` (0: unknown); `depth` items left.
+#[pyfunction]
+pub(crate) fn queue_got(name_id: u32, began: u64, put: u64, depth: u64) {
+    if began != 0 {
+        let now = foreign::now_ticks();
+        let residence_ns = (put != 0).then(|| now.saturating_sub(put));
+        foreign::queue(name_id, QueueOp::Received { waited_ns: now.saturating_sub(began), depth, residence_ns });
+    }
+}
+
+/// The recorder's clock now while the global session records, else 0.
+#[pyfunction]
+pub(crate) fn ticks_if_recording() -> u64 {
+    if stageprof::is_recording() {
+        foreign::now_ticks()
+    } else {
+        0
+    }
 }
 
 /// Records a sample of counter `name`.

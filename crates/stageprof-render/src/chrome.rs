@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::io::{self, Write};
 
 use stageprof_model::{
-    Catalog, CounterSample, GpuActivity, GpuWork, LaunchShape, MemoryLevel, MemoryPool, ProfileSink, Span, SpanKind,
+    Catalog, CounterSample, GpuActivity, GpuWork, LaunchShape, MemoryLevel, MemoryPool, ProfileSink, QueueEvent,
+    QueueOp, Span, SpanKind,
 };
 
 use crate::json::{push_f64, push_str, push_us};
@@ -202,6 +203,18 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         self.emit();
     }
 
+    /// A queue's depth after each operation, as a counter track (`queue <name>`).
+    fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
+        let depth = match event.op {
+            QueueOp::Opened { .. } => 0,
+            QueueOp::Sent { depth, .. } | QueueOp::Received { depth, .. } => depth,
+        };
+        let name = format!("queue {}", catalog.name(event.queue));
+        self.event_head(&name, "queue", 'C', event.ts_ns, 0);
+        self.line.push_str(&format!(",\"args\":{{\"depth\":{depth}}}}}"));
+        self.emit();
+    }
+
     fn counter(&mut self, sample: &CounterSample, catalog: &Catalog) {
         self.event_head(catalog.name(sample.name), "counter", 'C', sample.ts_ns, sample.thread);
         self.line.push_str(",\"args\":{\"value\":");
@@ -245,6 +258,7 @@ mod tests {
         };
         w.span(&span, &c);
         w.counter(&CounterSample { name: 0, thread: 0, ts_ns: 2_000, value: 0.5 }, &c);
+        w.queue(&QueueEvent { queue: 0, thread: 0, ts_ns: 3_000, op: QueueOp::Sent { blocked_ns: 0, depth: 3 } }, &c);
         let v: serde_json::Value = serde_json::from_slice(&w.finish(&c, "proc").unwrap()).unwrap();
         let events = v["traceEvents"].as_array().unwrap();
         assert_eq!(events[0]["name"], "de\"code");
@@ -253,8 +267,10 @@ mod tests {
         assert_eq!(events[0]["args"]["unwound"], true);
         assert_eq!(events[1]["ph"], "C");
         assert_eq!(events[1]["args"]["value"], 0.5);
-        assert_eq!(events[2]["args"]["name"], "proc");
-        assert_eq!(events[3]["args"]["name"], "main (42)");
+        assert_eq!((events[2]["name"].as_str(), events[2]["ph"].as_str()), (Some("queue de\"code"), Some("C")));
+        assert_eq!(events[2]["args"]["depth"], 3);
+        assert_eq!(events[3]["args"]["name"], "proc");
+        assert_eq!(events[4]["args"]["name"], "main (42)");
         assert!(events.iter().all(|e| e["pid"] == 7));
     }
 }

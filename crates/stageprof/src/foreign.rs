@@ -208,6 +208,13 @@ impl TraceEdge {
     }
 }
 
+/// An operation on a queue of a front door's own (Python's `stageprof.Queue`),
+/// now: `op`'s durations are in ticks of [`now_ticks`] (a send's wait, a
+/// receive's wait and the item's time in the queue).
+pub fn queue(name: u32, op: stageprof_model::QueueOp) {
+    crate::queue::record(name, crate::clock::ticks(), op);
+}
+
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default
 /// stream) the one this thread's stages record their GPU events on, for a
 /// front door that learns of stream switches itself (torch's).

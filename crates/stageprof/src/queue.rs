@@ -90,7 +90,8 @@ impl<T> Clone for Receiver<T> {
     }
 }
 
-fn record(name: u32, at: u64, op: QueueOp) {
+/// Records `op` (durations in ticks) on queue `name` at tick `at`, into the global session.
+pub(crate) fn record(name: u32, at: u64, op: QueueOp) {
     if GLOBAL_RECORDING.load(Relaxed) {
         let (words, len) = queue_words(name, at, op);
         with_writer(Target::Global, |w| w.record(&words[..len]));

@@ -1,0 +1,89 @@
+"""stageprof.Queue: queue.Queue's behaviour, every item once, and the
+report's figures for a slow and a starved consumer against waits timed
+around put and get by the test."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+import stageprof
+
+ITEMS = 60
+WORK = 0.002
+
+
+def pipeline(name: str, produce: float, consume: float) -> Tuple[List[int], float, float]:
+    """ITEMS numbers through a queue of 4; returns what came out, the
+    producer's time blocked in put and the consumer's time waiting in get."""
+    q: stageprof.Queue[Optional[int]] = stageprof.Queue(name, maxsize=4)
+    blocked = [0.0]
+
+    def produce_all() -> None:
+        for i in range(ITEMS):
+            time.sleep(produce)
+            t = time.perf_counter()
+            q.put(i)
+            blocked[0] += time.perf_counter() - t
+        q.put(None)
+
+    producer = threading.Thread(target=produce_all)
+    producer.start()
+    got: List[int] = []
+    waited = 0.0
+    while True:
+        t = time.perf_counter()
+        item = q.get()
+        waited += time.perf_counter() - t
+        if item is None:
+            break
+        got.append(item)
+        time.sleep(consume)
+    producer.join()
+    return got, blocked[0], waited
+
+
+def by_name(report: stageprof.Report, name: str) -> Dict[str, Any]:
+    (q,) = [q for q in report.summary["queues"] if q["name"] == name]
+    return q
+
+
+def test_queues_count_every_item_and_say_who_waited(tmp_path: Path) -> None:
+    s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+    slow_got, slow_blocked, _ = pipeline("to slow consumer", 0.0, WORK)
+    starved_got, _, starved_waited = pipeline("to starved consumer", WORK, 0.0)
+    report = s.finish()
+    assert slow_got == starved_got == list(range(ITEMS))
+
+    slow = by_name(report, "to slow consumer")
+    # The None that ends the stream is an item too.
+    assert (slow["capacity"], slow["sent"], slow["received"], slow["depth_max"]) == (4, ITEMS + 1, ITEMS + 1, 4)
+    assert slow["sender_blocked_ns"] == pytest.approx(slow_blocked * 1e9, rel=0.1)
+    assert slow["full_pct"] > 50
+    starved = by_name(report, "to starved consumer")
+    assert (starved["sent"], starved["received"]) == (ITEMS + 1, ITEMS + 1)
+    assert starved["receiver_waited_ns"] == pytest.approx(starved_waited * 1e9, rel=0.1)
+    assert starved["empty_pct"] > 50 and starved["full_pct"] < 5
+
+
+def test_it_behaves_as_queue_queue() -> None:
+    q: stageprof.Queue[str] = stageprof.Queue("plain", maxsize=1)
+    assert isinstance(q, queue.Queue)
+    q.put_nowait("a")
+    with pytest.raises(queue.Full):
+        q.put("b", timeout=0.01)
+    assert (q.qsize(), q.full()) == (1, True)
+    assert q.get_nowait() == "a"
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    q.put("c")
+    assert q.get() == "c"
+    q.task_done()
+    q.task_done()
+    q.join()
+    assert "plain" in repr(q)
