@@ -1,71 +1,71 @@
 """``stageprof.Queue``: a ``queue.Queue`` that says how the stages it joins
 wait on each other.
 
-It is ``queue.Queue`` (same blocking, timeouts, ``task_done`` and ``join``),
-and each item put and got is also recorded into the running session: how
-long the put waited for room and the get for an item, how many items the
-queue held after, and how long the item was in it (from the start of its
-put, as for Rust's queues).
-The report's ``queues`` turn that into depth over time, time full and
-empty, residence and who waited, as for Rust's ``stageprof::queue``.
+It has ``queue.Queue``'s methods and exceptions (blocking, timeouts,
+``task_done``, ``join``), around a ``queue.Queue`` that holds each item
+beside the tick its put began at; each item put and got is also recorded
+into the running session: how long the put waited for room and the get for
+an item, how many items the queue held after, and how long the item was in
+it (from the start of its put, as for Rust's ``stageprof::queue``). The
+report's ``queues`` turn that into depth over time, time full and empty,
+residence and who waited.
 """
 
 from __future__ import annotations
 
-import collections
 import queue
-import threading
-from typing import Optional, TypeVar
+from typing import Generic, Optional, Tuple, TypeVar
 
 from . import _native
 
 T = TypeVar("T")
 
 
-class Queue(queue.Queue[T]):
-    """A FIFO queue named ``name`` in the report, holding at most ``maxsize`` items (0: no limit)."""
+class Queue(Generic[T]):
+    """A FIFO queue named ``name`` in the report, holding at most ``maxsize``
+    items (0: no limit), with ``queue.Queue``'s methods and exceptions
+    (``queue.Full``, ``queue.Empty``)."""
 
     def __init__(self, name: str, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
         self.name = name
+        self.maxsize = maxsize
+        # Each item travels with the tick its put began at (0: nothing recorded then).
+        self._queue: queue.Queue[Tuple[T, int]] = queue.Queue(maxsize)
         self._name_id = _native.queue_opened(name, max(maxsize, 0))
 
     def put(self, item: T, block: bool = True, timeout: Optional[float] = None) -> None:
-        local = self._local
-        local.began = began = _native.ticks_if_recording()
-        super().put(item, block, timeout)
+        began = _native.ticks_if_recording()
+        self._queue.put((item, began), block, timeout)
         if began:
-            _native.queue_put(self._name_id, began, local.depth)
+            _native.queue_put(self._name_id, began, self._queue.qsize())
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> T:
         began = _native.ticks_if_recording()
-        item = super().get(block, timeout)
+        item, put_began = self._queue.get(block, timeout)
         if began:
-            local = self._local
-            _native.queue_got(self._name_id, began, local.put_began, local.depth)
+            _native.queue_got(self._name_id, began, put_began, self._queue.qsize())
         return item
 
-    # queue.Queue's storage hooks, called by put and get on their own
-    # thread with the queue's mutex held: what they learn goes to that
-    # thread's `_local` for the put or get around them.
-    def _init(self, maxsize: int) -> None:
-        super()._init(maxsize)
-        # When the put of each item began, beside it (0: nothing recorded then).
-        self._put_began: collections.deque[int] = collections.deque()
-        self._local = threading.local()
+    def put_nowait(self, item: T) -> None:
+        self.put(item, block=False)
 
-    def _put(self, item: T) -> None:
-        super()._put(item)
-        local = self._local
-        self._put_began.append(local.began)
-        local.depth = self._qsize()
+    def get_nowait(self) -> T:
+        return self.get(block=False)
 
-    def _get(self) -> T:
-        local = self._local
-        local.put_began = self._put_began.popleft()
-        item: T = super()._get()
-        local.depth = self._qsize()
-        return item
+    def task_done(self) -> None:
+        self._queue.task_done()
+
+    def join(self) -> None:
+        self._queue.join()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def full(self) -> bool:
+        return self._queue.full()
 
     def __repr__(self) -> str:
         return f"<stageprof.Queue {self.name!r}, {self.qsize()} items>"

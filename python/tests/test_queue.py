@@ -73,7 +73,7 @@ def test_queues_count_every_item_and_say_who_waited(tmp_path: Path) -> None:
 
 def test_it_behaves_as_queue_queue() -> None:
     q: stageprof.Queue[str] = stageprof.Queue("plain", maxsize=1)
-    assert isinstance(q, queue.Queue)
+    assert (q.maxsize, q.empty()) == (1, True)
     q.put_nowait("a")
     with pytest.raises(queue.Full):
         q.put("b", timeout=0.01)
