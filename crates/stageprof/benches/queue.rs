@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use stageprof::{Config, Format};
 
 /// One send and one receive, on one thread.
@@ -42,47 +42,58 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
+/// Times `recv` on this thread while two threads call `send` until stopped.
+fn fed_by_two<G>(
+    g: &mut BenchmarkGroup<'_, G>,
+    label: &str,
+    send: impl Fn() + Send + Sync + 'static,
+    recv: impl Fn() -> u64,
+) where
+    G: criterion::measurement::Measurement,
+{
+    let send = Arc::new(send);
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..2)
+        .map(|_| {
+            let (send, stop) = (send.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Relaxed) {
+                    send();
+                }
+            })
+        })
+        .collect();
+    g.bench_function(label, |b| b.iter(|| black_box(recv())));
+    stop.store(true, Relaxed);
+    producers.into_iter().for_each(|p| p.join().unwrap());
+}
+
 /// Receives on this thread while two threads keep the queue fed.
 fn two_producers(c: &mut Criterion) {
     let mut g = c.benchmark_group("recv with two producers");
-    let feed = |send: Arc<dyn Fn() + Send + Sync>, stop: Arc<AtomicBool>| {
-        (0..2)
-            .map(|_| {
-                let (send, stop) = (send.clone(), stop.clone());
-                thread::spawn(move || {
-                    while !stop.load(Relaxed) {
-                        send();
-                    }
-                })
-            })
-            .collect::<Vec<_>>()
-    };
+    let wait = Duration::from_millis(1);
     let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers = feed(
-        Arc::new(move || {
-            let _ = tx.send_timeout(1, Duration::from_millis(1));
-        }),
-        stop.clone(),
+    fed_by_two(
+        &mut g,
+        "crossbeam-channel",
+        move || {
+            let _ = tx.send_timeout(1, wait);
+        },
+        move || rx.recv().unwrap(),
     );
-    g.bench_function("crossbeam-channel", |b| b.iter(|| black_box(rx.recv().unwrap())));
-    stop.store(true, Relaxed);
-    producers.into_iter().for_each(|p| p.join().unwrap());
-
     let dir = tempfile::tempdir().unwrap();
     let config = Config { output_dir: dir.path().into(), formats: vec![Format::Native], ..Config::default() };
     let session = stageprof::init_with(config);
-    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench", 64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers = feed(
-        Arc::new(move || {
-            let _ = qtx.send_timeout(1, Duration::from_millis(1));
-        }),
-        stop.clone(),
+    let (tx, rx) = stageprof::queue::bounded::<u64>("bench", 64);
+    let recv = move || rx.recv().unwrap();
+    fed_by_two(
+        &mut g,
+        "stageprof::queue, recording",
+        move || {
+            let _ = tx.send_timeout(1, wait);
+        },
+        recv,
     );
-    g.bench_function("stageprof::queue, recording", |b| b.iter(|| black_box(qrx.recv().unwrap())));
-    stop.store(true, Relaxed);
-    producers.into_iter().for_each(|p| p.join().unwrap());
     drop(session);
     g.finish();
 }
