@@ -245,6 +245,7 @@ impl Aggregator {
             })
             .collect();
         counters.sort_by(|a, b| a.name.cmp(&b.name));
+        let queues = self.queues.stats(catalog);
         Summary {
             memory: self.memory.timelines(&order),
             timeline: self.timeline.timeline(catalog),
@@ -265,7 +266,8 @@ impl Aggregator {
                 },
             },
             counters,
-            queues: self.queues.stats(catalog),
+            pipeline: self.queues.pipeline(catalog, &queues),
+            queues,
             threads: self.threads.len() as u32,
             run,
         }

@@ -44,12 +44,12 @@ mod trend;
 pub use aggregate::{Aggregator, FRAMES_PER_STAGE};
 pub use figures::{FigureValue, StageFigure, Unit, STAGE_FIGURES};
 pub use memory_timeline::{MemoryPeak, MemoryTimeline, MAX_POINTS};
-pub use queues::QueueStats;
+pub use queues::{Pipeline, PipelineStage, QueueStats};
 pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::{DurationStats, Samples, EXACT_SAMPLES};
 pub use summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary,
-    SCHEMA_VERSION,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, LimitingStage, PerCall, PerFrame, StageStats,
+    Summary, SCHEMA_VERSION,
 };
 pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline, MAX_BOXES_PER_TRACK};
 pub use trend::{change_points, ChangePoint};

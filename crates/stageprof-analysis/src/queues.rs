@@ -1,12 +1,22 @@
 //! Instrumented queues: how full each was over time, how long items stayed,
-//! and who waited on whom.
+//! and who waited on whom; and the pipeline they join, with the stage that
+//! limits its throughput.
+//!
+//! The pipeline's stages are the threads that send to and receive from the
+//! queues. A thread is busy whenever it is not waiting in a queue operation
+//! (between its first and its last). The limiting stage is the busiest one:
+//! in a pipeline of stages joined by queues, the slowest stage works all the
+//! time, the queue before it fills (its producers block) and the queue after
+//! it runs dry (its consumers wait), while every other stage waits on it.
+//! The evidence given is its busy share, its inputs' time full and its
+//! outputs' time empty.
 //!
 //! Operations reach the aggregator in the order their threads' records were
 //! read, not in time order across threads, so each queue keeps its `(time,
 //! depth)` samples (12 bytes an operation) and orders them once, for the
 //! time-weighted figures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp};
 
@@ -51,24 +61,57 @@ struct QueueAcc {
     depths: Vec<(u64, u32)>,
 }
 
+/// One stage of the pipeline: a thread that sends to or receives from queues.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineStage {
+    /// The thread's name (its number where it has none).
+    pub thread: String,
+    /// Queues it receives from.
+    pub inputs: Vec<String>,
+    /// Queues it sends to.
+    pub outputs: Vec<String>,
+    /// Share of its time (first queue operation to last) not spent waiting in queue operations, 0 to 100.
+    pub busy_pct: f64,
+}
+
+/// The stages joined by queues, and the one that limits throughput.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pipeline {
+    /// Every thread that used a queue, by name.
+    pub stages: Vec<PipelineStage>,
+    /// Index into `stages` of the limiting stage (the busiest; see the module's rule).
+    pub limiting_stage: Option<usize>,
+}
+
+#[derive(Default)]
+struct ThreadAcc {
+    waiting_ns: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    inputs: BTreeSet<NameId>,
+    outputs: BTreeSet<NameId>,
+}
+
 /// Every queue's operations, folded.
 #[derive(Default)]
 pub(crate) struct QueueTracker {
     queues: HashMap<NameId, QueueAcc>,
+    threads: HashMap<u32, ThreadAcc>,
 }
 
 impl QueueTracker {
     pub(crate) fn event(&mut self, e: &QueueEvent) {
         let q = self.queues.entry(e.queue).or_default();
-        let depth = match e.op {
+        let (depth, waited) = match e.op {
             QueueOp::Opened { capacity } => {
                 q.capacity = capacity;
-                0
+                q.depths.push((e.ts_ns, 0));
+                return;
             }
             QueueOp::Sent { blocked_ns, depth } => {
                 q.sent += 1;
                 q.blocked_ns = q.blocked_ns.saturating_add(blocked_ns);
-                depth
+                (depth, blocked_ns)
             }
             QueueOp::Received { waited_ns, depth, residence_ns } => {
                 q.received += 1;
@@ -76,10 +119,57 @@ impl QueueTracker {
                 if let Some(r) = residence_ns {
                     q.residence.record(r);
                 }
-                depth
+                (depth, waited_ns)
             }
         };
         q.depths.push((e.ts_ns, depth.min(u64::from(u32::MAX)) as u32));
+        let t = self.threads.entry(e.thread).or_default();
+        t.waiting_ns = t.waiting_ns.saturating_add(waited);
+        // The thread's time starts where its first operation began.
+        let began = e.ts_ns.saturating_sub(waited);
+        t.first_ns = Some(t.first_ns.map_or(began, |f| f.min(began)));
+        t.last_ns = t.last_ns.max(e.ts_ns);
+        let side = if matches!(e.op, QueueOp::Sent { .. }) { &mut t.outputs } else { &mut t.inputs };
+        side.insert(e.queue);
+    }
+
+    /// The pipeline the queues join, with its limiting stage; `None` without queues.
+    pub(crate) fn pipeline(&self, catalog: &Catalog, queues: &[QueueStats]) -> Option<Pipeline> {
+        if self.threads.is_empty() {
+            return None;
+        }
+        let names = |set: &BTreeSet<NameId>| set.iter().map(|&n| catalog.name(n).to_owned()).collect::<Vec<_>>();
+        let mut stages: Vec<PipelineStage> = self
+            .threads
+            .iter()
+            .map(|(&thread, t)| {
+                let span = t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns));
+                let busy = if span == 0 { 0.0 } else { 100.0 * (1.0 - t.waiting_ns as f64 / span as f64) };
+                PipelineStage {
+                    thread: catalog
+                        .thread(thread)
+                        .map(|i| i.name.clone())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| format!("thread {thread}")),
+                    inputs: names(&t.inputs),
+                    outputs: names(&t.outputs),
+                    busy_pct: busy.clamp(0.0, 100.0),
+                }
+            })
+            .collect();
+        stages.sort_by(|a, b| a.thread.cmp(&b.thread));
+        // The busiest; of equally busy stages, the one whose inputs were fullest.
+        let full = |s: &PipelineStage| {
+            s.inputs
+                .iter()
+                .filter_map(|q| queues.iter().find(|x| &x.name == q).and_then(|x| x.full_pct))
+                .fold(0.0, f64::max)
+        };
+        let limiting_stage = (0..stages.len()).max_by(|&a, &b| {
+            let key = |s: &PipelineStage| (s.busy_pct, full(s));
+            key(&stages[a]).partial_cmp(&key(&stages[b])).unwrap_or(std::cmp::Ordering::Equal)
+        });
+        Some(Pipeline { stages, limiting_stage })
     }
 
     /// Each queue's figures, by name.
@@ -129,6 +219,40 @@ mod tests {
 
     fn at(ts_ns: u64, op: QueueOp) -> QueueEvent {
         QueueEvent { queue: 0, thread: 0, ts_ns, op }
+    }
+
+    #[test]
+    fn the_limiting_stage_is_the_busiest_and_its_queues_say_so() {
+        let mut c = Catalog::default();
+        c.set_name(0, "raw");
+        c.set_name(1, "features");
+        for (index, name) in [(0, "source"), (1, "model"), (2, "sink")] {
+            c.add_thread(stageprof_model::ThreadInfo { index, os_tid: 100 + u64::from(index), name: name.into() });
+        }
+        let mut t = QueueTracker::default();
+        let op = |queue, thread, ts_ns, op| QueueEvent { queue, thread, ts_ns, op };
+        t.event(&op(0, 0, 0, QueueOp::Opened { capacity: Some(1) }));
+        t.event(&op(1, 0, 0, QueueOp::Opened { capacity: Some(1) }));
+        // Over 1000 ns: the source blocks 900 on a full `raw`; the model
+        // waits 50 on `raw`, never on `features`; the sink waits 800 on `features`.
+        t.event(&op(0, 0, 1000, QueueOp::Sent { blocked_ns: 900, depth: 1 }));
+        t.event(&op(0, 1, 50, QueueOp::Received { waited_ns: 50, depth: 0, residence_ns: Some(50) }));
+        t.event(&op(1, 1, 1000, QueueOp::Sent { blocked_ns: 0, depth: 1 }));
+        t.event(&op(1, 2, 1000, QueueOp::Received { waited_ns: 800, depth: 0, residence_ns: Some(5) }));
+        t.event(&op(1, 2, 200, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(5) }));
+        let queues = t.stats(&c);
+        let p = t.pipeline(&c, &queues).expect("a pipeline");
+        let names: Vec<&str> = p.stages.iter().map(|s| s.thread.as_str()).collect();
+        assert_eq!(names, ["model", "sink", "source"]);
+        let model = &p.stages[0];
+        assert_eq!(
+            (model.inputs.as_slice(), model.outputs.as_slice()),
+            (&["raw".to_string()][..], &["features".to_string()][..])
+        );
+        assert!((model.busy_pct - 95.0).abs() < 1e-9, "{}", model.busy_pct);
+        assert_eq!(p.limiting_stage, Some(0));
+        // The source's time starts with its first send: from then on it only waited.
+        assert_eq!((p.stages[1].busy_pct, p.stages[2].busy_pct), (0.0, 0.0));
     }
 
     #[test]

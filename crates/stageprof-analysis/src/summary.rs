@@ -213,6 +213,17 @@ pub struct CounterStats {
     pub last: f64,
 }
 
+/// The stage that limits a pipeline's throughput, with the evidence.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitingStage<'a> {
+    /// The stage (a thread).
+    pub stage: &'a crate::PipelineStage,
+    /// The most any of its input queues was full, 0 to 100 (bounded queues).
+    pub inputs_full_pct: Option<f64>,
+    /// The most any of its output queues was empty, 0 to 100.
+    pub outputs_empty_pct: Option<f64>,
+}
+
 /// A stage ranked among the top consumers of its own (not nested) time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bottleneck {
@@ -241,6 +252,8 @@ pub struct Summary {
     pub counters: Vec<CounterStats>,
     /// Instrumented queues, by name.
     pub queues: Vec<crate::QueueStats>,
+    /// The stages (threads) the queues join, and the one limiting throughput; `None` without queues.
+    pub pipeline: Option<crate::Pipeline>,
     /// Top stages by CPU self time.
     pub bottlenecks: Vec<Bottleneck>,
     /// Top stages by GPU busy time of their own launches (empty without GPU data).
@@ -259,6 +272,21 @@ impl Summary {
     /// by its own thread's. Ties go to the outermost stage.
     pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
         self.peak_stage(StageStats::mem_peak_bytes)
+    }
+
+    /// The pipeline's limiting stage with its inputs' time full and outputs' time empty.
+    pub fn limiting_stage(&self) -> Option<LimitingStage<'_>> {
+        let pipeline = self.pipeline.as_ref()?;
+        let stage = &pipeline.stages[pipeline.limiting_stage?];
+        let share = |names: &[String], of: fn(&crate::QueueStats) -> Option<f64>| {
+            let found = self.queues.iter().filter(|q| names.contains(&q.name)).filter_map(of);
+            found.fold(None, |most: Option<f64>, v| Some(most.map_or(v, |m| m.max(v))))
+        };
+        Some(LimitingStage {
+            stage,
+            inputs_full_pct: share(&stage.inputs, |q| q.full_pct),
+            outputs_empty_pct: share(&stage.outputs, |q| Some(q.empty_pct)),
+        })
     }
 
     /// The stage whose calls held the most GPU allocator bytes at their peak.
@@ -412,6 +440,7 @@ mod tests {
             frames: FrameStats::default(),
             counters: Vec::new(),
             queues: Vec::new(),
+            pipeline: None,
             bottlenecks: Vec::new(),
             gpu_bottlenecks: Vec::new(),
             threads: 1,

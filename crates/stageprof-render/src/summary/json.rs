@@ -16,6 +16,39 @@ fn call_stats(w: &mut JsonWriter, s: &DurationStats) {
         .field("p99_ns", s.p99_ns);
 }
 
+/// The stages the queues join and the limiting one (null without queues).
+fn pipeline(w: &mut JsonWriter, s: &Summary) {
+    let Some(p) = &s.pipeline else {
+        w.key("pipeline").raw("null");
+        return;
+    };
+    w.key("pipeline").begin_object().key("stages").begin_array();
+    for st in &p.stages {
+        w.begin_object()
+            .field_str("thread", &st.thread)
+            .field_strs("inputs", st.inputs.iter().map(String::as_str))
+            .field_strs("outputs", st.outputs.iter().map(String::as_str))
+            .field_f64("busy_pct", st.busy_pct)
+            .end_object();
+    }
+    w.end_array();
+    match s.limiting_stage() {
+        Some(l) => {
+            w.key("limiting_stage")
+                .begin_object()
+                .field_str("thread", &l.stage.thread)
+                .field_f64("busy_pct", l.stage.busy_pct)
+                .field_opt("inputs_full_pct", l.inputs_full_pct.map(|p| format!("{p:.3}")))
+                .field_opt("outputs_empty_pct", l.outputs_empty_pct.map(|p| format!("{p:.3}")))
+                .end_object();
+        }
+        None => {
+            w.key("limiting_stage").raw("null");
+        }
+    }
+    w.end_object();
+}
+
 /// A stage's kernels and copies, the figures that are lists rather than numbers.
 fn gpu_work_fields(w: &mut JsonWriter, st: &StageStats) {
     w.key("top_kernels").begin_array();
@@ -195,6 +228,7 @@ pub fn summary_json(s: &Summary) -> String {
             .end_object();
     }
     w.end_array();
+    pipeline(&mut w, s);
     w.key("memory_peaks").begin_array();
     for m in &s.memory {
         let p = &m.peak;

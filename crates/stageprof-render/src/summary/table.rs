@@ -220,6 +220,17 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(q.receiver_waited_ns),
         );
     }
+    if let Some(l) = s.limiting_stage() {
+        let pct = |p: Option<f64>, what: &str| p.map_or_else(String::new, |p| format!(", {what} {p:.0}% of the time"));
+        let _ = writeln!(
+            out,
+            "pipeline: limited by {} (busy {:.0}%{}{})",
+            terminal_safe(&l.stage.thread),
+            l.stage.busy_pct,
+            pct(l.inputs_full_pct, "its input full"),
+            pct(l.outputs_empty_pct, "its output empty"),
+        );
+    }
     for c in &s.counters {
         let _ = writeln!(
             out,
