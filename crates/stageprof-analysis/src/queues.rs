@@ -11,6 +11,15 @@
 //! The evidence given is its busy share, its inputs' time full and its
 //! outputs' time empty.
 //!
+//! What a speed-up buys comes from the bottleneck model of a linear
+//! pipeline: each stage's service time is its busy time per item (items
+//! received, or sent for a stage with no input), its capacity one item per
+//! service time, and the pipeline's throughput the smallest capacity. A
+//! stage made X% faster serves in (100 - X)% of its time; the prediction is
+//! the smallest capacity then. Queues only smooth the flow in this model
+//! (it holds where they are large enough not to stall the stages beside the
+//! slowest).
+//!
 //! Operations reach the aggregator in the order their threads' records were
 //! read, not in time order across threads, so each queue keeps its `(time,
 //! depth)` samples (12 bytes an operation) and orders them once, for the
@@ -72,7 +81,27 @@ pub struct PipelineStage {
     pub outputs: Vec<String>,
     /// Share of its time (first queue operation to last) not spent waiting in queue operations, 0 to 100.
     pub busy_pct: f64,
+    /// From the start of its first queue operation to the end of its last.
+    pub span_ns: u64,
+    /// Items it handled: received, or sent where it receives from no queue.
+    pub items: u64,
+    /// Its busy time per item.
+    pub service_ns: Option<u64>,
 }
+
+/// The throughput predicted if one stage were faster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Speedup {
+    /// Index into [`Pipeline::stages`].
+    pub stage: usize,
+    /// How much less time per item it would take, in percent.
+    pub faster_pct: u32,
+    /// The pipeline's predicted throughput, items a second.
+    pub throughput_per_s: f64,
+}
+
+/// The speed-ups the report predicts for each stage, in percent.
+pub const SPEEDUPS_PCT: [u32; 3] = [10, 25, 50];
 
 /// The stages joined by queues, and the one that limits throughput.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +110,23 @@ pub struct Pipeline {
     pub stages: Vec<PipelineStage>,
     /// Index into `stages` of the limiting stage (the busiest; see the module's rule).
     pub limiting_stage: Option<usize>,
+    /// Items a second the limiting stage handled over its time.
+    pub measured_per_s: Option<f64>,
+    /// Items a second the model predicts as the stages are (the smallest capacity).
+    pub predicted_per_s: Option<f64>,
+    /// For each stage and each of [`SPEEDUPS_PCT`]: the throughput predicted.
+    pub speedups: Vec<Speedup>,
+}
+
+/// The smallest of the stages' capacities (items a second), with stage
+/// `faster`'s service time cut by `pct` percent.
+fn predicted_per_s(stages: &[PipelineStage], faster: Option<(usize, u32)>) -> Option<f64> {
+    let capacity = |(i, s): (usize, &PipelineStage)| {
+        let service = s.service_ns? as f64;
+        let cut = faster.filter(|&(f, _)| f == i).map_or(1.0, |(_, pct)| 1.0 - f64::from(pct) / 100.0);
+        Some(1e9 / (service * cut).max(1.0))
+    };
+    stages.iter().enumerate().filter_map(capacity).reduce(f64::min)
 }
 
 #[derive(Default)]
@@ -90,6 +136,8 @@ struct ThreadAcc {
     last_ns: u64,
     inputs: BTreeSet<NameId>,
     outputs: BTreeSet<NameId>,
+    sent: u64,
+    received: u64,
 }
 
 /// Every queue's operations, folded.
@@ -129,8 +177,13 @@ impl QueueTracker {
         let began = e.ts_ns.saturating_sub(waited);
         t.first_ns = Some(t.first_ns.map_or(began, |f| f.min(began)));
         t.last_ns = t.last_ns.max(e.ts_ns);
-        let side = if matches!(e.op, QueueOp::Sent { .. }) { &mut t.outputs } else { &mut t.inputs };
-        side.insert(e.queue);
+        if matches!(e.op, QueueOp::Sent { .. }) {
+            t.outputs.insert(e.queue);
+            t.sent += 1;
+        } else {
+            t.inputs.insert(e.queue);
+            t.received += 1;
+        }
     }
 
     /// The pipeline the queues join, with its limiting stage; `None` without queues.
@@ -145,6 +198,8 @@ impl QueueTracker {
             .map(|(&thread, t)| {
                 let span = t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns));
                 let busy = if span == 0 { 0.0 } else { 100.0 * (1.0 - t.waiting_ns as f64 / span as f64) };
+                let items = if t.inputs.is_empty() { t.sent } else { t.received };
+                let busy_ns = span.saturating_sub(t.waiting_ns);
                 PipelineStage {
                     thread: catalog
                         .thread(thread)
@@ -154,6 +209,9 @@ impl QueueTracker {
                     inputs: names(&t.inputs),
                     outputs: names(&t.outputs),
                     busy_pct: busy.clamp(0.0, 100.0),
+                    span_ns: span,
+                    items,
+                    service_ns: (items > 0).then(|| busy_ns / items),
                 }
             })
             .collect();
@@ -169,7 +227,24 @@ impl QueueTracker {
             let key = |s: &PipelineStage| (s.busy_pct, full(s));
             key(&stages[a]).partial_cmp(&key(&stages[b])).unwrap_or(std::cmp::Ordering::Equal)
         });
-        Some(Pipeline { stages, limiting_stage })
+        let measured_per_s = limiting_stage
+            .map(|i| &stages[i])
+            .filter(|s| s.span_ns > 0)
+            .map(|s| s.items as f64 * 1e9 / s.span_ns as f64);
+        let speedups = (0..stages.len())
+            .flat_map(|stage| SPEEDUPS_PCT.map(|faster_pct| (stage, faster_pct)))
+            .filter_map(|(stage, faster_pct)| {
+                let throughput_per_s = predicted_per_s(&stages, Some((stage, faster_pct)))?;
+                Some(Speedup { stage, faster_pct, throughput_per_s })
+            })
+            .collect();
+        Some(Pipeline {
+            predicted_per_s: predicted_per_s(&stages, None),
+            measured_per_s,
+            speedups,
+            stages,
+            limiting_stage,
+        })
     }
 
     /// Each queue's figures, by name.
@@ -253,6 +328,11 @@ mod tests {
         assert_eq!(p.limiting_stage, Some(0));
         // The source's time starts with its first send: from then on it only waited.
         assert_eq!((p.stages[1].busy_pct, p.stages[2].busy_pct), (0.0, 0.0));
+        // The model served its one item in 950 ns; the others took no time per item.
+        assert_eq!((model.items, model.service_ns), (1, Some(950)));
+        assert_eq!(p.predicted_per_s, Some(1e9 / 950.0));
+        let half = p.speedups.iter().find(|s| s.stage == 0 && s.faster_pct == 50).unwrap();
+        assert_eq!(half.throughput_per_s, 1e9 / 475.0);
     }
 
     #[test]

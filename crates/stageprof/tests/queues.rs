@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use stageprof::queue::{self, TrySendError};
 use stageprof::{Config, Format};
 
-const ITEMS: u64 = 100;
-const WORK: Duration = Duration::from_millis(2);
+const ITEMS: u64 = 60;
+const WORK: Duration = Duration::from_millis(4);
 
 /// Sends `ITEMS` numbers through `name` (capacity 4), the producer working
 /// `produce` per item and the consumer `consume`; returns the numbers
@@ -69,7 +69,8 @@ fn queues_count_every_item_and_say_who_waited() {
     let blocked = slow.sender_blocked_ns as f64;
     let truth = slow_blocked.as_nanos() as f64;
     assert!((blocked - truth).abs() <= 0.05 * truth, "sender blocked {blocked} ns, measured around send {truth} ns");
-    assert!(slow.full_pct.unwrap() > 50.0, "{:?}", slow.full_pct);
+    // Full while the consumer works, refilled as soon as the producer wakes
+    // (later on a loaded machine: the share is compared with the other queue's).
     // An item waits for the four ahead of it to be worked on.
     assert!(slow.residence.p50_ns >= 3 * WORK.as_nanos() as u64, "{:?}", slow.residence);
 
@@ -79,6 +80,8 @@ fn queues_count_every_item_and_say_who_waited() {
     let truth = starved_waited.as_nanos() as f64;
     assert!((waited - truth).abs() <= 0.05 * truth, "receiver waited {waited} ns, measured around recv {truth} ns");
     assert!(starved.empty_pct > 50.0 && starved.full_pct.unwrap() < 5.0, "{starved:?}");
+    assert!(slow.full_pct.unwrap() > starved.full_pct.unwrap() + 25.0, "{slow:?} against {starved:?}");
+    assert!(slow.empty_pct < 10.0, "{slow:?}");
     assert!(starved.residence.p50_ns < WORK.as_nanos() as u64, "{:?}", starved.residence);
 
     let tiny = queue("tiny");
@@ -93,6 +96,6 @@ fn queues_count_every_item_and_say_who_waited() {
     // And so does the table, a line each.
     let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
     let line = table.lines().find(|l| l.starts_with("queue to slow consumer:")).expect("a line for the queue");
-    assert!(line.starts_with("queue to slow consumer: 100 in, 100 out; depth mean "), "{line}");
+    assert!(line.starts_with("queue to slow consumer: 60 in, 60 out; depth mean "), "{line}");
     assert!(line.contains(" of 4, max 4, full "), "{line}");
 }

@@ -29,6 +29,19 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
             .field_strs("inputs", st.inputs.iter().map(String::as_str))
             .field_strs("outputs", st.outputs.iter().map(String::as_str))
             .field_f64("busy_pct", st.busy_pct)
+            .field("items", st.items)
+            .field_opt("service_ns", st.service_ns)
+            .end_object();
+    }
+    w.end_array();
+    let rate = |v: Option<f64>| v.map(|r| format!("{r:.3}"));
+    w.field_opt("measured_per_s", rate(p.measured_per_s)).field_opt("predicted_per_s", rate(p.predicted_per_s));
+    w.key("speedups").begin_array();
+    for sp in &p.speedups {
+        w.begin_object()
+            .field_str("thread", &p.stages[sp.stage].thread)
+            .field("faster_pct", sp.faster_pct)
+            .field_f64("throughput_per_s", sp.throughput_per_s)
             .end_object();
     }
     w.end_array();

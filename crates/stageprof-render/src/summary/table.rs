@@ -230,6 +230,23 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             pct(l.inputs_full_pct, "its input full"),
             pct(l.outputs_empty_pct, "its output empty"),
         );
+        if let Some(p) = &s.pipeline {
+            let per_s = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"));
+            let gains: Vec<String> = p
+                .speedups
+                .iter()
+                .filter(|sp| std::ptr::eq(&p.stages[sp.stage], l.stage))
+                .map(|sp| format!("{}% faster: {:.1}/s", sp.faster_pct, sp.throughput_per_s))
+                .collect();
+            let _ = writeln!(
+                out,
+                "pipeline throughput: {}/s measured, {}/s predicted; {} {}",
+                per_s(p.measured_per_s),
+                per_s(p.predicted_per_s),
+                terminal_safe(&l.stage.thread),
+                gains.join(", "),
+            );
+        }
     }
     for c in &s.counters {
         let _ = writeln!(
