@@ -77,4 +77,9 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     assert_eq!(json["pipeline"]["limiting_stage"]["thread"], "model");
     let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
     assert!(table.contains("pipeline: limited by model (busy "), "{table}");
+    #[cfg(feature = "html")]
+    {
+        let html = stageprof_render::render_html(&summary);
+        assert!(html.contains("<section id=\"queues\">") && html.contains("Limited by <b>model</b>"));
+    }
 }

@@ -43,6 +43,7 @@ pub(crate) fn page(s: &Summary, more: impl FnOnce(&mut String)) -> String {
     memory_charts(&mut page, s);
     timeline(&mut page, s);
     frame_chart(&mut page, s);
+    queues(&mut page, s);
     kernels_and_copies(&mut page, s);
     more(&mut page);
     let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
@@ -407,6 +408,74 @@ fn frame_chart(page: &mut String, s: &Summary) {
         page.push_str("</tbody></table>");
     }
     page.push_str("</section>");
+}
+
+/// The instrumented queues, and the pipeline they join with its limiting stage.
+fn queues(page: &mut String, s: &Summary) {
+    if s.queues.is_empty() {
+        return;
+    }
+    section(
+        page,
+        "queues",
+        "Queues and the pipeline",
+        "Each instrumented queue: how full it was over time, how long items stayed, and which side waited. The stage that limits the pipeline is its busiest thread.",
+    );
+    if let (Some(l), Some(p)) = (s.limiting_stage(), &s.pipeline) {
+        let pct = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"));
+        let _ = write!(
+            page,
+            "<p class=\"limit\">Limited by <b>{}</b>: busy {:.0}%, its input full {} of the time, its output empty {}.",
+            escape(&l.stage.thread),
+            l.stage.busy_pct,
+            pct(l.inputs_full_pct),
+            pct(l.outputs_empty_pct)
+        );
+        if let (Some(measured), Some(predicted)) = (p.measured_per_s, p.predicted_per_s) {
+            let _ = write!(page, " Throughput {measured:.1}/s measured, {predicted:.1}/s by the bottleneck model.");
+        }
+        page.push_str("</p><table class=\"small\"><thead><tr><th>stage (thread)</th><th>inputs</th><th>outputs</th><th>busy</th><th>per item</th>");
+        for pct in stageprof_analysis::SPEEDUPS_PCT {
+            let _ = write!(page, "<th>{pct}% faster</th>");
+        }
+        page.push_str("</tr></thead><tbody>");
+        for (i, st) in p.stages.iter().enumerate() {
+            let _ = write!(
+                page,
+                "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td>",
+                escape(&st.thread),
+                escape(&st.inputs.join(", ")),
+                escape(&st.outputs.join(", ")),
+                st.busy_pct,
+                st.service_ns.map_or_else(|| "-".to_owned(), duration)
+            );
+            for sp in p.speedups.iter().filter(|sp| sp.stage == i) {
+                let _ = write!(page, "<td>{:.1}/s</td>", sp.throughput_per_s);
+            }
+            page.push_str("</tr>");
+        }
+        page.push_str("</tbody></table>");
+    }
+    page.push_str("<table class=\"small\"><thead><tr><th>queue</th><th>in</th><th>out</th><th>depth mean</th><th>max</th><th>full</th><th>empty</th><th>in queue p50</th><th>p95</th><th>senders blocked</th><th>receivers waited</th></tr></thead><tbody>");
+    for q in &s.queues {
+        let capacity = q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"));
+        let _ = write!(
+            page,
+            "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{} {capacity}</td><td>{}</td><td>{:.0}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&q.name),
+            q.sent,
+            q.received,
+            q.depth_mean,
+            q.depth_max,
+            q.full_pct.map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%")),
+            q.empty_pct,
+            duration(q.residence.p50_ns),
+            duration(q.residence.p95_ns),
+            duration(q.sender_blocked_ns),
+            duration(q.receiver_waited_ns)
+        );
+    }
+    page.push_str("</tbody></table></section>");
 }
 
 fn kernels_and_copies(page: &mut String, s: &Summary) {
