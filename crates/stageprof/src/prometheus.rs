@@ -1,5 +1,6 @@
 //! A Prometheus exposition endpoint (feature `prometheus`): per-stage call
-//! counters, time counters and duration histograms, and frame figures, fed
+//! counters, time counters and duration histograms, frame figures, and per
+//! instrumented queue its items in and out, depth and waits, fed
 //! by the collector's live decoding and served as OpenMetrics text on
 //! `GET /metrics`.
 //!
@@ -17,9 +18,10 @@ use std::time::Duration;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use stageprof_model::{Catalog, CounterSample, ProfileSink, Span, SpanKind};
+use stageprof_model::{Catalog, CounterSample, ProfileSink, QueueEvent, QueueOp, Span, SpanKind};
 
 use crate::live::LiveSink;
 
@@ -37,7 +39,34 @@ pub(crate) struct Exporter {
     durations: Family<Labels, Histogram>,
     frames: Counter,
     frame_durations: Histogram,
+    queues: QueueMetrics,
+    #[cfg(test)]
+    registry: Arc<Registry>,
     server: Server,
+}
+
+/// Per instrumented queue, labelled by its name.
+#[derive(Default)]
+struct QueueMetrics {
+    sent: Family<Labels, Counter>,
+    received: Family<Labels, Counter>,
+    depth: Family<Labels, Gauge>,
+    blocked: Family<Labels, Counter<f64>>,
+    waited: Family<Labels, Counter<f64>>,
+}
+
+impl QueueMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("queue_items_sent", "Items sent into each instrumented queue", self.sent.clone());
+        registry.register("queue_items_received", "Items received from each instrumented queue", self.received.clone());
+        registry.register(
+            "queue_depth",
+            "Items in each instrumented queue after its last operation",
+            self.depth.clone(),
+        );
+        registry.register("queue_sender_blocked_seconds", "Time senders waited for room", self.blocked.clone());
+        registry.register("queue_receiver_waited_seconds", "Time receivers waited for an item", self.waited.clone());
+    }
 }
 
 impl Exporter {
@@ -54,8 +83,21 @@ impl Exporter {
         registry.register("stage_duration_seconds", "Wall time per call of each stage", durations.clone());
         registry.register("frames", "Frames that have ended", frames.clone());
         registry.register("frame_duration_seconds", "Wall time per frame", frame_durations.clone());
-        let server = Server::start(bind, port, Arc::new(registry))?;
-        Ok(Exporter { calls, seconds, durations, frames, frame_durations, server })
+        let queues = QueueMetrics::default();
+        queues.register(&mut registry);
+        let registry = Arc::new(registry);
+        let server = Server::start(bind, port, registry.clone())?;
+        Ok(Exporter {
+            calls,
+            seconds,
+            durations,
+            frames,
+            frame_durations,
+            queues,
+            #[cfg(test)]
+            registry,
+            server,
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -82,6 +124,24 @@ impl ProfileSink for Exporter {
     }
 
     fn counter(&mut self, _: &CounterSample, _: &Catalog) {}
+
+    fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
+        let labels = vec![("queue".to_string(), catalog.name(event.queue).to_owned())];
+        let q = &self.queues;
+        let (depth, waited, waits) = match event.op {
+            QueueOp::Opened { .. } => (0, 0, &q.blocked),
+            QueueOp::Sent { blocked_ns, depth } => {
+                q.sent.get_or_create(&labels).inc();
+                (depth, blocked_ns, &q.blocked)
+            }
+            QueueOp::Received { waited_ns, depth, .. } => {
+                q.received.get_or_create(&labels).inc();
+                (depth, waited_ns, &q.waited)
+            }
+        };
+        q.depth.get_or_create(&labels).set(depth.min(i64::MAX as u64) as i64);
+        waits.get_or_create(&labels).inc_by(waited as f64 / 1e9);
+    }
 }
 
 /// The listening thread; stopped when the exporter is dropped.
@@ -151,3 +211,31 @@ fn answer(mut conn: TcpStream, registry: &Registry) {
 }
 
 impl LiveSink for Exporter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_are_counted_by_name() {
+        let mut exporter = Exporter::start("127.0.0.1", 0).unwrap();
+        let mut catalog = Catalog::default();
+        catalog.set_name(3, "frames");
+        let event = |op| QueueEvent { queue: 3, thread: 0, ts_ns: 0, op };
+        exporter.queue(&event(QueueOp::Opened { capacity: Some(4) }), &catalog);
+        for depth in 1..=3 {
+            exporter.queue(&event(QueueOp::Sent { blocked_ns: 500_000_000, depth }), &catalog);
+        }
+        exporter.queue(&event(QueueOp::Received { waited_ns: 0, depth: 2, residence_ns: Some(9) }), &catalog);
+        let mut text = String::new();
+        encode(&mut text, &exporter.registry).unwrap();
+        for line in [
+            "stageprof_queue_items_sent_total{queue=\"frames\"} 3",
+            "stageprof_queue_items_received_total{queue=\"frames\"} 1",
+            "stageprof_queue_depth{queue=\"frames\"} 2",
+            "stageprof_queue_sender_blocked_seconds_total{queue=\"frames\"} 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+}
