@@ -197,8 +197,11 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
             return;
         }
         *drawn = Some(level.bytes);
-        let name = format!("{} memory", level.pool.label());
-        self.event_head(&name, "memory", 'C', level.start_ns, 0);
+        let name = match level.pool {
+            MemoryPool::Host => "host memory",
+            MemoryPool::Gpu => "gpu memory",
+        };
+        self.event_head(name, "memory", 'C', level.start_ns, 0);
         self.line.push_str(&format!(",\"args\":{{\"bytes\":{}}}}}", level.bytes));
         self.emit();
     }

@@ -61,13 +61,13 @@ impl GpuLedger {
                         (None, None) => {}
                     }
                 }
-                // A device's first level is where it stood, not a change.
-                let previous = self.memory.iter().rev().find(|m| m.device == i64::from(device)).map(|m| m.total);
+                // A level, not a change: the series adds the devices' levels up itself, and
+                // a change's bytes count only for host memory's allocation sums.
                 self.memory.push(MemorySample {
                     ts,
                     device: i64::from(device),
                     total: allocated_bytes,
-                    bytes: previous.map_or(0, |p| allocated_bytes.saturating_sub(p)),
+                    bytes: 0,
                     reserved: Some(reserved_bytes.min(i64::MAX as u64) as i64),
                 });
             }
