@@ -18,6 +18,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
 
     python gpu/python_gpu_check.py accuracy OUT_DIR
     python gpu/python_gpu_check.py stream-switch OUT_DIR
+    python gpu/python_gpu_check.py handover OUT_DIR   (CUPTI between stageprof and torch.profiler in one process)
     python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
     python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
                                                            events-nomem, kernels-nomem: without GPU memory)
@@ -240,6 +241,67 @@ def stream_switch(out: str) -> int:
     return 0 if good else 1
 
 
+def handover(out: str) -> int:
+    """CUPTI passed between stageprof and torch.profiler in one process:
+    stageprof's kernels, then torch.profiler's, then stageprof's again, each
+    counting the known work's kernels; then stageprof started inside a
+    running torch.profiler: its events go on, it says what is missing, and
+    its stages are ranges of the torch trace holding their kernels."""
+    a = torch.randn(4096, 4096, device="cuda")
+    frames = 5
+    for _ in range(3):
+        work(a, lambda name: torch.profiler.record_function(name))
+    torch.cuda.synchronize()
+    expected = {"matmul": 4 * frames, "elementwise": 20 * frames, "reduce": frames}
+
+    def stageprof_kernels(tag: str) -> Dict[str, Any]:
+        session = stageprof.init(out_dir=f"{out}/{tag}", gpu="kernels", formats=["summary"])
+        for _ in range(frames):
+            with stageprof.frame():
+                work(a, stageprof.stage)
+        torch.cuda.synchronize()
+        return {s["name"]: s for s in session.finish().stages}
+
+    def torch_counts(tag: str, run: Callable[[], None]) -> Dict[str, int]:
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=activities) as prof:
+            run()
+            torch.cuda.synchronize()
+        prof.export_chrome_trace(f"{out}/{tag}.json")
+        return kernels_in_torch_trace(f"{out}/{tag}.json")
+
+    ok = True
+
+    def check(what: str, counts: Dict[str, Any]) -> None:
+        nonlocal ok
+        good = counts == expected
+        ok &= good
+        print(f"handover: {what}: kernels {counts} (expected {expected})  {'ok' if good else 'OFF'}")
+
+    first = stageprof_kernels("first")
+    check("stageprof first", {n: first[n]["gpu_kernels"] for n in STAGES})
+
+    def plain() -> None:
+        for _ in range(frames):
+            work(a, lambda name: torch.profiler.record_function(name))
+
+    check("torch.profiler after stageprof", torch_counts("torch-after", plain))
+    again = stageprof_kernels("again")
+    check("stageprof after torch.profiler", {n: again[n]["gpu_kernels"] for n in STAGES})
+
+    inside: Dict[str, Any] = {}
+
+    def stageprof_inside() -> None:
+        inside.update(stageprof_kernels("inside"))
+
+    check("stageprof's stages in the torch trace around it", torch_counts("torch-around", stageprof_inside))
+    events = all(inside[n]["gpu_event_ns"] for n in STAGES)
+    ok &= events
+    kernels = {n: inside[n]["gpu_kernels"] for n in STAGES}
+    print(f"handover: stageprof inside torch.profiler: GPU events per stage {'present' if events else 'MISSING'}, kernels {kernels}")
+    return 0 if ok else 1
+
+
 def torch_trace(path: str, frames: int) -> None:
     """The known work under torch.profiler, its trace written to ``path``."""
     torch.manual_seed(0)
@@ -387,6 +449,8 @@ if __name__ == "__main__":
         sys.exit(accuracy(sys.argv[2]))
     if sys.argv[1] == "stream-switch":
         sys.exit(stream_switch(sys.argv[2]))
+    if sys.argv[1] == "handover":
+        sys.exit(handover(sys.argv[2]))
     if sys.argv[1] == "torch-trace":
         torch_trace(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "interleaved":

@@ -20,7 +20,9 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 echo "== accuracy: stageprof against hand-placed CUDA events and known work"
-"$BIN/gpu_check" accuracy "$OUT/accuracy"
+# A failed check is reported at the end; the runs after it go on.
+failed=0
+"$BIN/gpu_check" accuracy "$OUT/accuracy" || failed=1
 
 echo "== overhead: $ROUNDS interleaved rounds of $FRAMES frames per mode"
 : >"$OUT/overhead.txt"
@@ -67,3 +69,4 @@ if [[ -n "$nsys" ]]; then
         cat "$OUT"/nsys-run* 2>/dev/null | grep -c -a "$name" || true
     done
 fi
+exit "$failed"

@@ -9,12 +9,18 @@
 //! record layout shares, so a newer CUPTI with longer records still reads.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::{AtomicBool, AtomicPtr};
 use std::sync::Mutex;
 
-use cudarc::cupti::sys::{self as cupti, CUptiResult, CUpti_ActivityKind, CUpti_ExternalCorrelationKind};
+use cudarc::cupti::sys::{
+    self as cupti, CUptiResult, CUpti_ActivityKind, CUpti_ApiCallbackSite, CUpti_CallbackData, CUpti_CallbackDomain,
+    CUpti_CallbackId, CUpti_ExternalCorrelationKind, CUpti_Subscriber_st,
+};
 use stageprof_model::{CopyKind, GpuWork, LaunchShape};
 
+use super::cupti_lib::{cupti, Cupti};
 use crate::names::dynamic_name;
 
 const BUFFER_BYTES: usize = 8 << 20;
@@ -154,20 +160,35 @@ struct ExternalCorrelation {
 const NOT_TRACED: &str = "; another profiler (torch.profiler, Nsight Systems, Nsight Compute) may hold it. \
      Kernels, copies and memsets are not traced; stage GPU times (CUDA events) go on";
 
+/// stageprof's CUPTI subscriber while it traces: CUPTI takes one per
+/// process, so holding it tells another profiler that CUPTI is taken (and
+/// tells stageprof when another holds it), and it is the way out again (`detach`).
+static SUBSCRIBER: AtomicPtr<CUpti_Subscriber_st> = AtomicPtr::new(std::ptr::null_mut());
+/// Set while `detach` waits for a driver call's exit to finalize CUPTI from.
+static DETACHING: AtomicBool = AtomicBool::new(false);
+
 /// Turns CUPTI activity recording on, or says why it cannot be.
 pub(crate) fn start() -> Result<(), String> {
-    // SAFETY: checks that the library loads, before any call that would panic without it.
-    if !unsafe { cupti::is_culib_present() } {
-        return Err("CUPTI (libcupti.so) not found; kernels, copies and memsets are not traced".into());
-    }
+    cupti().map_err(|e| format!("{e}; kernels, copies and memsets are not traced"))?;
+    // Subscribing first: registering buffer callbacks while another profiler holds CUPTI
+    // would take its activity records from it.
+    let mut subscriber = std::ptr::null_mut();
+    // SAFETY: `subscriber` is a valid out-pointer; the callback matches CUpti_CallbackFunc and lives for the program.
+    check(unsafe { (lib().cuptiSubscribe)(&mut subscriber, Some(on_driver_call), std::ptr::null_mut()) })
+        .map_err(|e| format!("CUPTI is taken ({e}){NOT_TRACED}"))?;
+    SUBSCRIBER.store(subscriber, Release);
     // SAFETY: the callbacks match the signatures CUPTI declares and live for the whole program.
-    check(unsafe { cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)) })
-        .map_err(|e| format!("CUPTI is unavailable ({e}){NOT_TRACED}"))?;
+    check(unsafe { (lib().cuptiActivityRegisterCallbacks)(Some(buffer_requested), Some(buffer_completed)) }).map_err(
+        |e| {
+            detach(|| ());
+            format!("CUPTI is unavailable ({e}){NOT_TRACED}")
+        },
+    )?;
     for kind in KINDS {
         // SAFETY: `kind` is one of CUpti_ActivityKind's values (repr(u32) enum).
         let kind: CUpti_ActivityKind = unsafe { std::mem::transmute(kind) };
-        check(unsafe { cupti::cuptiActivityEnable(kind) }).map_err(|e| {
-            stop();
+        check(unsafe { (lib().cuptiActivityEnable)(kind) }).map_err(|e| {
+            stop(|| ());
             format!("CUPTI refused activity kind {kind:?} ({e}){NOT_TRACED}")
         })?;
     }
@@ -178,61 +199,98 @@ pub(crate) fn start() -> Result<(), String> {
 /// Leaves API records on only for the calls that launch work; where CUPTI
 /// cannot choose calls (before CUDA 12.5), every call stays traced.
 fn trace_only_launching_calls() {
-    let choose = ["cuptiActivityEnableRuntimeApi", "cuptiActivityEnableDriverApi"];
-    // SAFETY: looks symbols up by name in the loaded library; nothing is called.
-    let can_choose =
-        choose.iter().all(|n| unsafe { cupti::culib().get::<unsafe extern "C" fn()>(n.as_bytes()).is_ok() });
-    if !can_choose {
-        return;
-    }
+    let Some((runtime_api, driver_api)) = lib().choose_api_calls else { return };
     for cbid in 1..MAX_CBID {
         let runtime = u8::from(LAUNCHING_RUNTIME_CBIDS.contains(&cbid));
         let driver = u8::from(LAUNCHING_DRIVER_CBIDS.contains(&cbid));
-        // SAFETY: both symbols exist (checked above); plain calls with an id and a flag, and an
-        // id CUPTI does not know is an error return, which leaves that id as it was.
+        // SAFETY: plain calls with an id and a flag; an id CUPTI does not know is an error
+        // return, which leaves that id as it was.
         unsafe {
-            cupti::cuptiActivityEnableRuntimeApi(cbid, runtime);
-            cupti::cuptiActivityEnableDriverApi(cbid, driver);
+            runtime_api(cbid, runtime);
+            driver_api(cbid, driver);
         }
     }
 }
 
-/// Turns the activity kinds off again (after a final flush).
-pub(crate) fn stop() {
+/// Turns the activity kinds off again (after a final flush) and hands
+/// CUPTI back, so that another profiler (torch.profiler) can take it later
+/// in the process. `driver_call` is any CUDA driver call.
+pub(crate) fn stop(driver_call: impl FnOnce()) {
     for kind in KINDS {
         // SAFETY: as in `start`; disabling a kind that is not enabled is harmless.
         unsafe {
             let kind: CUpti_ActivityKind = std::mem::transmute(kind);
-            cupti::cuptiActivityDisable(kind);
+            (lib().cuptiActivityDisable)(kind);
         }
     }
+    detach(driver_call);
+}
+
+/// Detaches CUPTI from the process the way NVIDIA documents ("dynamic
+/// detach"): `cuptiFinalize` from a callback at a driver call's exit, where
+/// no other CUPTI call of the process is half done (Kineto crashed calling
+/// it from a thread of its own). The driver call is made here; if its
+/// callback never comes, the subscriber is at least given up.
+fn detach(driver_call: impl FnOnce()) {
+    let subscriber = SUBSCRIBER.load(Acquire);
+    if subscriber.is_null() {
+        return;
+    }
+    DETACHING.store(true, Release);
+    // SAFETY: `subscriber` came from cuptiSubscribe and is not yet given up.
+    let enabled = unsafe { (lib().cuptiEnableDomain)(1, subscriber, CUpti_CallbackDomain::CUPTI_CB_DOMAIN_DRIVER_API) };
+    if check(enabled).is_ok() {
+        driver_call();
+    }
+    if DETACHING.swap(false, AcqRel) {
+        // SAFETY: as above; the callback did not run, so the subscriber is still ours.
+        unsafe { (lib().cuptiUnsubscribe)(subscriber) };
+    }
+    SUBSCRIBER.store(std::ptr::null_mut(), Release);
+}
+
+/// The subscriber's callback: enabled only while `detach` runs.
+unsafe extern "C" fn on_driver_call(_: *mut c_void, _: CUpti_CallbackDomain, _: CUpti_CallbackId, data: *const c_void) {
+    // SAFETY: for the driver API domain, CUPTI passes a CUpti_CallbackData (or null).
+    let at_exit = unsafe { data.cast::<CUpti_CallbackData>().as_ref() }
+        .is_some_and(|d| d.callbackSite == CUpti_ApiCallbackSite::CUPTI_API_EXIT);
+    if at_exit && DETACHING.swap(false, AcqRel) {
+        // SAFETY: called once, from an API exit callback, as CUPTI's dynamic detach asks;
+        // it also ends the subscription.
+        unsafe { (lib().cuptiFinalize)() };
+    }
+}
+
+/// CUPTI as `start` loaded it: every other function here runs only after `start` succeeded.
+fn lib() -> &'static Cupti {
+    cupti().expect("CUPTI is loaded before anything is traced")
 }
 
 /// Hands over every buffer CUPTI holds (`forced`: also those still being filled).
 pub(crate) fn flush(forced: bool) {
     // SAFETY: plain call; CUPTI calls `buffer_completed` before returning.
-    unsafe { cupti::cuptiActivityFlushAll(if forced { FLUSH_FORCED } else { 0 }) };
+    unsafe { (lib().cuptiActivityFlushAll)(if forced { FLUSH_FORCED } else { 0 }) };
 }
 
 /// CUPTI's clock now, in ns.
 pub(crate) fn timestamp() -> u64 {
     let mut ts = 0u64;
     // SAFETY: `ts` is a valid out-pointer.
-    unsafe { cupti::cuptiGetTimestamp(&mut ts) };
+    unsafe { (lib().cuptiGetTimestamp)(&mut ts) };
     ts
 }
 
 #[inline]
 pub(crate) fn push_stage(instance: u64) {
     // SAFETY: plain call with an id; CUPTI keeps a per-thread stack.
-    unsafe { cupti::cuptiActivityPushExternalCorrelationId(EXTERNAL_KIND, instance) };
+    unsafe { (lib().cuptiActivityPushExternalCorrelationId)(EXTERNAL_KIND, instance) };
 }
 
 #[inline]
 pub(crate) fn pop_stage() {
     let mut last = 0u64;
     // SAFETY: `last` is a valid out-pointer; popping an empty stack is an error return.
-    unsafe { cupti::cuptiActivityPopExternalCorrelationId(EXTERNAL_KIND, &mut last) };
+    unsafe { (lib().cuptiActivityPopExternalCorrelationId)(EXTERNAL_KIND, &mut last) };
 }
 
 /// What CUPTI delivered since the last call, and how many records it dropped.
@@ -246,7 +304,7 @@ fn check(r: CUptiResult) -> Result<(), String> {
     }
     let mut text: *const std::ffi::c_char = std::ptr::null();
     // SAFETY: CUPTI returns a pointer to a static string, or leaves it null.
-    unsafe { cupti::cuptiGetResultString(r, &mut text) };
+    unsafe { (lib().cuptiGetResultString)(r, &mut text) };
     if text.is_null() {
         return Err(format!("{r:?}"));
     }
@@ -276,7 +334,7 @@ unsafe extern "C" fn buffer_completed(
     let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
     // SAFETY: `buffer` holds `valid` bytes of records; CUPTI walks them and
     // hands out pointers to whole records, each starting with its kind.
-    while unsafe { cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record) } == CUptiResult::CUPTI_SUCCESS {
+    while unsafe { (lib().cuptiActivityGetNextRecord)(buffer, valid, &mut record) } == CUptiResult::CUPTI_SUCCESS {
         let kind = unsafe { *(record as *const u32) };
         match kind {
             KIND_CONCURRENT_KERNEL => got.activities.push(unsafe { kernel(&*(record as *const KernelHead)) }),
@@ -297,7 +355,7 @@ unsafe extern "C" fn buffer_completed(
     }
     let mut dropped = 0usize;
     // SAFETY: `dropped` is a valid out-pointer.
-    unsafe { cupti::cuptiActivityGetNumDroppedRecords(context, stream, &mut dropped) };
+    unsafe { (lib().cuptiActivityGetNumDroppedRecords)(context, stream, &mut dropped) };
     let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
     inbox.activities.extend(got.activities);
     inbox.external.extend(got.external);

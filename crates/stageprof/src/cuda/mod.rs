@@ -14,6 +14,7 @@
 //! the session says in one line what is missing and profiles the rest.
 
 mod activity;
+mod cupti_lib;
 mod events;
 mod memory;
 mod nvml;

@@ -77,7 +77,7 @@ impl GpuSession {
             ctx,
             device,
             events: EventTimer::default(),
-            cupti,
+            cupti: AtomicBool::new(cupti),
             nvtx,
             next_instance: AtomicU64::new(1),
             stop: AtomicBool::new(false),
@@ -90,7 +90,9 @@ impl GpuSession {
             Err(e) => {
                 report(&format!("cannot start the GPU thread ({e}); GPU profiling is off"));
                 if cupti {
-                    activity::stop();
+                    activity::stop(|| {
+                        let _ = state.ctx.synchronize();
+                    });
                 }
                 None
             }
@@ -162,7 +164,7 @@ struct Resolver {
 
 impl Resolver {
     fn new(state: Arc<GpuState>, shared: Arc<Shared>, sampler: Option<NvmlSampler>) -> Resolver {
-        let clock = state.cupti.then(ClockMap::now);
+        let clock = state.cupti.load(Relaxed).then(ClockMap::now);
         Resolver {
             state,
             shared,
@@ -179,7 +181,7 @@ impl Resolver {
         let sample_every = Duration::from_millis(self.shared.config.nvml_sample_ms.into());
         while !self.state.stop.load(Relaxed) {
             self.write_times(false);
-            if self.state.cupti && last_flush.elapsed() >= FLUSH_EVERY {
+            if self.state.cupti.load(Relaxed) && last_flush.elapsed() >= FLUSH_EVERY {
                 activity::flush(false);
                 self.write_activities(false);
                 last_flush = Instant::now();
@@ -192,11 +194,15 @@ impl Resolver {
         }
         // Finish: the GPU's remaining work is waited for, so nothing launched is lost.
         self.write_times(true);
-        if self.state.cupti {
+        if self.state.cupti.load(Relaxed) {
             let _ = self.state.ctx.synchronize();
             activity::flush(true);
             self.write_activities(true);
-            activity::stop();
+            // Stages still open stop touching CUPTI before it is handed back.
+            self.state.cupti.store(false, Relaxed);
+            activity::stop(|| {
+                let _ = self.state.ctx.synchronize();
+            });
         }
         self.sample();
     }

@@ -22,7 +22,7 @@ pub(crate) struct GpuState {
     pub(super) ctx: Arc<CudaContext>,
     pub(super) device: u32,
     pub(super) events: EventTimer,
-    pub(super) cupti: bool,
+    pub(super) cupti: AtomicBool,
     pub(super) nvtx: Option<Nvtx>,
     pub(super) next_instance: AtomicU64,
     pub(super) stop: AtomicBool,
@@ -43,7 +43,7 @@ impl GpuState {
     /// Called as a stage or frame begins: returns its instance number.
     pub(crate) fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
         let instance = self.next_instance.fetch_add(1, Relaxed);
-        if self.cupti {
+        if self.cupti.load(Relaxed) {
             activity::push_stage(instance);
         }
         if let Some(nvtx) = &self.nvtx {
@@ -68,7 +68,7 @@ impl GpuState {
         if let Some(nvtx) = &self.nvtx {
             nvtx.pop();
         }
-        if self.cupti {
+        if self.cupti.load(Relaxed) {
             activity::pop_stage();
         }
         open.mem.map(|m| GPU_LEVEL.measure(m))
