@@ -4,7 +4,9 @@
 //!
 //! The pipeline's stages are the threads that send to and receive from the
 //! queues. A thread is busy whenever it is not waiting in a queue operation
-//! (between its first and its last). The limiting stage is the busiest one:
+//! (between its first and its last); its busy share is of the pipeline's
+//! whole time, so a source that made every item early, before the queues
+//! filled, does not look busy. The limiting stage is the busiest one:
 //! in a pipeline of stages joined by queues, the slowest stage works all the
 //! time, the queue before it fills (its producers block) and the queue after
 //! it runs dry (its consumers wait), while every other stage waits on it.
@@ -79,7 +81,9 @@ pub struct PipelineStage {
     pub inputs: Vec<String>,
     /// Queues it sends to.
     pub outputs: Vec<String>,
-    /// Share of its time (first queue operation to last) not spent waiting in queue operations, 0 to 100.
+    /// Its time not spent waiting in queue operations (between its first and
+    /// its last), as a share of the pipeline's time (the first operation of
+    /// any stage to the last of any), 0 to 100.
     pub busy_pct: f64,
     /// From the start of its first queue operation to the end of its last.
     pub span_ns: u64,
@@ -119,14 +123,21 @@ pub struct Pipeline {
 }
 
 /// The smallest of the stages' capacities (items a second), with stage
-/// `faster`'s service time cut by `pct` percent.
-fn predicted_per_s(stages: &[PipelineStage], faster: Option<(usize, u32)>) -> Option<f64> {
+/// `scaled.0`'s service time multiplied by `scaled.1`.
+fn predicted_per_s(stages: &[PipelineStage], scaled: Option<(usize, f64)>) -> Option<f64> {
     let capacity = |(i, s): (usize, &PipelineStage)| {
-        let service = s.service_ns? as f64;
-        let cut = faster.filter(|&(f, _)| f == i).map_or(1.0, |(_, pct)| 1.0 - f64::from(pct) / 100.0);
-        Some(1e9 / (service * cut).max(1.0))
+        let factor = scaled.filter(|&(f, _)| f == i).map_or(1.0, |(_, factor)| factor);
+        Some(1e9 / (s.service_ns? as f64 * factor).max(1.0))
     };
     stages.iter().enumerate().filter_map(capacity).reduce(f64::min)
+}
+
+impl Pipeline {
+    /// The throughput (items a second) the model predicts if stage `stage`
+    /// took `factor` times its measured service time (0.5: twice as fast).
+    pub fn predicted_with(&self, stage: usize, factor: f64) -> Option<f64> {
+        predicted_per_s(&self.stages, Some((stage, factor)))
+    }
 }
 
 #[derive(Default)]
@@ -192,14 +203,19 @@ impl QueueTracker {
             return None;
         }
         let names = |set: &BTreeSet<NameId>| set.iter().map(|&n| catalog.name(n).to_owned()).collect::<Vec<_>>();
+        // Busy shares are of the whole pipeline's time: a source that made every item
+        // early, before the queues filled, was busy while it ran but is not the limit.
+        let first = self.threads.values().filter_map(|t| t.first_ns).min().unwrap_or(0);
+        let last = self.threads.values().map(|t| t.last_ns).max().unwrap_or(0);
+        let window = last.saturating_sub(first);
         let mut stages: Vec<PipelineStage> = self
             .threads
             .iter()
             .map(|(&thread, t)| {
                 let span = t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns));
-                let busy = if span == 0 { 0.0 } else { 100.0 * (1.0 - t.waiting_ns as f64 / span as f64) };
-                let items = if t.inputs.is_empty() { t.sent } else { t.received };
                 let busy_ns = span.saturating_sub(t.waiting_ns);
+                let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / window as f64 };
+                let items = if t.inputs.is_empty() { t.sent } else { t.received };
                 PipelineStage {
                     thread: catalog
                         .thread(thread)
@@ -234,7 +250,8 @@ impl QueueTracker {
         let speedups = (0..stages.len())
             .flat_map(|stage| SPEEDUPS_PCT.map(|faster_pct| (stage, faster_pct)))
             .filter_map(|(stage, faster_pct)| {
-                let throughput_per_s = predicted_per_s(&stages, Some((stage, faster_pct)))?;
+                let factor = 1.0 - f64::from(faster_pct) / 100.0;
+                let throughput_per_s = predicted_per_s(&stages, Some((stage, factor)))?;
                 Some(Speedup { stage, faster_pct, throughput_per_s })
             })
             .collect();

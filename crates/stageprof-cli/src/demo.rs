@@ -11,6 +11,7 @@ use stageprof::{Config, Summary};
 use stageprof_demo::check::DepthError;
 use stageprof_demo::kernels::Device;
 use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
+use stageprof_demo::pipelined::{profile_pipelined, StageCosts, STAGES};
 use stageprof_demo::scene::Rig;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -47,8 +48,15 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 4, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(2..=12))]
     views: u32,
     /// Run once per value and compare: `depth-batch=1,2,4,8,16`.
-    #[arg(long, value_name = "PARAM=V1,V2,...", value_parser = parse_sweep)]
+    #[arg(long, value_name = "PARAM=V1,V2,...", value_parser = parse_sweep, conflicts_with = "pipelined")]
     sweep: Option<DepthBatches>,
+    /// Run the stages on threads joined by bounded queues, a frame at a time flowing through.
+    #[arg(long)]
+    pipelined: bool,
+    /// With --pipelined: scale a stage's work by a factor (it is repeated, or
+    /// its last result reused): `depth_estimation=2`, `fusion=0.5`; repeatable.
+    #[arg(long, value_name = "STAGE=FACTOR", value_parser = StageCosts::parse, requires = "pipelined")]
+    stage_cost: Vec<(usize, f64)>,
     /// Where the outputs go (default: stageprof-out, or STAGEPROF_OUT).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -121,13 +129,19 @@ struct Run {
     frames_per_s: f64,
 }
 
-fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Result<Run, String> {
+/// The profiler's settings for a demo run writing to `out`.
+fn profile_config(out: PathBuf, print_table: bool) -> Result<Config, String> {
     let mut config = Config::load().map_err(|e| e.to_string())?;
     config.enabled = true;
     config.output_dir = out;
     if !print_table {
         config.formats.retain(|f| *f != stageprof::Format::Table);
     }
+    Ok(config)
+}
+
+fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Result<Run, String> {
+    let config = profile_config(out, print_table)?;
     let pipeline = pipeline_config(args, depth_batch)?;
     let rig = Rig::new(pipeline.views, pipeline.width, pipeline.height);
     let session = stageprof::init_with(config);
@@ -180,6 +194,9 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), String> {
         .clone()
         .or_else(|| std::env::var_os("STAGEPROF_OUT").map(PathBuf::from))
         .unwrap_or("stageprof-out".into());
+    if args.pipelined {
+        return pipelined(args, out);
+    }
     let Some(DepthBatches(batches)) = &args.sweep else {
         let r = run(args, args.depth_batch, out, true)?;
         return check(&r.worst);
@@ -199,6 +216,29 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), String> {
     }
     eprintln!("{}", sweep_table(&rows));
     Ok(())
+}
+
+/// The pipelined run: throughput measured here against what stageprof's
+/// pipeline model predicts, and the reconstruction checked.
+fn pipelined(args: &DemoArgs, out: PathBuf) -> Result<(), String> {
+    let pipeline = pipeline_config(args, args.depth_batch)?;
+    let rig = Rig::new(pipeline.views, pipeline.width, pipeline.height);
+    let costs = args.stage_cost.iter().fold(StageCosts::default(), |c, &s| c.with(s));
+    for &(stage, factor) in &args.stage_cost {
+        eprintln!("demo: {} does {factor} times its work", STAGES[stage]);
+    }
+    let (run, summary) = profile_pipelined(profile_config(out, true)?, &pipeline, &rig, args.frames as usize, &costs);
+    let model = summary.as_ref().and_then(|s| s.pipeline.as_ref());
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    eprintln!(
+        "demo: pipelined, {} frames: {} frames/s leaving the last stage (measured by the demo); stageprof's model predicts {} frames/s; limiting stage: {}",
+        args.frames,
+        fmt(run.frames_per_s),
+        fmt(model.and_then(|m| m.predicted_per_s)),
+        model.and_then(|m| m.limiting_stage.map(|i| m.stages[i].thread.clone())).unwrap_or_else(|| "-".into()),
+    );
+    eprintln!("demo: {} of {} frames computed by every stage, checked", run.checked, args.frames);
+    check(&run.worst.ok_or("no frame was reconstructed")?)
 }
 
 /// Throughput and memory per depth batch size, the best size, and where memory grows without speed.

@@ -18,4 +18,5 @@ pub mod geometry;
 pub mod image;
 pub mod kernels;
 pub mod pipeline;
+pub mod pipelined;
 pub mod scene;

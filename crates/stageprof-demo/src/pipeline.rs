@@ -75,10 +75,7 @@ pub struct FrameResult {
 /// Runs the whole pipeline on frame `frame` of the moving scene.
 pub fn run_frame(config: &PipelineConfig, rig: &Rig, frame: usize) -> FrameResult {
     let surface = Surface::at_frame(frame);
-    let captured: Vec<Image> = {
-        let _s = stageprof::scope!("capture");
-        rig.cameras.iter().map(|c| render(c, &surface)).collect()
-    };
+    let captured = capture(rig, &surface);
     let k = kernels(config.device);
     let images = undistortion(k, rig, &captured);
     drop(captured);
@@ -91,6 +88,12 @@ pub fn run_frame(config: &PipelineConfig, rig: &Rig, frame: usize) -> FrameResul
     drop(pairwise);
     let error = check_against(&rig.cameras[0], &surface, &fused);
     FrameResult { error, sparse_matches, surface_points }
+}
+
+/// Every camera's image of `surface`.
+pub fn capture(rig: &Rig, surface: &Surface) -> Vec<Image> {
+    let _s = stageprof::scope!("capture");
+    rig.cameras.iter().map(|c| render(c, surface)).collect()
 }
 
 /// Lens distortion removed: every view resampled onto its ideal pinhole grid.
@@ -487,7 +490,7 @@ pub fn surface_reconstruction(cam: &Camera, depth: &[f32]) -> usize {
 
 /// Depth error of the fused reference depth against the known surface,
 /// away from the borders (where views do not overlap).
-fn check_against(cam: &Camera, surface: &Surface, depth: &[f32]) -> Option<DepthError> {
+pub fn check_against(cam: &Camera, surface: &Surface, depth: &[f32]) -> Option<DepthError> {
     let (w, h) = (cam.width, cam.height);
     let margin = w / 8;
     let errors = (margin..h - margin)

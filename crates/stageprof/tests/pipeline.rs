@@ -1,26 +1,43 @@
-//! A pipeline of three threads joined by queues, its middle stage made slow
-//! on purpose: the report names it as the stage that limits throughput,
-//! with its input full and its output empty most of the time, and the
-//! throughput it predicts for that stage made 50% faster matches a second
-//! run where it is.
+//! A pipeline of three threads joined by queues, one stage made slow on
+//! purpose: the report names it as the stage that limits throughput, with
+//! the queues beside it as evidence, and the throughput it predicts for the
+//! slow stage at half and at twice its work matches runs where it is,
+//! measured by the test's own clock at the sink.
 
+use std::sync::{Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use stageprof::{Config, Format, Summary};
 
 const ITEMS: u32 = 40;
 
-/// Runs source -> raw -> model (working `work` an item) -> features -> sink.
-fn run(dir: &std::path::Path, work: Duration) -> Summary {
+/// How long each stage works on an item (sleeping, so that a loaded
+/// machine stretches it little: spinning would compete for the CPU).
+#[derive(Clone, Copy)]
+struct Work {
+    source: Duration,
+    model: Duration,
+    raw_capacity: usize,
+}
+
+const SLOW_MODEL: Work = Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2 };
+
+/// Runs source -> raw -> model -> features -> sink; returns the summary and
+/// the items a second the sink received (first item to last, by its own clock).
+fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
+    // One session a process at a time: the tests take turns.
+    static ONE_SESSION: Mutex<()> = Mutex::new(());
+    let _turn = ONE_SESSION.lock().unwrap_or_else(PoisonError::into_inner);
     let session =
         stageprof::init_with(Config { output_dir: dir.into(), formats: vec![Format::Summary], ..Config::default() });
-    let (raw_tx, raw_rx) = stageprof::queue::bounded::<u32>("raw", 2);
+    let (raw_tx, raw_rx) = stageprof::queue::bounded::<u32>("raw", work.raw_capacity);
     let (out_tx, out_rx) = stageprof::queue::bounded::<u32>("features", 2);
     let named = |name: &str| thread::Builder::new().name(name.into());
     let source = named("source")
         .spawn(move || {
             for i in 0..ITEMS {
+                thread::sleep(work.source);
                 raw_tx.send(i).unwrap();
             }
         })
@@ -28,23 +45,29 @@ fn run(dir: &std::path::Path, work: Duration) -> Summary {
     let model = named("model")
         .spawn(move || {
             for i in raw_rx.iter() {
-                // Sleeping, so that a loaded machine stretches it little (spinning competes for the CPU).
-                thread::sleep(work);
+                thread::sleep(work.model);
                 out_tx.send(i * 2).unwrap();
             }
         })
         .unwrap();
-    let sink = named("sink").spawn(move || out_rx.iter().map(u64::from).sum::<u64>()).unwrap();
+    let sink =
+        named("sink").spawn(move || out_rx.iter().map(|i| (u64::from(i), Instant::now())).collect::<Vec<_>>()).unwrap();
     source.join().unwrap();
     model.join().unwrap();
-    assert_eq!(sink.join().unwrap(), 2 * (0..u64::from(ITEMS)).sum::<u64>(), "every item once");
-    session.finish().summary.expect("a summary")
+    let received = sink.join().unwrap();
+    assert_eq!(received.iter().map(|r| r.0).sum::<u64>(), 2 * (0..u64::from(ITEMS)).sum::<u64>(), "every item once");
+    let seconds = received.last().unwrap().1.duration_since(received[0].1).as_secs_f64();
+    (session.finish().summary.expect("a summary"), (received.len() - 1) as f64 / seconds)
+}
+
+fn stage(summary: &Summary, name: &str) -> usize {
+    summary.pipeline.as_ref().unwrap().stages.iter().position(|s| s.thread == name).unwrap()
 }
 
 #[test]
 fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = run(dir.path(), Duration::from_millis(8));
+    let (summary, sink_rate) = run(dir.path(), SLOW_MODEL);
     let limit = summary.limiting_stage().expect("a limiting stage");
     assert_eq!(limit.stage.thread, "model");
     assert!(limit.stage.busy_pct > 90.0, "{limit:?}");
@@ -52,25 +75,28 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     // get the CPU: most of the time, less on a loaded machine.
     assert!(limit.inputs_full_pct.unwrap() > 25.0 && limit.outputs_empty_pct.unwrap() > 25.0, "{limit:?}");
     let pipeline = summary.pipeline.as_ref().unwrap();
-    let stage = |name: &str| pipeline.stages.iter().position(|s| s.thread == name).unwrap();
-    let (model, source, sink) = (stage("model"), stage("source"), stage("sink"));
+    let (model, source, sink) = (stage(&summary, "model"), stage(&summary, "source"), stage(&summary, "sink"));
     assert!(pipeline.stages[source].busy_pct < 20.0 && pipeline.stages[sink].busy_pct < 20.0, "{pipeline:?}");
     let io = |i: usize| (pipeline.stages[i].inputs.clone(), pipeline.stages[i].outputs.clone());
     assert_eq!(io(model), (vec!["raw".to_string()], vec!["features".to_string()]));
     assert_eq!(pipeline.stages[model].items, u64::from(ITEMS));
-    // The model's prediction of this run agrees with what it measured.
-    let (measured, predicted) = (pipeline.measured_per_s.unwrap(), pipeline.predicted_per_s.unwrap());
-    assert!((predicted / measured - 1.0).abs() < 0.1, "predicted {predicted}/s, measured {measured}/s");
+    // The prediction of this run agrees with the rate the sink saw.
+    let predicted = pipeline.predicted_per_s.unwrap();
+    assert!((predicted / sink_rate - 1.0).abs() < 0.1, "predicted {predicted}/s, the sink saw {sink_rate}/s");
 
-    // The model made 50% faster, really: the prediction holds within 10%.
+    // The model at half and at twice its work, really: the predictions hold within 10%.
     let half = pipeline.speedups.iter().find(|s| s.stage == model && s.faster_pct == 50).unwrap();
-    let faster = run(dir.path(), Duration::from_millis(4));
-    let measured = faster.pipeline.as_ref().unwrap().measured_per_s.unwrap();
-    let predicted = half.throughput_per_s;
-    assert!(
-        (predicted / measured - 1.0).abs() < 0.1,
-        "predicted {predicted}/s, measured {measured}/s at half the work"
-    );
+    assert_eq!(Some(half.throughput_per_s), pipeline.predicted_with(model, 0.5));
+    for factor in [0.5, 2.0] {
+        let work = Work { model: SLOW_MODEL.model.mul_f64(factor), ..SLOW_MODEL };
+        let (_, sink_rate) = run(dir.path(), work);
+        let predicted = pipeline.predicted_with(model, factor).unwrap();
+        assert!(
+            (predicted / sink_rate - 1.0).abs() < 0.1,
+            "model x{factor}: predicted {predicted}/s, the sink saw {sink_rate}/s"
+        );
+    }
+    let (summary, _) = run(dir.path(), SLOW_MODEL);
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
@@ -82,4 +108,30 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
         let html = stageprof_render::render_html(&summary);
         assert!(html.contains("<section id=\"queues\">") && html.contains("Limited by <b>model</b>"));
     }
+}
+
+#[test]
+fn a_slow_source_starves_the_stages_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = Work { source: Duration::from_millis(8), model: Duration::ZERO, raw_capacity: 2 };
+    let (summary, sink_rate) = run(dir.path(), work);
+    let limit = summary.limiting_stage().expect("a limiting stage");
+    assert_eq!(limit.stage.thread, "source", "{limit:?}");
+    assert!(limit.outputs_empty_pct.unwrap() > 50.0, "{limit:?}");
+    let raw = summary.queues.iter().find(|q| q.name == "raw").unwrap();
+    assert!(raw.full_pct.unwrap() < 10.0 && raw.sender_blocked_ns < raw.receiver_waited_ns / 10, "{raw:?}");
+    let predicted = summary.pipeline.as_ref().unwrap().predicted_per_s.unwrap();
+    assert!((predicted / sink_rate - 1.0).abs() < 0.1, "predicted {predicted}/s, the sink saw {sink_rate}/s");
+}
+
+#[test]
+fn a_source_done_early_is_not_the_limit() {
+    // The queue after the source holds every item: the source makes them all at
+    // once and is busy all its short life; the model, slower, limits the run.
+    let dir = tempfile::tempdir().unwrap();
+    let work = Work { source: Duration::from_millis(1), model: Duration::from_millis(6), raw_capacity: ITEMS as usize };
+    let (summary, _) = run(dir.path(), work);
+    let pipeline = summary.pipeline.as_ref().unwrap();
+    assert_eq!(summary.limiting_stage().unwrap().stage.thread, "model", "{pipeline:?}");
+    assert!(pipeline.stages[stage(&summary, "source")].busy_pct < 30.0, "{pipeline:?}");
 }
