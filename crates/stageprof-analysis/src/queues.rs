@@ -104,6 +104,26 @@ pub struct Speedup {
     pub throughput_per_s: f64,
 }
 
+/// A bounded queue whose senders waited for room and whose receivers waited
+/// for items, each for a large share of the pipeline's time: the stages
+/// beside it take turns waiting, and a larger queue would let each absorb
+/// the other's bursts (the bottleneck model assumes it does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UndersizedQueue {
+    /// The queue's name.
+    pub name: String,
+    /// Items it holds at most.
+    pub capacity: u64,
+    /// Time its senders were blocked, as a share of the pipeline's time (0 to 100).
+    pub sender_blocked_pct: f64,
+    /// Time its receivers waited, as a share of the pipeline's time (0 to 100).
+    pub receiver_waited_pct: f64,
+}
+
+/// The share of the pipeline's time both sides of a queue must have waited
+/// for it to be called too small.
+pub const UNDERSIZED_PCT: f64 = 10.0;
+
 /// The speed-ups the report predicts for each stage, in percent.
 pub const SPEEDUPS_PCT: [u32; 3] = [10, 25, 50];
 
@@ -120,6 +140,8 @@ pub struct Pipeline {
     pub predicted_per_s: Option<f64>,
     /// For each stage and each of [`SPEEDUPS_PCT`]: the throughput predicted.
     pub speedups: Vec<Speedup>,
+    /// Bounded queues both of whose sides waited long (see [`UndersizedQueue`]).
+    pub undersized_queues: Vec<UndersizedQueue>,
 }
 
 /// The smallest of the stages' capacities (items a second), with stage
@@ -255,7 +277,22 @@ impl QueueTracker {
                 Some(Speedup { stage, faster_pct, throughput_per_s })
             })
             .collect();
+        let share = |ns: u64| if window == 0 { 0.0 } else { (100.0 * ns as f64 / window as f64).min(100.0) };
+        let undersized_queues = queues
+            .iter()
+            .filter_map(|q| {
+                let (blocked, waited) = (share(q.sender_blocked_ns), share(q.receiver_waited_ns));
+                let capacity = q.capacity.filter(|_| blocked >= UNDERSIZED_PCT && waited >= UNDERSIZED_PCT)?;
+                Some(UndersizedQueue {
+                    name: q.name.clone(),
+                    capacity,
+                    sender_blocked_pct: blocked,
+                    receiver_waited_pct: waited,
+                })
+            })
+            .collect();
         Some(Pipeline {
+            undersized_queues,
             predicted_per_s: predicted_per_s(&stages, None),
             measured_per_s,
             speedups,

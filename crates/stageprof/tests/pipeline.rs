@@ -19,9 +19,11 @@ struct Work {
     source: Duration,
     model: Duration,
     raw_capacity: usize,
+    /// The source makes items in bursts: after every `burst` items it pauses this long.
+    burst: Option<(u32, Duration)>,
 }
 
-const SLOW_MODEL: Work = Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2 };
+const SLOW_MODEL: Work = Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2, burst: None };
 
 /// Runs source -> raw -> model -> features -> sink; returns the summary and
 /// the items a second the sink received (first item to last, by its own clock).
@@ -38,6 +40,9 @@ fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
         .spawn(move || {
             for i in 0..ITEMS {
                 thread::sleep(work.source);
+                if let Some((burst, pause)) = work.burst.filter(|&(burst, _)| i % burst == burst - 1) {
+                    thread::sleep(pause);
+                }
                 raw_tx.send(i).unwrap();
             }
         })
@@ -80,6 +85,7 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     let io = |i: usize| (pipeline.stages[i].inputs.clone(), pipeline.stages[i].outputs.clone());
     assert_eq!(io(model), (vec!["raw".to_string()], vec!["features".to_string()]));
     assert_eq!(pipeline.stages[model].items, u64::from(ITEMS));
+    assert!(pipeline.undersized_queues.is_empty(), "only the source waits on raw: {pipeline:?}");
     // The prediction of this run agrees with the rate the sink saw.
     let predicted = pipeline.predicted_per_s.unwrap();
     assert!((predicted / sink_rate - 1.0).abs() < 0.1, "predicted {predicted}/s, the sink saw {sink_rate}/s");
@@ -113,7 +119,7 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
 #[test]
 fn a_slow_source_starves_the_stages_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let work = Work { source: Duration::from_millis(8), model: Duration::ZERO, raw_capacity: 2 };
+    let work = Work { source: Duration::from_millis(8), model: Duration::ZERO, ..SLOW_MODEL };
     let (summary, sink_rate) = run(dir.path(), work);
     let limit = summary.limiting_stage().expect("a limiting stage");
     assert_eq!(limit.stage.thread, "source", "{limit:?}");
@@ -129,9 +135,42 @@ fn a_source_done_early_is_not_the_limit() {
     // The queue after the source holds every item: the source makes them all at
     // once and is busy all its short life; the model, slower, limits the run.
     let dir = tempfile::tempdir().unwrap();
-    let work = Work { source: Duration::from_millis(1), model: Duration::from_millis(6), raw_capacity: ITEMS as usize };
+    let work = Work {
+        source: Duration::from_millis(1),
+        model: Duration::from_millis(6),
+        raw_capacity: ITEMS as usize,
+        ..SLOW_MODEL
+    };
     let (summary, _) = run(dir.path(), work);
     let pipeline = summary.pipeline.as_ref().unwrap();
     assert_eq!(summary.limiting_stage().unwrap().stage.thread, "model", "{pipeline:?}");
     assert!(pipeline.stages[stage(&summary, "source")].busy_pct < 30.0, "{pipeline:?}");
+}
+
+#[test]
+fn a_queue_too_small_for_a_bursty_source_is_named() {
+    // Bursts of 4 items 1 ms apart, then 24 ms of pause (7 ms an item on average);
+    // the model takes 6 ms an item. With room for one item the two take turns
+    // waiting; with room for the whole run the queue absorbs the bursts.
+    let dir = tempfile::tempdir().unwrap();
+    let bursty = Work {
+        source: Duration::from_millis(1),
+        model: Duration::from_millis(6),
+        raw_capacity: 1,
+        burst: Some((4, Duration::from_millis(24))),
+    };
+    let (small, small_rate) = run(dir.path(), bursty);
+    let pipeline = small.pipeline.as_ref().unwrap();
+    let names: Vec<&str> = pipeline.undersized_queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["raw"], "{pipeline:?}");
+    let raw = &pipeline.undersized_queues[0];
+    assert_eq!(raw.capacity, 1);
+    assert!(raw.sender_blocked_pct >= 10.0 && raw.receiver_waited_pct >= 10.0, "{raw:?}");
+    let table = stageprof_render::render_table(&small, stageprof_render::TableOptions { color: false, width: None });
+    assert!(table.contains("queue raw (capacity 1) looks too small"), "{table}");
+
+    let (large, large_rate) = run(dir.path(), Work { raw_capacity: ITEMS as usize, ..bursty });
+    let pipeline = large.pipeline.as_ref().unwrap();
+    assert!(pipeline.undersized_queues.is_empty(), "{pipeline:?}");
+    assert!(large_rate > small_rate * 1.15, "a larger queue is faster: {large_rate}/s against {small_rate}/s");
 }

@@ -434,7 +434,11 @@ fn queues(page: &mut String, s: &Summary) {
         if let (Some(measured), Some(predicted)) = (p.measured_per_s, p.predicted_per_s) {
             let _ = write!(page, " Throughput {measured:.1}/s measured, {predicted:.1}/s by the bottleneck model.");
         }
-        page.push_str("</p><table class=\"small\"><thead><tr><th>stage (thread)</th><th>inputs</th><th>outputs</th><th>busy</th><th>per item</th>");
+        page.push_str("</p>");
+        for q in &p.undersized_queues {
+            let _ = write!(page, "<p class=\"limit\">{}.</p>", super::table::undersized(q, escape));
+        }
+        page.push_str("<table class=\"small\"><thead><tr><th>stage (thread)</th><th>inputs</th><th>outputs</th><th>busy</th><th>per item</th>");
         for pct in stageprof_analysis::SPEEDUPS_PCT {
             let _ = write!(page, "<th>{pct}% faster</th>");
         }

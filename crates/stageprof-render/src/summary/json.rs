@@ -45,6 +45,16 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
             .end_object();
     }
     w.end_array();
+    w.key("undersized_queues").begin_array();
+    for q in &p.undersized_queues {
+        w.begin_object()
+            .field_str("name", &q.name)
+            .field("capacity", q.capacity)
+            .field_f64("sender_blocked_pct", q.sender_blocked_pct)
+            .field_f64("receiver_waited_pct", q.receiver_waited_pct)
+            .end_object();
+    }
+    w.end_array();
     match s.limiting_stage() {
         Some(l) => {
             w.key("limiting_stage")

@@ -248,6 +248,9 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             );
         }
     }
+    for q in s.pipeline.iter().flat_map(|p| &p.undersized_queues) {
+        let _ = writeln!(out, "{}", undersized(q, terminal_safe));
+    }
     for c in &s.counters {
         let _ = writeln!(
             out,
@@ -303,4 +306,16 @@ fn describe_run(s: &Summary, out: &mut String) {
             let _ = writeln!(out, "  to fix: {fix}");
         }
     }
+}
+
+/// One line on a queue too small for the stages beside it; `name` makes its name safe to show.
+pub(crate) fn undersized(q: &stageprof_analysis::UndersizedQueue, name: impl Fn(&str) -> String) -> String {
+    format!(
+        "queue {} (capacity {}) looks too small: its senders were blocked {:.0}% and its receivers waited {:.0}% \
+         of the pipeline's time, the stages beside it taking turns; a larger queue would let them absorb each other's bursts",
+        name(&q.name),
+        q.capacity,
+        q.sender_blocked_pct,
+        q.receiver_waited_pct
+    )
 }
