@@ -40,7 +40,7 @@ fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
         .spawn(move || {
             for i in 0..ITEMS {
                 thread::sleep(work.source);
-                if let Some((burst, pause)) = work.burst.filter(|&(burst, _)| i % burst == burst - 1) {
+                if let Some((_, pause)) = work.burst.filter(|&(burst, _)| i % burst == burst - 1) {
                     thread::sleep(pause);
                 }
                 raw_tx.send(i).unwrap();
