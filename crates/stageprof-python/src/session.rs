@@ -201,7 +201,8 @@ impl Stage {
         self.name
     }
 
-    fn __enter__(&self) {
+    fn __enter__(&self, py: Python<'_>) {
+        name_thread_once(py);
         let open = foreign::begin(self.name);
         OPEN.with(|stack| stack.borrow_mut().push((self.name, open)));
     }
@@ -235,7 +236,8 @@ impl Frame {
         Frame
     }
 
-    fn __enter__(&self) {
+    fn __enter__(&self, py: Python<'_>) {
+        name_thread_once(py);
         let guard = stageprof::frame();
         FRAMES.with(|frames| frames.borrow_mut().push(guard));
     }
@@ -280,10 +282,30 @@ pub(crate) fn record_task(
     foreign::task(name_id, start_ticks, end_ticks, busy_ticks, id, parent, &ancestors);
 }
 
+thread_local! {
+    /// Whether this thread's `threading` name has been handed to the recorder.
+    static NAMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Hands the recorder this thread's `threading` name, once, before its
+/// first record: the profile's threads (and the pipeline's stages) then
+/// carry the names Python gave them.
+fn name_thread_once(py: Python<'_>) {
+    if NAMED.get() {
+        return;
+    }
+    NAMED.set(true);
+    let name = py.import("threading").and_then(|t| t.call_method0("current_thread")?.getattr("name")?.extract());
+    if let Ok(name) = name {
+        foreign::name_current_thread(name);
+    }
+}
+
 /// Records that queue `name` was made, holding at most `capacity` items
 /// (0: unbounded, as `queue.Queue`'s maxsize); returns the name's id.
 #[pyfunction]
-pub(crate) fn queue_opened(name: &str, capacity: u64) -> u32 {
+pub(crate) fn queue_opened(py: Python<'_>, name: &str, capacity: u64) -> u32 {
+    name_thread_once(py);
     let id = foreign::name_id(name);
     foreign::queue(id, QueueOp::Opened { capacity: (capacity > 0).then_some(capacity) });
     id
@@ -292,8 +314,9 @@ pub(crate) fn queue_opened(name: &str, capacity: u64) -> u32 {
 /// Records an item put into queue `name_id` by a put that began at tick
 /// `began` (0: nothing recorded then); `depth` items in it after.
 #[pyfunction]
-pub(crate) fn queue_put(name_id: u32, began: u64, depth: u64) {
+pub(crate) fn queue_put(py: Python<'_>, name_id: u32, began: u64, depth: u64) {
     if began != 0 {
+        name_thread_once(py);
         foreign::queue(name_id, QueueOp::Sent { blocked_ns: foreign::now_ticks().saturating_sub(began), depth });
     }
 }
@@ -301,8 +324,9 @@ pub(crate) fn queue_put(name_id: u32, began: u64, depth: u64) {
 /// Records an item taken from queue `name_id` by a get that began at tick
 /// `began`; the item went in at tick `put` (0: unknown); `depth` items left.
 #[pyfunction]
-pub(crate) fn queue_got(name_id: u32, began: u64, put: u64, depth: u64) {
+pub(crate) fn queue_got(py: Python<'_>, name_id: u32, began: u64, put: u64, depth: u64) {
     if began != 0 {
+        name_thread_once(py);
         let now = foreign::now_ticks();
         let residence_ns = (put != 0).then(|| now.saturating_sub(put));
         foreign::queue(name_id, QueueOp::Received { waited_ns: now.saturating_sub(began), depth, residence_ns });
@@ -321,7 +345,8 @@ pub(crate) fn ticks_if_recording() -> u64 {
 
 /// Records a sample of counter `name`.
 #[pyfunction]
-pub(crate) fn counter(name: &str, value: f64) {
+pub(crate) fn counter(py: Python<'_>, name: &str, value: f64) {
+    name_thread_once(py);
     foreign::counter(foreign::name_id(name), value);
 }
 

@@ -212,11 +212,12 @@ impl Shared {
     }
 
     fn register_thread(&self) -> Arc<ThreadSlot> {
+        let name = crate::foreign::thread_name();
         let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = Arc::new(ThreadSlot {
             index: threads.len() as u32,
             os_tid: os_thread_id(),
-            name: std::thread::current().name().unwrap_or("").to_owned(),
+            name,
             current: ArcSwapOption::empty(),
         });
         threads.push(slot.clone());
