@@ -8,7 +8,9 @@ into the running session: how long the put waited for room and the get for
 an item, how many items the queue held after, and how long the item was in
 it (from the start of its put, as for Rust's ``stageprof::queue``). The
 report's ``queues`` turn that into depth over time, time full and empty,
-residence and who waited.
+residence and who waited. A queue says it exists (name and capacity) in
+each session that sees it used, so one made before ``stageprof.init()``
+keeps its capacity in the report.
 """
 
 from __future__ import annotations
@@ -31,19 +33,24 @@ class Queue(Generic[T]):
         self.maxsize = maxsize
         # Each item travels with the tick its put began at (0: nothing recorded then).
         self._queue: queue.Queue[Tuple[T, int]] = queue.Queue(maxsize)
-        self._name_id = _native.queue_opened(name, max(maxsize, 0))
+        self._name_id = _native.queue_id(name)
+        self._capacity = max(maxsize, 0)
+        # The session last told that this queue exists (0: none).
+        self._opened_in = 0
 
     def put(self, item: T, block: bool = True, timeout: Optional[float] = None) -> None:
         began = _native.ticks_if_recording()
         self._queue.put((item, began), block, timeout)
         if began:
-            _native.queue_put(self._name_id, began, self._queue.qsize())
+            self._opened_in = _native.queue_put(self._name_id, self._capacity, self._opened_in, began, self._queue.qsize())
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> T:
         began = _native.ticks_if_recording()
         item, put_began = self._queue.get(block, timeout)
         if began:
-            _native.queue_got(self._name_id, began, put_began, self._queue.qsize())
+            self._opened_in = _native.queue_got(
+                self._name_id, self._capacity, self._opened_in, began, put_began, self._queue.qsize()
+            )
         return item
 
     def put_nowait(self, item: T) -> None:

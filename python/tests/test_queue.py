@@ -87,3 +87,23 @@ def test_it_behaves_as_queue_queue() -> None:
     q.task_done()
     q.join()
     assert "plain" in repr(q)
+
+
+def test_a_queue_made_before_init_keeps_its_capacity_and_items_left_are_said(tmp_path: Path) -> None:
+    early: stageprof.Queue[int] = stageprof.Queue("made early", maxsize=3)
+    early.put(-1)
+    assert early.get() == -1
+    s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+    for i in range(5):
+        early.put(i)
+        assert early.get() == i
+    left: stageprof.Queue[int] = stageprof.Queue("left", maxsize=8)
+    for i in range(7):
+        left.put(i)
+    assert [left.get() for _ in range(4)] == [0, 1, 2, 3]
+    report = s.finish()
+    made_early = by_name(report, "made early")
+    assert (made_early["capacity"], made_early["sent"], made_early["received"]) == (3, 5, 5)
+    assert made_early["full_pct"] is not None
+    warnings = [str(w) for w in report.summary["warnings"]]
+    assert any("3 items sent into queue left were never received" in w for w in warnings), warnings

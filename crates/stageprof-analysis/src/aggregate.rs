@@ -246,6 +246,7 @@ impl Aggregator {
             .collect();
         counters.sort_by(|a, b| a.name.cmp(&b.name));
         let queues = self.queues.stats(catalog);
+        run.warnings.extend(self.queues.warnings(catalog));
         Summary {
             memory: self.memory.timelines(&order),
             timeline: self.timeline.timeline(catalog),

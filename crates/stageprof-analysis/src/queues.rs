@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp};
+use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp, Warning};
 
 use crate::stats::{DurationAcc, DurationStats};
 
@@ -62,6 +62,8 @@ pub struct QueueStats {
 
 #[derive(Default)]
 struct QueueAcc {
+    /// Queues made (or first used in the profile) under this name.
+    opened: u64,
     capacity: Option<u64>,
     sent: u64,
     received: u64,
@@ -185,6 +187,7 @@ impl QueueTracker {
         let q = self.queues.entry(e.queue).or_default();
         let (depth, waited) = match e.op {
             QueueOp::Opened { capacity } => {
+                q.opened += 1;
                 q.capacity = capacity;
                 q.depths.push((e.ts_ns, 0));
                 return;
@@ -299,6 +302,22 @@ impl QueueTracker {
             stages,
             limiting_stage,
         })
+    }
+
+    /// What went wrong with the queues: items never received, names reused.
+    pub(crate) fn warnings(&self, catalog: &Catalog) -> Vec<Warning> {
+        let mut by_name: Vec<(&str, &QueueAcc)> = self.queues.iter().map(|(&n, q)| (catalog.name(n), q)).collect();
+        by_name.sort_by_key(|&(name, _)| name);
+        let mut warnings = Vec::new();
+        for (name, q) in by_name {
+            if q.opened > 1 {
+                warnings.push(Warning::QueueNameReused { queue: name.to_owned(), count: q.opened });
+            }
+            if q.sent > q.received {
+                warnings.push(Warning::QueueItemsLeft { queue: name.to_owned(), count: q.sent - q.received });
+            }
+        }
+        warnings
     }
 
     /// Each queue's figures, by name.

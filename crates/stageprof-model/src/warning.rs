@@ -140,6 +140,21 @@ pub enum Warning {
         /// How many calls, of any stage.
         count: u64,
     },
+    /// Items sent into a queue and never received: the queue was dropped,
+    /// or the run ended, with them in it.
+    QueueItemsLeft {
+        /// The queue's name.
+        queue: String,
+        /// How many items.
+        count: u64,
+    },
+    /// Several queues made under one name: their figures are merged.
+    QueueNameReused {
+        /// The name.
+        queue: String,
+        /// How many queues.
+        count: u64,
+    },
     /// An output of the recorder could not be written.
     OutputFailed {
         /// The output and what went wrong.
@@ -168,7 +183,9 @@ impl Warning {
             | Warning::OutsideStages { count, .. }
             | Warning::Implausible { count, .. }
             | Warning::UnreadDeviceEvents { count, .. }
-            | Warning::StreamChanged { count, .. } => *count,
+            | Warning::StreamChanged { count, .. }
+            | Warning::QueueItemsLeft { count, .. }
+            | Warning::QueueNameReused { count, .. } => *count,
         }
     }
 
@@ -185,6 +202,7 @@ impl Warning {
                 Some("give torch.profiler a schedule with warmup=1 so that tracing starts with the GPU caught up")
             }
             Warning::RepeatedCorrelationIds { .. } => Some("write one profiling session to each trace file"),
+            Warning::QueueNameReused { .. } => Some("give each queue a name of its own"),
             Warning::StreamChanged { .. } => {
                 Some("switch streams outside the stage, or open a stage inside the `with torch.cuda.stream(...)` block")
             }
@@ -259,6 +277,16 @@ impl fmt::Display for Warning {
                 f,
                 "{count} stage calls ended on another CUDA stream than they began on (first: {}); their GPU time runs from the begin to the later of the ends on both streams",
                 shorten_for_warning(stage)
+            ),
+            Warning::QueueItemsLeft { queue, count } => write!(
+                f,
+                "{count} items sent into queue {} were never received (it was dropped, or the run ended, with them in it)",
+                shorten_for_warning(queue)
+            ),
+            Warning::QueueNameReused { queue, count } => write!(
+                f,
+                "{count} queues were made under the name {}: their figures are merged",
+                shorten_for_warning(queue)
             ),
             Warning::OutputFailed { problem } => f.write_str(problem),
         }

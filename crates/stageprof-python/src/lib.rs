@@ -28,7 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<report::NativeReport>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
-    m.add_function(wrap_pyfunction!(session::queue_opened, m)?)?;
+    m.add_function(wrap_pyfunction!(session::queue_id, m)?)?;
     m.add_function(wrap_pyfunction!(session::queue_put, m)?)?;
     m.add_function(wrap_pyfunction!(session::queue_got, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks_if_recording, m)?)?;

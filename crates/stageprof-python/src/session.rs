@@ -301,36 +301,61 @@ fn name_thread_once(py: Python<'_>) {
     }
 }
 
-/// Records that queue `name` was made, holding at most `capacity` items
-/// (0: unbounded, as `queue.Queue`'s maxsize); returns the name's id.
+/// The id of queue name `name` (nothing is recorded until the queue is used).
 #[pyfunction]
-pub(crate) fn queue_opened(py: Python<'_>, name: &str, capacity: u64) -> u32 {
-    name_thread_once(py);
-    let id = foreign::name_id(name);
-    foreign::queue(id, QueueOp::Opened { capacity: (capacity > 0).then_some(capacity) });
-    id
+pub(crate) fn queue_id(name: &str) -> u32 {
+    foreign::name_id(name)
 }
 
-/// Records an item put into queue `name_id` by a put that began at tick
-/// `began` (0: nothing recorded then); `depth` items in it after.
+/// Records an item put into queue `name_id` (holding at most `capacity`
+/// items, 0: unbounded) by a put that began at tick `began` (0: nothing
+/// recorded then), `depth` items in it after; says first that the queue
+/// exists unless session `opened_in` was told. Returns the session told.
 #[pyfunction]
-pub(crate) fn queue_put(py: Python<'_>, name_id: u32, began: u64, depth: u64) {
-    if began != 0 {
-        name_thread_once(py);
-        foreign::queue(name_id, QueueOp::Sent { blocked_ns: foreign::now_ticks().saturating_sub(began), depth });
-    }
+pub(crate) fn queue_put(py: Python<'_>, name_id: u32, capacity: u64, opened_in: u32, began: u64, depth: u64) -> u32 {
+    queue_op(py, name_id, capacity, opened_in, began, |now| QueueOp::Sent {
+        blocked_ns: now.saturating_sub(began),
+        depth,
+    })
 }
 
 /// Records an item taken from queue `name_id` by a get that began at tick
 /// `began`; the item went in at tick `put` (0: unknown); `depth` items left.
+/// As `queue_put` for the rest.
 #[pyfunction]
-pub(crate) fn queue_got(py: Python<'_>, name_id: u32, began: u64, put: u64, depth: u64) {
-    if began != 0 {
-        name_thread_once(py);
-        let now = foreign::now_ticks();
-        let residence_ns = (put != 0).then(|| now.saturating_sub(put));
-        foreign::queue(name_id, QueueOp::Received { waited_ns: now.saturating_sub(began), depth, residence_ns });
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn queue_got(
+    py: Python<'_>,
+    name_id: u32,
+    capacity: u64,
+    opened_in: u32,
+    began: u64,
+    put: u64,
+    depth: u64,
+) -> u32 {
+    queue_op(py, name_id, capacity, opened_in, began, |now| QueueOp::Received {
+        waited_ns: now.saturating_sub(began),
+        depth,
+        residence_ns: (put != 0).then(|| now.saturating_sub(put)),
+    })
+}
+
+/// A queue operation of Python's, where it was recorded (`began` not 0).
+fn queue_op(
+    py: Python<'_>,
+    name_id: u32,
+    capacity: u64,
+    opened_in: u32,
+    began: u64,
+    op: impl FnOnce(u64) -> QueueOp,
+) -> u32 {
+    if began == 0 {
+        return opened_in;
     }
+    name_thread_once(py);
+    let opened_in = foreign::queue_exists(name_id, (capacity > 0).then_some(capacity), opened_in);
+    foreign::queue(name_id, op(foreign::now_ticks()));
+    opened_in
 }
 
 /// The recorder's clock now while the global session records, else 0.

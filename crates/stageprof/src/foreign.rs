@@ -233,6 +233,14 @@ pub fn queue(name: u32, op: stageprof_model::QueueOp) {
     crate::queue::record(name, crate::clock::ticks(), op);
 }
 
+/// Says that queue `name`, holding at most `capacity` items, exists, unless
+/// session `opened_in` (the one last told, 0 for none) is the current one;
+/// returns the session to pass next time. Call before each operation
+/// recorded: a queue made before the session started is then known in it.
+pub fn queue_exists(name: u32, capacity: Option<u64>, opened_in: u32) -> u32 {
+    crate::queue::record_open(name, capacity, opened_in, crate::clock::ticks())
+}
+
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default
 /// stream) the one this thread's stages record their GPU events on, for a
 /// front door that learns of stream switches itself (torch's).

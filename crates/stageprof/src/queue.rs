@@ -9,12 +9,18 @@
 //! for a received item how long it was in the queue. The report turns that
 //! into depth over time, time full and empty, residence and who waited.
 //!
+//! A queue says it exists (its name and capacity) in each session that
+//! sees it used, so a queue made before `init`, or used across sessions,
+//! still has its capacity in every profile.
+//!
 //! While no session records, an operation costs two relaxed loads beyond the
 //! channel's own; each item carries the tick its send began at (8 bytes; 0
 //! when nothing recorded then). Durations are written in clock ticks and
 //! converted when the profile is read, so the hot path does no division.
 
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
@@ -22,7 +28,7 @@ use stageprof_model::wire::queue_words;
 use stageprof_model::QueueOp;
 
 use crate::clock::ticks;
-use crate::recorder::{with_writer, Target, GLOBAL_RECORDING};
+use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
 
 /// A queue holding at most `capacity` items, named `name` in the report
 /// (0 makes a rendezvous channel, as crossbeam's does).
@@ -45,9 +51,44 @@ fn ends<T>(
 ) -> (Sender<T>, Receiver<T>) {
     // The clock is chosen once per process: before any item is stamped with it.
     crate::clock::clock();
-    let name = crate::names::intern(name);
-    record(name, ticks(), QueueOp::Opened { capacity });
-    (Sender { inner: tx, name }, Receiver { inner: rx, name })
+    let meta = Arc::new(QueueMeta { name: crate::names::intern(name), capacity, opened_in: AtomicU32::new(0) });
+    meta.record(ticks(), None);
+    (Sender { inner: tx, meta: meta.clone() }, Receiver { inner: rx, meta })
+}
+
+/// What both ends of a queue share: its name, capacity, and the session
+/// that was last told it exists.
+struct QueueMeta {
+    name: u32,
+    capacity: Option<u64>,
+    opened_in: AtomicU32,
+}
+
+impl QueueMeta {
+    /// Records `op` at tick `at` into the global session (only that the
+    /// queue exists, for `None`), first saying it exists if this session
+    /// has not been told.
+    fn record(&self, at: u64, op: Option<QueueOp>) {
+        if GLOBAL_RECORDING.load(Relaxed) {
+            let opened_in = self.opened_in.load(Relaxed);
+            let opened_in = record_open(self.name, self.capacity, opened_in, at);
+            self.opened_in.store(opened_in, Relaxed);
+            if let Some(op) = op {
+                record(self.name, at, op);
+            }
+        }
+    }
+}
+
+/// Says, into the global session, that queue `name` holding at most
+/// `capacity` items exists, unless session `opened_in` (the last told) is
+/// the current one; returns the current session.
+pub(crate) fn record_open(name: u32, capacity: Option<u64>, opened_in: u32, at: u64) -> u32 {
+    let session = global_session_id();
+    if opened_in != session {
+        record(name, at, QueueOp::Opened { capacity });
+    }
+    session
 }
 
 /// An item and the tick its send began at (0: nothing recorded then).
@@ -69,24 +110,24 @@ fn began() -> u64 {
 /// The sending end; clone it for more producers.
 pub struct Sender<T> {
     inner: crossbeam_channel::Sender<Stamped<T>>,
-    name: u32,
+    meta: Arc<QueueMeta>,
 }
 
 /// The receiving end; clone it for more consumers.
 pub struct Receiver<T> {
     inner: crossbeam_channel::Receiver<Stamped<T>>,
-    name: u32,
+    meta: Arc<QueueMeta>,
 }
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Sender { inner: self.inner.clone(), name: self.name }
+        Sender { inner: self.inner.clone(), meta: self.meta.clone() }
     }
 }
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
-        Receiver { inner: self.inner.clone(), name: self.name }
+        Receiver { inner: self.inner.clone(), meta: self.meta.clone() }
     }
 }
 
@@ -131,7 +172,7 @@ impl<T> Sender<T> {
         if done.is_ok() && began != 0 {
             let now = ticks();
             let op = QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth: self.inner.len() as u64 };
-            record(self.name, now, op);
+            self.meta.record(now, Some(op));
         }
         done
     }
@@ -192,7 +233,7 @@ impl<T> Receiver<T> {
                 depth: self.inner.len() as u64,
                 residence_ns: (stamped.sent != 0).then(|| now.saturating_sub(stamped.sent)),
             };
-            record(self.name, now, op);
+            self.meta.record(now, Some(op));
         }
         Ok(stamped.item)
     }

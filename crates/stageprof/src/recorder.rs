@@ -102,6 +102,11 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// Mirror of the global profiler's `recording`, so a disabled stage costs one load.
 pub(crate) static GLOBAL_RECORDING: AtomicBool = AtomicBool::new(false);
 static GLOBAL_ID: AtomicU32 = AtomicU32::new(0);
+
+/// The global profiler's id (0: none has been installed); a new session, a new id.
+pub(crate) fn global_session_id() -> u32 {
+    GLOBAL_ID.load(Relaxed)
+}
 static GLOBAL: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
 
 impl Shared {
