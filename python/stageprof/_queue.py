@@ -31,8 +31,9 @@ class Queue(Generic[T]):
     def __init__(self, name: str, maxsize: int = 0) -> None:
         self.name = name
         self.maxsize = maxsize
-        # Each item travels with the tick its put began at (0: nothing recorded then).
-        self._queue: queue.Queue[Tuple[T, int]] = queue.Queue(maxsize)
+        # Each item travels with the tick its put began at and the tick it entered
+        # the pipeline (0: nothing recorded then; see stageprof::queue).
+        self._queue: queue.Queue[Tuple[T, int, int]] = queue.Queue(maxsize)
         self._name_id = _native.queue_id(name)
         self._capacity = max(maxsize, 0)
         # The session last told that this queue exists (0: none).
@@ -40,16 +41,16 @@ class Queue(Generic[T]):
 
     def put(self, item: T, block: bool = True, timeout: Optional[float] = None) -> None:
         began = _native.ticks_if_recording()
-        self._queue.put((item, began), block, timeout)
+        self._queue.put((item, began, _native.item_origin(began) if began else 0), block, timeout)
         if began:
             self._opened_in = _native.queue_put(self._name_id, self._capacity, self._opened_in, began, self._queue.qsize())
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> T:
         began = _native.ticks_if_recording()
-        item, put_began = self._queue.get(block, timeout)
+        item, put_began, origin = self._queue.get(block, timeout)
         if began:
             self._opened_in = _native.queue_got(
-                self._name_id, self._capacity, self._opened_in, began, put_began, self._queue.qsize()
+                self._name_id, self._capacity, self._opened_in, began, put_began, origin, self._queue.qsize()
             )
         return item
 

@@ -22,6 +22,10 @@
 //! (it holds where they are large enough not to stall the stages beside the
 //! slowest).
 //!
+//! End-to-end latency is the age of the items the last stage receives: how
+//! long since they (or the items they were made from, see
+//! `stageprof::queue`) entered the pipeline's first queue.
+//!
 //! Operations reach the aggregator in the order their threads' records were
 //! read, not in time order across threads, so each queue keeps its `(time,
 //! depth)` samples (12 bytes an operation) and orders them once, for the
@@ -93,6 +97,10 @@ pub struct PipelineStage {
     pub items: u64,
     /// Its busy time per item.
     pub service_ns: Option<u64>,
+    /// How long the items it received had been in the pipeline (since they,
+    /// or the items they were made from, entered its first queue); `None`
+    /// where unknown (a source; a profile before format version 8).
+    pub item_age: Option<DurationStats>,
 }
 
 /// The throughput predicted if one stage were faster.
@@ -144,6 +152,9 @@ pub struct Pipeline {
     pub speedups: Vec<Speedup>,
     /// Bounded queues both of whose sides waited long (see [`UndersizedQueue`]).
     pub undersized_queues: Vec<UndersizedQueue>,
+    /// End-to-end latency: the age of the items the last stage received
+    /// (the one stage that sends to no queue; `None` if there are several, or none).
+    pub latency: Option<DurationStats>,
 }
 
 /// The smallest of the stages' capacities (items a second), with stage
@@ -173,6 +184,8 @@ struct ThreadAcc {
     outputs: BTreeSet<NameId>,
     sent: u64,
     received: u64,
+    /// Ages in the pipeline of the items it received.
+    age: DurationAcc,
 }
 
 /// Every queue's operations, folded.
@@ -197,7 +210,10 @@ impl QueueTracker {
                 q.blocked_ns = q.blocked_ns.saturating_add(blocked_ns);
                 (depth, blocked_ns)
             }
-            QueueOp::Received { waited_ns, depth, residence_ns } => {
+            QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => {
+                if let Some(age) = age_ns {
+                    self.threads.entry(e.thread).or_default().age.record(age);
+                }
                 q.received += 1;
                 q.waited_ns = q.waited_ns.saturating_add(waited_ns);
                 if let Some(r) = residence_ns {
@@ -253,6 +269,7 @@ impl QueueTracker {
                     span_ns: span,
                     items,
                     service_ns: (items > 0).then(|| busy_ns / items),
+                    item_age: (t.age.count() > 0).then(|| t.age.stats()),
                 }
             })
             .collect();
@@ -294,7 +311,13 @@ impl QueueTracker {
                 })
             })
             .collect();
+        let mut sinks = stages.iter().filter(|s| s.outputs.is_empty() && !s.inputs.is_empty());
+        let latency = match (sinks.next(), sinks.next()) {
+            (Some(sink), None) => sink.item_age,
+            _ => None,
+        };
         Some(Pipeline {
+            latency,
             undersized_queues,
             predicted_per_s: predicted_per_s(&stages, None),
             measured_per_s,
@@ -384,10 +407,10 @@ mod tests {
         // Over 1000 ns: the source blocks 900 on a full `raw`; the model
         // waits 50 on `raw`, never on `features`; the sink waits 800 on `features`.
         t.event(&op(0, 0, 1000, QueueOp::Sent { blocked_ns: 900, depth: 1 }));
-        t.event(&op(0, 1, 50, QueueOp::Received { waited_ns: 50, depth: 0, residence_ns: Some(50) }));
+        t.event(&op(0, 1, 50, QueueOp::Received { waited_ns: 50, depth: 0, residence_ns: Some(50), age_ns: None }));
         t.event(&op(1, 1, 1000, QueueOp::Sent { blocked_ns: 0, depth: 1 }));
-        t.event(&op(1, 2, 1000, QueueOp::Received { waited_ns: 800, depth: 0, residence_ns: Some(5) }));
-        t.event(&op(1, 2, 200, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(5) }));
+        t.event(&op(1, 2, 1000, QueueOp::Received { waited_ns: 800, depth: 0, residence_ns: Some(5), age_ns: None }));
+        t.event(&op(1, 2, 200, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(5), age_ns: None }));
         let queues = t.stats(&c);
         let p = t.pipeline(&c, &queues).expect("a pipeline");
         let names: Vec<&str> = p.stages.iter().map(|s| s.thread.as_str()).collect();
@@ -414,8 +437,8 @@ mod tests {
         c.set_name(0, "frames");
         let mut t = QueueTracker::default();
         // Receiver's thread read first, then the sender's.
-        t.event(&at(60, QueueOp::Received { waited_ns: 5, depth: 1, residence_ns: Some(50) }));
-        t.event(&at(100, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(70) }));
+        t.event(&at(60, QueueOp::Received { waited_ns: 5, depth: 1, residence_ns: Some(50), age_ns: None }));
+        t.event(&at(100, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(70), age_ns: None }));
         t.event(&at(0, QueueOp::Opened { capacity: Some(2) }));
         t.event(&at(10, QueueOp::Sent { blocked_ns: 0, depth: 1 }));
         t.event(&at(30, QueueOp::Sent { blocked_ns: 20, depth: 2 }));

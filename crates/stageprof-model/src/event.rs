@@ -490,6 +490,11 @@ pub enum QueueOp {
         /// From the start of the item's send to this receive's return
         /// (`None`: sent while nothing recorded).
         residence_ns: Option<u64>,
+        /// From the start of the send that brought the item, or the item it
+        /// was made from, into the pipeline's first queue, to this receive's
+        /// return (`None`: unknown). An item sent by a thread is taken to be
+        /// made from the last item that thread received (format version 8).
+        age_ns: Option<u64>,
     },
 }
 
@@ -499,9 +504,12 @@ impl QueueOp {
         match self {
             QueueOp::Opened { .. } => self,
             QueueOp::Sent { blocked_ns, depth } => QueueOp::Sent { blocked_ns: f(blocked_ns), depth },
-            QueueOp::Received { waited_ns, depth, residence_ns } => {
-                QueueOp::Received { waited_ns: f(waited_ns), depth, residence_ns: residence_ns.map(f) }
-            }
+            QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => QueueOp::Received {
+                waited_ns: f(waited_ns),
+                depth,
+                residence_ns: residence_ns.map(&f),
+                age_ns: age_ns.map(&f),
+            },
         }
     }
 }

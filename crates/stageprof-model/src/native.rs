@@ -14,8 +14,9 @@ use crate::event::ThreadInfo;
 pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level,
 /// version 4 the GPU records, version 5 GPU activities' launch time and
-/// shape, version 6 tasks, version 7 GPU allocator levels; older files read as before.
-pub const FORMAT_VERSION: u32 = 7;
+/// shape, version 6 tasks, version 7 GPU allocator levels and queues,
+/// version 8 the age of received queue items; older files read as before.
+pub const FORMAT_VERSION: u32 = 8;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;

@@ -51,8 +51,9 @@ pub mod kind {
     /// `u64::MAX`: unbounded); `[header, ticks, blocked_ticks, depth]` for an
     /// item sent; `[header, ticks, waited_ticks, depth, residence_ticks]` with
     /// [`super::flag::QUEUE_RECEIVED`] for an item received (residence
-    /// `u64::MAX`: unknown). Durations are in ticks, converted when read,
-    /// so that the hot path does no division (version 7).
+    /// `u64::MAX`: unknown), then with [`super::flag::QUEUE_AGED`] the item's
+    /// age in the pipeline (version 8). Durations are in ticks, converted when
+    /// read, so that the hot path does no division (version 7).
     pub const QUEUE: u64 = 11;
 }
 
@@ -84,6 +85,8 @@ pub mod flag {
     pub const QUEUE_OPENED: u64 = 1 << 4;
     /// QUEUE: an item was received (else sent).
     pub const QUEUE_RECEIVED: u64 = 1 << 5;
+    /// QUEUE: a received item's age in the pipeline follows (version 8).
+    pub const QUEUE_AGED: u64 = 1 << 6;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
@@ -246,7 +249,7 @@ pub enum Record {
 }
 
 /// Most words of a QUEUE record.
-pub const MAX_QUEUE_WORDS: usize = 5;
+pub const MAX_QUEUE_WORDS: usize = 6;
 
 /// The words of a [`Record::Queue`] and how many of them there are.
 pub const fn queue_words(name: u32, ticks: u64, op: QueueOp) -> ([u64; MAX_QUEUE_WORDS], usize) {
@@ -256,15 +259,21 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueOp) -> ([u64; MAX_QUEUE
                 Some(c) => c,
                 None => u64::MAX,
             };
-            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, capacity, 0, 0], 3)
+            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, capacity, 0, 0, 0], 3)
         }
-        QueueOp::Sent { blocked_ns, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked_ns, depth, 0], 4),
-        QueueOp::Received { waited_ns, depth, residence_ns } => {
+        QueueOp::Sent { blocked_ns, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked_ns, depth, 0, 0], 4),
+        QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => {
             let residence = match residence_ns {
                 Some(r) => r,
                 None => u64::MAX,
             };
-            ([header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited_ns, depth, residence], 5)
+            match age_ns {
+                Some(age) => {
+                    let flags = flag::QUEUE_RECEIVED | flag::QUEUE_AGED;
+                    ([header(kind::QUEUE, flags, name), ticks, waited_ns, depth, residence, age], 6)
+                }
+                None => ([header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited_ns, depth, residence, 0], 5),
+            }
         }
     }
 }
@@ -273,7 +282,7 @@ const fn queue_len(flags: u64) -> usize {
     if flags & flag::QUEUE_OPENED != 0 {
         3
     } else if flags & flag::QUEUE_RECEIVED != 0 {
-        5
+        5 + (flags & flag::QUEUE_AGED != 0) as usize
     } else {
         4
     }
@@ -535,6 +544,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                         waited_ns: rec[2],
                         depth: rec[3],
                         residence_ns: Some(rec[4]).filter(|&r| r != u64::MAX),
+                        age_ns: rec.get(5).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
                     }
                 } else {
                     QueueOp::Sent { blocked_ns: rec[2], depth: rec[3] }
@@ -700,8 +710,9 @@ mod tests {
             QueueOp::Opened { capacity: Some(4) },
             QueueOp::Opened { capacity: None },
             QueueOp::Sent { blocked_ns: 7, depth: 3 },
-            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000) },
-            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: None },
+            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000), age_ns: Some(5_000) },
+            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000), age_ns: None },
+            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: None, age_ns: None },
         ];
         let mut words = Vec::new();
         for (i, &op) in ops.iter().enumerate() {

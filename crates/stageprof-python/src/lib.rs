@@ -31,6 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(session::queue_id, m)?)?;
     m.add_function(wrap_pyfunction!(session::queue_put, m)?)?;
     m.add_function(wrap_pyfunction!(session::queue_got, m)?)?;
+    m.add_function(wrap_pyfunction!(session::item_origin, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks_if_recording, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_rank, m)?)?;

@@ -320,8 +320,8 @@ pub(crate) fn queue_put(py: Python<'_>, name_id: u32, capacity: u64, opened_in: 
 }
 
 /// Records an item taken from queue `name_id` by a get that began at tick
-/// `began`; the item went in at tick `put` (0: unknown); `depth` items left.
-/// As `queue_put` for the rest.
+/// `began`; the item went in at tick `put` and entered the pipeline at tick
+/// `origin` (0: unknown); `depth` items left. As `queue_put` for the rest.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn queue_got(
@@ -331,13 +331,22 @@ pub(crate) fn queue_got(
     opened_in: u32,
     began: u64,
     put: u64,
+    origin: u64,
     depth: u64,
 ) -> u32 {
     queue_op(py, name_id, capacity, opened_in, began, |now| QueueOp::Received {
         waited_ns: now.saturating_sub(began),
         depth,
         residence_ns: (put != 0).then(|| now.saturating_sub(put)),
+        age_ns: foreign::queue_received(origin),
     })
+}
+
+/// When an item put now (the put began at tick `began`) entered the
+/// pipeline: that of the last item this thread got, else `began`.
+#[pyfunction]
+pub(crate) fn item_origin(began: u64) -> u64 {
+    foreign::item_origin(began)
 }
 
 /// A queue operation of Python's, where it was recorded (`began` not 0).

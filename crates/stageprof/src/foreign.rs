@@ -233,6 +233,20 @@ pub fn queue(name: u32, op: stageprof_model::QueueOp) {
     crate::queue::record(name, crate::clock::ticks(), op);
 }
 
+/// When an item a front door's queue sends now (its send began at tick
+/// `began`) entered the pipeline: see [`crate::queue`]. Store it with the
+/// item and pass it to [`queue_received`].
+pub fn item_origin(began: u64) -> u64 {
+    crate::queue::origin_for_send(began)
+}
+
+/// Notes that this thread received, now, an item that entered the pipeline
+/// at tick `origin` (0: unknown); returns its age in ticks, for the
+/// received operation's `age_ns`.
+pub fn queue_received(origin: u64) -> Option<u64> {
+    crate::queue::note_received(origin, crate::clock::ticks())
+}
+
 /// Says that queue `name`, holding at most `capacity` items, exists, unless
 /// session `opened_in` (the one last told, 0 for none) is the current one;
 /// returns the session to pass next time. Call before each operation

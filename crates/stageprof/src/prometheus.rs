@@ -226,7 +226,8 @@ mod tests {
         for depth in 1..=3 {
             exporter.queue(&event(QueueOp::Sent { blocked_ns: 500_000_000, depth }), &catalog);
         }
-        exporter.queue(&event(QueueOp::Received { waited_ns: 0, depth: 2, residence_ns: Some(9) }), &catalog);
+        exporter
+            .queue(&event(QueueOp::Received { waited_ns: 0, depth: 2, residence_ns: Some(9), age_ns: None }), &catalog);
         let mut text = String::new();
         encode(&mut text, &exporter.registry).unwrap();
         for line in [

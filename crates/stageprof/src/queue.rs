@@ -13,9 +13,15 @@
 //! sees it used, so a queue made before `init`, or used across sessions,
 //! still has its capacity in every profile.
 //!
+//! Each received item's age in the pipeline is recorded too: an item sent by
+//! a thread is taken to be made from the last item that thread received, so
+//! it keeps that item's time of entry into the pipeline (a thread that
+//! received nothing is where items enter). The report's end-to-end latency
+//! is the age of the items its last stages receive.
+//!
 //! While no session records, an operation costs two relaxed loads beyond the
-//! channel's own; each item carries the tick its send began at (8 bytes; 0
-//! when nothing recorded then). Durations are written in clock ticks and
+//! channel's own; each item carries the tick its send began at and its time
+//! of entry (16 bytes; 0 when nothing recorded then). Durations are written in clock ticks and
 //! converted when the profile is read, so the hot path does no division.
 
 use std::sync::atomic::AtomicU32;
@@ -95,6 +101,37 @@ pub(crate) fn record_open(name: u32, capacity: Option<u64>, opened_in: u32, at: 
 struct Stamped<T> {
     item: T,
     sent: u64,
+    /// When the item, or the one it was made from, entered the pipeline (0: unknown).
+    origin: u64,
+}
+
+impl<T> Stamped<T> {
+    /// `item` sent by a send that began at tick `began`.
+    fn new(item: T, began: u64) -> Stamped<T> {
+        Stamped { item, sent: began, origin: if began == 0 { 0 } else { origin_for_send(began) } }
+    }
+}
+
+thread_local! {
+    /// When the last item this thread received entered the pipeline (0: none).
+    static ITEM_ORIGIN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// When an item this thread sends now (its send began at `began`) entered
+/// the pipeline: taken to be made from the last item the thread received,
+/// it entered with that one; a thread that received none is where it enters.
+pub(crate) fn origin_for_send(began: u64) -> u64 {
+    match ITEM_ORIGIN.get() {
+        0 => began,
+        origin => origin,
+    }
+}
+
+/// Notes that this thread received, at tick `now`, an item that entered the
+/// pipeline at `origin` (0: unknown); returns its age then.
+pub(crate) fn note_received(origin: u64, now: u64) -> Option<u64> {
+    ITEM_ORIGIN.set(origin);
+    (origin != 0).then(|| now.saturating_sub(origin))
 }
 
 /// The tick now while the session records, else 0 (no clock read).
@@ -143,14 +180,14 @@ impl<T> Sender<T> {
     /// Sends `item`, waiting for room while the queue is full; fails when every receiver is gone.
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         let began = began();
-        let done = self.inner.send(Stamped { item, sent: began }).map_err(|e| SendError(e.0.item));
+        let done = self.inner.send(Stamped::new(item, began)).map_err(|e| SendError(e.0.item));
         self.sent(began, done)
     }
 
     /// Sends `item` if there is room now.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let began = began();
-        let done = self.inner.try_send(Stamped { item, sent: began }).map_err(|e| match e {
+        let done = self.inner.try_send(Stamped::new(item, began)).map_err(|e| match e {
             TrySendError::Full(s) => TrySendError::Full(s.item),
             TrySendError::Disconnected(s) => TrySendError::Disconnected(s.item),
         });
@@ -160,7 +197,7 @@ impl<T> Sender<T> {
     /// Sends `item`, waiting for room at most `timeout`.
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         let began = began();
-        let done = self.inner.send_timeout(Stamped { item, sent: began }, timeout).map_err(|e| match e {
+        let done = self.inner.send_timeout(Stamped::new(item, began), timeout).map_err(|e| match e {
             SendTimeoutError::Timeout(s) => SendTimeoutError::Timeout(s.item),
             SendTimeoutError::Disconnected(s) => SendTimeoutError::Disconnected(s.item),
         });
@@ -232,6 +269,7 @@ impl<T> Receiver<T> {
                 waited_ns: now.saturating_sub(began),
                 depth: self.inner.len() as u64,
                 residence_ns: (stamped.sent != 0).then(|| now.saturating_sub(stamped.sent)),
+                age_ns: note_received(stamped.origin, now),
             };
             self.meta.record(now, Some(op));
         }

@@ -25,9 +25,17 @@ struct Work {
 
 const SLOW_MODEL: Work = Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2, burst: None };
 
-/// Runs source -> raw -> model -> features -> sink; returns the summary and
-/// the items a second the sink received (first item to last, by its own clock).
-fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
+/// What a run gave: stageprof's summary, and by the test's own clock the
+/// items a second the sink received (first to last) and each item's time
+/// from the start of its send into `raw` to its arrival at the sink.
+struct Run {
+    summary: Summary,
+    sink_rate: f64,
+    latencies: Vec<Duration>,
+}
+
+/// Runs source -> raw -> model -> features -> sink.
+fn run(dir: &std::path::Path, work: Work) -> Run {
     // One session a process at a time: the tests take turns.
     static ONE_SESSION: Mutex<()> = Mutex::new(());
     let _turn = ONE_SESSION.lock().unwrap_or_else(PoisonError::into_inner);
@@ -38,13 +46,16 @@ fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
     let named = |name: &str| thread::Builder::new().name(name.into());
     let source = named("source")
         .spawn(move || {
+            let mut sent = Vec::new();
             for i in 0..ITEMS {
                 thread::sleep(work.source);
                 if let Some((_, pause)) = work.burst.filter(|&(burst, _)| i % burst == burst - 1) {
                     thread::sleep(pause);
                 }
+                sent.push(Instant::now());
                 raw_tx.send(i).unwrap();
             }
+            sent
         })
         .unwrap();
     let model = named("model")
@@ -57,12 +68,20 @@ fn run(dir: &std::path::Path, work: Work) -> (Summary, f64) {
         .unwrap();
     let sink =
         named("sink").spawn(move || out_rx.iter().map(|i| (u64::from(i), Instant::now())).collect::<Vec<_>>()).unwrap();
-    source.join().unwrap();
+    let sent = source.join().unwrap();
     model.join().unwrap();
     let received = sink.join().unwrap();
-    assert_eq!(received.iter().map(|r| r.0).sum::<u64>(), 2 * (0..u64::from(ITEMS)).sum::<u64>(), "every item once");
+    assert_eq!(
+        received.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..u64::from(ITEMS)).map(|i| 2 * i).collect::<Vec<_>>()
+    );
     let seconds = received.last().unwrap().1.duration_since(received[0].1).as_secs_f64();
-    (session.finish().summary.expect("a summary"), (received.len() - 1) as f64 / seconds)
+    let latencies = received.iter().map(|&(i, at)| at.duration_since(sent[i as usize / 2])).collect();
+    Run {
+        summary: session.finish().summary.expect("a summary"),
+        sink_rate: (received.len() - 1) as f64 / seconds,
+        latencies,
+    }
 }
 
 fn stage(summary: &Summary, name: &str) -> usize {
@@ -72,7 +91,7 @@ fn stage(summary: &Summary, name: &str) -> usize {
 #[test]
 fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     let dir = tempfile::tempdir().unwrap();
-    let (summary, sink_rate) = run(dir.path(), SLOW_MODEL);
+    let Run { summary, sink_rate, .. } = run(dir.path(), SLOW_MODEL);
     let limit = summary.limiting_stage().expect("a limiting stage");
     assert_eq!(limit.stage.thread, "model");
     assert!(limit.stage.busy_pct > 90.0, "{limit:?}");
@@ -95,20 +114,40 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     assert_eq!(Some(half.throughput_per_s), pipeline.predicted_with(model, 0.5));
     for factor in [0.5, 2.0] {
         let work = Work { model: SLOW_MODEL.model.mul_f64(factor), ..SLOW_MODEL };
-        let (_, sink_rate) = run(dir.path(), work);
+        let Run { sink_rate, .. } = run(dir.path(), work);
         let predicted = pipeline.predicted_with(model, factor).unwrap();
         assert!(
             (predicted / sink_rate - 1.0).abs() < 0.1,
             "model x{factor}: predicted {predicted}/s, the sink saw {sink_rate}/s"
         );
     }
-    let (summary, _) = run(dir.path(), SLOW_MODEL);
+    let Run { summary, mut latencies, .. } = run(dir.path(), SLOW_MODEL);
+
+    // End-to-end latency: each item's age at the sink, against the test's own clock
+    // (the start of the send into raw to the sink's receive), percentiles by nearest rank.
+    let latency = summary.pipeline.as_ref().unwrap().latency.expect("a latency");
+    latencies.sort();
+    let rank = |p: f64| latencies[((p * latencies.len() as f64).ceil() as usize).max(1) - 1].as_nanos() as f64;
+    assert_eq!(latency.count, u64::from(ITEMS));
+    for (mine, truth) in [(latency.p50_ns, rank(0.5)), (latency.p95_ns, rank(0.95)), (latency.max_ns, rank(1.0))] {
+        assert!(
+            (mine as f64 - truth).abs() < 0.02 * truth + 300_000.0,
+            "latency {mine} ns, by the test's clock {truth} ns"
+        );
+    }
+    let model_stage = &summary.pipeline.as_ref().unwrap().stages[stage(&summary, "model")];
+    assert_eq!(model_stage.item_age.map(|a| a.count), Some(u64::from(ITEMS)), "the model received every item, aged");
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["pipeline"]["limiting_stage"]["thread"], "model");
+    assert_eq!(json["pipeline"]["latency"]["p50_ns"], latency.p50_ns);
     let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
     assert!(table.contains("pipeline: limited by model (busy "), "{table}");
+    assert!(
+        table.contains("pipeline latency (an item's time from the first queue to the last stage): p50 "),
+        "{table}"
+    );
     #[cfg(feature = "html")]
     {
         let html = stageprof_render::render_html(&summary);
@@ -120,7 +159,7 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
 fn a_slow_source_starves_the_stages_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let work = Work { source: Duration::from_millis(8), model: Duration::ZERO, ..SLOW_MODEL };
-    let (summary, sink_rate) = run(dir.path(), work);
+    let Run { summary, sink_rate, .. } = run(dir.path(), work);
     let limit = summary.limiting_stage().expect("a limiting stage");
     assert_eq!(limit.stage.thread, "source", "{limit:?}");
     assert!(limit.outputs_empty_pct.unwrap() > 50.0, "{limit:?}");
@@ -141,7 +180,7 @@ fn a_source_done_early_is_not_the_limit() {
         raw_capacity: ITEMS as usize,
         ..SLOW_MODEL
     };
-    let (summary, _) = run(dir.path(), work);
+    let Run { summary, .. } = run(dir.path(), work);
     let pipeline = summary.pipeline.as_ref().unwrap();
     assert_eq!(summary.limiting_stage().unwrap().stage.thread, "model", "{pipeline:?}");
     assert!(pipeline.stages[stage(&summary, "source")].busy_pct < 30.0, "{pipeline:?}");
@@ -159,7 +198,7 @@ fn a_queue_too_small_for_a_bursty_source_is_named() {
         raw_capacity: 1,
         burst: Some((4, Duration::from_millis(24))),
     };
-    let (small, small_rate) = run(dir.path(), bursty);
+    let Run { summary: small, sink_rate: small_rate, .. } = run(dir.path(), bursty);
     let pipeline = small.pipeline.as_ref().unwrap();
     let names: Vec<&str> = pipeline.undersized_queues.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(names, ["raw"], "{pipeline:?}");
@@ -169,7 +208,8 @@ fn a_queue_too_small_for_a_bursty_source_is_named() {
     let table = stageprof_render::render_table(&small, stageprof_render::TableOptions { color: false, width: None });
     assert!(table.contains("queue raw (capacity 1) looks too small"), "{table}");
 
-    let (large, large_rate) = run(dir.path(), Work { raw_capacity: ITEMS as usize, ..bursty });
+    let Run { summary: large, sink_rate: large_rate, .. } =
+        run(dir.path(), Work { raw_capacity: ITEMS as usize, ..bursty });
     let pipeline = large.pipeline.as_ref().unwrap();
     assert!(pipeline.undersized_queues.is_empty(), "{pipeline:?}");
     assert!(large_rate > small_rate * 1.15, "a larger queue is faster: {large_rate}/s against {small_rate}/s");

@@ -434,6 +434,15 @@ fn queues(page: &mut String, s: &Summary) {
         if let (Some(measured), Some(predicted)) = (p.measured_per_s, p.predicted_per_s) {
             let _ = write!(page, " Throughput {measured:.1}/s measured, {predicted:.1}/s by the bottleneck model.");
         }
+        if let Some(l) = p.latency {
+            let _ = write!(
+                page,
+                " An item's time from the first queue to the last stage: p50 {}, p95 {}, max {}.",
+                duration(l.p50_ns),
+                duration(l.p95_ns),
+                duration(l.max_ns)
+            );
+        }
         page.push_str("</p>");
         for q in &p.undersized_queues {
             let _ = write!(page, "<p class=\"limit\">{}.</p>", super::table::undersized(q, escape));

@@ -31,11 +31,30 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
             .field_f64("busy_pct", st.busy_pct)
             .field("items", st.items)
             .field_opt("service_ns", st.service_ns)
+            .field_opt("item_age_p50_ns", st.item_age.map(|a| a.p50_ns))
+            .field_opt("item_age_p95_ns", st.item_age.map(|a| a.p95_ns))
+            .field_opt("item_age_max_ns", st.item_age.map(|a| a.max_ns))
             .end_object();
     }
     w.end_array();
     let rate = |v: Option<f64>| v.map(|r| format!("{r:.3}"));
     w.field_opt("measured_per_s", rate(p.measured_per_s)).field_opt("predicted_per_s", rate(p.predicted_per_s));
+    match &p.latency {
+        Some(l) => {
+            w.key("latency")
+                .begin_object()
+                .field("items", l.count)
+                .field("mean_ns", l.mean_ns)
+                .field("p50_ns", l.p50_ns)
+                .field("p95_ns", l.p95_ns)
+                .field("p99_ns", l.p99_ns)
+                .field("max_ns", l.max_ns)
+                .end_object();
+        }
+        None => {
+            w.key("latency").raw("null");
+        }
+    }
     w.key("speedups").begin_array();
     for sp in &p.speedups {
         w.begin_object()

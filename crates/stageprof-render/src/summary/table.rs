@@ -248,6 +248,16 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             );
         }
     }
+    if let Some(l) = s.pipeline.as_ref().and_then(|p| p.latency) {
+        let _ = writeln!(
+            out,
+            "pipeline latency (an item's time from the first queue to the last stage): p50 {}, p95 {}, max {} over {} items",
+            duration(l.p50_ns),
+            duration(l.p95_ns),
+            duration(l.max_ns),
+            l.count
+        );
+    }
     for q in s.pipeline.iter().flat_map(|p| &p.undersized_queues) {
         let _ = writeln!(out, "{}", undersized(q, terminal_safe));
     }
