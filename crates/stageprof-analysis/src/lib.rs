@@ -44,7 +44,9 @@ mod trend;
 pub use aggregate::{Aggregator, FRAMES_PER_STAGE};
 pub use figures::{FigureValue, StageFigure, Unit, STAGE_FIGURES};
 pub use memory_timeline::{MemoryPeak, MemoryTimeline, MAX_POINTS};
-pub use queues::{Pipeline, PipelineStage, QueueStats, Speedup, UndersizedQueue, SPEEDUPS_PCT, UNDERSIZED_PCT};
+pub use queues::{
+    Pipeline, PipelineStage, QueueStats, Speedup, UndersizedQueue, DEPTH_POINTS, SPEEDUPS_PCT, UNDERSIZED_PCT,
+};
 pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::{DurationStats, Samples, EXACT_SAMPLES};
 pub use summary::{

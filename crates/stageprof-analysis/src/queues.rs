@@ -62,7 +62,13 @@ pub struct QueueStats {
     pub sender_blocked_ns: u64,
     /// Time receivers waited for an item, in all.
     pub receiver_waited_ns: u64,
+    /// Depth over time, at most [`DEPTH_POINTS`] points: `(ns since the
+    /// profile's start, the most items it held from then to the next point)`.
+    pub depth_over_time: Vec<(u64, u64)>,
 }
+
+/// Points of a queue's depth over time kept for the report.
+pub const DEPTH_POINTS: usize = 300;
 
 #[derive(Default)]
 struct QueueAcc {
@@ -380,8 +386,26 @@ impl QueueAcc {
             residence: self.residence.stats(),
             sender_blocked_ns: self.blocked_ns,
             receiver_waited_ns: self.waited_ns,
+            depth_over_time: depth_over_time(&depths),
         }
     }
+}
+
+/// `depths` (in time order) in at most [`DEPTH_POINTS`] equal slices of
+/// time, each at its first operation's time with the most items held in it,
+/// so that no moment full is lost to the thinning.
+fn depth_over_time(depths: &[(u64, u32)]) -> Vec<(u64, u64)> {
+    let (Some(&(first, _)), Some(&(last, _))) = (depths.first(), depths.last()) else { return Vec::new() };
+    let slice = (last - first) / DEPTH_POINTS as u64 + 1;
+    let mut points: Vec<(u64, u64)> = Vec::new();
+    for &(t, d) in depths {
+        let start = first + (t - first) / slice * slice;
+        match points.last_mut() {
+            Some(p) if p.0 >= start => p.1 = p.1.max(u64::from(d)),
+            _ => points.push((t, u64::from(d))),
+        }
+    }
+    points
 }
 
 #[cfg(test)]
@@ -429,6 +453,17 @@ mod tests {
         assert_eq!(p.predicted_per_s, Some(1e9 / 950.0));
         let half = p.speedups.iter().find(|s| s.stage == 0 && s.faster_pct == 50).unwrap();
         assert_eq!(half.throughput_per_s, 1e9 / 475.0);
+    }
+
+    #[test]
+    fn depth_over_time_keeps_each_slices_most() {
+        let depths: Vec<(u64, u32)> = (0..3000u64).map(|t| (t, if t == 1234 { 9 } else { (t % 3) as u32 })).collect();
+        let points = depth_over_time(&depths);
+        assert!(points.len() <= DEPTH_POINTS, "{}", points.len());
+        assert_eq!(points.iter().map(|p| p.1).max(), Some(9));
+        assert!(points.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(depth_over_time(&[(5, 1)]), [(5, 1)]);
+        assert!(depth_over_time(&[]).is_empty());
     }
 
     #[test]

@@ -152,6 +152,12 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     {
         let html = stageprof_render::render_html(&summary);
         assert!(html.contains("<section id=\"queues\">") && html.contains("Limited by <b>model</b>"));
+        // The diagram: source, then raw, then the model marked as the limit, then features, then the sink.
+        let order =
+            ["<b>source</b>", "&rarr; raw", "class=\"stage limit\"><b>model</b>", "&rarr; features", "<b>sink</b>"];
+        let at: Vec<usize> = order.iter().map(|p| html.find(p).unwrap_or_else(|| panic!("{p} in the HTML"))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert!(html.contains("<h3>Queue raw over time (capacity 2)</h3>"));
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary};
+use stageprof_analysis::{figures, Bottleneck, Pipeline, PipelineStage, StageFigure, StageStats, Summary};
 use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
@@ -444,6 +444,7 @@ fn queues(page: &mut String, s: &Summary) {
             );
         }
         page.push_str("</p>");
+        pipeline_diagram(page, s, p, l.stage);
         for q in &p.undersized_queues {
             let _ = write!(page, "<p class=\"limit\">{}.</p>", super::table::undersized(q, escape));
         }
@@ -488,7 +489,69 @@ fn queues(page: &mut String, s: &Summary) {
             duration(q.receiver_waited_ns)
         );
     }
-    page.push_str("</tbody></table></section>");
+    page.push_str("</tbody></table>");
+    for q in s.queues.iter().filter(|q| q.depth_over_time.len() > 1) {
+        let capacity = q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("capacity {c}"));
+        let _ = write!(page, "<h3>Queue {} over time ({capacity})</h3>", escape(&q.name));
+        // A step at each point: the depth holds until the next.
+        let mut points: Vec<Point> = Vec::with_capacity(2 * q.depth_over_time.len());
+        for (i, &(t, d)) in q.depth_over_time.iter().enumerate() {
+            if i > 0 {
+                let held = q.depth_over_time[i - 1].1;
+                points.push(Point { x: t as f64, y: held as f64, flag: None });
+            }
+            points.push(Point { x: t as f64, y: d as f64, flag: None });
+        }
+        page.push_str(&line_chart(&points, 900.0, 120.0, |x| duration(x as u64), |y| format!("{y:.0} in queue")));
+    }
+    page.push_str("</section>");
+}
+
+/// The stages in columns by their distance from the pipeline's sources,
+/// the queues between them, the limiting stage marked.
+fn pipeline_diagram(page: &mut String, s: &Summary, p: &Pipeline, limit: &PipelineStage) {
+    let n = p.stages.len();
+    let mut layer = vec![0usize; n];
+    // Longest path from a source; at most n rounds, so a cycle cannot loop forever.
+    for _ in 0..n {
+        for (r, receiver) in p.stages.iter().enumerate() {
+            for (sd, sender) in p.stages.iter().enumerate() {
+                if sender.outputs.iter().any(|q| receiver.inputs.contains(q)) {
+                    layer[r] = layer[r].max((layer[sd] + 1).min(n));
+                }
+            }
+        }
+    }
+    page.push_str("<div class=\"pipeline\">");
+    for column in 0..=layer.iter().copied().max().unwrap_or(0) {
+        let queues: Vec<&String> =
+            p.stages.iter().zip(&layer).filter(|&(_, &l)| l == column).flat_map(|(st, _)| &st.inputs).collect();
+        if !queues.is_empty() {
+            page.push_str("<div class=\"queue\">");
+            for name in queues {
+                let figures = s.queues.iter().find(|q| &q.name == name).map_or_else(String::new, |q| {
+                    let capacity = q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"));
+                    let full = q.full_pct.map_or_else(String::new, |f| format!(", full {f:.0}%"));
+                    format!("<br><small>depth {:.1} {capacity}{full}</small>", q.depth_mean)
+                });
+                let _ = write!(page, "<div>&rarr; {}{figures}</div>", escape(name));
+            }
+            page.push_str("</div>");
+        }
+        page.push_str("<div class=\"layer\">");
+        for (st, _) in p.stages.iter().zip(&layer).filter(|&(_, &l)| l == column) {
+            let class = if std::ptr::eq(st, limit) { "stage limit" } else { "stage" };
+            let _ = write!(
+                page,
+                "<div class=\"{class}\"><b>{}</b><br><small>busy {:.0}%, {} an item</small></div>",
+                escape(&st.thread),
+                st.busy_pct,
+                st.service_ns.map_or_else(|| "-".to_owned(), duration)
+            );
+        }
+        page.push_str("</div>");
+    }
+    page.push_str("</div>");
 }
 
 fn kernels_and_copies(page: &mut String, s: &Summary) {
