@@ -39,7 +39,18 @@ fn bucket_value(i: usize) -> u64 {
 impl LogHistogram {
     /// Adds a value.
     pub(crate) fn record(&mut self, v: u64) {
-        let b = bucket(v);
+        self.add(bucket(v), 1);
+    }
+
+    /// Adds every value of `other`.
+    pub(crate) fn merge(&mut self, other: &LogHistogram) {
+        for (i, &n) in other.counts.iter().enumerate().filter(|&(_, &n)| n > 0) {
+            self.add(other.first + i, n);
+        }
+    }
+
+    /// Adds `n` values to bucket `b`.
+    fn add(&mut self, b: usize, n: u64) {
         if self.counts.is_empty() {
             self.first = b;
         } else if b < self.first {
@@ -51,8 +62,8 @@ impl LogHistogram {
         if at >= self.counts.len() {
             self.counts.resize(at + 1, 0);
         }
-        self.counts[at] += 1;
-        self.total += 1;
+        self.counts[at] += n;
+        self.total += n;
     }
 
     /// The `q` quantile (0..=1) by nearest rank, as the middle of its bucket.

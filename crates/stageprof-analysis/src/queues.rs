@@ -16,7 +16,8 @@
 //! What a speed-up buys comes from the bottleneck model of a linear
 //! pipeline: each stage's service time is its busy time per item (items
 //! received, or sent for a stage with no input), its capacity one item per
-//! service time, and the pipeline's throughput the smallest capacity. A
+//! service time (times its workers: threads with the same input and output
+//! queues are one stage), and the pipeline's throughput the smallest capacity. A
 //! stage made X% faster serves in (100 - X)% of its time; the prediction is
 //! the smallest capacity then. Queues only smooth the flow in this model
 //! (it holds where they are large enough not to stall the stages beside the
@@ -31,7 +32,7 @@
 //! depth)` samples (12 bytes an operation) and orders them once, for the
 //! time-weighted figures.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp, Warning};
 
@@ -84,24 +85,28 @@ struct QueueAcc {
     depths: Vec<(u64, u32)>,
 }
 
-/// One stage of the pipeline: a thread that sends to or receives from queues.
+/// One stage of the pipeline: the threads that send to and receive from
+/// the same queues (one, or several workers sharing the job).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineStage {
-    /// The thread's name (its number where it has none).
+    /// The thread's name (its number where it has none); for several
+    /// workers, what their names share and how many there are.
     pub thread: String,
+    /// Threads doing this job.
+    pub workers: u32,
     /// Queues it receives from.
     pub inputs: Vec<String>,
     /// Queues it sends to.
     pub outputs: Vec<String>,
     /// Its time not spent waiting in queue operations (between its first and
     /// its last), as a share of the pipeline's time (the first operation of
-    /// any stage to the last of any), 0 to 100.
+    /// any stage to the last of any), 0 to 100; for several workers, their mean.
     pub busy_pct: f64,
     /// From the start of its first queue operation to the end of its last.
     pub span_ns: u64,
     /// Items it handled: received, or sent where it receives from no queue.
     pub items: u64,
-    /// Its busy time per item.
+    /// Its busy time per item (for several workers, each worker's).
     pub service_ns: Option<u64>,
     /// How long the items it received had been in the pipeline (since they,
     /// or the items they were made from, entered its first queue); `None`
@@ -163,12 +168,27 @@ pub struct Pipeline {
     pub latency: Option<DurationStats>,
 }
 
+/// A stage's name from its workers' thread names: the one name, or what
+/// the names share (`model-0`, `model-1`: `model`) and how many there are.
+fn stage_name(mut names: Vec<String>) -> String {
+    if names.len() == 1 {
+        return names.remove(0);
+    }
+    names.sort();
+    let (first, last) = (&names[0], &names[names.len() - 1]);
+    let shared = first.chars().zip(last.chars()).take_while(|(a, b)| a == b).count();
+    let prefix: String = first.chars().take(shared).collect();
+    let prefix = prefix.trim_end_matches(|c: char| !c.is_alphanumeric());
+    let prefix = if prefix.is_empty() { first.as_str() } else { prefix };
+    format!("{prefix} ({} workers)", names.len())
+}
+
 /// The smallest of the stages' capacities (items a second), with stage
 /// `scaled.0`'s service time multiplied by `scaled.1`.
 fn predicted_per_s(stages: &[PipelineStage], scaled: Option<(usize, f64)>) -> Option<f64> {
     let capacity = |(i, s): (usize, &PipelineStage)| {
         let factor = scaled.filter(|&(f, _)| f == i).map_or(1.0, |(_, factor)| factor);
-        Some(1e9 / (s.service_ns? as f64 * factor).max(1.0))
+        Some(f64::from(s.workers.max(1)) * 1e9 / (s.service_ns? as f64 * factor).max(1.0))
     };
     stages.iter().enumerate().filter_map(capacity).reduce(f64::min)
 }
@@ -249,33 +269,52 @@ impl QueueTracker {
         if self.threads.is_empty() {
             return None;
         }
-        let names = |set: &BTreeSet<NameId>| set.iter().map(|&n| catalog.name(n).to_owned()).collect::<Vec<_>>();
+        let names_of = |set: &BTreeSet<NameId>| set.iter().map(|&n| catalog.name(n).to_owned()).collect::<Vec<_>>();
         // Busy shares are of the whole pipeline's time: a source that made every item
         // early, before the queues filled, was busy while it ran but is not the limit.
         let first = self.threads.values().filter_map(|t| t.first_ns).min().unwrap_or(0);
         let last = self.threads.values().map(|t| t.last_ns).max().unwrap_or(0);
         let window = last.saturating_sub(first);
-        let mut stages: Vec<PipelineStage> = self
-            .threads
-            .iter()
-            .map(|(&thread, t)| {
-                let span = t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns));
-                let busy_ns = span.saturating_sub(t.waiting_ns);
-                let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / window as f64 };
-                let items = if t.inputs.is_empty() { t.sent } else { t.received };
+        // Threads doing the same job (the same input and output queues) are one stage of several workers.
+        let mut jobs: BTreeMap<(&BTreeSet<NameId>, &BTreeSet<NameId>), Vec<(u32, &ThreadAcc)>> = BTreeMap::new();
+        for (&thread, t) in &self.threads {
+            jobs.entry((&t.inputs, &t.outputs)).or_default().push((thread, t));
+        }
+        let thread_name = |thread: u32| {
+            catalog
+                .thread(thread)
+                .map(|i| i.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| format!("thread {thread}"))
+        };
+        let mut stages: Vec<PipelineStage> = jobs
+            .into_iter()
+            .map(|((inputs, outputs), workers)| {
+                let first_ns = workers.iter().filter_map(|(_, t)| t.first_ns).min().unwrap_or(0);
+                let span = workers.iter().map(|(_, t)| t.last_ns).max().unwrap_or(0).saturating_sub(first_ns);
+                let busy_ns: u64 = workers
+                    .iter()
+                    .map(|(_, t)| {
+                        t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns)).saturating_sub(t.waiting_ns)
+                    })
+                    .sum();
+                let n = workers.len() as u64;
+                let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / (n * window) as f64 };
+                let items: u64 =
+                    workers.iter().map(|(_, t)| if t.inputs.is_empty() { t.sent } else { t.received }).sum();
+                let mut age = DurationAcc::default();
+                workers.iter().for_each(|(_, t)| age.merge(&t.age));
+                let names: Vec<String> = workers.iter().map(|&(thread, _)| thread_name(thread)).collect();
                 PipelineStage {
-                    thread: catalog
-                        .thread(thread)
-                        .map(|i| i.name.clone())
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or_else(|| format!("thread {thread}")),
-                    inputs: names(&t.inputs),
-                    outputs: names(&t.outputs),
+                    thread: stage_name(names),
+                    workers: n as u32,
+                    inputs: names_of(inputs),
+                    outputs: names_of(outputs),
                     busy_pct: busy.clamp(0.0, 100.0),
                     span_ns: span,
                     items,
                     service_ns: (items > 0).then(|| busy_ns / items),
-                    item_age: (t.age.count() > 0).then(|| t.age.stats()),
+                    item_age: (age.count() > 0).then(|| age.stats()),
                 }
             })
             .collect();

@@ -117,6 +117,32 @@ impl DurationAcc {
         }
     }
 
+    /// Adds every sample of `other` (Chan et al.'s pooled mean and deviation).
+    pub(crate) fn merge(&mut self, other: &DurationAcc) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other.clone();
+            return;
+        }
+        let n = self.count + other.count;
+        let delta = other.mean - self.mean;
+        self.m2 += other.m2 + delta * delta * self.count as f64 * other.count as f64 / n as f64;
+        self.mean += delta * other.count as f64 / n as f64;
+        let complete = |a: &DurationAcc| a.exact.len() as u64 == a.count;
+        if complete(self) && complete(other) && n as usize <= EXACT_SAMPLES {
+            self.exact.extend_from_slice(&other.exact);
+        } else {
+            self.exact = Vec::new();
+        }
+        self.count = n;
+        self.total += other.total;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.hist.merge(&other.hist);
+    }
+
     /// Samples added.
     pub(crate) fn count(&self) -> u64 {
         self.count
@@ -153,6 +179,25 @@ impl DurationAcc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_accumulators_equal_one_fed_everything() {
+        for (split, n) in [(3usize, 10u64), (2000, 5000), (0, 7)] {
+            let values: Vec<u64> = (0..n).map(|i| (i * 7919) % 1000 + 1).collect();
+            let (mut a, mut b, mut all) = (DurationAcc::default(), DurationAcc::default(), DurationAcc::default());
+            values.iter().take(split).for_each(|&v| a.record(v));
+            values.iter().skip(split).for_each(|&v| b.record(v));
+            values.iter().for_each(|&v| all.record(v));
+            a.merge(&b);
+            let (m, w) = (a.stats(), all.stats());
+            assert_eq!(
+                (m.count, m.total_ns, m.min_ns, m.max_ns, m.mean_ns),
+                (w.count, w.total_ns, w.min_ns, w.max_ns, w.mean_ns)
+            );
+            assert!((m.stddev_ns as i64 - w.stddev_ns as i64).abs() <= 1, "{m:?} {w:?}");
+            assert_eq!((m.p50_ns, m.p95_ns, m.p99_ns), (w.p50_ns, w.p95_ns, w.p99_ns), "split {split} of {n}");
+        }
+    }
 
     #[test]
     fn exact_moments_of_known_samples() {

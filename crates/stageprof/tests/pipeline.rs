@@ -21,9 +21,12 @@ struct Work {
     raw_capacity: usize,
     /// The source makes items in bursts: after every `burst` items it pauses this long.
     burst: Option<(u32, Duration)>,
+    /// Threads sharing the model's job (`model-0`, `model-1`, ... when more than one).
+    model_workers: usize,
 }
 
-const SLOW_MODEL: Work = Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2, burst: None };
+const SLOW_MODEL: Work =
+    Work { source: Duration::ZERO, model: Duration::from_millis(8), raw_capacity: 2, burst: None, model_workers: 1 };
 
 /// What a run gave: stageprof's summary, and by the test's own clock the
 /// items a second the sink received (first to last) and each item's time
@@ -58,23 +61,30 @@ fn run(dir: &std::path::Path, work: Work) -> Run {
             sent
         })
         .unwrap();
-    let model = named("model")
-        .spawn(move || {
-            for i in raw_rx.iter() {
-                thread::sleep(work.model);
-                out_tx.send(i * 2).unwrap();
-            }
+    let models: Vec<_> = (0..work.model_workers)
+        .map(|i| {
+            let (raw_rx, out_tx) = (raw_rx.clone(), out_tx.clone());
+            let name = if work.model_workers == 1 { "model".to_owned() } else { format!("model-{i}") };
+            named(&name)
+                .spawn(move || {
+                    for i in raw_rx.iter() {
+                        thread::sleep(work.model);
+                        out_tx.send(i * 2).unwrap();
+                    }
+                })
+                .unwrap()
         })
-        .unwrap();
+        .collect();
+    drop((raw_rx, out_tx));
     let sink =
         named("sink").spawn(move || out_rx.iter().map(|i| (u64::from(i), Instant::now())).collect::<Vec<_>>()).unwrap();
     let sent = source.join().unwrap();
-    model.join().unwrap();
+    models.into_iter().for_each(|m| m.join().unwrap());
     let received = sink.join().unwrap();
-    assert_eq!(
-        received.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..u64::from(ITEMS)).map(|i| 2 * i).collect::<Vec<_>>()
-    );
+    // Every item once (several workers may pass them on out of order).
+    let mut items: Vec<u64> = received.iter().map(|r| r.0).collect();
+    items.sort_unstable();
+    assert_eq!(items, (0..u64::from(ITEMS)).map(|i| 2 * i).collect::<Vec<_>>());
     let seconds = received.last().unwrap().1.duration_since(received[0].1).as_secs_f64();
     let latencies = received.iter().map(|&(i, at)| at.duration_since(sent[i as usize / 2])).collect();
     Run {
@@ -203,6 +213,7 @@ fn a_queue_too_small_for_a_bursty_source_is_named() {
         model: Duration::from_millis(6),
         raw_capacity: 1,
         burst: Some((4, Duration::from_millis(24))),
+        model_workers: 1,
     };
     let Run { summary: small, sink_rate: small_rate, .. } = run(dir.path(), bursty);
     let pipeline = small.pipeline.as_ref().unwrap();
@@ -219,4 +230,24 @@ fn a_queue_too_small_for_a_bursty_source_is_named() {
     let pipeline = large.pipeline.as_ref().unwrap();
     assert!(pipeline.undersized_queues.is_empty(), "{pipeline:?}");
     assert!(large_rate > small_rate * 1.15, "a larger queue is faster: {large_rate}/s against {small_rate}/s");
+}
+
+#[test]
+fn workers_sharing_a_job_are_one_stage_of_that_many() {
+    // Three model threads on one queue: a stage with three workers, three
+    // times the capacity of one; still the limit (a model takes 12 ms, so
+    // 4 ms an item among three, against the source's nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let work = Work { model: Duration::from_millis(12), model_workers: 3, raw_capacity: 4, ..SLOW_MODEL };
+    let Run { summary, sink_rate, .. } = run(dir.path(), work);
+    let pipeline = summary.pipeline.as_ref().unwrap();
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.thread.as_str()).collect();
+    assert_eq!(names, ["model (3 workers)", "sink", "source"]);
+    let model = &pipeline.stages[0];
+    assert_eq!((model.workers, model.items), (3, u64::from(ITEMS)));
+    assert_eq!(summary.limiting_stage().unwrap().stage.thread, "model (3 workers)");
+    let predicted = pipeline.predicted_per_s.unwrap();
+    assert!((predicted / sink_rate - 1.0).abs() < 0.1, "predicted {predicted}/s, the sink saw {sink_rate}/s");
+    let doubled = pipeline.predicted_with(0, 0.5).unwrap();
+    assert!((doubled / predicted - 2.0).abs() < 0.01, "the source is not a limit at twice the model's speed");
 }

@@ -26,6 +26,7 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
     for st in &p.stages {
         w.begin_object()
             .field_str("thread", &st.thread)
+            .field("workers", st.workers)
             .field_strs("inputs", st.inputs.iter().map(String::as_str))
             .field_strs("outputs", st.outputs.iter().map(String::as_str))
             .field_f64("busy_pct", st.busy_pct)
