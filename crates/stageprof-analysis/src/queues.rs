@@ -201,6 +201,9 @@ impl Pipeline {
     }
 }
 
+/// A stage's job: the queues its threads receive from and send to.
+type Job<'a> = (&'a BTreeSet<NameId>, &'a BTreeSet<NameId>);
+
 #[derive(Default)]
 struct ThreadAcc {
     waiting_ns: u64,
@@ -276,7 +279,7 @@ impl QueueTracker {
         let last = self.threads.values().map(|t| t.last_ns).max().unwrap_or(0);
         let window = last.saturating_sub(first);
         // Threads doing the same job (the same input and output queues) are one stage of several workers.
-        let mut jobs: BTreeMap<(&BTreeSet<NameId>, &BTreeSet<NameId>), Vec<(u32, &ThreadAcc)>> = BTreeMap::new();
+        let mut jobs: BTreeMap<Job<'_>, Vec<(u32, &ThreadAcc)>> = BTreeMap::new();
         for (&thread, t) in &self.threads {
             jobs.entry((&t.inputs, &t.outputs)).or_default().push((thread, t));
         }
