@@ -42,15 +42,9 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
     w.field_opt("measured_per_s", rate(p.measured_per_s)).field_opt("predicted_per_s", rate(p.predicted_per_s));
     match &p.latency {
         Some(l) => {
-            w.key("latency")
-                .begin_object()
-                .field("items", l.count)
-                .field("mean_ns", l.mean_ns)
-                .field("p50_ns", l.p50_ns)
-                .field("p95_ns", l.p95_ns)
-                .field("p99_ns", l.p99_ns)
-                .field("max_ns", l.max_ns)
-                .end_object();
+            w.key("latency").begin_object().field("items", l.count);
+            call_stats(w, l);
+            w.end_object();
         }
         None => {
             w.key("latency").raw("null");
