@@ -28,22 +28,11 @@ pub fn set_rank(rank: u32) {
     RANK.store(rank, Relaxed);
 }
 
-thread_local! {
-    /// The name a front door gave this thread, for when it first records.
-    static GIVEN_NAME: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
 /// Names the current thread for the profile, where Rust knows no name for
 /// it (Python's `threading` names are not the OS's); takes effect if the
 /// thread has not recorded yet.
 pub fn name_current_thread(name: String) {
-    GIVEN_NAME.with(|n| *n.borrow_mut() = Some(name));
-}
-
-/// The current thread's name: Rust's, else the one a front door gave it, else empty.
-pub(crate) fn thread_name() -> String {
-    let given = || GIVEN_NAME.with(|n| n.borrow().clone());
-    std::thread::current().name().map(str::to_owned).or_else(given).unwrap_or_default()
+    crate::recorder::give_thread_name(name);
 }
 
 /// The rank set by [`set_rank`], if any.

@@ -103,6 +103,22 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 pub(crate) static GLOBAL_RECORDING: AtomicBool = AtomicBool::new(false);
 static GLOBAL_ID: AtomicU32 = AtomicU32::new(0);
 
+thread_local! {
+    /// The name a front door gave this thread, for when it first records.
+    static GIVEN_NAME: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Names this thread for when it first records, where Rust knows no name for it.
+pub(crate) fn give_thread_name(name: String) {
+    GIVEN_NAME.with(|n| *n.borrow_mut() = Some(name));
+}
+
+/// The current thread's name: Rust's, else the one a front door gave it, else empty.
+fn thread_name() -> String {
+    let given = || GIVEN_NAME.with(|n| n.borrow().clone());
+    std::thread::current().name().map(str::to_owned).or_else(given).unwrap_or_default()
+}
+
 /// The global profiler's id (0: none has been installed); a new session, a new id.
 pub(crate) fn global_session_id() -> u32 {
     GLOBAL_ID.load(Relaxed)
@@ -217,7 +233,7 @@ impl Shared {
     }
 
     fn register_thread(&self) -> Arc<ThreadSlot> {
-        let name = crate::foreign::thread_name();
+        let name = thread_name();
         let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = Arc::new(ThreadSlot {
             index: threads.len() as u32,
