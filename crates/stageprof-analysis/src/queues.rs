@@ -123,6 +123,8 @@ pub struct Speedup {
     pub faster_pct: u32,
     /// The pipeline's predicted throughput, items a second.
     pub throughput_per_s: f64,
+    /// The predicted mean end-to-end latency, ns (see [`Pipeline::predicted_latency_with`]).
+    pub latency_ns: Option<f64>,
 }
 
 /// A bounded queue whose senders waited for room and whose receivers waited
@@ -198,6 +200,43 @@ impl Pipeline {
     /// took `factor` times its measured service time (0.5: twice as fast).
     pub fn predicted_with(&self, stage: usize, factor: f64) -> Option<f64> {
         predicted_per_s(&self.stages, Some((stage, factor)))
+    }
+
+    /// The mean end-to-end latency (ns) the model predicts if stage `stage`
+    /// took `factor` times its service time. By Little's law the items in
+    /// the pipeline are its throughput times its latency; while the queues
+    /// before the limiting stage stay as full, their count stays, so a
+    /// change of throughput (the limiting stage faster or slower, or another
+    /// stage made the limit) scales the latency by its inverse. Otherwise a
+    /// stage after the limiting one adds its change of service time to each
+    /// item's latency, and one before it changes nothing (its items wait for
+    /// the limit anyway). `None` without a measured latency.
+    pub fn predicted_latency_with(&self, stage: usize, factor: f64) -> Option<f64> {
+        let latency = self.latency?.mean_ns as f64;
+        let (now, then, limit) = (self.predicted_per_s?, self.predicted_with(stage, factor)?, self.limiting_stage?);
+        if stage == limit || (then / now - 1.0).abs() > 1e-9 {
+            return Some(latency * now / then);
+        }
+        if !self.feeds(limit, stage) {
+            return Some(latency);
+        }
+        let service = self.stages[stage].service_ns? as f64;
+        Some((latency + (factor - 1.0) * service).max(0.0))
+    }
+
+    /// Whether items flow from stage `from` to stage `to` through queues.
+    fn feeds(&self, from: usize, to: usize) -> bool {
+        let mut reached = vec![false; self.stages.len()];
+        let mut next = vec![from];
+        while let Some(at) = next.pop() {
+            for (i, st) in self.stages.iter().enumerate() {
+                if !reached[i] && self.stages[at].outputs.iter().any(|q| st.inputs.contains(q)) {
+                    reached[i] = true;
+                    next.push(i);
+                }
+            }
+        }
+        reached[to]
     }
 }
 
@@ -337,14 +376,6 @@ impl QueueTracker {
             .map(|i| &stages[i])
             .filter(|s| s.span_ns > 0)
             .map(|s| s.items as f64 * 1e9 / s.span_ns as f64);
-        let speedups = (0..stages.len())
-            .flat_map(|stage| SPEEDUPS_PCT.map(|faster_pct| (stage, faster_pct)))
-            .filter_map(|(stage, faster_pct)| {
-                let factor = 1.0 - f64::from(faster_pct) / 100.0;
-                let throughput_per_s = predicted_per_s(&stages, Some((stage, factor)))?;
-                Some(Speedup { stage, faster_pct, throughput_per_s })
-            })
-            .collect();
         let share = |ns: u64| if window == 0 { 0.0 } else { (100.0 * ns as f64 / window as f64).min(100.0) };
         let undersized_queues = queues
             .iter()
@@ -364,15 +395,25 @@ impl QueueTracker {
             (Some(sink), None) => sink.item_age,
             _ => None,
         };
-        Some(Pipeline {
+        let mut pipeline = Pipeline {
             latency,
             undersized_queues,
             predicted_per_s: predicted_per_s(&stages, None),
             measured_per_s,
-            speedups,
+            speedups: Vec::new(),
             stages,
             limiting_stage,
-        })
+        };
+        pipeline.speedups = (0..pipeline.stages.len())
+            .flat_map(|stage| SPEEDUPS_PCT.map(|faster_pct| (stage, faster_pct)))
+            .filter_map(|(stage, faster_pct)| {
+                let factor = 1.0 - f64::from(faster_pct) / 100.0;
+                let throughput_per_s = pipeline.predicted_with(stage, factor)?;
+                let latency_ns = pipeline.predicted_latency_with(stage, factor);
+                Some(Speedup { stage, faster_pct, throughput_per_s, latency_ns })
+            })
+            .collect();
+        Some(pipeline)
     }
 
     /// What went wrong with the queues: items never received, names reused.

@@ -124,11 +124,19 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
     assert_eq!(Some(half.throughput_per_s), pipeline.predicted_with(model, 0.5));
     for factor in [0.5, 2.0] {
         let work = Work { model: SLOW_MODEL.model.mul_f64(factor), ..SLOW_MODEL };
-        let Run { sink_rate, .. } = run(dir.path(), work);
+        let Run { sink_rate, latencies, .. } = run(dir.path(), work);
         let predicted = pipeline.predicted_with(model, factor).unwrap();
         assert!(
             (predicted / sink_rate - 1.0).abs() < 0.1,
             "model x{factor}: predicted {predicted}/s, the sink saw {sink_rate}/s"
+        );
+        // The latency too, against the mean of the test's own: the items
+        // in the pipeline stay as many (raw full, the source blocked with one).
+        let mean = latencies.iter().sum::<Duration>().as_nanos() as f64 / latencies.len() as f64;
+        let predicted = pipeline.predicted_latency_with(model, factor).unwrap();
+        assert!(
+            (predicted / mean - 1.0).abs() < 0.15,
+            "model x{factor}: latency predicted {predicted} ns, seen {mean} ns"
         );
     }
     let Run { summary, mut latencies, .. } = run(dir.path(), SLOW_MODEL);

@@ -464,7 +464,8 @@ fn queues(page: &mut String, s: &Summary) {
                 st.service_ns.map_or_else(|| "-".to_owned(), duration)
             );
             for sp in p.speedups.iter().filter(|sp| sp.stage == i) {
-                let _ = write!(page, "<td>{:.1}/s</td>", sp.throughput_per_s);
+                let latency = sp.latency_ns.map_or_else(String::new, |l| format!(", {}", duration(l as u64)));
+                let _ = write!(page, "<td>{:.1}/s{latency}</td>", sp.throughput_per_s);
             }
             page.push_str("</tr>");
         }

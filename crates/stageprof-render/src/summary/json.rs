@@ -56,6 +56,7 @@ fn pipeline(w: &mut JsonWriter, s: &Summary) {
             .field_str("thread", &p.stages[sp.stage].thread)
             .field("faster_pct", sp.faster_pct)
             .field_f64("throughput_per_s", sp.throughput_per_s)
+            .field_opt("latency_ns", sp.latency_ns.map(|l| l.round() as u64))
             .end_object();
     }
     w.end_array();
