@@ -1,5 +1,6 @@
-//! The CUPTI library, loaded at run time: the copy already in the process
-//! if there is one, else the one the loader finds.
+//! The CUPTI library, loaded at run time: the one `STAGEPROF_CUPTI` names,
+//! else the copy already in the process if there is one, else the one the
+//! loader finds.
 //!
 //! A PyTorch process holds torch's own CUPTI (`nvidia/cu13/lib/libcupti.so.13`)
 //! while the system's is another file. Measured on an H200: once a second
@@ -72,12 +73,16 @@ cupti_functions! {
     cuptiGetResultString: fn(CUptiResult, *mut *const c_char);
 }
 
+/// Names the CUPTI library to load before any other (a path or a file name).
+pub(crate) const CUPTI_ENV: &str = "STAGEPROF_CUPTI";
+
 /// CUPTI, loaded on first use; or why it could not be.
 pub(crate) fn cupti() -> Result<&'static Cupti, &'static str> {
     static LIB: OnceLock<Result<Cupti, String>> = OnceLock::new();
     LIB.get_or_init(|| {
         let mut tried = Vec::new();
-        for path in already_loaded().into_iter().chain(cudarc::get_lib_name_candidates("cupti")) {
+        let chosen = std::env::var(CUPTI_ENV).ok().filter(|p| !p.is_empty());
+        for path in chosen.into_iter().chain(already_loaded()).chain(cudarc::get_lib_name_candidates("cupti")) {
             match Cupti::load(&path) {
                 Ok(lib) => return Ok(lib),
                 Err(e) => tried.push(format!("{path}: {e}")),
