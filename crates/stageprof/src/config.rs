@@ -182,6 +182,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("STAGEPROF_SAMPLE_EVERY", "record every Nth frame"),
     ("STAGEPROF_CPU_TIME", "0 or 1: thread CPU time per stage"),
     ("STAGEPROF_GPU", "off, events or kernels: GPU recording (cuda feature)"),
+    ("STAGEPROF_CUPTI", "path of the CUPTI library to trace kernels with (cuda feature)"),
 ];
 
 impl Config {
