@@ -107,6 +107,7 @@ struct Stamped<T> {
 
 impl<T> Stamped<T> {
     /// `item` sent by a send that began at tick `began`.
+    #[inline]
     fn new(item: T, began: u64) -> Stamped<T> {
         Stamped { item, sent: began, origin: if began == 0 { 0 } else { origin_for_send(began) } }
     }
@@ -178,6 +179,7 @@ pub(crate) fn record(name: u32, at: u64, op: QueueOp) {
 
 impl<T> Sender<T> {
     /// Sends `item`, waiting for room while the queue is full; fails when every receiver is gone.
+    #[inline]
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         let began = began();
         let done = self.inner.send(Stamped::new(item, began)).map_err(|e| SendError(e.0.item));
@@ -205,6 +207,7 @@ impl<T> Sender<T> {
     }
 
     /// Records a send that went through (a refused one moved nothing).
+    #[inline]
     fn sent<E>(&self, began: u64, done: Result<(), E>) -> Result<(), E> {
         if done.is_ok() && began != 0 {
             let now = ticks();
@@ -228,6 +231,7 @@ impl<T> Sender<T> {
 impl<T> Receiver<T> {
     /// Takes an item, waiting for one while the queue is empty; fails when
     /// the queue is empty and every sender is gone.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         let began = began();
         let got = self.inner.recv();
@@ -261,6 +265,7 @@ impl<T> Receiver<T> {
     }
 
     /// Records an item received (a failed receive moved nothing).
+    #[inline]
     fn received<E>(&self, began: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
         let stamped = got?;
         if began != 0 {
