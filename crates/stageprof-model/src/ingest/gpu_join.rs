@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::wire::{flag, Record, TickScale};
 use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, MemDelta, MemoryLevel, MemoryPool, PathId, ProfileSink};
 
-use super::gpu_work::{frame_gpu, summarize, Activity, BusyRun, FrameWindows, IdleContext};
+use super::gpu_work::{frame_gpu, merge_runs, summarize, Activity, BusyRun, FrameWindows, IdleContext};
 use super::memory_series::{MemorySample, MemorySeries};
 
 /// GPU records of a profile, by the instance that launched them.
@@ -114,7 +114,7 @@ pub struct GpuJoin {
     scratch: Vec<BusyRun>,
     memory: MemorySeries,
     /// When the allocator's trace was on, merged, in time order.
-    traced: Vec<(i64, i64)>,
+    traced: Vec<BusyRun>,
     /// Calls that ended on another stream than they began on: how many, and the first's stage.
     stream_changed: Option<(u64, Option<PathId>)>,
 }
@@ -167,14 +167,16 @@ impl GpuJoin {
             ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
         let windows = FrameWindows::new(&ledger.activities, &idle);
         let memory = MemorySeries::build(std::mem::take(&mut ledger.memory));
-        let traced = merge(std::mem::take(&mut ledger.traced));
+        let mut traced: Vec<BusyRun> =
+            std::mem::take(&mut ledger.traced).into_iter().map(|(s, e)| BusyRun::window(s, e)).collect();
+        merge_runs(&mut traced);
         GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new(), memory, traced, stream_changed: None }
     }
 
     /// Whether the allocator's trace was on for all of `start..=end`.
     fn memory_traced(&self, start: i64, end: i64) -> bool {
-        let at = self.traced.partition_point(|&(s, _)| s <= start);
-        at > 0 && self.traced[at - 1].1 >= end
+        let at = self.traced.partition_point(|w| w.start <= start);
+        at > 0 && self.traced[at - 1].end >= end
     }
 
     /// Hands the GPU allocator's levels to `sink` (before any span, as
@@ -276,17 +278,4 @@ impl GpuJoin {
             shape: a.shape,
         }
     }
-}
-
-/// Intervals merged where they touch or overlap, in time order.
-fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
-    spans.sort_unstable();
-    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
-    for (start, end) in spans {
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
-        }
-    }
-    merged
 }

@@ -146,13 +146,18 @@ fn idle_by_cause(idle: &IdleContext, g0: i64, g1: i64, launched: Option<i64>) ->
 /// that opened it was launched (which says why the device was idle before it).
 #[derive(Clone, Copy, Debug)]
 pub struct BusyRun {
-    start: i64,
-    end: i64,
+    pub(super) start: i64,
+    pub(super) end: i64,
     /// `i64::MIN` where not known (a plain i64 keeps the run at 24 bytes).
     launched: i64,
 }
 
 impl BusyRun {
+    /// A window of time with no launch behind it.
+    pub(super) fn window(start: i64, end: i64) -> BusyRun {
+        BusyRun { start, end: end.max(start), launched: i64::MIN }
+    }
+
     fn of(a: &Activity, launched: Option<i64>) -> BusyRun {
         BusyRun { start: a.start, end: a.end.max(a.start), launched: launched.unwrap_or(i64::MIN) }
     }
@@ -267,7 +272,7 @@ pub fn frame_gpu(window: &FrameWindow, busy_own_ns: u64, rel: impl Fn(i64) -> u6
 /// Sorts runs and merges them, in place, into disjoint ones; each keeps the
 /// launch time of the work that opened it (of runs that start together, the
 /// earliest launched, unknown first).
-fn merge_runs(runs: &mut Vec<BusyRun>) {
+pub(super) fn merge_runs(runs: &mut Vec<BusyRun>) {
     runs.sort_unstable_by_key(|r| (r.start, r.end, r.launched));
     let mut kept = 0;
     for i in 0..runs.len() {
