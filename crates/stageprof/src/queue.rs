@@ -76,9 +76,13 @@ impl QueueMeta {
     /// has not been told.
     fn record(&self, at: u64, op: Option<QueueOp>) {
         if GLOBAL_RECORDING.load(Relaxed) {
+            // Written only when the session changed: both ends share this word, and a
+            // store on every operation would bounce its cache line between their threads.
             let opened_in = self.opened_in.load(Relaxed);
-            let opened_in = record_open(self.name, self.capacity, opened_in, at);
-            self.opened_in.store(opened_in, Relaxed);
+            let session = record_open(self.name, self.capacity, opened_in, at);
+            if session != opened_in {
+                self.opened_in.store(session, Relaxed);
+            }
             if let Some(op) = op {
                 record(self.name, at, op);
             }
@@ -97,7 +101,7 @@ pub(crate) fn record_open(name: u32, capacity: Option<u64>, opened_in: u32, at: 
     session
 }
 
-/// An item and the tick its send began at (0: nothing recorded then).
+/// An item, the tick its send began at and its entry into the pipeline (0: nothing recorded then).
 struct Stamped<T> {
     item: T,
     sent: u64,

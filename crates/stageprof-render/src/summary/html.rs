@@ -419,7 +419,7 @@ fn queues(page: &mut String, s: &Summary) {
         page,
         "queues",
         "Queues and the pipeline",
-        "Each instrumented queue: how full it was over time, how long items stayed, and which side waited. The stage that limits the pipeline is its busiest thread.",
+        "Each instrumented queue: how full it was over time, how long items stayed, and which side waited. The stage that limits the pipeline is its busiest (a thread, or workers sharing a job).",
     );
     if let (Some(l), Some(p)) = (s.limiting_stage(), &s.pipeline) {
         let pct = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"));
@@ -435,13 +435,7 @@ fn queues(page: &mut String, s: &Summary) {
             let _ = write!(page, " Throughput {measured:.1}/s measured, {predicted:.1}/s by the bottleneck model.");
         }
         if let Some(l) = p.latency {
-            let _ = write!(
-                page,
-                " An item's time from the first queue to the last stage: p50 {}, p95 {}, max {}.",
-                duration(l.p50_ns),
-                duration(l.p95_ns),
-                duration(l.max_ns)
-            );
+            let _ = write!(page, " Latency {}.", escape(&super::table::latency(&l)));
         }
         page.push_str("</p>");
         pipeline_diagram(page, s, p, l.stage);
@@ -473,7 +467,7 @@ fn queues(page: &mut String, s: &Summary) {
     }
     page.push_str("<table class=\"small\"><thead><tr><th>queue</th><th>in</th><th>out</th><th>depth mean</th><th>max</th><th>full</th><th>empty</th><th>in queue p50</th><th>p95</th><th>senders blocked</th><th>receivers waited</th></tr></thead><tbody>");
     for q in &s.queues {
-        let capacity = q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"));
+        let capacity = capacity_text(q);
         let _ = write!(
             page,
             "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{} {capacity}</td><td>{}</td><td>{:.0}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -508,6 +502,11 @@ fn queues(page: &mut String, s: &Summary) {
     page.push_str("</section>");
 }
 
+/// A queue's bound as its depth is read against: `of 4`, or `unbounded`.
+fn capacity_text(q: &stageprof_analysis::QueueStats) -> String {
+    q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"))
+}
+
 /// The stages in columns by their distance from the pipeline's sources,
 /// the queues between them, the limiting stage marked.
 fn pipeline_diagram(page: &mut String, s: &Summary, p: &Pipeline, limit: &PipelineStage) {
@@ -531,7 +530,7 @@ fn pipeline_diagram(page: &mut String, s: &Summary, p: &Pipeline, limit: &Pipeli
             page.push_str("<div class=\"queue\">");
             for name in queues {
                 let figures = s.queues.iter().find(|q| &q.name == name).map_or_else(String::new, |q| {
-                    let capacity = q.capacity.map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"));
+                    let capacity = capacity_text(q);
                     let full = q.full_pct.map_or_else(String::new, |f| format!(", full {f:.0}%"));
                     format!("<br><small>depth {:.1} {capacity}{full}</small>", q.depth_mean)
                 });

@@ -249,14 +249,7 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
         }
     }
     if let Some(l) = s.pipeline.as_ref().and_then(|p| p.latency) {
-        let _ = writeln!(
-            out,
-            "pipeline latency (an item's time from the first queue to the last stage): p50 {}, p95 {}, max {} over {} items",
-            duration(l.p50_ns),
-            duration(l.p95_ns),
-            duration(l.max_ns),
-            l.count
-        );
+        let _ = writeln!(out, "pipeline latency {}", latency(&l));
     }
     for q in s.pipeline.iter().flat_map(|p| &p.undersized_queues) {
         let _ = writeln!(out, "{}", undersized(q, terminal_safe));
@@ -327,5 +320,16 @@ pub(crate) fn undersized(q: &stageprof_analysis::UndersizedQueue, name: impl Fn(
         q.capacity,
         q.sender_blocked_pct,
         q.receiver_waited_pct
+    )
+}
+
+/// The pipeline's end-to-end latency in words (the table's and the HTML's).
+pub(crate) fn latency(l: &stageprof_analysis::DurationStats) -> String {
+    format!(
+        "(an item's time from the first queue to the last stage): p50 {}, p95 {}, max {} over {} items",
+        duration(l.p50_ns),
+        duration(l.p95_ns),
+        duration(l.max_ns),
+        l.count
     )
 }
