@@ -170,6 +170,58 @@ pub struct Pipeline {
     pub latency: Option<DurationStats>,
 }
 
+/// A stage from the threads doing its job (`workers`), over a pipeline
+/// that ran `window` ns.
+fn job_stage(
+    thread: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    workers: &[(u32, &ThreadAcc)],
+    window: u64,
+) -> PipelineStage {
+    let first_ns = workers.iter().filter_map(|(_, t)| t.first_ns).min().unwrap_or(0);
+    let span = workers.iter().map(|(_, t)| t.last_ns).max().unwrap_or(0).saturating_sub(first_ns);
+    let busy_ns: u64 = workers
+        .iter()
+        .map(|(_, t)| t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns)).saturating_sub(t.waiting_ns))
+        .sum();
+    let n = workers.len() as u64;
+    let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / (n * window) as f64 };
+    let items: u64 = workers.iter().map(|(_, t)| if t.inputs.is_empty() { t.sent } else { t.received }).sum();
+    let mut age = DurationAcc::default();
+    workers.iter().for_each(|(_, t)| age.merge(&t.age));
+    PipelineStage {
+        thread,
+        workers: n as u32,
+        inputs,
+        outputs,
+        busy_pct: busy.clamp(0.0, 100.0),
+        span_ns: span,
+        items,
+        service_ns: (items > 0).then(|| busy_ns / items),
+        item_age: (age.count() > 0).then(|| age.stats()),
+    }
+}
+
+/// The bounded queues both of whose sides waited at least
+/// [`UNDERSIZED_PCT`] of a pipeline that ran `window` ns.
+fn undersized_queues(queues: &[QueueStats], window: u64) -> Vec<UndersizedQueue> {
+    let share = |ns: u64| if window == 0 { 0.0 } else { (100.0 * ns as f64 / window as f64).min(100.0) };
+    queues
+        .iter()
+        .filter_map(|q| {
+            let (blocked, waited) = (share(q.sender_blocked_ns), share(q.receiver_waited_ns));
+            let capacity = q.capacity.filter(|_| blocked >= UNDERSIZED_PCT && waited >= UNDERSIZED_PCT)?;
+            Some(UndersizedQueue {
+                name: q.name.clone(),
+                capacity,
+                sender_blocked_pct: blocked,
+                receiver_waited_pct: waited,
+            })
+        })
+        .collect()
+}
+
 /// A stage's name from its workers' thread names: the one name, or what
 /// the names share (`model-0`, `model-1`: `model`) and how many there are.
 fn stage_name(mut names: Vec<String>) -> String {
@@ -332,32 +384,8 @@ impl QueueTracker {
         let mut stages: Vec<PipelineStage> = jobs
             .into_iter()
             .map(|((inputs, outputs), workers)| {
-                let first_ns = workers.iter().filter_map(|(_, t)| t.first_ns).min().unwrap_or(0);
-                let span = workers.iter().map(|(_, t)| t.last_ns).max().unwrap_or(0).saturating_sub(first_ns);
-                let busy_ns: u64 = workers
-                    .iter()
-                    .map(|(_, t)| {
-                        t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns)).saturating_sub(t.waiting_ns)
-                    })
-                    .sum();
-                let n = workers.len() as u64;
-                let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / (n * window) as f64 };
-                let items: u64 =
-                    workers.iter().map(|(_, t)| if t.inputs.is_empty() { t.sent } else { t.received }).sum();
-                let mut age = DurationAcc::default();
-                workers.iter().for_each(|(_, t)| age.merge(&t.age));
-                let names: Vec<String> = workers.iter().map(|&(thread, _)| thread_name(thread)).collect();
-                PipelineStage {
-                    thread: stage_name(names),
-                    workers: n as u32,
-                    inputs: names_of(inputs),
-                    outputs: names_of(outputs),
-                    busy_pct: busy.clamp(0.0, 100.0),
-                    span_ns: span,
-                    items,
-                    service_ns: (items > 0).then(|| busy_ns / items),
-                    item_age: (age.count() > 0).then(|| age.stats()),
-                }
+                let names = workers.iter().map(|&(thread, _)| thread_name(thread)).collect();
+                job_stage(stage_name(names), names_of(inputs), names_of(outputs), &workers, window)
             })
             .collect();
         stages.sort_by(|a, b| a.thread.cmp(&b.thread));
@@ -376,20 +404,7 @@ impl QueueTracker {
             .map(|i| &stages[i])
             .filter(|s| s.span_ns > 0)
             .map(|s| s.items as f64 * 1e9 / s.span_ns as f64);
-        let share = |ns: u64| if window == 0 { 0.0 } else { (100.0 * ns as f64 / window as f64).min(100.0) };
-        let undersized_queues = queues
-            .iter()
-            .filter_map(|q| {
-                let (blocked, waited) = (share(q.sender_blocked_ns), share(q.receiver_waited_ns));
-                let capacity = q.capacity.filter(|_| blocked >= UNDERSIZED_PCT && waited >= UNDERSIZED_PCT)?;
-                Some(UndersizedQueue {
-                    name: q.name.clone(),
-                    capacity,
-                    sender_blocked_pct: blocked,
-                    receiver_waited_pct: waited,
-                })
-            })
-            .collect();
+        let undersized_queues = undersized_queues(queues, window);
         let mut sinks = stages.iter().filter(|s| s.outputs.is_empty() && !s.inputs.is_empty());
         let latency = match (sinks.next(), sinks.next()) {
             (Some(sink), None) => sink.item_age,
