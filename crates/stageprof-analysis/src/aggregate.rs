@@ -165,7 +165,10 @@ impl ProfileSink for Aggregator {
         }
         if let Some(g) = &span.metrics.gpu {
             acc.gpu.get_or_insert_with(GpuMetrics::default).add(g);
-            acc.gpu_call.record(g.busy_ns);
+            // Per call: over the calls that launched work (a traced call may have launched none).
+            if g.launched() > 0 {
+                acc.gpu_call.record(g.busy_ns);
+            }
         }
         if let Some(ns) = span.metrics.gpu_event_ns {
             add(&mut acc.gpu_event_ns, ns);

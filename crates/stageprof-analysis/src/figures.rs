@@ -224,8 +224,8 @@ figure!(
     "gpu_busy_ns",
     "gpu busy",
     Nanoseconds,
-    "GPU work the stage launched (kernels, copies, memsets; nested stages included): union of their intervals, summed over calls",
-    |s| s.gpu.map(|g| FigureValue::Unsigned(g.busy_ns))
+    "GPU work the stage launched (kernels, copies, memsets; nested stages included): union of their intervals, summed over calls; null where it launched none",
+    |s| s.gpu_work().map(|g| FigureValue::Unsigned(g.busy_ns))
 );
 figure!(
     GPU_SELF_BUSY,
@@ -233,7 +233,7 @@ figure!(
     "gpu self busy",
     Nanoseconds,
     "the same for the work launched by the stage itself, not its nested stages",
-    |s| s.gpu.map(|g| FigureValue::Unsigned(g.self_busy_ns))
+    |s| s.gpu_work().map(|g| FigureValue::Unsigned(g.self_busy_ns))
 );
 figure!(
     GPU_SPAN,
@@ -241,7 +241,7 @@ figure!(
     "gpu span",
     Nanoseconds,
     "first start to last end of that work, summed over calls",
-    |s| s.gpu.map(|g| FigureValue::Unsigned(g.span_ns))
+    |s| s.gpu_work().map(|g| FigureValue::Unsigned(g.span_ns))
 );
 figure!(GPU_KERNELS, "gpu_kernels", "kernels", Count, "kernels of that work", |s| s
     .gpu
@@ -257,8 +257,8 @@ figure!(
     "gpu_event_ns",
     "gpu (events)",
     Nanoseconds,
-    "GPU time between CUDA events at each call's begin and end on its thread's stream, summed over calls (the `cuda` feature)",
-    |s| s.gpu_event_ns.map(FigureValue::Unsigned)
+    "GPU time between CUDA events at each call's begin and end on its thread's stream, summed over calls (the `cuda` feature); it counts work queued before the call and, while the GPU idles, the host's time; null where kernel tracing saw the stage launch nothing",
+    |s| s.gpu_event_ns.filter(|_| s.launched_gpu_work() != Some(false)).map(FigureValue::Unsigned)
 );
 figure!(
     GPU_MEM_PEAK,

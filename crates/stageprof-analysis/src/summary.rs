@@ -80,6 +80,17 @@ pub struct StageStats {
 }
 
 impl StageStats {
+    /// Whether the stage launched GPU work: `None` where its work was not
+    /// traced, `Some(false)` where kernel tracing saw it launch nothing.
+    pub fn launched_gpu_work(&self) -> Option<bool> {
+        self.gpu.map(|g| g.launched() > 0)
+    }
+
+    /// The GPU work the stage launched, where it was traced and there was some.
+    pub fn gpu_work(&self) -> Option<&GpuMetrics> {
+        self.gpu.as_ref().filter(|_| self.launched_gpu_work() == Some(true))
+    }
+
     /// For tasks: wall time not entered (waiting), summed over calls.
     pub fn idle_ns(&self) -> Option<u64> {
         self.busy_ns.map(|b| self.wall_ns.saturating_sub(b))

@@ -13,6 +13,9 @@ use stageprof_demo::kernels::Device;
 use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
 use stageprof_demo::pipelined::{profile_pipelined, StageCosts, STAGES};
 use stageprof_demo::scene::Rig;
+use stageprof_render::render_table;
+
+use crate::table_args::TableArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum Memory {
@@ -60,6 +63,8 @@ pub(crate) struct DemoArgs {
     /// Where the outputs go (default: stageprof-out, or STAGEPROF_OUT).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    table: TableArgs,
 }
 
 /// The reconstruction must be at least this good, or the demo fails.
@@ -129,19 +134,27 @@ struct Run {
     frames_per_s: f64,
 }
 
-/// The profiler's settings for a demo run writing to `out`.
-fn profile_config(out: PathBuf, print_table: bool) -> Result<Config, String> {
+/// The profiler's settings for a demo run writing to `out`; the demo prints
+/// the table itself ([`print_table`]), drawn as its flags ask.
+fn profile_config(out: PathBuf) -> Result<Config, String> {
     let mut config = Config::load().map_err(|e| e.to_string())?;
     config.enabled = true;
     config.output_dir = out;
-    if !print_table {
-        config.formats.retain(|f| *f != stageprof::Format::Table);
-    }
+    config.formats.retain(|f| *f != stageprof::Format::Table);
     Ok(config)
 }
 
-fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Result<Run, String> {
-    let config = profile_config(out, print_table)?;
+/// The stage table of a demo run and the files it wrote, on stderr.
+fn print_table(args: &DemoArgs, summary: &Summary, files: &[PathBuf]) {
+    let mut text = render_table(summary, &args.table.options(std::io::stderr().is_terminal()));
+    for f in files {
+        text.push_str(&format!("wrote {}\n", f.display()));
+    }
+    eprint!("{text}");
+}
+
+fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, with_table: bool) -> Result<Run, String> {
+    let config = profile_config(out)?;
     let pipeline = pipeline_config(args, depth_batch)?;
     let rig = Rig::new(pipeline.views, pipeline.width, pipeline.height);
     let session = stageprof::init_with(config);
@@ -172,13 +185,16 @@ fn run(args: &DemoArgs, depth_batch: u32, out: PathBuf, print_table: bool) -> Re
     let elapsed = start.elapsed().as_secs_f64();
     let report = session.finish();
     let summary = report.summary.ok_or("the profiler recorded nothing")?;
+    if with_table {
+        print_table(args, &summary, &report.files);
+    }
     Ok(Run { summary, worst: worst.expect("at least one frame"), frames_per_s: f64::from(args.frames) / elapsed })
 }
 
 /// Fails loudly if the reconstruction is worse than the stated bound.
 fn check(worst: &DepthError) -> Result<(), String> {
     let line = format!(
-        "reconstruction: depth error against the known surface, worst frame: median {:.2} mm, 90th percentile {:.2} mm over {} points (bound: {MAX_MEDIAN_MM} mm, {MAX_P90_MM} mm)",
+        "reconstruction: depth error against the known surface, worst frame:\n  median {:.2} mm, 90th percentile {:.2} mm over {} points (bound: {MAX_MEDIAN_MM} mm, {MAX_P90_MM} mm)",
         worst.median_mm, worst.p90_mm, worst.points
     );
     if worst.median_mm > MAX_MEDIAN_MM || worst.p90_mm > MAX_P90_MM {
@@ -227,7 +243,11 @@ fn pipelined(args: &DemoArgs, out: PathBuf) -> Result<(), String> {
     for &(stage, factor) in &args.stage_cost {
         eprintln!("demo: {} does {factor} times its work", STAGES[stage]);
     }
-    let (run, summary) = profile_pipelined(profile_config(out, true)?, &pipeline, &rig, args.frames as usize, &costs);
+    let (run, report) = profile_pipelined(profile_config(out)?, &pipeline, &rig, args.frames as usize, &costs);
+    let summary = report.summary.as_ref();
+    if let Some(s) = summary {
+        print_table(args, s, &report.files);
+    }
     let model = summary.as_ref().and_then(|s| s.pipeline.as_ref());
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     eprintln!(

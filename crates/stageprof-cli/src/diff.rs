@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use stageprof_analysis::diff::{diff, DiffOptions};
 use stageprof_analysis::Summary;
-use stageprof_render::terminal_width;
+use stageprof_render::TableOptions;
 use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabels};
 
 use crate::error::CliError;
@@ -50,9 +50,8 @@ pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.html {
         std::fs::write(path, render_diff_html(&d, labels)).map_err(CliError::file("write", path))?;
     }
-    let tty = std::io::stdout().is_terminal();
     let text = match args.format {
-        OutputFormat::Text => render_diff_table(&d, labels, tty, tty.then(terminal_width)),
+        OutputFormat::Text => render_diff_table(&d, labels, &TableOptions::for_output(std::io::stdout().is_terminal())),
         OutputFormat::Json => diff_json(&d, labels) + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)?;

@@ -9,6 +9,7 @@ mod error;
 mod history;
 mod progress;
 mod report;
+mod table_args;
 
 use std::process::ExitCode;
 

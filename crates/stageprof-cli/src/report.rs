@@ -9,8 +9,9 @@ use clap::{Args, ValueEnum};
 use crate::error::CliError;
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
-use stageprof_render::terminal_width;
-use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError, TableOptions};
+use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError};
+
+use crate::table_args::TableArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum OutputFormat {
@@ -39,6 +40,8 @@ pub(crate) struct ReportArgs {
     /// Also write the HTML report (one self-contained page) to this file.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    #[command(flatten)]
+    table: TableArgs,
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
@@ -66,9 +69,8 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(path) = &args.html {
         std::fs::write(path, report_html(&ranks, &rows)).map_err(CliError::file("write", path))?;
     }
-    let tty = std::io::stdout().is_terminal();
     let text = match args.format {
-        OutputFormat::Text => report_table(&ranks, &rows, TableOptions { color: tty, width: tty.then(terminal_width) }),
+        OutputFormat::Text => report_table(&ranks, &rows, &args.table.options(std::io::stdout().is_terminal())),
         OutputFormat::Json => report_json(&ranks, &rows) + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)

@@ -45,6 +45,56 @@ fn a_short_demo_reconstructs_and_reports_every_stage() {
     assert!(page.contains(">extract_depth</td>") && page.contains("id=\"bottlenecks\""));
 }
 
+/// The header cells of the stage table in `text`.
+fn table_header(text: &str) -> Vec<String> {
+    let line = text.lines().find(|l| l.starts_with("│ stage")).unwrap_or_else(|| panic!("no table in\n{text}"));
+    line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_demo_fits_100_and_120_columns_and_wide_shows_every_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |columns: &str, extra: &[&str]| {
+        let mut args = vec!["demo", "--frames", "1", "--views", "2", "--out", "o"];
+        args.extend(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_stageprof"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("STAGEPROF_OUT")
+            .env("COLUMNS", columns)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    for width in [100, 120] {
+        let text = run(&width.to_string(), &[]);
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= width, "a line of {widest} characters in {width} columns:\n{text}");
+        assert_eq!(table_header(&text)[..6], ["stage", "calls", "wall", "self %", "mean", "p95"]);
+    }
+    // Every figure the demo measures is a column with --wide, whatever the width.
+    let wide = run("100", &["--wide"]);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("o/summary.json")).unwrap()).unwrap();
+    let measured = |key: &str| summary["stages"].as_array().unwrap().iter().any(|s| !s[key].is_null());
+    let header = table_header(&wide);
+    for (key, label) in [
+        ("self_ns", "self"),
+        ("max_ns", "max"),
+        ("process_mem_peak_bytes", "heap peak (all threads)"),
+        ("host_mem_net_bytes", "host net"),
+        ("allocs", "allocs"),
+    ] {
+        assert!(measured(key), "the demo measures no {key}");
+        assert!(header.iter().any(|h| h == label), "no {label} in {header:?}");
+    }
+    assert!(wide.lines().any(|l| l.chars().count() > 150), "--wide is not wider than 150 characters");
+    let chosen = run("100", &["--columns", "calls,p95,allocs"]);
+    assert_eq!(table_header(&chosen), ["stage", "calls", "p95", "allocs"]);
+}
+
 #[test]
 fn bad_flags_name_the_flag_exit_2_and_write_nothing() {
     for (args, flag) in [
@@ -54,6 +104,8 @@ fn bad_flags_name_the_flag_exit_2_and_write_nothing() {
         (&["demo", "--sweep", "batch=1,2"][..], "--sweep"),
         (&["demo", "--sweep", "depth-batch=1,x"][..], "--sweep"),
         (&["demo", "--views", "1"][..], "--views"),
+        (&["demo", "--columns", "calls,speed"][..], "\"speed\""),
+        (&["demo", "--wide", "--columns", "calls"][..], "--columns"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = stageprof(dir.path(), args);

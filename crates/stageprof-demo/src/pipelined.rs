@@ -144,17 +144,17 @@ pub fn run_pipelined(config: &PipelineConfig, rig: &Rig, frames: usize, costs: &
 }
 
 /// A pipelined run under a stageprof session made from `profile`: the run,
-/// and the summary (`None` if nothing was recorded).
+/// and what the session wrote and summarized.
 pub fn profile_pipelined(
     profile: stageprof::Config,
     config: &PipelineConfig,
     rig: &Rig,
     frames: usize,
     costs: &StageCosts,
-) -> (PipelinedRun, Option<stageprof::Summary>) {
+) -> (PipelinedRun, stageprof::Report) {
     let session = stageprof::init_with(profile);
     let run = run_pipelined(config, rig, frames, costs);
-    (run, session.finish().summary)
+    (run, session.finish())
 }
 
 /// Checks the frames every stage computed and measures the steady rate.

@@ -169,6 +169,11 @@ impl FrameGpu {
 }
 
 impl GpuMetrics {
+    /// Kernels, copies and memsets launched.
+    pub fn launched(&self) -> u64 {
+        self.kernels.saturating_add(self.copies).saturating_add(self.memsets)
+    }
+
     /// Adds another call's figures, field by field (saturating: figures read
     /// from files can be absurd, and must not wrap).
     pub fn add(&mut self, g: &GpuMetrics) {

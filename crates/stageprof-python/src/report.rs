@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use stageprof_analysis::{compare_ranks, RankRow, Summary};
-use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError, TableOptions};
+use stageprof_render::{
+    report_html, report_json, report_table, report_with, Columns, RankInput, ReportError, TableOptions,
+};
 
 /// One profile's summary, or several ranks', with the files they came from.
 #[pyclass(frozen, module = "stageprof._native")]
@@ -58,7 +60,7 @@ impl NativeReport {
     /// The terminal table, as `stageprof report` prints it.
     #[pyo3(signature = (color = false, width = None))]
     fn table(&self, color: bool, width: Option<u16>) -> String {
-        report_table(&self.ranks(), &self.rows, TableOptions { color, width })
+        report_table(&self.ranks(), &self.rows, &TableOptions { color, width, columns: Columns::Fit })
     }
 
     /// The HTML report, one self-contained page.

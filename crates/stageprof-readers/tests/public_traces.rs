@@ -361,7 +361,7 @@ fn work_launched_outside_every_stage_gets_a_line_per_thread_and_outermost_operat
         .filter(|st| st.name.starts_with("(no stage) "))
         .map(|st| {
             let g = st.gpu.unwrap();
-            (st.name.clone(), g.kernels + g.copies + g.memsets)
+            (st.name.clone(), g.launched())
         })
         .collect();
     assert_eq!(got, expected);

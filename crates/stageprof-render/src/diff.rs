@@ -86,15 +86,15 @@ fn verdict_color(v: Verdict) -> Option<Color> {
 }
 
 /// The comparison as a terminal table and a few lines of words.
-pub fn render_diff_table(d: &Diff, labels: DiffLabels<'_>, color: bool, width: Option<u16>) -> String {
+pub fn render_diff_table(d: &Diff, labels: DiffLabels<'_>, opts: &TableOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "stageprof diff: {} → {}", terminal_safe(labels.base), terminal_safe(labels.new));
-    let mut t = new_table(TableOptions { color, width });
+    let mut t = new_table(opts);
     t.set_header(["stage", "measure", "calls", "base mean", "new mean", "change", "95% interval", "verdict"]);
     for r in rows(d) {
         let indent = "  ".repeat(r.depth as usize);
         let mut verdict = Cell::new(r.verdict.label());
-        if let (true, Some(c)) = (color, verdict_color(r.verdict)) {
+        if let (true, Some(c)) = (opts.color, verdict_color(r.verdict)) {
             verdict = verdict.fg(c).add_attribute(Attribute::Bold);
         }
         t.add_row(vec![

@@ -81,7 +81,7 @@ pub struct StageTrend {
 }
 
 /// One stored run's stages.
-pub fn render_run(id: i64, stages: &[HistoryStage], opts: TableOptions) -> String {
+pub fn render_run(id: i64, stages: &[HistoryStage], opts: &TableOptions) -> String {
     let shown: Vec<usize> =
         (0..HISTORY_FIGURES.len()).filter(|&i| stages.iter().any(|s| s.values[i].is_some())).collect();
     let mut t = new_table(opts);
@@ -94,7 +94,7 @@ pub fn render_run(id: i64, stages: &[HistoryStage], opts: TableOptions) -> Strin
 }
 
 /// The newest run, and each of its stages' time per call across runs.
-pub fn render_trends(newest: &HistoryRun, trends: &[StageTrend], last: usize, opts: TableOptions) -> String {
+pub fn render_trends(newest: &HistoryRun, trends: &[StageTrend], last: usize, opts: &TableOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -16,7 +16,7 @@
 //! let mut aggregator = Aggregator::default();
 //! let profile = stageprof_readers::read_profile(&trace[..], &mut aggregator).unwrap();
 //! let summary = aggregator.summary(&profile.catalog, profile.run, 3);
-//! let table = render_table(&summary, TableOptions { color: false, width: None });
+//! let table = render_table(&summary, &TableOptions::plain());
 //! assert!(table.contains("load"));
 //! assert!(summary_json(&summary).contains(r#""wall_ns":30000"#));
 //! ```
@@ -47,4 +47,4 @@ pub use ranks::{render_ranks_html, report_html};
 #[cfg(feature = "html")]
 pub use summary::render_html;
 pub use summary::{render_table, summary_json};
-pub use terminal::{terminal_width, TableOptions};
+pub use terminal::{terminal_width, Columns, TableOptions};

@@ -34,8 +34,8 @@ pub(crate) fn compared_label(rows: &[RankRow]) -> &'static str {
 }
 
 /// A table with one column per rank; the slowest rank of each stage is marked.
-pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], width: Option<u16>) -> String {
-    let mut table = new_table(TableOptions { color: false, width });
+pub fn render_ranks_table(ranks: &[RankInput<'_>], rows: &[RankRow], opts: &TableOptions) -> String {
+    let mut table = new_table(opts);
     let mut header = vec!["stage".to_string()];
     header.extend(ranks.iter().map(|r| format!("rank {}", r.rank)));
     header.extend(["slowest".into(), "slowest / fastest".into()]);
@@ -136,7 +136,7 @@ fn ranks_section(page: &mut String, ranks: &[RankInput<'_>], rows: &[RankRow]) {
 
 /// The terminal report of one profile, or of several ranks of one job
 /// (each rank's table, then the ranks side by side), as `stageprof report` prints it.
-pub fn report_table(ranks: &[RankInput<'_>], rows: &[RankRow], opts: TableOptions) -> String {
+pub fn report_table(ranks: &[RankInput<'_>], rows: &[RankRow], opts: &TableOptions) -> String {
     match ranks {
         [one] => render_table(one.summary, opts),
         _ => {
@@ -146,7 +146,7 @@ pub fn report_table(ranks: &[RankInput<'_>], rows: &[RankRow], opts: TableOption
                 text.push_str(&render_table(r.summary, opts));
                 text.push('\n');
             }
-            text + &render_ranks_table(ranks, rows, opts.width)
+            text + &render_ranks_table(ranks, rows, opts)
         }
     }
 }

@@ -40,7 +40,6 @@ mod with_report {
 
     #[cfg(feature = "html")]
     use stageprof_render::render_html;
-    use stageprof_render::terminal_width;
     use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
 
     use super::{Collected, Config, Recorded, Report};
@@ -130,8 +129,7 @@ mod with_report {
         }
         if config.writes(Format::Table) {
             let stderr = std::io::stderr();
-            let tty = stderr.is_terminal();
-            let mut text = render_table(&summary, TableOptions { color: tty, width: tty.then(terminal_width) });
+            let mut text = render_table(&summary, &TableOptions::for_output(stderr.is_terminal()));
             for f in &files {
                 text.push_str(&format!("wrote {}\n", f.display()));
             }

@@ -160,7 +160,7 @@ fn the_slow_stage_is_named_and_its_speed_up_predicted() {
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["pipeline"]["limiting_stage"]["thread"], "model");
     assert_eq!(json["pipeline"]["latency"]["p50_ns"], latency.p50_ns);
-    let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
+    let table = stageprof_render::render_table(&summary, &stageprof_render::TableOptions::plain());
     assert!(table.contains("pipeline: limited by model (busy "), "{table}");
     assert!(
         table.contains("pipeline latency (an item's time from the first queue to the last stage): p50 "),
@@ -230,7 +230,7 @@ fn a_queue_too_small_for_a_bursty_source_is_named() {
     let raw = &pipeline.undersized_queues[0];
     assert_eq!(raw.capacity, 1);
     assert!(raw.sender_blocked_pct >= 10.0 && raw.receiver_waited_pct >= 10.0, "{raw:?}");
-    let table = stageprof_render::render_table(&small, stageprof_render::TableOptions { color: false, width: None });
+    let table = stageprof_render::render_table(&small, &stageprof_render::TableOptions::plain());
     assert!(table.contains("queue raw (capacity 1) looks too small"), "{table}");
 
     let Run { summary: large, sink_rate: large_rate, .. } =

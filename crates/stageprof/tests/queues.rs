@@ -94,7 +94,7 @@ fn queues_count_every_item_and_say_who_waited() {
     assert_eq!(names, ["tiny", "to slow consumer", "to starved consumer"]);
     assert_eq!(json["queues"][1]["sent"], ITEMS);
     // And so does the table, a line each.
-    let table = stageprof_render::render_table(&summary, stageprof_render::TableOptions { color: false, width: None });
+    let table = stageprof_render::render_table(&summary, &stageprof_render::TableOptions::plain());
     let line = table.lines().find(|l| l.starts_with("queue to slow consumer:")).expect("a line for the queue");
     assert!(line.starts_with("queue to slow consumer: 60 in, 60 out; depth mean "), "{line}");
     assert!(line.contains(" of 4, max 4, full "), "{line}");

@@ -232,7 +232,7 @@ fn hostile_names_survive_every_output() {
     for n in names {
         assert!(traced.contains(&n), "trace.json lost {n:?}");
     }
-    let table = stageprof_render::render_table(&s, stageprof_render::TableOptions { color: false, width: None });
+    let table = stageprof_render::render_table(&s, &stageprof_render::TableOptions::plain());
     assert!(table.contains("new\\nline") && table.contains("ctrl\\u{1}\\u{1b}[31m"));
     assert!(!table.contains('\u{1b}'), "a raw escape sequence reached the terminal");
     #[cfg(feature = "html")]

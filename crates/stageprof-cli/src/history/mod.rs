@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use stageprof_render::history::{render_run, render_trends, StageTrend};
-use stageprof_render::{terminal_width, TableOptions};
+use stageprof_render::TableOptions;
 
 use crate::error::CliError;
 use crate::report::summarize;
@@ -92,7 +92,7 @@ fn git_commit() -> Option<String> {
 }
 
 fn show(history: &History, id: i64) -> Result<String, CliError> {
-    Ok(render_run(id, &history.stages_of(id)?, table_options()))
+    Ok(render_run(id, &history.stages_of(id)?, &table_options()))
 }
 
 fn trends(history: &History, args: &HistoryArgs) -> Result<String, CliError> {
@@ -103,10 +103,9 @@ fn trends(history: &History, args: &HistoryArgs) -> Result<String, CliError> {
     for stage in history.stages_of(newest.id)?.into_iter().take(args.stages) {
         trends.push(StageTrend { series: history.series(&stage.path)?, stage });
     }
-    Ok(render_trends(&newest, &trends, args.last, table_options()))
+    Ok(render_trends(&newest, &trends, args.last, &table_options()))
 }
 
 fn table_options() -> TableOptions {
-    let tty = std::io::stdout().is_terminal();
-    TableOptions { color: tty, width: tty.then(terminal_width) }
+    TableOptions::for_output(std::io::stdout().is_terminal())
 }

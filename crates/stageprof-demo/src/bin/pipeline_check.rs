@@ -54,8 +54,8 @@ fn main() -> ExitCode {
             // Each prediction from a run at factor 1 just before: the shared machines
             // drift by more than 10% over minutes, and this way the drift between the
             // two runs is all that counts.
-            let (base, summary) = run(&StageCosts::default());
-            let Some(model) = summary.and_then(|s| s.pipeline) else {
+            let (base, report) = run(&StageCosts::default());
+            let Some(model) = report.summary.and_then(|s| s.pipeline) else {
                 eprintln!("the run at factor 1 recorded no pipeline");
                 return ExitCode::FAILURE;
             };

@@ -117,6 +117,9 @@ pub struct GpuJoin {
     traced: Vec<BusyRun>,
     /// Calls that ended on another stream than they began on: how many, and the first's stage.
     stream_changed: Option<(u64, Option<PathId>)>,
+    /// Whether GPU work was traced (not only timed by events): then a call
+    /// under GPU profiling that launched nothing is known to have launched nothing.
+    work_traced: bool,
 }
 
 /// What a closing call gets of the GPU records.
@@ -170,7 +173,18 @@ impl GpuJoin {
         let mut traced: Vec<BusyRun> =
             std::mem::take(&mut ledger.traced).into_iter().map(|(s, e)| BusyRun::window(s, e)).collect();
         merge_runs(&mut traced);
-        GpuJoin { ledger, idle, frame_thread, windows, scratch: Vec::new(), memory, traced, stream_changed: None }
+        let work_traced = !ledger.activities.is_empty();
+        GpuJoin {
+            ledger,
+            idle,
+            frame_thread,
+            windows,
+            scratch: Vec::new(),
+            memory,
+            traced,
+            stream_changed: None,
+            work_traced,
+        }
     }
 
     /// Whether the allocator's trace was on for all of `start..=end`.
@@ -219,7 +233,8 @@ impl GpuJoin {
         let memory = traced.then(|| self.memory.delta(start, end)).flatten();
         let reserved_bytes = traced.then(|| self.memory.reserved_peak(start, end)).flatten();
         if all.is_empty() {
-            return ClosedGpu { figures: None, event_ns, frame, memory, reserved_bytes, inherited: all };
+            let figures = (self.work_traced && call.instance.is_some()).then(GpuMetrics::default);
+            return ClosedGpu { figures, event_ns, frame, memory, reserved_bytes, inherited: all };
         }
         let activities = &self.ledger.activities;
         let mut m = summarize(&all, activities, &self.idle, &mut self.scratch);

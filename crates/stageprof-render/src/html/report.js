@@ -85,3 +85,43 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   svg.addEventListener("mouseleave", function () { tip.hidden = true; });
   show();
 })();
+
+// The flame graph zooms into a box by laying every box out again relative
+// to it (positions are fractions in data-x and data-w); boxes outside it
+// are hidden, its ancestors fill the width. The search marks boxes whose
+// name contains the text.
+(function () {
+  var graph = document.getElementById("flame-graph");
+  if (!graph) return;
+  var boxes = graph.querySelectorAll(".fb");
+  var found = document.getElementById("flame-found");
+  function zoom(x0, w0) {
+    Array.prototype.forEach.call(boxes, function (b) {
+      var left = (parseFloat(b.dataset.x) - x0) / w0, right = left + parseFloat(b.dataset.w) / w0;
+      var shown = right > 1e-9 && left < 1 - 1e-9;
+      b.hidden = !shown;
+      if (!shown) return;
+      left = Math.max(left, 0);
+      right = Math.min(right, 1);
+      b.style.left = 100 * left + "%";
+      b.style.width = 100 * (right - left) + "%";
+    });
+    graph.dataset.zoomed = w0 < 1 ? "yes" : "no";
+  }
+  graph.addEventListener("click", function (e) {
+    var b = e.target.closest(".fb");
+    if (!b) return;
+    var top = b.classList.contains("r0") && graph.dataset.zoomed === "yes";
+    if (top) zoom(0, 1); else zoom(parseFloat(b.dataset.x), Math.max(parseFloat(b.dataset.w), 1e-9));
+  });
+  document.getElementById("flame-reset").addEventListener("click", function () { zoom(0, 1); });
+  document.getElementById("flame-search").addEventListener("input", function (e) {
+    var q = e.target.value.toLowerCase(), hits = 0;
+    Array.prototype.forEach.call(boxes, function (b) {
+      var hit = q !== "" && b.firstChild.textContent.toLowerCase().indexOf(q) >= 0;
+      b.classList.toggle("hit", hit);
+      hits += hit ? 1 : 0;
+    });
+    found.textContent = q === "" ? "" : hits + " found";
+  });
+})();

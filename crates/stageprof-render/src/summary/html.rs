@@ -38,6 +38,7 @@ pub(crate) fn page(s: &Summary, more: impl FnOnce(&mut String)) -> String {
     let _ = write!(page, "<h1>{}</h1>", escape(&title));
     overview(&mut page, s);
     bottleneck_cards(&mut page, s);
+    flame(&mut page, s);
     stage_table(&mut page, s);
     time_charts(&mut page, s);
     memory_charts(&mut page, s);
@@ -140,6 +141,20 @@ fn bottleneck_cards(page: &mut String, s: &Summary) {
         memory_card(page, "GPU", (i, b), s.stages[i].gpu_mem_net_bytes);
     }
     page.push_str("</div></section>");
+}
+
+fn flame(page: &mut String, s: &Summary) {
+    if s.stages.is_empty() {
+        return;
+    }
+    section(
+        page,
+        "flame",
+        "Flame graph",
+        "Each box is a stage, as wide as its wall time summed over calls, its nested stages below it; the green band is the GPU busy time of the work it launched, as a share of its wall time. Click a box to zoom into it, click the top row or \"show all\" to zoom out; hover for the figures.",
+    );
+    super::flame::flame_graph(page, s);
+    page.push_str("</section>");
 }
 
 /// A sortable cell: shown text and the number it sorts by.

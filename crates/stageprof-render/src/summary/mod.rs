@@ -2,6 +2,8 @@
 //! the JSON summary (docs/summary-schema.md) and the HTML page.
 
 #[cfg(feature = "html")]
+mod flame;
+#[cfg(feature = "html")]
 pub(crate) mod html;
 mod json;
 mod table;

@@ -5,19 +5,20 @@
 use std::fmt::Write;
 
 use comfy_table::{Attribute, Cell, CellAlignment, Color, Table};
-use stageprof_analysis::{figures, Bottleneck, StageFigure, Summary};
+use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary};
 
-use crate::terminal::{new_table, TableOptions};
+use crate::terminal::{column_chars, new_table, Columns, TableOptions};
 use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, terminal_safe, NAME_CHARS};
 
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
 
-/// The report as text, ready to print.
-pub fn render_table(s: &Summary, opts: TableOptions) -> String {
-    let mut out = String::new();
+/// The report as text, ready to print: the stage table fits `opts.width`
+/// (unless `opts.columns` asks for more than fits) and the words are wrapped to it.
+pub fn render_table(s: &Summary, opts: &TableOptions) -> String {
+    let mut words = String::new();
     let run = &s.run;
     let _ = writeln!(
-        out,
+        words,
         "stageprof: {} stages on {} thread{} over {}{}",
         s.stages.len(),
         s.threads,
@@ -28,26 +29,53 @@ pub fn render_table(s: &Summary, opts: TableOptions) -> String {
             reason => format!(" (ended by {reason})"),
         }
     );
+    let mut out = wrap(&words, opts.width);
+    words.clear();
     if s.stages.is_empty() {
         out.push_str("no stages were recorded\n");
     } else {
-        out.push_str(&stage_table(s, opts).to_string());
+        let (table, columns) = stage_table(s, opts);
+        out.push_str(&table.to_string());
         out.push('\n');
+        if columns.iter().any(|f| f.key == figures::GPU_EVENTS.key) {
+            words.push_str(GPU_EVENTS_NOTE);
+        }
     }
-    describe_bottlenecks("top bottlenecks by self time", &s.bottlenecks, s, &mut out);
+    describe_bottlenecks("top bottlenecks by self time", &s.bottlenecks, s, &mut words);
     describe_bottlenecks(
         "top bottlenecks by GPU time (work launched by the stage itself)",
         &s.gpu_bottlenecks,
         s,
-        &mut out,
+        &mut words,
     );
-    describe_frames_and_counters(s, &mut out);
-    describe_run(s, &mut out);
+    describe_frames_and_counters(s, &mut words);
+    describe_run(s, &mut words);
+    out.push_str(&wrap(&words, opts.width));
     out
 }
 
-/// The terminal table's columns after the stage's name, each shown where some stage has it.
-const TABLE_COLUMNS: &[&StageFigure] = &[
+/// What the event-timed GPU column means, under the table that shows it.
+const GPU_EVENTS_NOTE: &str = "gpu (events): time on the stage's CUDA stream from its begin to its end; it includes \
+    work queued before the stage and, while the GPU idles, the host's time; `-` where kernel tracing saw the stage \
+    launch nothing\n";
+
+/// The columns shown by default, most wanted first: those at the end give
+/// way when the table would not fit (event-timed GPU time only where no
+/// GPU work was traced).
+const FIT_COLUMNS: &[&StageFigure] = &[
+    &figures::CALLS,
+    &figures::WALL,
+    &figures::SELF_PCT,
+    &figures::MEAN,
+    &figures::P95,
+    &figures::GPU_BUSY,
+    &figures::GPU_EVENTS,
+    &figures::GPU_MEM_PEAK,
+    &figures::HOST_MEM_PEAK,
+];
+
+/// The terminal table's columns with `--wide`, each shown where some stage has it.
+const WIDE_COLUMNS: &[&StageFigure] = &[
     &figures::CALLS,
     &figures::WALL,
     &figures::SELF,
@@ -71,28 +99,66 @@ const TABLE_COLUMNS: &[&StageFigure] = &[
     &figures::ALLOCS,
 ];
 
-fn stage_table(s: &Summary, opts: TableOptions) -> Table {
-    let columns: Vec<&StageFigure> = TABLE_COLUMNS.iter().copied().filter(|f| f.measured_in(&s.stages)).collect();
+/// The fewest characters a stage's name is cut to before columns give way.
+const NAME_MIN_CHARS: usize = 24;
+
+fn chosen_columns(s: &Summary, columns: &Columns) -> Vec<&'static StageFigure> {
+    let measured = |f: &&&StageFigure| f.measured_in(&s.stages);
+    match columns {
+        Columns::Fit => {
+            let traced = figures::GPU_BUSY.measured_in(&s.stages) || figures::GPU_KERNELS.measured_in(&s.stages);
+            let wanted = |f: &&&StageFigure| !(traced && f.key == figures::GPU_EVENTS.key);
+            FIT_COLUMNS.iter().filter(measured).filter(wanted).copied().collect()
+        }
+        Columns::Wide => WIDE_COLUMNS.iter().filter(measured).copied().collect(),
+        Columns::Only(chosen) => chosen.clone(),
+    }
+}
+
+/// A stage's name cell: its tree indent, its bottleneck rank, its name cut
+/// in the middle to leave at most `max_chars` for all of it, and its flags.
+fn name_cell(st: &StageStats, rank: Option<u32>, max_chars: usize) -> String {
+    let indent = "  ".repeat(st.depth as usize);
+    let mark = rank.map_or(String::new(), |r| format!("#{r} "));
+    let mut flags = String::new();
+    if st.unwound > 0 {
+        let _ = write!(flags, " [{} unwound]", st.unwound);
+    }
+    if st.unfinished > 0 {
+        let _ = write!(flags, " [{} unfinished]", st.unfinished);
+    }
+    let room = max_chars.saturating_sub(indent.len() + mark.len() + flags.chars().count()).clamp(8, NAME_CHARS);
+    format!("{indent}{mark}{}{flags}", terminal_safe(&shorten(&st.name, room)))
+}
+
+/// The stage table and the columns it shows. With the default columns and a
+/// width, columns at the end of [`FIT_COLUMNS`] give way until the names
+/// keep [`NAME_MIN_CHARS`]; then the names are cut to what is left.
+fn stage_table(s: &Summary, opts: &TableOptions) -> (Table, Vec<&'static StageFigure>) {
+    let mut columns = chosen_columns(s, &opts.columns);
+    let cells: Vec<Vec<String>> =
+        s.stages.iter().map(|st| columns.iter().map(|f| figure_text(f.unit, f.value(st))).collect()).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|c| cells.iter().map(|row| row[c].chars().count()).chain([columns[c].label.len()]).max().unwrap_or(0))
+        .collect();
+    let mut name_chars = NAME_CHARS;
+    if let Some(width) = opts.width.map(usize::from) {
+        let name_room =
+            |n: usize| width.saturating_sub(1 + widths[..n].iter().map(|&w| column_chars(w)).sum::<usize>());
+        let mut shown = columns.len();
+        if matches!(opts.columns, Columns::Fit) {
+            while shown > 2 && name_room(shown) < column_chars(NAME_MIN_CHARS) {
+                shown -= 1;
+            }
+        }
+        columns.truncate(shown);
+        name_chars = name_room(shown).saturating_sub(column_chars(0));
+    }
     let mut table = new_table(opts);
     table.set_header(std::iter::once("stage").chain(columns.iter().map(|f| f.label)));
-    for (i, st) in s.stages.iter().enumerate() {
+    for (i, (st, texts)) in s.stages.iter().zip(cells).enumerate() {
         let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);
-        let mark = rank.map_or(String::new(), |r| format!("#{r} "));
-        let mut flags = String::new();
-        if st.unwound > 0 {
-            let _ = write!(flags, " [{} unwound]", st.unwound);
-        }
-        if st.unfinished > 0 {
-            let _ = write!(flags, " [{} unfinished]", st.unfinished);
-        }
-        let label = format!(
-            "{}{}{}{}",
-            "  ".repeat(st.depth as usize),
-            mark,
-            terminal_safe(&shorten(&st.name, NAME_CHARS)),
-            flags
-        );
-        let row = std::iter::once(label).chain(columns.iter().map(|f| figure_text(f.unit, f.value(st))));
+        let row = std::iter::once(name_cell(st, rank, name_chars)).chain(texts.into_iter().take(columns.len()));
         let cells = row.enumerate().map(|(col, text)| {
             let mut cell = Cell::new(text);
             if col > 0 {
@@ -105,7 +171,36 @@ fn stage_table(s: &Summary, opts: TableOptions) -> Table {
         });
         table.add_row(cells);
     }
-    table
+    (table, columns)
+}
+
+/// Lines longer than `width` broken at spaces; a broken line goes on
+/// indented two more than it began. Words longer than a line stay whole.
+fn wrap(text: &str, width: Option<u16>) -> String {
+    let Some(width) = width.map(usize::from) else { return text.to_owned() };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let mut used = 0;
+        for word in line.split(' ').filter(|w| !w.is_empty()) {
+            let chars = word.chars().count();
+            if used == 0 {
+                out.push_str(&line[..indent]);
+                used = indent;
+            } else if used + 1 + chars > width {
+                out.push('\n');
+                out.push_str(&" ".repeat(indent + 2));
+                used = indent + 2;
+            } else {
+                out.push(' ');
+                used += 1;
+            }
+            out.push_str(word);
+            used += chars;
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &mut String) {
@@ -332,4 +427,104 @@ pub(crate) fn latency(l: &stageprof_analysis::DurationStats) -> String {
         duration(l.max_ns),
         l.count
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stageprof_analysis::StageStats;
+    use stageprof_model::GpuMetrics;
+
+    /// Three stages, one nested deep with a long name, with GPU and memory figures.
+    fn summary() -> Summary {
+        let stage = |name: &str, depth: u32, gpu: Option<GpuMetrics>| StageStats {
+            name: name.into(),
+            path: vec![name.into()],
+            depth,
+            calls: 7,
+            wall_ns: 123_456_789,
+            self_ns: 23_456_789,
+            self_pct: Some(12.5),
+            cpu_ns: Some(99_000_000),
+            host_mem_peak_bytes: Some(5 << 20),
+            host_mem_net_bytes: Some(-(1 << 20)),
+            gpu,
+            gpu_event_ns: Some(800_000_000),
+            gpu_mem_peak_bytes: Some(3 << 30),
+            ..StageStats::default()
+        };
+        let launched = GpuMetrics { busy_ns: 50_000_000, kernels: 4, ..GpuMetrics::default() };
+        Summary {
+            stages: vec![
+                stage("load", 0, Some(launched)),
+                stage("idle_on_the_gpu", 1, Some(GpuMetrics::default())),
+                stage(&format!("deep_{}_end", "x".repeat(150)), 6, Some(launched)),
+            ],
+            ..Summary::default()
+        }
+    }
+
+    fn widest_line(text: &str) -> usize {
+        text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+    }
+
+    fn header(text: &str) -> Vec<String> {
+        let line = text.lines().find(|l| l.starts_with("│ stage")).unwrap();
+        line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_table_fits_the_width_and_cuts_names_in_the_middle() {
+        let s = summary();
+        for width in [100, 120] {
+            let opts = TableOptions { width: Some(width), ..TableOptions::plain() };
+            let text = render_table(&s, &opts);
+            assert!(widest_line(&text) <= usize::from(width), "{width}:\n{text}");
+            let row = text.lines().find(|l| l.contains("deep_")).unwrap();
+            assert!(row.contains("deep_x") && row.contains("x_end") && row.contains('…'), "{row}");
+            // The indent is kept: six levels of two spaces after the border's space.
+            assert!(row.starts_with(&format!("│ {}deep_", "  ".repeat(6))), "{row}");
+        }
+        let text = render_table(&s, &TableOptions { width: Some(120), ..TableOptions::plain() });
+        assert_eq!(
+            header(&text),
+            ["stage", "calls", "wall", "self %", "mean", "p95", "gpu busy", "gpu peak", "host peak"]
+        );
+    }
+
+    #[test]
+    fn wide_shows_every_measured_column_and_columns_choose() {
+        let s = summary();
+        let wide = render_table(&s, &TableOptions { columns: Columns::Wide, ..TableOptions::plain() });
+        let measured: Vec<&str> = WIDE_COLUMNS.iter().filter(|f| f.measured_in(&s.stages)).map(|f| f.label).collect();
+        assert_eq!(header(&wide)[1..], measured[..]);
+        assert!(measured.contains(&"gpu (events)") && measured.contains(&"cpu") && measured.contains(&"host net"));
+        let Ok(chosen) = Columns::parse("p95,cpu") else { panic!() };
+        let text = render_table(&s, &TableOptions { columns: chosen, width: Some(100), ..TableOptions::plain() });
+        assert_eq!(header(&text), ["stage", "p95", "cpu"]);
+    }
+
+    #[test]
+    fn a_stage_that_launched_nothing_has_no_gpu_time() {
+        let s = summary();
+        let text = render_table(&s, &TableOptions { columns: Columns::Wide, ..TableOptions::plain() });
+        let cells = |name: &str| {
+            let row = text.lines().find(|l| l.contains(name)).unwrap();
+            row.split(['│', '┆']).map(str::trim).map(str::to_owned).collect::<Vec<_>>()
+        };
+        let col = |label: &str| header(&text).iter().position(|h| h == label).unwrap() + 1;
+        assert_eq!(cells("load")[col("gpu (events)")], "800.00 ms");
+        assert_eq!(cells("load")[col("gpu busy")], "50.00 ms");
+        assert_eq!(cells("idle_on_the_gpu")[col("gpu (events)")], "-");
+        assert_eq!(cells("idle_on_the_gpu")[col("gpu busy")], "-");
+        assert_eq!(cells("idle_on_the_gpu")[col("kernels")], "0");
+        assert!(text.contains("gpu (events): time on the stage's CUDA stream"), "{text}");
+    }
+
+    #[test]
+    fn words_wrap_at_spaces_and_keep_long_words_whole() {
+        let text = "  #1 a b c dddddddddddddddddddddd e\n";
+        assert_eq!(wrap(text, Some(12)), "  #1 a b c\n    dddddddddddddddddddddd\n    e\n");
+        assert_eq!(wrap(text, None), text);
+    }
 }
