@@ -250,6 +250,11 @@ pub struct Bottleneck {
     pub host_mem_peak_bytes: Option<u64>,
 }
 
+/// The least host memory peak named as the run's largest: below it, a
+/// stage's allocations are the runtime's bookkeeping (a PyTorch trace's CPU
+/// allocations of a few bytes), not the pipeline's data.
+pub const HOST_MEM_NOTABLE_BYTES: u64 = 64 << 10;
+
 /// Everything a report shows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
@@ -281,8 +286,9 @@ impl Summary {
     /// The stage whose calls held the most host memory at their peak: by
     /// all threads' heap where measured (the driving thread's stages), else
     /// by its own thread's. Ties go to the outermost stage.
+    /// A peak under [`HOST_MEM_NOTABLE_BYTES`] is not named.
     pub fn peak_stage_host_mem(&self) -> Option<(usize, u64)> {
-        self.peak_stage(StageStats::mem_peak_bytes)
+        self.peak_stage(StageStats::mem_peak_bytes).filter(|&(_, b)| b >= HOST_MEM_NOTABLE_BYTES)
     }
 
     /// The pipeline's limiting stage with its inputs' time full and outputs' time empty.

@@ -22,23 +22,16 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../stageprof-readers/tests/fixtures").join(name)
 }
 
-/// The report of `trace`, probed in the browser.
-fn probe_report(trace: &Path) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let html = dir.path().join("report.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_stageprof"))
-        .args(["report", trace.to_str().unwrap(), "--html", html.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let page = std::fs::read_to_string(&html).unwrap();
+/// The page at `html` (with the probe around it) in the browser, 1,280 pixels wide: what the probe found.
+fn probe_page(html: &Path) -> serde_json::Value {
+    let page = std::fs::read_to_string(html).unwrap();
     let head = format!("<head><script>{}</script>", include_str!("browser/probe_head.js"));
     let tail = format!("<script>{}</script></body>", include_str!("browser/probe_tail.js"));
     let probed = page.replacen("<head>", &head, 1).replacen("</body>", &tail, 1);
-    let probed_path = dir.path().join("probed.html");
+    let probed_path = html.with_extension("probed.html");
     std::fs::write(&probed_path, probed).unwrap();
     let out = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--dump-dom"])
         .arg(format!("file://{}", probed_path.display()))
         .output()
         .unwrap();
@@ -48,6 +41,56 @@ fn probe_report(trace: &Path) -> serde_json::Value {
     let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
     let json = json.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&");
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// Runs `stageprof` with `args`, which must succeed.
+fn stageprof(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stageprof")).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The report of `profile`, probed in the browser, and the stages' paths by `stageprof report --format json`.
+fn probe_report(profile: &Path) -> (serde_json::Value, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    stageprof(&["report", profile.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_stageprof"))
+        .args(["report", profile.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = summary["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect();
+    (probe_page(&html), names)
+}
+
+/// What every page must be: no errors raised, its sections where links
+/// point, and no horizontal scrolling at 1,280 pixels.
+fn assert_page_fits(probe: &serde_json::Value, sections: &[&str]) {
+    assert_eq!(probe["errors"], serde_json::json!([]), "the page raised errors");
+    let ids: Vec<&str> = probe["sections"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for id in sections {
+        assert!(ids.contains(id), "no section {id} in {ids:?}");
+    }
+    let [page, view, window] = ["page", "view", "window"].map(|k| probe["scroll"][k].as_u64().unwrap());
+    assert_eq!(window, 1280);
+    assert!(page <= view, "the page scrolls sideways at 1,280 pixels: {page} wide in {view}");
+}
+
+/// One flame box per stage, in table order; clicking a nested box zooms
+/// into it (full width, only its ancestors and its subtree shown); "show
+/// all" shows every box again; the search marks the boxes named alike.
+fn assert_flame_graph(probe: &serde_json::Value, stages: &[String]) {
+    let flame = &probe["flame"];
+    let names: Vec<&str> = flame["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(names, stages.iter().map(String::as_str).collect::<Vec<_>>(), "one box per stage path");
+    let [left, width] = [0, 1].map(|i| flame["zoomedBox"][i].as_f64().unwrap());
+    // Within the graph's one-pixel border.
+    assert!(left.abs() < 3e-3 && (width - 1.0).abs() < 3e-3, "the zoomed box fills the graph: {left} {width}");
+    let shown = flame["shownZoomed"].as_array().unwrap().len();
+    assert!(shown >= 2 && shown < names.len(), "zoomed, {shown} of {} boxes shown", names.len());
+    assert_eq!(flame["shownReset"].as_array().unwrap().len(), names.len(), "show all");
+    let first = names[0];
+    assert_eq!(flame["searchHits"].as_u64().unwrap() as usize, names.iter().filter(|n| n.contains(first)).count());
 }
 
 type Row = (u64, String, f64);
@@ -74,12 +117,19 @@ fn tree(rows: &[Row]) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn report_of_a_pytorch_trace_works_in_chromium() {
-    let probe = probe_report(&fixture("training.pt.trace.json.gz"));
-    assert_eq!(probe["errors"], serde_json::json!([]), "the page raised errors");
+    let (probe, stages) = probe_report(&fixture("training.pt.trace.json.gz"));
+    assert_page_fits(
+        &probe,
+        &["overview", "bottlenecks", "flame", "stages", "frames", "memory", "timeline", "kernels"],
+    );
+    assert_flame_graph(&probe, &stages);
+    assert_eq!(probe["moreColumns"]["before"], "none");
+    assert_eq!(probe["moreColumns"]["after"], "table-cell");
+    assert_eq!(probe["frameBars"], 3, "one bar per frame");
 
     let charts = probe["charts"].as_array().unwrap();
     let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["time-share", "cpu-gpu", "memory", "memory", "timeline", "frames"]);
+    assert_eq!(ids, ["time-share", "cpu-gpu", "memory", "memory", "timeline", "frames", "frames"]);
     // Seven stages that are not derived views, each with a visible bar
     // (the CPU/GPU chart has a GPU segment for the six that launched work).
     assert_eq!(charts[0]["bars"], 7);
@@ -88,7 +138,9 @@ fn report_of_a_pytorch_trace_works_in_chromium() {
     // events (fewer than the 4096 kept), plus the peak's marker.
     assert_eq!(charts[2]["points"], 6 + 1);
     assert_eq!(charts[3]["points"], 450 + 1);
-    assert_eq!(charts[5]["points"], 3, "one point per frame");
+    // Three frames, each split into its top-level stages, and each frame's GPU busy.
+    assert!(charts[5]["bars"].as_u64().unwrap() >= 3, "{}", charts[5]);
+    assert_eq!(charts[6]["bars"], 3);
 
     // Zooming in twice (each halves the view around its middle) narrows the
     // viewBox to a quarter, centred.
@@ -123,4 +175,56 @@ fn report_of_a_pytorch_trace_works_in_chromium() {
         t.sort();
     }
     assert_eq!(before, after);
+}
+
+/// Held while the demo runs or stages spin, so neither blurs the other's times.
+static CPU_BOUND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn report_of_a_demo_profile_works_in_chromium() {
+    let busy = CPU_BOUND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    stageprof(&["demo", "--frames", "3", "--views", "2", "--out", out.to_str().unwrap()]);
+    drop(busy);
+    let (probe, stages) = probe_report(&out.join("profile.stgp"));
+    assert_page_fits(&probe, &["overview", "bottlenecks", "flame", "stages", "frames", "memory", "timeline"]);
+    assert_flame_graph(&probe, &stages);
+    assert_eq!(probe["frameBars"], 3);
+}
+
+#[test]
+fn a_diff_page_lists_the_changed_stages_first_in_chromium() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let record = |side: &str, work: Duration| {
+        let out = dir.path().join(side);
+        let config = stageprof::Config {
+            output_dir: out.clone(),
+            formats: vec![stageprof::Format::Native],
+            ..stageprof::Config::default()
+        };
+        let p = stageprof::Profiler::start(config);
+        for _ in 0..30 {
+            let _f = p.frame();
+            for (name, d) in [("work", work), ("steady", Duration::from_micros(300))] {
+                let _s = p.stage(name);
+                let until = Instant::now() + d;
+                while Instant::now() < until {}
+            }
+        }
+        p.finish();
+        out.join("profile.stgp")
+    };
+    let busy = CPU_BOUND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let base = record("base", Duration::from_micros(1000));
+    let new = record("new", Duration::from_micros(4000));
+    drop(busy);
+    let html = dir.path().join("diff.html");
+    stageprof(&["diff", base.to_str().unwrap(), new.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let probe = probe_page(&html);
+    assert_page_fits(&probe, &["changed", "stages"]);
+    let changed = probe["changed"].as_array().unwrap();
+    // Four times as long: +300%, far above what noise does to the 300 µs stage.
+    assert_eq!(changed[0], serde_json::json!(["work", "wall", "slower"]), "{changed:?}");
 }

@@ -22,7 +22,10 @@ pub struct DiffLabels<'a> {
 /// One line of the comparison, as text.
 struct Row {
     stage: String,
+    /// The whole path, for lists out of the tree.
+    path: String,
     depth: u32,
+    change_pct: f64,
     measure: &'static str,
     calls: String,
     base: String,
@@ -49,10 +52,12 @@ fn per_frame_calls(v: f64) -> String {
     }
 }
 
-fn row(stage: String, depth: u32, c: &Change) -> Row {
+fn row(stage: String, path: String, depth: u32, c: &Change) -> Row {
     Row {
         stage,
+        path,
         depth,
+        change_pct: c.change_pct,
         measure: c.measure.label(),
         calls: match c.calls_per_frame {
             Some((b, n)) => format!("{} → {} a frame", per_frame_calls(b), per_frame_calls(n)),
@@ -67,11 +72,13 @@ fn row(stage: String, depth: u32, c: &Change) -> Row {
 }
 
 fn rows(d: &Diff) -> Vec<Row> {
-    let mut out: Vec<Row> = d.frames.iter().chain(&d.frames_gpu).map(|c| row("(frames)".into(), 0, c)).collect();
+    let frames = || "(frames)".to_owned();
+    let mut out: Vec<Row> = d.frames.iter().chain(&d.frames_gpu).map(|c| row(frames(), frames(), 0, c)).collect();
     for s in &d.stages {
         let name = s.path.last().map_or(String::new(), |n| shorten(n, NAME_CHARS).into_owned());
+        let path = crate::units::display_path(&s.path, " / ");
         for (i, c) in s.changes.iter().enumerate() {
-            out.push(row(if i == 0 { name.clone() } else { String::new() }, s.depth, c));
+            out.push(row(if i == 0 { name.clone() } else { String::new() }, path.clone(), s.depth, c));
         }
     }
     out
@@ -254,41 +261,64 @@ fn change_json(w: &mut JsonWriter, c: &Change) {
     w.field_str("verdict", c.verdict.label()).end_object();
 }
 
-/// The comparison as one self-contained HTML page.
+/// The comparison as one self-contained HTML page in the report's style:
+/// the measures that changed first (largest change first), then every
+/// stage in its tree, then the same words as the terminal's.
 #[cfg(feature = "html")]
 pub fn render_diff_html(d: &Diff, labels: DiffLabels<'_>) -> String {
+    use crate::summary::html::{section, STYLE};
     use crate::svg::escape;
     let title = format!("stageprof diff: {} → {}", labels.base, labels.new);
     let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{}</style></head><body><h1>{t}</h1>",
-        crate::summary::html::STYLE,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>",
         t = escape(&title)
     );
-    page.push_str("<table id=\"diff-table\"><thead><tr><th>stage</th><th>measure</th><th>calls</th><th>base mean</th><th>new mean</th><th>change</th><th>95% interval</th><th>verdict</th></tr></thead><tbody>");
-    for r in rows(d) {
-        let class = match r.verdict {
-            Verdict::Slower => " class=\"slower\"",
-            Verdict::Faster => " class=\"faster\"",
-            _ => "",
-        };
-        let _ = write!(
-            page,
-            "<tr{class}><td style=\"padding-left:{}em\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            0.4 + 1.2 * r.depth as f64,
-            escape(&r.stage),
-            r.measure,
-            escape(&r.calls),
-            r.base,
-            r.new,
-            r.change,
-            escape(&r.interval),
-            r.verdict.label()
-        );
+    let rows = rows(d);
+    let table = |page: &mut String, id: &str, rows: &[&Row], in_tree: bool| {
+        let _ = write!(page, "<table id=\"{id}\"><thead><tr><th>stage</th><th>measure</th><th>calls</th><th>base mean</th><th>new mean</th><th>change</th><th>95% interval</th><th>verdict</th></tr></thead><tbody>");
+        for r in rows {
+            let class = match r.verdict {
+                Verdict::Slower => " class=\"slower\"",
+                Verdict::Faster => " class=\"faster\"",
+                _ => "",
+            };
+            let (indent, name) = if in_tree { (r.depth, &r.stage) } else { (0, &r.path) };
+            let _ = write!(
+                page,
+                "<tr{class}><td class=\"name\" style=\"padding-left:{}em\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                0.4 + 1.2 * indent as f64,
+                escape(name),
+                r.measure,
+                escape(&r.calls),
+                r.base,
+                r.new,
+                r.change,
+                escape(&r.interval),
+                r.verdict.label()
+            );
+        }
+        page.push_str("</tbody></table>");
+    };
+    let mut changed: Vec<&Row> =
+        rows.iter().filter(|r| matches!(r.verdict, Verdict::Slower | Verdict::Faster)).collect();
+    changed.sort_by(|a, b| b.change_pct.abs().total_cmp(&a.change_pct.abs()));
+    let explain = format!(
+        "Measures whose 95% interval is clear of no change and that moved by {}% or more, the largest change first.",
+        d.min_change_pct
+    );
+    section(&mut page, "changed", "Changed", &escape(&explain));
+    if changed.is_empty() {
+        page.push_str("<p>No stage changed beyond noise.</p>");
+    } else {
+        table(&mut page, "changed-table", &changed, false);
     }
-    page.push_str("</tbody></table><pre>");
+    page.push_str("</section>");
+    section(&mut page, "stages", "Every stage", "Each stage's measures, nested as recorded.");
+    table(&mut page, "diff-table", &rows.iter().collect::<Vec<_>>(), true);
+    page.push_str("</section>");
     let mut words = String::new();
     describe(d, &mut words);
-    page.push_str(&escape(&words));
-    page.push_str("</pre></body></html>\n");
+    section(&mut page, "notes", "In words", "");
+    let _ = writeln!(page, "<pre>{}</pre></section></body></html>", escape(&words));
     page
 }

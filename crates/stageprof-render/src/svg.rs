@@ -158,6 +158,65 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// At most `max` characters, with an ellipsis where cut.
+/// Bins of a per-call distribution sketch.
+const DIST_BINS: usize = 24;
+
+/// A per-call duration distribution as a small inline sketch: a histogram
+/// of `values` on a log scale from the shortest call to the longest (linear
+/// where they are within a factor of two), or, where the values were not
+/// kept, a box from p50 to p95 with whiskers to the extremes and a tick at p99.
+/// The figures are in its tooltip; it scales to whatever size CSS gives it.
+pub fn distribution(values: &[u64], stats: &stageprof_analysis::DurationStats) -> String {
+    let (lo, hi) = (stats.min_ns.max(1) as f64, stats.max_ns.max(1) as f64);
+    let log = hi / lo > 2.0;
+    let at = |v: u64| -> f64 {
+        let v = (v.max(1) as f64).clamp(lo, hi);
+        let f = if hi <= lo {
+            0.5
+        } else if log {
+            (v / lo).ln() / (hi / lo).ln()
+        } else {
+            (v - lo) / (hi - lo)
+        };
+        f * DIST_BINS as f64
+    };
+    let tip = format!(
+        "{} calls: min {}, p50 {}, p95 {}, p99 {}, max {}{}",
+        stats.count,
+        crate::units::duration(stats.min_ns),
+        crate::units::duration(stats.p50_ns),
+        crate::units::duration(stats.p95_ns),
+        crate::units::duration(stats.p99_ns),
+        crate::units::duration(stats.max_ns),
+        if log { " (log scale)" } else { "" }
+    );
+    let mut svg = format!(
+        r#"<svg class="dist" viewBox="0 0 {DIST_BINS} 10" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg"><title>{}</title>"#,
+        escape(&tip)
+    );
+    if values.is_empty() {
+        let (p50, p95, p99) = (at(stats.p50_ns), at(stats.p95_ns), at(stats.p99_ns));
+        let _ = write!(
+            svg,
+            r#"<path class="whisker" d="M0 5H{DIST_BINS}M{p99:.2} 2V8"/><rect class="box" x="{p50:.2}" y="2" width="{:.2}" height="6"/>"#,
+            (p95 - p50).max(0.2)
+        );
+    } else {
+        let mut bins = [0u32; DIST_BINS];
+        for &v in values {
+            bins[(at(v) as usize).min(DIST_BINS - 1)] += 1;
+        }
+        let most = f64::from(*bins.iter().max().unwrap_or(&1).max(&1));
+        svg.push_str(r#"<path class="hist" d="M0 10"#);
+        for (i, &n) in bins.iter().enumerate() {
+            let _ = write!(svg, "V{:.2}H{}", 10.0 - 10.0 * f64::from(n) / most, i + 1);
+        }
+        svg.push_str(r#"V10Z"/>"#);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +241,27 @@ mod tests {
         assert!(svg.contains(r#"width="300.0""#), "{svg}");
         assert!(svg.contains(r#"width="150.0""#), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 2);
+    }
+
+    #[test]
+    fn a_distribution_bins_every_call_or_draws_a_box() {
+        let values = [10, 10, 10, 20, 40, 40];
+        let stats = stageprof_analysis::DurationStats {
+            count: 6,
+            min_ns: 10,
+            max_ns: 40,
+            p50_ns: 10,
+            p95_ns: 40,
+            p99_ns: 40,
+            ..Default::default()
+        };
+        let svg = distribution(&values, &stats);
+        // Log scale over 10..40: 10 falls in the first bin (the tallest), 40 in the last (two thirds as tall).
+        let path = svg.split("d=\"").nth(1).unwrap();
+        assert!(path.starts_with("M0 10V0.00H1V10.00H2"), "{path}");
+        assert!(path.contains("V3.33H24V10Z"), "{path}");
+        assert!(svg.contains("6 calls: min 10 ns") && svg.contains("(log scale)"), "{svg}");
+        let boxed = distribution(&[], &stats);
+        assert!(boxed.contains("class=\"box\"") && !boxed.contains("hist"), "{boxed}");
     }
 }

@@ -61,6 +61,37 @@ pub fn figure_text(unit: Unit, value: Option<FigureValue>) -> String {
 /// Characters of a name shown in a table or report; JSON and Chrome traces keep names whole.
 pub const NAME_CHARS: usize = 100;
 
+/// A GPU kernel's name as a person reads it: template arguments and
+/// parameter lists elided (`<…>`, `(…)`) and a leading `void` dropped, so
+/// `void at::native::f<4, Functor<float>>(int, Array<char*, 3>)` reads
+/// `at::native::f<…>(…)`. Brackets after a space are words, not C++
+/// (`Memcpy HtoD (Pageable -> Device)` stays whole).
+pub fn kernel_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['<', '(']) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len().min(128));
+    let mut open: Vec<char> = Vec::new();
+    let mut last = ' ';
+    for c in name.chars() {
+        match (c, open.last()) {
+            ('<' | '(', None) if last != ' ' => {
+                open.push(c);
+                out.push_str(if c == '<' { "<…>" } else { "(…)" });
+            }
+            ('<' | '(', Some(_)) => open.push(c),
+            ('>', Some('<')) | (')', Some('(')) => {
+                open.pop();
+            }
+            (_, Some(_)) => {}
+            (c, None) => out.push(c),
+        }
+        last = c;
+    }
+    let out = out.strip_prefix("void ").map(str::to_owned).unwrap_or(out);
+    std::borrow::Cow::Owned(out)
+}
+
 /// A name cut to at most `max` characters for display: its start and end
 /// kept, an ellipsis between (C++ templates differ at both ends). Linear in
 /// the name's length, whatever it is.
@@ -99,6 +130,24 @@ pub fn terminal_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_names_lose_their_template_arguments_and_parameters() {
+        let cases = [
+            (
+                "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>, at::detail::Array<char*, 3> >(int, at::native::CUDAFunctor_add<float>, at::detail::Array<char*, 3>)",
+                "at::native::vectorized_elementwise_kernel<…>(…)",
+            ),
+            ("ampere_sgemm_128x64_nn", "ampere_sgemm_128x64_nn"),
+            ("Memcpy HtoD (Pageable -> Device)", "Memcpy HtoD (Pageable -> Device)"),
+            ("void cutlass::Kernel2<cutlass_80_tensorop_s1688gemm>(Params)", "cutlass::Kernel2<…>(…)"),
+            // Cut short inside its arguments: what is open stays elided.
+            ("void f<a, b<c", "f<…>"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(kernel_name(name), want, "{name}");
+        }
+    }
 
     #[test]
     fn long_names_keep_both_ends_and_short_ones_stay_whole() {

@@ -34,25 +34,23 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   });
 });
 
-// The timeline zooms and pans by changing its viewBox (x in microseconds);
-// names live in a hidden list and are shown as text, never parsed.
-(function () {
-  var svg = document.getElementById("timeline-svg");
-  if (!svg) return;
+// Charts whose x runs along time or frames (the timeline, the frames) zoom
+// and pan by changing their viewBox; a ".tl-controls" naming the chart in
+// data-svg holds its buttons and the range shown.
+function us(v) { return v >= 1e6 ? (v / 1e6).toFixed(3) + " s" : v >= 1e3 ? (v / 1e3).toFixed(2) + " ms" : v.toFixed(1) + " µs"; }
+function zoomable(svg, controls) {
   var base = svg.viewBox.baseVal, full = { x: base.x, w: base.width }, view = { x: base.x, w: base.width };
-  var range = document.getElementById("tl-range");
-  var names = document.querySelectorAll("#tl-names li");
-  var tip = document.getElementById("tl-tip");
-  function us(v) { return v >= 1e6 ? (v / 1e6).toFixed(3) + " s" : v >= 1e3 ? (v / 1e3).toFixed(2) + " ms" : v.toFixed(1) + " µs"; }
+  var range = controls.querySelector(".range");
+  var at = svg.dataset.unit === "frame" ? function (v) { return "frame " + Math.floor(v); } : us;
   function show() {
     view.w = Math.min(Math.max(view.w, full.w / 1e6), full.w);
     view.x = Math.min(Math.max(view.x, full.x), full.x + full.w - view.w);
     svg.setAttribute("viewBox", view.x + " " + base.y + " " + view.w + " " + base.height);
-    range.textContent = us(view.x) + " to " + us(view.x + view.w);
+    range.textContent = at(view.x) + " to " + at(view.x + view.w);
   }
-  function zoom(factor, at) {
+  function zoom(factor, where) {
     var w = view.w * factor;
-    view.x += at * (view.w - w);
+    view.x += where * (view.w - w);
     view.w = w;
     show();
   }
@@ -69,21 +67,53 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     view.x = drag.from - (e.clientX - drag.x) / svg.getBoundingClientRect().width * view.w;
     show();
   });
-  document.querySelectorAll(".tl-controls button").forEach(function (b) {
+  controls.querySelectorAll("button").forEach(function (b) {
     b.addEventListener("click", function () {
       if (b.dataset.zoom === "reset") { view.x = full.x; view.w = full.w; show(); }
       else zoom(b.dataset.zoom === "in" ? 0.5 : 2, 0.5);
     });
   });
+  show();
+}
+document.querySelectorAll(".tl-controls[data-svg]").forEach(function (c) {
+  var svg = document.getElementById(c.dataset.svg);
+  if (svg) zoomable(svg, c);
+});
+
+// Hover tips: the timeline's names live in a hidden list and are shown as
+// text, never parsed; a frame's figures come from its bar's data- numbers
+// and the legend's names.
+function tipFollows(svg, tip, text) {
   svg.addEventListener("mouseover", function (e) {
-    var n = e.target.dataset && e.target.dataset.n;
-    if (n === undefined) return;
-    tip.textContent = names[n].textContent + " (" + us(parseFloat(e.target.getAttribute("width"))) + ")";
+    var t = text(e.target);
+    if (t === null) return;
+    tip.textContent = t;
     tip.hidden = false;
   });
   svg.addEventListener("mousemove", function (e) { tip.style.left = e.clientX + 12 + "px"; tip.style.top = e.clientY + 12 + "px"; });
   svg.addEventListener("mouseleave", function () { tip.hidden = true; });
-  show();
+}
+(function () {
+  var svg = document.getElementById("timeline-svg");
+  if (!svg) return;
+  var names = document.querySelectorAll("#tl-names li");
+  tipFollows(svg, document.getElementById("tl-tip"), function (r) {
+    var n = r.dataset && r.dataset.n;
+    return n === undefined ? null : names[n].textContent + " (" + us(parseFloat(r.getAttribute("width"))) + ")";
+  });
+})();
+(function () {
+  var svg = document.getElementById("frames-svg");
+  if (!svg) return;
+  var legend = document.querySelectorAll("#frame-legend li");
+  var classes = Array.prototype.map.call(legend, function (li) { return li.firstChild.classList[1]; });
+  tipFollows(svg, document.getElementById("frame-tip"), function (r) {
+    var g = r.parentNode;
+    if (!g.dataset || g.dataset.f === undefined || r.dataset.v === undefined) return null;
+    var k = classes.indexOf(r.classList[0]);
+    var what = k >= 0 ? legend[k].textContent : "";
+    return "frame " + g.dataset.f + ": " + us(parseFloat(g.dataset.d) / 1e3) + "; " + what + " " + us(parseFloat(r.dataset.v) / 1e3);
+  });
 })();
 
 // The flame graph zooms into a box by laying every box out again relative
@@ -123,5 +153,19 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
       hits += hit ? 1 : 0;
     });
     found.textContent = q === "" ? "" : hits + " found";
+  });
+})();
+
+// The stage table's secondary columns, and each row's distribution enlarged on click.
+(function () {
+  var table = document.getElementById("stage-table"), more = document.getElementById("more-columns");
+  if (!table) return;
+  if (more) more.addEventListener("click", function () {
+    var all = table.classList.toggle("all");
+    more.textContent = all ? "fewer columns" : "more columns";
+  });
+  table.addEventListener("click", function (e) {
+    var td = e.target.closest("td.dist");
+    if (td) td.classList.toggle("big");
   });
 })();

@@ -9,12 +9,16 @@ use stageprof_analysis::{figures, Bottleneck, Pipeline, PipelineStage, StageFigu
 use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
-use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, NAME_CHARS};
+use crate::units::{bytes, display_path, duration, figure_text, kernel_name, shorten, signed_bytes, NAME_CHARS};
 
 /// Stages shown in the bar charts, longest first.
 const CHART_STAGES: usize = 20;
-/// Points drawn of the frame series at most; frames are bucketed beyond.
-const FRAME_POINTS: usize = 2000;
+/// Frames drawn as bars at most; frames are bucketed beyond.
+const FRAME_BARS: usize = 400;
+/// Top-level stages a frame's bar is split by; the others are drawn as one.
+const FRAME_STAGES: usize = 8;
+/// Colours the frame bars cycle through (classes `c0`..).
+const FRAME_COLOURS: usize = 8;
 /// Kernels listed in the kernel table.
 const KERNELS_LISTED: usize = 25;
 
@@ -157,37 +161,72 @@ fn flame(page: &mut String, s: &Summary) {
     page.push_str("</section>");
 }
 
-/// A sortable cell: shown text and the number it sorts by.
-fn cell(page: &mut String, text: &str, sort: f64) {
-    let _ = write!(page, "<td data-v=\"{sort}\">{}</td>", escape(text));
+/// A sortable cell with its attributes (`class`, or none): shown text and
+/// the number it sorts by; one with no number sorts below every other.
+fn cell(page: &mut String, attributes: &str, text: &str, sort: Option<f64>) {
+    match sort {
+        Some(v) => {
+            let _ = write!(page, "<td{attributes} data-v=\"{v}\">{}</td>", escape(text));
+        }
+        // The script reads "-Infinity" as a number.
+        None => {
+            let _ = write!(page, "<td{attributes} data-v=\"-Infinity\">{}</td>", escape(text));
+        }
+    }
 }
 
-/// The HTML stage table's columns after the stage's name, each shown where some stage has it.
-const TABLE_COLUMNS: &[&StageFigure] = &[
+/// The HTML stage table's main columns, each shown where some stage has it
+/// (event-timed GPU time only where no GPU work was traced): with the
+/// distribution they fit a 1,280-pixel window.
+const MAIN_COLUMNS: &[&StageFigure] = &[
     &figures::CALLS,
     &figures::WALL,
     &figures::SELF,
     &figures::P50,
     &figures::P99,
-    &figures::MAX,
-    &figures::CPU,
-    &figures::MEM_PEAK,
-    &figures::MEM_NET,
-    &figures::GPU_EVENTS,
     &figures::GPU_BUSY,
-    &figures::GPU_SPAN,
-    &figures::GPU_KERNELS,
+    &figures::GPU_EVENTS,
+    &figures::MEM_PEAK,
     &figures::GPU_MEM_PEAK,
 ];
 
-fn stage_table(page: &mut String, s: &Summary) {
-    section(page, "stages", "Stages", "Nested as recorded. Click a column to sort: children stay under their parent. Wall and self time are summed over calls; p50/p99 are per call.");
-    let columns: Vec<&StageFigure> = TABLE_COLUMNS.iter().copied().filter(|f| f.measured_in(&s.stages)).collect();
-    page.push_str("<table id=\"stage-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">stage</th>");
-    for f in &columns {
-        let _ = write!(page, "<th title=\"{}\">{}</th>", escape(f.doc), f.label);
+/// Columns shown on asking ("more columns"), where measured.
+const MORE_COLUMNS: &[&StageFigure] = &[
+    &figures::MAX,
+    &figures::CPU,
+    &figures::MEM_NET,
+    &figures::GPU_EVENTS,
+    &figures::GPU_SPAN,
+    &figures::GPU_KERNELS,
+    &figures::GPU_MEM_NET,
+];
+
+/// The stage table's columns, each with whether it is one of the main ones.
+fn table_columns(s: &Summary) -> Vec<(&'static StageFigure, bool)> {
+    let traced = figures::GPU_BUSY.measured_in(&s.stages) || figures::GPU_KERNELS.measured_in(&s.stages);
+    let main = |f: &StageFigure| !(traced && f.key == figures::GPU_EVENTS.key);
+    let mut columns: Vec<(&StageFigure, bool)> = MAIN_COLUMNS.iter().filter(|f| main(f)).map(|&f| (f, true)).collect();
+    for &f in MORE_COLUMNS {
+        if !columns.iter().any(|(c, _)| c.key == f.key) {
+            columns.push((f, false));
+        }
     }
-    page.push_str("</tr></thead><tbody>");
+    columns.retain(|(f, _)| f.measured_in(&s.stages));
+    columns
+}
+
+fn stage_table(page: &mut String, s: &Summary) {
+    section(page, "stages", "Stages", "Nested as recorded. Click a column to sort: children stay under their parent. Wall and self time are summed over calls; p50/p99 are per call. The last column is each stage's distribution of call times (click it to enlarge).");
+    let columns = table_columns(s);
+    if columns.iter().any(|(_, main)| !main) {
+        page.push_str("<p><button id=\"more-columns\">more columns</button></p>");
+    }
+    page.push_str("<table id=\"stage-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">stage</th>");
+    let class = |main: bool| if main { "" } else { " class=\"more\"" };
+    for (f, main) in &columns {
+        let _ = write!(page, "<th{} title=\"{}\">{}</th>", class(*main), escape(f.doc), f.label);
+    }
+    page.push_str("<th title=\"per call, from the shortest to the longest\">calls by time</th></tr></thead><tbody>");
     for st in &s.stages {
         let _ = write!(
             page,
@@ -196,15 +235,16 @@ fn stage_table(page: &mut String, s: &Summary) {
             0.4 + 1.2 * st.depth as f64,
             escape(&shorten(&st.name, NAME_CHARS))
         );
-        for f in &columns {
+        for (f, main) in &columns {
             let value = f.value(st);
-            // Unmeasured cells sort below every measured one (the script reads "-Infinity").
-            match value {
-                Some(v) => cell(page, &figure_text(f.unit, value), v.as_f64()),
-                None => page.push_str("<td data-v=\"-Infinity\">-</td>"),
-            }
+            cell(page, class(*main), &figure_text(f.unit, value), value.map(|v| v.as_f64()));
         }
-        page.push_str("</tr>");
+        let spread = st.call.p99_ns as f64 / st.call.p50_ns.max(1) as f64;
+        let _ = write!(
+            page,
+            "<td class=\"dist\" data-v=\"{spread}\">{}</td></tr>",
+            crate::svg::distribution(&st.per_call.wall.values, &st.call)
+        );
     }
     page.push_str("</tbody></table></section>");
 }
@@ -337,7 +377,7 @@ fn timeline(page: &mut String, s: &Summary) {
             stageprof_analysis::MAX_BOXES_PER_TRACK
         ),
     );
-    page.push_str("<div class=\"tl-controls\"><button data-zoom=\"in\">zoom in</button><button data-zoom=\"out\">zoom out</button><button data-zoom=\"reset\">reset</button> <span id=\"tl-range\"></span></div><div class=\"tl\"><div class=\"tl-labels\">");
+    page.push_str("<div class=\"tl-controls\" data-svg=\"timeline-svg\"><button data-zoom=\"in\">zoom in</button><button data-zoom=\"out\">zoom out</button><button data-zoom=\"reset\">reset</button> <span id=\"tl-range\" class=\"range\"></span></div><div class=\"tl\"><div class=\"tl-labels\">");
     let rows = |tr: &stageprof_analysis::TrackTimeline| tr.boxes.iter().map(|b| b.depth + 1).max().unwrap_or(1);
     for tr in &t.tracks {
         let shown = if tr.seen > tr.boxes.len() as u64 {
@@ -375,7 +415,7 @@ fn timeline(page: &mut String, s: &Summary) {
     for name in &t.names {
         let _ = write!(page, "<li>{}</li>", escape(name));
     }
-    page.push_str("</ol><div id=\"tl-tip\" hidden></div></section>");
+    page.push_str("</ol><div id=\"tl-tip\" class=\"tip\" hidden></div></section>");
 }
 
 fn frame_chart(page: &mut String, s: &Summary) {
@@ -384,27 +424,77 @@ fn frame_chart(page: &mut String, s: &Summary) {
         return;
     }
     let outliers = f.outliers();
+    let start = f.each[0].start_ns;
     let explain = format!(
-        "Each frame's wall time; circled frames are outliers (more than five robust deviations above the median {}). {} of {} frames flagged.",
+        "One bar per frame, split by the top-level stages it ran (\"outside stages\": the frame's time in none of them); a red mark flags an outlier (more than five robust deviations above the median {}): {} of {} frames. Past {FRAME_BARS} frames each bar is the slowest of its run of frames. Scroll to zoom, drag to pan; hover for the figures.",
         duration(f.duration.p50_ns),
         outliers.len(),
         f.each.len()
     );
     section(page, "frames", "Frames", &escape(&explain));
-    let start = f.each[0].start_ns;
-    // Buckets keep the slowest frame of each, so spikes survive downsampling.
-    let per_bucket = f.each.len().div_ceil(FRAME_POINTS);
-    let mut points = Vec::new();
-    for (b, chunk) in f.each.chunks(per_bucket).enumerate() {
-        let first = b * per_bucket;
-        let (i, fr) = (first..).zip(chunk).max_by_key(|(_, fr)| fr.duration_ns).expect("chunks are not empty");
-        // `outliers` is in frame order: the bucket holds one if any index falls in its range.
-        let holds_outlier =
-            outliers.partition_point(|&o| o < first) < outliers.partition_point(|&o| o < first + chunk.len());
-        let flag = holds_outlier.then(|| format!("frame {i}: {}", duration(fr.duration_ns)));
-        points.push(Point { x: (fr.start_ns - start) as f64, y: fr.duration_ns as f64, flag });
+    let split = FrameSplit::new(s);
+    page.push_str("<ol id=\"frame-legend\" class=\"legend\">");
+    for (j, st) in split.stages.iter().enumerate() {
+        let _ = write!(page, "<li><span class=\"key c{}\"></span>{}</li>", j % FRAME_COLOURS, escape(&st.name));
     }
-    page.push_str(&line_chart(&points, 900.0, 240.0, |x| duration(x as u64), |y| duration(y as u64)));
+    page.push_str("<li><span class=\"key rest\"></span>other stages</li><li><span class=\"key out\"></span>outside stages</li><li><span class=\"key unsplit\"></span>frame (stages not recorded)</li></ol>");
+    // Each bar is the slowest frame of its bucket, so spikes survive.
+    let per_bucket = f.each.len().div_ceil(FRAME_BARS);
+    let shown: Vec<usize> = (0..f.each.len())
+        .step_by(per_bucket)
+        .map(|first| {
+            (first..(first + per_bucket).min(f.each.len())).max_by_key(|&i| f.each[i].duration_ns).unwrap_or(first)
+        })
+        .collect();
+    let longest = shown.iter().map(|&i| f.each[i].duration_ns).max().unwrap_or(1).max(1) as f64;
+    let _ = write!(
+        page,
+        "<div class=\"tl-controls\" data-svg=\"frames-svg\"><button data-zoom=\"in\">zoom in</button><button data-zoom=\"out\">zoom out</button><button data-zoom=\"reset\">reset</button> <span class=\"range\"></span> (longest bar {})</div>",
+        duration(longest as u64)
+    );
+    let _ = write!(
+        page,
+        "<svg id=\"frames-svg\" class=\"chart frames\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} 100\" preserveAspectRatio=\"none\" height=\"220\" data-unit=\"frame\">",
+        shown.len()
+    );
+    let height = |ns: u64| 92.0 * ns as f64 / longest;
+    for (x, &i) in shown.iter().enumerate() {
+        let fr = &f.each[i];
+        let _ = write!(page, "<g data-f=\"{i}\" data-d=\"{}\">", fr.duration_ns);
+        let mut y = 100.0;
+        for (class, ns) in split.segments(i, fr.duration_ns) {
+            let h = height(ns);
+            y -= h;
+            let _ = write!(
+                page,
+                "<rect class=\"{class}\" x=\"{x}\" y=\"{y:.3}\" width=\"0.9\" height=\"{h:.3}\" data-v=\"{ns}\"/>"
+            );
+        }
+        if outliers.binary_search(&i).is_ok() {
+            let _ = write!(page, "<rect class=\"outlier\" x=\"{x}\" y=\"0\" width=\"0.9\" height=\"4\"/>");
+        }
+        page.push_str("</g>");
+    }
+    page.push_str("</svg><div id=\"frame-tip\" class=\"tip\" hidden></div>");
+    if shown.iter().any(|&i| f.each[i].gpu.is_some()) {
+        page.push_str("<h3>GPU busy in each frame's window</h3>");
+        let _ = write!(
+            page,
+            "<svg id=\"frames-gpu-svg\" class=\"chart frames\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} 100\" preserveAspectRatio=\"none\" height=\"60\">",
+            shown.len()
+        );
+        for (x, &i) in shown.iter().enumerate() {
+            if let Some(g) = &f.each[i].gpu {
+                let pct = g.busy_pct().clamp(0.0, 100.0);
+                let _ = write!(
+                    page,
+                    "<rect class=\"gpu\" x=\"{x}\" y=\"{:.3}\" width=\"0.9\" height=\"{pct:.3}\"/>",
+                    100.0 - pct
+                );
+            }
+        }
+        page.push_str("</svg>");
+    }
     if !outliers.is_empty() {
         page.push_str("<table class=\"small\"><thead><tr><th>frame</th><th>start</th><th>wall</th><th>GPU window</th><th>device busy</th><th>own work busy</th></tr></thead><tbody>");
         for &i in outliers.iter().take(20) {
@@ -423,6 +513,64 @@ fn frame_chart(page: &mut String, s: &Summary) {
         page.push_str("</tbody></table>");
     }
     page.push_str("</section>");
+}
+
+/// What each frame spent in the top-level stages: their per-frame times are
+/// kept for the sampled frames among the first ones, in frame order.
+struct FrameSplit<'a> {
+    /// The longest top-level stages, drawn each in its colour.
+    stages: Vec<&'a StageStats>,
+    /// The other top-level stages with per-frame times.
+    rest: Vec<&'a StageStats>,
+    /// For each frame, its place among the frames whose stages were recorded.
+    sampled_index: Vec<Option<usize>>,
+}
+
+impl<'a> FrameSplit<'a> {
+    fn new(s: &'a Summary) -> FrameSplit<'a> {
+        let mut tops: Vec<&StageStats> = s
+            .stages
+            .iter()
+            .filter(|st| {
+                st.depth == 0 && !st.derived && st.per_frame.as_ref().is_some_and(|p| !p.time.values.is_empty())
+            })
+            .collect();
+        tops.sort_by_key(|st| std::cmp::Reverse(st.wall_ns));
+        let rest = tops.split_off(tops.len().min(FRAME_STAGES));
+        let mut next = 0;
+        let sampled_index = s
+            .frames
+            .each
+            .iter()
+            .map(|fr| {
+                next += usize::from(fr.sampled);
+                fr.sampled.then_some(next - 1)
+            })
+            .collect();
+        FrameSplit { stages: tops, rest, sampled_index }
+    }
+
+    /// Frame `i`'s segments, bottom up: `(class, ns)`.
+    fn segments(&self, i: usize, duration_ns: u64) -> Vec<(String, u64)> {
+        let at = |st: &StageStats, k: usize| st.per_frame.as_ref().and_then(|p| p.time.values.get(k).copied());
+        let Some(k) =
+            self.sampled_index[i].filter(|&k| self.stages.iter().chain(&self.rest).any(|st| at(st, k).is_some()))
+        else {
+            return vec![("unsplit".into(), duration_ns)];
+        };
+        let mut out: Vec<(String, u64)> = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(j, st)| (format!("c{}", j % FRAME_COLOURS), at(st, k).unwrap_or(0)))
+            .collect();
+        let rest: u64 = self.rest.iter().filter_map(|st| at(st, k)).sum();
+        out.push(("rest".into(), rest));
+        let inside: u64 = out.iter().map(|(_, ns)| ns).sum();
+        out.push(("out".into(), duration_ns.saturating_sub(inside)));
+        out.retain(|(_, ns)| *ns > 0);
+        out
+    }
 }
 
 /// The instrumented queues, and the pipeline they join with its limiting stage.
@@ -575,12 +723,22 @@ fn kernels_and_copies(page: &mut String, s: &Summary) {
     page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th data-type=\"text\">launch</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
     for k in s.kernel_totals().iter().take(KERNELS_LISTED) {
         page.push_str("<tr data-depth=\"0\">");
-        let _ = write!(page, "<td class=\"name\">{}</td>", escape(&shorten(&k.name, NAME_CHARS)));
+        let short = kernel_name(&k.name);
+        if short == k.name {
+            let _ = write!(page, "<td class=\"name\">{}</td>", escape(&shorten(&k.name, NAME_CHARS)));
+        } else {
+            let _ = write!(
+                page,
+                "<td class=\"name\" title=\"{full}\"><details><summary>{}</summary><code>{full}</code></details></td>",
+                escape(&shorten(&short, NAME_CHARS)),
+                full = escape(&k.name)
+            );
+        }
         let _ = write!(page, "<td>{}</td>", k.shape.map_or("-".into(), |s| s.to_string()));
-        cell(page, &k.calls.to_string(), k.calls as f64);
-        cell(page, &duration(k.total_ns), k.total_ns as f64);
+        cell(page, "", &k.calls.to_string(), Some(k.calls as f64));
+        cell(page, "", &duration(k.total_ns), Some(k.total_ns as f64));
         let mean = k.total_ns / k.calls.max(1);
-        cell(page, &duration(mean), mean as f64);
+        cell(page, "", &duration(mean), Some(mean as f64));
         page.push_str("</tr>");
     }
     page.push_str("</tbody></table>");

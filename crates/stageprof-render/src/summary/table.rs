@@ -8,7 +8,9 @@ use comfy_table::{Attribute, Cell, CellAlignment, Color, Table};
 use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary};
 
 use crate::terminal::{column_chars, new_table, Columns, TableOptions};
-use crate::units::{bytes, display_path, duration, figure_text, shorten, signed_bytes, terminal_safe, NAME_CHARS};
+use crate::units::{
+    bytes, display_path, duration, figure_text, kernel_name, shorten, signed_bytes, terminal_safe, NAME_CHARS,
+};
 
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
 
@@ -237,7 +239,7 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
                 "       {} x{}: {}{shape}",
                 duration(k.total_ns),
                 k.calls,
-                terminal_safe(&shorten(&k.name, NAME_CHARS))
+                terminal_safe(&shorten(&kernel_name(&k.name), NAME_CHARS))
             );
         }
     }
