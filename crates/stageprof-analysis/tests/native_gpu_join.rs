@@ -115,6 +115,48 @@ fn launches_from_stageless_threads_go_to_the_frame_threads_innermost_stage() {
     assert!(s.run.warnings.contains(&changed), "{:?}", s.run.warnings);
 }
 
+/// With kernels traced, a stage under GPU profiling that launched nothing
+/// is known to have launched nothing: its counts are 0 and it has no GPU
+/// time, not even its CUDA events' (which only timed the stream idling
+/// while the host worked). `upload` [100, 300) launched one kernel;
+/// `host_only` [300, 900) none, its events 590 ns apart.
+#[test]
+fn a_traced_stage_that_launched_nothing_has_no_gpu_time() {
+    use stageprof_analysis::figures::{GPU_BUSY, GPU_EVENTS, GPU_KERNELS};
+    use stageprof_analysis::FigureValue;
+    let linked = |words: [u64; 2], instance| [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance];
+    let mut main = vec![header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 0];
+    main.extend(linked(begin(UPLOAD, 100), 1));
+    main.extend(end(UPLOAD, 300));
+    main.extend(linked(begin(SWEEP, 300), 2));
+    main.extend(end(SWEEP, 900));
+    main.extend(end(FRAME, 1000));
+    let (words, len) = kernel(1, 150, 250, Some(120)).encode();
+    let mut gpu = words[..len].to_vec();
+    gpu.extend([header(kind::GPU_TIME, 0, 0), 1, 180, header(kind::GPU_TIME, 0, 0), 2, 590]);
+    let mut w = NativeWriter::new(Vec::new()).unwrap();
+    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
+    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    w.names(0, ["frame", "upload", "host_only", "shifted"].into_iter()).unwrap();
+    w.thread(&ThreadInfo { index: 0, os_tid: 100, name: "main".into() }).unwrap();
+    w.thread(&ThreadInfo { index: 1, os_tid: 101, name: "stageprof-gpu".into() }).unwrap();
+    w.records(0, &main).unwrap();
+    w.records(1, &gpu).unwrap();
+    w.end(0, 1000, "finish").unwrap();
+
+    let mut agg = Aggregator::default();
+    let p = read_native(Cursor::new(w.into_inner()), &mut agg).unwrap();
+    let s = agg.summary(&p.catalog, p.run, 3);
+    let (upload, host_only) = (stage(&s, "upload"), stage(&s, "host_only"));
+    assert_eq!(GPU_EVENTS.value(upload), Some(FigureValue::Unsigned(180)));
+    assert_eq!(GPU_BUSY.value(upload), Some(FigureValue::Unsigned(100)));
+    assert_eq!(host_only.launched_gpu_work(), Some(false));
+    assert_eq!(GPU_KERNELS.value(host_only), Some(FigureValue::Unsigned(0)));
+    assert_eq!((GPU_EVENTS.value(host_only), GPU_BUSY.value(host_only)), (None, None));
+    // Recorded all the same, for whoever reads the stage's raw figures.
+    assert_eq!(host_only.gpu_event_ns, Some(590));
+}
+
 /// GPU allocator levels from its trace, over two windows: `[0, 250]` then,
 /// after the trace was off, `[600, 700]` read at 700 and continued to 950.
 /// Thread 0 calls `upload` at [100, 200), [300, 400) and [650, 900), and

@@ -73,7 +73,7 @@ const FIT_COLUMNS: &[&StageFigure] = &[
     &figures::GPU_BUSY,
     &figures::GPU_EVENTS,
     &figures::GPU_MEM_PEAK,
-    &figures::HOST_MEM_PEAK,
+    &figures::MEM_PEAK,
 ];
 
 /// The terminal table's columns with `--wide`, each shown where some stage has it.
@@ -490,7 +490,7 @@ mod tests {
         let text = render_table(&s, &TableOptions { width: Some(120), ..TableOptions::plain() });
         assert_eq!(
             header(&text),
-            ["stage", "calls", "wall", "self %", "mean", "p95", "gpu busy", "gpu peak", "host peak"]
+            ["stage", "calls", "wall", "self %", "mean", "p95", "gpu busy", "gpu peak", "mem peak"]
         );
     }
 
