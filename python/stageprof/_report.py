@@ -69,9 +69,12 @@ class Report:
         """Outputs of the session that could not be written, each naming its path."""
         return self._native.errors
 
-    def table(self, color: bool = False, width: int | None = None) -> str:
-        """The terminal table; ``width`` wraps it (default: no wrapping)."""
-        return self._native.table(color, width)
+    def table(self, color: bool = False, width: int | None = None, columns: str | None = None) -> str:
+        """The terminal table, fitted to ``width`` (default: no limit) with
+        the main columns; ``columns="wide"`` shows every measured one, and a
+        list such as ``"calls,p95,cpu"`` (labels or summary.json keys) chooses.
+        An unknown column is a ``ValueError`` that lists the known ones."""
+        return self._native.table(color, width, columns)
 
     def __str__(self) -> str:
         return self._native.table()

@@ -294,3 +294,21 @@ def test_settings_merge_over_the_config_file_and_the_environment(tmp_path: Path)
     assert (summary["frames"]["count"], summary["frames"]["sampled"]) == (4, 2)
     assert summary["stages"][0]["calls"] == 2
     assert summary["cpu_time"] is False
+
+
+def test_the_table_fits_its_width_and_shows_the_chosen_columns(session: stageprof.Session) -> None:
+    with stageprof.stage("a_stage_with_a_rather_long_name_that_needs_cutting_in_the_middle"):
+        pass
+    report = session.finish()
+
+    def header(table: str) -> list[str]:
+        rows = ([cell.strip(" │") for cell in line.split("┆")] for line in table.splitlines())
+        return next(row for row in rows if row[0] == "stage")
+
+    fitted = report.table(width=60)
+    assert all(len(line) <= 60 for line in fitted.splitlines()), fitted
+    assert header(report.table(columns="calls,p95_ns")) == ["stage", "calls", "p95"]
+    # Every measured column, whatever the width: more than the fitted ones.
+    assert len(header(report.table(columns="wide"))) > len(header(report.table(width=100)))
+    with pytest.raises(ValueError, match='no column "nope"; the columns are: .*calls'):
+        report.table(columns="calls,nope")

@@ -1,6 +1,6 @@
 //! Folding spans and counter samples into per-stage statistics.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,
@@ -11,10 +11,10 @@ use crate::memory_timeline::MemoryTracker;
 use crate::queues::QueueTracker;
 use crate::stats::DurationAcc;
 use crate::summary::{
-    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary,
+    Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, PerCall, PerFrame, StageStats, Summary, ThreadWall,
     MAX_FRAMES_LISTED,
 };
-use crate::timeline::TimelineBuilder;
+use crate::timeline::{thread_label, TimelineBuilder};
 
 /// Kernels listed per stage.
 const TOP_KERNELS: usize = 5;
@@ -35,7 +35,8 @@ struct StageAcc {
     mem_net: Option<i64>,
     alloc_bytes: Option<u64>,
     allocs: Option<u64>,
-    threads: BTreeSet<u32>,
+    /// Wall time by the thread the calls ran on.
+    wall_by_thread: BTreeMap<u32, u64>,
     unwound: u64,
     unfinished: u64,
     gpu: Option<GpuMetrics>,
@@ -141,7 +142,8 @@ impl ProfileSink for Aggregator {
         let acc = self.stage_mut(path);
         acc.wall.record(span.duration_ns());
         acc.self_ns = acc.self_ns.saturating_add(span.self_ns);
-        acc.threads.insert(span.thread);
+        let on_thread = acc.wall_by_thread.entry(span.thread).or_default();
+        *on_thread = on_thread.saturating_add(span.duration_ns());
         acc.unwound += u64::from(span.flags.unwound);
         acc.unfinished += u64::from(span.flags.unfinished);
         acc.derived |= span.flags.derived;
@@ -300,7 +302,12 @@ impl Aggregator {
             host_mem_net_bytes: acc.mem_net,
             alloc_bytes: acc.alloc_bytes,
             allocs: acc.allocs,
-            threads: acc.threads.len() as u32,
+            threads: acc.wall_by_thread.len() as u32,
+            wall_by_thread: acc
+                .wall_by_thread
+                .iter()
+                .map(|(&thread, &wall_ns)| ThreadWall { thread: thread_label(thread, catalog), wall_ns })
+                .collect(),
             unwound: acc.unwound,
             unfinished: acc.unfinished,
             gpu: acc.gpu,

@@ -51,7 +51,7 @@ pub use ranks::{compare_ranks, RankFigures, RankRow};
 pub use stats::{DurationStats, Samples, EXACT_SAMPLES};
 pub use summary::{
     Bottleneck, CounterStats, FrameRecord, FrameStats, KernelStats, LimitingStage, PerCall, PerFrame, StageStats,
-    Summary, HOST_MEM_NOTABLE_BYTES, SCHEMA_VERSION,
+    Summary, ThreadWall, HOST_MEM_NOTABLE_BYTES, SCHEMA_VERSION,
 };
 pub use timeline::{Timeline, TimelineBox, Track, TrackTimeline, MAX_BOXES_PER_TRACK};
 pub use trend::{change_points, ChangePoint};

@@ -12,6 +12,15 @@ use crate::timeline::Timeline;
 /// Version of the summary's JSON form; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// A stage's wall time on one thread.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ThreadWall {
+    /// The thread's name, or `thread <os id>`.
+    pub thread: String,
+    /// The stage's calls on that thread, summed.
+    pub wall_ns: u64,
+}
+
 /// Totals and per-call statistics of one stage (one path in the stage tree).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StageStats {
@@ -46,6 +55,8 @@ pub struct StageStats {
     pub allocs: Option<u64>,
     /// [`crate::figures::THREADS`].
     pub threads: u32,
+    /// `wall_ns` split by the thread the calls ran on, in thread order.
+    pub wall_by_thread: Vec<ThreadWall>,
     /// Calls left by a panic.
     pub unwound: u64,
     /// Calls still open when recording stopped.
@@ -422,6 +433,7 @@ mod tests {
             alloc_bytes: None,
             allocs: None,
             threads: 1,
+            wall_by_thread: Vec::new(),
             unwound: 0,
             unfinished: 0,
             gpu,

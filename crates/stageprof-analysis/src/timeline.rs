@@ -126,12 +126,17 @@ impl TimelineBuilder {
 
 fn label(track: Track, catalog: &Catalog) -> String {
     match track {
-        Track::Thread(i) => match catalog.threads().iter().find(|t| t.index == i) {
-            Some(t) if !t.name.is_empty() => t.name.clone(),
-            Some(t) if t.os_tid != 0 => format!("thread {}", t.os_tid),
-            _ => format!("thread #{i}"),
-        },
+        Track::Thread(i) => thread_label(i, catalog),
         Track::GpuStream { device, stream } => format!("GPU {device} stream {stream}"),
+    }
+}
+
+/// A thread's name as outputs show it: its own, else its OS id, else its index.
+pub(crate) fn thread_label(index: u32, catalog: &Catalog) -> String {
+    match catalog.threads().iter().find(|t| t.index == index) {
+        Some(t) if !t.name.is_empty() => t.name.clone(),
+        Some(t) if t.os_tid != 0 => format!("thread {}", t.os_tid),
+        _ => format!("thread #{index}"),
     }
 }
 

@@ -4,7 +4,7 @@
 use stageprof_analysis::STAGE_FIGURES;
 
 /// Fields of `stages[]` that are not numbers, written by the summary itself.
-const STRUCTURED: [&str; 4] = ["name", "path", "top_kernels", "copies"];
+const STRUCTURED: [&str; 5] = ["name", "path", "wall_by_thread", "top_kernels", "copies"];
 
 fn stage_rows() -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/summary-schema.md")).unwrap();

@@ -49,8 +49,8 @@ fn stageprof(args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The report of `profile`, probed in the browser, and the stages' paths by `stageprof report --format json`.
-fn probe_report(profile: &Path) -> (serde_json::Value, Vec<String>) {
+/// The report of `profile`, probed in the browser, and its summary by `stageprof report --format json`.
+fn probe_report(profile: &Path) -> (serde_json::Value, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
     stageprof(&["report", profile.to_str().unwrap(), "--html", html.to_str().unwrap()]);
@@ -58,9 +58,7 @@ fn probe_report(profile: &Path) -> (serde_json::Value, Vec<String>) {
         .args(["report", profile.to_str().unwrap(), "--format", "json"])
         .output()
         .unwrap();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names = summary["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect();
-    (probe_page(&html), names)
+    (probe_page(&html), serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// What every page must be: no errors raised, its sections where links
@@ -76,20 +74,45 @@ fn assert_page_fits(probe: &serde_json::Value, sections: &[&str]) {
     assert!(page <= view, "the page scrolls sideways at 1,280 pixels: {page} wide in {view}");
 }
 
-/// One flame box per stage, in table order; clicking a nested box zooms
-/// into it (full width, only its ancestors and its subtree shown); "show
-/// all" shows every box again; the search marks the boxes named alike.
-fn assert_flame_graph(probe: &serde_json::Value, stages: &[String]) {
+/// One flame box per stage path and thread (`wall_by_thread` in the
+/// summary), under a row naming the threads where there are several;
+/// clicking a nested box zooms into it (full width, only its ancestors and
+/// its subtree shown); "show all" shows every box again; the search marks
+/// the boxes named alike.
+fn assert_flame_graph(probe: &serde_json::Value, summary: &serde_json::Value) {
     let flame = &probe["flame"];
-    let names: Vec<&str> = flame["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
-    assert_eq!(names, stages.iter().map(String::as_str).collect::<Vec<_>>(), "one box per stage path");
+    let texts = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> =
+            flame[key].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect();
+        v.sort();
+        v
+    };
+    let mut want_stages: Vec<String> = Vec::new();
+    let mut want_threads: Vec<String> = Vec::new();
+    for st in summary["stages"].as_array().unwrap() {
+        for t in st["wall_by_thread"].as_array().unwrap() {
+            want_stages.push(st["name"].as_str().unwrap().to_owned());
+            let thread = t["thread"].as_str().unwrap().to_owned();
+            if !want_threads.contains(&thread) {
+                want_threads.push(thread);
+            }
+        }
+    }
+    want_stages.sort();
+    want_threads.sort();
+    if want_threads.len() == 1 {
+        want_threads.clear();
+    }
+    assert_eq!(texts("stages"), want_stages, "one box per stage path and thread");
+    assert_eq!(texts("threads"), want_threads, "a box per thread where there are several");
+    let names = texts("names");
     let [left, width] = [0, 1].map(|i| flame["zoomedBox"][i].as_f64().unwrap());
     // Within the graph's one-pixel border.
     assert!(left.abs() < 3e-3 && (width - 1.0).abs() < 3e-3, "the zoomed box fills the graph: {left} {width}");
     let shown = flame["shownZoomed"].as_array().unwrap().len();
     assert!(shown >= 2 && shown < names.len(), "zoomed, {shown} of {} boxes shown", names.len());
     assert_eq!(flame["shownReset"].as_array().unwrap().len(), names.len(), "show all");
-    let first = names[0];
+    let first = flame["names"][0].as_str().unwrap();
     assert_eq!(flame["searchHits"].as_u64().unwrap() as usize, names.iter().filter(|n| n.contains(first)).count());
 }
 
@@ -117,12 +140,12 @@ fn tree(rows: &[Row]) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn report_of_a_pytorch_trace_works_in_chromium() {
-    let (probe, stages) = probe_report(&fixture("training.pt.trace.json.gz"));
+    let (probe, summary) = probe_report(&fixture("training.pt.trace.json.gz"));
     assert_page_fits(
         &probe,
         &["overview", "bottlenecks", "flame", "stages", "frames", "memory", "timeline", "kernels"],
     );
-    assert_flame_graph(&probe, &stages);
+    assert_flame_graph(&probe, &summary);
     assert_eq!(probe["moreColumns"]["before"], "none");
     assert_eq!(probe["moreColumns"]["after"], "table-cell");
     assert_eq!(probe["frameBars"], 3, "one bar per frame");
@@ -187,9 +210,9 @@ fn report_of_a_demo_profile_works_in_chromium() {
     let out = dir.path().join("demo");
     stageprof(&["demo", "--frames", "3", "--views", "2", "--out", out.to_str().unwrap()]);
     drop(busy);
-    let (probe, stages) = probe_report(&out.join("profile.stgp"));
+    let (probe, summary) = probe_report(&out.join("profile.stgp"));
     assert_page_fits(&probe, &["overview", "bottlenecks", "flame", "stages", "frames", "memory", "timeline"]);
-    assert_flame_graph(&probe, &stages);
+    assert_flame_graph(&probe, &summary);
     assert_eq!(probe["frameBars"], 3);
 }
 

@@ -57,10 +57,17 @@ impl NativeReport {
         report_json(&self.ranks(), &self.rows)
     }
 
-    /// The terminal table, as `stageprof report` prints it.
-    #[pyo3(signature = (color = false, width = None))]
-    fn table(&self, color: bool, width: Option<u16>) -> String {
-        report_table(&self.ranks(), &self.rows, &TableOptions { color, width, columns: Columns::Fit })
+    /// The terminal table, as `stageprof report` prints it: `columns` is
+    /// `None` (the main ones, fitting `width`), `"wide"` (every measured one,
+    /// however wide) or a list such as `"calls,p95,cpu"`.
+    #[pyo3(signature = (color = false, width = None, columns = None))]
+    fn table(&self, color: bool, width: Option<u16>, columns: Option<&str>) -> PyResult<String> {
+        let (columns, width) = match columns {
+            None => (Columns::Fit, width),
+            Some("wide") => (Columns::Wide, None),
+            Some(list) => (Columns::parse(list).map_err(PyValueError::new_err)?, width),
+        };
+        Ok(report_table(&self.ranks(), &self.rows, &TableOptions { color, width, columns }))
     }
 
     /// The HTML report, one self-contained page.

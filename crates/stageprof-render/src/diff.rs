@@ -60,7 +60,8 @@ fn row(stage: String, path: String, depth: u32, c: &Change) -> Row {
         change_pct: c.change_pct,
         measure: c.measure.label(),
         calls: match c.calls_per_frame {
-            Some((b, n)) => format!("{} → {} a frame", per_frame_calls(b), per_frame_calls(n)),
+            // The measure column says "per frame"; the line under the table says it in words.
+            Some((b, n)) => format!("{} → {}", per_frame_calls(b), per_frame_calls(n)),
             None => format!("{} → {}", c.base_calls, c.new_calls),
         },
         base: duration(c.base_mean_ns),

@@ -136,6 +136,49 @@ fn many_threads_lose_nothing() {
     assert_eq!(w.unfinished, 0);
 }
 
+/// Each thread's share of a stage's wall time, against the time each
+/// thread measured around its own calls.
+#[test]
+fn wall_time_is_split_by_the_thread_that_ran_the_calls() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(config(dir.path()));
+    let measured: Vec<(String, Duration, Duration)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = [("short", 1), ("long", 3)]
+            .into_iter()
+            .map(|(name, ms)| {
+                let p = &p;
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn_scoped(scope, move || {
+                        let (mut inside, mut around) = (Duration::ZERO, Duration::ZERO);
+                        for _ in 0..5 {
+                            let outer = Instant::now();
+                            let _s = p.stage("sleep");
+                            let inner = Instant::now();
+                            std::thread::sleep(Duration::from_millis(ms));
+                            inside += inner.elapsed();
+                            drop(_s);
+                            around += outer.elapsed();
+                        }
+                        (name.to_owned(), inside, around)
+                    })
+                    .unwrap()
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let s = p.finish().summary.unwrap();
+    let st = stage(&s, "sleep");
+    assert_eq!(st.wall_by_thread.len(), 2);
+    for (name, inside, around) in measured {
+        let ours = st.wall_by_thread.iter().find(|t| t.thread == name).unwrap_or_else(|| panic!("no thread {name}"));
+        let ns = Duration::from_nanos(ours.wall_ns);
+        assert!(inside <= ns && ns <= around, "{name}: {ns:?} outside {inside:?}..{around:?}");
+    }
+    assert_eq!(st.wall_by_thread.iter().map(|t| t.wall_ns).sum::<u64>(), st.wall_ns);
+}
+
 #[test]
 fn stages_inside_a_rayon_pool_are_counted_per_worker() {
     use rayon::prelude::*;

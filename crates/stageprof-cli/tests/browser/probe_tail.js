@@ -52,8 +52,11 @@
     var shown = function () {
       return Array.prototype.filter.call(boxes, function (b) { return !b.hidden; }).map(function (b) { return b.textContent; });
     };
-    out.flame = { names: Array.prototype.map.call(boxes, function (b) { return b.textContent; }) };
-    var nested = flame.querySelector(".fb.r1");
+    var texts = function (selector) {
+      return Array.prototype.map.call(flame.querySelectorAll(selector), function (b) { return b.textContent; });
+    };
+    out.flame = { names: texts(".fb"), stages: texts(".fb.stage"), threads: texts(".fb.thread") };
+    var nested = flame.querySelector(".fb.stage.r1");
     if (nested) {
       nested.click();
       var g = flame.getBoundingClientRect(), r = nested.getBoundingClientRect();

@@ -1,7 +1,9 @@
-//! The flame graph of the HTML report: the stage tree as an icicle, one
-//! box per stage path, as wide as its wall time summed over calls, its
-//! nested stages below it. Laid out here; the page's script only zooms
-//! (by the boxes' numeric `data-` attributes) and searches their text.
+//! The flame graph of the HTML report: the stage tree of each thread as an
+//! icicle, one box per stage path and thread, as wide as its wall time on
+//! that thread summed over calls, its nested stages below it. Where stages
+//! ran on several threads, a first row of boxes names the threads, each as
+//! wide as its top-level stages' time. Laid out here; the page's script only
+//! zooms (by the boxes' numeric `data-` attributes) and searches their text.
 
 use std::fmt::Write;
 
@@ -13,51 +15,126 @@ use crate::units::{display_path, duration};
 /// Height of one row of boxes, in pixels.
 const ROW_PX: usize = 20;
 
-/// Where one stage's box goes: its row and its extent as fractions of the graph's width.
+/// What a box stands for: a thread (by its place in [`Flame::threads`]) or a stage on one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum FlameItem {
+    Thread(usize),
+    Stage { stage: usize, thread: usize },
+}
+
+/// Where one box goes: its row and its extent as fractions of the graph's width.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct FlameBox {
-    pub stage: usize,
+    pub item: FlameItem,
     pub row: usize,
     pub x: f64,
     pub w: f64,
 }
 
-/// One box per stage, in the stages' (tree) order. Top-level stages share
-/// the width by wall time; a stage's nested stages share its width, scaled
-/// down together where their calls ran on several threads and add up to
-/// more than the stage's own wall time.
-pub(crate) fn layout(stages: &[StageStats]) -> Vec<FlameBox> {
-    let parents = parents(stages);
-    let mut nested_wall = vec![0u64; stages.len()];
-    let mut top_wall = 0u64;
-    for (i, st) in stages.iter().enumerate() {
-        match parents[i] {
-            Some(p) => nested_wall[p] = nested_wall[p].saturating_add(st.wall_ns),
-            None => top_wall = top_wall.saturating_add(st.wall_ns),
+/// The boxes, and the threads they are on with each one's top-level wall time.
+pub(crate) struct Flame {
+    pub threads: Vec<(String, u64)>,
+    pub boxes: Vec<FlameBox>,
+}
+
+/// A stage's wall time on each thread; a stage that does not say (made by
+/// hand, or read from an older summary) ran on one unnamed thread.
+fn walls(st: &StageStats) -> Vec<(&str, u64)> {
+    if st.wall_by_thread.is_empty() {
+        return vec![("", st.wall_ns)];
+    }
+    st.wall_by_thread.iter().map(|t| (t.thread.as_str(), t.wall_ns)).collect()
+}
+
+/// The wall time of `st` on the thread named `thread` (threads of one name together).
+fn wall_on(st: &StageStats, thread: &str) -> Option<u64> {
+    let on: Vec<u64> = walls(st).into_iter().filter(|(t, _)| *t == thread).map(|(_, w)| w).collect();
+    (!on.is_empty()).then(|| on.iter().fold(0u64, |a, &w| a.saturating_add(w)))
+}
+
+/// Threads by name with their top-level wall time (of the stages with no
+/// parent on that thread), the busiest first.
+fn threads(stages: &[StageStats], parents: &[Option<usize>]) -> Vec<(String, u64)> {
+    let mut names: Vec<&str> = Vec::new();
+    for st in stages {
+        for (name, _) in walls(st) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
     }
-    let mut next_x = vec![0.0f64; stages.len()];
-    let mut top_x = 0.0;
-    let mut boxes: Vec<FlameBox> = Vec::with_capacity(stages.len());
-    for (i, st) in stages.iter().enumerate() {
-        let b = match parents[i] {
-            None => {
-                let w = st.wall_ns as f64 / top_wall.max(1) as f64;
-                top_x += w;
-                FlameBox { stage: i, row: 0, x: top_x - w, w }
+    let mut threads: Vec<(String, u64)> = names
+        .into_iter()
+        .map(|name| {
+            let top = stages.iter().zip(parents).fold(0u64, |total, (st, parent)| {
+                let root = parent.is_none_or(|p| wall_on(&stages[p], name).is_none());
+                match wall_on(st, name) {
+                    Some(w) if root => total.saturating_add(w),
+                    _ => total,
+                }
+            });
+            (name.to_owned(), top)
+        })
+        .collect();
+    threads.sort_by_key(|t| std::cmp::Reverse(t.1));
+    threads
+}
+
+/// Each thread's share of the width by its top-level wall time, and within
+/// it that thread's stage tree: top-level stages share the thread's width,
+/// a stage's nested stages share its width, scaled down together where they
+/// add up to more than the stage's own wall time (calls on helper threads
+/// nested under it by the trace).
+pub(crate) fn layout(stages: &[StageStats]) -> Flame {
+    let parents = parents(stages);
+    let threads = threads(stages, &parents);
+    let all_top = threads.iter().fold(0u64, |a, t| a.saturating_add(t.1)).max(1) as f64;
+    let first_row = usize::from(threads.len() > 1);
+    let mut boxes: Vec<FlameBox> = Vec::new();
+    let mut thread_x = 0.0;
+    for (t, (name, top_wall)) in threads.iter().enumerate() {
+        let thread_w = *top_wall as f64 / all_top;
+        if first_row == 1 {
+            boxes.push(FlameBox { item: FlameItem::Thread(t), row: 0, x: thread_x, w: thread_w });
+        }
+        let wall: Vec<Option<u64>> = stages.iter().map(|st| wall_on(st, name)).collect();
+        let mut nested_wall = vec![0u64; stages.len()];
+        for (i, w) in wall.iter().enumerate() {
+            if let (Some(w), Some(p)) = (w, parents[i]) {
+                nested_wall[p] = nested_wall[p].saturating_add(*w);
             }
-            Some(p) => {
-                let parent = boxes[p];
-                let room = stages[p].wall_ns.max(nested_wall[p]).max(1) as f64;
-                let w = parent.w * st.wall_ns as f64 / room;
-                let x = parent.x + next_x[p];
-                next_x[p] += w;
-                FlameBox { stage: i, row: parent.row + 1, x, w }
-            }
-        };
-        boxes.push(b);
+        }
+        // Per stage: its box on this thread, and where its next nested box goes.
+        let mut placed: Vec<Option<FlameBox>> = vec![None; stages.len()];
+        let mut next_x = vec![0.0f64; stages.len()];
+        let mut top_x = thread_x;
+        for (i, w) in wall.iter().enumerate() {
+            let Some(w) = *w else { continue };
+            let b = match parents[i].and_then(|p| placed[p].map(|b| (p, b))) {
+                None => {
+                    let width = thread_w * w as f64 / (*top_wall).max(1) as f64;
+                    top_x += width;
+                    FlameBox {
+                        item: FlameItem::Stage { stage: i, thread: t },
+                        row: first_row,
+                        x: top_x - width,
+                        w: width,
+                    }
+                }
+                Some((p, parent)) => {
+                    let room = wall[p].unwrap_or(0).max(nested_wall[p]).max(1) as f64;
+                    let width = parent.w * w as f64 / room;
+                    let x = parent.x + next_x[p];
+                    next_x[p] += width;
+                    FlameBox { item: FlameItem::Stage { stage: i, thread: t }, row: parent.row + 1, x, w: width }
+                }
+            };
+            placed[i] = Some(b);
+            boxes.push(b);
+        }
+        thread_x += thread_w;
     }
-    boxes
+    Flame { threads, boxes }
 }
 
 /// Each stage's parent in the tree order: the nearest earlier stage of smaller depth still open.
@@ -80,27 +157,44 @@ fn parents(stages: &[StageStats]) -> Vec<Option<usize>> {
 /// The body of the `flame` section: the search, and the boxes of `s`'s stages.
 pub(crate) fn flame_graph(page: &mut String, s: &Summary) {
     page.push_str("<div class=\"flame-controls\"><input id=\"flame-search\" type=\"search\" placeholder=\"highlight stages by name\"> <button id=\"flame-reset\">show all</button> <span id=\"flame-found\"></span></div>");
-    let boxes = layout(&s.stages);
-    let rows = boxes.iter().map(|b| b.row + 1).max().unwrap_or(1);
-    let top_wall: u64 = s.stages.iter().filter(|st| st.depth == 0).map(|st| st.wall_ns).sum();
+    let flame = layout(&s.stages);
+    let rows = flame.boxes.iter().map(|b| b.row + 1).max().unwrap_or(1);
+    let all_top = flame.threads.iter().fold(0u64, |a, t| a.saturating_add(t.1)).max(1);
+    let share = |ns: u64| 100.0 * ns as f64 / all_top as f64;
     let _ = write!(page, "<div id=\"flame-graph\" class=\"flame\" style=\"height:{}px\">", rows * ROW_PX);
-    for b in &boxes {
-        let st = &s.stages[b.stage];
-        let mut tip = format!(
-            "{}\nwall {} ({:.1}% of the top-level stages'), self {}, {} calls",
-            display_path(&st.path, " / "),
-            duration(st.wall_ns),
-            100.0 * st.wall_ns as f64 / top_wall.max(1) as f64,
-            duration(st.self_ns),
-            st.calls
-        );
-        let gpu_share = st.gpu_work().map(|g| {
-            let _ = write!(tip, "; GPU busy {}", duration(g.busy_ns));
-            (100.0 * g.busy_ns as f64 / st.wall_ns.max(1) as f64).min(100.0)
-        });
+    for b in &flame.boxes {
+        let (class, name, tip, gpu_share) = match b.item {
+            FlameItem::Thread(t) => {
+                let (name, top) = &flame.threads[t];
+                let tip =
+                    format!("thread {name}\ntop-level stages {} ({:.1}% of all threads')", duration(*top), share(*top));
+                ("thread", name.as_str(), tip, None)
+            }
+            FlameItem::Stage { stage, thread } => {
+                let st = &s.stages[stage];
+                let thread = &flame.threads[thread].0;
+                let here = wall_on(st, thread).unwrap_or(0);
+                let path = display_path(&st.path, " / ");
+                let all = format!("self {}, {} calls", duration(st.self_ns), st.calls);
+                let mut tip = match flame.threads.len() {
+                    1 => format!("{path}\nwall {} ({:.1}% of the top-level stages'), {all}", duration(here), share(here)),
+                    _ => format!(
+                        "{path} on {thread}\nwall {} here ({:.1}% of all threads' top-level stages); on all threads: wall {}, {all}",
+                        duration(here),
+                        share(here),
+                        duration(st.wall_ns)
+                    ),
+                };
+                let gpu_share = st.gpu_work().map(|g| {
+                    let _ = write!(tip, "; GPU busy {}", duration(g.busy_ns));
+                    (100.0 * g.busy_ns as f64 / st.wall_ns.max(1) as f64).min(100.0)
+                });
+                ("stage", st.name.as_str(), tip, gpu_share)
+            }
+        };
         let _ = write!(
             page,
-            "<div class=\"fb r{}\" data-x=\"{:.6}\" data-w=\"{:.6}\" style=\"left:{:.4}%;width:{:.4}%;top:{}px\" title=\"{}\"><span>{}</span>",
+            "<div class=\"fb {class} r{}\" data-x=\"{:.6}\" data-w=\"{:.6}\" style=\"left:{:.4}%;width:{:.4}%;top:{}px\" title=\"{}\"><span>{}</span>",
             b.row % 4,
             b.x,
             b.w,
@@ -108,7 +202,7 @@ pub(crate) fn flame_graph(page: &mut String, s: &Summary) {
             100.0 * b.w,
             b.row * ROW_PX,
             escape(&tip),
-            escape(&st.name)
+            escape(name)
         );
         if let Some(pct) = gpu_share {
             let _ = write!(page, "<i style=\"width:{pct:.1}%\"></i>");
@@ -121,6 +215,7 @@ pub(crate) fn flame_graph(page: &mut String, s: &Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stageprof_analysis::ThreadWall;
 
     fn stage(name: &str, depth: u32, wall_ns: u64) -> StageStats {
         StageStats { name: name.into(), path: vec![name.into()], depth, wall_ns, ..StageStats::default() }
@@ -139,8 +234,9 @@ mod tests {
             stage("g", 2, 15),
             stage("h", 2, 5),
         ];
-        let boxes = layout(&stages);
-        let got: Vec<(usize, f64, f64)> = boxes.iter().map(|b| (b.row, b.x, b.w)).collect();
+        let flame = layout(&stages);
+        assert_eq!(flame.threads, [(String::new(), 100)]);
+        let got: Vec<(usize, f64, f64)> = flame.boxes.iter().map(|b| (b.row, b.x, b.w)).collect();
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
         let want = [
             (0, 0.0, 0.6),
@@ -155,6 +251,44 @@ mod tests {
         ];
         for (g, w) in got.iter().zip(want) {
             assert!(g.0 == w.0 && close(g.1, w.1) && close(g.2, w.2), "{got:?}");
+        }
+    }
+
+    fn on(name: &str, depth: u32, threads: &[(&str, u64)]) -> StageStats {
+        let wall_by_thread: Vec<ThreadWall> =
+            threads.iter().map(|&(t, w)| ThreadWall { thread: t.into(), wall_ns: w }).collect();
+        StageStats { wall_ns: threads.iter().map(|t| t.1).sum(), wall_by_thread, ..stage(name, depth, 0) }
+    }
+
+    #[test]
+    fn each_thread_gets_its_own_tree_under_a_row_of_threads() {
+        // main: a (30) { b (10) }; worker: a (50) { b (20), c (10) }, d (20 with its parent a absent).
+        let stages = [
+            on("a", 0, &[("main", 30), ("worker", 50)]),
+            on("b", 1, &[("main", 10), ("worker", 20)]),
+            on("c", 1, &[("worker", 10)]),
+            on("d", 1, &[("helper", 20)]),
+        ];
+        let flame = layout(&stages);
+        // The helper's d has no parent there: it is top-level on its thread.
+        assert_eq!(flame.threads, [("worker".to_owned(), 50), ("main".to_owned(), 30), ("helper".to_owned(), 20)]);
+        let got: Vec<(FlameItem, usize, f64, f64)> = flame.boxes.iter().map(|b| (b.item, b.row, b.x, b.w)).collect();
+        let stage = |stage, thread| FlameItem::Stage { stage, thread };
+        let want = [
+            (FlameItem::Thread(0), 0, 0.0, 0.5),
+            (stage(0, 0), 1, 0.0, 0.5),
+            (stage(1, 0), 2, 0.0, 0.2),
+            (stage(2, 0), 2, 0.2, 0.1),
+            (FlameItem::Thread(1), 0, 0.5, 0.3),
+            (stage(0, 1), 1, 0.5, 0.3),
+            (stage(1, 1), 2, 0.5, 0.1),
+            (FlameItem::Thread(2), 0, 0.8, 0.2),
+            (stage(3, 2), 1, 0.8, 0.2),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(want) {
+            let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+            assert!(g.0 == w.0 && g.1 == w.1 && close(g.2, w.2) && close(g.3, w.3), "{got:?}");
         }
     }
 }

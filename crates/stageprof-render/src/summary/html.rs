@@ -155,7 +155,7 @@ fn flame(page: &mut String, s: &Summary) {
         page,
         "flame",
         "Flame graph",
-        "Each box is a stage, as wide as its wall time summed over calls, its nested stages below it; the green band is the GPU busy time of the work it launched, as a share of its wall time. Click a box to zoom into it, click the top row or \"show all\" to zoom out; hover for the figures.",
+        "Each box is a stage, as wide as its wall time summed over calls, its nested stages below it; where stages ran on several threads, the top row names the threads and each thread's stages are drawn under it; the green band is the GPU busy time of the work it launched, as a share of its wall time. Click a box to zoom into it, click the top row or \"show all\" to zoom out; hover for the figures.",
     );
     super::flame::flame_graph(page, s);
     page.push_str("</section>");

@@ -200,6 +200,11 @@ pub fn summary_json(s: &Summary) -> String {
         for f in STAGE_FIGURES {
             figure_field(&mut w, f.key, f.value(st));
         }
+        w.key("wall_by_thread").begin_array();
+        for t in &st.wall_by_thread {
+            w.begin_object().field_str("thread", &t.thread).field("wall_ns", t.wall_ns).end_object();
+        }
+        w.end_array();
         gpu_work_fields(&mut w, st);
         w.end_object();
     }

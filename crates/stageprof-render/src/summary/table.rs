@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use comfy_table::{Attribute, Cell, CellAlignment, Color, Table};
-use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary};
+use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary, HOST_MEM_NOTABLE_BYTES};
 
 use crate::terminal::{column_chars, new_table, Columns, TableOptions};
 use crate::units::{
@@ -177,7 +177,8 @@ fn stage_table(s: &Summary, opts: &TableOptions) -> (Table, Vec<&'static StageFi
 }
 
 /// Lines longer than `width` broken at spaces; a broken line goes on
-/// indented two more than it began. Words longer than a line stay whole.
+/// indented two more than it began. A word longer than a whole line (a
+/// long stage path) is cut in the middle to fit.
 fn wrap(text: &str, width: Option<u16>) -> String {
     let Some(width) = width.map(usize::from) else { return text.to_owned() };
     let mut out = String::with_capacity(text.len());
@@ -185,6 +186,7 @@ fn wrap(text: &str, width: Option<u16>) -> String {
         let indent = line.len() - line.trim_start().len();
         let mut used = 0;
         for word in line.split(' ').filter(|w| !w.is_empty()) {
+            let word = shorten(word, width.saturating_sub(indent + 2).max(8));
             let chars = word.chars().count();
             if used == 0 {
                 out.push_str(&line[..indent]);
@@ -197,7 +199,7 @@ fn wrap(text: &str, width: Option<u16>) -> String {
                 out.push(' ');
                 used += 1;
             }
-            out.push_str(word);
+            out.push_str(&word);
             used += chars;
         }
         out.push('\n');
@@ -225,7 +227,7 @@ fn describe_bottlenecks(title: &str, ranked: &[Bottleneck], s: &Summary, out: &m
         if let Some(peak) = st.gpu_mem_peak_bytes {
             let _ = write!(out, ", GPU memory peak {}", bytes(peak));
         }
-        if let Some(peak) = b.host_mem_peak_bytes {
+        if let Some(peak) = b.host_mem_peak_bytes.filter(|&p| p >= HOST_MEM_NOTABLE_BYTES) {
             let _ = write!(out, ", host memory peak {}", bytes(peak));
         }
         if let Some(net) = st.host_mem_net_bytes.filter(|&n| n != 0) {
@@ -524,9 +526,10 @@ mod tests {
     }
 
     #[test]
-    fn words_wrap_at_spaces_and_keep_long_words_whole() {
+    fn words_wrap_at_spaces_and_words_longer_than_a_line_are_cut() {
         let text = "  #1 a b c dddddddddddddddddddddd e\n";
-        assert_eq!(wrap(text, Some(12)), "  #1 a b c\n    dddddddddddddddddddddd\n    e\n");
+        // A continued line has 12 - 4 = 8 characters for the long word.
+        assert_eq!(wrap(text, Some(12)), "  #1 a b c\n    dddd…ddd\n    e\n");
         assert_eq!(wrap(text, None), text);
     }
 }
