@@ -2,11 +2,12 @@
 # them against the module with mypy's stubtest.
 from os import PathLike
 from types import TracebackType
-from typing import Mapping, Optional, Sequence, Type, Union, final
+from typing import Mapping, Optional, Sequence, Tuple, Type, Union, final
 
 __all__ = [
     "Frame",
     "NativeReport",
+    "QueueRecorder",
     "SCHEMA_VERSION",
     "Session",
     "Stage",
@@ -16,17 +17,12 @@ __all__ = [
     "counter",
     "is_recording",
     "open_stage_ids",
-    "item_origin",
-    "queue_got",
-    "queue_id",
-    "queue_put",
     "read",
     "record_task",
     "set_rank",
     "set_stream",
     "start",
     "ticks",
-    "ticks_if_recording",
 ]
 
 SCHEMA_VERSION: int
@@ -104,8 +100,10 @@ def abandon_after_fork() -> None: ...
 def before_fork() -> None: ...
 def after_fork() -> None: ...
 def read(paths: Sequence[Union[str, "PathLike[str]"]], top: int = 3) -> NativeReport: ...
-def queue_id(name: str) -> int: ...
-def queue_put(name_id: int, capacity: int, opened_in: int, began: int, depth: int) -> int: ...
-def queue_got(name_id: int, capacity: int, opened_in: int, began: int, put: int, origin: int, depth: int) -> int: ...
-def item_origin(began: int) -> int: ...
-def ticks_if_recording() -> int: ...
+@final
+class QueueRecorder:
+    def __new__(cls, name: str, maxsize: int) -> "QueueRecorder": ...
+    def began(self) -> int: ...
+    def stamp(self) -> Optional[Tuple[int, int]]: ...
+    def put(self, stamp: Optional[Tuple[int, int]], depth: int) -> None: ...
+    def got(self, began: int, stamp: Optional[Tuple[int, int]], depth: int) -> None: ...

@@ -31,27 +31,25 @@ class Queue(Generic[T]):
     def __init__(self, name: str, maxsize: int = 0) -> None:
         self.name = name
         self.maxsize = maxsize
-        # Each item travels with the tick its put began at and the tick it entered
-        # the pipeline (0: nothing recorded then; see stageprof::queue).
-        self._queue: queue.Queue[Tuple[T, int, int]] = queue.Queue(maxsize)
-        self._name_id = _native.queue_id(name)
-        self._capacity = max(maxsize, 0)
-        # The session last told that this queue exists (0: none).
-        self._opened_in = 0
+        # Each item travels with its stamp: the tick its put began at and the tick
+        # it entered the pipeline (None: nothing recorded then; see stageprof::queue).
+        self._queue: queue.Queue[Tuple[T, Optional[Tuple[int, int]]]] = queue.Queue(maxsize)
+        self._recorder = _native.QueueRecorder(name, maxsize)
 
+    # The depth after an operation is read from the deque without its lock
+    # (qsize() would take it again): another thread may change it at once
+    # either way, and len() of a deque is atomic.
     def put(self, item: T, block: bool = True, timeout: Optional[float] = None) -> None:
-        began = _native.ticks_if_recording()
-        self._queue.put((item, began, _native.item_origin(began) if began else 0), block, timeout)
-        if began:
-            self._opened_in = _native.queue_put(self._name_id, self._capacity, self._opened_in, began, self._queue.qsize())
+        stamp = self._recorder.stamp()
+        self._queue.put((item, stamp), block, timeout)
+        if stamp is not None:
+            self._recorder.put(stamp, len(self._queue.queue))
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> T:
-        began = _native.ticks_if_recording()
-        item, put_began, origin = self._queue.get(block, timeout)
+        began = self._recorder.began()
+        item, stamp = self._queue.get(block, timeout)
         if began:
-            self._opened_in = _native.queue_got(
-                self._name_id, self._capacity, self._opened_in, began, put_began, origin, self._queue.qsize()
-            )
+            self._recorder.got(began, stamp, len(self._queue.queue))
         return item
 
     def put_nowait(self, item: T) -> None:

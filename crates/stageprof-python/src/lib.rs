@@ -13,6 +13,7 @@
 
 mod allocator_trace;
 mod malloc_hooks;
+mod queue;
 mod report;
 mod session;
 mod settings;
@@ -26,13 +27,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::Stage>()?;
     m.add_class::<session::Frame>()?;
     m.add_class::<report::NativeReport>()?;
+    m.add_class::<queue::QueueRecorder>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
-    m.add_function(wrap_pyfunction!(session::queue_id, m)?)?;
-    m.add_function(wrap_pyfunction!(session::queue_put, m)?)?;
-    m.add_function(wrap_pyfunction!(session::queue_got, m)?)?;
-    m.add_function(wrap_pyfunction!(session::item_origin, m)?)?;
-    m.add_function(wrap_pyfunction!(session::ticks_if_recording, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_rank, m)?)?;
     m.add_function(wrap_pyfunction!(session::set_stream, m)?)?;

@@ -13,7 +13,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stageprof::foreign::{self, OpenStage};
 use stageprof::FrameGuard;
-use stageprof_model::QueueOp;
 
 use crate::allocator_trace::{AllocatorTrace, Window};
 use crate::report::NativeReport;
@@ -290,7 +289,7 @@ thread_local! {
 /// Hands the recorder this thread's `threading` name, once, before its
 /// first record: the profile's threads (and the pipeline's stages) then
 /// carry the names Python gave them.
-fn name_thread_once(py: Python<'_>) {
+pub(crate) fn name_thread_once(py: Python<'_>) {
     if NAMED.get() {
         return;
     }
@@ -298,82 +297,6 @@ fn name_thread_once(py: Python<'_>) {
     let name = py.import("threading").and_then(|t| t.call_method0("current_thread")?.getattr("name")?.extract());
     if let Ok(name) = name {
         foreign::name_current_thread(name);
-    }
-}
-
-/// The id of queue name `name` (nothing is recorded until the queue is used).
-#[pyfunction]
-pub(crate) fn queue_id(name: &str) -> u32 {
-    foreign::name_id(name)
-}
-
-/// Records an item put into queue `name_id` (holding at most `capacity`
-/// items, 0: unbounded) by a put that began at tick `began` (0: nothing
-/// recorded then), `depth` items in it after; says first that the queue
-/// exists unless session `opened_in` was told. Returns the session told.
-#[pyfunction]
-pub(crate) fn queue_put(py: Python<'_>, name_id: u32, capacity: u64, opened_in: u32, began: u64, depth: u64) -> u32 {
-    queue_op(py, name_id, capacity, opened_in, began, |now| QueueOp::Sent {
-        blocked_ns: now.saturating_sub(began),
-        depth,
-    })
-}
-
-/// Records an item taken from queue `name_id` by a get that began at tick
-/// `began`; the item went in at tick `put` and entered the pipeline at tick
-/// `origin` (0: unknown); `depth` items left. As `queue_put` for the rest.
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn queue_got(
-    py: Python<'_>,
-    name_id: u32,
-    capacity: u64,
-    opened_in: u32,
-    began: u64,
-    put: u64,
-    origin: u64,
-    depth: u64,
-) -> u32 {
-    queue_op(py, name_id, capacity, opened_in, began, |now| QueueOp::Received {
-        waited_ns: now.saturating_sub(began),
-        depth,
-        residence_ns: (put != 0).then(|| now.saturating_sub(put)),
-        age_ns: foreign::queue_received(origin),
-    })
-}
-
-/// When an item put now (the put began at tick `began`) entered the
-/// pipeline: that of the last item this thread got, else `began`.
-#[pyfunction]
-pub(crate) fn item_origin(began: u64) -> u64 {
-    foreign::item_origin(began)
-}
-
-/// A queue operation of Python's, where it was recorded (`began` not 0).
-fn queue_op(
-    py: Python<'_>,
-    name_id: u32,
-    capacity: u64,
-    opened_in: u32,
-    began: u64,
-    op: impl FnOnce(u64) -> QueueOp,
-) -> u32 {
-    if began == 0 {
-        return opened_in;
-    }
-    name_thread_once(py);
-    let opened_in = foreign::queue_exists(name_id, (capacity > 0).then_some(capacity), opened_in);
-    foreign::queue(name_id, op(foreign::now_ticks()));
-    opened_in
-}
-
-/// The recorder's clock now while the global session records, else 0.
-#[pyfunction]
-pub(crate) fn ticks_if_recording() -> u64 {
-    if stageprof::is_recording() {
-        foreign::now_ticks()
-    } else {
-        0
     }
 }
 
