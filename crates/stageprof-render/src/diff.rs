@@ -22,9 +22,12 @@ pub struct DiffLabels<'a> {
 /// One line of the comparison, as text.
 struct Row {
     stage: String,
-    /// The whole path, for lists out of the tree.
+    /// The whole path, for the HTML page's list of changes out of the tree.
+    #[cfg_attr(not(feature = "html"), allow(dead_code))]
     path: String,
     depth: u32,
+    /// For the HTML page's order, largest change first.
+    #[cfg_attr(not(feature = "html"), allow(dead_code))]
     change_pct: f64,
     measure: &'static str,
     calls: String,

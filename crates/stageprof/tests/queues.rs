@@ -83,6 +83,10 @@ fn queues_count_every_item_and_say_who_waited() {
     assert!(slow.full_pct.unwrap() > starved.full_pct.unwrap() + 25.0, "{slow:?} against {starved:?}");
     assert!(slow.empty_pct < 10.0, "{slow:?}");
     assert!(starved.residence.p50_ns < WORK.as_nanos() as u64, "{:?}", starved.residence);
+    // A send that found room waited for nothing (unless a stalled consumer let the queue fill).
+    if starved.depth_max < 4 {
+        assert_eq!(starved.sender_blocked_ns, 0, "{starved:?}");
+    }
 
     let tiny = queue("tiny");
     assert_eq!((tiny.sent, tiny.received), (1, 1), "refused sends move nothing");
