@@ -13,7 +13,7 @@ tmp="${TMPDIR:-/tmp}"
 base="$tmp/stageprof-diff-base-$copies.pt.trace.json"
 new="$tmp/stageprof-diff-new-$copies.pt.trace.json"
 
-cargo build --release -q -p stageprof-cli -p stageprof-readers --examples
+cargo build --release -q -p stageprof-cli -p stageprof-readers --bins --examples
 fixture=crates/stageprof-readers/tests/fixtures/inference.pt.trace.json.gz
 [ -f "$base" ] || ./target/release/examples/repeat_trace "$fixture" "$copies" "$base"
 [ -f "$new" ] || ./target/release/examples/repeat_trace "$fixture" "$((copies + 2))" "$new"

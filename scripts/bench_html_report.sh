@@ -10,7 +10,7 @@ tmp="${TMPDIR:-/tmp}/stageprof-html-bench"
 trace="$tmp/rank0.pt.trace.json"
 mkdir -p "$tmp"
 
-cargo build --release -q -p stageprof-cli -p stageprof-readers --examples
+cargo build --release -q -p stageprof-cli -p stageprof-readers --bins --examples
 if [ ! -f "$trace" ]; then
     ./target/release/examples/repeat_trace crates/stageprof-readers/tests/fixtures/inference.pt.trace.json.gz "$copies" "$trace"
 fi
