@@ -107,3 +107,102 @@ def test_a_queue_made_before_init_keeps_its_capacity_and_items_left_are_said(tmp
     assert made_early["full_pct"] is not None
     warnings = [str(w) for w in report.summary["warnings"]]
     assert any("3 items sent into queue left were never received" in w for w in warnings), warnings
+
+
+def test_many_producers_and_consumers_move_every_item_once() -> None:
+    q: stageprof.Queue[int] = stageprof.Queue("shared", maxsize=3)
+    per_producer, producers, consumers = 2000, 4, 3
+    got: List[List[int]] = [[] for _ in range(consumers)]
+
+    def produce(p: int) -> None:
+        for i in range(per_producer):
+            q.put(p * per_producer + i)
+
+    def consume(c: int) -> None:
+        while True:
+            item = q.get()
+            q.task_done()
+            if item < 0:
+                return
+            got[c].append(item)
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    threads += [threading.Thread(target=consume, args=(c,)) for c in range(consumers)]
+    for t in threads:
+        t.start()
+    for t in threads[:producers]:
+        t.join()
+    for _ in range(consumers):
+        q.put(-1)
+    q.join()
+    for t in threads[producers:]:
+        t.join()
+    everything = sorted(i for items in got for i in items)
+    assert everything == list(range(producers * per_producer))
+    # Each consumer saw each producer's items in the order they were put.
+    for items in got:
+        for p in range(producers):
+            mine = [i for i in items if i // per_producer == p]
+            assert mine == sorted(mine)
+
+
+def test_a_full_queue_blocks_the_put_until_a_get_makes_room() -> None:
+    q: stageprof.Queue[int] = stageprof.Queue("one slot", maxsize=1)
+    q.put(1)
+    done = threading.Event()
+
+    def second_put() -> None:
+        q.put(2)
+        done.set()
+
+    t = threading.Thread(target=second_put)
+    t.start()
+    assert not done.wait(0.1), "the put waits while the queue is full"
+    assert q.get() == 1
+    assert done.wait(5)
+    t.join()
+    assert q.get() == 2 and q.empty()
+
+
+def test_join_waits_for_every_task_done_and_bad_calls_say_what_is_wrong() -> None:
+    q: stageprof.Queue[int] = stageprof.Queue("tasks")
+    for i in range(3):
+        q.put(i)
+    joined = threading.Event()
+    t = threading.Thread(target=lambda: (q.join(), joined.set()))
+    t.start()
+    for _ in range(3):
+        q.get()
+        assert not joined.wait(0.05), "join returns only once every item is done"
+        q.task_done()
+    assert joined.wait(5)
+    t.join()
+    with pytest.raises(ValueError, match="task_done\\(\\) called too many times"):
+        q.task_done()
+    with pytest.raises(ValueError, match="'timeout' must be a non-negative number"):
+        q.get(timeout=-1)
+    # Without blocking the timeout is not looked at, as in queue.Queue.
+    with pytest.raises(queue.Empty):
+        q.get(False, -1)
+
+
+def test_a_waiting_get_answers_signals() -> None:
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    q: stageprof.Queue[int] = stageprof.Queue("never fed")
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        start = time.perf_counter()
+        with pytest.raises(Interrupted):
+            q.get()
+        assert time.perf_counter() - start < 2.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

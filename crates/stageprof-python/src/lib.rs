@@ -27,7 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::Stage>()?;
     m.add_class::<session::Frame>()?;
     m.add_class::<report::NativeReport>()?;
-    m.add_class::<queue::QueueRecorder>()?;
+    m.add_class::<queue::NativeQueue>()?;
     m.add_function(wrap_pyfunction!(session::start, m)?)?;
     m.add_function(wrap_pyfunction!(session::counter, m)?)?;
     m.add_function(wrap_pyfunction!(session::ticks, m)?)?;

@@ -1,85 +1,260 @@
-//! What `stageprof.Queue` records: one object per queue holding its name
-//! id, capacity and the session last told it exists, so a put or a get
-//! costs one call into the extension beside the clock read at its start.
+//! `stageprof.Queue`'s engine: a FIFO queue with `queue.Queue`'s methods,
+//! kept in Rust so that a put or a get, recorded or not, is one call into
+//! the extension.
+//!
+//! Each item travels with its stamp (the tick its put began at and the tick
+//! it entered the pipeline, see `stageprof::queue`); each put and get that
+//! happens while the global session records says how long it waited and
+//! how many items the queue held after it, read under the queue's own lock.
+//! A waiting put, get or join lets the GIL go and wakes every
+//! [`SIGNAL_CHECK`] to run Python's signal handlers, so Ctrl-C stops it as
+//! it stops `queue.Queue`'s.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use stageprof::foreign;
 use stageprof_model::QueueOp;
 
 use crate::session::name_thread_once;
 
-/// An item's stamp: the tick its put began at and the tick it entered the
-/// pipeline (see `stageprof::queue`); `None` when nothing recorded the put.
-type Stamp = Option<(u64, u64)>;
+pyo3::import_exception!(queue, Full);
+pyo3::import_exception!(queue, Empty);
 
-/// The recording side of one `stageprof.Queue`.
-#[pyclass(frozen, module = "stageprof._native")]
-pub(crate) struct QueueRecorder {
+/// How long a wait runs before it looks at Python's signals.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// The tick a put began at and the tick its item entered the pipeline (0: not recorded).
+type Stamp = (u64, u64);
+
+#[derive(Default)]
+struct Items {
+    items: VecDeque<(Py<PyAny>, Stamp)>,
+    /// Items put and not yet marked done (`task_done`).
+    unfinished: u64,
+}
+
+/// A FIFO queue named in the report (`stageprof.Queue` in Python).
+#[pyclass(frozen, subclass, name = "Queue", module = "stageprof._native")]
+pub(crate) struct NativeQueue {
+    /// The queue's name in the report.
+    #[pyo3(get)]
+    name: String,
+    /// At most this many items (0 or less: no limit), as `queue.Queue`'s.
+    #[pyo3(get)]
+    maxsize: i64,
     name_id: u32,
-    capacity: Option<u64>,
     /// The session last told that the queue exists (0: none).
     opened_in: AtomicU32,
+    state: Mutex<Items>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    all_done: Condvar,
+}
+
+/// What a put or a get that has to wait does: fail at once, or wait until a
+/// deadline (none: for ever).
+#[derive(Clone, Copy)]
+enum Patience {
+    None,
+    Until(Option<Instant>),
+}
+
+impl Patience {
+    /// `queue.Queue`'s reading of `block` and `timeout`.
+    fn new(block: bool, timeout: Option<f64>) -> PyResult<Patience> {
+        match (block, timeout) {
+            (false, _) => Ok(Patience::None),
+            (true, None) => Ok(Patience::Until(None)),
+            (true, Some(t)) if t.is_nan() || t < 0.0 => {
+                Err(PyValueError::new_err("'timeout' must be a non-negative number"))
+            }
+            (true, Some(t)) => Ok(Patience::Until(Some(
+                Instant::now() + Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(u32::MAX.into())),
+            ))),
+        }
+    }
 }
 
 #[pymethods]
-impl QueueRecorder {
-    /// The recorder of queue `name` holding at most `maxsize` items (0 or less: no limit).
+impl NativeQueue {
     #[new]
-    fn new(name: &str, maxsize: i64) -> QueueRecorder {
-        let capacity = u64::try_from(maxsize).ok().filter(|&c| c > 0);
-        QueueRecorder { name_id: foreign::name_id(name), capacity, opened_in: AtomicU32::new(0) }
-    }
-
-    /// The recorder's clock now while the global session records, else 0.
-    fn began(&self) -> u64 {
-        if stageprof::is_recording() {
-            foreign::now_ticks()
-        } else {
-            0
+    #[pyo3(signature = (name, maxsize = 0))]
+    fn new(name: String, maxsize: i64) -> NativeQueue {
+        NativeQueue {
+            name_id: foreign::name_id(&name),
+            name,
+            maxsize,
+            opened_in: AtomicU32::new(0),
+            state: Mutex::new(Items::default()),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            all_done: Condvar::new(),
         }
     }
 
-    /// The stamp an item put now carries.
-    fn stamp(&self) -> Stamp {
-        let began = self.began();
-        (began != 0).then(|| (began, foreign::item_origin(began)))
+    /// Puts `item` in, waiting for room as `block` and `timeout` say (`queue.Full` when none came).
+    #[pyo3(signature = (item, block = true, timeout = None))]
+    fn put(&self, py: Python<'_>, item: Py<PyAny>, block: bool, timeout: Option<f64>) -> PyResult<()> {
+        let patience = Patience::new(block, timeout)?;
+        let began = began();
+        let stamp = (began, if began == 0 { 0 } else { foreign::item_origin(began) });
+        let (mut items, waited) = self.wait_for(py, &self.not_full, |s| !self.is_full(s), patience)?;
+        let Some(mut items) = items.take() else { return Err(Full::new_err(())) };
+        items.items.push_back((item, stamp));
+        items.unfinished += 1;
+        let depth = items.items.len() as u64;
+        drop(items);
+        self.not_empty.notify_one();
+        if began != 0 {
+            let now = if waited { foreign::now_ticks() } else { began };
+            self.record(py, now, QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth });
+        }
+        Ok(())
     }
 
-    /// Records the put of an item stamped `stamp`, `depth` items in the queue after it.
-    fn put(&self, py: Python<'_>, stamp: Stamp, depth: u64) {
-        if let Some((began, _)) = stamp {
-            self.record(py, |now| QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth });
+    /// Takes the oldest item, waiting for one as `block` and `timeout` say (`queue.Empty` when none came).
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let patience = Patience::new(block, timeout)?;
+        let began = began();
+        let (mut items, waited) = self.wait_for(py, &self.not_empty, |s| !s.items.is_empty(), patience)?;
+        let Some((item, (sent, origin))) = items.as_mut().and_then(|s| s.items.pop_front()) else {
+            return Err(Empty::new_err(()));
+        };
+        let depth = items.map_or(0, |s| s.items.len()) as u64;
+        self.not_full.notify_one();
+        if began != 0 {
+            let now = if waited { foreign::now_ticks() } else { began };
+            let op = QueueOp::Received {
+                waited_ns: now.saturating_sub(began),
+                depth,
+                residence_ns: (sent != 0).then(|| now.saturating_sub(sent)),
+                age_ns: foreign::queue_received(origin),
+            };
+            self.record(py, now, op);
         }
+        Ok(item)
     }
 
-    /// Records the get, begun at tick `began` (0: not recorded), of an item
-    /// stamped `stamp`, `depth` items left.
-    fn got(&self, py: Python<'_>, began: u64, stamp: Stamp, depth: u64) {
-        if began == 0 {
-            return;
+    /// `put(item, block=False)`.
+    fn put_nowait(&self, py: Python<'_>, item: Py<PyAny>) -> PyResult<()> {
+        self.put(py, item, false, None)
+    }
+
+    /// `get(block=False)`.
+    fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// Marks an item taken out as dealt with, for `join`.
+    fn task_done(&self) -> PyResult<()> {
+        let mut items = self.lock();
+        if items.unfinished == 0 {
+            return Err(PyValueError::new_err("task_done() called too many times"));
         }
-        let (put, origin) = stamp.unwrap_or((0, 0));
-        self.record(py, |now| QueueOp::Received {
-            waited_ns: now.saturating_sub(began),
-            depth,
-            residence_ns: (put != 0).then(|| now.saturating_sub(put)),
-            age_ns: foreign::queue_received(origin),
-        });
+        items.unfinished -= 1;
+        if items.unfinished == 0 {
+            self.all_done.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Waits until every item put in has been marked done.
+    fn join(&self, py: Python<'_>) -> PyResult<()> {
+        self.wait_for(py, &self.all_done, |s| s.unfinished == 0, Patience::Until(None)).map(drop)
+    }
+
+    /// Items in the queue now.
+    fn qsize(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Whether the queue holds no item now.
+    fn empty(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
+    /// Whether the queue holds `maxsize` items now.
+    fn full(&self) -> bool {
+        self.is_full(&self.lock())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<stageprof.Queue {:?}, {} items>", self.name, self.qsize())
     }
 }
 
-impl QueueRecorder {
-    /// Records `op` at the tick now, first saying that the queue exists if this session was not told.
-    fn record(&self, py: Python<'_>, op: impl FnOnce(u64) -> QueueOp) {
+impl NativeQueue {
+    fn lock(&self) -> MutexGuard<'_, Items> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_full(&self, items: &Items) -> bool {
+        self.maxsize > 0 && items.items.len() as u64 >= self.maxsize as u64
+    }
+
+    /// The queue, locked, once `ready` holds (`None` if it did not within
+    /// `patience`), and whether that took a wait. While waiting the GIL is
+    /// let go; the queue's lock is only ever taken while holding the GIL
+    /// or with it let go, never while waiting for it.
+    fn wait_for(
+        &self,
+        py: Python<'_>,
+        cond: &Condvar,
+        ready: impl Fn(&Items) -> bool + Sync,
+        patience: Patience,
+    ) -> PyResult<(Option<MutexGuard<'_, Items>>, bool)> {
+        let mut waited = false;
+        loop {
+            let items = self.lock();
+            if ready(&items) {
+                return Ok((Some(items), waited));
+            }
+            let until = match patience {
+                Patience::None => return Ok((None, waited)),
+                Patience::Until(until) => until,
+            };
+            let slice = match until.map(|u| u.saturating_duration_since(Instant::now())) {
+                Some(left) if left.is_zero() => return Ok((None, waited)),
+                Some(left) => left.min(SIGNAL_CHECK),
+                None => SIGNAL_CHECK,
+            };
+            drop(items);
+            waited = true;
+            py.detach(|| {
+                let items = self.lock();
+                if !ready(&items) {
+                    drop(cond.wait_timeout(items, slice).unwrap_or_else(PoisonError::into_inner));
+                }
+            });
+            py.check_signals()?;
+        }
+    }
+
+    /// Records `op` at tick `now`, first saying that the queue exists if this session was not told.
+    fn record(&self, py: Python<'_>, now: u64, op: QueueOp) {
         name_thread_once(py);
         let told = self.opened_in.load(Relaxed);
-        let session = foreign::queue_exists(self.name_id, self.capacity, told);
+        let capacity = u64::try_from(self.maxsize).ok().filter(|&c| c > 0);
+        let session = foreign::queue_exists(self.name_id, capacity, told);
         if session != told {
             self.opened_in.store(session, Relaxed);
         }
-        foreign::queue(self.name_id, op(foreign::now_ticks()));
+        foreign::queue(self.name_id, now, op);
+    }
+}
+
+/// The recorder's clock now while the global session records, else 0.
+fn began() -> u64 {
+    if stageprof::is_recording() {
+        foreign::now_ticks()
+    } else {
+        0
     }
 }

@@ -215,11 +215,11 @@ impl TraceEdge {
     }
 }
 
-/// An operation on a queue of a front door's own (Python's `stageprof.Queue`),
-/// now: `op`'s durations are in ticks of [`now_ticks`] (a send's wait, a
-/// receive's wait and the item's time in the queue).
-pub fn queue(name: u32, op: stageprof_model::QueueOp) {
-    crate::queue::record(name, crate::clock::ticks(), op);
+/// An operation on a queue of a front door's own (Python's `stageprof.Queue`)
+/// that ended at tick `at`: `op`'s durations are in ticks of [`now_ticks`]
+/// (a send's wait, a receive's wait and the item's time in the queue).
+pub fn queue(name: u32, at: u64, op: stageprof_model::QueueOp) {
+    crate::queue::record(name, at, op);
 }
 
 /// When an item a front door's queue sends now (its send began at tick
