@@ -47,6 +47,11 @@ fn end(name: u32, ts: u64) -> [u64; 2] {
 /// again at [400, 500), instance 3). Thread 1 opens no stage and launches
 /// three kernels; a third kernel is launched after the frame.
 fn profile() -> Vec<u8> {
+    profile_saying(true)
+}
+
+/// [`profile`], whose meta says it holds GPU records or not.
+fn profile_saying(gpu_records: bool) -> Vec<u8> {
     let mut main = vec![header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 0];
     let linked = |words: [u64; 2], instance| [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance];
     main.extend(linked(begin(UPLOAD, 100), 1));
@@ -74,7 +79,11 @@ fn profile() -> Vec<u8> {
     gpu.extend([header(kind::GPU_TIME, flag::STREAM_CHANGED, 0), 2, 590]);
 
     let mut w = NativeWriter::new(Vec::new()).unwrap();
-    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
+    let meta = [
+        ("ticks_per_second", "1000000000"),
+        ("start_ticks", "0"),
+        (GPU_RECORDS_KEY, if gpu_records { "true" } else { "" }),
+    ];
     w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
     w.names(0, ["frame", "upload", "sweep", "shifted"].into_iter()).unwrap();
     for (index, name) in [(0, "main"), (1, "worker"), (2, "stageprof-gpu")] {
@@ -113,6 +122,22 @@ fn launches_from_stageless_threads_go_to_the_frame_threads_innermost_stage() {
     assert!(s.run.warnings.contains(&Warning::OutsideStages { count: 1, busy_ns: None }), "{:?}", s.run.warnings);
     let changed = Warning::StreamChanged { stage: "sweep".into(), count: 1 };
     assert!(s.run.warnings.contains(&changed), "{:?}", s.run.warnings);
+    assert!(!s.run.warnings.iter().any(|w| matches!(w, Warning::GpuNotJoined { .. })), "{:?}", s.run.warnings);
+}
+
+/// GPU records that nothing joins (here: a file whose meta does not say it
+/// has them, as the recorder's in-memory fallback sees every record) are
+/// counted and said to be missing, never dropped in silence.
+#[test]
+fn gpu_records_that_are_not_joined_are_said_to_be_missing() {
+    let mut agg = Aggregator::default();
+    let p = read_native(Cursor::new(profile_saying(false)), &mut agg).unwrap();
+    let s = agg.summary(&p.catalog, p.run, 3);
+    assert_eq!(stage(&s, "sweep").gpu, None);
+    // Five kernels and one event time.
+    let missing = Warning::GpuNotJoined { count: 6 };
+    assert!(s.run.warnings.contains(&missing), "{:?}", s.run.warnings);
+    assert!(missing.fix().unwrap().contains("output directory"));
 }
 
 /// With kernels traced, a stage under GPU profiling that launched nothing

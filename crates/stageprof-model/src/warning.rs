@@ -155,6 +155,13 @@ pub enum Warning {
         /// How many queues.
         count: u64,
     },
+    /// GPU results (CUDA event times, GPU activities, allocator levels) that
+    /// no join took: the in-memory summary a recorder falls back on when its
+    /// native file cannot be written has no GPU figures.
+    GpuNotJoined {
+        /// How many records.
+        count: u64,
+    },
     /// An output of the recorder could not be written.
     OutputFailed {
         /// The output and what went wrong.
@@ -185,7 +192,8 @@ impl Warning {
             | Warning::UnreadDeviceEvents { count, .. }
             | Warning::StreamChanged { count, .. }
             | Warning::QueueItemsLeft { count, .. }
-            | Warning::QueueNameReused { count, .. } => *count,
+            | Warning::QueueNameReused { count, .. }
+            | Warning::GpuNotJoined { count } => *count,
         }
     }
 
@@ -203,6 +211,9 @@ impl Warning {
             }
             Warning::RepeatedCorrelationIds { .. } => Some("write one profiling session to each trace file"),
             Warning::QueueNameReused { .. } => Some("give each queue a name of its own"),
+            Warning::GpuNotJoined { .. } => {
+                Some("give the profiler an output directory it can write: GPU results are joined from the native file")
+            }
             Warning::StreamChanged { .. } => {
                 Some("switch streams outside the stage, or open a stage inside the `with torch.cuda.stream(...)` block")
             }
@@ -287,6 +298,10 @@ impl fmt::Display for Warning {
                 f,
                 "{count} queues were made under the name {}: their figures are merged",
                 shorten_for_warning(queue)
+            ),
+            Warning::GpuNotJoined { count } => write!(
+                f,
+                "{count} GPU results (event times, kernels, copies, allocator levels) were not joined to their stages: the figures have no GPU time or GPU memory"
             ),
             Warning::OutputFailed { problem } => f.write_str(problem),
         }

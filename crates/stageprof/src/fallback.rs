@@ -55,8 +55,11 @@ mod with_report {
             self.decoder.feed(catalog, thread, words, &mut self.aggregator)
         }
 
-        pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, run: RunInfo) -> Box<InMemory> {
+        /// The summary's makings; GPU results, which only the native file's
+        /// reader joins, are said to be missing.
+        pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, mut run: RunInfo) -> Box<InMemory> {
             self.decoder.nester.finish(&catalog, Some(end_ns), &mut self.aggregator);
+            run.warnings.extend(self.decoder.unjoined_gpu());
             Box::new(InMemory { catalog, aggregator: self.aggregator, run })
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::wire::{self, Record, TickScale, WireError};
-use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, QueueEvent, SpanKind, StageMetrics};
+use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, QueueEvent, SpanKind, StageMetrics, Warning};
 
 use super::nest::Nester;
 
@@ -17,12 +17,25 @@ pub struct RecordDecoder {
     /// Per thread: process-wide and GPU memory figures waiting for the END they precede.
     process: HashMap<u32, MemDelta>,
     gpu_mem: HashMap<u32, MemDelta>,
+    /// GPU records seen while the nester had no GPU join to take them.
+    unjoined_gpu: u64,
 }
 
 impl RecordDecoder {
     /// A decoder for records on the clock `scale` describes.
     pub fn new(scale: TickScale) -> Self {
-        RecordDecoder { scale, nester: Nester::default(), process: HashMap::new(), gpu_mem: HashMap::new() }
+        RecordDecoder {
+            scale,
+            nester: Nester::default(),
+            process: HashMap::new(),
+            gpu_mem: HashMap::new(),
+            unjoined_gpu: 0,
+        }
+    }
+
+    /// The GPU records no join took, as a warning (none if every one was taken).
+    pub fn unjoined_gpu(&self) -> Option<Warning> {
+        (self.unjoined_gpu > 0).then_some(Warning::GpuNotJoined { count: self.unjoined_gpu })
     }
 
     /// Decodes `words` written by `thread`. On malformed input, everything
@@ -38,6 +51,8 @@ impl RecordDecoder {
         let nester = &mut self.nester;
         let process = &mut self.process;
         let gpu_mem = &mut self.gpu_mem;
+        let joined = nester.joins_gpu();
+        let unjoined_gpu = &mut self.unjoined_gpu;
         wire::decode(words, |record| match record {
             Record::Begin { name, ticks, frame, sampled } => {
                 let kind = if frame { SpanKind::Frame } else { SpanKind::Stage };
@@ -60,7 +75,9 @@ impl RecordDecoder {
             Record::GpuLink { instance } => nester.link_gpu(thread, instance),
             Record::Task(task) => nester.task(catalog, thread, &task, scale, sink),
             // Joined to calls through the ledger read before (see gpu_join).
-            Record::GpuTime { .. } | Record::GpuActivity { .. } | Record::GpuMemory { .. } => {}
+            Record::GpuTime { .. } | Record::GpuActivity { .. } | Record::GpuMemory { .. } => {
+                *unjoined_gpu += u64::from(!joined);
+            }
             Record::Queue { name, ticks, op } => {
                 let op = op.map_durations(|t| scale.duration_ns(t));
                 sink.queue(&QueueEvent { queue: name, thread, ts_ns: scale.ns(ticks), op }, catalog);

@@ -87,6 +87,7 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
         let unclaimed = Warning::OutsideStages { count: decoder.nester.unclaimed_gpu() as u64, busy_ns: None };
         let unmatched = Warning::UnmatchedStageEnds { count: decoder.nester.unmatched_ends() };
         run.warnings.extend([unclaimed, unmatched].into_iter().filter(|w| w.count() > 0));
+        run.warnings.extend(decoder.unjoined_gpu());
         if let Some((count, path)) = decoder.nester.stream_changed() {
             let stage = path.map_or_else(|| "a frame".to_owned(), |p| catalog.path_names(p).join("/"));
             run.warnings.push(Warning::StreamChanged { stage, count });

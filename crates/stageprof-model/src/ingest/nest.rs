@@ -126,6 +126,11 @@ impl Nester {
         self.gpu = Some(join);
     }
 
+    /// Whether GPU records are joined to the calls (see [`Nester::join_gpu`]).
+    pub fn joins_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
     /// The span just begun on `thread` launched GPU work as `instance`.
     pub fn link_gpu(&mut self, thread: u32, instance: u64) {
         if let Some(open) = self.threads.get_mut(&thread).and_then(|s| s.last_mut()) {
