@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 
@@ -312,3 +312,35 @@ def test_the_table_fits_its_width_and_shows_the_chosen_columns(session: stagepro
     assert len(header(report.table(columns="wide"))) > len(header(report.table(width=100)))
     with pytest.raises(ValueError, match='no column "nope"; the columns are: .*calls'):
         report.table(columns="calls,nope")
+
+
+def test_a_bounded_run_counts_every_call_and_keeps_some_raw_events(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "bounded"
+    s = stageprof.init(out_dir=out, formats=["native", "summary"], max_disk_mb=1, gpu="off", rss_sample_ms=0)
+    frames, calls = 100, 500
+    for _ in range(frames):
+        with stageprof.frame():
+            for _ in range(calls):
+                with stageprof.stage("step"):
+                    pass
+    s.finish()
+    summary = json.loads((out / "summary.json").read_text())
+    assert stage_of_summary(summary, "step")["calls"] == frames * calls
+    assert summary["frames"]["count"] == frames
+    kept = summary["raw_events_kept"]
+    parts = sorted(p.name for p in out.glob("*.stgp"))
+    assert parts == sorted(Path(p["path"]).name for p in kept["parts"])
+    assert kept["parts_written"] > len(parts)
+    assert sum(p.stat().st_size for p in out.glob("*.stgp")) <= kept["limit_bytes"] * 5 // 4
+
+
+def test_a_bound_asks_for_gpu_off() -> None:
+    with pytest.raises(ValueError, match='max_disk_mb.*gpu = "off"'):
+        stageprof.init(max_disk_mb=8, gpu="events")
+
+
+def stage_of_summary(summary: Dict[str, Any], path: str) -> Dict[str, Any]:
+    (found,) = [st for st in summary["stages"] if "/".join(st["path"]) == path]
+    return found

@@ -63,5 +63,5 @@ pub use event::{
     StageMetrics, ThreadInfo,
 };
 pub use host::HostInfo;
-pub use run::RunInfo;
+pub use run::{KeptPart, KeptRaw, RunInfo};
 pub use warning::Warning;

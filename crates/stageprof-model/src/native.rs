@@ -64,6 +64,7 @@ pub enum Chunk {
 pub struct NativeWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
+    written: u64,
 }
 
 impl<W: Write> NativeWriter<W> {
@@ -72,7 +73,7 @@ impl<W: Write> NativeWriter<W> {
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
         out.write_all(&0u32.to_le_bytes())?;
-        Ok(NativeWriter { out, buf: Vec::new() })
+        Ok(NativeWriter { out, buf: Vec::new(), written: (MAGIC.len() + 8) as u64 })
     }
 
     /// Writes run metadata as key-value pairs.
@@ -138,6 +139,11 @@ impl<W: Write> NativeWriter<W> {
         self.out.flush()
     }
 
+    /// Bytes written so far, the header included.
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
     /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
@@ -153,7 +159,9 @@ impl<W: Write> NativeWriter<W> {
         let len = (self.buf.len() - 8) as u32;
         self.buf[..4].copy_from_slice(&kind.to_le_bytes());
         self.buf[4..8].copy_from_slice(&len.to_le_bytes());
-        self.out.write_all(&self.buf)
+        self.out.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        Ok(())
     }
 }
 

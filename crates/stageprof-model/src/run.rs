@@ -31,4 +31,31 @@ pub struct RunInfo {
     pub rank: Option<u32>,
     /// The GPUs the profile names (PyTorch traces' `deviceProperties`).
     pub devices: Vec<String>,
+    /// For a run whose raw events were bounded on disk (`max_disk_mb`):
+    /// which of them were kept. Its statistics still cover the whole run.
+    pub bounded: Option<KeptRaw>,
+}
+
+/// What a bounded run kept of its raw events: parts of its native file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptRaw {
+    /// The bound, in bytes.
+    pub limit_bytes: u64,
+    /// Parts written over the run.
+    pub parts_written: u64,
+    /// The parts still on disk, oldest first.
+    pub kept: Vec<KeptPart>,
+}
+
+/// One part of a bounded run's native file: the raw events of a stretch of time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptPart {
+    /// Where it is.
+    pub path: String,
+    /// When its first and last records were taken, since the run's start.
+    pub start_ns: u64,
+    /// See `start_ns`.
+    pub end_ns: u64,
+    /// Its size.
+    pub bytes: u64,
 }

@@ -162,6 +162,12 @@ pub enum Warning {
         /// How many records.
         count: u64,
     },
+    /// The profile is one part of a run whose raw events were bounded on
+    /// disk (`max_disk_mb`): its figures cover that part only.
+    BoundedPart {
+        /// The part's number, from 0.
+        part: u64,
+    },
     /// An output of the recorder could not be written.
     OutputFailed {
         /// The output and what went wrong.
@@ -176,7 +182,8 @@ impl Warning {
             Warning::ReadStopped { .. }
             | Warning::CorruptNames { .. }
             | Warning::BadRecord { .. }
-            | Warning::OutputFailed { .. } => 1,
+            | Warning::OutputFailed { .. }
+            | Warning::BoundedPart { .. } => 1,
             Warning::UnmatchedStageEnds { count }
             | Warning::RepairedNames { count }
             | Warning::MalformedEvents { count }
@@ -302,6 +309,10 @@ impl fmt::Display for Warning {
             Warning::GpuNotJoined { count } => write!(
                 f,
                 "{count} GPU results (event times, kernels, copies, allocator levels) were not joined to their stages: the figures have no GPU time or GPU memory"
+            ),
+            Warning::BoundedPart { part } => write!(
+                f,
+                "this file is part {part} of a run whose raw events were bounded on disk (max_disk_mb): its figures cover this part only, the run's own summary.json covers all of it"
             ),
             Warning::OutputFailed { problem } => f.write_str(problem),
         }

@@ -40,7 +40,7 @@ pub use chrome::ChromeTraceWriter;
 #[cfg(feature = "html")]
 pub use diff::render_diff_html;
 pub use diff::{diff_json, render_diff_table, DiffLabels};
-pub use native_report::{report_native, report_with, ReportError};
+pub use native_report::{chrome_of_parts, report_native, report_with, ReportError};
 pub use ranks::{ranks_json, render_ranks_table, report_json, report_table, RankInput};
 #[cfg(feature = "html")]
 pub use ranks::{render_ranks_html, report_html};

@@ -1,7 +1,9 @@
 //! One pass over a profile: its summary and, if asked, its Chrome trace.
 //! The recorder's `finish()` and `stageprof report` both call this.
 
-use std::io::{self, Read, Seek, Write};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::path::Path;
 
 use stageprof_analysis::{Aggregator, Summary};
 use stageprof_model::ingest::read_native;
@@ -56,6 +58,24 @@ pub fn report_with<W: Write, E>(
         }
     }
     Ok(summary)
+}
+
+/// The Chrome trace of a bounded profile's parts (`max_disk_mb`), read one
+/// after the other: the raw events they kept.
+pub fn chrome_of_parts<W: Write>(parts: &[impl AsRef<Path>], out: W) -> io::Result<()> {
+    let mut chrome = ChromeTraceWriter::new(out, 1);
+    let mut last = None;
+    for part in parts {
+        let part = part.as_ref();
+        let input = BufReader::new(File::open(part)?);
+        let read = read_native(input, &mut chrome).map_err(|e| io::Error::other(format!("{}: {e}", part.display())))?;
+        last = Some(read);
+    }
+    let (catalog, label) = match last {
+        Some(p) => (p.catalog, format!("{}: pid {} on {}", p.run.source, p.run.pid, p.run.host.hostname)),
+        None => (Catalog::default(), String::new()),
+    };
+    chrome.finish(&catalog, &label).map(drop)
 }
 
 /// [`report_with`] for a native stageprof profile.

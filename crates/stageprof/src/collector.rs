@@ -17,6 +17,7 @@ use stageprof_model::wire::{header, kind, TickScale};
 use stageprof_model::RunInfo;
 use stageprof_model::{Catalog, HostInfo, ThreadInfo};
 
+use crate::bounded::Parts;
 use crate::clock::{clock, ticks, unix_ns};
 use crate::cpu_time::{current_rss_bytes, peak_rss_bytes};
 use crate::fallback::{Fallback, InMemory};
@@ -63,6 +64,10 @@ pub(crate) struct Collector {
     last_rss: Instant,
     run: RunInfo,
     sinks: Option<LiveSinks>,
+    /// With `max_disk_mb`: the native file's parts (and `live` sums up every record).
+    parts: Option<Parts>,
+    /// The clock's kind, for each part's meta.
+    clock_kind: &'static str,
 }
 
 impl Collector {
@@ -72,7 +77,11 @@ impl Collector {
         let c = clock();
         let scale = TickScale { ticks_per_second: c.ticks_per_second, start_ticks: ticks() };
         let dir = shared.config.output_dir.clone();
-        let native_path = dir.join("profile.stgp");
+        let mut parts = shared.config.max_disk_mb.map(|mb| Parts::new(&dir, mb));
+        let native_path = match parts.as_mut() {
+            Some(parts) => parts.open(0),
+            None => dir.join("profile.stgp"),
+        };
         let opened = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create output directory {}: {e}", dir.display()))
             .and_then(|_| {
@@ -98,7 +107,6 @@ impl Collector {
             scale,
             native: None,
             native_path,
-            live: None,
             catalog: Catalog::default(),
             names_known: 0,
             threads_known: 0,
@@ -109,6 +117,10 @@ impl Collector {
             last_rss: Instant::now(),
             run,
             sinks: LiveSinks::new(scale, sinks),
+            // A bounded profile is summed up as it is read: its file keeps only some of it.
+            live: if parts.is_some() { Fallback::fresh(scale) } else { None },
+            parts,
+            clock_kind: c.kind,
         };
         let process =
             ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
@@ -141,6 +153,9 @@ impl Collector {
         ];
         if let Some(rank) = crate::foreign::rank() {
             meta.push(("rank".into(), rank.to_string()));
+        }
+        if let Some(parts) = &self.parts {
+            meta.push((stageprof_model::ingest::native_input::BOUNDED_PART_KEY.into(), parts.current().to_string()));
         }
         if cfg!(feature = "cuda") && self.shared.config.gpu != crate::config::GpuTrace::Off {
             meta.push((stageprof_model::ingest::native_input::GPU_RECORDS_KEY.into(), "true".into()));
@@ -209,9 +224,10 @@ impl Collector {
         }
         b.consumed.store(len, Relaxed);
         let words = b.words[from..len].iter().map(|w| w.load(Relaxed));
-        if self.live.is_none() {
+        if self.native.is_some() {
             self.sync_names();
             self.write_native(|n| n.records_from(thread, words.clone()));
+            self.next_part_if_full();
         }
         // Either live from the start, or the write above just failed and went live.
         if self.live.is_some() || self.sinks.is_some() {
@@ -308,8 +324,57 @@ impl Collector {
         }
     }
 
+    /// Ends a full part of a bounded file and starts the next, deleting
+    /// the parts that no longer fit.
+    fn next_part_if_full(&mut self) {
+        let (Some(parts), Some(native)) = (&self.parts, &self.native) else { return };
+        if !parts.full(native.bytes_written()) {
+            return;
+        }
+        // Names interned meanwhile go to the part that may use them.
+        self.sync_names();
+        let now = ticks();
+        let dropped = self.shared.dropped.load(Relaxed);
+        self.write_native(|n| n.end(dropped, now, "the next part"));
+        let Some(native) = self.native.take() else { return };
+        let now_ns = self.scale.ns(now);
+        self.close_part(now_ns, native.bytes_written());
+        let path = self.parts.as_mut().map(|p| p.open(now_ns));
+        let Some(path) = path else { return };
+        self.native_path = path;
+        match File::create(&self.native_path).and_then(NativeWriter::new) {
+            Ok(native) => self.native = Some(native),
+            Err(e) => return self.go_live(format!("cannot write {}: {e}", self.native_path.display())),
+        }
+        let meta = self.meta(self.clock_kind);
+        let names = names::names_from(0);
+        let names = &names[..self.names_known.min(names.len())];
+        let threads = self.catalog.threads().to_vec();
+        self.write_native(|n| {
+            n.meta(&meta)?;
+            n.names(0, names.iter().map(|n| &**n))?;
+            threads.iter().try_for_each(|t| n.thread(t))
+        });
+    }
+
+    /// Closes the part being written (`bytes` long, ending at `end_ns`) and deletes those that no longer fit.
+    fn close_part(&mut self, end_ns: u64, bytes: u64) {
+        let Some(parts) = self.parts.as_mut() else { return };
+        for old in parts.close(end_ns, bytes) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                self.errors.push(format!("cannot delete {} (a bounded profile's old part): {e}", old.display()));
+            }
+        }
+    }
+
     /// Switches to the fallback, which first replays what reached the file.
+    /// A bounded profile is summed up already: only its raw events stop.
     fn go_live(&mut self, reason: String) {
+        if self.live.is_some() {
+            report(&format!("{reason}; the raw events stop here, the figures go on"));
+            self.errors.push(reason);
+            return;
+        }
         report(&format!("{reason}; {}", Fallback::WHAT_HAPPENS));
         self.errors.push(reason);
         self.live = Fallback::start(self.scale, &mut self.catalog, &self.native_path);
@@ -326,6 +391,10 @@ impl Collector {
             n.meta(&meta)?;
             n.end(dropped, end_ticks, &reason)
         });
+        if let Some(bytes) = self.native.as_ref().map(NativeWriter::bytes_written) {
+            self.close_part(self.scale.ns(end_ticks), bytes);
+        }
+        self.run.bounded = self.parts.take().map(Parts::kept);
         self.shared.release_pool();
         let recorded = match self.live {
             None => Recorded::File(self.native_path),

@@ -102,6 +102,9 @@ pub struct Config {
     pub prometheus_port: Option<u16>,
     /// The address the Prometheus endpoint binds.
     pub prometheus_bind: String,
+    /// Bound the native file's raw events to about this many MiB on disk
+    /// (see [`crate::bounded`]); none: keep every event.
+    pub max_disk_mb: Option<u64>,
 }
 
 impl Default for Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             alert_gpu_mem_mb: None,
             prometheus_port: None,
             prometheus_bind: "127.0.0.1".into(),
+            max_disk_mb: None,
         }
     }
 }
@@ -261,8 +265,8 @@ impl Config {
     }
 
     /// Settings that are absent unless set (TOML has no null), sorted.
-    const OPTIONAL_KEYS: [&'static str; 4] =
-        ["alert_gpu_mem_mb", "alert_host_mem_mb", "prometheus_port", "sample_fraction"];
+    const OPTIONAL_KEYS: [&'static str; 5] =
+        ["alert_gpu_mem_mb", "alert_host_mem_mb", "max_disk_mb", "prometheus_port", "sample_fraction"];
 
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -322,6 +326,25 @@ impl Config {
                 self.prometheus_port.unwrap_or(0).to_string(),
                 "this build has no Prometheus endpoint: enable stageprof's `prometheus` feature",
             );
+        }
+        if let Some(mb) = self.max_disk_mb {
+            if mb == 0 {
+                return bad("max_disk_mb", "0".into(), "must be 1 or more (leave it out to keep every event)");
+            }
+            if cfg!(not(feature = "report")) {
+                return bad(
+                    "max_disk_mb",
+                    mb.to_string(),
+                    "this build cannot sum up a run as it records: enable stageprof's `report` feature",
+                );
+            }
+            if cfg!(feature = "cuda") && self.gpu != GpuTrace::Off {
+                return bad(
+                    "max_disk_mb",
+                    mb.to_string(),
+                    "a bounded profile cannot hold GPU records yet (their join to the stages needs the whole file): set gpu = \"off\" with it",
+                );
+            }
         }
         if cfg!(not(feature = "report")) {
             if let Some(f) = self.formats.iter().find(|f| **f != Format::Native) {

@@ -36,9 +36,14 @@ mod with_report {
         /// What this build does when the file fails, for the error line.
         pub(crate) const WHAT_HAPPENS: &str = "the pipeline goes on and the summary is computed in memory";
 
+        /// Starts with nothing read yet (a bounded profile sums up every record as it comes).
+        pub(crate) fn fresh(scale: TickScale) -> Option<Fallback> {
+            Some(Fallback { decoder: RecordDecoder::new(scale), aggregator: Aggregator::default() })
+        }
+
         /// Starts, replaying what reached `native` before the write failed.
         pub(crate) fn start(scale: TickScale, catalog: &mut Catalog, native: &Path) -> Option<Fallback> {
-            let mut live = Fallback { decoder: RecordDecoder::new(scale), aggregator: Aggregator::default() };
+            let mut live = Fallback::fresh(scale)?;
             let reader = std::fs::File::open(native).ok().map(BufReader::new).and_then(|r| NativeReader::new(r).ok());
             if let Some(mut chunks) = reader {
                 // Reading stops at the chunk whose write failed; the caller still holds its words.
@@ -81,6 +86,10 @@ mod without_report {
     impl Fallback {
         pub(crate) const WHAT_HAPPENS: &str =
             "this build has no in-memory summary (stageprof's `report` feature), so what is recorded from now on is lost";
+
+        pub(crate) fn fresh(_: TickScale) -> Option<Fallback> {
+            None
+        }
 
         pub(crate) fn start(_: TickScale, _: &mut Catalog, _: &Path) -> Option<Fallback> {
             None

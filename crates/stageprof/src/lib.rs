@@ -28,6 +28,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alloc;
+mod bounded;
 mod clock;
 mod collector;
 mod config;

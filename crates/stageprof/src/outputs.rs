@@ -40,7 +40,7 @@ mod with_report {
 
     #[cfg(feature = "html")]
     use stageprof_render::render_html;
-    use stageprof_render::{render_table, report_native, summary_json, ReportError, TableOptions};
+    use stageprof_render::{chrome_of_parts, render_table, report_native, summary_json, ReportError, TableOptions};
 
     use super::{Collected, Config, Recorded, Report};
     use crate::config::Format;
@@ -96,13 +96,25 @@ mod with_report {
                 }
                 summary
             }
-            Recorded::Live(live) => {
+            Recorded::Live(mut live) => {
+                // A bounded profile's parts hold the raw events it kept; else nothing does.
+                let parts: Vec<std::path::PathBuf> =
+                    live.run.bounded.iter().flat_map(|b| &b.kept).map(|p| p.path.clone().into()).collect();
                 if config.writes(Format::Chrome) {
-                    let e = format!(
-                        "{} not written: the native profile it is made from could not be written",
-                        chrome_path.display()
-                    );
-                    fail(&mut errors, e);
+                    let written = match &live.run.bounded {
+                        Some(_) => File::create(&chrome_path).and_then(|f| chrome_of_parts(&parts, BufWriter::new(f))),
+                        None => Err(std::io::Error::other("the native profile it is made from could not be written")),
+                    };
+                    match written {
+                        Ok(()) => files.push(chrome_path),
+                        Err(e) => fail(&mut errors, format!("{} not written: {e}", chrome_path.display())),
+                    }
+                }
+                if config.writes(Format::Native) {
+                    files.extend(parts);
+                } else if let Some(bounded) = live.run.bounded.as_mut() {
+                    parts.iter().for_each(|p| drop(std::fs::remove_file(p)));
+                    bounded.kept.clear();
                 }
                 live.aggregator.summary(&live.catalog, live.run, config.top)
             }

@@ -24,6 +24,9 @@ pub struct NativeProfile {
 /// Meta key the recorder writes when the profile holds GPU records.
 pub const GPU_RECORDS_KEY: &str = "gpu_records";
 
+/// Meta key of a part of a bounded profile (`max_disk_mb`): the part's number.
+pub const BOUNDED_PART_KEY: &str = "bounded_part";
+
 /// Streams a native file into `sink`; memory stays bounded by the number of
 /// distinct stages (and, for profiles with GPU records, by the number of
 /// GPU activities, read in a first pass). A truncated or corrupt tail becomes
@@ -161,4 +164,5 @@ fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
     run.peak_rss_bytes = num("peak_rss_bytes");
     run.cpu_time = get(meta, "cpu_time") == Some("true");
     run.memory_tracked = get(meta, "memory_tracked") == Some("true");
+    run.warnings.extend(num(BOUNDED_PART_KEY).map(|part| Warning::BoundedPart { part }));
 }

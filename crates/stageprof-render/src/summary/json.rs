@@ -181,6 +181,25 @@ pub fn summary_json(s: &Summary) -> String {
         .field("memory_bytes", run.host.memory_bytes)
         .end_object();
     w.field_strs("devices", run.devices.iter().map(String::as_str));
+    w.key("raw_events_kept");
+    match &run.bounded {
+        Some(b) => {
+            w.begin_object().field("limit_bytes", b.limit_bytes).field("parts_written", b.parts_written);
+            w.key("parts").begin_array();
+            for p in &b.kept {
+                w.begin_object()
+                    .field_str("path", &p.path)
+                    .field("start_ns", p.start_ns)
+                    .field("end_ns", p.end_ns)
+                    .field("bytes", p.bytes)
+                    .end_object();
+            }
+            w.end_array().end_object();
+        }
+        None => {
+            w.raw("null");
+        }
+    }
     w.key("peak_stage_host_mem");
     match s.peak_stage_host_mem() {
         Some((i, bytes)) => {

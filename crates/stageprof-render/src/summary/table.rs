@@ -367,6 +367,11 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
     }
 }
 
+/// A time since the run's start in seconds, to the millisecond.
+fn seconds(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e9)
+}
+
 fn describe_run(s: &Summary, out: &mut String) {
     let run = &s.run;
     if let Some(rss) = run.peak_rss_bytes {
@@ -394,6 +399,20 @@ fn describe_run(s: &Summary, out: &mut String) {
         if !run.cpu_time {
             out.push_str("cpu time per stage: off (cpu_time = true in stageprof.toml turns it on)\n");
         }
+    }
+    if let Some(b) = &run.bounded {
+        let kept: u64 = b.kept.iter().map(|p| p.bytes).sum();
+        let spans: Vec<String> =
+            b.kept.iter().map(|p| format!("{}-{}", seconds(p.start_ns), seconds(p.end_ns))).collect();
+        let _ = writeln!(
+            out,
+            "raw events kept (max_disk_mb): {} of {} parts, {} of {} on disk, from {}; the figures above cover the whole run",
+            b.kept.len(),
+            b.parts_written,
+            bytes(kept),
+            bytes(b.limit_bytes),
+            if spans.is_empty() { "none".to_owned() } else { format!("{} s", spans.join(", ")) }
+        );
     }
     if run.dropped_records > 0 {
         let _ = writeln!(
