@@ -57,7 +57,7 @@ pub fn render_table(s: &Summary, opts: &TableOptions) -> String {
 }
 
 /// What the event-timed GPU column means, under the table that shows it.
-const GPU_EVENTS_NOTE: &str = "gpu (events): time on the stage's CUDA stream from its begin to its end; it includes \
+const GPU_EVENTS_NOTE: &str = "* gpu (events): time on the stage's CUDA stream from its begin to its end; it includes \
     work queued before the stage and, while the GPU idles, the host's time; `-` where kernel tracing saw the stage \
     launch nothing\n";
 
@@ -157,7 +157,12 @@ fn stage_table(s: &Summary, opts: &TableOptions) -> (Table, Vec<&'static StageFi
         name_chars = name_room(shown).saturating_sub(column_chars(0));
     }
     let mut table = new_table(opts);
-    table.set_header(std::iter::once("stage").chain(columns.iter().map(|f| f.label)));
+    // The event-timed GPU column's header points to what it means, under the table.
+    let label = |f: &&StageFigure| match f.key == figures::GPU_EVENTS.key {
+        true => format!("{}*", f.label),
+        false => f.label.to_owned(),
+    };
+    table.set_header(std::iter::once("stage".to_owned()).chain(columns.iter().map(label)));
     for (i, (st, texts)) in s.stages.iter().zip(cells).enumerate() {
         let rank = s.bottlenecks.iter().find(|b| b.stage == i).map(|b| b.rank);
         let row = std::iter::once(name_cell(st, rank, name_chars)).chain(texts.into_iter().take(columns.len()));
@@ -520,8 +525,11 @@ mod tests {
         let s = summary();
         let wide = render_table(&s, &TableOptions { columns: Columns::Wide, ..TableOptions::plain() });
         let measured: Vec<&str> = WIDE_COLUMNS.iter().filter(|f| f.measured_in(&s.stages)).map(|f| f.label).collect();
-        assert_eq!(header(&wide)[1..], measured[..]);
-        assert!(measured.contains(&"gpu (events)") && measured.contains(&"cpu") && measured.contains(&"host net"));
+        // The event-timed column's header carries the mark of its note.
+        let shown: Vec<String> = header(&wide)[1..].iter().map(|h| h.trim_end_matches('*').to_owned()).collect();
+        assert_eq!(shown, measured);
+        assert!(header(&wide).contains(&"gpu (events)*".to_owned()) && wide.contains("* gpu (events): "));
+        assert!(measured.contains(&"cpu") && measured.contains(&"host net"));
         let Ok(chosen) = Columns::parse("p95,cpu") else { panic!() };
         let text = render_table(&s, &TableOptions { columns: chosen, width: Some(100), ..TableOptions::plain() });
         assert_eq!(header(&text), ["stage", "p95", "cpu"]);
@@ -536,12 +544,12 @@ mod tests {
             row.split(['│', '┆']).map(str::trim).map(str::to_owned).collect::<Vec<_>>()
         };
         let col = |label: &str| header(&text).iter().position(|h| h == label).unwrap() + 1;
-        assert_eq!(cells("load")[col("gpu (events)")], "800.00 ms");
+        assert_eq!(cells("load")[col("gpu (events)*")], "800.00 ms");
         assert_eq!(cells("load")[col("gpu busy")], "50.00 ms");
-        assert_eq!(cells("idle_on_the_gpu")[col("gpu (events)")], "-");
+        assert_eq!(cells("idle_on_the_gpu")[col("gpu (events)*")], "-");
         assert_eq!(cells("idle_on_the_gpu")[col("gpu busy")], "-");
         assert_eq!(cells("idle_on_the_gpu")[col("kernels")], "0");
-        assert!(text.contains("gpu (events): time on the stage's CUDA stream"), "{text}");
+        assert!(text.contains("* gpu (events): time on the stage's CUDA stream"), "{text}");
     }
 
     #[test]
