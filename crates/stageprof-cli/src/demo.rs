@@ -213,6 +213,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), String> {
     if args.pipelined {
         return pipelined(args, out);
     }
+    stageprof_demo::pipeline::name_worker_threads();
     let Some(DepthBatches(batches)) = &args.sweep else {
         let r = run(args, args.depth_batch, out, true)?;
         return check(&r.worst);

@@ -72,6 +72,13 @@ pub struct FrameResult {
     pub surface_points: usize,
 }
 
+/// Names the threads of rayon's global pool (`rayon-0`, ...), so the
+/// report's threads read as what they are; a pool already started keeps
+/// its names. Call it before the first frame.
+pub fn name_worker_threads() {
+    let _ = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("rayon-{i}")).build_global();
+}
+
 /// Runs the whole pipeline on frame `frame` of the moving scene.
 pub fn run_frame(config: &PipelineConfig, rig: &Rig, frame: usize) -> FrameResult {
     let surface = Surface::at_frame(frame);
