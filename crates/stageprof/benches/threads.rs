@@ -1,12 +1,14 @@
 //! 8 threads x 1M stages each: exact counts, and memory bounded by the
 //! configured buffer. `cargo bench -p stageprof --bench threads`.
 //!
-//! Prints, per buffer size: wall time, stages recorded + dropped (must equal
-//! 8M exactly), peak RSS growth over the process before recording.
+//! Prints, per buffer size (and with the native file bounded, where the
+//! collector sums up every record as it reads): wall time of the recording
+//! and of `finish`, stages recorded + dropped (must equal 8M exactly), peak
+//! RSS growth over the process before recording.
 
 use std::time::Instant;
 
-use stageprof::{Config, Format, Profiler};
+use stageprof::{Config, Format, GpuTrace, Profiler};
 
 const THREADS: u64 = 8;
 const PER_THREAD: u64 = 1_000_000;
@@ -31,9 +33,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("| buffer_mb | wall | ns/stage (all threads) | recorded | dropped | recorded+dropped | peak RSS growth |");
-    println!("|---|---|---|---|---|---|---|");
-    for buffer_mb in [4u32, 16, 64, 256] {
+    println!("| buffer_mb | max_disk_mb | wall | finish | ns/stage (all threads) | recorded | dropped | recorded+dropped | peak RSS growth |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cases = [(4u32, None), (16, None), (64, None), (256, None), (256, Some(64u64))];
+    for (buffer_mb, max_disk_mb) in cases {
         let dir = tempfile::tempdir().unwrap();
         reset_peak_rss();
         let base = peak_rss_mib();
@@ -42,6 +45,8 @@ fn main() {
             formats: vec![Format::Native, Format::Summary],
             buffer_mb,
             rss_sample_ms: 0,
+            max_disk_mb,
+            gpu: GpuTrace::Off,
             ..Config::default()
         });
         let start = Instant::now();
@@ -55,14 +60,18 @@ fn main() {
             }
         });
         let wall = start.elapsed();
+        let finishing = Instant::now();
         let summary = p.finish().summary.expect("profiler was on");
+        let finish = finishing.elapsed();
         let recorded = summary.stages.iter().find(|s| s.name == "work").map_or(0, |s| s.calls);
         let dropped = summary.run.dropped_records;
         let total = THREADS * PER_THREAD;
         assert_eq!(recorded + dropped, total, "a stage was lost without being counted");
+        let bound = max_disk_mb.map_or("-".to_owned(), |mb| mb.to_string());
         println!(
-            "| {buffer_mb} | {:.2} s | {:.1} | {recorded} | {dropped} | {} (= {total}) | {:.1} MiB |",
+            "| {buffer_mb} | {bound} | {:.2} s | {:.2} s | {:.1} | {recorded} | {dropped} | {} (= {total}) | {:.1} MiB |",
             wall.as_secs_f64(),
+            finish.as_secs_f64(),
             wall.as_nanos() as f64 / total as f64,
             recorded + dropped,
             peak_rss_mib() - base
