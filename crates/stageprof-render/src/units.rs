@@ -127,6 +127,21 @@ pub fn terminal_safe(name: &str) -> String {
     out
 }
 
+/// What a bounded run kept of its raw events: parts, bytes against the
+/// bound, and the stretches of the run (seconds since its start) they hold.
+pub fn raw_events_kept(b: &stageprof_model::KeptRaw) -> String {
+    let seconds = |ns: u64| format!("{:.3}", ns as f64 / 1e9);
+    let spans: Vec<String> = b.kept.iter().map(|p| format!("{}-{}", seconds(p.start_ns), seconds(p.end_ns))).collect();
+    format!(
+        "{} of {} parts, {} of {} on disk, from {}",
+        b.kept.len(),
+        b.parts_written,
+        bytes(b.kept.iter().map(|p| p.bytes).sum()),
+        bytes(b.limit_bytes),
+        if spans.is_empty() { "none".to_owned() } else { format!("{} s", spans.join(", ")) }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

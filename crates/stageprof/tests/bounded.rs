@@ -126,6 +126,12 @@ fn a_bounded_run_keeps_every_figure_and_only_some_raw_events() {
         serde_json::from_slice(&std::fs::read(bounded_dir.path().join("trace.json")).unwrap()).unwrap();
     let outer_events = trace["traceEvents"].as_array().unwrap().iter().filter(|e| e["name"] == "outer").count() as u64;
     assert!(outer_events > 0 && outer_events < outer.calls, "{outer_events}");
+    #[cfg(feature = "html")]
+    assert!(stageprof_render::render_html(&bounded).contains(&format!(
+        "<dt>raw events kept</dt><dd>{} of {} parts",
+        kept.kept.len(),
+        kept.parts_written
+    )));
     let table = stageprof_render::render_table(&bounded, &stageprof_render::TableOptions::plain());
     assert!(
         table.contains(&format!("raw events kept (max_disk_mb): {} of {} parts", kept.kept.len(), kept.parts_written)),

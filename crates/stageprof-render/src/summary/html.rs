@@ -9,7 +9,9 @@ use stageprof_analysis::{figures, Bottleneck, Pipeline, PipelineStage, StageFigu
 use stageprof_model::{CopyKind, FrameGpu, MemoryPool};
 
 use crate::svg::{escape, line_chart, stacked_bars, Bar, Point, Segment};
-use crate::units::{bytes, display_path, duration, figure_text, kernel_name, shorten, signed_bytes, NAME_CHARS};
+use crate::units::{
+    bytes, display_path, duration, figure_text, kernel_name, raw_events_kept, shorten, signed_bytes, NAME_CHARS,
+};
 
 /// Stages shown in the bar charts, longest first.
 const CHART_STAGES: usize = 20;
@@ -90,6 +92,9 @@ fn overview(page: &mut String, s: &Summary) {
     facts.push(("ended by", run.end_reason.clone()));
     if run.dropped_records > 0 {
         facts.push(("dropped records", run.dropped_records.to_string()));
+    }
+    if let Some(b) = &run.bounded {
+        facts.push(("raw events kept", format!("{} (the figures cover the whole run)", raw_events_kept(b))));
     }
     page.push_str("<dl class=\"facts\">");
     for (k, v) in facts {

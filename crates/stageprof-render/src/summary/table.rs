@@ -9,7 +9,8 @@ use stageprof_analysis::{figures, Bottleneck, StageFigure, StageStats, Summary, 
 
 use crate::terminal::{column_chars, new_table, Columns, TableOptions};
 use crate::units::{
-    bytes, display_path, duration, figure_text, kernel_name, shorten, signed_bytes, terminal_safe, NAME_CHARS,
+    bytes, display_path, duration, figure_text, kernel_name, raw_events_kept, shorten, signed_bytes, terminal_safe,
+    NAME_CHARS,
 };
 
 const RANK_COLORS: [Color; 3] = [Color::Red, Color::Yellow, Color::Magenta];
@@ -372,11 +373,6 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
     }
 }
 
-/// A time since the run's start in seconds, to the millisecond.
-fn seconds(ns: u64) -> String {
-    format!("{:.3}", ns as f64 / 1e9)
-}
-
 fn describe_run(s: &Summary, out: &mut String) {
     let run = &s.run;
     if let Some(rss) = run.peak_rss_bytes {
@@ -406,17 +402,10 @@ fn describe_run(s: &Summary, out: &mut String) {
         }
     }
     if let Some(b) = &run.bounded {
-        let kept: u64 = b.kept.iter().map(|p| p.bytes).sum();
-        let spans: Vec<String> =
-            b.kept.iter().map(|p| format!("{}-{}", seconds(p.start_ns), seconds(p.end_ns))).collect();
         let _ = writeln!(
             out,
-            "raw events kept (max_disk_mb): {} of {} parts, {} of {} on disk, from {}; the figures above cover the whole run",
-            b.kept.len(),
-            b.parts_written,
-            bytes(kept),
-            bytes(b.limit_bytes),
-            if spans.is_empty() { "none".to_owned() } else { format!("{} s", spans.join(", ")) }
+            "raw events kept (max_disk_mb): {}; the figures above cover the whole run",
+            raw_events_kept(b)
         );
     }
     if run.dropped_records > 0 {
