@@ -4,7 +4,9 @@
 //!
 //! The numbers are computed at finish by reading that file back through the
 //! same code as `stageprof report`. If the file cannot be written, the
-//! collector falls back on [`crate::fallback`].
+//! collector falls back on [`crate::fallback`], decoding as it reads; a
+//! bounded profile ([`crate::bounded`]) is decoded as it is read from the
+//! start, and its file keeps only some of the raw events.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -41,7 +43,8 @@ pub(crate) struct Collected {
 pub(crate) enum Recorded {
     /// Complete in the native file.
     File(PathBuf),
-    /// Aggregated in memory, because the file could not be written.
+    /// Aggregated in memory as it was read: the file could not be written,
+    /// or it is bounded (`RunInfo::bounded` says which parts were kept).
     Live(Box<InMemory>),
 }
 

@@ -82,7 +82,7 @@ pub struct Config {
     pub gpu_device: u32,
     /// GPU memory per stage, as allocated through `stageprof::cuda` (the `cuda` feature).
     pub gpu_memory: bool,
-    /// GPU recording waits for [`crate::Profiler::start_gpu`] instead of
+    /// GPU recording waits for `Profiler::start_gpu` (the `cuda` feature) instead of
     /// starting with the profiler (the Python package starts it once torch
     /// has initialized CUDA).
     pub gpu_on_demand: bool,
@@ -103,7 +103,7 @@ pub struct Config {
     /// The address the Prometheus endpoint binds.
     pub prometheus_bind: String,
     /// Bound the native file's raw events to about this many MiB on disk
-    /// (see [`crate::bounded`]); none: keep every event.
+    /// (the README's "Bounded runs"); none: keep every event.
     pub max_disk_mb: Option<u64>,
 }
 
