@@ -11,14 +11,13 @@
 //! it stops `queue.Queue`'s.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use stageprof::foreign;
+use stageprof::queue::QueueMeta;
 use stageprof_model::QueueOp;
 
 use crate::session::name_thread_once;
@@ -48,9 +47,8 @@ pub(crate) struct NativeQueue {
     /// At most this many items (0 or less: no limit), as `queue.Queue`'s.
     #[pyo3(get)]
     maxsize: i64,
-    name_id: u32,
-    /// The session last told that the queue exists (0: none).
-    opened_in: AtomicU32,
+    /// What records its operations, as for Rust's queues.
+    meta: QueueMeta,
     state: Mutex<Items>,
     not_empty: Condvar,
     not_full: Condvar,
@@ -86,11 +84,11 @@ impl NativeQueue {
     #[new]
     #[pyo3(signature = (name, maxsize = 0))]
     fn new(name: String, maxsize: i64) -> NativeQueue {
+        let capacity = u64::try_from(maxsize).ok().filter(|&c| c > 0);
         NativeQueue {
-            name_id: foreign::name_id(&name),
+            meta: QueueMeta::new(&name, capacity),
             name,
             maxsize,
-            opened_in: AtomicU32::new(0),
             state: Mutex::new(Items::default()),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -102,7 +100,7 @@ impl NativeQueue {
     #[pyo3(signature = (item, block = true, timeout = None))]
     fn put(&self, py: Python<'_>, item: Py<PyAny>, block: bool, timeout: Option<f64>) -> PyResult<()> {
         let patience = Patience::new(block, timeout)?;
-        let began = began();
+        let began = foreign::queue_began();
         let stamp = (began, if began == 0 { 0 } else { foreign::item_origin(began) });
         let (mut items, waited) = self.wait_for(py, &self.not_full, |s| !self.is_full(s), patience)?;
         let Some(mut items) = items.take() else { return Err(Full::new_err(())) };
@@ -122,7 +120,7 @@ impl NativeQueue {
     #[pyo3(signature = (block = true, timeout = None))]
     fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let patience = Patience::new(block, timeout)?;
-        let began = began();
+        let began = foreign::queue_began();
         let (mut items, waited) = self.wait_for(py, &self.not_empty, |s| !s.items.is_empty(), patience)?;
         let Some((item, (sent, origin))) = items.as_mut().and_then(|s| s.items.pop_front()) else {
             return Err(Empty::new_err(()));
@@ -135,7 +133,7 @@ impl NativeQueue {
                 waited_ns: now.saturating_sub(began),
                 depth,
                 residence_ns: (sent != 0).then(|| now.saturating_sub(sent)),
-                age_ns: foreign::queue_received(origin),
+                age_ns: foreign::queue_received(origin, now),
             };
             self.record(py, now, op);
         }
@@ -237,24 +235,9 @@ impl NativeQueue {
         }
     }
 
-    /// Records `op` at tick `now`, first saying that the queue exists if this session was not told.
+    /// Records `op` at tick `now`, on the thread's `threading` name.
     fn record(&self, py: Python<'_>, now: u64, op: QueueOp) {
         name_thread_once(py);
-        let told = self.opened_in.load(Relaxed);
-        let capacity = u64::try_from(self.maxsize).ok().filter(|&c| c > 0);
-        let session = foreign::queue_exists(self.name_id, capacity, told);
-        if session != told {
-            self.opened_in.store(session, Relaxed);
-        }
-        foreign::queue(self.name_id, now, op);
-    }
-}
-
-/// The recorder's clock now while the global session records, else 0.
-fn began() -> u64 {
-    if stageprof::is_recording() {
-        foreign::now_ticks()
-    } else {
-        0
+        self.meta.record(now, Some(op));
     }
 }

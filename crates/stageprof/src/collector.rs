@@ -127,26 +127,36 @@ impl Collector {
         };
         let process =
             ThreadInfo { index: PROCESS_THREAD, os_tid: u64::from(collector.run.pid), name: "process".into() };
-        collector.catalog.add_thread(process.clone());
+        collector.catalog.add_thread(process);
         match opened {
             Ok(native) => {
                 collector.native = Some(native);
-                let meta = collector.meta(c.kind);
-                collector.write_native(|n| {
-                    n.meta(&meta)?;
-                    n.thread(&process)
-                });
+                collector.write_head();
             }
             Err(e) => collector.go_live(e),
         }
         collector
     }
 
-    fn meta(&self, clock_kind: &str) -> Vec<(String, String)> {
+    /// The start of a native file (or of a bounded file's part): its meta,
+    /// the names and the threads known so far.
+    fn write_head(&mut self) {
+        let meta = self.meta();
+        let names = names::names_from(0);
+        let names = &names[..self.names_known.min(names.len())];
+        let threads = self.catalog.threads().to_vec();
+        self.write_native(|n| {
+            n.meta(&meta)?;
+            n.names(0, names.iter().map(|n| &**n))?;
+            threads.iter().try_for_each(|t| n.thread(t))
+        });
+    }
+
+    fn meta(&self) -> Vec<(String, String)> {
         let mut meta: Vec<(String, String)> = vec![
             ("stageprof_version".into(), env!("CARGO_PKG_VERSION").into()),
             ("source".into(), self.run.source.clone()),
-            ("clock".into(), clock_kind.into()),
+            ("clock".into(), self.clock_kind.into()),
             ("ticks_per_second".into(), self.scale.ticks_per_second.to_string()),
             ("start_ticks".into(), self.scale.start_ticks.to_string()),
             ("start_unix_ns".into(), self.run.start_unix_ns.to_string()),
@@ -346,18 +356,12 @@ impl Collector {
         let Some(path) = path else { return };
         self.native_path = path;
         match File::create(&self.native_path).and_then(NativeWriter::new) {
-            Ok(native) => self.native = Some(native),
-            Err(e) => return self.go_live(format!("cannot write {}: {e}", self.native_path.display())),
+            Ok(native) => {
+                self.native = Some(native);
+                self.write_head();
+            }
+            Err(e) => self.go_live(format!("cannot write {}: {e}", self.native_path.display())),
         }
-        let meta = self.meta(self.clock_kind);
-        let names = names::names_from(0);
-        let names = &names[..self.names_known.min(names.len())];
-        let threads = self.catalog.threads().to_vec();
-        self.write_native(|n| {
-            n.meta(&meta)?;
-            n.names(0, names.iter().map(|n| &**n))?;
-            threads.iter().try_for_each(|t| n.thread(t))
-        });
     }
 
     /// Closes the part being written (`bytes` long, ending at `end_ns`) and deletes those that no longer fit.

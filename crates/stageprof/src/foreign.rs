@@ -215,11 +215,12 @@ impl TraceEdge {
     }
 }
 
-/// An operation on a queue of a front door's own (Python's `stageprof.Queue`)
-/// that ended at tick `at`: `op`'s durations are in ticks of [`now_ticks`]
-/// (a send's wait, a receive's wait and the item's time in the queue).
-pub fn queue(name: u32, at: u64, op: stageprof_model::QueueOp) {
-    crate::queue::record(name, at, op);
+/// When a front door's queue operation begins (record it with
+/// [`crate::queue::QueueMeta`]): the tick now while the global session
+/// records, else 0.
+#[inline]
+pub fn queue_began() -> u64 {
+    crate::queue::began()
 }
 
 /// When an item a front door's queue sends now (its send began at tick
@@ -229,19 +230,11 @@ pub fn item_origin(began: u64) -> u64 {
     crate::queue::origin_for_send(began)
 }
 
-/// Notes that this thread received, now, an item that entered the pipeline
-/// at tick `origin` (0: unknown); returns its age in ticks, for the
-/// received operation's `age_ns`.
-pub fn queue_received(origin: u64) -> Option<u64> {
-    crate::queue::note_received(origin, crate::clock::ticks())
-}
-
-/// Says that queue `name`, holding at most `capacity` items, exists, unless
-/// session `opened_in` (the one last told, 0 for none) is the current one;
-/// returns the session to pass next time. Call before each operation
-/// recorded: a queue made before the session started is then known in it.
-pub fn queue_exists(name: u32, capacity: Option<u64>, opened_in: u32) -> u32 {
-    crate::queue::record_open(name, capacity, opened_in, crate::clock::ticks())
+/// Notes that this thread received, at tick `now`, an item that entered
+/// the pipeline at tick `origin` (0: unknown); returns its age in ticks,
+/// for the received operation's `age_ns`.
+pub fn queue_received(origin: u64, now: u64) -> Option<u64> {
+    crate::queue::note_received(origin, now)
 }
 
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default

@@ -57,30 +57,38 @@ fn ends<T>(
 ) -> (Sender<T>, Receiver<T>) {
     // The clock is chosen once per process: before any item is stamped with it.
     crate::clock::clock();
-    let meta = Arc::new(QueueMeta { name: crate::names::intern(name), capacity, opened_in: AtomicU32::new(0) });
+    let meta = Arc::new(QueueMeta::new(name, capacity));
     meta.record(ticks(), None);
     (Sender { inner: tx, meta: meta.clone() }, Receiver { inner: rx, meta })
 }
 
-/// What both ends of a queue share: its name, capacity, and the session
-/// that was last told it exists.
-struct QueueMeta {
+/// What both ends of a queue share, and what records its operations: its
+/// name, capacity, and the session that was last told it exists. A front
+/// door's queue of its own (Python's `stageprof.Queue`) records through it too.
+pub struct QueueMeta {
     name: u32,
     capacity: Option<u64>,
     opened_in: AtomicU32,
 }
 
 impl QueueMeta {
+    /// The queue named `name`, holding at most `capacity` items (`None`: no limit).
+    pub fn new(name: &str, capacity: Option<u64>) -> QueueMeta {
+        QueueMeta { name: crate::names::intern(name), capacity, opened_in: AtomicU32::new(0) }
+    }
+
     /// Records `op` at tick `at` into the global session (only that the
     /// queue exists, for `None`), first saying it exists if this session
-    /// has not been told.
-    fn record(&self, at: u64, op: Option<QueueOp>) {
+    /// has not been told. `op`'s durations are in ticks of the recorder's
+    /// clock ([`crate::foreign::now_ticks`]).
+    pub fn record(&self, at: u64, op: Option<QueueOp>) {
         if GLOBAL_RECORDING.load(Relaxed) {
             // Written only when the session changed: both ends share this word, and a
             // store on every operation would bounce its cache line between their threads.
             let opened_in = self.opened_in.load(Relaxed);
-            let session = record_open(self.name, self.capacity, opened_in, at);
+            let session = global_session_id();
             if session != opened_in {
+                record(self.name, at, QueueOp::Opened { capacity: self.capacity });
                 self.opened_in.store(session, Relaxed);
             }
             if let Some(op) = op {
@@ -88,17 +96,6 @@ impl QueueMeta {
             }
         }
     }
-}
-
-/// Says, into the global session, that queue `name` holding at most
-/// `capacity` items exists, unless session `opened_in` (the last told) is
-/// the current one; returns the current session.
-pub(crate) fn record_open(name: u32, capacity: Option<u64>, opened_in: u32, at: u64) -> u32 {
-    let session = global_session_id();
-    if opened_in != session {
-        record(name, at, QueueOp::Opened { capacity });
-    }
-    session
 }
 
 /// An item, the tick its send began at and its entry into the pipeline (0: nothing recorded then).
@@ -139,9 +136,10 @@ pub(crate) fn note_received(origin: u64, now: u64) -> Option<u64> {
     (origin != 0).then(|| now.saturating_sub(origin))
 }
 
-/// The tick now while the session records, else 0 (no clock read).
+/// The tick now while the session records, else 0 (no clock read): when
+/// a queue operation begins.
 #[inline]
-fn began() -> u64 {
+pub(crate) fn began() -> u64 {
     if GLOBAL_RECORDING.load(Relaxed) {
         ticks()
     } else {

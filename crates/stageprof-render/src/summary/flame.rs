@@ -39,17 +39,14 @@ pub(crate) struct Flame {
 
 /// A stage's wall time on each thread; a stage that does not say (made by
 /// hand, or read from an older summary) ran on one unnamed thread.
-fn walls(st: &StageStats) -> Vec<(&str, u64)> {
-    if st.wall_by_thread.is_empty() {
-        return vec![("", st.wall_ns)];
-    }
-    st.wall_by_thread.iter().map(|t| (t.thread.as_str(), t.wall_ns)).collect()
+fn walls(st: &StageStats) -> impl Iterator<Item = (&str, u64)> {
+    let unsplit = st.wall_by_thread.is_empty().then_some(("", st.wall_ns));
+    st.wall_by_thread.iter().map(|t| (t.thread.as_str(), t.wall_ns)).chain(unsplit)
 }
 
 /// The wall time of `st` on the thread named `thread` (threads of one name together).
 fn wall_on(st: &StageStats, thread: &str) -> Option<u64> {
-    let on: Vec<u64> = walls(st).into_iter().filter(|(t, _)| *t == thread).map(|(_, w)| w).collect();
-    (!on.is_empty()).then(|| on.iter().fold(0u64, |a, &w| a.saturating_add(w)))
+    walls(st).filter(|(t, _)| *t == thread).map(|(_, w)| w).reduce(u64::saturating_add)
 }
 
 /// Threads by name with their top-level wall time (of the stages with no
