@@ -10,6 +10,9 @@ measurements, on a machine with an NVIDIA GPU and torch:
             against torch.cuda.max_memory_allocated / memory_allocated read
             around the stage in a separate run, on a script of known work and
             on the Python demo
+  bounded   the same GPU time and memory checks on a bounded run
+            (max_disk_mb), whose figures are joined while recording, and a
+            run of many small stages whose raw events outgrow the bound
   overhead  the Python demo's pipeline on the GPU, unprofiled against
             stageprof (events and kernels, each with GPU memory), against
             torch.profiler, and against the hand-made way (a torch.cuda.Event
@@ -17,6 +20,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
             interleaved, one process per run
 
     python gpu/python_gpu_check.py accuracy OUT_DIR
+    python gpu/python_gpu_check.py bounded OUT_DIR   (the same figures summed up while recording, max_disk_mb)
     python gpu/python_gpu_check.py stream-switch OUT_DIR
     python gpu/python_gpu_check.py handover OUT_DIR   (CUPTI between stageprof and torch.profiler in one process)
     python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
@@ -115,26 +119,8 @@ def compare_memory(what: str, stages: List[Dict[str, Any]]) -> bool:
 
 
 def by_hand(a: torch.Tensor, frames: int) -> Dict[str, float]:
-    """GPU ms per stage, summed over frames, from torch.cuda.Event pairs on the current stream."""
-    pairs: Dict[str, List[Any]] = defaultdict(list)
-
-    class Timed:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __enter__(self) -> None:
-            self.start = torch.cuda.Event(enable_timing=True)
-            self.start.record()
-
-        def __exit__(self, *exc: object) -> None:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            pairs[self.name].append((self.start, end))
-
-    for _ in range(frames):
-        work(a, Timed)
-    torch.cuda.synchronize()
-    return {name: sum(s.elapsed_time(e) for s, e in ps) for name, ps in pairs.items()}
+    """GPU ms per stage of the known work, summed over frames, from torch.cuda.Event pairs on the current stream."""
+    return by_hand_once(lambda stage: [work(a, stage) for _ in range(frames)])
 
 
 def kernels_in_torch_trace(path: str) -> Dict[str, int]:
@@ -205,6 +191,109 @@ def accuracy(out: str) -> int:
         )
     print(f"GPU busy per stage (kernels): " + ", ".join(f"{n} {stages[n]['gpu_busy_ns'] / 1e6:.3f} ms" for n in STAGES if stages[n]["gpu_busy_ns"]))
     return 0 if ok else 1
+
+
+def compare_events(what: str, truth: Dict[str, float], stages: Dict[str, Any]) -> bool:
+    """Each stage's GPU time (stageprof's events) against events by hand: within 2% for stages of 1 ms or more."""
+    ok = True
+    print(f"{what}: {'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}")
+    for name in truth:
+        mine = (stages[name]["gpu_event_ns"] or 0) / 1e6
+        diff = 100 * (mine / truth[name] - 1)
+        good = abs(diff) <= 2.0 or truth[name] < 1.0
+        ok &= good
+        print(f"{what}: {name:<12} {truth[name]:>12.3f} ms {mine:>9.3f} ms {diff:>+7.2f}%  {'ok' if good else 'OFF'}")
+    return ok
+
+
+def bounded(out: str) -> int:
+    """A bounded run (max_disk_mb): its GPU figures are joined while it
+    records (each call held back until its event time and the allocator's
+    levels up to its end are in). The known work and the Python demo
+    against events by hand and the allocator's counters, as in `accuracy`;
+    then 400 frames of 50 small stages, whose raw events outgrow a 1 MB
+    bound: every call counted, GPU time per stage against events by hand
+    over the same work, the parts on disk under the bound."""
+    from stageprof import _allocator_trace
+
+    _allocator_trace.COST_SHARE = 1.0
+    torch.manual_seed(0)
+    a = torch.randn(4096, 4096, device="cuda")
+    frames = 20
+    for _ in range(3):
+        work(a, lambda name: torch.profiler.record_function(name))
+    torch.cuda.synchronize()
+    truth = by_hand(a, frames)
+    session = stageprof.init(out_dir=f"{out}/bounded", gpu="events", max_disk_mb=1)
+    for _ in range(frames):
+        with stageprof.frame():
+            work(a, stageprof.stage)
+    torch.cuda.synchronize()
+    report = session.finish()
+    ok = report.summary.get("raw_events_kept") is not None
+    ok &= compare_events("known work, bounded", truth, {s["name"]: s for s in report.stages})
+    for _ in range(frames):
+        work(a, MemoryTruth)
+    ok &= compare_memory("known work, bounded", report.stages)
+    ok &= demo_memory(out, max_disk_mb=1)
+
+    # Matmuls of about 40 us: the GPU stays behind the host, so a stage's
+    # events time its kernel, not the host's launch cost (which differs by hand).
+    small, product = torch.randn(1024, 1024, device="cuda"), torch.empty(1024, 1024, device="cuda")
+    small_frames, per_frame = 400, 50
+
+    def small_work(stage: Callable[[str], Any]) -> None:
+        for i in range(per_frame):
+            with stage(f"small{i % 5}"):
+                torch.mm(small, small, out=product)
+
+    many_truth = by_hand_once(lambda stage: [small_work(stage) for _ in range(small_frames)])
+    session = stageprof.init(out_dir=f"{out}/bounded-many", gpu="events", max_disk_mb=1, formats=["native", "summary"])
+    for _ in range(small_frames):
+        with stageprof.frame():
+            small_work(stageprof.stage)
+    torch.cuda.synchronize()
+    report = session.finish()
+    stages = {s["name"]: s for s in report.stages}
+    calls = sum(s["calls"] for s in report.stages)
+    kept = report.summary["raw_events_kept"]
+    on_disk = sum(os.path.getsize(p["path"]) for p in kept["parts"])
+    fits = calls == small_frames * per_frame and kept["parts_written"] > len(kept["parts"]) and on_disk <= kept["limit_bytes"] * 5 // 4
+    ok &= fits
+    print(
+        f"many small stages, bounded: {calls} calls (expected {small_frames * per_frame}), {kept['parts_written']} parts written,"
+        f" {len(kept['parts'])} kept, {on_disk} bytes on disk (bound {kept['limit_bytes']})  {'ok' if fits else 'OFF'}"
+    )
+    for name in sorted(many_truth):
+        mine = (stages[name]["gpu_event_ns"] or 0) / 1e6
+        diff = 100 * (mine / many_truth[name] - 1)
+        # Separate runs of 4,000 kernels each: 5%.
+        good = abs(diff) <= 5.0
+        ok &= good
+        print(f"many small stages, bounded: {name} by hand {many_truth[name]:.3f} ms, stageprof {mine:.3f} ms {diff:+.2f}%  {'ok' if good else 'OFF'}")
+    return 0 if ok else 1
+
+
+def by_hand_once(run: Callable[[Callable[[str], Any]], None]) -> Dict[str, float]:
+    """GPU ms per stage name of one call of ``run``, from torch.cuda.Event pairs."""
+    pairs: Dict[str, List[Any]] = defaultdict(list)
+
+    class Timed:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __enter__(self) -> None:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+
+        def __exit__(self, *exc: object) -> None:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            pairs[self.name].append((self.start, end))
+
+    run(Timed)
+    torch.cuda.synchronize()
+    return {name: sum(s.elapsed_time(e) for s, e in ps) for name, ps in pairs.items()}
 
 
 def stream_switch(out: str) -> int:
@@ -313,7 +402,7 @@ def torch_trace(path: str, frames: int) -> None:
     prof.export_chrome_trace(path)
 
 
-def demo_memory(out: str) -> bool:
+def demo_memory(out: str, **settings: Any) -> bool:
     """The Python demo on the GPU, its GPU memory per stage against MemoryTruth in a separate run."""
     from stageprof import demo
 
@@ -323,7 +412,7 @@ def demo_memory(out: str) -> bool:
     frames = 3
     demo.run_frame(cams, 0, args.depth_planes, 8, device)
     torch.cuda.synchronize()
-    session = stageprof.init(out_dir=f"{out}/demo", gpu="events")
+    session = stageprof.init(out_dir=f"{out}/demo", gpu="events", **settings)
     for frame in range(frames):
         with stageprof.frame():
             demo.run_frame(cams, frame, args.depth_planes, 8, device)
@@ -335,7 +424,7 @@ def demo_memory(out: str) -> bool:
             demo.run_frame(cams, frame, args.depth_planes, 8, device)
     finally:
         setattr(stageprof, "stage", stage)
-    return compare_memory("the Python demo", report.stages)
+    return compare_memory("the Python demo" + (f" {settings}" if settings else ""), report.stages)
 
 
 class ByHand:
@@ -369,14 +458,16 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         setattr(stageprof, "stage", ByHand)
         session = stageprof.init(enabled=False)
     else:
-        # MODE-nomem: without GPU memory per stage (no allocator trace).
+        # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb.
         gpu = mode.removesuffix("-nomem")
+        bound = {"max_disk_mb": 64} if mode == "bounded" else {}
         session = stageprof.init(
             out_dir="/tmp/stageprof-overhead",
             formats=["native"],
             enabled=mode != "off",
-            gpu="off" if mode == "off" else gpu,
+            gpu="off" if mode == "off" else "events" if mode == "bounded" else gpu,
             gpu_memory=not mode.endswith("-nomem"),
+            **bound,
         )
     try:
         run_frame(-1)  # the mode's own start-up (events pool, first trace window) is not timed
@@ -447,6 +538,8 @@ def overhead_interleaved(modes: List[str], frames: int, rounds: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "accuracy":
         sys.exit(accuracy(sys.argv[2]))
+    if sys.argv[1] == "bounded":
+        sys.exit(bounded(sys.argv[2]))
     if sys.argv[1] == "stream-switch":
         sys.exit(stream_switch(sys.argv[2]))
     if sys.argv[1] == "handover":

@@ -11,6 +11,11 @@ session turns each read into the allocator's levels over the frame
 stage call inside a traced frame its peak and net of allocated bytes and
 the reserved bytes. A program without frames is traced in windows of
 ``READ_EVERY_S`` seconds, under the same share.
+
+Each read, and each frame end or window while the trace is off, is followed
+by a mark (``allocator_trace_mark``): every level up to then is written. A
+bounded profile, summed up while it records, holds each call back until a
+mark passes its end.
 """
 
 from __future__ import annotations
@@ -61,9 +66,11 @@ class AllocatorTraceReader:
             if _history_enabled(memory):
                 return _off("the program records the allocator's history itself (torch.cuda.memory._record_memory_history)")
             self._running = True
+            self._session.allocator_trace_begins()
             self._switch(self._turn_on)
         except Exception as e:  # never into the program; the CPU figures go on
             self._running = False
+            self._mark(trace_off=True, done=True)
             return _off(f"torch's allocator trace could not be turned on ({e!r})")
         self._thread = threading.Thread(target=self._windows_without_frames, name="stageprof-allocator", daemon=True)
         self._thread.start()
@@ -82,6 +89,8 @@ class AllocatorTraceReader:
         with self._lock:
             if self._on_at is not None:
                 self._switch(self._read_and_off)
+            else:
+                self._mark(trace_off=True)
 
     def stop(self) -> None:
         """Reads what is left and turns the trace off."""
@@ -91,6 +100,8 @@ class AllocatorTraceReader:
         with self._lock:
             if self._on_at is not None:
                 self._switch(self._read_and_off)
+            if self._running:
+                self._mark(trace_off=True, done=True)
             self._running = False
         unexplained = self._session.gpu_memory_unexplained_bytes
         if unexplained:
@@ -112,6 +123,8 @@ class AllocatorTraceReader:
                     self._switch(self._read_and_go_on if within else self._read_and_off)
                 elif within:
                     self._switch(self._turn_on)
+                else:
+                    self._mark(trace_off=True)
 
     def _switch(self, change: Callable[[], None]) -> None:
         """Runs ``change`` with its cost counted; a failure turns GPU memory off for the run."""
@@ -128,12 +141,22 @@ class AllocatorTraceReader:
             except Exception:
                 pass
             _off(f"reading torch's allocator trace failed ({e!r})")
+            self._mark(trace_off=True, done=True)
         self._cost += time.perf_counter() - began
+
+    def _mark(self, trace_off: bool, done: bool = False, unix_ns: Optional[int] = None) -> None:
+        """Says that every level up to ``unix_ns`` (now) has been handed over."""
+        try:
+            self._session.allocator_trace_mark(time.time_ns() if unix_ns is None else unix_ns, trace_off, done)
+        except Exception:  # never into the program
+            pass
 
     def _turn_on(self) -> None:
         # The blocks as the trace starts: it records sizes asked for, the levels count blocks.
         self._session.take_allocator_layout(self._memory._snapshot())
         self._on_at = time.time_ns()
+        # Off until now: the calls that ended by then have all their levels.
+        self._mark(trace_off=True, unix_ns=self._on_at - 1)
         self._went_on = False
         self._record(enabled="all", clear_history=True)
 
@@ -153,6 +176,7 @@ class AllocatorTraceReader:
             self._record(enabled="all", clear_history=True)
         self._on_at, self._went_on = (end, True) if keep_on else (None, False)
         self._session.read_allocator_trace(snapshot, start, end, went_on)
+        self._mark(trace_off=not keep_on, unix_ns=end)
 
     def _record(self, enabled: Optional[str], clear_history: bool = False) -> None:
         history = self._memory._record_memory_history

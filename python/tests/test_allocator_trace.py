@@ -10,6 +10,7 @@ import json
 import time
 import types
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -25,12 +26,14 @@ def pause() -> None:
     time.sleep(0.003)
 
 
-def test_peak_net_and_reserved_per_stage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_disk_mb", [None, 1], ids=["whole file", "bounded: joined while recording"])
+def test_peak_net_and_reserved_per_stage(tmp_path: Path, max_disk_mb: Optional[int]) -> None:
     allocator = FakeAllocator()
     allocator.event("segment_alloc", 2 * MIB)
     allocator.event("alloc", 300 * KIB)  # before stageprof: in the levels, in no stage
+    bound = {} if max_disk_mb is None else {"max_disk_mb": max_disk_mb}
     with fake_torch_cuda(memory=allocator.module()):
-        s = stageprof.init(out_dir=tmp_path, formats=["native", "summary", "chrome"])
+        s = stageprof.init(out_dir=tmp_path, formats=["native", "summary", "chrome"], **bound)
         assert allocator.recording
         for _ in range(2):
             with stageprof.stage("infer"):

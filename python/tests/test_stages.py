@@ -336,9 +336,15 @@ def test_a_bounded_run_counts_every_call_and_keeps_some_raw_events(tmp_path: Pat
     assert sum(p.stat().st_size for p in out.glob("*.stgp")) <= kept["limit_bytes"] * 5 // 4
 
 
-def test_a_bound_asks_for_gpu_off() -> None:
-    with pytest.raises(ValueError, match='max_disk_mb.*gpu = "off"'):
-        stageprof.init(max_disk_mb=8, gpu="events")
+def test_a_bound_takes_gpu_events_not_kernels(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match='max_disk_mb.*gpu = "events"'):
+        stageprof.init(out_dir=tmp_path, max_disk_mb=8, gpu="kernels")
+    # "auto" picks what a bounded run can join while it records.
+    s = stageprof.init(out_dir=tmp_path, max_disk_mb=8)
+    try:
+        assert s._native.gpu == "events"
+    finally:
+        s.finish()
 
 
 def stage_of_summary(summary: Dict[str, Any], path: str) -> Dict[str, Any]:

@@ -15,8 +15,9 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// Version 2 added the PROCESS_MEM record, version 3 its heap level,
 /// version 4 the GPU records, version 5 GPU activities' launch time and
 /// shape, version 6 tasks, version 7 GPU allocator levels and queues,
-/// version 8 the age of received queue items; older files read as before.
-pub const FORMAT_VERSION: u32 = 8;
+/// version 8 the age of received queue items, version 9 untimed GPU
+/// instances and the allocator trace's marks; older files read as before.
+pub const FORMAT_VERSION: u32 = 9;
 
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;
@@ -414,7 +415,8 @@ mod tests {
         assert!(matches!(NativeReader::new(&b"{\"traceEvents\": []}"[..]), Err(NativeError::NotNative)));
         assert!(matches!(NativeReader::new(&b"STG"[..]), Err(NativeError::NotNative)));
         let mut newer = sample_file();
-        newer[8] = 9;
-        assert!(matches!(NativeReader::new(&newer[..]), Err(NativeError::UnsupportedVersion(9))));
+        newer[8] = FORMAT_VERSION as u8 + 1;
+        let refused = NativeReader::new(&newer[..]);
+        assert!(matches!(refused, Err(NativeError::UnsupportedVersion(v)) if v == FORMAT_VERSION + 1));
     }
 }

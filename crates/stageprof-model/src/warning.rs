@@ -155,12 +155,19 @@ pub enum Warning {
         /// How many queues.
         count: u64,
     },
-    /// GPU results (CUDA event times, GPU activities, allocator levels) that
-    /// no join took: the in-memory summary a recorder falls back on when its
-    /// native file cannot be written has no GPU figures.
+    /// GPU results that no join took: GPU activities (kernels) recorded
+    /// while the run was summed up in memory (the fallback when the native
+    /// file cannot be written joins event times and allocator levels only),
+    /// or records of a file whose meta does not say it has GPU records.
     GpuNotJoined {
         /// How many records.
         count: u64,
+    },
+    /// Calls summed up while recording before their GPU results came: the
+    /// GPU fell so far behind that more calls waited than the recorder holds.
+    GpuResultsLate {
+        /// How many calls.
+        calls: u64,
     },
     /// The profile is one part of a run whose raw events were bounded on
     /// disk (`max_disk_mb`): its figures cover that part only.
@@ -201,6 +208,7 @@ impl Warning {
             | Warning::QueueItemsLeft { count, .. }
             | Warning::QueueNameReused { count, .. }
             | Warning::GpuNotJoined { count } => *count,
+            Warning::GpuResultsLate { calls } => *calls,
         }
     }
 
@@ -219,7 +227,7 @@ impl Warning {
             Warning::RepeatedCorrelationIds { .. } => Some("write one profiling session to each trace file"),
             Warning::QueueNameReused { .. } => Some("give each queue a name of its own"),
             Warning::GpuNotJoined { .. } => {
-                Some("give the profiler an output directory it can write: GPU results are joined from the native file")
+                Some("give the profiler an output directory it can write: kernels are joined to their stages from the native file")
             }
             Warning::StreamChanged { .. } => {
                 Some("switch streams outside the stage, or open a stage inside the `with torch.cuda.stream(...)` block")
@@ -309,6 +317,10 @@ impl fmt::Display for Warning {
             Warning::GpuNotJoined { count } => write!(
                 f,
                 "{count} GPU results (event times, kernels, copies, allocator levels) were not joined to their stages: the figures have no GPU time or GPU memory"
+            ),
+            Warning::GpuResultsLate { calls } => write!(
+                f,
+                "{calls} calls were summed up before their GPU results came (the GPU fell more than a million calls behind): they have no GPU time or GPU memory"
             ),
             Warning::BoundedPart { part } => write!(
                 f,

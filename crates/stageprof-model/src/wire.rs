@@ -24,9 +24,12 @@ pub mod kind {
     pub const PROCESS_MEM: u64 = 5;
     /// `[header, instance]`: the stage or frame that BEGIN just opened on this
     /// thread is GPU instance `instance`; GPU records name it (version 4).
+    /// Flag [`super::flag::UNTIMED`]: its begin event could not be recorded,
+    /// so no GPU_TIME will name it (version 9).
     pub const GPU_LINK: u64 = 6;
     /// `[header(device), instance, elapsed_ns]`: GPU time between the CUDA
-    /// events recorded at the instance's begin and end (version 4).
+    /// events recorded at the instance's begin and end (version 4). Flag
+    /// [`super::flag::UNTIMED`]: the events could not be timed (version 9).
     pub const GPU_TIME: u64 = 7;
     /// `[header(name), instance, start_ticks, end_ticks, device << 32 | stream, bytes,
     /// (launch_ticks), (grid, block)]`: a kernel, copy or memset the instance
@@ -55,6 +58,11 @@ pub mod kind {
     /// age in the pipeline (version 8). Durations are in ticks, converted when
     /// read, so that the hot path does no division (version 7).
     pub const QUEUE: u64 = 11;
+    /// `[header, ticks]`: every GPU_MEMORY level of the allocator's trace up
+    /// to `ticks` is written, so calls that ended by then can be given their
+    /// GPU memory; flag [`super::flag::TRACE_OFF`]: the trace was off at
+    /// `ticks`, [`super::flag::TRACE_DONE`]: no level will follow (version 9).
+    pub const GPU_MEMORY_MARK: u64 = 12;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -93,6 +101,12 @@ pub mod flag {
     /// covered the time since its start, or since the last read where it
     /// went on through that one (no start between).
     pub const TRACE_END: u64 = 1 << 5;
+    /// GPU_LINK, GPU_TIME: no GPU time will be (or was) measured for the instance.
+    pub const UNTIMED: u64 = 1 << 5;
+    /// GPU_MEMORY_MARK: the allocator's trace was off at the mark.
+    pub const TRACE_OFF: u64 = 1 << 4;
+    /// GPU_MEMORY_MARK: the allocator's trace is over for good.
+    pub const TRACE_DONE: u64 = 1 << 5;
 }
 
 /// Flags of a GPU_ACTIVITY record for `work`.
@@ -132,6 +146,8 @@ pub const PROCESS_WORDS: usize = 4;
 pub const GPU_LINK_WORDS: usize = 2;
 /// Words of a GPU_TIME record.
 pub const GPU_TIME_WORDS: usize = 3;
+/// Words of a GPU_MEMORY_MARK record.
+pub const GPU_MEMORY_MARK_WORDS: usize = 2;
 /// Words of a GPU_ACTIVITY record without its optional words.
 pub const GPU_ACTIVITY_WORDS: usize = 6;
 /// Most words of a GPU_ACTIVITY record.
@@ -208,6 +224,8 @@ pub enum Record {
     GpuLink {
         /// The call's instance number, as the GPU ledger names it.
         instance: u64,
+        /// Whether a [`Record::GpuTime`] will name it.
+        timed: bool,
     },
     /// GPU time between CUDA events around a call.
     GpuTime {
@@ -215,8 +233,8 @@ pub enum Record {
         device: u32,
         /// The call's instance number.
         instance: u64,
-        /// Time between the events.
-        elapsed_ns: u64,
+        /// Time between the events; `None` where they could not be timed.
+        elapsed_ns: Option<u64>,
         /// Whether the call ended on another stream than it began on.
         stream_changed: bool,
     },
@@ -245,6 +263,15 @@ pub enum Record {
         reserved_bytes: u64,
         /// [`flag::TRACE_START`], [`flag::TRACE_END`] or neither.
         edge: u64,
+    },
+    /// The allocator's trace is written up to a moment.
+    GpuMemoryMark {
+        /// Clock ticks up to which every level is written.
+        ticks: u64,
+        /// Whether the trace was off then.
+        trace_off: bool,
+        /// Whether the trace is over for good.
+        done: bool,
     },
 }
 
@@ -297,6 +324,13 @@ pub const fn gpu_memory_words(
     reserved_bytes: u64,
 ) -> [u64; GPU_MEMORY_WORDS] {
     [header(kind::GPU_MEMORY, edge, device), ticks, allocated_bytes as u64, reserved_bytes]
+}
+
+/// The words of a [`Record::GpuMemoryMark`].
+pub const fn gpu_memory_mark_words(ticks: u64, trace_off: bool, done: bool) -> [u64; GPU_MEMORY_MARK_WORDS] {
+    let off = if trace_off { flag::TRACE_OFF } else { 0 };
+    let done = if done { flag::TRACE_DONE } else { 0 };
+    [header(kind::GPU_MEMORY_MARK, off | done, 0), ticks]
 }
 
 /// A task (an async span: one call from its creation to its close, polled
@@ -479,6 +513,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_TIME => GPU_TIME_WORDS,
             kind::GPU_ACTIVITY => gpu_activity_words(flags),
             kind::GPU_MEMORY => GPU_MEMORY_WORDS,
+            kind::GPU_MEMORY_MARK => GPU_MEMORY_MARK_WORDS,
             kind::QUEUE => queue_len(flags),
             kind::TASK => match words.get(at + 6) {
                 Some(&depth) if depth as usize <= MAX_TASK_DEPTH => TASK_WORDS + (depth as usize).div_ceil(2),
@@ -525,11 +560,11 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 net_bytes: rec[2] as i64,
                 end_bytes: rec.get(3).map(|&b| b as i64),
             },
-            kind::GPU_LINK => Record::GpuLink { instance: rec[1] },
+            kind::GPU_LINK => Record::GpuLink { instance: rec[1], timed: flags & flag::UNTIMED == 0 },
             kind::GPU_TIME => Record::GpuTime {
                 device: id,
                 instance: rec[1],
-                elapsed_ns: rec[2],
+                elapsed_ns: Some(rec[2]).filter(|_| flags & flag::UNTIMED == 0),
                 stream_changed: flags & flag::STREAM_CHANGED != 0,
             },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
@@ -556,6 +591,11 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 allocated_bytes: rec[2] as i64,
                 reserved_bytes: rec[3],
                 edge: flags & (flag::TRACE_START | flag::TRACE_END),
+            },
+            kind::GPU_MEMORY_MARK => Record::GpuMemoryMark {
+                ticks: rec[1],
+                trace_off: flags & flag::TRACE_OFF != 0,
+                done: flags & flag::TRACE_DONE != 0,
             },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
@@ -638,6 +678,11 @@ mod tests {
             header(kind::GPU_TIME, 0, 1),
             42,
             1500,
+            header(kind::GPU_LINK, flag::UNTIMED, 0),
+            43,
+            header(kind::GPU_TIME, flag::UNTIMED, 1),
+            44,
+            0,
             header(kind::GPU_ACTIVITY, gpu_work_flags(GpuWork::Copy(CopyKind::DeviceToHost)), 3),
             42,
             200,
@@ -648,7 +693,9 @@ mod tests {
         let (kernel_words, kernel_len) = KERNEL.encode();
         assert_eq!(kernel_len, MAX_GPU_ACTIVITY_WORDS);
         let level = gpu_memory_words(1, flag::TRACE_END, 125, -512, 2 << 20);
-        let words = [&words[..], &kernel_words[..kernel_len], &level[..], &[header(kind::END, 0, 9), 130]].concat();
+        let marks = [gpu_memory_mark_words(126, true, false), gpu_memory_mark_words(127, false, true)].concat();
+        let words =
+            [&words[..], &kernel_words[..kernel_len], &level[..], &marks, &[header(kind::END, 0, 9), 130]].concat();
         let mut out = Vec::new();
         decode(&words, |r| out.push(r)).unwrap();
         assert_eq!(
@@ -677,8 +724,10 @@ mod tests {
                     net_bytes: 0,
                     end_bytes: Some(1 << 20)
                 },
-                Record::GpuLink { instance: 42 },
-                Record::GpuTime { device: 1, instance: 42, elapsed_ns: 1500, stream_changed: false },
+                Record::GpuLink { instance: 42, timed: true },
+                Record::GpuTime { device: 1, instance: 42, elapsed_ns: Some(1500), stream_changed: false },
+                Record::GpuLink { instance: 43, timed: false },
+                Record::GpuTime { device: 1, instance: 44, elapsed_ns: None, stream_changed: false },
                 Record::GpuActivity(GpuActivityRecord {
                     name: 3,
                     work: GpuWork::Copy(CopyKind::DeviceToHost),
@@ -699,6 +748,8 @@ mod tests {
                     reserved_bytes: 2 << 20,
                     edge: flag::TRACE_END
                 },
+                Record::GpuMemoryMark { ticks: 126, trace_off: true, done: false },
+                Record::GpuMemoryMark { ticks: 127, trace_off: false, done: true },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

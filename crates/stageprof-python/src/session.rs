@@ -125,6 +125,19 @@ impl Session {
         trace.read(snapshot, window)
     }
 
+    /// The allocator's trace is about to be turned on for the first time:
+    /// a bounded profile, summed up while recording, waits from now on for
+    /// `allocator_trace_mark` to say each call's levels are in.
+    fn allocator_trace_begins(&self) {
+        stageprof::foreign::gpu_memory_producer_starts();
+    }
+
+    /// Every level of the allocator's trace up to `unix_ns` has been read;
+    /// `trace_off`: the trace was off then; `done`: it will not be read again.
+    fn allocator_trace_mark(&self, unix_ns: u64, trace_off: bool, done: bool) {
+        stageprof::foreign::gpu_memory_mark(unix_ns, trace_off, done);
+    }
+
     /// Takes the allocator's blocks from a snapshot taken just before its
     /// trace is turned on (the trace gives requested sizes; torch's counters
     /// count blocks, which are replayed from these).

@@ -22,6 +22,11 @@ pub(crate) fn config(settings: &Bound<'_, PyDict>) -> PyResult<Config> {
         let name = ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key.as_str(), |(_, k)| k);
         overrides.insert(name.to_owned(), toml_value(&key, &value)?);
     }
+    let bounded = overrides.contains_key("max_disk_mb") || base.max_disk_mb.is_some();
+    if bounded && !overrides.contains_key("gpu") && base.gpu == stageprof::GpuTrace::Kernels {
+        // "auto" in a bounded run: kernels are joined over the whole file, events while recording.
+        overrides.insert("gpu".to_owned(), toml::Value::String("events".to_owned()));
+    }
     let mut config = base.with_overrides(overrides, "init()").map_err(|e| {
         let message = match &e.key {
             Some(key) if e.reason == "no such setting" => format!("init() got an unknown setting {key:?}"),

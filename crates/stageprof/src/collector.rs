@@ -206,6 +206,9 @@ impl Collector {
                 self.consume(&b, false);
             }
         }
+        if let Some(live) = self.live.as_mut() {
+            live.release(&self.catalog, self.shared.gpu_memory_since.load(Acquire));
+        }
         if let Some(sinks) = self.sinks.as_mut() {
             sinks.tick(&self.catalog);
         }

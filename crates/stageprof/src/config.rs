@@ -338,11 +338,11 @@ impl Config {
                     "this build cannot sum up a run as it records: enable stageprof's `report` feature",
                 );
             }
-            if cfg!(feature = "cuda") && self.gpu != GpuTrace::Off {
+            if cfg!(feature = "cuda") && self.gpu == GpuTrace::Kernels {
                 return bad(
                     "max_disk_mb",
                     mb.to_string(),
-                    "a bounded profile cannot hold GPU records yet (their join to the stages needs the whole file): set gpu = \"off\" with it",
+                    "a bounded profile sums its GPU figures up while recording, and kernels are joined to their stages over the whole file: set gpu = \"events\" (or \"off\") with it",
                 );
             }
         }

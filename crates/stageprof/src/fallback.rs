@@ -14,6 +14,7 @@ mod with_report {
     use std::path::Path;
 
     use stageprof_analysis::Aggregator;
+    use stageprof_model::ingest::gpu_join::GpuJoin;
     use stageprof_model::ingest::RecordDecoder;
     use stageprof_model::native::{Chunk, NativeReader};
     use stageprof_model::wire::{TickScale, WireError};
@@ -38,7 +39,9 @@ mod with_report {
 
         /// Starts with nothing read yet (a bounded profile sums up every record as it comes).
         pub(crate) fn fresh(scale: TickScale) -> Option<Fallback> {
-            Some(Fallback { decoder: RecordDecoder::new(scale), aggregator: Aggregator::default() })
+            let mut decoder = RecordDecoder::new(scale);
+            decoder.nester.join_gpu(GpuJoin::live());
+            Some(Fallback { decoder, aggregator: Aggregator::default() })
         }
 
         /// Starts, replaying what reached `native` before the write failed.
@@ -60,8 +63,15 @@ mod with_report {
             self.decoder.feed(catalog, thread, words, &mut self.aggregator)
         }
 
-        /// The summary's makings; GPU results, which only the native file's
-        /// reader joins, are said to be missing.
+        /// Sums up the calls whose GPU results are in (call after every
+        /// thread's records were read: see `GpuJoin::advance` for `gpu_memory_since_ticks`).
+        pub(crate) fn release(&mut self, catalog: &Catalog, gpu_memory_since_ticks: u64) {
+            let since = (gpu_memory_since_ticks > 0).then(|| self.decoder.scale.ns(gpu_memory_since_ticks));
+            self.decoder.nester.release(catalog, since, &mut self.aggregator);
+        }
+
+        /// The summary's makings; GPU records no join took (kernels: the
+        /// live join leaves them to the native file's reader) are said to be missing.
         pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, mut run: RunInfo) -> Box<InMemory> {
             self.decoder.nester.finish(&catalog, Some(end_ns), &mut self.aggregator);
             run.warnings.extend(self.decoder.unjoined_gpu());
@@ -96,6 +106,10 @@ mod without_report {
         }
 
         pub(crate) fn feed(&mut self, _: &mut Catalog, _: u32, _: &[u64]) -> Result<(), WireError> {
+            match *self {}
+        }
+
+        pub(crate) fn release(&mut self, _: &Catalog, _: u64) {
             match *self {}
         }
 

@@ -8,10 +8,10 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 
-use stageprof_model::wire::{flag, gpu_memory_words, kind, TaskRecord, MAX_TASK_DEPTH};
+use stageprof_model::wire::{flag, gpu_memory_mark_words, gpu_memory_words, kind, TaskRecord, MAX_TASK_DEPTH};
 
 use crate::names;
-use crate::recorder::{end_span, with_writer, OpenSpan, Target, GLOBAL_RECORDING};
+use crate::recorder::{end_span, with_writer, OpenSpan, Shared, Target, GLOBAL_RECORDING};
 
 /// A stage begun on this thread, to be ended on it by [`end`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,14 +170,43 @@ pub fn gpu_memory(device: u32, levels: &[GpuMemoryLevel]) {
     if !GLOBAL_RECORDING.load(Relaxed) || levels.is_empty() {
         return;
     }
-    let (now_ticks, now_unix) = (crate::clock::ticks(), crate::clock::unix_ns());
-    let per_ns = crate::clock::clock().ticks_per_second as f64 / 1e9;
+    let to_ticks = unix_to_ticks();
     for l in levels {
-        let back = now_unix as f64 - l.unix_ns as f64;
-        let ticks = (now_ticks as f64 - back * per_ns).max(0.0) as u64;
-        let words = gpu_memory_words(device, l.edge.flag(), ticks, l.allocated_bytes, l.reserved_bytes);
+        let words = gpu_memory_words(device, l.edge.flag(), to_ticks(l.unix_ns), l.allocated_bytes, l.reserved_bytes);
         with_writer(Target::Global, |w| w.record(&words));
     }
+}
+
+/// Recent wall-clock times (ns since the Unix epoch) to clock ticks.
+fn unix_to_ticks() -> impl Fn(u64) -> u64 {
+    let (now_ticks, now_unix) = (crate::clock::ticks(), crate::clock::unix_ns());
+    let per_ns = crate::clock::clock().ticks_per_second as f64 / 1e9;
+    move |unix_ns| {
+        let back = now_unix as f64 - unix_ns as f64;
+        (now_ticks as f64 - back * per_ns).max(0.0) as u64
+    }
+}
+
+/// A producer of GPU allocator levels ([`gpu_memory`]) starts in the global
+/// session. From now on a profile summed up while recording (bounded, see
+/// `max_disk_mb`) holds each call back until [`gpu_memory_mark`] says the
+/// levels up to its end are written, so call this before its first level,
+/// and end with a mark that says `done`.
+pub fn gpu_memory_producer_starts() {
+    if let Some(shared) = Shared::global() {
+        shared.gpu_memory_since.store(crate::clock::ticks().max(1), std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Every GPU allocator level up to `unix_ns` (ns since the Unix epoch) has
+/// been given to [`gpu_memory`]; `trace_off`: the allocator's trace was off
+/// then; `done`: no level will follow.
+pub fn gpu_memory_mark(unix_ns: u64, trace_off: bool, done: bool) {
+    if !GLOBAL_RECORDING.load(Relaxed) {
+        return;
+    }
+    let words = gpu_memory_mark_words(unix_to_ticks()(unix_ns), trace_off, done);
+    with_writer(Target::Global, |w| w.record(&words));
 }
 
 /// A GPU allocator's levels at one moment (see [`gpu_memory`]).

@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     /// The GPU side, when CUDA profiling runs.
     #[cfg(feature = "cuda")]
     pub gpu: OnceLock<Arc<crate::cuda::stage_gpu::GpuState>>,
+    /// Since when (ticks; 0: never) a front door has written GPU allocator
+    /// levels, which a profile summed up while recording waits for.
+    pub gpu_memory_since: AtomicU64,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -150,6 +153,7 @@ impl Shared {
             end_reason: Mutex::new("finish".into()),
             #[cfg(feature = "cuda")]
             gpu: OnceLock::new(),
+            gpu_memory_since: AtomicU64::new(0),
             config,
         })
     }
@@ -401,8 +405,9 @@ impl ThreadWriter {
         }
         self.write([header(record_kind, flags, name), ticks()]);
         #[cfg(feature = "cuda")]
-        if let Some(instance) = self.pending.last().and_then(|p| p.gpu.as_ref()).map(|g| g.instance) {
-            self.write([header(kind::GPU_LINK, 0, 0), instance]);
+        if let Some(gpu) = self.pending.last().and_then(|p| p.gpu.as_ref()) {
+            let untimed = if gpu.timed() { 0 } else { flag::UNTIMED };
+            self.write([header(kind::GPU_LINK, untimed, 0), gpu.instance]);
         }
         Some(OpenSpan::new(self.id, self.global, name))
     }

@@ -145,8 +145,10 @@ fn a_bound_says_what_it_cannot_do() {
     let zero = Config { max_disk_mb: Some(0), ..config(dir.path(), None) };
     assert!(zero.validate("test").unwrap_err().to_string().contains("max_disk_mb"));
     if cfg!(feature = "cuda") {
-        let with_gpu = Config { gpu: GpuTrace::Events, ..config(dir.path(), Some(8)) };
-        let e = with_gpu.validate("test").unwrap_err().to_string();
-        assert!(e.contains("gpu = \"off\""), "{e}");
+        let kernels = Config { gpu: GpuTrace::Kernels, ..config(dir.path(), Some(8)) };
+        let e = kernels.validate("test").unwrap_err().to_string();
+        assert!(e.contains("gpu = \"events\""), "{e}");
+        let events = Config { gpu: GpuTrace::Events, ..config(dir.path(), Some(8)) };
+        assert!(events.validate("test").is_ok());
     }
 }

@@ -33,9 +33,13 @@ impl RecordDecoder {
         }
     }
 
-    /// The GPU records no join took, as a warning (none if every one was taken).
-    pub fn unjoined_gpu(&self) -> Option<Warning> {
-        (self.unjoined_gpu > 0).then_some(Warning::GpuNotJoined { count: self.unjoined_gpu })
+    /// What the GPU join missed, as warnings: records no join took, and
+    /// spans a live join let go before their results were in.
+    pub fn unjoined_gpu(&self) -> impl Iterator<Item = Warning> {
+        let count = self.unjoined_gpu + self.nester.gpu_left_out();
+        let not_joined = (count > 0).then_some(Warning::GpuNotJoined { count });
+        let early = self.nester.released_early();
+        not_joined.into_iter().chain((early > 0).then_some(Warning::GpuResultsLate { calls: early }))
     }
 
     /// Decodes `words` written by `thread`. On malformed input, everything
@@ -51,7 +55,6 @@ impl RecordDecoder {
         let nester = &mut self.nester;
         let process = &mut self.process;
         let gpu_mem = &mut self.gpu_mem;
-        let joined = nester.joins_gpu();
         let unjoined_gpu = &mut self.unjoined_gpu;
         wire::decode(words, |record| match record {
             Record::Begin { name, ticks, frame, sampled } => {
@@ -72,11 +75,14 @@ impl RecordDecoder {
                 let figures = if pool == MemoryPool::Gpu { &mut *gpu_mem } else { &mut *process };
                 figures.insert(thread, MemDelta { peak_bytes, net_bytes, end_bytes });
             }
-            Record::GpuLink { instance } => nester.link_gpu(thread, instance),
+            Record::GpuLink { instance, timed } => nester.link_gpu(thread, instance, timed),
             Record::Task(task) => nester.task(catalog, thread, &task, scale, sink),
-            // Joined to calls through the ledger read before (see gpu_join).
-            Record::GpuTime { .. } | Record::GpuActivity { .. } | Record::GpuMemory { .. } => {
-                *unjoined_gpu += u64::from(!joined);
+            // Joined to calls by the nester's GPU join (see gpu_join).
+            Record::GpuTime { .. }
+            | Record::GpuActivity { .. }
+            | Record::GpuMemory { .. }
+            | Record::GpuMemoryMark { .. } => {
+                *unjoined_gpu += u64::from(!nester.take_gpu(&record, thread, scale));
             }
             Record::Queue { name, ticks, op } => {
                 let op = op.map_durations(|t| scale.duration_ns(t));

@@ -10,6 +10,14 @@
 //! Work launched from a thread with no stage open carries no instance, only
 //! its launch time: like the trace readers, the join gives it to the
 //! innermost call open at that time on the thread that owns the frames.
+//!
+//! A recorder that sums a run up while recording (a bounded profile, or the
+//! in-memory fallback) cannot read ahead: its join ([`GpuJoin::live`]) takes
+//! GPU records as they come, and the nester holds each closed call back
+//! until its results are in ([`GpuJoin::ready`]): its CUDA event time
+//! (every instance linked as timed gets exactly one GPU_TIME), and the
+//! allocator's levels up to its end (the allocator trace's marks say how far
+//! they are written). GPU activities (kernels) are not joined live.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -28,6 +36,8 @@ pub struct GpuLedger {
     /// Activities launched outside every stage, with a known launch time: `(launch_ns, activity)`.
     orphans: BTreeSet<(i64, u32)>,
     event_ns: HashMap<u64, u64>,
+    /// Instances whose events could not be timed.
+    untimed: HashSet<u64>,
     /// Instances that ended on another stream than they began on.
     stream_changed: HashSet<u64>,
     frames_by_thread: HashMap<u32, u64>,
@@ -44,7 +54,14 @@ impl GpuLedger {
         match *record {
             Record::Begin { frame: true, .. } => *self.frames_by_thread.entry(thread).or_default() += 1,
             Record::GpuTime { instance, elapsed_ns, stream_changed, .. } => {
-                self.event_ns.insert(instance, elapsed_ns);
+                match elapsed_ns {
+                    Some(ns) => {
+                        self.event_ns.insert(instance, ns);
+                    }
+                    None => {
+                        self.untimed.insert(instance);
+                    }
+                }
                 if stream_changed {
                     self.stream_changed.insert(instance);
                 }
@@ -120,6 +137,40 @@ pub struct GpuJoin {
     /// Whether GPU work was traced (not only timed by events): then a call
     /// under GPU profiling that launched nothing is known to have launched nothing.
     work_traced: bool,
+    /// For a join made while recording: how far the allocator's trace is known.
+    live: Option<LiveMemory>,
+}
+
+/// How far the allocator's trace is written, by its marks.
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    /// Every level up to here (ns) is written.
+    through_ns: i64,
+    /// The latest mark where the trace was off: no call spanning it is covered.
+    gap_ns: Option<i64>,
+    /// The trace is over: no level follows.
+    done: bool,
+}
+
+/// What a join made while recording knows of the allocator's trace.
+#[derive(Default)]
+struct LiveMemory {
+    /// Since when (ns) the recorder has had a producer of allocator levels.
+    producer_since_ns: Option<u64>,
+    /// The marks decoded so far; at the last advance; and in force (as at
+    /// the advance before). A mark is put in force one advance late, so that
+    /// levels another thread wrote before it are decoded by then.
+    seen: Mark,
+    at_last_advance: Mark,
+    in_force: Mark,
+    /// Levels decoded but past the mark in force, not yet in the series.
+    incoming: Vec<MemorySample>,
+    /// How many levels of the series the sink has been given.
+    emitted: usize,
+    /// Levels that came earlier than levels already in the series (left out).
+    out_of_order: u64,
+    /// The gap up to which levels were last forgotten.
+    forgotten_to: Option<i64>,
 }
 
 /// What a closing call gets of the GPU records.
@@ -144,6 +195,8 @@ pub struct ClosedGpu {
 pub struct CallGpu {
     /// The call's instance number in the GPU ledger.
     pub instance: Option<u64>,
+    /// Whether a GPU time will name the instance.
+    pub timed: bool,
     /// Indexes of the calls nested in it.
     pub nested: Vec<u32>,
 }
@@ -175,6 +228,7 @@ impl GpuJoin {
         merge_runs(&mut traced);
         let work_traced = !ledger.activities.is_empty();
         GpuJoin {
+            live: None,
             ledger,
             idle,
             frame_thread,
@@ -185,6 +239,117 @@ impl GpuJoin {
             stream_changed: None,
             work_traced,
         }
+    }
+
+    /// A join that takes GPU records as they are recorded (see the module's docs).
+    pub fn live() -> GpuJoin {
+        GpuJoin { live: Some(LiveMemory::default()), ..GpuJoin::new(GpuLedger::default()) }
+    }
+
+    /// Whether closed calls wait for their GPU results ([`GpuJoin::ready`]).
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Takes a GPU record of a live join; `false` for one it does not join (GPU activities).
+    pub fn take(&mut self, record: &Record, thread: u32, scale: TickScale) -> bool {
+        match *record {
+            Record::GpuActivity(_) => return false,
+            Record::GpuMemoryMark { ticks, trace_off, done } => {
+                if let Some(live) = &mut self.live {
+                    let at = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                    let seen = &mut live.seen;
+                    seen.through_ns = seen.through_ns.max(at);
+                    seen.done |= done;
+                    if trace_off {
+                        seen.gap_ns = Some(seen.gap_ns.map_or(at, |g| g.max(at)));
+                    }
+                }
+            }
+            _ => self.ledger.add(record, thread, scale),
+        }
+        true
+    }
+
+    /// Brings a live join's memory up to the marks decoded by the advance
+    /// before this one, handing the levels up to them to `sink`.
+    /// `producer_since_ns`: since when the recorder has had a producer of
+    /// allocator levels (calls that end after it wait for its marks).
+    pub fn advance(&mut self, producer_since_ns: Option<u64>, sink: &mut dyn ProfileSink) {
+        let Some(live) = &mut self.live else { return };
+        live.producer_since_ns = producer_since_ns;
+        live.in_force = live.at_last_advance;
+        live.at_last_advance = live.seen;
+        let through = if live.in_force.done { i64::MAX } else { live.in_force.through_ns };
+        live.incoming.append(&mut self.ledger.memory);
+        live.incoming.sort_by_key(|m| m.ts);
+        let settled = live.incoming.partition_point(|m| m.ts <= through);
+        for m in live.incoming.drain(..settled) {
+            if self.memory.last_ts().is_some_and(|last| m.ts < last) {
+                live.out_of_order += 1;
+            } else {
+                self.memory.push(m);
+            }
+        }
+        // The latest window stays in the ledger too: a read that goes on through it extends it.
+        if let Some(&latest) = self.ledger.traced.last() {
+            self.traced.extend(self.ledger.traced.drain(..).map(|(s, e)| BusyRun::window(s, e)));
+            self.ledger.traced.push(latest);
+            merge_runs(&mut self.traced);
+        }
+        for (ts, bytes) in self.memory.levels().skip(live.emitted).take_while(|&(ts, _)| ts <= through) {
+            let at = ts.max(0) as u64;
+            sink.memory_level(&MemoryLevel { pool: MemoryPool::Gpu, start_ns: at, end_ns: at, bytes });
+            live.emitted += 1;
+        }
+    }
+
+    /// Whether a closed call's GPU results are all in (always, for a join
+    /// that read the whole file first). `unfinished`: the call never ended,
+    /// so no event time will come for it.
+    pub fn ready(&self, call: &CallGpu, extent: &CallExtent, unfinished: bool) -> bool {
+        let Some(live) = &self.live else { return true };
+        let timed = match call.instance {
+            Some(i) if call.timed && !unfinished => {
+                self.ledger.event_ns.contains_key(&i) || self.ledger.untimed.contains(&i)
+            }
+            _ => true,
+        };
+        let end = extent.end_ns.min(i64::MAX as u64) as i64;
+        let memory = match live.producer_since_ns {
+            Some(since) if extent.end_ns >= since => live.in_force.done || live.in_force.through_ns >= end,
+            _ => true,
+        };
+        timed && memory
+    }
+
+    /// Puts every record taken in force, as at the end of a run: nothing more will come.
+    pub fn settle_all(&mut self, sink: &mut dyn ProfileSink) {
+        let Some(live) = &mut self.live else { return };
+        live.seen.done = true;
+        let since = live.producer_since_ns;
+        self.advance(since, sink);
+        self.advance(since, sink);
+    }
+
+    /// Forgets the allocator's levels that no call can need: those before
+    /// the latest gap in its trace in force, but not before the earliest
+    /// start of the calls still held (`held_from`, asked only when there is
+    /// a new gap).
+    pub fn forget_settled(&mut self, held_from: impl FnOnce() -> Option<u64>) {
+        let Some(live) = &mut self.live else { return };
+        let Some(gap) = live.in_force.gap_ns.filter(|&g| live.forgotten_to.is_none_or(|f| f < g)) else { return };
+        live.forgotten_to = Some(gap);
+        let before = held_from().map_or(gap, |h| gap.min(h.min(i64::MAX as u64) as i64));
+        let forgotten = self.memory.forget_before(before);
+        live.emitted -= forgotten.min(live.emitted);
+        let ended = self.traced.partition_point(|w| w.end < before);
+        self.traced.drain(..ended);
+    }
+
+    /// Levels a live join left out because they came out of time order.
+    pub fn levels_out_of_order(&self) -> u64 {
+        self.live.as_ref().map_or(0, |l| l.out_of_order)
     }
 
     /// Whether the allocator's trace was on for all of `start..=end`.
@@ -218,6 +383,9 @@ impl GpuJoin {
             self.claim_orphans(extent, &mut own);
         }
         let event_ns = call.instance.and_then(|i| self.ledger.event_ns.remove(&i));
+        if let Some(i) = call.instance {
+            self.ledger.untimed.remove(&i);
+        }
         if call.instance.is_some_and(|i| self.ledger.stream_changed.remove(&i)) {
             let (count, _) = self.stream_changed.get_or_insert((0, path));
             *count += 1;
@@ -292,5 +460,49 @@ impl GpuJoin {
             bytes: a.bytes,
             shape: a.shape,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode, gpu_memory_mark_words, gpu_memory_words};
+    use crate::{Catalog, CounterSample, Span};
+
+    struct Levels(Vec<i64>);
+
+    impl ProfileSink for Levels {
+        fn span(&mut self, _: &Span, _: &Catalog) {}
+        fn counter(&mut self, _: &CounterSample, _: &Catalog) {}
+        fn memory_level(&mut self, level: &MemoryLevel) {
+            self.0.push(level.bytes);
+        }
+    }
+
+    /// A run left on: the allocator's trace read every frame for 10,000
+    /// frames keeps only the levels since the last gap, and hands each level
+    /// to the sink once.
+    #[test]
+    fn a_live_join_forgets_the_levels_no_call_can_need() {
+        let scale = TickScale { ticks_per_second: 1_000_000_000, start_ticks: 0 };
+        let mut join = GpuJoin::live();
+        let mut sink = Levels(Vec::new());
+        for f in 0..10_000u64 {
+            let t = f * 1000;
+            let mut words = Vec::new();
+            words.extend(gpu_memory_words(0, flag::TRACE_START, t + 10, 0, 0));
+            for i in 1..=20 {
+                words.extend(gpu_memory_words(0, 0, t + 10 + 40 * i, i as i64, 0));
+            }
+            words.extend(gpu_memory_words(0, flag::TRACE_END, t + 900, 0, 0));
+            words.extend(gpu_memory_mark_words(t + 900, true, false));
+            decode(&words, |r| assert!(join.take(&r, 1, scale))).unwrap();
+            join.advance(Some(0), &mut sink);
+            join.forget_settled(|| None);
+            assert!(join.memory.len() <= 2 * 22, "frame {f}: {} levels held", join.memory.len());
+            assert!(join.traced.len() <= 2, "frame {f}: {} windows held", join.traced.len());
+        }
+        join.settle_all(&mut sink);
+        assert_eq!(sink.0.len(), 10_000 * 22);
     }
 }

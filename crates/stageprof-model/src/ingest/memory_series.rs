@@ -31,6 +31,9 @@ pub struct MemorySeries {
     alloc_bytes: Vec<u64>,
     allocs: Vec<u64>,
     before_first: i64,
+    /// Each device's latest levels, for the next sample.
+    device_totals: PerDevice,
+    device_reserved: PerDevice,
 }
 
 /// Each device's latest value, added up.
@@ -62,31 +65,55 @@ impl MemorySeries {
     pub fn build(samples: impl IntoIterator<Item = MemorySample>) -> MemorySeries {
         let mut picked: Vec<MemorySample> = samples.into_iter().collect();
         picked.sort_by_key(|s| s.ts);
-        let with_reserved = picked.iter().any(|m| m.reserved.is_some());
         let mut s = MemorySeries::default();
-        let (mut totals, mut reserved) = (PerDevice::default(), PerDevice::default());
-        let (mut bytes, mut count) = (0u64, 0u64);
-        for m in picked {
-            if totals.set(m.device, m.total) {
-                // Before its first event this device held its total less that event's bytes.
-                s.before_first = s.before_first.saturating_add(m.total.saturating_sub(m.bytes));
-            }
-            if let Some(r) = m.reserved {
-                reserved.set(m.device, r);
-            }
-            if m.bytes > 0 {
-                bytes = bytes.saturating_add(m.bytes as u64);
-                count += 1;
-            }
-            s.ts.push(m.ts);
-            s.total.push(totals.sum());
-            if with_reserved {
-                s.reserved.push(reserved.sum());
-            }
-            s.alloc_bytes.push(bytes);
-            s.allocs.push(count);
-        }
+        picked.into_iter().for_each(|m| s.push(m));
         s
+    }
+
+    /// Adds a sample no earlier than the last one (the caller keeps the order).
+    pub fn push(&mut self, m: MemorySample) {
+        debug_assert!(self.ts.last().is_none_or(|&last| last <= m.ts), "samples in time order");
+        if self.device_totals.set(m.device, m.total) {
+            // Before its first event this device held its total less that event's bytes.
+            self.before_first = self.before_first.saturating_add(m.total.saturating_sub(m.bytes));
+        }
+        if let Some(r) = m.reserved {
+            // Samples before the first that said read as holding nothing reserved.
+            self.reserved.resize(self.ts.len(), 0);
+            self.device_reserved.set(m.device, r);
+        }
+        let (bytes, count) = (self.alloc_bytes.last().copied().unwrap_or(0), self.allocs.last().copied().unwrap_or(0));
+        let allocated = m.bytes > 0;
+        self.ts.push(m.ts);
+        self.total.push(self.device_totals.sum());
+        if !self.reserved.is_empty() || m.reserved.is_some() {
+            self.reserved.push(self.device_reserved.sum());
+        }
+        self.alloc_bytes.push(if allocated { bytes.saturating_add(m.bytes as u64) } else { bytes });
+        self.allocs.push(count + u64::from(allocated));
+    }
+
+    /// The time of the last sample.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.ts.last().copied()
+    }
+
+    /// Number of samples held.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Forgets the samples before `t` but the last of them (the level at
+    /// `t`): calls that start at `t` or later get the same figures.
+    /// Returns how many were forgotten.
+    pub fn forget_before(&mut self, t: i64) -> usize {
+        let Some(keep_from) = self.ts.partition_point(|&x| x < t).checked_sub(1) else { return 0 };
+        self.ts.drain(..keep_from);
+        self.total.drain(..keep_from);
+        self.reserved.drain(..keep_from.min(self.reserved.len()));
+        self.alloc_bytes.drain(..keep_from);
+        self.allocs.drain(..keep_from);
+        keep_from
     }
 
     /// Whether the allocator had no events.

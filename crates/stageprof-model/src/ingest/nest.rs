@@ -5,12 +5,17 @@
 //! readers) drives the same nester, so stage paths and self time are defined
 //! in one place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use crate::wire::{TaskRecord, TickScale};
+use crate::wire::{Record, TaskRecord, TickScale};
 use crate::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};
 
 use super::gpu_join::{CallExtent, CallGpu, GpuJoin};
+
+/// Most closed calls held back for their GPU results; past it the oldest
+/// goes out without them (counted in [`Nester::released_early`]), so a GPU
+/// far behind cannot make memory grow without bound.
+const MAX_HELD: usize = 1 << 20;
 
 struct Open {
     kind: SpanKind,
@@ -38,6 +43,24 @@ pub struct Nester {
     unclaimed_gpu: usize,
     /// Busy time of closed tasks, by the id of their (still open) parent task.
     children_busy: HashMap<u64, u64>,
+    /// Closed spans, in the order they closed, held back while a live GPU
+    /// join waits for the results of the first (see [`GpuJoin::live`]).
+    held: VecDeque<Held>,
+    released_early: u64,
+}
+
+/// A closed span held back for its GPU results.
+struct Held {
+    span: Span,
+    gpu: Option<ClosedCall>,
+}
+
+/// What the GPU join needs of a closed call.
+struct ClosedCall {
+    gpu: CallGpu,
+    extent: CallExtent,
+    /// The stage that launched its work (`None`: a frame).
+    launched_from: Option<PathId>,
 }
 
 impl Nester {
@@ -118,7 +141,12 @@ impl Nester {
             metrics: StageMetrics { busy_ns: Some(task.busy_ns), ..StageMetrics::default() },
             flags: SpanFlags::default(),
         };
-        sink.span(&span, catalog);
+        if self.held.is_empty() {
+            sink.span(&span, catalog);
+        } else {
+            // Behind the spans held back, so that every span goes out in the order it closed.
+            self.held.push_back(Held { span, gpu: None });
+        }
     }
 
     /// Joins GPU results to calls from now on.
@@ -126,16 +154,47 @@ impl Nester {
         self.gpu = Some(join);
     }
 
-    /// Whether GPU records are joined to the calls (see [`Nester::join_gpu`]).
-    pub fn joins_gpu(&self) -> bool {
-        self.gpu.is_some()
-    }
-
-    /// The span just begun on `thread` launched GPU work as `instance`.
-    pub fn link_gpu(&mut self, thread: u32, instance: u64) {
+    /// The span just begun on `thread` launched GPU work as `instance`;
+    /// `timed`: a GPU time will name it.
+    pub fn link_gpu(&mut self, thread: u32, instance: u64, timed: bool) {
         if let Some(open) = self.threads.get_mut(&thread).and_then(|s| s.last_mut()) {
             open.gpu.instance = Some(instance);
+            open.gpu.timed = timed;
         }
+    }
+
+    /// Hands a GPU record to a live join; `false` where no join takes it
+    /// (a join that read the file first has it already: `true`).
+    pub fn take_gpu(&mut self, record: &Record, thread: u32, scale: TickScale) -> bool {
+        match &mut self.gpu {
+            Some(join) if join.is_live() => join.take(record, thread, scale),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// With a live GPU join: hands `sink` the held spans whose GPU results
+    /// are in, in the order they closed (see [`GpuJoin::advance`] for
+    /// `producer_since_ns`).
+    pub fn release(&mut self, catalog: &Catalog, producer_since_ns: Option<u64>, sink: &mut dyn ProfileSink) {
+        let Some(join) = self.gpu.as_mut().filter(|j| j.is_live()) else { return };
+        join.advance(producer_since_ns, sink);
+        while let Some(front) = self.held.front() {
+            let ready = front.gpu.as_ref().is_none_or(|c| join.ready(&c.gpu, &c.extent, front.span.flags.unfinished));
+            if !ready && self.held.len() <= MAX_HELD {
+                break;
+            }
+            self.released_early += u64::from(!ready);
+            let held = self.held.pop_front().expect("front exists");
+            deliver(join, held, catalog, sink);
+        }
+        let held = &self.held;
+        join.forget_settled(|| held.iter().map(|h| h.span.start_ns).min());
+    }
+
+    /// Spans a live GPU join let go before their GPU results were in.
+    pub fn released_early(&self) -> u64 {
+        self.released_early
     }
 
     /// GPU activities that no call claimed (launched outside every stage).
@@ -147,6 +206,11 @@ impl Nester {
     /// many, and the stage of the first (`None`: a frame).
     pub fn stream_changed(&self) -> Option<(u64, Option<PathId>)> {
         self.gpu.as_ref().and_then(GpuJoin::stream_changed)
+    }
+
+    /// GPU results a live join took but could not join (levels out of time order).
+    pub fn gpu_left_out(&self) -> u64 {
+        self.gpu.as_ref().map_or(0, GpuJoin::levels_out_of_order)
     }
 
     /// The innermost span named `name` on `thread` closes. Spans opened inside
@@ -169,20 +233,13 @@ impl Nester {
             self.unmatched_ends += 1;
             return;
         };
+        let mut out = Closing { gpu: self.gpu.as_mut(), held: &mut self.held, catalog, sink };
         while stack.len() > at + 1 {
-            close(
-                stack,
-                catalog,
-                thread,
-                ts_ns,
-                StageMetrics::default(),
-                SpanFlags { unfinished: true, ..SpanFlags::default() },
-                self.gpu.as_mut(),
-                sink,
-            );
+            let unfinished = SpanFlags { unfinished: true, ..SpanFlags::default() };
+            close(stack, thread, ts_ns, StageMetrics::default(), unfinished, &mut out);
         }
         let flags = SpanFlags { unwound, ..SpanFlags::default() };
-        close(stack, catalog, thread, ts_ns, metrics, flags, self.gpu.as_mut(), sink);
+        close(stack, thread, ts_ns, metrics, flags, &mut out);
     }
 
     /// Closes everything still open at the last timestamp seen (or `end_ns`
@@ -191,22 +248,20 @@ impl Nester {
         let end = self.last_ns.max(end_ns.unwrap_or(0));
         let mut threads: Vec<u32> = self.threads.keys().copied().collect();
         threads.sort_unstable();
+        let mut out = Closing { gpu: self.gpu.as_mut(), held: &mut self.held, catalog, sink };
         for thread in threads {
             let stack = self.threads.get_mut(&thread).expect("listed above");
             while !stack.is_empty() {
-                close(
-                    stack,
-                    catalog,
-                    thread,
-                    end,
-                    StageMetrics::default(),
-                    SpanFlags { unfinished: true, ..SpanFlags::default() },
-                    self.gpu.as_mut(),
-                    sink,
-                );
+                let unfinished = SpanFlags { unfinished: true, ..SpanFlags::default() };
+                close(stack, thread, end, StageMetrics::default(), unfinished, &mut out);
             }
         }
         if let Some(gpu) = &mut self.gpu {
+            // Every record is in: what a held span still lacks will not come.
+            gpu.settle_all(sink);
+            for held in std::mem::take(&mut self.held) {
+                deliver(gpu, held, catalog, sink);
+            }
             self.unclaimed_gpu += gpu.finish(catalog, sink);
         }
     }
@@ -222,37 +277,26 @@ impl Nester {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where closing spans go: to the sink, through the GPU join if there is
+/// one, or held back while a live join waits for their results.
+struct Closing<'a> {
+    gpu: Option<&'a mut GpuJoin>,
+    held: &'a mut VecDeque<Held>,
+    catalog: &'a Catalog,
+    sink: &'a mut dyn ProfileSink,
+}
+
 fn close(
     stack: &mut Vec<Open>,
-    catalog: &Catalog,
     thread: u32,
     ts_ns: u64,
-    mut metrics: StageMetrics,
+    metrics: StageMetrics,
     mut flags: SpanFlags,
-    gpu: Option<&mut GpuJoin>,
-    sink: &mut dyn ProfileSink,
+    out: &mut Closing<'_>,
 ) {
     let mut open = stack.pop().expect("caller checked the stack");
     let end_ns = ts_ns.max(open.start_ns);
     let duration = end_ns - open.start_ns;
-    let mut inherited = Vec::new();
-    if let Some(gpu) = gpu {
-        let launched_from = open.path.filter(|_| open.kind == SpanKind::Stage);
-        let extent = CallExtent { thread, frame: open.kind == SpanKind::Frame, start_ns: open.start_ns, end_ns };
-        let closed = gpu.close(std::mem::take(&mut open.gpu), extent, launched_from, catalog, sink);
-        metrics.gpu = closed.figures;
-        metrics.gpu_event_ns = closed.event_ns;
-        metrics.frame_gpu = closed.frame;
-        // Memory counted through stageprof's own buffers comes first; the allocator's trace otherwise.
-        metrics.gpu_mem = metrics.gpu_mem.or(closed.memory);
-        metrics.gpu_reserved_bytes = closed.reserved_bytes;
-        inherited = closed.inherited;
-    }
-    if let Some(parent) = stack.last_mut() {
-        parent.child_ns = parent.child_ns.saturating_add(duration);
-        parent.gpu.nested.extend(inherited);
-    }
     flags.sampled = open.sampled;
     let span = Span {
         thread,
@@ -267,7 +311,48 @@ fn close(
         metrics,
         flags,
     };
+    let parent = stack.last_mut();
+    let call = out.gpu.is_some().then(|| ClosedCall {
+        gpu: std::mem::take(&mut open.gpu),
+        extent: CallExtent { thread, frame: open.kind == SpanKind::Frame, start_ns: open.start_ns, end_ns },
+        launched_from: open.path.filter(|_| open.kind == SpanKind::Stage),
+    });
+    let held = Held { span, gpu: call };
+    let inherited = match out.gpu.as_deref_mut() {
+        Some(join) if join.is_live() => {
+            out.held.push_back(held);
+            Vec::new()
+        }
+        Some(join) => deliver(join, held, out.catalog, out.sink),
+        None => {
+            out.sink.span(&held.span, out.catalog);
+            Vec::new()
+        }
+    };
+    if let Some(parent) = parent {
+        parent.child_ns = parent.child_ns.saturating_add(duration);
+        parent.gpu.nested.extend(inherited);
+    }
+}
+
+/// Joins a closed span's GPU results and hands it to `sink`; returns the
+/// GPU activities its parent inherits.
+fn deliver(join: &mut GpuJoin, held: Held, catalog: &Catalog, sink: &mut dyn ProfileSink) -> Vec<u32> {
+    let Held { mut span, gpu } = held;
+    let Some(call) = gpu else {
+        sink.span(&span, catalog);
+        return Vec::new();
+    };
+    let closed = join.close(call.gpu, call.extent, call.launched_from, catalog, sink);
+    let metrics = &mut span.metrics;
+    metrics.gpu = closed.figures;
+    metrics.gpu_event_ns = closed.event_ns;
+    metrics.frame_gpu = closed.frame;
+    // Memory counted through stageprof's own buffers comes first; the allocator's trace otherwise.
+    metrics.gpu_mem = metrics.gpu_mem.or(closed.memory);
+    metrics.gpu_reserved_bytes = closed.reserved_bytes;
     sink.span(&span, catalog);
+    closed.inherited
 }
 
 #[cfg(test)]

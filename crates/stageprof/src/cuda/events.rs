@@ -10,7 +10,8 @@ use cudarc::driver::sys::{self, CUevent, CUresult, CUstream};
 pub(crate) struct PendingTime {
     pub instance: u64,
     pub start: CUevent,
-    pub end: CUevent,
+    /// `None` where the end event could not be recorded: the stage is untimed.
+    pub end: Option<CUevent>,
     /// For a stage that ended on another stream than it began on: its end
     /// on the stream it began on (it is timed to the later of the two).
     pub end_on_start_stream: Option<CUevent>,
@@ -19,7 +20,8 @@ pub(crate) struct PendingTime {
 /// A stage's GPU time, resolved.
 pub(crate) struct Resolved {
     pub instance: u64,
-    pub ns: u64,
+    /// `None` where the events could not be timed.
+    pub ns: Option<u64>,
     pub stream_changed: bool,
 }
 
@@ -76,14 +78,14 @@ impl EventTimer {
         let mut out = Vec::new();
         let mut later = VecDeque::new();
         for t in pending {
-            let ends = [Some(t.end), t.end_on_start_stream];
+            let ends = [t.end, t.end_on_start_stream];
             if ends.iter().flatten().any(|&end| !passed(end, wait)) {
                 later.push_back(t);
                 continue;
             }
             let ns = ends.iter().flatten().filter_map(|&end| elapsed_ns(t.start, end)).max();
             let stream_changed = t.end_on_start_stream.is_some();
-            out.extend(ns.map(|ns| Resolved { instance: t.instance, ns, stream_changed }));
+            out.push(Resolved { instance: t.instance, ns, stream_changed });
             [t.start].into_iter().chain(ends.into_iter().flatten()).for_each(|e| self.recycle(e));
         }
         // Stages queued meanwhile go after the ones still waiting.

@@ -214,7 +214,9 @@ impl Resolver {
         let device = self.state.device;
         for t in self.state.events.resolve(wait) {
             let changed = if t.stream_changed { flag::STREAM_CHANGED } else { 0 };
-            let words: [u64; GPU_TIME_WORDS] = [header(kind::GPU_TIME, changed, device), t.instance, t.ns];
+            let untimed = if t.ns.is_none() { flag::UNTIMED } else { 0 };
+            let header = header(kind::GPU_TIME, changed | untimed, device);
+            let words: [u64; GPU_TIME_WORDS] = [header, t.instance, t.ns.unwrap_or(0)];
             with_writer(Target::Instance(&self.shared), |w| w.record(&words));
         }
     }

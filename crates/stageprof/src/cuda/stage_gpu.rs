@@ -39,6 +39,13 @@ pub(crate) struct GpuOpen {
     mem: Option<LevelMark>,
 }
 
+impl GpuOpen {
+    /// Whether its begin event was recorded, so that a GPU time will name it.
+    pub(crate) fn timed(&self) -> bool {
+        self.start.is_some()
+    }
+}
+
 impl GpuState {
     /// Called as a stage or frame begins: returns its instance number.
     pub(crate) fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
@@ -59,11 +66,13 @@ impl GpuState {
     pub(crate) fn end(&self, open: GpuOpen) -> Option<MemDelta> {
         if let Some(start) = open.start {
             let stream = super::current_stream();
-            if let Some(end) = self.bind().then(|| self.events.record(stream)).flatten() {
-                // Ended on another stream: its end on the first one counts too.
-                let end_on_start_stream = (stream != open.stream).then(|| self.events.record(open.stream)).flatten();
-                self.events.wait_for(PendingTime { instance: open.instance, start, end, end_on_start_stream });
-            }
+            // Queued even where the end event failed: its GPU time is written as untimed,
+            // and a reader summing up while recording waits for exactly one per timed instance.
+            let end = self.bind().then(|| self.events.record(stream)).flatten();
+            // Ended on another stream: its end on the first one counts too.
+            let end_on_start_stream =
+                end.filter(|_| stream != open.stream).and_then(|_| self.events.record(open.stream));
+            self.events.wait_for(PendingTime { instance: open.instance, start, end, end_on_start_stream });
         }
         if let Some(nvtx) = &self.nvtx {
             nvtx.pop();
