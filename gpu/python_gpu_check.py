@@ -24,6 +24,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
     python gpu/python_gpu_check.py stream-switch OUT_DIR
     python gpu/python_gpu_check.py handover OUT_DIR   (CUPTI between stageprof and torch.profiler in one process)
     python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
+    python gpu/python_gpu_check.py paired MODE,MODE,... FRAMES   (on and off frame by frame: events, events-nomem, bounded, by-hand)
     python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
                                                            events-nomem, kernels-nomem: without GPU memory)
 """
@@ -158,6 +159,7 @@ def accuracy(out: str) -> int:
     truth = by_hand(a, frames)
 
     # torch.profiler in a process of its own: CUPTI takes one subscriber per process.
+    os.makedirs(out, exist_ok=True)
     trace = f"{out}/torch_trace.json"
     subprocess.run([sys.executable, __file__, "torch-trace", trace, str(frames)], check=True)
     counted = kernels_in_torch_trace(trace)
@@ -535,6 +537,66 @@ def overhead_interleaved(modes: List[str], frames: int, rounds: int) -> None:
         print(f"{mode}: median {statistics.median(ratios[mode]) * 100:+.2f}% against off in the same round ({rounds_pct})")
 
 
+def paired(modes: List[str], frames: int) -> None:
+    """Each mode's cost on the Python demo, frame by frame: recording is
+    switched on and off every other frame (``stageprof.set_enabled``; for
+    by-hand, its Event pair and memory_allocated() around the stages on
+    every other frame), each frame synchronized, and each frame's period
+    (its start to the next one's, so that reading the allocator's trace
+    after a frame counts in it) timed here. The cost is the median over on
+    frames of the ratio to the mean of the off frames on either side: the
+    shared machine's drift, seconds long, cancels between frames 60 ms apart.
+    Kernel tracing cannot be measured this way (CUPTI, once on, traces every
+    launch, recorded or not), nor torch.profiler."""
+    run_frame = demo_frames()
+    stage = stageprof.stage
+    for mode in modes:
+        if mode == "by-hand":
+            session = stageprof.init(enabled=False)
+        else:
+            bound = {"max_disk_mb": 64} if mode == "bounded" else {}
+            session = stageprof.init(
+                out_dir="/tmp/stageprof-paired",
+                formats=["native"],
+                gpu="events",
+                gpu_memory=not mode.endswith("-nomem"),
+                **bound,
+            )
+        periods = []
+        try:
+            run_frame(-1)
+            sync()
+            began = time.perf_counter()
+            for frame in range(frames + 1):
+                on = frame % 2 == 1
+                if mode == "by-hand":
+                    setattr(stageprof, "stage", ByHand if on else stage)
+                else:
+                    stageprof.set_enabled(on)
+                with stageprof.frame():
+                    run_frame(frame)
+                sync()
+                now = time.perf_counter()
+                periods.append((on, now - began))
+                began = now
+        finally:
+            setattr(stageprof, "stage", stage)
+            stageprof.set_enabled(True)
+            session.finish()
+        ratios = [
+            periods[i][1] / ((periods[i - 1][1] + periods[i + 1][1]) / 2) - 1
+            for i in range(1, len(periods) - 1)
+            if periods[i][0]
+        ]
+        q = statistics.quantiles(ratios, n=4)
+        off = statistics.median(p for on, p in periods if not on) * 1e3
+        print(
+            f"{mode}: median {statistics.median(ratios) * 100:+.2f}% against the off frames beside it"
+            f" (quartiles {q[0] * 100:+.2f}%, {q[2] * 100:+.2f}%; {len(ratios)} on frames; off frames {off:.2f} ms median)",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "accuracy":
         sys.exit(accuracy(sys.argv[2]))
@@ -546,6 +608,8 @@ if __name__ == "__main__":
         sys.exit(handover(sys.argv[2]))
     if sys.argv[1] == "torch-trace":
         torch_trace(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "paired":
+        paired(sys.argv[2].split(","), int(sys.argv[3]))
     elif sys.argv[1] == "interleaved":
         overhead_interleaved(sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4]))
     else:

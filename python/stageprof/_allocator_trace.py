@@ -77,6 +77,8 @@ class AllocatorTraceReader:
         return True
 
     def frame_begin(self) -> None:
+        if not _native.is_recording():
+            return  # the frame's stages are not recorded: reading the trace would buy nothing
         with self._lock:
             first = self._frames == 0
             self._frames += 1

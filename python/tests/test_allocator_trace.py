@@ -127,6 +127,27 @@ def test_frames_are_traced_whole_and_only_as_the_cost_share_allows(
     assert not allocator.trace and not allocator.recording
 
 
+def test_frames_not_recorded_are_not_traced(tmp_path: Path) -> None:
+    allocator = FakeAllocator()
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        for frame in range(6):
+            # Recorded: frames 0, 3; frames 1, 2, 4, 5 not.
+            stageprof.set_enabled(frame % 3 == 0)
+            snapshots = allocator.snapshots
+            with stageprof.frame():
+                with stageprof.stage("step"):
+                    pause()
+                    allocator.event("alloc", KIB)
+                    pause()
+            if frame % 3:
+                assert allocator.snapshots == snapshots, f"frame {frame}: not recorded, yet its trace was read"
+        stageprof.set_enabled(True)
+        report = s.finish()
+    step = stage_of(report, "step")
+    assert (step["calls"], step["gpu_mem_calls"], step["gpu_mem_peak_bytes"]) == (2, 2, KIB)
+
+
 def test_another_allocator_or_history_already_on_is_said_once(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -165,6 +165,22 @@ def test_frames_and_counters(session: stageprof.Session) -> None:
     assert (queue["samples"], queue["min"], queue["max"], queue["last"]) == (7, 0, 6, 6)
 
 
+def test_recording_switched_off_and_on_at_run_time(session: stageprof.Session) -> None:
+    for i in range(10):
+        stageprof.set_enabled(i % 2 == 0)
+        assert stageprof.is_recording() == (i % 2 == 0)
+        with stageprof.frame():
+            for _ in range(i + 1):
+                with stageprof.stage("step"):
+                    pass
+    stageprof.set_enabled(True)
+    report = session.finish()
+    # Frames 0, 2, 4, 6, 8 recorded, with 1 + 3 + 5 + 7 + 9 steps.
+    assert report.summary["frames"]["count"] == 5
+    (step,) = report.stages
+    assert step["calls"] == 25
+
+
 def test_bad_names_and_settings_are_errors_that_name_them(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="stage name must be a str, not int"):
         stageprof.stage(3)  # type: ignore[arg-type]

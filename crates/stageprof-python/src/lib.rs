@@ -36,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(session::open_stage_ids, m)?)?;
     m.add_function(wrap_pyfunction!(session::record_task, m)?)?;
     m.add_function(wrap_pyfunction!(session::is_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(session::set_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(session::abandon_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(session::before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(session::after_fork, m)?)?;

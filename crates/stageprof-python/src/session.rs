@@ -343,3 +343,9 @@ pub(crate) fn abandon_after_fork() {
 pub(crate) fn is_recording() -> bool {
     stageprof::is_recording()
 }
+
+/// Turns the global session's recording on or off at run time.
+#[pyfunction]
+pub(crate) fn set_enabled(on: bool) {
+    stageprof::set_enabled(on);
+}
