@@ -11,7 +11,7 @@ use stageprof::{Config, Summary};
 use stageprof_demo::check::DepthError;
 use stageprof_demo::kernels::Device;
 use stageprof_demo::pipeline::{run_frame, MemoryMode, PipelineConfig};
-use stageprof_demo::pipelined::{profile_pipelined, StageCosts, STAGES};
+use stageprof_demo::pipelined::{profile_pipelined, Placement, StageCosts, STAGES};
 use stageprof_demo::scene::Rig;
 use stageprof_render::render_table;
 
@@ -244,7 +244,8 @@ fn pipelined(args: &DemoArgs, out: PathBuf) -> Result<(), String> {
     for &(stage, factor) in &args.stage_cost {
         eprintln!("demo: {} does {factor} times its work", STAGES[stage]);
     }
-    let (run, report) = profile_pipelined(profile_config(out)?, &pipeline, &rig, args.frames as usize, &costs);
+    let (run, report) =
+        profile_pipelined(profile_config(out)?, &pipeline, &rig, args.frames as usize, &costs, &Placement::Free);
     let summary = report.summary.as_ref();
     if let Some(s) = summary {
         print_table(args, s, &report.files);

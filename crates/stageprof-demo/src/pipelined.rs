@@ -97,8 +97,75 @@ pub struct PipelinedRun {
     pub frames_per_s: Option<f64>,
 }
 
+/// Where the stages' threads run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever the OS puts them.
+    #[default]
+    Free,
+    /// Stage `i` on CPU `cpus[i]` only (Linux), so that no two stages share
+    /// a core and none migrates: runs of the same work then differ less on a
+    /// shared machine.
+    Pinned(Vec<usize>),
+}
+
+/// One CPU of each physical core this process may run on, in order (Linux;
+/// empty where the topology cannot be read).
+pub fn one_cpu_per_core() -> Vec<usize> {
+    let read = |cpu: usize, what: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu{cpu}/topology/{what}")).ok()
+    };
+    let mut seen = std::collections::HashSet::new();
+    allowed_cpus()
+        .into_iter()
+        .filter(|&cpu| {
+            let core = (read(cpu, "physical_package_id"), read(cpu, "core_id"));
+            core.0.is_some() && core.1.is_some() && seen.insert(core)
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a plain bit set sized for the call; the kernel writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    // SAFETY: CPU_ISSET reads the bit set filled above, for CPUs within its size.
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Keeps the calling thread on `cpu` (Linux); whether that took.
+#[cfg(target_os = "linux")]
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: as in `allowed_cpus`: a zeroed bit set, one bit set within its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (it came from `allowed_cpus`).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_: usize) -> bool {
+    false
+}
+
 /// Runs `frames` frames through the pipelined stages and waits for the last.
-pub fn run_pipelined(config: &PipelineConfig, rig: &Rig, frames: usize, costs: &StageCosts) -> PipelinedRun {
+pub fn run_pipelined(
+    config: &PipelineConfig,
+    rig: &Rig,
+    frames: usize,
+    costs: &StageCosts,
+    placement: &Placement,
+) -> PipelinedRun {
     let config = PipelineConfig { memory: MemoryMode::Incremental, ..*config };
     let (mut senders, mut receivers): (Vec<Sender<Flowing>>, Vec<Receiver<Flowing>>) =
         STAGES[1..].iter().map(|next| bounded::<Flowing>(&format!("to {next}"), QUEUE_CAPACITY)).unzip();
@@ -110,10 +177,19 @@ pub fn run_pipelined(config: &PipelineConfig, rig: &Rig, frames: usize, costs: &
             let done = done_tx.clone();
             let factor = costs.factor(index);
             let (config, rig) = (&config, rig);
+            let cpu = match placement {
+                Placement::Pinned(cpus) => cpus.get(index).copied(),
+                Placement::Free => None,
+            };
             scope.spawn(move || {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(move |_| (*name).to_owned())
+                    .start_handler(move |_| {
+                        if let Some(cpu) = cpu.filter(|&c| !pin_to(c)) {
+                            eprintln!("pipelined demo: stage {name} could not be kept on CPU {cpu}; it runs where the OS puts it");
+                        }
+                    })
                     .build()
                     .expect("a one-thread pool starts");
                 pool.install(|| {
@@ -151,9 +227,10 @@ pub fn profile_pipelined(
     rig: &Rig,
     frames: usize,
     costs: &StageCosts,
+    placement: &Placement,
 ) -> (PipelinedRun, stageprof::Report) {
     let session = stageprof::init_with(profile);
-    let run = run_pipelined(config, rig, frames, costs);
+    let run = run_pipelined(config, rig, frames, costs, placement);
     (run, session.finish())
 }
 
@@ -251,6 +328,19 @@ impl Stage<'_> {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pinned_thread_runs_on_its_cpu_only() {
+        let cores = one_cpu_per_core();
+        let allowed = allowed_cpus();
+        assert!(!cores.is_empty() && cores.iter().all(|c| allowed.contains(c)), "{cores:?} of {allowed:?}");
+        let last = *cores.last().unwrap();
+        let seen = std::thread::spawn(move || (pin_to(last), allowed_cpus())).join().unwrap();
+        assert_eq!(seen, (true, vec![last]));
+        // This thread was not moved.
+        assert_eq!(allowed_cpus(), allowed);
+    }
+
     #[test]
     fn a_factor_repeats_the_work_that_many_times_over_the_frames() {
         for (factor, frames, want) in [(1.0, 10, 10), (2.0, 10, 20), (0.5, 10, 5), (1.5, 10, 15), (0.25, 8, 2)] {
@@ -284,10 +374,10 @@ mod tests {
     fn every_frame_flows_through_and_is_checked() {
         let config = PipelineConfig { width: 96, height: 72, depth_planes: 16, ..PipelineConfig::default() };
         let rig = Rig::new(config.views, config.width, config.height);
-        let run = run_pipelined(&config, &rig, 4, &StageCosts::default());
+        let run = run_pipelined(&config, &rig, 4, &StageCosts::default(), &Placement::Free);
         assert_eq!(run.checked, 4);
         assert!(run.frames_per_s.is_some());
-        let halved = run_pipelined(&config, &rig, 4, &StageCosts::default().with((4, 0.5)));
+        let halved = run_pipelined(&config, &rig, 4, &StageCosts::default().with((4, 0.5)), &Placement::Free);
         assert_eq!(halved.checked, 2, "frames 1 and 3 reuse the plane sweep's last depth");
     }
 }

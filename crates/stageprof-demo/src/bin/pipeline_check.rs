@@ -5,23 +5,27 @@
 //! work really is scaled, its throughput measured by the demo's own clock
 //! (frames leaving the last stage, the pipeline filling up not counted).
 //!
-//!   cargo run --release -p stageprof-demo --bin pipeline_check -- [FRAMES] [FACTOR,...] [WIDTHxHEIGHT]
+//!   cargo run --release -p stageprof-demo --bin pipeline_check -- [--pin] [FRAMES] [FACTOR,...] [WIDTHxHEIGHT]
 //!
 //! The model holds where every stage has a core of its own (six stages):
 //! on fewer cores the stages compete for them and the check says so.
+//! `--pin` keeps each stage's thread on a core of its own (Linux), so that
+//! the runs differ less from one another on a shared machine.
 
 use std::process::ExitCode;
 
 use stageprof::{Config, Format};
 use stageprof_demo::pipeline::PipelineConfig;
-use stageprof_demo::pipelined::{profile_pipelined, StageCosts, STAGES};
+use stageprof_demo::pipelined::{one_cpu_per_core, profile_pipelined, Placement, StageCosts, STAGES};
 use stageprof_demo::scene::Rig;
 
 /// How far a prediction may be from the measurement.
 const TOLERANCE: f64 = 0.10;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let pin = args.iter().any(|a| a == "--pin");
+    args.retain(|a| a != "--pin");
     let frames: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(16);
     let factors: Vec<f64> =
         args.get(1).map_or(vec![0.5, 2.0], |a| a.split(',').filter_map(|f| f.parse().ok()).collect());
@@ -33,11 +37,28 @@ fn main() -> ExitCode {
     let config = PipelineConfig { width, height, ..PipelineConfig::default() };
     let rig = Rig::new(config.views, config.width, config.height);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("pipelined demo, {frames} frames of {width}x{height}, {cores} cores");
+    let placement = match one_cpu_per_core() {
+        // The first core is left to the main thread and the collector.
+        cpus if pin && cpus.len() > STAGES.len() => Placement::Pinned(cpus[1..=STAGES.len()].to_vec()),
+        cpus if pin => {
+            println!(
+                "--pin: {} cores found, {} needed: the stages run where the OS puts them",
+                cpus.len(),
+                STAGES.len() + 1
+            );
+            Placement::Free
+        }
+        _ => Placement::Free,
+    };
+    let placed = match &placement {
+        Placement::Pinned(cpus) => format!(", stages pinned to CPUs {cpus:?}"),
+        Placement::Free => String::new(),
+    };
+    println!("pipelined demo, {frames} frames of {width}x{height}, {cores} cores{placed}");
     let out = std::env::temp_dir().join(format!("stageprof-pipeline-check-{}", std::process::id()));
     let run = |costs: &StageCosts| {
         let profile = Config { output_dir: out.clone(), formats: vec![Format::Summary], ..Config::default() };
-        profile_pipelined(profile, &config, &rig, frames, costs)
+        profile_pipelined(profile, &config, &rig, frames, costs, &placement)
     };
 
     let mut worst: f64 = 0.0;
