@@ -8,6 +8,9 @@
 //!
 //! `gpu_check overhead off|events|kernels FRAMES`: a GPU pipeline of many
 //! short kernels, timed with profiling in the given mode; prints the seconds.
+//!
+//! `gpu_check paired FRAMES`: the same pipeline with events mode switched
+//! on and off frame by frame; prints the median cost against the off frames.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -296,6 +299,18 @@ fn accuracy(out: &str) -> bool {
     ok
 }
 
+/// The overhead workload's frame: 4 stages of 8 kernels of 50 µs, synchronized at its end.
+fn short_kernels_frame(gpu: &Gpu) {
+    let _f = stageprof::frame();
+    for stage in ["preprocess", "features", "matching", "refine"] {
+        let _s = stageprof::stage(stage);
+        for _ in 0..8 {
+            gpu.spin_ms(&gpu.stream, 0.05);
+        }
+    }
+    gpu.stream.synchronize().unwrap();
+}
+
 fn overhead(mode: &str, frames: u64) {
     let gpu = Gpu::new();
     let trace = match mode {
@@ -310,26 +325,55 @@ fn overhead(mode: &str, frames: u64) {
         None => Config { enabled: false, ..Config::default() },
     });
     let _on = stageprof::cuda::use_stream(&gpu.stream);
-    let frame = || {
-        let _f = stageprof::frame();
-        for stage in ["preprocess", "features", "matching", "refine"] {
-            let _s = stageprof::stage(stage);
-            for _ in 0..8 {
-                gpu.spin_ms(&gpu.stream, 0.05);
-            }
-        }
-        gpu.stream.synchronize().unwrap();
-    };
     for _ in 0..20 {
-        frame();
+        short_kernels_frame(&gpu);
     }
     let start = Instant::now();
     for _ in 0..frames {
-        frame();
+        short_kernels_frame(&gpu);
     }
     let secs = start.elapsed().as_secs_f64();
     drop(session);
     println!("{mode} {secs:.6}");
+}
+
+/// Events mode's cost frame by frame: recording switched on and off every
+/// other frame in one session (`stageprof::set_enabled`), each frame timed;
+/// the cost is the median over "on" frames of the ratio to the mean of the
+/// two "off" frames beside it, so the machine's drift over seconds cancels.
+/// (Kernel tracing cannot be measured so: CUPTI traces every launch once on.)
+fn paired(frames: u64) {
+    let gpu = Gpu::new();
+    let session =
+        stageprof::init_with(Config { formats: vec![Format::Summary], ..config("/tmp/gpu-paired", GpuTrace::Events) });
+    let _on = stageprof::cuda::use_stream(&gpu.stream);
+    for _ in 0..20 {
+        short_kernels_frame(&gpu);
+    }
+    let periods: Vec<(bool, f64)> = (0..=frames)
+        .map(|i| {
+            let on = i % 2 == 1;
+            stageprof::set_enabled(on);
+            let start = Instant::now();
+            short_kernels_frame(&gpu);
+            (on, start.elapsed().as_secs_f64())
+        })
+        .collect();
+    stageprof::set_enabled(true);
+    drop(session);
+    let mut ratios: Vec<f64> = (1..periods.len() - 1)
+        .filter(|&i| periods[i].0)
+        .map(|i| periods[i].1 / ((periods[i - 1].1 + periods[i + 1].1) / 2.0) - 1.0)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| 100.0 * ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "events, frame by frame: median {:+.2}% against the off frames beside it (quartiles {:+.2}%, {:+.2}%; {} on frames)",
+        at(0.5),
+        at(0.25),
+        at(0.75),
+        ratios.len()
+    );
 }
 
 fn main() {
@@ -341,8 +385,9 @@ fn main() {
             }
         }
         Some("overhead") => overhead(&args[2], args.get(3).and_then(|f| f.parse().ok()).unwrap_or(500)),
+        Some("paired") => paired(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(1000)),
         _ => {
-            eprintln!("usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES");
+            eprintln!("usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES | gpu_check paired FRAMES");
             std::process::exit(2);
         }
     }
