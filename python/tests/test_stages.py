@@ -350,6 +350,12 @@ def test_a_bounded_run_counts_every_call_and_keeps_some_raw_events(tmp_path: Pat
     assert parts == sorted(Path(p["path"]).name for p in kept["parts"])
     assert kept["parts_written"] > len(parts)
     assert sum(p.stat().st_size for p in out.glob("*.stgp")) <= kept["limit_bytes"] * 5 // 4
+    # Read back, the directory is one profile: its kept parts in the order written (not ranks).
+    numbers = sorted(int(p.split(".")[-2]) for p in parts)
+    again = stageprof.read(out)
+    said = [w for w in again.summary["warnings"] if "these figures cover parts" in str(w)]
+    assert len(said) == 1 and ", ".join(map(str, numbers)) in str(said[0]), again.summary["warnings"]
+    assert 0 < stage_of_summary(again.summary, "step")["calls"] < frames * calls
 
 
 def test_a_bound_takes_gpu_events_not_kernels(tmp_path: Path) -> None:

@@ -74,9 +74,9 @@ pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, CliError> {
 
 /// One side: a profile, or every profile in a directory (ranks), read in parallel.
 fn read_side(path: &Path) -> Result<Vec<Summary>, CliError> {
-    let files = profiles_in(path)?;
+    let profiles = profiles_in(path)?;
     std::thread::scope(|scope| {
-        let reads: Vec<_> = files.iter().map(|f| scope.spawn(move || summarize(f, 3, None))).collect();
+        let reads: Vec<_> = profiles.iter().map(|f| scope.spawn(move || summarize(f, 3, None))).collect();
         reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
     })
 }

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use crate::error::CliError;
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
+use stageprof_readers::label;
 use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError};
 
 use crate::table_args::TableArgs;
@@ -26,7 +27,8 @@ pub(crate) struct ReportArgs {
     /// Profiles to report: native stageprof files (stageprof-out/profile.stgp), PyTorch
     /// profiler traces, Chrome trace JSON; plain or gzipped. Several files are the
     /// ranks of one job, reported side by side; a directory stands for its
-    /// profiles and its subdirectories' native ones (rank-N/profile.stgp).
+    /// profiles and its subdirectories' native ones (rank-N/profile.stgp), the
+    /// kept parts of a bounded run (profile.N.stgp) for one profile.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -45,25 +47,21 @@ pub(crate) struct ReportArgs {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
-    let files: Vec<PathBuf> =
+    let profiles: Vec<Vec<PathBuf>> =
         args.files.iter().map(|p| profiles_in(p)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
-    if args.chrome.is_some() && files.len() > 1 {
+    if args.chrome.is_some() && profiles.len() > 1 {
         return Err(CliError::Usage("--chrome takes a single input profile"));
     }
-    let summaries: Vec<Summary> = files
+    let summaries: Vec<Summary> = profiles
         .iter()
-        .map(|path| summarize(path, args.top as usize, args.chrome.as_deref()))
+        .map(|files| summarize(files, args.top as usize, args.chrome.as_deref()))
         .collect::<Result<_, _>>()?;
-    // Several files are several ranks of one job.
+    // Several profiles are several ranks of one job.
     let ranks: Vec<RankInput<'_>> = summaries
         .iter()
-        .zip(&files)
+        .zip(&profiles)
         .enumerate()
-        .map(|(i, (s, path))| RankInput {
-            label: path.display().to_string(),
-            rank: s.run.rank.unwrap_or(i as u32),
-            summary: s,
-        })
+        .map(|(i, (s, files))| RankInput { label: label(files), rank: s.run.rank.unwrap_or(i as u32), summary: s })
         .collect();
     let rows = if ranks.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
     if let Some(path) = &args.html {
@@ -76,51 +74,45 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }
 
-/// The profiles a path names: a file itself; a directory's profiles
-/// (`*.stgp`, `*.json`, `*.json.gz`) and its subdirectories' native ones
-/// (`rank-N/profile.stgp`, as the Python package writes a distributed job's), sorted.
-pub(crate) fn profiles_in(path: &Path) -> Result<Vec<PathBuf>, CliError> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(CliError::file("list", path))?.filter_map(Result::ok) {
-        let p = entry.path();
-        if p.is_file() && is_profile_name(&p) {
-            files.push(p);
-        } else if p.join("profile.stgp").is_file() {
-            files.push(p.join("profile.stgp"));
-        }
-    }
-    files.sort();
-    if files.is_empty() {
+/// The profiles a path names (see [`stageprof_readers::profiles_in`]); a directory with none is an error.
+pub(crate) fn profiles_in(path: &Path) -> Result<Vec<Vec<PathBuf>>, CliError> {
+    let profiles = stageprof_readers::profiles_in(path).map_err(CliError::file("list", path))?;
+    if profiles.is_empty() {
         return Err(CliError::NoProfiles { dir: path.to_path_buf() });
     }
-    Ok(files)
+    Ok(profiles)
 }
 
-fn is_profile_name(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".stgp", ".json", ".json.gz"].iter().any(|ext| name.ends_with(ext))
-}
-
-/// Reads a profile, summarizes it and writes its Chrome trace if asked;
-/// problems inside the file become warnings, printed on stderr.
-pub(crate) fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
-    let file = File::open(path).map_err(CliError::file("open", path))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));
+/// Reads a profile (a file, or a bounded run's parts), summarizes it and
+/// writes its Chrome trace if asked; problems inside the file become
+/// warnings, printed on stderr.
+pub(crate) fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
+    let path = files.first().ok_or(CliError::Usage("a profile has a file"))?;
+    let mut opened = Vec::new();
+    for p in files {
+        opened.push(File::open(p).map_err(CliError::file("open", p))?);
+    }
     let chrome_out = match chrome {
         Some(c) => Some(File::create(c).map(BufWriter::new).map_err(CliError::file("create", c))?),
         None => None,
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        stageprof_readers::read_profile(input, sink).map(|p| (p.catalog, p.run))
+        let profile = match opened.pop().filter(|_| opened.is_empty()) {
+            Some(file) => {
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));
+                stageprof_readers::read_profile(input, sink)
+            }
+            None => stageprof_readers::read_parts(files, sink),
+        };
+        profile.map(|p| (p.catalog, p.run))
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
         ReportError::Read(error) => CliError::Read { path: path.to_path_buf(), error },
         ReportError::Chrome(error, _) => CliError::Chrome { path: path.to_path_buf(), error },
     })?;
+    let label = label(files);
+    let path = Path::new(&label);
     summary.run.source = format!("{} ({})", summary.run.source, path.display());
     for w in &summary.run.warnings {
         eprintln!("stageprof: warning: {}: {w}", path.display());

@@ -273,3 +273,59 @@ fn a_directory_of_rank_subdirectories_is_reported_as_ranks() {
     let out = stageprof(&["report", empty.path().to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no profiles"));
 }
+
+/// A run's output directory: its native profile, not the summary and the
+/// Chrome trace written beside it from the same run.
+#[test]
+fn a_run_directory_is_its_native_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(Config {
+        output_dir: dir.path().to_path_buf(),
+        formats: vec![Format::Native, Format::Summary, Format::Chrome],
+        ..Config::default()
+    });
+    for _ in 0..3 {
+        let _s = p.stage("step");
+    }
+    p.finish();
+    assert!(dir.path().join("summary.json").is_file() && dir.path().join("trace.json").is_file());
+    let out = stageprof(&["report", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("ranks").is_none(), "one profile, not ranks: {v}");
+    assert_eq!(v["stages"][0]["calls"], 3);
+}
+
+/// A bounded run's directory: its kept parts are one profile (not ranks),
+/// read in the order they were written, and the warning names them.
+#[test]
+fn a_bounded_run_directory_is_one_profile_of_its_kept_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Profiler::start(Config {
+        output_dir: dir.path().to_path_buf(),
+        formats: vec![Format::Native, Format::Summary],
+        max_disk_mb: Some(1),
+        gpu: stageprof::GpuTrace::Off,
+        rss_sample_ms: 0,
+        ..Config::default()
+    });
+    for _ in 0..100 {
+        let _f = p.frame();
+        for _ in 0..1000 {
+            let _s = p.stage("step");
+        }
+    }
+    let report = p.finish();
+    let kept = report.summary.unwrap().run.bounded.unwrap();
+    let numbers: Vec<String> = kept.kept.iter().map(|k| k.path.rsplit('.').nth(1).unwrap().to_owned()).collect();
+    assert!(numbers.len() > 1 && kept.parts_written > numbers.len() as u64, "{kept:?}");
+    let out = stageprof(&["report", dir.path().to_str().unwrap(), "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("ranks").is_none(), "one profile, not ranks");
+    assert!(stderr.contains(&format!("these figures cover parts {}", numbers.join(", "))), "{stderr}");
+    assert!(stderr.contains(&format!("profile.{{{}}}.stgp", numbers.join(","))), "{stderr}");
+    let calls = v["stages"][0]["calls"].as_u64().unwrap();
+    assert!(calls > 0 && calls < 100_000, "{calls}");
+}

@@ -169,11 +169,11 @@ pub enum Warning {
         /// How many calls.
         calls: u64,
     },
-    /// The profile is one part of a run whose raw events were bounded on
-    /// disk (`max_disk_mb`): its figures cover that part only.
-    BoundedPart {
-        /// The part's number, from 0.
-        part: u64,
+    /// The profile is made of parts of a run whose raw events were bounded
+    /// on disk (`max_disk_mb`): its figures cover those parts only.
+    BoundedParts {
+        /// The parts' numbers, from 0, in the order read.
+        parts: Vec<u64>,
     },
     /// An output of the recorder could not be written.
     OutputFailed {
@@ -190,7 +190,7 @@ impl Warning {
             | Warning::CorruptNames { .. }
             | Warning::BadRecord { .. }
             | Warning::OutputFailed { .. }
-            | Warning::BoundedPart { .. } => 1,
+            | Warning::BoundedParts { .. } => 1,
             Warning::UnmatchedStageEnds { count }
             | Warning::RepairedNames { count }
             | Warning::MalformedEvents { count }
@@ -322,10 +322,15 @@ impl fmt::Display for Warning {
                 f,
                 "{calls} calls were summed up before their GPU results came (the GPU fell more than a million calls behind): they have no GPU time or GPU memory"
             ),
-            Warning::BoundedPart { part } => write!(
-                f,
-                "this file is part {part} of a run whose raw events were bounded on disk (max_disk_mb): its figures cover this part only, the run's own summary.json covers all of it"
-            ),
+            Warning::BoundedParts { parts } => {
+                let list: Vec<String> = parts.iter().map(u64::to_string).collect();
+                let which = if parts.len() == 1 { "part" } else { "parts" };
+                write!(
+                    f,
+                    "these figures cover {which} {} of a run whose raw events were bounded on disk (max_disk_mb); the run's own summary.json covers all of it",
+                    list.join(", ")
+                )
+            }
             Warning::OutputFailed { problem } => f.write_str(problem),
         }
     }

@@ -625,6 +625,12 @@ impl TickScale {
     pub fn duration_ns(&self, ticks: u64) -> u64 {
         (u128::from(ticks) * 1_000_000_000 / u128::from(self.ticks_per_second.max(1))) as u64
     }
+
+    /// The ticks `ns` nanoseconds after the start (the inverse of [`TickScale::ns`], to a tick).
+    pub fn ticks(&self, ns: u64) -> u64 {
+        let after = u128::from(ns) * u128::from(self.ticks_per_second) / 1_000_000_000;
+        self.start_ticks.saturating_add(after.min(u128::from(u64::MAX)) as u64)
+    }
 }
 
 #[cfg(test)]
@@ -783,6 +789,8 @@ mod tests {
         assert_eq!(s.ns(1_000 + 3_000), 1_000);
         assert_eq!(s.ns(10), 0);
         assert_eq!(s.ns(1_000 + 3_000_000_000 * 86_400), 86_400_000_000_000);
+        assert_eq!(s.ticks(1_000), 1_000 + 3_000);
+        assert_eq!(s.ns(s.ticks(86_400_000_000_000)), 86_400_000_000_000);
     }
 
     #[test]

@@ -17,8 +17,9 @@ use stageprof_render::{
 pub(crate) struct NativeReport {
     summaries: Vec<Summary>,
     rows: Vec<RankRow>,
-    /// The profile each summary was read from (for a session: its native file, if kept).
-    sources: Vec<Option<PathBuf>>,
+    /// The files each summary was read from (for a session: its native file
+    /// or a bounded run's kept parts; none if not kept).
+    sources: Vec<Vec<PathBuf>>,
     files: Vec<String>,
     errors: Vec<String>,
 }
@@ -26,7 +27,10 @@ pub(crate) struct NativeReport {
 impl NativeReport {
     /// The report of a finished session.
     pub(crate) fn finished(report: stageprof::Report) -> NativeReport {
-        let native = report.files.iter().find(|f| f.extension().is_some_and(|e| e == "stgp")).cloned();
+        let mut native: Vec<PathBuf> =
+            report.files.iter().filter(|f| f.extension().is_some_and(|e| e == "stgp")).cloned().collect();
+        // A bounded run's parts (`profile.N.stgp`), in the order they were written.
+        native.sort_by_key(|f| f.file_stem().and_then(|s| s.to_str()?.rsplit('.').next()?.parse::<u64>().ok()));
         NativeReport {
             summaries: report.summary.into_iter().collect(),
             rows: Vec::new(),
@@ -42,7 +46,7 @@ impl NativeReport {
             .zip(&self.sources)
             .enumerate()
             .map(|(i, (summary, source))| RankInput {
-                label: source.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                label: if source.is_empty() { String::new() } else { stageprof_readers::label(source) },
                 rank: summary.run.rank.unwrap_or(i as u32),
                 summary,
             })
@@ -78,8 +82,8 @@ impl NativeReport {
     /// Writes the Chrome trace of the (single) profile to `path`, reading it again.
     fn write_chrome(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let source = match &self.sources[..] {
-            [Some(source)] => source.clone(),
-            [None] => {
+            [source] if !source.is_empty() => source.clone(),
+            [_] => {
                 return Err(PyValueError::new_err(
                     "this session kept no native profile to make the Chrome trace from: add \"native\" to formats",
                 ))
@@ -114,20 +118,29 @@ pub(crate) fn read(py: Python<'_>, paths: Vec<PathBuf>, top: usize) -> PyResult<
     if paths.is_empty() {
         return Err(PyValueError::new_err("read() needs at least one path"));
     }
-    let summaries = py.detach(|| paths.iter().map(|p| summarize(p, top, None)).collect::<PyResult<Vec<Summary>>>())?;
+    let mut profiles = Vec::new();
+    for path in &paths {
+        let found = stageprof_readers::profiles_in(path)
+            .map_err(|e| PyOSError::new_err(format!("cannot list {}: {e}", path.display())))?;
+        if found.is_empty() {
+            return Err(PyValueError::new_err(format!("{} holds no profiles", path.display())));
+        }
+        profiles.extend(found);
+    }
+    let summaries =
+        py.detach(|| profiles.iter().map(|files| summarize(files, top, None)).collect::<PyResult<Vec<Summary>>>())?;
     let rows = if summaries.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
-    Ok(NativeReport {
-        summaries,
-        rows,
-        sources: paths.into_iter().map(Some).collect(),
-        files: Vec::new(),
-        errors: Vec::new(),
-    })
+    Ok(NativeReport { summaries, rows, sources: profiles, files: Vec::new(), errors: Vec::new() })
 }
 
-/// Reads one profile into its summary, writing its Chrome trace to `chrome` if given.
-fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> PyResult<Summary> {
-    let file = File::open(path).map_err(|e| PyOSError::new_err(format!("cannot open {}: {e}", path.display())))?;
+/// Reads one profile (a file, or a bounded run's parts) into its summary,
+/// writing its Chrome trace to `chrome` if given.
+fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> PyResult<Summary> {
+    let path = PathBuf::from(stageprof_readers::label(files));
+    let mut opened = Vec::new();
+    for p in files {
+        opened.push(File::open(p).map_err(|e| PyOSError::new_err(format!("cannot open {}: {e}", p.display())))?);
+    }
     let chrome_out = match chrome {
         Some(c) => Some(
             File::create(c)
@@ -137,7 +150,11 @@ fn summarize(path: &Path, top: usize, chrome: Option<&Path>) -> PyResult<Summary
         None => None,
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        stageprof_readers::read_profile(BufReader::new(file), sink).map(|p| (p.catalog, p.run))
+        let profile = match opened.pop().filter(|_| opened.is_empty()) {
+            Some(file) => stageprof_readers::read_profile(BufReader::new(file), sink),
+            None => stageprof_readers::read_parts(files, sink),
+        };
+        profile.map(|p| (p.catalog, p.run))
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
         ReportError::Read(e) => PyValueError::new_err(format!("{}: {e}", path.display())),

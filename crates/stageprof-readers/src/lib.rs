@@ -26,6 +26,7 @@
 mod backward;
 mod call_tree;
 mod chrome_trace;
+mod files;
 mod gpu_attribution;
 mod json_scan;
 mod plausibility;
@@ -34,6 +35,8 @@ mod trace_tables;
 /// Why a trace had nothing readable; the streaming JSON scanner (for
 /// measuring its speed, `examples/scan_speed.rs`).
 pub use json_scan::{ScanError, Scanner};
+
+pub use files::{label, profiles_in, read_parts};
 
 use std::io::{BufRead, BufReader, Read};
 

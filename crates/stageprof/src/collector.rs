@@ -240,10 +240,10 @@ impl Collector {
         }
         b.consumed.store(len, Relaxed);
         let words = b.words[from..len].iter().map(|w| w.load(Relaxed));
-        if self.native.is_some() {
+        let written = self.native.is_some();
+        if written {
             self.sync_names();
             self.write_native(|n| n.records_from(thread, words.clone()));
-            self.next_part_if_full();
         }
         // Either live from the start, or the write above just failed and went live.
         if self.live.is_some() || self.sinks.is_some() {
@@ -252,6 +252,10 @@ impl Collector {
             scratch.extend(words);
             self.decode_live(thread, &scratch);
             self.scratch = scratch;
+        }
+        // After the live decoding: a part ends at the time of the last record it holds.
+        if written {
+            self.next_part_if_full();
         }
     }
 
@@ -349,13 +353,14 @@ impl Collector {
         }
         // Names interned meanwhile go to the part that may use them.
         self.sync_names();
-        let now = ticks();
-        let dropped = self.shared.dropped.load(Relaxed);
-        self.write_native(|n| n.end(dropped, now, "the next part"));
+        // The part ends with its records, not when the collector, which may
+        // run behind the recording threads, wrote them.
+        let end_ns = self.live.as_ref().map_or_else(|| self.scale.ns(ticks()), Fallback::last_ns);
+        let (dropped, end_ticks) = (self.shared.dropped.load(Relaxed), self.scale.ticks(end_ns));
+        self.write_native(|n| n.end(dropped, end_ticks, "the next part"));
         let Some(native) = self.native.take() else { return };
-        let now_ns = self.scale.ns(now);
-        self.close_part(now_ns, native.bytes_written());
-        let path = self.parts.as_mut().map(|p| p.open(now_ns));
+        self.close_part(end_ns, native.bytes_written());
+        let path = self.parts.as_mut().map(|p| p.open(end_ns));
         let Some(path) = path else { return };
         self.native_path = path;
         match File::create(&self.native_path).and_then(NativeWriter::new) {

@@ -63,6 +63,11 @@ mod with_report {
             self.decoder.feed(catalog, thread, words, &mut self.aggregator)
         }
 
+        /// The latest time (ns since the start) of the records decoded so far.
+        pub(crate) fn last_ns(&self) -> u64 {
+            self.decoder.nester.last_ns()
+        }
+
         /// Sums up the calls whose GPU results are in (call after every
         /// thread's records were read: see `GpuJoin::advance` for `gpu_memory_since_ticks`).
         pub(crate) fn release(&mut self, catalog: &Catalog, gpu_memory_since_ticks: u64) {
@@ -110,6 +115,10 @@ mod without_report {
         }
 
         pub(crate) fn release(&mut self, _: &Catalog, _: u64) {
+            match *self {}
+        }
+
+        pub(crate) fn last_ns(&self) -> u64 {
             match *self {}
         }
 

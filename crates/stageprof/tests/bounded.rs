@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use stageprof::{Config, Format, GpuTrace, Profiler, Summary};
+use stageprof_model::ingest::native_input::read_native_parts;
 use stageprof_model::ingest::read_native;
+use stageprof_model::native::{Chunk, NativeReader};
+use stageprof_model::wire::{decode, Record, TickScale};
 use stageprof_model::Warning;
 
 #[global_allocator]
@@ -107,15 +110,61 @@ fn a_bounded_run_keeps_every_figure_and_only_some_raw_events() {
     );
 
     // Each kept part reads on its own, says what it is, and holds only some of the calls.
+    let numbers: Vec<u64> = kept.kept.iter().map(|p| p.path.rsplit('.').nth(1).unwrap().parse().unwrap()).collect();
     let mut calls_in_parts = 0;
-    for part in &kept.kept {
+    for (part, &number) in kept.kept.iter().zip(&numbers) {
         let mut agg = stageprof_analysis::Aggregator::default();
         let p = read_native(std::fs::File::open(&part.path).unwrap(), &mut agg).unwrap();
-        assert!(p.run.warnings.iter().any(|w| matches!(w, Warning::BoundedPart { .. })), "{:?}", p.run.warnings);
+        assert!(p.run.warnings.contains(&Warning::BoundedParts { parts: vec![number] }), "{:?}", p.run.warnings);
         let s = agg.summary(&p.catalog, p.run, 3);
         calls_in_parts += s.stages.iter().find(|st| st.path == ["outer"]).map_or(0, |st| st.calls);
     }
     assert!(calls_in_parts > 0 && calls_in_parts < outer.calls, "{calls_in_parts}");
+
+    // Read together, in order, the kept parts are one profile: one call for
+    // every begin of `outer` they hold (counted here from the raw records),
+    // calls open where a part was not kept closed there, none spanning a gap.
+    let files: Vec<std::fs::File> = kept.kept.iter().map(|p| std::fs::File::open(&p.path).unwrap()).collect();
+    let mut agg = stageprof_analysis::Aggregator::default();
+    let together = read_native_parts(files, &mut agg).unwrap();
+    assert!(together.run.warnings.contains(&Warning::BoundedParts { parts: numbers.clone() }));
+    assert!(!together.run.warnings.iter().any(|w| matches!(w, Warning::UnmatchedStageEnds { .. })));
+    let outer_id = (0..together.catalog.name_count() as u32).find(|&i| together.catalog.name(i) == "outer").unwrap();
+    // Each part's time range (as the summary lists it) holds its records' times.
+    let mut begins = 0;
+    for p in &kept.kept {
+        let mut reader = NativeReader::new(std::fs::File::open(&p.path).unwrap()).unwrap();
+        let (mut scale, mut times) = (None, Vec::new());
+        while let Ok(Some(chunk)) = reader.next_chunk() {
+            match chunk {
+                Chunk::Meta(meta) => {
+                    let num = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.parse::<u64>().unwrap());
+                    if let (Some(ticks_per_second), Some(start_ticks)) = (num("ticks_per_second"), num("start_ticks")) {
+                        scale = Some(TickScale { ticks_per_second, start_ticks });
+                    }
+                }
+                Chunk::Records { words, .. } => decode(&words, |r| match r {
+                    Record::Begin { name, ticks, .. } => {
+                        begins += u64::from(name == outer_id);
+                        times.push(ticks);
+                    }
+                    Record::End { ticks, .. } => times.push(ticks),
+                    _ => {}
+                })
+                .unwrap(),
+                _ => {}
+            }
+        }
+        let scale = scale.unwrap();
+        let (first, last) = (scale.ns(*times.iter().min().unwrap()), scale.ns(*times.iter().max().unwrap()));
+        assert!(p.start_ns <= first && last <= p.end_ns, "{p:?} holds records from {first} to {last} ns");
+    }
+    let s = agg.summary(&together.catalog, together.run, 3);
+    let read_outer = s.stages.iter().find(|st| st.path == ["outer"]).unwrap();
+    assert_eq!(read_outer.calls, begins);
+    let gaps = numbers.windows(2).filter(|w| w[1] != w[0] + 1).count() as u64;
+    assert!(read_outer.unfinished <= gaps + 1, "{} unfinished, {gaps} gaps", read_outer.unfinished);
+    assert!(read_outer.call.max_ns <= outer.call.max_ns, "a call spans a gap: {:?}", read_outer.call);
 
     // The summary says it; the Chrome trace holds the kept events.
     let json: serde_json::Value =

@@ -71,7 +71,7 @@ fn record(
     commit: Option<&str>,
     db: &std::path::Path,
 ) -> Result<String, CliError> {
-    let summary = summarize(run, 3, None)?;
+    let summary = summarize(&[run.to_path_buf()], 3, None)?;
     let meta =
         RunMeta { source: run.display().to_string(), git_commit: commit.map(str::to_owned), labels: labels.to_vec() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);

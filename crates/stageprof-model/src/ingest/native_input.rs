@@ -31,56 +31,90 @@ pub const BOUNDED_PART_KEY: &str = "bounded_part";
 /// distinct stages (and, for profiles with GPU records, by the number of
 /// GPU activities, read in a first pass). A truncated or corrupt tail becomes
 /// a warning in the returned [`RunInfo`]: everything before it is still delivered.
-pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
-    let mut join = read_gpu_ledger(&mut input)?.map(GpuJoin::new);
+pub fn read_native<R: Read + Seek>(input: R, sink: &mut dyn ProfileSink) -> Result<NativeProfile, NativeError> {
+    read_native_parts(vec![input], sink)
+}
+
+/// Streams the parts of one bounded run (`max_disk_mb`: `profile.<n>.stgp`),
+/// in the order they were written, into `sink` as one profile, as
+/// [`read_native`] does one file. Where a part was not kept between two
+/// that were, the calls open at the end of the first are closed there,
+/// marked unfinished, and ends in the next whose begins were in the part
+/// not kept are left out; the warnings say which parts the figures cover.
+pub fn read_native_parts<R: Read + Seek>(
+    mut parts: Vec<R>,
+    sink: &mut dyn ProfileSink,
+) -> Result<NativeProfile, NativeError> {
+    let mut ledger = GpuLedger::default();
+    let mut gpu_records = false;
+    for part in &mut parts {
+        gpu_records |= read_gpu_ledger(&mut *part, &mut ledger)?;
+    }
+    let mut join = (gpu_records && !ledger.is_empty()).then(|| GpuJoin::new(ledger));
     if let Some(join) = &join {
         join.emit_memory_levels(sink);
     }
-    input.seek(SeekFrom::Start(0)).map_err(NativeError::Io)?;
-    let mut reader = NativeReader::new(input)?;
     let mut catalog = Catalog::default();
     let mut run = RunInfo { source: "stageprof".into(), end_reason: "truncated".into(), ..RunInfo::default() };
     let mut meta: Vec<(String, String)> = Vec::new();
     let mut decoder: Option<RecordDecoder> = None;
     let mut end_ticks = None;
-    loop {
-        let chunk = match reader.next_chunk() {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e @ (NativeError::Truncated { .. } | NativeError::Corrupt { .. })) => {
-                run.warnings.push(Warning::ReadStopped { problem: e.to_string(), events_before: None });
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        match chunk {
-            Chunk::Meta(pairs) => {
-                meta.extend(pairs);
-                new_decoder(&mut decoder, &meta, &mut join);
-            }
-            Chunk::Names { first_id, names } => {
-                // Names arrive in order; an id far past them is corruption, not a reason to allocate.
-                if first_id as usize > catalog.name_count() + MAX_NAME_GAP {
-                    run.warnings.push(Warning::CorruptNames { before_byte: reader.offset(), first_id });
-                    continue;
+    // Bounded parts read, and whether one was missing between two of them.
+    let (mut kept, mut gaps) = (Vec::new(), false);
+    for mut input in parts {
+        input.seek(SeekFrom::Start(0)).map_err(NativeError::Io)?;
+        let mut reader = NativeReader::new(input)?;
+        loop {
+            let chunk = match reader.next_chunk() {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e @ (NativeError::Truncated { .. } | NativeError::Corrupt { .. })) => {
+                    run.warnings.push(Warning::ReadStopped { problem: e.to_string(), events_before: None });
+                    break;
                 }
-                for (i, n) in names.iter().enumerate() {
-                    catalog.set_name(first_id.saturating_add(i as u32), n);
+                Err(e) => return Err(e),
+            };
+            match chunk {
+                Chunk::Meta(pairs) => {
+                    if let Some(part) = get(&pairs, BOUNDED_PART_KEY).and_then(|v| v.parse::<u64>().ok()) {
+                        // A run's first kept part after part 0 starts with the ends of calls begun before it.
+                        gaps |= kept.is_empty() && part > 0;
+                        if kept.last().is_some_and(|&last: &u64| part != last + 1) {
+                            gaps = true;
+                            if let Some(d) = &mut decoder {
+                                let at = end_ticks.map(|t| d.scale.ns(t));
+                                d.nester.close_open(&catalog, at, sink);
+                            }
+                        }
+                        kept.push(part);
+                    }
+                    meta.extend(pairs);
+                    new_decoder(&mut decoder, &meta, &mut join);
                 }
-            }
-            Chunk::Thread(t) => catalog.add_thread(t),
-            Chunk::Records { thread, words } => {
-                let at = reader.offset();
-                let decoder = new_decoder(&mut decoder, &meta, &mut join);
-                if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
-                    let problem = e.message.to_string();
-                    run.warnings.push(Warning::BadRecord { chunk_end_byte: at, word: e.word, problem });
+                Chunk::Names { first_id, names } => {
+                    // Names arrive in order; an id far past them is corruption, not a reason to allocate.
+                    if first_id as usize > catalog.name_count() + MAX_NAME_GAP {
+                        run.warnings.push(Warning::CorruptNames { before_byte: reader.offset(), first_id });
+                        continue;
+                    }
+                    for (i, n) in names.iter().enumerate() {
+                        catalog.set_name(first_id.saturating_add(i as u32), n);
+                    }
                 }
-            }
-            Chunk::End { dropped_records, end_ticks: t, reason } => {
-                run.dropped_records = dropped_records;
-                run.end_reason = reason;
-                end_ticks = Some(t);
+                Chunk::Thread(t) => catalog.add_thread(t),
+                Chunk::Records { thread, words } => {
+                    let at = reader.offset();
+                    let decoder = new_decoder(&mut decoder, &meta, &mut join);
+                    if let Err(e) = decoder.feed(&mut catalog, thread, &words, sink) {
+                        let problem = e.message.to_string();
+                        run.warnings.push(Warning::BadRecord { chunk_end_byte: at, word: e.word, problem });
+                    }
+                }
+                Chunk::End { dropped_records, end_ticks: t, reason } => {
+                    run.dropped_records = dropped_records;
+                    run.end_reason = reason;
+                    end_ticks = Some(t);
+                }
             }
         }
     }
@@ -88,7 +122,9 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
         let end_ns = end_ticks.map(|t| decoder.scale.ns(t));
         decoder.nester.finish(&catalog, end_ns, sink);
         let unclaimed = Warning::OutsideStages { count: decoder.nester.unclaimed_gpu() as u64, busy_ns: None };
-        let unmatched = Warning::UnmatchedStageEnds { count: decoder.nester.unmatched_ends() };
+        // Across a part not kept, ends whose begins it held have nothing to match: no fault of the program's.
+        let unmatched = decoder.nester.unmatched_ends();
+        let unmatched = Warning::UnmatchedStageEnds { count: if gaps { 0 } else { unmatched } };
         run.warnings.extend([unclaimed, unmatched].into_iter().filter(|w| w.count() > 0));
         run.warnings.extend(decoder.unjoined_gpu());
         if let Some((count, path)) = decoder.nester.stream_changed() {
@@ -98,6 +134,9 @@ pub fn read_native<R: Read + Seek>(mut input: R, sink: &mut dyn ProfileSink) -> 
         run.duration_ns = end_ns.unwrap_or(decoder.nester.last_ns());
     }
     apply_meta(&mut run, &meta);
+    if !kept.is_empty() {
+        run.warnings.push(Warning::BoundedParts { parts: kept });
+    }
     Ok(NativeProfile { catalog, run })
 }
 
@@ -116,17 +155,16 @@ fn new_decoder<'a>(
     })
 }
 
-/// First pass: the GPU results of a profile that says it has some. Damage
-/// is left for the second pass to report.
-fn read_gpu_ledger<R: Read>(input: R) -> Result<Option<GpuLedger>, NativeError> {
+/// First pass: the GPU results of a profile that says it has some, added
+/// to `ledger`; whether it says so. Damage is left for the second pass to report.
+fn read_gpu_ledger<R: Read>(input: R, ledger: &mut GpuLedger) -> Result<bool, NativeError> {
     let mut reader = NativeReader::new(input)?;
-    let mut ledger = GpuLedger::default();
     let mut scale = None;
     while let Ok(Some(chunk)) = reader.next_chunk() {
         match chunk {
             Chunk::Meta(pairs) => {
                 if get(&pairs, GPU_RECORDS_KEY) != Some("true") && scale.is_none() {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 scale.get_or_insert_with(|| scale_from(&pairs));
             }
@@ -137,7 +175,7 @@ fn read_gpu_ledger<R: Read>(input: R) -> Result<Option<GpuLedger>, NativeError> 
             _ => {}
         }
     }
-    Ok((!ledger.is_empty()).then_some(ledger))
+    Ok(scale.is_some())
 }
 
 fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -164,5 +202,4 @@ fn apply_meta(run: &mut RunInfo, meta: &[(String, String)]) {
     run.peak_rss_bytes = num("peak_rss_bytes");
     run.cpu_time = get(meta, "cpu_time") == Some("true");
     run.memory_tracked = get(meta, "memory_tracked") == Some("true");
-    run.warnings.extend(num(BOUNDED_PART_KEY).map(|part| Warning::BoundedPart { part }));
 }

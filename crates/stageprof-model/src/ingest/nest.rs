@@ -245,6 +245,22 @@ impl Nester {
     /// Closes everything still open at the last timestamp seen (or `end_ns`
     /// if later), marked unfinished.
     pub fn finish(&mut self, catalog: &Catalog, end_ns: Option<u64>, sink: &mut dyn ProfileSink) {
+        self.close_open(catalog, end_ns, sink);
+        if let Some(gpu) = &mut self.gpu {
+            // Every record is in: what a held span still lacks will not come.
+            gpu.settle_all(sink);
+            for held in std::mem::take(&mut self.held) {
+                deliver(gpu, held, catalog, sink);
+            }
+            self.unclaimed_gpu += gpu.finish(catalog, sink);
+        }
+    }
+
+    /// Closes every span still open, at the last timestamp seen (or
+    /// `end_ns` if later), marked unfinished: at the end of a profile, or
+    /// where its records stop (a part of a bounded run whose next part was
+    /// not kept).
+    pub fn close_open(&mut self, catalog: &Catalog, end_ns: Option<u64>, sink: &mut dyn ProfileSink) {
         let end = self.last_ns.max(end_ns.unwrap_or(0));
         let mut threads: Vec<u32> = self.threads.keys().copied().collect();
         threads.sort_unstable();
@@ -255,14 +271,6 @@ impl Nester {
                 let unfinished = SpanFlags { unfinished: true, ..SpanFlags::default() };
                 close(stack, thread, end, StageMetrics::default(), unfinished, &mut out);
             }
-        }
-        if let Some(gpu) = &mut self.gpu {
-            // Every record is in: what a held span still lacks will not come.
-            gpu.settle_all(sink);
-            for held in std::mem::take(&mut self.held) {
-                deliver(gpu, held, catalog, sink);
-            }
-            self.unclaimed_gpu += gpu.finish(catalog, sink);
         }
     }
 
