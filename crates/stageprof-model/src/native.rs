@@ -196,6 +196,13 @@ pub enum NativeError {
     },
     /// Reading the file failed.
     Io(io::Error),
+    /// Files read as the parts of one bounded run are of different runs.
+    PartsOfDifferentRuns {
+        /// The first part's number and the one of another run.
+        first: u64,
+        /// The part of another run.
+        other: u64,
+    },
 }
 
 impl std::fmt::Display for NativeError {
@@ -210,6 +217,10 @@ impl std::fmt::Display for NativeError {
             }
             NativeError::Corrupt { offset, message } => write!(f, "corrupt chunk at byte {offset}: {message}"),
             NativeError::Io(e) => write!(f, "{e}"),
+            NativeError::PartsOfDifferentRuns { first, other } => write!(
+                f,
+                "part {other} is of another run than part {first} (another process or start time): read the parts of one run together"
+            ),
         }
     }
 }

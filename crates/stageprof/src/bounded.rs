@@ -38,6 +38,28 @@ pub(crate) struct Parts {
     stride: u64,
 }
 
+/// Deletes the native profiles an earlier run left in `dir` (`profile.stgp`,
+/// `profile.<n>.stgp`): this run's replace them, and parts of two runs in
+/// one directory would read as one run and break the bound. Returns what
+/// could not be deleted.
+pub(crate) fn remove_earlier_profiles(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let middle = name.strip_prefix("profile.").and_then(|n| n.strip_suffix("stgp"));
+            middle.is_some_and(|m| m.is_empty() || m.strip_suffix('.').is_some_and(|n| n.parse::<u64>().is_ok()))
+        })
+        .filter_map(|p| {
+            std::fs::remove_file(&p)
+                .err()
+                .map(|e| format!("cannot delete {} (an earlier run's profile): {e}", p.display()))
+        })
+        .collect()
+}
+
 impl Parts {
     /// Parts in `dir` sharing `limit_mb` MiB.
     pub(crate) fn new(dir: &Path, limit_mb: u64) -> Parts {

@@ -85,9 +85,11 @@ impl Collector {
             Some(parts) => parts.open(0),
             None => dir.join("profile.stgp"),
         };
+        let mut errors = Vec::new();
         let opened = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create output directory {}: {e}", dir.display()))
             .and_then(|_| {
+                errors = crate::bounded::remove_earlier_profiles(&dir);
                 File::create(&native_path)
                     .and_then(NativeWriter::new)
                     .map_err(|e| format!("cannot write {}: {e}", native_path.display()))
@@ -115,7 +117,7 @@ impl Collector {
             threads_known: 0,
             next_seq: Vec::new(),
             scratch: Vec::new(),
-            errors: Vec::new(),
+            errors,
             rss_every,
             last_rss: Instant::now(),
             run,

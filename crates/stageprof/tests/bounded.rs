@@ -201,3 +201,38 @@ fn a_bound_says_what_it_cannot_do() {
         assert!(events.validate("test").is_ok());
     }
 }
+
+/// Profiles an earlier run left in the directory are replaced, so that the
+/// parts on disk are this run's; parts of two runs read together are refused.
+#[test]
+fn an_earlier_runs_profiles_are_replaced_and_runs_never_mix() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(second.path().join("profile.999.stgp"), b"an earlier run's part").unwrap();
+    std::fs::write(second.path().join("profile.stgp"), b"an earlier unbounded run").unwrap();
+    std::fs::write(second.path().join("profile.notes.stgp"), b"not stageprof's").unwrap();
+    let runs = [run(first.path(), Some(1)), run(second.path(), Some(1))];
+    let mut left: Vec<String> = std::fs::read_dir(second.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".stgp"))
+        .collect();
+    left.sort();
+    let mut kept: Vec<String> = runs[1]
+        .run
+        .bounded
+        .as_ref()
+        .unwrap()
+        .kept
+        .iter()
+        .map(|p| p.path.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    kept.push("profile.notes.stgp".into());
+    kept.sort();
+    assert_eq!(left, kept);
+
+    let part = |run: &Summary, i: usize| std::fs::File::open(&run.run.bounded.as_ref().unwrap().kept[i].path).unwrap();
+    let mixed =
+        read_native_parts(vec![part(&runs[0], 0), part(&runs[1], 1)], &mut stageprof_analysis::Aggregator::default());
+    let e = mixed.err().expect("parts of two runs are refused").to_string();
+    assert!(e.contains("is of another run than part 0"), "{e}");
+}

@@ -61,6 +61,8 @@ pub fn read_native_parts<R: Read + Seek>(
     let mut end_ticks = None;
     // Bounded parts read, and whether one was missing between two of them.
     let (mut kept, mut gaps) = (Vec::new(), false);
+    // The run the first part is of: (pid, start_unix_ns).
+    let mut run_of_first: Option<(Option<String>, Option<String>)> = None;
     for mut input in parts {
         input.seek(SeekFrom::Start(0)).map_err(NativeError::Io)?;
         let mut reader = NativeReader::new(input)?;
@@ -77,6 +79,12 @@ pub fn read_native_parts<R: Read + Seek>(
             match chunk {
                 Chunk::Meta(pairs) => {
                     if let Some(part) = get(&pairs, BOUNDED_PART_KEY).and_then(|v| v.parse::<u64>().ok()) {
+                        let this_run =
+                            (get(&pairs, "pid").map(str::to_owned), get(&pairs, "start_unix_ns").map(str::to_owned));
+                        if run_of_first.get_or_insert_with(|| this_run.clone()) != &this_run {
+                            let first = kept.first().copied().unwrap_or(part);
+                            return Err(NativeError::PartsOfDifferentRuns { first, other: part });
+                        }
                         // A run's first kept part after part 0 starts with the ends of calls begun before it.
                         gaps |= kept.is_empty() && part > 0;
                         if kept.last().is_some_and(|&last: &u64| part != last + 1) {
