@@ -7,7 +7,9 @@
 //! `sweep` [300, 900) and `sweep/upload` [400, 500); every fifth nested
 //! upload's begin event failed (untimed). The GPU thread writes each frame's
 //! event times one frame late; the allocator's trace covers two frames in
-//! three and is read (levels, then a mark) as each frame ends.
+//! three and is read (levels, then a mark) as each frame ends; or, as in a
+//! program without frames, it stays on and is read as it goes (no gaps, and
+//! many more levels: 200 small allocations in each sweep).
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -37,8 +39,17 @@ struct FrameRecords {
     gpu: Vec<u64>,
 }
 
-fn traced(f: u64) -> bool {
-    f % 3 != 1
+/// How the allocator's trace runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Trace {
+    /// On for two frames in three, off between.
+    Frames,
+    /// On from the first frame to the end, read at each frame's end.
+    Continuous,
+}
+
+fn traced(trace: Trace, f: u64) -> bool {
+    trace == Trace::Continuous || f % 3 != 1
 }
 
 fn untimed_nested(f: u64) -> bool {
@@ -55,15 +66,15 @@ fn elapsed(instance: u64) -> u64 {
 }
 
 /// The allocated level at the start of frame `f` (each traced frame keeps `f` bytes more).
-fn level_before(f: u64) -> i64 {
-    1_000_000 + (0..f).filter(|&g| traced(g)).map(|g| g as i64).sum::<i64>()
+fn level_before(trace: Trace, f: u64) -> i64 {
+    1_000_000 + (0..f).filter(|&g| traced(trace, g)).map(|g| g as i64).sum::<i64>()
 }
 
 fn reserved(f: u64) -> u64 {
     (f % 4 + 2) << 20
 }
 
-fn frame_records(f: u64) -> FrameRecords {
+fn frame_records(trace: Trace, f: u64) -> FrameRecords {
     let t = f * 1000;
     let [up, sweep, nested] = instances(f);
     let link = |instance, timed: bool| [header(kind::GPU_LINK, if timed { 0 } else { flag::UNTIMED }, 0), instance];
@@ -93,17 +104,24 @@ fn frame_records(f: u64) -> FrameRecords {
     }
 
     let mut allocator = Vec::new();
-    if traced(f) {
-        let base = level_before(f);
+    if traced(trace, f) {
+        let base = level_before(trace, f);
         let r = reserved(f);
         let level = |edge, at: u64, bytes: i64| gpu_memory_words(0, edge, t + at, bytes, r);
-        allocator.extend(level(flag::TRACE_START, 50, base));
+        if trace == Trace::Frames || f == 0 {
+            allocator.extend(level(flag::TRACE_START, 50, base));
+        }
         allocator.extend(level(0, 120, base + 500 + f as i64));
         allocator.extend(level(0, 250, base + 200 + f as i64));
         allocator.extend(level(0, 450, base + 1200 + f as i64));
         allocator.extend(level(0, 480, base + f as i64));
+        if trace == Trace::Continuous {
+            for i in 0..200 {
+                allocator.extend(level(0, 600 + i, base + f as i64 + 64 * (1 - i as i64 % 2)));
+            }
+        }
         allocator.extend(level(flag::TRACE_END, 950, base + f as i64));
-        allocator.extend(gpu_memory_mark_words(t + 950, true, false));
+        allocator.extend(gpu_memory_mark_words(t + 950, trace == Trace::Frames, false));
     } else {
         allocator.extend(gpu_memory_mark_words(t + 999, true, false));
     }
@@ -119,7 +137,7 @@ fn catalog() -> Catalog {
 }
 
 /// The whole run as a native file, read back by the file reader.
-fn read_whole_file() -> Summary {
+fn read_whole_file(trace: Trace) -> Summary {
     let mut w = NativeWriter::new(Vec::new()).unwrap();
     let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
     w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
@@ -128,7 +146,7 @@ fn read_whole_file() -> Summary {
         w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: name.into() }).unwrap();
     }
     for f in 0..FRAMES {
-        let r = frame_records(f);
+        let r = frame_records(trace, f);
         w.records(MAIN, &r.main).unwrap();
         w.records(ALLOCATOR, &r.allocator).unwrap();
         w.records(GPU, &r.gpu).unwrap();
@@ -180,11 +198,11 @@ impl Live {
 }
 
 /// The run fed live, the GPU's event times `gpu_lag` frames late.
-fn live_run(gpu_lag: usize) -> Summary {
+fn live_run(trace: Trace, gpu_lag: usize) -> Summary {
     let mut live = Live::new();
     let mut late_gpu = std::collections::VecDeque::new();
     for f in 0..FRAMES {
-        let r = frame_records(f);
+        let r = frame_records(trace, f);
         live.feed(MAIN, &r.main);
         live.feed(ALLOCATOR, &r.allocator);
         late_gpu.push_back(r.gpu);
@@ -221,13 +239,20 @@ fn figures(s: &Summary) -> BTreeMap<String, String> {
 
 #[test]
 fn joined_while_recording_the_figures_are_the_whole_files() {
-    let whole = read_whole_file();
     // With the GPU three frames behind, calls are still held when their
-    // frame's levels could be forgotten: they must not be.
-    for gpu_lag in [0, 1, 3] {
-        assert_eq!(figures(&live_run(gpu_lag)), figures(&whole), "GPU {gpu_lag} frames behind");
+    // frame's levels could be forgotten: they must not be. With the trace
+    // on throughout (12,000 levels), levels are forgotten without gaps.
+    for trace in [Trace::Frames, Trace::Continuous] {
+        let whole = read_whole_file(trace);
+        for gpu_lag in [0, 1, 3] {
+            assert_eq!(figures(&live_run(trace, gpu_lag)), figures(&whole), "GPU {gpu_lag} frames behind");
+        }
     }
-    let live = live_run(1);
+    let continuous = live_run(Trace::Continuous, 1);
+    let upload = continuous.stages.iter().find(|st| st.path == ["upload"]).unwrap();
+    assert_eq!(upload.gpu_mem_calls, Some(FRAMES), "every call covered");
+    let whole = read_whole_file(Trace::Frames);
+    let live = live_run(Trace::Frames, 1);
     assert_eq!(live.frames.count, FRAMES);
     assert!(live.run.warnings.is_empty(), "{:?}", live.run.warnings);
     let peaks =
@@ -237,13 +262,13 @@ fn joined_while_recording_the_figures_are_the_whole_files() {
 
 #[test]
 fn joined_while_recording_the_figures_are_the_ones_worked_out_here() {
-    let s = live_run(1);
+    let s = live_run(Trace::Frames, 1);
     let stage = |path: &str| s.stages.iter().find(|st| st.path.join("/") == path).unwrap();
     let frames: Vec<u64> = (0..FRAMES).collect();
     let event_sum = |which: usize, skip: &dyn Fn(u64) -> bool| {
         frames.iter().filter(|&&f| !skip(f)).map(|&f| elapsed(instances(f)[which])).sum::<u64>()
     };
-    let traced_frames: Vec<u64> = frames.iter().copied().filter(|&f| traced(f)).collect();
+    let traced_frames: Vec<u64> = frames.iter().copied().filter(|&f| traced(Trace::Frames, f)).collect();
     let last_traced = *traced_frames.last().unwrap() as i64;
 
     let upload = stage("upload");
@@ -273,7 +298,7 @@ fn joined_while_recording_the_figures_are_the_ones_worked_out_here() {
 #[test]
 fn calls_wait_for_their_event_time_and_for_the_mark_after_their_end() {
     let mut live = Live::new();
-    let frame0 = frame_records(0);
+    let frame0 = frame_records(Trace::Frames, 0);
     live.feed(MAIN, &frame0.main);
     live.release();
     assert_eq!(live.calls("upload"), 0, "held: no event time, no mark yet");
@@ -287,7 +312,7 @@ fn calls_wait_for_their_event_time_and_for_the_mark_after_their_end() {
     assert_eq!((live.calls("upload"), live.calls("sweep/upload"), live.calls("sweep")), (1, 1, 1));
 
     // Frame 1 is untraced: its calls need their event times and the mark only.
-    let frame1 = frame_records(1);
+    let frame1 = frame_records(Trace::Frames, 1);
     live.feed(MAIN, &frame1.main);
     live.feed(ALLOCATOR, &frame1.allocator);
     live.release();
@@ -306,7 +331,7 @@ fn with_no_producer_of_levels_only_event_times_are_waited_for() {
     let mut decoder = RecordDecoder::new(SCALE);
     decoder.nester.join_gpu(GpuJoin::live());
     let (mut catalog, mut agg) = (catalog(), Aggregator::default());
-    let frame0 = frame_records(0);
+    let frame0 = frame_records(Trace::Frames, 0);
     let calls = |agg: &Aggregator, catalog: &Catalog| {
         let s = agg.summary(catalog, stageprof_model::RunInfo::default(), 3);
         (s.stages.iter().map(|st| st.calls).sum::<u64>(), s.frames.count)

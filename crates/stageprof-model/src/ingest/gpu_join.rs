@@ -171,7 +171,12 @@ struct LiveMemory {
     out_of_order: u64,
     /// The gap up to which levels were last forgotten.
     forgotten_to: Option<i64>,
+    /// Levels kept after they were last forgotten.
+    kept_after_forget: usize,
 }
+
+/// Levels a live join keeps before it looks for ones to forget without a gap in the trace.
+const MIN_LEVELS_KEPT: usize = 4096;
 
 /// What a closing call gets of the GPU records.
 pub struct ClosedGpu {
@@ -332,17 +337,31 @@ impl GpuJoin {
         self.advance(since, sink);
     }
 
-    /// Forgets the allocator's levels that no call can need: those before
-    /// the latest gap in its trace in force, but not before the earliest
-    /// start of the calls still held (`held_from`, asked only when there is
-    /// a new gap).
-    pub fn forget_settled(&mut self, held_from: impl FnOnce() -> Option<u64>) {
+    /// Forgets the allocator's levels that no call can need. At a new gap
+    /// in the trace (a mark with it off): those before the gap, but not
+    /// before the earliest start of the calls still held; no call open
+    /// across a gap is covered. Else, once the levels kept have doubled:
+    /// those before the mark in force and before the earliest start of the
+    /// calls held or still open. `needed_from(open)` gives that earliest
+    /// start (`open`: counting the calls still open), asked only then.
+    pub fn forget_settled(&mut self, needed_from: impl FnOnce(bool) -> Option<u64>) {
         let Some(live) = &mut self.live else { return };
-        let Some(gap) = live.in_force.gap_ns.filter(|&g| live.forgotten_to.is_none_or(|f| f < g)) else { return };
-        live.forgotten_to = Some(gap);
-        let before = held_from().map_or(gap, |h| gap.min(h.min(i64::MAX as u64) as i64));
+        let ns = |t: u64| t.min(i64::MAX as u64) as i64;
+        let new_gap = live.in_force.gap_ns.filter(|&g| live.forgotten_to.is_none_or(|f| f < g));
+        let before = match new_gap {
+            Some(gap) => {
+                live.forgotten_to = Some(gap);
+                needed_from(false).map_or(gap, |h| gap.min(ns(h)))
+            }
+            None if self.memory.len() >= 2 * live.kept_after_forget.max(MIN_LEVELS_KEPT) => {
+                let through = live.in_force.through_ns;
+                needed_from(true).map_or(through, |n| through.min(ns(n)))
+            }
+            None => return,
+        };
         let forgotten = self.memory.forget_before(before);
         live.emitted -= forgotten.min(live.emitted);
+        live.kept_after_forget = self.memory.len();
         let ended = self.traced.partition_point(|w| w.end < before);
         self.traced.drain(..ended);
     }
@@ -480,29 +499,35 @@ mod tests {
     }
 
     /// A run left on: the allocator's trace read every frame for 10,000
-    /// frames keeps only the levels since the last gap, and hands each level
-    /// to the sink once.
+    /// frames keeps only the levels since the last gap (or, where the trace
+    /// stays on, a bounded number), and hands each level to the sink once.
     #[test]
     fn a_live_join_forgets_the_levels_no_call_can_need() {
         let scale = TickScale { ticks_per_second: 1_000_000_000, start_ticks: 0 };
-        let mut join = GpuJoin::live();
-        let mut sink = Levels(Vec::new());
-        for f in 0..10_000u64 {
-            let t = f * 1000;
-            let mut words = Vec::new();
-            words.extend(gpu_memory_words(0, flag::TRACE_START, t + 10, 0, 0));
-            for i in 1..=20 {
-                words.extend(gpu_memory_words(0, 0, t + 10 + 40 * i, i as i64, 0));
+        for gaps in [true, false] {
+            let mut join = GpuJoin::live();
+            let mut sink = Levels(Vec::new());
+            for f in 0..10_000u64 {
+                let t = f * 1000;
+                let mut words = Vec::new();
+                if gaps || f == 0 {
+                    words.extend(gpu_memory_words(0, flag::TRACE_START, t + 10, 0, 0));
+                }
+                for i in 1..=20 {
+                    words.extend(gpu_memory_words(0, 0, t + 10 + 40 * i, i as i64, 0));
+                }
+                words.extend(gpu_memory_words(0, flag::TRACE_END, t + 900, 0, 0));
+                words.extend(gpu_memory_mark_words(t + 900, gaps, false));
+                decode(&words, |r| assert!(join.take(&r, 1, scale))).unwrap();
+                join.advance(Some(0), &mut sink);
+                join.forget_settled(|_| None);
+                let most = if gaps { 2 * 22 } else { 2 * MIN_LEVELS_KEPT + 22 };
+                assert!(join.memory.len() <= most, "frame {f}: {} levels held", join.memory.len());
+                assert!(join.traced.len() <= 2, "frame {f}: {} windows held", join.traced.len());
             }
-            words.extend(gpu_memory_words(0, flag::TRACE_END, t + 900, 0, 0));
-            words.extend(gpu_memory_mark_words(t + 900, true, false));
-            decode(&words, |r| assert!(join.take(&r, 1, scale))).unwrap();
-            join.advance(Some(0), &mut sink);
-            join.forget_settled(|| None);
-            assert!(join.memory.len() <= 2 * 22, "frame {f}: {} levels held", join.memory.len());
-            assert!(join.traced.len() <= 2, "frame {f}: {} windows held", join.traced.len());
+            join.settle_all(&mut sink);
+            let levels = if gaps { 10_000 * 22 } else { 10_000 * 21 + 1 };
+            assert_eq!(sink.0.len(), levels, "gaps: {gaps}");
         }
-        join.settle_all(&mut sink);
-        assert_eq!(sink.0.len(), 10_000 * 22);
     }
 }

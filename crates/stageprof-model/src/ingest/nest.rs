@@ -188,8 +188,12 @@ impl Nester {
             let held = self.held.pop_front().expect("front exists");
             deliver(join, held, catalog, sink);
         }
-        let held = &self.held;
-        join.forget_settled(|| held.iter().map(|h| h.span.start_ns).min());
+        let (held, threads) = (&self.held, &self.threads);
+        join.forget_settled(|open| {
+            let held_from = held.iter().map(|h| h.span.start_ns).min();
+            let open_from = threads.values().filter_map(|stack| stack.first()).map(|o| o.start_ns).min();
+            held_from.into_iter().chain(open_from.filter(|_| open)).min()
+        });
     }
 
     /// Spans a live GPU join let go before their GPU results were in.
