@@ -203,7 +203,8 @@ impl<T> Sender<T> {
             TrySendError::Full(s) => TrySendError::Full(s.item),
             TrySendError::Disconnected(s) => TrySendError::Disconnected(s.item),
         });
-        self.sent(began, done)
+        // A try never waits: recorded at the tick it began, as `send`'s fast path.
+        self.sent_at(began, began, done)
     }
 
     /// Sends `item`, waiting for room at most `timeout`.
@@ -265,7 +266,7 @@ impl<T> Receiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let began = began();
         let got = self.inner.try_recv();
-        self.received(began, got)
+        self.received_at(began, began, got)
     }
 
     /// Takes an item, waiting for one at most `timeout`.
