@@ -11,6 +11,9 @@
 //!
 //! `gpu_check paired FRAMES`: the same pipeline with events mode switched
 //! on and off frame by frame; prints the median cost against the off frames.
+//!
+//! `gpu_check stage-cost [ITERATIONS]`: a stage's begin + end with events,
+//! against two raw `cuEventRecord` calls.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -376,6 +379,47 @@ fn paired(frames: u64) {
     );
 }
 
+/// What a stage with events costs the host, against the driver's own
+/// `cuEventRecord` (two a stage): ns per iteration, medians of 5 runs.
+fn stage_cost(iterations: u32) {
+    let gpu = Gpu::new();
+    let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let events = [gpu.ctx.new_event(timing).unwrap(), gpu.ctx.new_event(timing).unwrap()];
+    let median_ns = |f: &mut dyn FnMut()| {
+        let mut runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    f();
+                }
+                gpu.stream.synchronize().unwrap();
+                start.elapsed().as_nanos() as f64 / f64::from(iterations)
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        runs[2]
+    };
+    let raw = median_ns(&mut || {
+        for e in &events {
+            // SAFETY: both handles are live (owned by `events` and `gpu`), of the context bound here.
+            unsafe { cudarc::driver::sys::cuEventRecord(e.cu_event(), gpu.stream.cu_stream()) };
+        }
+    });
+    println!("two cuEventRecord calls: {raw:.0} ns");
+    for (label, gpu_trace, nvtx) in [
+        ("off", GpuTrace::Off, false),
+        ("events", GpuTrace::Events, true),
+        ("events, no NVTX", GpuTrace::Events, false),
+    ] {
+        let config = Config { formats: vec![Format::Native], nvtx, ..config("/tmp/gpu-stage-cost", gpu_trace) };
+        let session = stageprof::init_with(config);
+        let _on = stageprof::cuda::use_stream(&gpu.stream);
+        let ns = median_ns(&mut || drop(stageprof::stage("x")));
+        drop(session);
+        println!("stage begin + end, {label}: {ns:.0} ns");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -386,8 +430,11 @@ fn main() {
         }
         Some("overhead") => overhead(&args[2], args.get(3).and_then(|f| f.parse().ok()).unwrap_or(500)),
         Some("paired") => paired(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(1000)),
+        Some("stage-cost") => stage_cost(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(100_000)),
         _ => {
-            eprintln!("usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES | gpu_check paired FRAMES");
+            eprintln!(
+                "usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES | gpu_check paired FRAMES | gpu_check stage-cost [ITERATIONS]"
+            );
             std::process::exit(2);
         }
     }

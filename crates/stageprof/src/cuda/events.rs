@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use crossbeam_queue::SegQueue;
 use cudarc::driver::sys::{self, CUevent, CUresult, CUstream};
 
 /// A stage's begin and end events, waiting for the GPU to pass the end.
@@ -25,11 +26,15 @@ pub(crate) struct Resolved {
     pub stream_changed: bool,
 }
 
-/// Events to reuse, and stages waiting to be timed.
+/// Events to reuse, and stages waiting to be timed. What stages touch (a
+/// free event, an ended stage handed over) are lock-free queues, so that the
+/// GPU thread's resolving never holds a lock a stage waits on.
 #[derive(Default)]
 pub(crate) struct EventTimer {
-    free: Mutex<Vec<usize>>,
-    pending: Mutex<VecDeque<PendingTime>>,
+    free: SegQueue<usize>,
+    ended: SegQueue<PendingTime>,
+    /// Ended stages the GPU has not passed yet: the GPU thread's alone.
+    waiting: Mutex<VecDeque<PendingTime>>,
 }
 
 // SAFETY: CUevent handles are opaque driver pointers, valid on any thread of the process.
@@ -39,8 +44,7 @@ impl EventTimer {
     /// Records an event on `stream` (the caller made the context current);
     /// `None` if the driver refused (a stream of another context, say).
     pub(super) fn record(&self, stream: CUstream) -> Option<CUevent> {
-        let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let event = match pooled {
+        let event = match self.free.pop() {
             Some(e) => e as CUevent,
             None => {
                 let mut e: CUevent = std::ptr::null_mut();
@@ -63,24 +67,27 @@ impl EventTimer {
     }
 
     pub(super) fn wait_for(&self, time: PendingTime) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(time);
+        self.ended.push(time);
     }
 
     fn recycle(&self, e: CUevent) {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(e as usize);
+        self.free.push(e as usize);
     }
 
     /// Times every stage whose end event the GPU has passed (`wait`: waits
     /// for the rest, at finish). Stages end in order on each thread, not
-    /// across threads, so every pending stage is looked at.
+    /// across threads, so every waiting stage is looked at.
     pub(super) fn resolve(&self, wait: bool) -> Vec<Resolved> {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(t) = self.ended.pop() {
+            waiting.push_back(t);
+        }
         let mut out = Vec::new();
-        let mut later = VecDeque::new();
-        for t in pending {
+        for _ in 0..waiting.len() {
+            let t = waiting.pop_front().expect("counted");
             let ends = [t.end, t.end_on_start_stream];
             if ends.iter().flatten().any(|&end| !passed(end, wait)) {
-                later.push_back(t);
+                waiting.push_back(t);
                 continue;
             }
             let ns = ends.iter().flatten().filter_map(|&end| elapsed_ns(t.start, end)).max();
@@ -88,10 +95,6 @@ impl EventTimer {
             out.push(Resolved { instance: t.instance, ns, stream_changed });
             [t.start].into_iter().chain(ends.into_iter().flatten()).for_each(|e| self.recycle(e));
         }
-        // Stages queued meanwhile go after the ones still waiting.
-        let mut queue = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        later.append(&mut queue);
-        *queue = later;
         out
     }
 }
