@@ -131,3 +131,17 @@ fn a_locked_database_is_waited_for_then_named() {
     let text = ok(stageprof(&["history", "--db", s(&db), "record", s(&profile)]));
     assert!(text.starts_with("recorded run 2"), "nothing was lost or half-written: {text}");
 }
+
+/// A run's output directory records as that run (its native profile, not the JSON beside it).
+#[test]
+fn a_run_directory_records_as_its_profile() {
+    let _alone = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let profile = record(&dir.path().join("run"), 50);
+    std::fs::write(dir.path().join("run/summary.json"), "{}").unwrap();
+    let text = ok(stageprof(&["history", "--db", s(&db), "record", s(profile.parent().unwrap())]));
+    assert!(text.starts_with("recorded run 1 (1 stages") && !text.contains("recorded run 2"), "{text}");
+    let shown = ok(stageprof(&["history", "--db", s(&db), "show", "1"]));
+    assert!(shown.lines().any(|l| l.contains("work") && l.contains(" 10 ")), "{shown}");
+}

@@ -11,7 +11,7 @@ use stageprof_render::history::{render_run, render_trends, StageTrend};
 use stageprof_render::TableOptions;
 
 use crate::error::CliError;
-use crate::report::summarize;
+use crate::report::{profiles_in, summarize};
 use store::{default_path, History, RunMeta};
 
 #[derive(Args)]
@@ -31,7 +31,7 @@ pub(crate) struct HistoryArgs {
 
 #[derive(Subcommand)]
 enum Action {
-    /// Store runs' summaries (profiles `report` reads; each its own run), with time, host, GPU and git commit.
+    /// Store runs' summaries (profiles `report` reads, a directory standing for its profiles; each its own run), with time, host, GPU and git commit.
     Record {
         #[arg(required = true)]
         runs: Vec<PathBuf>,
@@ -53,8 +53,11 @@ pub(crate) fn run(args: &HistoryArgs) -> Result<(), CliError> {
         Some(Action::Record { runs, labels }) => {
             let commit = git_commit();
             let mut text = String::new();
-            for run in runs {
-                text += &record(&mut history, run, labels, commit.as_deref(), &path)?;
+            for path_given in runs {
+                // A directory is its profiles (a run's output directory: one), as for `report`.
+                for files in profiles_in(path_given)? {
+                    text += &record(&mut history, &files, labels, commit.as_deref(), &path)?;
+                }
             }
             text
         }
@@ -66,14 +69,14 @@ pub(crate) fn run(args: &HistoryArgs) -> Result<(), CliError> {
 
 fn record(
     history: &mut History,
-    run: &std::path::Path,
+    files: &[PathBuf],
     labels: &[String],
     commit: Option<&str>,
     db: &std::path::Path,
 ) -> Result<String, CliError> {
-    let summary = summarize(&[run.to_path_buf()], 3, None)?;
-    let meta =
-        RunMeta { source: run.display().to_string(), git_commit: commit.map(str::to_owned), labels: labels.to_vec() };
+    let summary = summarize(files, 3, None)?;
+    let source = stageprof_readers::label(files);
+    let meta = RunMeta { source, git_commit: commit.map(str::to_owned), labels: labels.to_vec() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let id = history.record(&summary, &meta, now)?;
     Ok(format!(
