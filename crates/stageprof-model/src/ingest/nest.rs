@@ -46,6 +46,8 @@ pub struct Nester {
     /// Closed spans, in the order they closed, held back while a live GPU
     /// join waits for the results of the first (see [`GpuJoin::live`]).
     held: VecDeque<Held>,
+    /// Most spans held ([`MAX_HELD`] once a GPU join is set).
+    held_limit: usize,
     released_early: u64,
 }
 
@@ -152,6 +154,7 @@ impl Nester {
     /// Joins GPU results to calls from now on.
     pub fn join_gpu(&mut self, join: GpuJoin) {
         self.gpu = Some(join);
+        self.held_limit = MAX_HELD;
     }
 
     /// The span just begun on `thread` launched GPU work as `instance`;
@@ -181,7 +184,7 @@ impl Nester {
         join.advance(producer_since_ns, sink);
         while let Some(front) = self.held.front() {
             let ready = front.gpu.as_ref().is_none_or(|c| join.ready(&c.gpu, &c.extent, front.span.flags.unfinished));
-            if !ready && self.held.len() <= MAX_HELD {
+            if !ready && self.held.len() <= self.held_limit {
                 break;
             }
             self.released_early += u64::from(!ready);
@@ -418,6 +421,27 @@ mod tests {
                 ("frame:frame".into(), 110, 20, 0, SpanFlags { sampled: true, ..f }),
             ]
         );
+    }
+
+    /// A GPU that never answers: past the limit, the oldest held calls go
+    /// out without GPU figures, in order, and are counted.
+    #[test]
+    fn held_calls_past_the_limit_go_out_counted() {
+        let mut c = catalog();
+        let mut n = Nester::default();
+        n.join_gpu(GpuJoin::live());
+        n.held_limit = 4;
+        let mut out = Collect::default();
+        for i in 0..10u64 {
+            n.begin(&mut c, 1, SpanKind::Stage, 0, 10 * i, false);
+            n.link_gpu(1, i + 1, true);
+            n.end(&c, 1, 0, 10 * i + 5, StageMetrics::default(), false, &mut out);
+        }
+        n.release(&c, None, &mut out);
+        assert_eq!((out.0.len(), n.released_early()), (6, 6));
+        assert_eq!(n.held.len(), 4);
+        n.finish(&c, None, &mut out);
+        assert_eq!((out.0.len(), n.released_early()), (10, 6), "the rest go out at finish, not early");
     }
 
     #[test]
