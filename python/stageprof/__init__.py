@@ -232,7 +232,9 @@ def _timed_resumptions(gen: Any, the_stage: ContextManager[None]) -> Any:
 def read(paths: PathLike | Sequence[PathLike], top: int = 3) -> Report:
     """Reports profiles after the fact, exactly as ``stageprof report`` does:
     native stageprof files, PyTorch profiler traces and Chrome traces, plain
-    or gzipped. Several paths are the ranks of one job."""
+    or gzipped. Several paths are the ranks of one job; a directory stands
+    for its profiles (a run's output directory: its native profile; a
+    bounded run's kept parts: one profile)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return Report(_native.read(list(paths), top))
