@@ -96,16 +96,12 @@ pub(crate) fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) ->
         Some(c) => Some(File::create(c).map(BufWriter::new).map_err(CliError::file("create", c))?),
         None => None,
     };
+    let progress = |file: File| {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())))
+    };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        let profile = match opened.pop().filter(|_| opened.is_empty()) {
-            Some(file) => {
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let input = BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())));
-                stageprof_readers::read_profile(input, sink)
-            }
-            None => stageprof_readers::read_parts(files, sink),
-        };
-        profile.map(|p| (p.catalog, p.run))
+        stageprof_readers::read_opened(opened, progress, sink).map(|p| (p.catalog, p.run))
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
         ReportError::Read(error) => CliError::Read { path: path.to_path_buf(), error },

@@ -19,6 +19,19 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// instances and the allocator trace's marks; older files read as before.
 pub const FORMAT_VERSION: u32 = 9;
 
+/// The native file's name in a run's output directory.
+pub const PROFILE_FILE: &str = "profile.stgp";
+
+/// The file name of part `n` of a bounded run's native file (`max_disk_mb`).
+pub fn part_file_name(n: u64) -> String {
+    format!("profile.{n}.stgp")
+}
+
+/// The part a file name says it is (`profile.N.stgp`), if it names one.
+pub fn part_number(file_name: &str) -> Option<u64> {
+    file_name.strip_prefix("profile.")?.strip_suffix(".stgp")?.parse().ok()
+}
+
 const CHUNK_META: u32 = 1;
 const CHUNK_NAMES: u32 = 2;
 const CHUNK_THREAD: u32 = 3;

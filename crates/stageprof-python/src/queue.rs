@@ -18,7 +18,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use stageprof::foreign;
 use stageprof::queue::QueueMeta;
-use stageprof_model::QueueOp;
 
 use crate::session::name_thread_once;
 
@@ -111,7 +110,8 @@ impl NativeQueue {
         self.not_empty.notify_one();
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
-            self.record(py, now, QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth });
+            name_thread_once(py);
+            self.meta.sent(began, now, depth);
         }
         Ok(())
     }
@@ -129,13 +129,8 @@ impl NativeQueue {
         self.not_full.notify_one();
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
-            let op = QueueOp::Received {
-                waited_ns: now.saturating_sub(began),
-                depth,
-                residence_ns: (sent != 0).then(|| now.saturating_sub(sent)),
-                age_ns: foreign::queue_received(origin, now),
-            };
-            self.record(py, now, op);
+            name_thread_once(py);
+            self.meta.received(began, now, depth, sent, origin);
         }
         Ok(item)
     }
@@ -233,11 +228,5 @@ impl NativeQueue {
             });
             py.check_signals()?;
         }
-    }
-
-    /// Records `op` at tick `now`, on the thread's `threading` name.
-    fn record(&self, py: Python<'_>, now: u64, op: QueueOp) {
-        name_thread_once(py);
-        self.meta.record(now, Some(op));
     }
 }

@@ -30,7 +30,7 @@ impl NativeReport {
         let mut native: Vec<PathBuf> =
             report.files.iter().filter(|f| f.extension().is_some_and(|e| e == "stgp")).cloned().collect();
         // A bounded run's parts (`profile.N.stgp`), in the order they were written.
-        native.sort_by_key(|f| f.file_stem().and_then(|s| s.to_str()?.rsplit('.').next()?.parse::<u64>().ok()));
+        native.sort_by_key(|f| stageprof_readers::bounded_part(f));
         NativeReport {
             summaries: report.summary.into_iter().collect(),
             rows: Vec::new(),
@@ -150,11 +150,7 @@ fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> PyResult<S
         None => None,
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
-        let profile = match opened.pop().filter(|_| opened.is_empty()) {
-            Some(file) => stageprof_readers::read_profile(BufReader::new(file), sink),
-            None => stageprof_readers::read_parts(files, sink),
-        };
-        profile.map(|p| (p.catalog, p.run))
+        stageprof_readers::read_opened(opened, BufReader::new, sink).map(|p| (p.catalog, p.run))
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
         ReportError::Read(e) => PyValueError::new_err(format!("{}: {e}", path.display())),

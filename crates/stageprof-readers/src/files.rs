@@ -2,10 +2,11 @@
 //! (`stageprof report`, `stageprof diff`, Python's `stageprof.read`).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use stageprof_model::ingest::native_input::read_native_parts;
+use stageprof_model::native::{part_number, PROFILE_FILE};
 use stageprof_model::ProfileSink;
 
 use crate::{Profile, ReadError};
@@ -29,8 +30,8 @@ pub fn profiles_in(path: &Path) -> std::io::Result<Vec<Vec<PathBuf>>> {
             parts.push((n, p));
         } else if p.is_file() && is_profile_name(&p) {
             files.push(p);
-        } else if p.join("profile.stgp").is_file() {
-            files.push(p.join("profile.stgp"));
+        } else if p.join(PROFILE_FILE).is_file() {
+            files.push(p.join(PROFILE_FILE));
         }
     }
     let native_here = !parts.is_empty() || files.iter().any(|f| f.parent() == Some(path) && has_ext(f, ".stgp"));
@@ -59,17 +60,25 @@ pub fn label(files: &[PathBuf]) -> String {
     }
 }
 
-/// Reads the parts of one bounded run as one profile (see [`read_native_parts`]).
-pub fn read_parts(files: &[PathBuf], sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
-    let opened = files.iter().map(|p| File::open(p).map(BufReader::new)).collect::<Result<Vec<_>, _>>();
-    let p = read_native_parts(opened.map_err(ReadError::Io)?, sink).map_err(ReadError::Native)?;
+/// Reads one profile from its files, opened by the caller (one entry of
+/// [`profiles_in`]): a single file of any format, through `single` (a
+/// progress meter, say), or the parts of a bounded run, in order, as one
+/// profile (see [`read_native_parts`]).
+pub fn read_opened<R: Read>(
+    mut files: Vec<File>,
+    single: impl FnOnce(File) -> R,
+    sink: &mut dyn ProfileSink,
+) -> Result<Profile, ReadError> {
+    if files.len() == 1 {
+        return crate::read_profile(single(files.remove(0)), sink);
+    }
+    let p = read_native_parts(files.into_iter().map(BufReader::new).collect(), sink).map_err(ReadError::Native)?;
     Ok(Profile { catalog: p.catalog, run: p.run })
 }
 
 /// The number of a bounded run's part file (`profile.N.stgp`).
-fn bounded_part(p: &Path) -> Option<u64> {
-    let name = p.file_name()?.to_str()?;
-    name.strip_prefix("profile.")?.strip_suffix(".stgp")?.parse().ok().filter(|_| p.is_file())
+pub fn bounded_part(p: &Path) -> Option<u64> {
+    part_number(p.file_name()?.to_str()?).filter(|_| p.is_file())
 }
 
 fn has_ext(p: &Path, ext: &str) -> bool {

@@ -36,7 +36,7 @@ mod trace_tables;
 /// measuring its speed, `examples/scan_speed.rs`).
 pub use json_scan::{ScanError, Scanner};
 
-pub use files::{label, profiles_in, read_parts};
+pub use files::{bounded_part, label, profiles_in, read_opened};
 
 use std::io::{BufRead, BufReader, Read};
 

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use stageprof_model::native::{part_file_name, part_number, PROFILE_FILE};
 use stageprof_model::{KeptPart, KeptRaw};
 
 /// Parts the bound is shared among.
@@ -49,8 +50,7 @@ pub(crate) fn remove_earlier_profiles(dir: &Path) -> Vec<String> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let middle = name.strip_prefix("profile.").and_then(|n| n.strip_suffix("stgp"));
-            middle.is_some_and(|m| m.is_empty() || m.strip_suffix('.').is_some_and(|n| n.parse::<u64>().is_ok()))
+            name == PROFILE_FILE || part_number(name).is_some()
         })
         .filter_map(|p| {
             std::fs::remove_file(&p)
@@ -83,7 +83,7 @@ impl Parts {
     pub(crate) fn open(&mut self, start_ns: u64) -> PathBuf {
         let number = self.opened;
         self.opened += 1;
-        let path = self.dir.join(format!("profile.{number}.stgp"));
+        let path = self.dir.join(part_file_name(number));
         let part = KeptPart { path: path.display().to_string(), start_ns, end_ns: start_ns, bytes: 0 };
         self.on_disk.push((number, part));
         path

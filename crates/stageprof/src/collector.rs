@@ -83,7 +83,7 @@ impl Collector {
         let mut parts = shared.config.max_disk_mb.map(|mb| Parts::new(&dir, mb));
         let native_path = match parts.as_mut() {
             Some(parts) => parts.open(0),
-            None => dir.join("profile.stgp"),
+            None => dir.join(stageprof_model::native::PROFILE_FILE),
         };
         let mut errors = Vec::new();
         let opened = std::fs::create_dir_all(&dir)

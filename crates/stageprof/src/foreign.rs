@@ -254,16 +254,9 @@ pub fn queue_began() -> u64 {
 
 /// When an item a front door's queue sends now (its send began at tick
 /// `began`) entered the pipeline: see [`crate::queue`]. Store it with the
-/// item and pass it to [`queue_received`].
+/// item and pass it to [`crate::queue::QueueMeta::received`].
 pub fn item_origin(began: u64) -> u64 {
     crate::queue::origin_for_send(began)
-}
-
-/// Notes that this thread received, at tick `now`, an item that entered
-/// the pipeline at tick `origin` (0: unknown); returns its age in ticks,
-/// for the received operation's `age_ns`.
-pub fn queue_received(origin: u64, now: u64) -> Option<u64> {
-    crate::queue::note_received(origin, now)
 }
 
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default

@@ -96,6 +96,24 @@ impl QueueMeta {
             }
         }
     }
+
+    /// Records a send that began at tick `began` and went through at `now`, leaving `depth` items.
+    pub fn sent(&self, began: u64, now: u64, depth: u64) {
+        self.record(now, Some(QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth }));
+    }
+
+    /// Records a receive that began at tick `began` and took, at `now`, an
+    /// item sent at tick `sent` (0: not recorded then) that entered the
+    /// pipeline at `origin` (see [`crate::foreign::item_origin`]), leaving `depth` items.
+    pub fn received(&self, began: u64, now: u64, depth: u64, sent: u64, origin: u64) {
+        let op = QueueOp::Received {
+            waited_ns: now.saturating_sub(began),
+            depth,
+            residence_ns: (sent != 0).then(|| now.saturating_sub(sent)),
+            age_ns: note_received(origin, now),
+        };
+        self.record(now, Some(op));
+    }
 }
 
 /// An item, the tick its send began at and its entry into the pipeline (0: nothing recorded then).
@@ -228,8 +246,7 @@ impl<T> Sender<T> {
     #[inline]
     fn sent_at<E>(&self, began: u64, now: u64, done: Result<(), E>) -> Result<(), E> {
         if done.is_ok() && began != 0 {
-            let op = QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth: self.inner.len() as u64 };
-            self.meta.record(now, Some(op));
+            self.meta.sent(began, now, self.inner.len() as u64);
         }
         done
     }
@@ -300,13 +317,7 @@ impl<T> Receiver<T> {
     fn received_at<E>(&self, began: u64, now: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
         let stamped = got?;
         if began != 0 {
-            let op = QueueOp::Received {
-                waited_ns: now.saturating_sub(began),
-                depth: self.inner.len() as u64,
-                residence_ns: (stamped.sent != 0).then(|| now.saturating_sub(stamped.sent)),
-                age_ns: note_received(stamped.origin, now),
-            };
-            self.meta.record(now, Some(op));
+            self.meta.received(began, now, self.inner.len() as u64, stamped.sent, stamped.origin);
         }
         Ok(stamped.item)
     }

@@ -35,7 +35,7 @@ impl RecordDecoder {
 
     /// What the GPU join missed, as warnings: records no join took, and
     /// spans a live join let go before their results were in.
-    pub fn unjoined_gpu(&self) -> impl Iterator<Item = Warning> {
+    pub fn gpu_warnings(&self) -> impl Iterator<Item = Warning> {
         let count = self.unjoined_gpu + self.nester.gpu_left_out();
         let not_joined = (count > 0).then_some(Warning::GpuNotJoined { count });
         let early = self.nester.released_early();

@@ -332,8 +332,9 @@ impl GpuJoin {
     pub fn settle_all(&mut self, sink: &mut dyn ProfileSink) {
         let Some(live) = &mut self.live else { return };
         live.seen.done = true;
+        // In force at once: nothing is left to be decoded behind the marks.
+        live.at_last_advance = live.seen;
         let since = live.producer_since_ns;
-        self.advance(since, sink);
         self.advance(since, sink);
     }
 
