@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::Path;
 
 use stageprof_analysis::{Aggregator, Summary};
+use stageprof_model::ingest::native_input::read_native_parts;
 use stageprof_model::ingest::read_native;
 use stageprof_model::native::NativeError;
 use stageprof_model::RunInfo;
@@ -60,22 +61,14 @@ pub fn report_with<W: Write, E>(
     Ok(summary)
 }
 
-/// The Chrome trace of a bounded profile's parts (`max_disk_mb`), read one
-/// after the other: the raw events they kept.
+/// The Chrome trace of a bounded profile's parts (`max_disk_mb`), read in
+/// order as one profile: the raw events they kept.
 pub fn chrome_of_parts<W: Write>(parts: &[impl AsRef<Path>], out: W) -> io::Result<()> {
     let mut chrome = ChromeTraceWriter::new(out, 1);
-    let mut last = None;
-    for part in parts {
-        let part = part.as_ref();
-        let input = BufReader::new(File::open(part)?);
-        let read = read_native(input, &mut chrome).map_err(|e| io::Error::other(format!("{}: {e}", part.display())))?;
-        last = Some(read);
-    }
-    let (catalog, label) = match last {
-        Some(p) => (p.catalog, format!("{}: pid {} on {}", p.run.source, p.run.pid, p.run.host.hostname)),
-        None => (Catalog::default(), String::new()),
-    };
-    chrome.finish(&catalog, &label).map(drop)
+    let inputs = parts.iter().map(|p| File::open(p).map(BufReader::new)).collect::<io::Result<Vec<_>>>()?;
+    let p = read_native_parts(inputs, &mut chrome).map_err(|e| io::Error::other(format!("the kept parts: {e}")))?;
+    let label = format!("{}: pid {} on {}", p.run.source, p.run.pid, p.run.host.hostname);
+    chrome.finish(&p.catalog, &label).map(drop)
 }
 
 /// [`report_with`] for a native stageprof profile.
