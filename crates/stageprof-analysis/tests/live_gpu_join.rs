@@ -185,7 +185,7 @@ impl Live {
     }
 
     fn finish(mut self) -> Summary {
-        self.decoder.nester.finish(&self.catalog, Some(FRAMES * 1000), &mut self.agg);
+        self.decoder.finish(&self.catalog, Some(FRAMES * 1000), &mut self.agg);
         let mut run = stageprof_model::RunInfo::default();
         run.warnings.extend(self.decoder.gpu_warnings());
         self.agg.summary(&self.catalog, run, 3)

@@ -503,22 +503,6 @@ pub enum QueueOp {
     },
 }
 
-impl QueueOp {
-    /// The same operation with its durations passed through `f` (ticks to nanoseconds).
-    pub fn map_durations(self, f: impl Fn(u64) -> u64) -> QueueOp {
-        match self {
-            QueueOp::Opened { .. } => self,
-            QueueOp::Sent { blocked_ns, depth } => QueueOp::Sent { blocked_ns: f(blocked_ns), depth },
-            QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => QueueOp::Received {
-                waited_ns: f(waited_ns),
-                depth,
-                residence_ns: residence_ns.map(&f),
-                age_ns: age_ns.map(&f),
-            },
-        }
-    }
-}
-
 /// One operation on an instrumented queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueEvent {

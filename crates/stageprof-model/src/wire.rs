@@ -6,7 +6,7 @@
 //! buffers; the native file stores them verbatim, so a reader decodes exactly
 //! what the hot path wrote.
 
-use crate::event::{CopyKind, GpuWork, HostMem, LaunchShape, MemoryPool, QueueOp};
+use crate::event::{CopyKind, GpuWork, HostMem, LaunchShape, MemoryPool};
 
 /// Record kinds (low 4 bits of the header word).
 pub mod kind {
@@ -52,11 +52,13 @@ pub mod kind {
     /// An operation on an instrumented queue (header id: the queue's name):
     /// `[header, ticks, capacity]` with [`super::flag::QUEUE_OPENED`] (capacity
     /// `u64::MAX`: unbounded); `[header, ticks, blocked_ticks, depth]` for an
-    /// item sent; `[header, ticks, waited_ticks, depth, residence_ticks]` with
-    /// [`super::flag::QUEUE_RECEIVED`] for an item received (residence
-    /// `u64::MAX`: unknown), then with [`super::flag::QUEUE_AGED`] the item's
-    /// age in the pipeline (version 8). Durations are in ticks, converted when
-    /// read, so that the hot path does no division (version 7).
+    /// item sent; `[header, ticks, waited_ticks, depth, sent_ticks]` with
+    /// [`super::flag::QUEUE_RECEIVED`] and [`super::flag::QUEUE_SEND_TICK`]
+    /// for an item received, `sent_ticks` the tick its send began (`u64::MAX`:
+    /// not recorded then; version 10). Durations are in ticks, converted when
+    /// read, so that the hot path does no division (version 7). Versions 7 to
+    /// 9 wrote a received item's residence ticks instead of its send tick,
+    /// then with [`super::flag::QUEUE_AGED`] its age in the pipeline (version 8).
     pub const QUEUE: u64 = 11;
     /// `[header, ticks]`: every GPU_MEMORY level of the allocator's trace up
     /// to `ticks` is written, so calls that ended by then can be given their
@@ -95,6 +97,8 @@ pub mod flag {
     pub const QUEUE_RECEIVED: u64 = 1 << 5;
     /// QUEUE: a received item's age in the pipeline follows (version 8).
     pub const QUEUE_AGED: u64 = 1 << 6;
+    /// QUEUE: a received item's send tick follows, instead of its residence (version 10).
+    pub const QUEUE_SEND_TICK: u64 = 1 << 7;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
@@ -248,8 +252,8 @@ pub enum Record {
         name: u32,
         /// Clock ticks when the operation returned.
         ticks: u64,
-        /// What happened, its durations in ticks.
-        op: QueueOp,
+        /// What happened, in ticks.
+        op: QueueRecord,
     },
     /// A GPU allocator's levels after one of its events.
     GpuMemory {
@@ -275,40 +279,87 @@ pub enum Record {
     },
 }
 
+/// A queue operation as recorded: its times and durations in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueRecord {
+    /// The queue was made, holding at most `capacity` items (`None`: unbounded).
+    Opened {
+        /// Items it holds at most.
+        capacity: Option<u64>,
+    },
+    /// An item went in after the sender waited `blocked` for room, leaving `depth` items.
+    Sent {
+        /// Ticks the sender waited on a full queue.
+        blocked: u64,
+        /// Items in the queue right after.
+        depth: u64,
+    },
+    /// An item came out after the receiver waited `waited` for one, leaving
+    /// `depth` items; its send began at tick `sent` (`None`: not recorded then).
+    /// The tick is the item's id too: the reader follows it back through the
+    /// pipeline for the item's age (see `ingest::item_origins`).
+    Received {
+        /// Ticks the receiver waited on an empty queue.
+        waited: u64,
+        /// Items in the queue right after.
+        depth: u64,
+        /// When the item's send began.
+        sent: Option<u64>,
+    },
+    /// An item received, as format versions 7 to 9 wrote it: its residence
+    /// and age worked out when it was recorded (`None`: unknown).
+    ReceivedAged {
+        /// Ticks the receiver waited on an empty queue.
+        waited: u64,
+        /// Items in the queue right after.
+        depth: u64,
+        /// Ticks from the start of the item's send to this receive's return.
+        residence: Option<u64>,
+        /// Ticks since the item entered the pipeline (version 8).
+        age: Option<u64>,
+    },
+}
+
 /// Most words of a QUEUE record.
 pub const MAX_QUEUE_WORDS: usize = 6;
 
 /// The words of a [`Record::Queue`] and how many of them there are.
-pub const fn queue_words(name: u32, ticks: u64, op: QueueOp) -> ([u64; MAX_QUEUE_WORDS], usize) {
-    match op {
-        QueueOp::Opened { capacity } => {
-            let capacity = match capacity {
-                Some(c) => c,
-                None => u64::MAX,
-            };
-            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, capacity, 0, 0, 0], 3)
-        }
-        QueueOp::Sent { blocked_ns, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked_ns, depth, 0, 0], 4),
-        QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => {
-            let residence = match residence_ns {
-                Some(r) => r,
-                None => u64::MAX,
-            };
-            match age_ns {
-                Some(age) => {
-                    let flags = flag::QUEUE_RECEIVED | flag::QUEUE_AGED;
-                    ([header(kind::QUEUE, flags, name), ticks, waited_ns, depth, residence, age], 6)
-                }
-                None => ([header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited_ns, depth, residence, 0], 5),
-            }
+pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_QUEUE_WORDS], usize) {
+    const fn or_max(v: Option<u64>) -> u64 {
+        match v {
+            Some(v) => v,
+            None => u64::MAX,
         }
     }
+    match op {
+        QueueRecord::Opened { capacity } => {
+            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3)
+        }
+        QueueRecord::Sent { blocked, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked, depth, 0, 0], 4),
+        QueueRecord::Received { waited, depth, sent } => {
+            let flags = flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK;
+            ([header(kind::QUEUE, flags, name), ticks, waited, depth, or_max(sent), 0], 5)
+        }
+        QueueRecord::ReceivedAged { waited, depth, residence, age } => {
+            let flags = match age {
+                Some(_) => flag::QUEUE_RECEIVED | flag::QUEUE_AGED,
+                None => flag::QUEUE_RECEIVED,
+            };
+            let len = if age.is_some() { 6 } else { 5 };
+            ([header(kind::QUEUE, flags, name), ticks, waited, depth, or_max(residence), or_max(age)], len)
+        }
+    }
+}
+
+/// `v`, where `u64::MAX` stands for none.
+fn known(v: u64) -> Option<u64> {
+    (v != u64::MAX).then_some(v)
 }
 
 const fn queue_len(flags: u64) -> usize {
     if flags & flag::QUEUE_OPENED != 0 {
         3
-    } else if flags & flag::QUEUE_RECEIVED != 0 {
+    } else if flags & (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK) != 0 {
         5 + (flags & flag::QUEUE_AGED != 0) as usize
     } else {
         4
@@ -573,16 +624,18 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 name: id,
                 ticks: rec[1],
                 op: if flags & flag::QUEUE_OPENED != 0 {
-                    QueueOp::Opened { capacity: Some(rec[2]).filter(|&c| c != u64::MAX) }
+                    QueueRecord::Opened { capacity: known(rec[2]) }
+                } else if flags & flag::QUEUE_SEND_TICK != 0 {
+                    QueueRecord::Received { waited: rec[2], depth: rec[3], sent: known(rec[4]) }
                 } else if flags & flag::QUEUE_RECEIVED != 0 {
-                    QueueOp::Received {
-                        waited_ns: rec[2],
+                    QueueRecord::ReceivedAged {
+                        waited: rec[2],
                         depth: rec[3],
-                        residence_ns: Some(rec[4]).filter(|&r| r != u64::MAX),
-                        age_ns: rec.get(5).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
+                        residence: known(rec[4]),
+                        age: rec.get(5).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
                     }
                 } else {
-                    QueueOp::Sent { blocked_ns: rec[2], depth: rec[3] }
+                    QueueRecord::Sent { blocked: rec[2], depth: rec[3] }
                 },
             },
             kind::GPU_MEMORY => Record::GpuMemory {
@@ -764,12 +817,14 @@ mod tests {
     #[test]
     fn queue_records_round_trip() {
         let ops = [
-            QueueOp::Opened { capacity: Some(4) },
-            QueueOp::Opened { capacity: None },
-            QueueOp::Sent { blocked_ns: 7, depth: 3 },
-            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000), age_ns: Some(5_000) },
-            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: Some(1_000), age_ns: None },
-            QueueOp::Received { waited_ns: 9, depth: 2, residence_ns: None, age_ns: None },
+            QueueRecord::Opened { capacity: Some(4) },
+            QueueRecord::Opened { capacity: None },
+            QueueRecord::Sent { blocked: 7, depth: 3 },
+            QueueRecord::Received { waited: 9, depth: 2, sent: Some(90) },
+            QueueRecord::Received { waited: 9, depth: 2, sent: None },
+            QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: Some(5_000) },
+            QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: None },
+            QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: None, age: None },
         ];
         let mut words = Vec::new();
         for (i, &op) in ops.iter().enumerate() {
@@ -781,6 +836,14 @@ mod tests {
         let want: Vec<Record> =
             ops.iter().enumerate().map(|(i, &op)| Record::Queue { name: 5, ticks: 100 + i as u64, op }).collect();
         assert_eq!(out, want);
+        // A version 9 receive, as its writer laid it out: residence, then age.
+        let v9 = [header(kind::QUEUE, flag::QUEUE_RECEIVED | flag::QUEUE_AGED, 5), 100, 9, 2, 1_000, 5_000];
+        let mut out = Vec::new();
+        decode(&v9, |r| out.push(r)).unwrap();
+        assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[5] }]);
+        // A send tick without the receive flag still reads its five words, not past them.
+        let odd = [header(kind::QUEUE, flag::QUEUE_SEND_TICK, 5), 100, 9, 2, 7];
+        assert_eq!(decode(&odd, |_| {}).map_err(|e| e.word), Ok(()));
     }
 
     #[test]

@@ -27,8 +27,8 @@ pyo3::import_exception!(queue, Empty);
 /// How long a wait runs before it looks at Python's signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// The tick a put began at and the tick its item entered the pipeline (0: not recorded).
-type Stamp = (u64, u64);
+/// The tick a put began at (0: not recorded), the item's id for the reader (see `stageprof::queue`).
+type Stamp = u64;
 
 #[derive(Default)]
 struct Items {
@@ -100,10 +100,9 @@ impl NativeQueue {
     fn put(&self, py: Python<'_>, item: Py<PyAny>, block: bool, timeout: Option<f64>) -> PyResult<()> {
         let patience = Patience::new(block, timeout)?;
         let began = foreign::queue_began();
-        let stamp = (began, if began == 0 { 0 } else { foreign::item_origin(began) });
         let (mut items, waited) = self.wait_for(py, &self.not_full, |s| !self.is_full(s), patience)?;
         let Some(mut items) = items.take() else { return Err(Full::new_err(())) };
-        items.items.push_back((item, stamp));
+        items.items.push_back((item, began));
         items.unfinished += 1;
         let depth = items.items.len() as u64;
         drop(items);
@@ -122,7 +121,7 @@ impl NativeQueue {
         let patience = Patience::new(block, timeout)?;
         let began = foreign::queue_began();
         let (mut items, waited) = self.wait_for(py, &self.not_empty, |s| !s.items.is_empty(), patience)?;
-        let Some((item, (sent, origin))) = items.as_mut().and_then(|s| s.items.pop_front()) else {
+        let Some((item, sent)) = items.as_mut().and_then(|s| s.items.pop_front()) else {
             return Err(Empty::new_err(()));
         };
         let depth = items.map_or(0, |s| s.items.len()) as u64;
@@ -130,7 +129,7 @@ impl NativeQueue {
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
             name_thread_once(py);
-            self.meta.received(began, now, depth, sent, origin);
+            self.meta.received(began, now, depth, sent);
         }
         Ok(item)
     }

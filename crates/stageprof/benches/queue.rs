@@ -1,106 +1,168 @@
-//! What an instrumented queue costs: a send + receive pair through
-//! `stageprof::queue` against the crossbeam-channel it wraps, side by side,
-//! on one thread (uncontended) and with two producer threads, with a session
-//! recording and with none. `cargo bench -p stageprof --bench queue`.
+//! What an instrumented queue costs: send + receive pairs through
+//! `stageprof::queue` against the crossbeam-channel it wraps, on one thread
+//! (uncontended) and with two producer threads feeding one receiver, with a
+//! session recording and with recording off. `cargo bench -p stageprof
+//! --bench queue [-- ROUNDS] [one|two]` (a word: only the comparisons whose
+//! title has it).
+//!
+//! The differences asked of the queue are a few nanoseconds, smaller than
+//! how far a shared machine drifts between two benchmarks run one after the
+//! other. So the three are timed in short rounds, taking turns in a
+//! rotating order, and each cost is the median over rounds of a round's
+//! time minus the crossbeam round beside it: drift over seconds falls on
+//! both alike. Recording is switched with `stageprof::set_enabled`, which is
+//! what the queue's hot path sees with no session too.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use stageprof::{Config, Format};
 
-/// One send and one receive, on one thread.
-fn uncontended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("send+recv, one thread");
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
-    g.bench_function("crossbeam-channel", |b| {
-        b.iter(|| {
-            tx.send(black_box(1)).unwrap();
-            black_box(rx.recv().unwrap())
-        })
-    });
-    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench", 64);
-    g.bench_function("stageprof::queue, no session", |b| {
-        b.iter(|| {
-            qtx.send(black_box(1)).unwrap();
-            black_box(qrx.recv().unwrap())
-        })
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config { output_dir: dir.path().into(), formats: vec![Format::Native], ..Config::default() };
-    let session = stageprof::init_with(config);
-    g.bench_function("stageprof::queue, recording", |b| {
-        b.iter(|| {
-            qtx.send(black_box(1)).unwrap();
-            black_box(qrx.recv().unwrap())
-        })
-    });
-    drop(session);
-    g.finish();
+/// Pairs a round on one thread, and items each producer sends a round.
+const PAIRS: usize = 4_000;
+const ITEMS_PER_PRODUCER: usize = 2_000;
+const CAPACITY: usize = 64;
+
+/// The contenders, in the order of the columns printed.
+#[derive(Clone, Copy)]
+enum Contender {
+    Crossbeam,
+    Off,
+    Recording,
 }
 
-/// Times `recv` on this thread while two threads call `send` until stopped.
-fn fed_by_two<G>(
-    g: &mut BenchmarkGroup<'_, G>,
-    label: &str,
-    send: impl Fn() + Send + Sync + 'static,
-    recv: impl Fn() -> u64,
-) where
-    G: criterion::measurement::Measurement,
-{
-    let send = Arc::new(send);
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..2)
-        .map(|_| {
-            let (send, stop) = (send.clone(), stop.clone());
-            thread::spawn(move || {
-                while !stop.load(Relaxed) {
-                    send();
-                }
+const CONTENDERS: [Contender; 3] = [Contender::Crossbeam, Contender::Off, Contender::Recording];
+
+impl Contender {
+    fn label(self) -> &'static str {
+        match self {
+            Contender::Crossbeam => "crossbeam-channel",
+            Contender::Off => "stageprof::queue, off",
+            Contender::Recording => "stageprof::queue, recording",
+        }
+    }
+}
+
+/// Nanoseconds a pair (or an item, with producers) takes in one round of `contender`.
+type Round = dyn FnMut(Contender) -> f64;
+
+/// Makes the channels of one comparison and returns its round.
+type Setup = fn() -> Box<Round>;
+
+/// One thread sends and receives `PAIRS` items, one at a time.
+fn one_thread() -> Box<Round> {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench", CAPACITY);
+    Box::new(move |contender| {
+        let start = Instant::now();
+        match contender {
+            Contender::Crossbeam => (0..PAIRS).for_each(|i| {
+                tx.send(black_box(i as u64)).unwrap();
+                black_box(rx.recv().unwrap());
+            }),
+            Contender::Off | Contender::Recording => (0..PAIRS).for_each(|i| {
+                qtx.send(black_box(i as u64)).unwrap();
+                black_box(qrx.recv().unwrap());
+            }),
+        }
+        start.elapsed().as_nanos() as f64 / PAIRS as f64
+    })
+}
+
+/// Two producer threads send `ITEMS_PER_PRODUCER` items each while this thread receives them all.
+fn two_producers() -> Box<Round> {
+    fn round(send: impl Fn(u64) + Send + Sync + 'static, recv: impl Fn()) -> f64 {
+        let send = Arc::new(send);
+        let go = Arc::new(Barrier::new(3));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let (send, go) = (send.clone(), go.clone());
+                thread::spawn(move || {
+                    go.wait();
+                    (0..ITEMS_PER_PRODUCER).for_each(|i| send(i as u64));
+                })
             })
-        })
-        .collect();
-    g.bench_function(label, |b| b.iter(|| black_box(recv())));
-    stop.store(true, Relaxed);
-    producers.into_iter().for_each(|p| p.join().unwrap());
+            .collect();
+        go.wait();
+        let start = Instant::now();
+        (0..2 * ITEMS_PER_PRODUCER).for_each(|_| recv());
+        let ns = start.elapsed().as_nanos() as f64 / (2 * ITEMS_PER_PRODUCER) as f64;
+        producers.into_iter().for_each(|p| p.join().unwrap());
+        ns
+    }
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench, two producers", CAPACITY);
+    Box::new(move |contender| match contender {
+        Contender::Crossbeam => {
+            let tx = tx.clone();
+            round(
+                move |i| tx.send(i).unwrap(),
+                || {
+                    black_box(rx.recv().unwrap());
+                },
+            )
+        }
+        Contender::Off | Contender::Recording => {
+            let qtx = qtx.clone();
+            round(
+                move |i| qtx.send(i).unwrap(),
+                || {
+                    black_box(qrx.recv().unwrap());
+                },
+            )
+        }
+    })
 }
 
-/// Receives on this thread while two threads keep the queue fed.
-fn two_producers(c: &mut Criterion) {
-    let mut g = c.benchmark_group("recv with two producers");
-    let wait = Duration::from_millis(1);
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
-    fed_by_two(
-        &mut g,
-        "crossbeam-channel",
-        move || {
-            let _ = tx.send_timeout(1, wait);
-        },
-        move || rx.recv().unwrap(),
-    );
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `rounds` rounds of each contender in turn and prints each one's
+/// median time and its median cost over the crossbeam round beside it.
+fn compare(title: &str, rounds: usize, mut round: Box<Round>) {
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for r in 0..rounds + 1 {
+        let mut this_round = [0.0; 3];
+        for k in 0..3 {
+            let i = (r + k) % 3;
+            stageprof::set_enabled(matches!(CONTENDERS[i], Contender::Recording));
+            this_round[i] = round(CONTENDERS[i]);
+        }
+        // The first round warms caches and the recorder's blocks.
+        if r > 0 {
+            (0..3).for_each(|i| times[i].push(this_round[i]));
+        }
+    }
+    println!("{title} ({rounds} rounds, medians)");
+    for (i, contender) in CONTENDERS.iter().enumerate() {
+        let time = median(times[i].clone());
+        if i == 0 {
+            println!("  {:<30} {time:8.1} ns", contender.label());
+        } else {
+            let costs = times[i].iter().zip(&times[0]).map(|(t, base)| t - base).collect();
+            println!("  {:<30} {time:8.1} ns  {:+6.1} ns", contender.label(), median(costs));
+        }
+    }
+}
+
+fn main() {
+    // `cargo test --all-targets` runs this without `--bench`: a few rounds show it works.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let rounds = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(if benching { 400 } else { 3 });
     let dir = tempfile::tempdir().unwrap();
     let config = Config { output_dir: dir.path().into(), formats: vec![Format::Native], ..Config::default() };
     let session = stageprof::init_with(config);
-    let (tx, rx) = stageprof::queue::bounded::<u64>("bench", 64);
-    let recv = move || rx.recv().unwrap();
-    fed_by_two(
-        &mut g,
-        "stageprof::queue, recording",
-        move || {
-            let _ = tx.send_timeout(1, wait);
-        },
-        recv,
-    );
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-') && a.parse::<usize>().is_err());
+    let comparisons: [(&str, Setup); 2] =
+        [("send + receive, one thread", one_thread), ("receive, two producers", two_producers)];
+    for (title, round) in comparisons {
+        if filter.as_ref().is_none_or(|f| title.contains(f.as_str())) {
+            compare(title, rounds, round());
+        }
+    }
     drop(session);
-    g.finish();
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = uncontended, two_producers
-}
-criterion_main!(benches);

@@ -78,7 +78,7 @@ mod with_report {
         /// The summary's makings; GPU records no join took (kernels: the
         /// live join leaves them to the native file's reader) are said to be missing.
         pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, mut run: RunInfo) -> Box<InMemory> {
-            self.decoder.nester.finish(&catalog, Some(end_ns), &mut self.aggregator);
+            self.decoder.finish(&catalog, Some(end_ns), &mut self.aggregator);
             run.warnings.extend(self.decoder.gpu_warnings());
             Box::new(InMemory { catalog, aggregator: self.aggregator, run })
         }

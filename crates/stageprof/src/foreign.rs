@@ -252,13 +252,6 @@ pub fn queue_began() -> u64 {
     crate::queue::began()
 }
 
-/// When an item a front door's queue sends now (its send began at tick
-/// `began`) entered the pipeline: see [`crate::queue`]. Store it with the
-/// item and pass it to [`crate::queue::QueueMeta::received`].
-pub fn item_origin(began: u64) -> u64 {
-    crate::queue::origin_for_send(began)
-}
-
 /// Makes the CUDA stream `raw` (a `CUstream`; 0 for the legacy default
 /// stream) the one this thread's stages record their GPU events on, for a
 /// front door that learns of stream switches itself (torch's).

@@ -13,16 +13,18 @@
 //! sees it used, so a queue made before `init`, or used across sessions,
 //! still has its capacity in every profile.
 //!
-//! Each received item's age in the pipeline is recorded too: an item sent by
-//! a thread is taken to be made from the last item that thread received, so
-//! it keeps that item's time of entry into the pipeline (a thread that
-//! received nothing is where items enter). The report's end-to-end latency
-//! is the age of the items its last stages receive.
+//! Each item carries the tick its send began (8 bytes; 0 when nothing
+//! recorded then): its residence is worked out on receipt, and the tick is
+//! its id for the reader, which follows items through the pipeline for the
+//! end-to-end latency (an item a thread sends is taken to be made from the
+//! last item that thread received; see `stageprof_model::ingest::item_origins`).
+//! The id is all that rides with the item: in a contended channel each byte
+//! of the slot costs (a u64 through crossbeam with two producers took 143 ns
+//! an item, with 16 bytes beside it 258 ns, on an H100 host).
 //!
-//! While no session records, an operation costs two relaxed loads beyond the
-//! channel's own; each item carries the tick its send began at and its time
-//! of entry (16 bytes; 0 when nothing recorded then). Durations are written in clock ticks and
-//! converted when the profile is read, so the hot path does no division.
+//! While no session records, an operation costs a relaxed load beyond the
+//! channel's own and the 8-byte stamp. Durations are written in clock ticks
+//! and converted when the profile is read, so the hot path does no division.
 
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,8 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-use stageprof_model::wire::queue_words;
-use stageprof_model::QueueOp;
+use stageprof_model::wire::{queue_words, QueueRecord};
 
 use crate::clock::ticks;
 use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
@@ -79,16 +80,16 @@ impl QueueMeta {
 
     /// Records `op` at tick `at` into the global session (only that the
     /// queue exists, for `None`), first saying it exists if this session
-    /// has not been told. `op`'s durations are in ticks of the recorder's
-    /// clock ([`crate::foreign::now_ticks`]).
-    pub fn record(&self, at: u64, op: Option<QueueOp>) {
+    /// has not been told. `op`'s times are ticks of the recorder's clock
+    /// ([`crate::foreign::now_ticks`]).
+    pub fn record(&self, at: u64, op: Option<QueueRecord>) {
         if GLOBAL_RECORDING.load(Relaxed) {
             // Written only when the session changed: both ends share this word, and a
             // store on every operation would bounce its cache line between their threads.
             let opened_in = self.opened_in.load(Relaxed);
             let session = global_session_id();
             if session != opened_in {
-                record(self.name, at, QueueOp::Opened { capacity: self.capacity });
+                record(self.name, at, QueueRecord::Opened { capacity: self.capacity });
                 self.opened_in.store(session, Relaxed);
             }
             if let Some(op) = op {
@@ -99,59 +100,21 @@ impl QueueMeta {
 
     /// Records a send that began at tick `began` and went through at `now`, leaving `depth` items.
     pub fn sent(&self, began: u64, now: u64, depth: u64) {
-        self.record(now, Some(QueueOp::Sent { blocked_ns: now.saturating_sub(began), depth }));
+        self.record(now, Some(QueueRecord::Sent { blocked: now.saturating_sub(began), depth }));
     }
 
     /// Records a receive that began at tick `began` and took, at `now`, an
-    /// item sent at tick `sent` (0: not recorded then) that entered the
-    /// pipeline at `origin` (see [`crate::foreign::item_origin`]), leaving `depth` items.
-    pub fn received(&self, began: u64, now: u64, depth: u64, sent: u64, origin: u64) {
-        let op = QueueOp::Received {
-            waited_ns: now.saturating_sub(began),
-            depth,
-            residence_ns: (sent != 0).then(|| now.saturating_sub(sent)),
-            age_ns: note_received(origin, now),
-        };
-        self.record(now, Some(op));
+    /// item whose send began at tick `sent` (0: not recorded then), leaving `depth` items.
+    pub fn received(&self, began: u64, now: u64, depth: u64, sent: u64) {
+        let sent = (sent != 0).then_some(sent);
+        self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
 }
 
-/// An item, the tick its send began at and its entry into the pipeline (0: nothing recorded then).
+/// An item and the tick its send began (0: nothing recorded then).
 struct Stamped<T> {
     item: T,
     sent: u64,
-    /// When the item, or the one it was made from, entered the pipeline (0: unknown).
-    origin: u64,
-}
-
-impl<T> Stamped<T> {
-    /// `item` sent by a send that began at tick `began`.
-    #[inline]
-    fn new(item: T, began: u64) -> Stamped<T> {
-        Stamped { item, sent: began, origin: if began == 0 { 0 } else { origin_for_send(began) } }
-    }
-}
-
-thread_local! {
-    /// When the last item this thread received entered the pipeline (0: none).
-    static ITEM_ORIGIN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// When an item this thread sends now (its send began at `began`) entered
-/// the pipeline: taken to be made from the last item the thread received,
-/// it entered with that one; a thread that received none is where it enters.
-pub(crate) fn origin_for_send(began: u64) -> u64 {
-    match ITEM_ORIGIN.get() {
-        0 => began,
-        origin => origin,
-    }
-}
-
-/// Notes that this thread received, at tick `now`, an item that entered the
-/// pipeline at `origin` (0: unknown); returns its age then.
-pub(crate) fn note_received(origin: u64, now: u64) -> Option<u64> {
-    ITEM_ORIGIN.set(origin);
-    (origin != 0).then(|| now.saturating_sub(origin))
 }
 
 /// The tick now while the session records, else 0 (no clock read): when
@@ -189,8 +152,8 @@ impl<T> Clone for Receiver<T> {
     }
 }
 
-/// Records `op` (durations in ticks) on queue `name` at tick `at`, into the global session.
-pub(crate) fn record(name: u32, at: u64, op: QueueOp) {
+/// Records `op` on queue `name` at tick `at`, into the global session.
+fn record(name: u32, at: u64, op: QueueRecord) {
     if GLOBAL_RECORDING.load(Relaxed) {
         let (words, len) = queue_words(name, at, op);
         with_writer(Target::Global, |w| w.record(&words[..len]));
@@ -204,7 +167,7 @@ impl<T> Sender<T> {
         let began = began();
         // An item that fits at once waited for nothing: its send is recorded at
         // the tick it began, which saves a clock read on the common path.
-        match self.inner.try_send(Stamped::new(item, began)) {
+        match self.inner.try_send(Stamped { item, sent: began }) {
             Ok(()) => self.sent_at(began, began, Ok(())),
             Err(TrySendError::Disconnected(s)) => Err(SendError(s.item)),
             Err(TrySendError::Full(s)) => {
@@ -217,7 +180,7 @@ impl<T> Sender<T> {
     /// Sends `item` if there is room now.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let began = began();
-        let done = self.inner.try_send(Stamped::new(item, began)).map_err(|e| match e {
+        let done = self.inner.try_send(Stamped { item, sent: began }).map_err(|e| match e {
             TrySendError::Full(s) => TrySendError::Full(s.item),
             TrySendError::Disconnected(s) => TrySendError::Disconnected(s.item),
         });
@@ -228,7 +191,7 @@ impl<T> Sender<T> {
     /// Sends `item`, waiting for room at most `timeout`.
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         let began = began();
-        let done = self.inner.send_timeout(Stamped::new(item, began), timeout).map_err(|e| match e {
+        let done = self.inner.send_timeout(Stamped { item, sent: began }, timeout).map_err(|e| match e {
             SendTimeoutError::Timeout(s) => SendTimeoutError::Timeout(s.item),
             SendTimeoutError::Disconnected(s) => SendTimeoutError::Disconnected(s.item),
         });
@@ -317,7 +280,7 @@ impl<T> Receiver<T> {
     fn received_at<E>(&self, began: u64, now: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
         let stamped = got?;
         if began != 0 {
-            self.meta.received(began, now, self.inner.len() as u64, stamped.sent, stamped.origin);
+            self.meta.received(began, now, self.inner.len() as u64, stamped.sent);
         }
         Ok(stamped.item)
     }

@@ -3,10 +3,16 @@
 
 use std::collections::HashMap;
 
-use crate::wire::{self, Record, TickScale, WireError};
-use crate::{Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, QueueEvent, SpanKind, StageMetrics, Warning};
+use crate::wire::{self, QueueRecord, Record, TickScale, WireError};
+use crate::{
+    Catalog, CounterSample, MemDelta, MemoryPool, ProfileSink, QueueEvent, QueueOp, SpanKind, StageMetrics, Warning,
+};
 
+use super::item_origins::ItemOrigins;
 use super::nest::Nester;
+
+/// A receive waiting for its item's entry into the pipeline, and its tick.
+type PendingReceive = (QueueEvent, u64);
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
 pub struct RecordDecoder {
@@ -19,6 +25,8 @@ pub struct RecordDecoder {
     gpu_mem: HashMap<u32, MemDelta>,
     /// GPU records seen while the nester had no GPU join to take them.
     unjoined_gpu: u64,
+    /// Where the items queues deliver entered the pipeline.
+    origins: ItemOrigins<PendingReceive>,
 }
 
 impl RecordDecoder {
@@ -30,7 +38,16 @@ impl RecordDecoder {
             process: HashMap::new(),
             gpu_mem: HashMap::new(),
             unjoined_gpu: 0,
+            origins: ItemOrigins::default(),
         }
+    }
+
+    /// Ends the input: receives whose item's send never came are delivered
+    /// without an age, and the nester closes what is open at `end_ns`.
+    pub fn finish(&mut self, catalog: &Catalog, end_ns: Option<u64>, sink: &mut dyn ProfileSink) {
+        let scale = self.scale;
+        self.origins.finish(&mut |pending, origin| deliver_received(pending, origin, scale, catalog, sink));
+        self.nester.finish(catalog, end_ns, sink);
     }
 
     /// What the GPU join missed, as warnings: records no join took, and
@@ -56,6 +73,7 @@ impl RecordDecoder {
         let process = &mut self.process;
         let gpu_mem = &mut self.gpu_mem;
         let unjoined_gpu = &mut self.unjoined_gpu;
+        let origins = &mut self.origins;
         wire::decode(words, |record| match record {
             Record::Begin { name, ticks, frame, sampled } => {
                 let kind = if frame { SpanKind::Frame } else { SpanKind::Stage };
@@ -85,12 +103,49 @@ impl RecordDecoder {
                 *unjoined_gpu += u64::from(!nester.take_gpu(&record, thread, scale));
             }
             Record::Queue { name, ticks, op } => {
-                let op = op.map_durations(|t| scale.duration_ns(t));
-                sink.queue(&QueueEvent { queue: name, thread, ts_ns: scale.ns(ticks), op }, catalog);
+                let event = |op| QueueEvent { queue: name, thread, ts_ns: scale.ns(ticks), op };
+                let ns = |t| scale.duration_ns(t);
+                match op {
+                    QueueRecord::Opened { capacity } => sink.queue(&event(QueueOp::Opened { capacity }), catalog),
+                    QueueRecord::Sent { blocked, depth } => {
+                        sink.queue(&event(QueueOp::Sent { blocked_ns: ns(blocked), depth }), catalog);
+                        let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
+                        origins.sent(name, thread, ticks.saturating_sub(blocked), &mut deliver);
+                    }
+                    QueueRecord::Received { waited, depth, sent } => {
+                        let residence_ns = sent.map(|s| ns(ticks.saturating_sub(s)));
+                        let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns, age_ns: None };
+                        let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
+                        origins.received(name, thread, sent, (event(op), ticks), &mut deliver);
+                    }
+                    QueueRecord::ReceivedAged { waited, depth, residence, age } => {
+                        let op = QueueOp::Received {
+                            waited_ns: ns(waited),
+                            depth,
+                            residence_ns: residence.map(ns),
+                            age_ns: age.map(ns),
+                        };
+                        sink.queue(&event(op), catalog);
+                    }
+                }
             }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
             }
         })
     }
+}
+
+/// Hands `sink` a received item's event, aged from `origin` (the tick its item entered the pipeline).
+fn deliver_received(
+    (mut event, ticks): PendingReceive,
+    origin: Option<u64>,
+    scale: TickScale,
+    catalog: &Catalog,
+    sink: &mut dyn ProfileSink,
+) {
+    if let QueueOp::Received { age_ns, .. } = &mut event.op {
+        *age_ns = origin.map(|o| scale.duration_ns(ticks.saturating_sub(o)));
+    }
+    sink.queue(&event, catalog);
 }

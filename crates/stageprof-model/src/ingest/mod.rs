@@ -11,6 +11,7 @@
 pub mod decode;
 pub mod gpu_join;
 pub mod gpu_work;
+pub mod item_origins;
 pub mod memory_series;
 pub mod native_input;
 pub mod nest;

@@ -128,7 +128,7 @@ pub fn read_native_parts<R: Read + Seek>(
     }
     if let Some(mut decoder) = decoder {
         let end_ns = end_ticks.map(|t| decoder.scale.ns(t));
-        decoder.nester.finish(&catalog, end_ns, sink);
+        decoder.finish(&catalog, end_ns, sink);
         let unclaimed = Warning::OutsideStages { count: decoder.nester.unclaimed_gpu() as u64, busy_ns: None };
         // Across a part not kept, ends whose begins it held have nothing to match: no fault of the program's.
         let unmatched = decoder.nester.unmatched_ends();
