@@ -99,6 +99,8 @@ pub mod flag {
     pub const QUEUE_AGED: u64 = 1 << 6;
     /// QUEUE: a received item's send tick follows, instead of its residence (version 10).
     pub const QUEUE_SEND_TICK: u64 = 1 << 7;
+    /// QUEUE: the operation went through at once; its wait word (0) is left out (version 10).
+    pub const QUEUE_AT_ONCE: u64 = 1 << 8;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
@@ -335,7 +337,15 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
         QueueRecord::Opened { capacity } => {
             ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3)
         }
+        // An operation that went through at once (most do) leaves out its zero wait.
+        QueueRecord::Sent { blocked: 0, depth } => {
+            ([header(kind::QUEUE, flag::QUEUE_AT_ONCE, name), ticks, depth, 0, 0, 0], 3)
+        }
         QueueRecord::Sent { blocked, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked, depth, 0, 0], 4),
+        QueueRecord::Received { waited: 0, depth, sent } => {
+            let flags = flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK | flag::QUEUE_AT_ONCE;
+            ([header(kind::QUEUE, flags, name), ticks, depth, or_max(sent), 0, 0], 4)
+        }
         QueueRecord::Received { waited, depth, sent } => {
             let flags = flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK;
             ([header(kind::QUEUE, flags, name), ticks, waited, depth, or_max(sent), 0], 5)
@@ -351,6 +361,27 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
     }
 }
 
+/// A QUEUE record's operation, from its header's flags and its words.
+fn queue_record(flags: u64, rec: &[u64]) -> QueueRecord {
+    if flags & flag::QUEUE_OPENED != 0 {
+        return QueueRecord::Opened { capacity: known(rec[2]) };
+    }
+    // The wait, unless the operation went through at once, then the rest.
+    let (wait, rest) = if flags & flag::QUEUE_AT_ONCE != 0 { (0, &rec[2..]) } else { (rec[2], &rec[3..]) };
+    if flags & flag::QUEUE_SEND_TICK != 0 {
+        QueueRecord::Received { waited: wait, depth: rest[0], sent: known(rest[1]) }
+    } else if flags & flag::QUEUE_RECEIVED != 0 {
+        QueueRecord::ReceivedAged {
+            waited: wait,
+            depth: rest[0],
+            residence: known(rest[1]),
+            age: rest.get(2).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
+        }
+    } else {
+        QueueRecord::Sent { blocked: wait, depth: rest[0] }
+    }
+}
+
 /// `v`, where `u64::MAX` stands for none.
 fn known(v: u64) -> Option<u64> {
     (v != u64::MAX).then_some(v)
@@ -358,12 +389,14 @@ fn known(v: u64) -> Option<u64> {
 
 const fn queue_len(flags: u64) -> usize {
     if flags & flag::QUEUE_OPENED != 0 {
-        3
-    } else if flags & (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK) != 0 {
+        return 3;
+    }
+    let len = if flags & (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK) != 0 {
         5 + (flags & flag::QUEUE_AGED != 0) as usize
     } else {
         4
-    }
+    };
+    len - (flags & flag::QUEUE_AT_ONCE != 0) as usize
 }
 
 /// The words of a [`Record::GpuMemory`]; `edge` is [`flag::TRACE_START`], [`flag::TRACE_END`] or 0.
@@ -620,24 +653,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             },
             kind::GPU_ACTIVITY => Record::GpuActivity(GpuActivityRecord::decode(id, flags, rec)),
             kind::TASK => Record::Task(TaskRecord::decode(id, rec)),
-            kind::QUEUE => Record::Queue {
-                name: id,
-                ticks: rec[1],
-                op: if flags & flag::QUEUE_OPENED != 0 {
-                    QueueRecord::Opened { capacity: known(rec[2]) }
-                } else if flags & flag::QUEUE_SEND_TICK != 0 {
-                    QueueRecord::Received { waited: rec[2], depth: rec[3], sent: known(rec[4]) }
-                } else if flags & flag::QUEUE_RECEIVED != 0 {
-                    QueueRecord::ReceivedAged {
-                        waited: rec[2],
-                        depth: rec[3],
-                        residence: known(rec[4]),
-                        age: rec.get(5).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
-                    }
-                } else {
-                    QueueRecord::Sent { blocked: rec[2], depth: rec[3] }
-                },
-            },
+            kind::QUEUE => Record::Queue { name: id, ticks: rec[1], op: queue_record(flags, rec) },
             kind::GPU_MEMORY => Record::GpuMemory {
                 device: id,
                 ticks: rec[1],
@@ -820,8 +836,10 @@ mod tests {
             QueueRecord::Opened { capacity: Some(4) },
             QueueRecord::Opened { capacity: None },
             QueueRecord::Sent { blocked: 7, depth: 3 },
+            QueueRecord::Sent { blocked: 0, depth: 3 },
             QueueRecord::Received { waited: 9, depth: 2, sent: Some(90) },
             QueueRecord::Received { waited: 9, depth: 2, sent: None },
+            QueueRecord::Received { waited: 0, depth: 2, sent: Some(90) },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: Some(5_000) },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: None },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: None, age: None },
@@ -840,9 +858,13 @@ mod tests {
         let v9 = [header(kind::QUEUE, flag::QUEUE_RECEIVED | flag::QUEUE_AGED, 5), 100, 9, 2, 1_000, 5_000];
         let mut out = Vec::new();
         decode(&v9, |r| out.push(r)).unwrap();
-        assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[5] }]);
-        // A send tick without the receive flag still reads its five words, not past them.
+        assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[7] }]);
+        // What went through at once takes a word less; odd flags still read within their words.
+        let lens = |op| queue_words(5, 100, op).1;
+        assert_eq!((lens(ops[2]), lens(ops[3]), lens(ops[4]), lens(ops[6])), (4, 3, 5, 4));
         let odd = [header(kind::QUEUE, flag::QUEUE_SEND_TICK, 5), 100, 9, 2, 7];
+        assert_eq!(decode(&odd, |_| {}).map_err(|e| e.word), Ok(()));
+        let odd = [header(kind::QUEUE, flag::QUEUE_AT_ONCE | flag::QUEUE_AGED | flag::QUEUE_RECEIVED, 5), 100, 2, 7, 8];
         assert_eq!(decode(&odd, |_| {}).map_err(|e| e.word), Ok(()));
     }
 
