@@ -16,7 +16,7 @@
 //! against two raw `cuEventRecord` calls.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::compile_ptx;
@@ -406,6 +406,13 @@ fn stage_cost(iterations: u32) {
         }
     });
     println!("two cuEventRecord calls: {raw:.0} ns");
+    // Stages back to back share events (a stage's end is the next one's
+    // begin); 1 us apart, each records its own. The wait is timed alone and taken out.
+    let apart = || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(1) {}
+    };
+    let wait_ns = median_ns(&mut || apart());
     for (label, gpu_trace, nvtx) in [
         ("off", GpuTrace::Off, false),
         ("events", GpuTrace::Events, true),
@@ -414,9 +421,13 @@ fn stage_cost(iterations: u32) {
         let config = Config { formats: vec![Format::Native], nvtx, ..config("/tmp/gpu-stage-cost", gpu_trace) };
         let session = stageprof::init_with(config);
         let _on = stageprof::cuda::use_stream(&gpu.stream);
-        let ns = median_ns(&mut || drop(stageprof::stage("x")));
+        let back_to_back = median_ns(&mut || drop(stageprof::stage("x")));
+        let spaced = median_ns(&mut || {
+            drop(stageprof::stage("x"));
+            apart();
+        }) - wait_ns;
         drop(session);
-        println!("stage begin + end, {label}: {ns:.0} ns");
+        println!("stage begin + end, {label}: {spaced:.0} ns 1 us apart, {back_to_back:.0} ns back to back");
     }
 }
 

@@ -76,7 +76,7 @@ impl GpuSession {
         let state = Arc::new(GpuState {
             ctx,
             device,
-            events: EventTimer::default(),
+            events: EventTimer::new(crate::clock::ns_to_ticks(super::events::SHARE_WITHIN_NS)),
             cupti: AtomicBool::new(cupti),
             nvtx,
             next_instance: AtomicU64::new(1),

@@ -8,12 +8,12 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::sys::{CUevent, CUstream};
+use cudarc::driver::sys::CUstream;
 use cudarc::driver::CudaContext;
 use stageprof_model::MemDelta;
 
 use super::activity;
-use super::events::{EventTimer, PendingTime};
+use super::events::{Event, EventTimer, PendingTime};
 use super::nvtx::Nvtx;
 use crate::alloc::{LevelMark, GPU_LEVEL};
 
@@ -33,7 +33,7 @@ pub(crate) struct GpuState {
 /// A begun stage's GPU side, kept until its end.
 pub(crate) struct GpuOpen {
     pub instance: u64,
-    start: Option<CUevent>,
+    start: Option<Arc<Event>>,
     /// The stream its start event went on.
     stream: CUstream,
     mem: Option<LevelMark>,
@@ -71,7 +71,7 @@ impl GpuState {
             let end = self.bind().then(|| self.events.record(stream)).flatten();
             // Ended on another stream: its end on the first one counts too.
             let end_on_start_stream =
-                end.filter(|_| stream != open.stream).and_then(|_| self.events.record(open.stream));
+                end.as_ref().filter(|_| stream != open.stream).and_then(|_| self.events.record(open.stream));
             self.events.wait_for(PendingTime { instance: open.instance, start, end, end_on_start_stream });
         }
         if let Some(nvtx) = &self.nvtx {
