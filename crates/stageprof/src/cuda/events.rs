@@ -95,7 +95,9 @@ impl EventTimer {
         let shared = LAST_EVENT.try_with(|last| {
             let mut last = last.borrow_mut();
             let last = last.as_mut().filter(|l| {
-                l.stream == stream && Arc::ptr_eq(&l.event.pool, &self.free) && now - l.at.min(now) < self.share_within
+                l.stream == stream
+                    && Arc::ptr_eq(&l.event.pool, &self.free)
+                    && now.saturating_sub(l.at) < self.share_within
             })?;
             last.at = now;
             Some(last.event.clone())
