@@ -2,7 +2,7 @@
 //!
 //! While a session runs with CUDA available, every stage and frame also
 //! records a CUDA event at its begin and end on the thread's current stream
-//! ([`use_stream`]), pushes its GPU instance number as a CUPTI external
+//! ([`use_stream`]; adjacent begins and ends share one), pushes its GPU instance number as a CUPTI external
 //! correlation id (so each kernel, copy and memset names the stage that
 //! launched it), mirrors itself as an NVTX range, and measures the GPU
 //! memory allocated through [`GpuBuffer`]. A thread of the session's
@@ -14,6 +14,7 @@
 //! the session says in one line what is missing and profiles the rest.
 
 mod activity;
+mod clock_map;
 mod cupti_lib;
 mod events;
 mod memory;

@@ -11,11 +11,11 @@ use cudarc::driver::CudaContext;
 use stageprof_model::wire::{flag, header, kind, GpuActivityRecord, GPU_TIME_WORDS};
 
 use super::activity::{self, RawActivity};
+use super::clock_map::{Anchor, ClockMap};
 use super::events::EventTimer;
 use super::nvml::NvmlSampler;
 use super::nvtx::Nvtx;
 use super::stage_gpu::GpuState;
-use crate::clock::{clock, ticks};
 use crate::config::GpuTrace;
 use crate::names::dynamic_name;
 use crate::notice::report;
@@ -110,34 +110,6 @@ impl GpuSession {
     }
 }
 
-/// CUPTI's clock mapped onto the recorder's ticks.
-struct ClockMap {
-    cupti_ns: u64,
-    ticks: u64,
-    ticks_per_ns: f64,
-}
-
-impl ClockMap {
-    fn now() -> ClockMap {
-        // The tighter of a few brackets of ticks around one CUPTI reading.
-        let mut best = (u64::MAX, 0, 0);
-        for _ in 0..5 {
-            let before = ticks();
-            let ns = activity::timestamp();
-            let after = ticks();
-            if after - before < best.0 {
-                best = (after - before, ns, before + (after - before) / 2);
-            }
-        }
-        ClockMap { cupti_ns: best.1, ticks: best.2, ticks_per_ns: clock().ticks_per_second as f64 / 1e9 }
-    }
-
-    fn ticks(&self, ns: u64) -> u64 {
-        let d = (ns as f64 - self.cupti_ns as f64) * self.ticks_per_ns;
-        (self.ticks as f64 + d).max(0.0) as u64
-    }
-}
-
 /// An API call: the stage instance it ran in (from CUPTI's external
 /// correlation record) and when it began.
 #[derive(Clone, Copy, Default)]
@@ -164,7 +136,7 @@ struct Resolver {
 
 impl Resolver {
     fn new(state: Arc<GpuState>, shared: Arc<Shared>, sampler: Option<NvmlSampler>) -> Resolver {
-        let clock = state.cupti.load(Relaxed).then(ClockMap::now);
+        let clock = state.cupti.load(Relaxed).then(|| ClockMap::new(Anchor::now()));
         Resolver {
             state,
             shared,
@@ -235,7 +207,8 @@ impl Resolver {
             self.dropped_reported = true;
             report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
-        let Some(clock) = &self.clock else { return };
+        let Some(clock) = &mut self.clock else { return };
+        clock.anchor(Anchor::now());
         let mut keep = Vec::new();
         for a in std::mem::take(&mut self.waiting) {
             // A launch from a thread with no stage open has no external
