@@ -29,6 +29,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod aggregate;
+mod depth_series;
 pub mod diff;
 pub mod figures;
 mod histogram;

@@ -28,11 +28,12 @@
 //! `stageprof::queue`) entered the pipeline's first queue.
 //!
 //! Operations reach the aggregator in the order their threads' records were
-//! read, not in time order across threads, so each queue keeps its `(time,
-//! depth)` samples (12 bytes an operation) and orders them once, for the
-//! time-weighted figures.
+//! read, not in time order across threads; each queue's depth samples are
+//! put in order and folded as they come (`depth_series`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::depth_series::DepthSeries;
 
 use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp, Warning};
 
@@ -81,8 +82,8 @@ struct QueueAcc {
     blocked_ns: u64,
     waited_ns: u64,
     residence: DurationAcc,
-    /// `(time, depth after)` of every operation.
-    depths: Vec<(u64, u32)>,
+    /// The depth after every operation.
+    depths: DepthSeries,
 }
 
 /// One stage of the pipeline: the threads that send to and receive from
@@ -322,7 +323,7 @@ impl QueueTracker {
             QueueOp::Opened { capacity } => {
                 q.opened += 1;
                 q.capacity = capacity;
-                q.depths.push((e.ts_ns, 0));
+                q.depths.push(e.ts_ns, 0);
                 return;
             }
             QueueOp::Sent { blocked_ns, depth } => {
@@ -342,7 +343,7 @@ impl QueueTracker {
                 (depth, waited_ns)
             }
         };
-        q.depths.push((e.ts_ns, depth.min(u64::from(u32::MAX)) as u32));
+        q.depths.push(e.ts_ns, depth.min(u64::from(u32::MAX)) as u32);
         let t = self.threads.entry(e.thread).or_default();
         t.waiting_ns = t.waiting_ns.saturating_add(waited);
         // The thread's time starts where its first operation began.
@@ -457,53 +458,23 @@ impl QueueTracker {
 
 impl QueueAcc {
     fn stats(&self, name: &str) -> QueueStats {
-        let mut depths = self.depths.clone();
-        depths.sort_by_key(|&(t, _)| t);
-        let (mut area, mut full, mut empty) = (0u128, 0u64, 0u64);
-        for pair in depths.windows(2) {
-            let ((t0, d), (t1, _)) = (pair[0], pair[1]);
-            let held = t1 - t0;
-            area += u128::from(held) * u128::from(d);
-            full += if self.capacity.is_some_and(|c| u64::from(d) >= c) { held } else { 0 };
-            empty += if d == 0 { held } else { 0 };
-        }
-        let span = match (depths.first(), depths.last()) {
-            (Some(&(first, _)), Some(&(last, _))) => last - first,
-            _ => 0,
-        };
-        let share = |ns: u64| if span == 0 { 0.0 } else { 100.0 * ns as f64 / span as f64 };
+        let depth = self.depths.summary(self.capacity, DEPTH_POINTS);
+        let share = |ns: u64| if depth.span_ns == 0 { 0.0 } else { 100.0 * ns as f64 / depth.span_ns as f64 };
         QueueStats {
             name: name.to_owned(),
             capacity: self.capacity,
             sent: self.sent,
             received: self.received,
-            depth_mean: if span == 0 { 0.0 } else { area as f64 / span as f64 },
-            depth_max: depths.iter().map(|&(_, d)| u64::from(d)).max().unwrap_or(0),
-            full_pct: self.capacity.map(|_| share(full)),
-            empty_pct: share(empty),
+            depth_mean: depth.mean,
+            depth_max: depth.max,
+            full_pct: depth.full_ns.map(share),
+            empty_pct: share(depth.empty_ns),
             residence: self.residence.stats(),
             sender_blocked_ns: self.blocked_ns,
             receiver_waited_ns: self.waited_ns,
-            depth_over_time: depth_over_time(&depths),
+            depth_over_time: depth.over_time,
         }
     }
-}
-
-/// `depths` (in time order) in at most [`DEPTH_POINTS`] equal slices of
-/// time, each at its first operation's time with the most items held in it,
-/// so that no moment full is lost to the thinning.
-fn depth_over_time(depths: &[(u64, u32)]) -> Vec<(u64, u64)> {
-    let (Some(&(first, _)), Some(&(last, _))) = (depths.first(), depths.last()) else { return Vec::new() };
-    let slice = (last - first) / DEPTH_POINTS as u64 + 1;
-    let mut points: Vec<(u64, u64)> = Vec::new();
-    for &(t, d) in depths {
-        let start = first + (t - first) / slice * slice;
-        match points.last_mut() {
-            Some(p) if p.0 >= start => p.1 = p.1.max(u64::from(d)),
-            _ => points.push((t, u64::from(d))),
-        }
-    }
-    points
 }
 
 #[cfg(test)]
@@ -551,17 +522,6 @@ mod tests {
         assert_eq!(p.predicted_per_s, Some(1e9 / 950.0));
         let half = p.speedups.iter().find(|s| s.stage == 0 && s.faster_pct == 50).unwrap();
         assert_eq!(half.throughput_per_s, 1e9 / 475.0);
-    }
-
-    #[test]
-    fn depth_over_time_keeps_each_slices_most() {
-        let depths: Vec<(u64, u32)> = (0..3000u64).map(|t| (t, if t == 1234 { 9 } else { (t % 3) as u32 })).collect();
-        let points = depth_over_time(&depths);
-        assert!(points.len() <= DEPTH_POINTS, "{}", points.len());
-        assert_eq!(points.iter().map(|p| p.1).max(), Some(9));
-        assert!(points.windows(2).all(|w| w[0].0 < w[1].0));
-        assert_eq!(depth_over_time(&[(5, 1)]), [(5, 1)]);
-        assert!(depth_over_time(&[]).is_empty());
     }
 
     #[test]
