@@ -1,7 +1,7 @@
 //! A progress bar for reading big traces: shown on a terminal, and only once
 //! reading has taken more than a second.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -46,6 +46,15 @@ impl<R: Read> Read for ProgressReader<R> {
             self.bar.finish_and_clear();
         }
         Ok(n)
+    }
+}
+
+/// A native profile with GPU results is read twice: the bar follows.
+impl<R: Seek> Seek for ProgressReader<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        self.bar.set_position(at);
+        Ok(at)
     }
 }
 

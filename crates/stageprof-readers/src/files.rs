@@ -2,7 +2,7 @@
 //! (`stageprof report`, `stageprof diff`, Python's `stageprof.read`).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use stageprof_model::ingest::native_input::read_native_parts;
@@ -64,13 +64,13 @@ pub fn label(files: &[PathBuf]) -> String {
 /// [`profiles_in`]): a single file of any format, through `single` (a
 /// progress meter, say), or the parts of a bounded run, in order, as one
 /// profile (see [`read_native_parts`]).
-pub fn read_opened<R: Read>(
+pub fn read_opened<R: BufRead + Seek>(
     mut files: Vec<File>,
     single: impl FnOnce(File) -> R,
     sink: &mut dyn ProfileSink,
 ) -> Result<Profile, ReadError> {
     if files.len() == 1 {
-        return crate::read_profile(single(files.remove(0)), sink);
+        return crate::read_seekable(single(files.remove(0)), sink);
     }
     let p = read_native_parts(files.into_iter().map(BufReader::new).collect(), sink).map_err(ReadError::Native)?;
     Ok(Profile { catalog: p.catalog, run: p.run })

@@ -38,7 +38,7 @@ pub use json_scan::{ScanError, Scanner};
 
 pub use files::{bounded_part, label, profiles_in, read_opened};
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek};
 
 use stageprof_model::ingest::read_native;
 use stageprof_model::native::{NativeError, MAGIC};
@@ -82,6 +82,17 @@ pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Prof
     read_any(Box::new(input), sink)
 }
 
+/// Reads a profile from a file (or other input that can seek), as
+/// [`read_profile`] does, but a native profile as it streams by rather than
+/// whole in memory (a day's profile is gigabytes).
+pub fn read_seekable(mut input: impl BufRead + Seek, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
+    if input.fill_buf().map_err(ReadError::Io)?.starts_with(MAGIC) {
+        let p = read_native(input, sink).map_err(ReadError::Native)?;
+        return Ok(Profile { catalog: p.catalog, run: p.run });
+    }
+    read_any(Box::new(input), sink)
+}
+
 fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
     // Small: enough to tell the format; the readers' own large reads then bypass it.
     let mut input = BufReader::with_capacity(8 << 10, input);
@@ -91,7 +102,8 @@ fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Pro
         return read_any(Box::new(flate2::read::MultiGzDecoder::new(input)), sink);
     }
     if head.starts_with(MAGIC) {
-        // The native reader makes two passes when a profile holds GPU results.
+        // The native reader makes two passes when a profile holds GPU results
+        // (files are read through `read_seekable`, without this copy).
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes).map_err(ReadError::Io)?;
         let p = read_native(std::io::Cursor::new(bytes), sink).map_err(ReadError::Native)?;
