@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 
 /// Samples kept unfolded, in arrival order.
 const KEEP: usize = 1 << 16;
-/// Most buckets kept before their width doubles.
-const MAX_BUCKETS: usize = 4 * super::queues::DEPTH_POINTS;
+/// Most buckets kept before their width doubles: several to each of the
+/// report's points (300), so that the buckets' edges shift a point little.
+const MAX_BUCKETS: usize = 1_200;
 
 #[derive(Clone, Default)]
 pub(crate) struct DepthSeries {
