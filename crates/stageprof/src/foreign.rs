@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use stageprof_model::wire::{flag, gpu_memory_mark_words, gpu_memory_words, kind, TaskRecord, MAX_TASK_DEPTH};
 
+use crate::clock_map::{Anchor, ClockMap};
 use crate::names;
 use crate::recorder::{end_span, with_writer, OpenSpan, Shared, Target, GLOBAL_RECORDING};
 
@@ -179,12 +180,8 @@ pub fn gpu_memory(device: u32, levels: &[GpuMemoryLevel]) {
 
 /// Recent wall-clock times (ns since the Unix epoch) to clock ticks.
 fn unix_to_ticks() -> impl Fn(u64) -> u64 {
-    let (now_ticks, now_unix) = (crate::clock::ticks(), crate::clock::unix_ns());
-    let per_ns = crate::clock::clock().ticks_per_second as f64 / 1e9;
-    move |unix_ns| {
-        let back = now_unix as f64 - unix_ns as f64;
-        (now_ticks as f64 - back * per_ns).max(0.0) as u64
-    }
+    let map = ClockMap::new(Anchor::now(crate::clock::unix_ns));
+    move |unix_ns| map.ticks(unix_ns)
 }
 
 /// A producer of GPU allocator levels ([`gpu_memory`]) starts in the global

@@ -30,6 +30,7 @@
 mod alloc;
 mod bounded;
 mod clock;
+mod clock_map;
 mod collector;
 mod config;
 mod cpu_time;

@@ -89,13 +89,19 @@ impl QueueMeta {
             let opened_in = self.opened_in.load(Relaxed);
             let session = global_session_id();
             if session != opened_in {
-                record(self.name, at, QueueRecord::Opened { capacity: self.capacity });
+                self.write(at, QueueRecord::Opened { capacity: self.capacity });
                 self.opened_in.store(session, Relaxed);
             }
             if let Some(op) = op {
-                record(self.name, at, op);
+                self.write(at, op);
             }
         }
+    }
+
+    /// Writes `op` at tick `at` into the global session, which the caller saw recording.
+    fn write(&self, at: u64, op: QueueRecord) {
+        let (words, len) = queue_words(self.name, at, op);
+        with_writer(Target::Global, |w| w.record(&words[..len]));
     }
 
     /// Records a send that began at tick `began` and went through at `now`, leaving `depth` items.
@@ -149,14 +155,6 @@ impl<T> Clone for Sender<T> {
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         Receiver { inner: self.inner.clone(), meta: self.meta.clone() }
-    }
-}
-
-/// Records `op` on queue `name` at tick `at`, into the global session.
-fn record(name: u32, at: u64, op: QueueRecord) {
-    if GLOBAL_RECORDING.load(Relaxed) {
-        let (words, len) = queue_words(name, at, op);
-        with_writer(Target::Global, |w| w.record(&words[..len]));
     }
 }
 

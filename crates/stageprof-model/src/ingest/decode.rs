@@ -103,36 +103,59 @@ impl RecordDecoder {
                 *unjoined_gpu += u64::from(!nester.take_gpu(&record, thread, scale));
             }
             Record::Queue { name, ticks, op } => {
-                let event = |op| QueueEvent { queue: name, thread, ts_ns: scale.ns(ticks), op };
-                let ns = |t| scale.duration_ns(t);
-                match op {
-                    QueueRecord::Opened { capacity } => sink.queue(&event(QueueOp::Opened { capacity }), catalog),
-                    QueueRecord::Sent { blocked, depth } => {
-                        sink.queue(&event(QueueOp::Sent { blocked_ns: ns(blocked), depth }), catalog);
-                        let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
-                        origins.sent(name, thread, ticks.saturating_sub(blocked), &mut deliver);
-                    }
-                    QueueRecord::Received { waited, depth, sent } => {
-                        let residence_ns = sent.map(|s| ns(ticks.saturating_sub(s)));
-                        let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns, age_ns: None };
-                        let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
-                        origins.received(name, thread, sent, (event(op), ticks), &mut deliver);
-                    }
-                    QueueRecord::ReceivedAged { waited, depth, residence, age } => {
-                        let op = QueueOp::Received {
-                            waited_ns: ns(waited),
-                            depth,
-                            residence_ns: residence.map(ns),
-                            age_ns: age.map(ns),
-                        };
-                        sink.queue(&event(op), catalog);
-                    }
-                }
+                let at = QueueAt { queue: name, thread, ticks, scale };
+                decode_queue(at, op, origins, catalog, sink);
             }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
             }
         })
+    }
+}
+
+/// Where and when a queue record was written.
+#[derive(Clone, Copy)]
+struct QueueAt {
+    queue: u32,
+    thread: u32,
+    ticks: u64,
+    scale: TickScale,
+}
+
+impl QueueAt {
+    fn event(self, op: QueueOp) -> QueueEvent {
+        QueueEvent { queue: self.queue, thread: self.thread, ts_ns: self.scale.ns(self.ticks), op }
+    }
+}
+
+/// A queue record, in nanoseconds, to `sink`; a received item's once its entry into the pipeline is known.
+fn decode_queue(
+    at: QueueAt,
+    record: QueueRecord,
+    origins: &mut ItemOrigins<PendingReceive>,
+    catalog: &Catalog,
+    sink: &mut dyn ProfileSink,
+) {
+    let ns = |t| at.scale.duration_ns(t);
+    let op = match record {
+        QueueRecord::Received { waited, depth, sent } => {
+            let residence_ns = sent.map(|s| ns(at.ticks.saturating_sub(s)));
+            let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns, age_ns: None };
+            let pending = (at.event(op), at.ticks);
+            return origins.received(at.queue, at.thread, sent, pending, &mut |p, o| {
+                deliver_received(p, o, at.scale, catalog, sink)
+            });
+        }
+        QueueRecord::Opened { capacity } => QueueOp::Opened { capacity },
+        QueueRecord::Sent { blocked, depth } => QueueOp::Sent { blocked_ns: ns(blocked), depth },
+        QueueRecord::ReceivedAged { waited, depth, residence, age } => {
+            QueueOp::Received { waited_ns: ns(waited), depth, residence_ns: residence.map(ns), age_ns: age.map(ns) }
+        }
+    };
+    sink.queue(&at.event(op), catalog);
+    if let QueueRecord::Sent { blocked, .. } = record {
+        let began = at.ticks.saturating_sub(blocked);
+        origins.sent(at.queue, at.thread, began, &mut |p, o| deliver_received(p, o, at.scale, catalog, sink));
     }
 }
 

@@ -119,13 +119,15 @@ impl<P> ItemOrigins<P> {
         }
     }
 
-    /// Items received whose sends have not been decoded (for tests and bounds).
-    pub fn waiting(&self) -> usize {
+    /// Items received whose sends have not been decoded.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.waiting.len()
     }
 
     /// Items sent and not yet received.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 

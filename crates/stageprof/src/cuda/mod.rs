@@ -14,7 +14,6 @@
 //! the session says in one line what is missing and profiles the rest.
 
 mod activity;
-mod clock_map;
 mod cupti_lib;
 mod events;
 mod memory;

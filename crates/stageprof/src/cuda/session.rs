@@ -11,11 +11,11 @@ use cudarc::driver::CudaContext;
 use stageprof_model::wire::{flag, header, kind, GpuActivityRecord, GPU_TIME_WORDS};
 
 use super::activity::{self, RawActivity};
-use super::clock_map::{Anchor, ClockMap};
 use super::events::EventTimer;
 use super::nvml::NvmlSampler;
 use super::nvtx::Nvtx;
 use super::stage_gpu::GpuState;
+use crate::clock_map::{Anchor, ClockMap};
 use crate::config::GpuTrace;
 use crate::names::dynamic_name;
 use crate::notice::report;
@@ -136,7 +136,7 @@ struct Resolver {
 
 impl Resolver {
     fn new(state: Arc<GpuState>, shared: Arc<Shared>, sampler: Option<NvmlSampler>) -> Resolver {
-        let clock = state.cupti.load(Relaxed).then(|| ClockMap::new(Anchor::now()));
+        let clock = state.cupti.load(Relaxed).then(|| ClockMap::new(Anchor::now(activity::timestamp)));
         Resolver {
             state,
             shared,
@@ -208,7 +208,7 @@ impl Resolver {
             report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
         let Some(clock) = &mut self.clock else { return };
-        clock.anchor(Anchor::now());
+        clock.anchor(Anchor::now(activity::timestamp));
         let mut keep = Vec::new();
         for a in std::mem::take(&mut self.waiting) {
             // A launch from a thread with no stage open has no external

@@ -1,32 +1,31 @@
-//! CUPTI's clock mapped onto the recorder's ticks.
+//! Another clock's nanoseconds mapped onto the recorder's ticks: CUPTI's
+//! (kernels' times) and the wall clock (torch's allocator trace).
 //!
 //! The ticks' rate was calibrated over 20 ms when the process started, a few
-//! parts in 10^5 off: with one mapping made at the session's start, kernels
-//! drifted against the stages that launched them by tens of microseconds a
-//! second of the run (seen: a kernel launched 14 us after the last frame
-//! ended, 1.7 s in, counted in that frame), tens of milliseconds an hour. So
-//! the map is anchored again before each batch of activities is mapped (both
-//! clocks read together), and its rate is fitted between the first anchor
-//! and the latest; activities are mapped from the latest, which they are
-//! at most a flush interval away from.
+//! parts in 10^5 off: mapped once, at a session's start, kernels drifted
+//! against the stages that launched them by tens of microseconds a second of
+//! the run (seen: a kernel launched 14 us after the last frame ended, 1.7 s
+//! in, counted in that frame), tens of milliseconds an hour. So a map is
+//! anchored again (both clocks read together) before each batch it maps,
+//! and its rate is fitted between the first anchor and the latest; times are
+//! mapped from the latest, which they are at most a batch away from.
 
-use super::activity;
 use crate::clock::{clock, ticks};
 
-/// Both clocks read at one moment: CUPTI's nanoseconds and the recorder's ticks.
+/// Both clocks read at one moment: the other clock's nanoseconds and the recorder's ticks.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct Anchor {
+pub(crate) struct Anchor {
     pub ns: u64,
     pub ticks: u64,
 }
 
 impl Anchor {
-    /// Reads both clocks now: the tightest of a few brackets of ticks around one CUPTI reading.
-    pub(super) fn now() -> Anchor {
+    /// Reads both clocks now, `read` being the other: the tightest of a few brackets of ticks around one reading.
+    pub(crate) fn now(read: impl Fn() -> u64) -> Anchor {
         let mut best = (u64::MAX, Anchor { ns: 0, ticks: 0 });
         for _ in 0..5 {
             let before = ticks();
-            let ns = activity::timestamp();
+            let ns = read();
             let after = ticks();
             if after - before < best.0 {
                 best = (after - before, Anchor { ns, ticks: before + (after - before) / 2 });
@@ -37,9 +36,12 @@ impl Anchor {
 }
 
 /// Shortest stretch between anchors that the rate is fitted over; before it, the calibrated rate holds.
+// Re-anchoring serves CUPTI's long-lived map; the wall clock's maps are made per batch.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 const MIN_BASELINE_NS: u64 = 100_000_000;
 
-pub(super) struct ClockMap {
+pub(crate) struct ClockMap {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     first: Anchor,
     latest: Anchor,
     ticks_per_ns: f64,
@@ -47,7 +49,7 @@ pub(super) struct ClockMap {
 
 impl ClockMap {
     /// A map anchored at `anchor`, at the calibrated rate until a later anchor is far enough.
-    pub(super) fn new(anchor: Anchor) -> ClockMap {
+    pub(crate) fn new(anchor: Anchor) -> ClockMap {
         ClockMap::at_rate(anchor, clock().ticks_per_second as f64 / 1e9)
     }
 
@@ -56,7 +58,8 @@ impl ClockMap {
     }
 
     /// Anchors the map again at `anchor`, read now.
-    pub(super) fn anchor(&mut self, anchor: Anchor) {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn anchor(&mut self, anchor: Anchor) {
         let baseline_ns = anchor.ns.saturating_sub(self.first.ns);
         if baseline_ns >= MIN_BASELINE_NS && anchor.ticks > self.first.ticks {
             self.ticks_per_ns = (anchor.ticks - self.first.ticks) as f64 / baseline_ns as f64;
@@ -64,8 +67,8 @@ impl ClockMap {
         self.latest = anchor;
     }
 
-    /// CUPTI's `ns` in ticks.
-    pub(super) fn ticks(&self, ns: u64) -> u64 {
+    /// The other clock's `ns` in ticks.
+    pub(crate) fn ticks(&self, ns: u64) -> u64 {
         let d = (ns as f64 - self.latest.ns as f64) * self.ticks_per_ns;
         (self.latest.ticks as f64 + d).max(0.0) as u64
     }
