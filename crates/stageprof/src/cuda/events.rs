@@ -92,24 +92,23 @@ impl EventTimer {
     /// a new one; `None` if the driver refused (a stream of another context, say).
     pub(super) fn record(&self, stream: CUstream) -> Option<Arc<Event>> {
         let now = ticks();
-        let shared = LAST_EVENT.try_with(|last| {
+        let recorded = LAST_EVENT.try_with(|last| {
             let mut last = last.borrow_mut();
-            let last = last.as_mut().filter(|l| {
+            let shareable = |l: &&mut LastEvent| {
                 l.stream == stream
                     && Arc::ptr_eq(&l.event.pool, &self.free)
                     && now.saturating_sub(l.at) < self.share_within
-            })?;
-            last.at = now;
-            Some(last.event.clone())
+            };
+            if let Some(l) = last.as_mut().filter(shareable) {
+                l.at = now;
+                return Some(l.event.clone());
+            }
+            let event = Arc::new(self.record_new(stream)?);
+            *last = Some(LastEvent { event: event.clone(), stream, at: ticks() });
+            Some(event)
         });
-        if let Ok(Some(event)) = shared {
-            return Some(event);
-        }
-        let event = Arc::new(self.record_new(stream)?);
-        let _ = LAST_EVENT.try_with(|last| {
-            *last.borrow_mut() = Some(LastEvent { event: event.clone(), stream, at: ticks() });
-        });
-        Some(event)
+        // While the thread's locals are torn down, nothing is shared.
+        recorded.unwrap_or_else(|_| self.record_new(stream).map(Arc::new))
     }
 
     fn record_new(&self, stream: CUstream) -> Option<Event> {
