@@ -25,12 +25,13 @@ measurements, on a machine with an NVIDIA GPU and torch:
     python gpu/python_gpu_check.py handover OUT_DIR   (CUPTI between stageprof and torch.profiler in one process)
     python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
     python gpu/python_gpu_check.py paired MODE,MODE,... FRAMES   (on and off frame by frame: events, events-nomem, bounded, by-hand)
-    python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, torch, by-hand;
+    python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, kernels-all, torch, by-hand;
                                                            events-nomem, kernels-nomem: without GPU memory)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -165,6 +166,9 @@ def accuracy(out: str) -> int:
     counted = kernels_in_torch_trace(trace)
 
     session = stageprof.init(out_dir=f"{out}/stageprof", gpu="kernels")
+    # Under CUPTI a kernel's first launch stalls for milliseconds (it is instrumented): once outside the frames.
+    work(a, lambda name: contextlib.nullcontext())
+    torch.cuda.synchronize()
     for _ in range(frames):
         with stageprof.frame():
             work(a, stageprof.stage)
@@ -178,17 +182,22 @@ def accuracy(out: str) -> int:
     ok = compare_memory("known work", report.stages)
     ok &= demo_memory(out)
 
-    print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels (torch.profiler)':>24} {'stageprof':>10}")
+    # Kernels are traced in some frames (as many as keep the cost under 3%): each stage's
+    # kernels over its traced calls must be torch.profiler's over all of its calls.
+    print(f"frames with kernels traced: {report.summary['frames']['gpu_traced']} of {frames}")
+    print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels a call (torch.profiler)':>31} {'stageprof':>10}")
     for name in STAGES:
         s = stages[name]
         mine = (s["gpu_event_ns"] or 0) / 1e6
         diff = 100 * (mine / truth[name] - 1)
-        kernels = s["gpu_kernels"]
+        kernels, traced = s["gpu_kernels"], s["gpu_traced_calls"]
+        theirs = counted.get(name, 0) / frames
         # The 2% bound holds for stages of 1 ms or more (the issue's criterion).
-        good = (abs(diff) <= 2.0 or truth[name] < 1.0) and kernels == counted.get(name)
+        good = (abs(diff) <= 2.0 or truth[name] < 1.0) and bool(traced) and kernels == theirs * traced
         ok &= good
+        per_call = f"{kernels / traced:g} ({traced} traced)" if traced else "none traced"
         print(
-            f"{name:<12} {truth[name]:>12.3f} ms {mine:>9.3f} ms {diff:>+7.2f}%   {counted.get(name, 0):>24} {kernels!s:>10}"
+            f"{name:<12} {truth[name]:>12.3f} ms {mine:>9.3f} ms {diff:>+7.2f}%   {theirs:>31g} {per_call:>10}"
             f"  {'ok' if good else 'OFF'}"
         )
     print(f"GPU busy per stage (kernels): " + ", ".join(f"{n} {stages[n]['gpu_busy_ns'] / 1e6:.3f} ms" for n in STAGES if stages[n]["gpu_busy_ns"]))
@@ -460,9 +469,12 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         setattr(stageprof, "stage", ByHand)
         session = stageprof.init(enabled=False)
     else:
-        # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb.
-        gpu = mode.removesuffix("-nomem")
+        # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb;
+        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost under 3%).
+        gpu = mode.removesuffix("-nomem").removesuffix("-all")
         bound = {"max_disk_mb": 64} if mode == "bounded" else {}
+        if mode == "kernels-all":
+            bound["kernel_every"] = 1
         session = stageprof.init(
             out_dir="/tmp/stageprof-overhead",
             formats=["native"],

@@ -44,6 +44,8 @@ struct StageAcc {
     gpu_mem_peak: Option<u64>,
     gpu_mem_net: Option<i64>,
     gpu_mem_calls: u64,
+    /// Calls whose GPU work was traced.
+    gpu_calls: u64,
     gpu_reserved: Option<u64>,
     process_mem_peak: Option<u64>,
     process_mem_net: Option<i64>,
@@ -71,6 +73,8 @@ pub struct Aggregator {
     stages: Vec<StageAcc>,
     frames: DurationAcc,
     frames_sampled: u64,
+    /// Frames whose GPU work was traced.
+    frames_gpu_traced: u64,
     frame_gpu_span: DurationAcc,
     frame_gpu: Option<FrameGpu>,
     frame_list: Vec<FrameRecord>,
@@ -115,6 +119,7 @@ impl ProfileSink for Aggregator {
         let Some(path) = span.path.filter(|_| span.kind == SpanKind::Stage) else {
             self.frames.record(span.duration_ns());
             self.frames_sampled += u64::from(span.flags.sampled);
+            self.frames_gpu_traced += u64::from(span.metrics.gpu.is_some());
             if let Some(f) = span.frame.map(|f| f as usize).filter(|&f| f < FRAMES_PER_STAGE) {
                 if self.frame_sampled.len() <= f {
                     self.frame_sampled.resize(f + 1, false);
@@ -167,6 +172,7 @@ impl ProfileSink for Aggregator {
         }
         if let Some(g) = &span.metrics.gpu {
             acc.gpu.get_or_insert_with(GpuMetrics::default).add(g);
+            acc.gpu_calls += 1;
             // Per call: over the calls that launched work (a traced call may have launched none).
             if g.launched() > 0 {
                 acc.gpu_call.record(g.busy_ns);
@@ -261,6 +267,7 @@ impl Aggregator {
             frames: FrameStats {
                 count: self.frames.count(),
                 sampled: self.frames_sampled,
+                gpu_traced: (self.frames_gpu_traced > 0).then_some(self.frames_gpu_traced),
                 duration: self.frames.stats(),
                 durations: self.frames.samples().values,
                 gpu_span: (self.frame_gpu_span.count() > 0).then(|| self.frame_gpu_span.stats()),
@@ -311,6 +318,7 @@ impl Aggregator {
             unwound: acc.unwound,
             unfinished: acc.unfinished,
             gpu: acc.gpu,
+            gpu_traced_calls: acc.gpu.map(|_| acc.gpu_calls),
             gpu_event_ns: acc.gpu_event_ns,
             gpu_mem_peak_bytes: acc.gpu_mem_peak,
             gpu_mem_net_bytes: acc.gpu_mem_net,

@@ -224,7 +224,7 @@ figure!(
     "gpu_busy_ns",
     "gpu busy",
     Nanoseconds,
-    "GPU work the stage launched (kernels, copies, memsets; nested stages included): union of their intervals, summed over calls; null where it launched none",
+    "GPU work the stage launched (kernels, copies, memsets; nested stages included): union of their intervals, summed over the calls counted in `gpu_traced_calls`; null where it launched none",
     |s| s.gpu_work().map(|g| FigureValue::Unsigned(g.busy_ns))
 );
 figure!(
@@ -240,8 +240,16 @@ figure!(
     "gpu_span_ns",
     "gpu span",
     Nanoseconds,
-    "first start to last end of that work, summed over calls",
+    "first start to last end of that work, summed over the same calls",
     |s| s.gpu_work().map(|g| FigureValue::Unsigned(g.span_ns))
+);
+figure!(
+    GPU_TRACED_CALLS,
+    "gpu_traced_calls",
+    "gpu traced calls",
+    Count,
+    "calls whose GPU work was traced, which the figures of that work are summed over: all of them, except where kernel tracing ran in some frames only (`kernel_every`), then the calls inside those frames",
+    |s| s.gpu_traced_calls.map(FigureValue::Unsigned)
 );
 figure!(GPU_KERNELS, "gpu_kernels", "kernels", Count, "kernels of that work", |s| s
     .gpu
@@ -325,6 +333,7 @@ pub const STAGE_FIGURES: &[&StageFigure] = &[
     &GPU_BUSY,
     &GPU_SELF_BUSY,
     &GPU_SPAN,
+    &GPU_TRACED_CALLS,
     &GPU_KERNELS,
     &GPU_COPIES,
     &GPU_MEMSETS,

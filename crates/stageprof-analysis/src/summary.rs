@@ -61,8 +61,10 @@ pub struct StageStats {
     pub unwound: u64,
     /// Calls still open when recording stopped.
     pub unfinished: u64,
-    /// GPU work launched by the stage (nested stages included), summed over calls.
+    /// GPU work launched by the stage (nested stages included), summed over the calls in `gpu_traced_calls`.
     pub gpu: Option<GpuMetrics>,
+    /// Calls whose GPU work was traced: all, unless kernel tracing ran in some frames only.
+    pub gpu_traced_calls: Option<u64>,
     /// GPU time between CUDA events at the calls' begin and end on their
     /// stream, summed over calls (stageprof's `cuda` feature).
     pub gpu_event_ns: Option<u64>,
@@ -189,6 +191,8 @@ pub struct FrameStats {
     pub count: u64,
     /// Frames whose stages were recorded.
     pub sampled: u64,
+    /// Frames whose GPU work (kernels, copies, memsets) was traced; `None` where none was.
+    pub gpu_traced: Option<u64>,
     /// Frame duration statistics over all frames.
     pub duration: DurationStats,
     /// Every frame's duration, while there are at most [`crate::stats::EXACT_SAMPLES`] frames.
@@ -437,6 +441,7 @@ mod tests {
             unwound: 0,
             unfinished: 0,
             gpu,
+            gpu_traced_calls: None,
             gpu_event_ns: None,
             gpu_mem_peak_bytes: None,
             gpu_mem_net_bytes: None,

@@ -65,6 +65,12 @@ pub mod kind {
     /// GPU memory; flag [`super::flag::TRACE_OFF`]: the trace was off at
     /// `ticks`, [`super::flag::TRACE_DONE`]: no level will follow (version 9).
     pub const GPU_MEMORY_MARK: u64 = 12;
+    /// `[header, ticks]`: kernel tracing (CUPTI) was turned on (flag
+    /// [`super::flag::TRACE_START`]) or off ([`super::flag::TRACE_END`]) at
+    /// `ticks`, where it runs in some frames only: the calls inside an on-off
+    /// window have their kernels, copies and memsets; no other has. A profile
+    /// with no such record traced throughout (version 11).
+    pub const KERNEL_TRACE: u64 = 13;
 }
 
 /// Header flags (bits 4..16 of the header word).
@@ -101,11 +107,13 @@ pub mod flag {
     pub const QUEUE_SEND_TICK: u64 = 1 << 7;
     /// QUEUE: the operation went through at once; its wait word (0) is left out (version 10).
     pub const QUEUE_AT_ONCE: u64 = 1 << 8;
-    /// GPU_MEMORY: the allocator's trace starts here (the level when it was turned on).
+    /// GPU_MEMORY: the allocator's trace starts here (the level when it was
+    /// turned on); KERNEL_TRACE: kernel tracing was turned on.
     pub const TRACE_START: u64 = 1 << 4;
     /// GPU_MEMORY: the allocator's trace was read here (the level then); it
     /// covered the time since its start, or since the last read where it
-    /// went on through that one (no start between).
+    /// went on through that one (no start between); KERNEL_TRACE: kernel
+    /// tracing was turned off.
     pub const TRACE_END: u64 = 1 << 5;
     /// GPU_LINK, GPU_TIME: no GPU time will be (or was) measured for the instance.
     pub const UNTIMED: u64 = 1 << 5;
@@ -154,6 +162,8 @@ pub const GPU_LINK_WORDS: usize = 2;
 pub const GPU_TIME_WORDS: usize = 3;
 /// Words of a GPU_MEMORY_MARK record.
 pub const GPU_MEMORY_MARK_WORDS: usize = 2;
+/// Words of a KERNEL_TRACE record.
+pub const KERNEL_TRACE_WORDS: usize = 2;
 /// Words of a GPU_ACTIVITY record without its optional words.
 pub const GPU_ACTIVITY_WORDS: usize = 6;
 /// Most words of a GPU_ACTIVITY record.
@@ -278,6 +288,13 @@ pub enum Record {
         trace_off: bool,
         /// Whether the trace is over for good.
         done: bool,
+    },
+    /// Kernel tracing was turned on or off (it runs in some frames only).
+    KernelTrace {
+        /// Clock ticks when it was.
+        ticks: u64,
+        /// On (`true`) or off.
+        on: bool,
     },
 }
 
@@ -415,6 +432,12 @@ pub const fn gpu_memory_mark_words(ticks: u64, trace_off: bool, done: bool) -> [
     let off = if trace_off { flag::TRACE_OFF } else { 0 };
     let done = if done { flag::TRACE_DONE } else { 0 };
     [header(kind::GPU_MEMORY_MARK, off | done, 0), ticks]
+}
+
+/// The words of a [`Record::KernelTrace`].
+pub const fn kernel_trace_words(ticks: u64, on: bool) -> [u64; KERNEL_TRACE_WORDS] {
+    let edge = if on { flag::TRACE_START } else { flag::TRACE_END };
+    [header(kind::KERNEL_TRACE, edge, 0), ticks]
 }
 
 /// A task (an async span: one call from its creation to its close, polled
@@ -598,6 +621,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
             kind::GPU_ACTIVITY => gpu_activity_words(flags),
             kind::GPU_MEMORY => GPU_MEMORY_WORDS,
             kind::GPU_MEMORY_MARK => GPU_MEMORY_MARK_WORDS,
+            kind::KERNEL_TRACE => KERNEL_TRACE_WORDS,
             kind::QUEUE => queue_len(flags),
             kind::TASK => match words.get(at + 6) {
                 Some(&depth) if depth as usize <= MAX_TASK_DEPTH => TASK_WORDS + (depth as usize).div_ceil(2),
@@ -666,6 +690,7 @@ pub fn decode(words: &[u64], mut f: impl FnMut(Record)) -> Result<(), WireError>
                 trace_off: flags & flag::TRACE_OFF != 0,
                 done: flags & flag::TRACE_DONE != 0,
             },
+            kind::KERNEL_TRACE => Record::KernelTrace { ticks: rec[1], on: flags & flag::TRACE_START != 0 },
             _ => Record::Counter { name: id, ticks: rec[1], value: f64::from_bits(rec[2]) },
         });
         at += len;
@@ -768,7 +793,13 @@ mod tests {
         let (kernel_words, kernel_len) = KERNEL.encode();
         assert_eq!(kernel_len, MAX_GPU_ACTIVITY_WORDS);
         let level = gpu_memory_words(1, flag::TRACE_END, 125, -512, 2 << 20);
-        let marks = [gpu_memory_mark_words(126, true, false), gpu_memory_mark_words(127, false, true)].concat();
+        let marks = [
+            gpu_memory_mark_words(126, true, false),
+            gpu_memory_mark_words(127, false, true),
+            kernel_trace_words(128, true),
+            kernel_trace_words(129, false),
+        ]
+        .concat();
         let words =
             [&words[..], &kernel_words[..kernel_len], &level[..], &marks, &[header(kind::END, 0, 9), 130]].concat();
         let mut out = Vec::new();
@@ -825,6 +856,8 @@ mod tests {
                 },
                 Record::GpuMemoryMark { ticks: 126, trace_off: true, done: false },
                 Record::GpuMemoryMark { ticks: 127, trace_off: false, done: true },
+                Record::KernelTrace { ticks: 128, on: true },
+                Record::KernelTrace { ticks: 129, on: false },
                 Record::End { name: 9, ticks: 130, unwound: false, cpu_ns: None, mem: None },
             ]
         );

@@ -86,6 +86,12 @@ pub struct Config {
     /// starting with the profiler (the Python package starts it once torch
     /// has initialized CUDA).
     pub gpu_on_demand: bool,
+    /// With `gpu = "kernels"`: trace kernels, copies and memsets in 1 of
+    /// every this many recorded frames (1: all; 0: as many as keep tracing's
+    /// measured cost under 3% of the run's time). CUPTI's records cost time
+    /// in every launch; the GPU work figures of stages are over their calls
+    /// in the traced frames. CUDA events and GPU memory cover every frame.
+    pub kernel_every: u32,
     /// Period of the NVML counter tracks (utilization, memory, power, clock, PCIe), in ms; 0 = off.
     pub nvml_sample_ms: u32,
     /// Mirror stages as NVTX ranges (Nsight Systems shows them).
@@ -125,6 +131,7 @@ impl Default for Config {
             gpu_device: 0,
             gpu_memory: true,
             gpu_on_demand: false,
+            kernel_every: 0,
             nvml_sample_ms: 100,
             nvtx: true,
             monitor_window: 0,
@@ -397,6 +404,14 @@ mod tests {
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn kernel_tracing_is_budgeted_unless_a_stride_is_set() {
+        assert_eq!(Config::default().kernel_every, 0);
+        assert_eq!(Config::from_toml("kernel_every = 8", "t").unwrap().kernel_every, 8);
+        let e = Config::from_toml("kernel_every = -1", "config file k.toml").unwrap_err();
+        assert!(e.to_string().contains("kernel_every"), "{e}");
     }
 
     #[test]

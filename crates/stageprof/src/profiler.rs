@@ -59,17 +59,29 @@ impl Drop for StageGuard {
 pub struct FrameGuard {
     stage: StageGuard,
     shared: Option<Arc<Shared>>,
+    /// The GPU side, where kernels are traced in some frames only (`kernel_every`).
+    #[cfg(feature = "cuda")]
+    kernels: Option<(Arc<crate::cuda::stage_gpu::GpuState>, crate::cuda::FrameTrace)>,
 }
 
 impl FrameGuard {
     pub(crate) const fn off() -> FrameGuard {
-        FrameGuard { stage: StageGuard::off(), shared: None }
+        FrameGuard {
+            stage: StageGuard::off(),
+            shared: None,
+            #[cfg(feature = "cuda")]
+            kernels: None,
+        }
     }
 }
 
 impl Drop for FrameGuard {
     fn drop(&mut self) {
         drop(std::mem::replace(&mut self.stage, StageGuard::off()));
+        #[cfg(feature = "cuda")]
+        if let Some((gpu, frame)) = self.kernels.take() {
+            crate::alloc::untracked(|| gpu.kernel_frame_ends(frame));
+        }
         if let Some(shared) = &self.shared {
             // Stages between frames are recorded again.
             shared.set_recording(shared.enabled.load(Relaxed));
@@ -286,9 +298,21 @@ pub(crate) fn frame_of(target: Target<'_>) -> FrameGuard {
         let index = shared.frames.fetch_add(1, Relaxed);
         let sampled = shared.sampling.sampled(index);
         let flags = if sampled { flag::SAMPLED } else { 0 };
+        // Kernel tracing goes on before the frame begins, so that the whole frame is inside.
+        #[cfg(feature = "cuda")]
+        let kernels = shared
+            .gpu
+            .get()
+            .filter(|_| sampled)
+            .and_then(|g| Some((g.clone(), crate::alloc::untracked(|| g.kernel_frame_begins())?)));
         let stage = StageGuard::from(w.begin(kind::BEGIN_FRAME, flags, FRAME_NAME));
         shared.set_recording(sampled);
-        Some(FrameGuard { stage, shared: Some(shared) })
+        Some(FrameGuard {
+            stage,
+            shared: Some(shared),
+            #[cfg(feature = "cuda")]
+            kernels,
+        })
     })
     .unwrap_or(FrameGuard::off())
 }

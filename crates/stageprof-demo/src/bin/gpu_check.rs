@@ -1,19 +1,27 @@
 //! Checks stageprof's CUDA figures against ground truth on a real GPU, and
 //! times its overhead (scripts/gpu_check.sh runs both).
 //!
-//! `gpu_check accuracy OUT_DIR`: a pipeline of known work (copies of known
-//! size, a known number of kernels, buffers of known size) with CUDA events
-//! placed by hand inside every stage; stageprof's per-stage figures must
-//! match. Prints one line per check and exits 1 if any fails.
+//! `gpu_check accuracy OUT_DIR [KERNEL_EVERY]`: a pipeline of known work
+//! (copies of known size, a known number of kernels, buffers of known size)
+//! with CUDA events placed by hand inside every stage; stageprof's per-stage
+//! figures must match (with kernels traced in 1 of every KERNEL_EVERY
+//! frames, default 1, the kernel figures over the traced calls). Prints one
+//! line per check and exits 1 if any fails.
 //!
-//! `gpu_check overhead off|events|kernels FRAMES`: a GPU pipeline of many
-//! short kernels, timed with profiling in the given mode; prints the seconds.
+//! `gpu_check overhead off|events|kernels|kernels-all FRAMES`: a GPU pipeline
+//! of many short kernels, timed with profiling in the given mode (kernels:
+//! traced in as many frames as keep the cost under 3%, the default;
+//! kernels-all: in every frame); prints the seconds.
 //!
 //! `gpu_check paired FRAMES`: the same pipeline with events mode switched
 //! on and off frame by frame; prints the median cost against the off frames.
 //!
 //! `gpu_check stage-cost [ITERATIONS]`: a stage's begin + end with events,
 //! against two raw `cuEventRecord` calls.
+//!
+//! `gpu_check launch-cost [LAUNCHES]`: the host's time to launch a tiny
+//! kernel, before any session, then with kernels traced in one frame of a
+//! session and untraced in the frames after it, then after the session.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,11 +122,11 @@ fn config(out: &str, gpu: GpuTrace) -> Config {
     }
 }
 
-fn accuracy(out: &str) -> bool {
+fn accuracy(out: &str, kernel_every: u32) -> bool {
     let gpu = Gpu::new();
     let other = gpu.ctx.new_stream().unwrap();
     let host = vec![1.0f32; COPY_BYTES / 4];
-    let session = stageprof::init_with(config(out, GpuTrace::Kernels));
+    let session = stageprof::init_with(Config { kernel_every, ..config(out, GpuTrace::Kernels) });
     let _on = stageprof::cuda::use_stream(&gpu.stream);
     {
         // The kernel's first launch under CUPTI takes milliseconds (it is instrumented): not in a frame.
@@ -132,14 +140,16 @@ fn accuracy(out: &str) -> bool {
     let mut frame_events = Vec::new();
     for _ in 0..FRAMES {
         // A frame's GPU window runs from its first work's start: the GPU is
-        // idle as it begins, and the event by hand goes right before a short
-        // first kernel, not before the host's allocations ahead of the upload.
+        // idle as it begins, and the event by hand goes right after a short
+        // first kernel (0.05 ms), not before the host's allocations ahead of
+        // the upload, nor before that kernel's launch, which CUPTI stalls for
+        // milliseconds the first time kernel tracing is on again.
         gpu.stream.synchronize().unwrap();
         other.synchronize().unwrap();
         let _f = stageprof::frame();
+        gpu.spin_ms(&gpu.stream, 0.05);
         let frame_start = gpu.event();
         frame_start.record(&gpu.stream).unwrap();
-        gpu.spin_ms(&gpu.stream, 0.05);
         let buffer = {
             let _s = stageprof::scope!("upload");
             hand.time(&gpu, "upload", || {
@@ -229,17 +239,29 @@ fn accuracy(out: &str) -> bool {
         }
     }
     let kernels = |name: &str| stage(name).gpu.map_or(0, |g| g.kernels);
+    // Frames 0, N, 2N, ... trace kernels; after the last frame, tracing is off unless N is 1.
+    let traced = FRAMES.div_ceil(u64::from(kernel_every));
+    let traced_calls = |name: &str| stage(name).gpu_traced_calls.unwrap_or(0);
     check(
-        format!("compute: {} kernels, launched {}", kernels("compute"), FRAMES * COMPUTE_KERNELS),
-        kernels("compute") == FRAMES * COMPUTE_KERNELS,
+        format!(
+            "traced calls: {:?} of each frame stage, expected {traced} of {FRAMES}; frames traced {:?}",
+            ["upload", "compute", "download", "delegate", "cross_stream"].map(traced_calls),
+            s.frames.gpu_traced
+        ),
+        ["upload", "compute", "download", "delegate", "cross_stream"].iter().all(|n| traced_calls(n) == traced)
+            && s.frames.gpu_traced == Some(traced),
+    );
+    check(
+        format!("compute: {} kernels, launched {}", kernels("compute"), traced * COMPUTE_KERNELS),
+        kernels("compute") == traced * COMPUTE_KERNELS,
     );
     check(
         format!(
             "delegate: {} kernels launched from a stage-less thread, launched {}",
             kernels("delegate"),
-            FRAMES * DELEGATED_KERNELS
+            traced * DELEGATED_KERNELS
         ),
-        kernels("delegate") == FRAMES * DELEGATED_KERNELS,
+        kernels("delegate") == traced * DELEGATED_KERNELS,
     );
     let top = stage("compute").top_kernels.first();
     let shape = top.and_then(|k| k.shape).map(|s| s.to_string());
@@ -249,29 +271,34 @@ fn accuracy(out: &str) -> bool {
             top.map(|k| &k.name),
             top.map(|k| k.calls)
         ),
-        top.is_some_and(|k| k.name == "spin" && k.calls == FRAMES * COMPUTE_KERNELS)
+        top.is_some_and(|k| k.name == "spin" && k.calls == traced * COMPUTE_KERNELS)
             && shape.as_deref() == Some("grid 1x1x1, block 32x1x1"),
     );
     check(
-        format!("cross_stream: {} kernels on two streams, launched {}", kernels("cross_stream"), FRAMES * 2),
-        kernels("cross_stream") == FRAMES * 2,
+        format!("cross_stream: {} kernels on two streams, launched {}", kernels("cross_stream"), traced * 2),
+        kernels("cross_stream") == traced * 2,
     );
     let cross = stage("cross_stream").gpu_event_ns.unwrap_or(0);
     check(
         format!("cross_stream: GPU time {:.3} ms resolved (begun on one stream, ended on another)", cross as f64 / 1e6),
         cross > 0,
     );
-    check(format!("unsynced: {} kernel resolved at finish", kernels("unsynced")), kernels("unsynced") == 1);
+    let unsynced = u64::from(kernel_every == 1);
+    check(
+        format!("unsynced: {} kernel resolved at finish, expected {unsynced}", kernels("unsynced")),
+        kernels("unsynced") == unsynced,
+    );
     let copy = |name: &str, dir: usize| stage(name).gpu.map_or((0, 0), |g| (g.copies, g.copy_bytes[dir]));
+    let copied = traced * COPY_BYTES as u64;
+    check(
+        format!("upload: HtoD copies/bytes {:?}, expected ({traced}, {copied})", copy("upload", 0)),
+        copy("upload", 0) == (traced, copied),
+    );
+    check(
+        format!("download: DtoH copies/bytes {:?}, expected ({traced}, {copied})", copy("download", 1)),
+        copy("download", 1) == (traced, copied),
+    );
     let want = FRAMES * COPY_BYTES as u64;
-    check(
-        format!("upload: HtoD copies/bytes {:?}, expected ({FRAMES}, {want})", copy("upload", 0)),
-        copy("upload", 0) == (FRAMES, want),
-    );
-    check(
-        format!("download: DtoH copies/bytes {:?}, expected ({FRAMES}, {want})", copy("download", 1)),
-        copy("download", 1) == (FRAMES, want),
-    );
     let up = stage("upload");
     check(
         format!(
@@ -286,8 +313,12 @@ fn accuracy(out: &str) -> bool {
         format!("download: GPU memory net {:?}", stage("download").gpu_mem_net_bytes),
         stage("download").gpu_mem_net_bytes == Some(-(want as i64)),
     );
-    let hand_frames: Vec<f64> = frame_events.iter().map(|(a, b)| f64::from(a.elapsed_ms(b).unwrap())).collect();
-    let windows: Vec<_> = s.frames.each.iter().filter_map(|f| f.gpu).collect();
+    // The traced frames' windows, each beside the events placed by hand around the same frame.
+    let (hand_frames, windows): (Vec<f64>, Vec<_>) = frame_events
+        .iter()
+        .zip(&s.frames.each)
+        .filter_map(|((a, b), f)| Some((f64::from(a.elapsed_ms(b).unwrap()), f.gpu?)))
+        .unzip();
     let worst = hand_frames
         .iter()
         .zip(&windows)
@@ -300,7 +331,7 @@ fn accuracy(out: &str) -> bool {
             100.0 * worst,
             hand_frames.iter().sum::<f64>() / hand_frames.len().max(1) as f64
         ),
-        windows.len() == FRAMES as usize && worst.abs() <= 0.03,
+        windows.len() == traced as usize && worst.abs() <= 0.03,
     );
     check(
         format!(
@@ -331,12 +362,13 @@ fn overhead(mode: &str, frames: u64) {
     let trace = match mode {
         "off" => None,
         "events" => Some(GpuTrace::Events),
-        "kernels" => Some(GpuTrace::Kernels),
-        other => panic!("mode {other:?}: off, events or kernels"),
+        "kernels" | "kernels-all" => Some(GpuTrace::Kernels),
+        other => panic!("mode {other:?}: off, events, kernels or kernels-all"),
     };
     let out = format!("/tmp/gpu-overhead-{mode}");
+    let kernel_every = u32::from(mode == "kernels-all");
     let session = stageprof::init_with(match trace {
-        Some(t) => Config { formats: vec![Format::Summary], ..config(&out, t) },
+        Some(t) => Config { formats: vec![Format::Summary], kernel_every, ..config(&out, t) },
         None => Config { enabled: false, ..Config::default() },
     });
     let _on = stageprof::cuda::use_stream(&gpu.stream);
@@ -443,20 +475,50 @@ fn stage_cost(iterations: u32) {
     }
 }
 
+/// Host time a launch: before CUPTI, while it traces, between traced frames, after.
+fn launch_cost(launches: u32) {
+    let gpu = Gpu::new();
+    let time_launches = |label: &str| {
+        gpu.stream.synchronize().unwrap();
+        let start = Instant::now();
+        for _ in 0..launches {
+            gpu.spin_ms(&gpu.stream, 0.0);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(launches);
+        gpu.stream.synchronize().unwrap();
+        println!("launch, {label}: {ns:.0} ns");
+    };
+    time_launches("no session");
+    time_launches("no session");
+    let config =
+        Config { formats: vec![Format::Summary], kernel_every: 1000, ..config("/tmp/gpu-launch", GpuTrace::Kernels) };
+    let session = stageprof::init_with(config);
+    let _on = stageprof::cuda::use_stream(&gpu.stream);
+    time_launches("kernels traced, before the first frame");
+    for frame in 0..4 {
+        let _f = stageprof::frame();
+        time_launches(if frame == 0 { "kernels traced (frame 0)" } else { "kernels not traced (frames 1-3)" });
+    }
+    drop(session);
+    time_launches("after the session");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("accuracy") => {
-            if !accuracy(args.get(2).map_or("gpu-check-out", String::as_str)) {
+            let kernel_every = args.get(3).map_or(1, |n| n.parse().expect("KERNEL_EVERY: a whole number, 1 or more"));
+            if !accuracy(args.get(2).map_or("gpu-check-out", String::as_str), kernel_every) {
                 std::process::exit(1);
             }
         }
         Some("overhead") => overhead(&args[2], args.get(3).and_then(|f| f.parse().ok()).unwrap_or(500)),
         Some("paired") => paired(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(1000)),
+        Some("launch-cost") => launch_cost(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(20_000)),
         Some("stage-cost") => stage_cost(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(100_000)),
         _ => {
             eprintln!(
-                "usage: gpu_check accuracy OUT_DIR | gpu_check overhead off|events|kernels FRAMES | gpu_check paired FRAMES | gpu_check stage-cost [ITERATIONS]"
+                "usage: gpu_check accuracy OUT_DIR [KERNEL_EVERY] | gpu_check overhead off|events|kernels|kernels-all FRAMES | gpu_check paired FRAMES | gpu_check stage-cost [ITERATIONS] | gpu_check launch-cost [LAUNCHES]"
             );
             std::process::exit(2);
         }

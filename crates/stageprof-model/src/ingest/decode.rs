@@ -99,7 +99,8 @@ impl RecordDecoder {
             Record::GpuTime { .. }
             | Record::GpuActivity { .. }
             | Record::GpuMemory { .. }
-            | Record::GpuMemoryMark { .. } => {
+            | Record::GpuMemoryMark { .. }
+            | Record::KernelTrace { .. } => {
                 *unjoined_gpu += u64::from(!nester.take_gpu(&record, thread, scale));
             }
             Record::Queue { name, ticks, op } => {

@@ -43,9 +43,55 @@ pub struct GpuLedger {
     frames_by_thread: HashMap<u32, u64>,
     /// The GPU allocator's levels, from its own trace.
     memory: Vec<MemorySample>,
-    /// When that trace was on: `(start, end)` in ns; an open start waits in `trace_opened`.
-    traced: Vec<(i64, i64)>,
-    trace_opened: Option<i64>,
+    /// When that trace was on.
+    memory_windows: TraceWindows,
+    /// When kernel tracing was on, where it ran in some frames only.
+    kernel_windows: TraceWindows,
+}
+
+/// When a trace was on, from the records that turned it on and off (ns).
+#[derive(Default)]
+struct TraceWindows {
+    closed: Vec<(i64, i64)>,
+    opened: Option<i64>,
+    /// Whether any record said the trace went on or off.
+    seen: bool,
+}
+
+impl TraceWindows {
+    fn on(&mut self, ts: i64) {
+        self.seen = true;
+        self.opened.get_or_insert(ts);
+    }
+
+    fn off(&mut self, ts: i64) {
+        self.seen = true;
+        match (self.opened.take(), self.closed.last_mut()) {
+            (Some(start), _) => self.closed.push((start, ts)),
+            // An off with no on since the last: the trace went on through that one.
+            (None, Some(last)) => last.1 = last.1.max(ts),
+            (None, None) => {}
+        }
+    }
+
+    /// The closed windows, merged; `open_to_end`: a window still open runs to the end of time.
+    fn runs(&mut self, open_to_end: bool) -> Vec<BusyRun> {
+        if open_to_end {
+            if let Some(start) = self.opened.take() {
+                self.closed.push((start, i64::MAX));
+            }
+        }
+        let mut runs: Vec<BusyRun> =
+            std::mem::take(&mut self.closed).into_iter().map(|(s, e)| BusyRun::window(s, e)).collect();
+        merge_runs(&mut runs);
+        runs
+    }
+}
+
+/// Whether merged `runs` cover all of `start..=end`.
+fn covered(runs: &[BusyRun], start: i64, end: i64) -> bool {
+    let at = runs.partition_point(|w| w.start <= start);
+    at > 0 && runs[at - 1].end >= end
 }
 
 impl GpuLedger {
@@ -69,14 +115,9 @@ impl GpuLedger {
             Record::GpuMemory { device, ticks, allocated_bytes, reserved_bytes, edge } => {
                 let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
                 if edge == flag::TRACE_START {
-                    self.trace_opened.get_or_insert(ts);
+                    self.memory_windows.on(ts);
                 } else if edge == flag::TRACE_END {
-                    match (self.trace_opened.take(), self.traced.last_mut()) {
-                        (Some(start), _) => self.traced.push((start, ts)),
-                        // An end with no start since the last: the trace went on through it.
-                        (None, Some(last)) => last.1 = last.1.max(ts),
-                        (None, None) => {}
-                    }
+                    self.memory_windows.off(ts);
                 }
                 // A level, not a change: the series adds the devices' levels up itself, and
                 // a change's bytes count only for host memory's allocation sums.
@@ -87,6 +128,14 @@ impl GpuLedger {
                     bytes: 0,
                     reserved: Some(reserved_bytes.min(i64::MAX as u64) as i64),
                 });
+            }
+            Record::KernelTrace { ticks, on } => {
+                let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                if on {
+                    self.kernel_windows.on(ts);
+                } else {
+                    self.kernel_windows.off(ts);
+                }
             }
             Record::GpuActivity(r) => {
                 let ns = |t| scale.ns(t).min(i64::MAX as u64) as i64;
@@ -137,6 +186,9 @@ pub struct GpuJoin {
     /// Whether GPU work was traced (not only timed by events): then a call
     /// under GPU profiling that launched nothing is known to have launched nothing.
     work_traced: bool,
+    /// When kernel tracing was on, where it ran in some frames only
+    /// (`None`: throughout): only calls wholly inside have GPU work figures.
+    kernel_windows: Option<Vec<BusyRun>>,
     /// For a join made while recording: how far the allocator's trace is known.
     live: Option<LiveMemory>,
 }
@@ -228,9 +280,8 @@ impl GpuJoin {
             ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
         let windows = FrameWindows::new(&ledger.activities, &idle);
         let memory = MemorySeries::build(std::mem::take(&mut ledger.memory));
-        let mut traced: Vec<BusyRun> =
-            std::mem::take(&mut ledger.traced).into_iter().map(|(s, e)| BusyRun::window(s, e)).collect();
-        merge_runs(&mut traced);
+        let traced = ledger.memory_windows.runs(false);
+        let kernel_windows = ledger.kernel_windows.seen.then(|| ledger.kernel_windows.runs(true));
         let work_traced = !ledger.activities.is_empty();
         GpuJoin {
             live: None,
@@ -243,6 +294,7 @@ impl GpuJoin {
             traced,
             stream_changed: None,
             work_traced,
+            kernel_windows,
         }
     }
 
@@ -260,6 +312,8 @@ impl GpuJoin {
     pub fn take(&mut self, record: &Record, thread: u32, scale: TickScale) -> bool {
         match *record {
             Record::GpuActivity(_) => return false,
+            // Kernels are not joined live, so neither are the windows they were traced in.
+            Record::KernelTrace { .. } => {}
             Record::GpuMemoryMark { ticks, trace_off, done } => {
                 if let Some(live) = &mut self.live {
                     let at = scale.ns(ticks).min(i64::MAX as u64) as i64;
@@ -297,9 +351,10 @@ impl GpuJoin {
             }
         }
         // The latest window stays in the ledger too: a read that goes on through it extends it.
-        if let Some(&latest) = self.ledger.traced.last() {
-            self.traced.extend(self.ledger.traced.drain(..).map(|(s, e)| BusyRun::window(s, e)));
-            self.ledger.traced.push(latest);
+        let windows = &mut self.ledger.memory_windows.closed;
+        if let Some(&latest) = windows.last() {
+            self.traced.extend(windows.drain(..).map(|(s, e)| BusyRun::window(s, e)));
+            windows.push(latest);
             merge_runs(&mut self.traced);
         }
         for (ts, bytes) in self.memory.levels().skip(live.emitted).take_while(|&(ts, _)| ts <= through) {
@@ -372,10 +427,9 @@ impl GpuJoin {
         self.live.as_ref().map_or(0, |l| l.out_of_order)
     }
 
-    /// Whether the allocator's trace was on for all of `start..=end`.
-    fn memory_traced(&self, start: i64, end: i64) -> bool {
-        let at = self.traced.partition_point(|w| w.start <= start);
-        at > 0 && self.traced[at - 1].end >= end
+    /// Whether kernel tracing was on for all of `start..=end`.
+    fn kernels_traced(&self, start: i64, end: i64) -> bool {
+        self.work_traced && self.kernel_windows.as_ref().is_none_or(|w| covered(w, start, end))
     }
 
     /// Hands the GPU allocator's levels to `sink` (before any span, as
@@ -417,11 +471,15 @@ impl GpuJoin {
         all.extend_from_slice(&own);
         let frame = extent.frame.then(|| self.frame_window(extent, &all)).flatten();
         let (start, end) = (extent.start_ns.min(i64::MAX as u64) as i64, extent.end_ns.min(i64::MAX as u64) as i64);
-        let traced = self.memory_traced(start, end);
+        let traced = covered(&self.traced, start, end);
         let memory = traced.then(|| self.memory.delta(start, end)).flatten();
         let reserved_bytes = traced.then(|| self.memory.reserved_peak(start, end)).flatten();
+        if !self.kernels_traced(start, end) {
+            // Its work, if any was traced, is in the timeline; its figures would be a part of it.
+            return ClosedGpu { figures: None, event_ns, frame: None, memory, reserved_bytes, inherited: all };
+        }
         if all.is_empty() {
-            let figures = (self.work_traced && call.instance.is_some()).then(GpuMetrics::default);
+            let figures = call.instance.is_some().then(GpuMetrics::default);
             return ClosedGpu { figures, event_ns, frame, memory, reserved_bytes, inherited: all };
         }
         let activities = &self.ledger.activities;

@@ -724,7 +724,9 @@ fn pipeline_diagram(page: &mut String, s: &Summary, p: &Pipeline, limit: &Pipeli
 
 fn kernels_and_copies(page: &mut String, s: &Summary) {
     let Some(total) = s.gpu_total() else { return };
-    section(page, "kernels", "Kernels", "The kernels that took longest, summed over all stages that launched them.");
+    let sampling = super::kernel_sampling(s).map_or(String::new(), |note| format!(" {note}"));
+    let about = format!("The kernels that took longest, summed over all stages that launched them.{sampling}");
+    section(page, "kernels", "Kernels", &about);
     page.push_str("<table id=\"kernel-table\" class=\"sortable\"><thead><tr><th data-type=\"text\">kernel</th><th data-type=\"text\">launch</th><th>calls</th><th>total</th><th>mean</th></tr></thead><tbody>");
     for k in s.kernel_totals().iter().take(KERNELS_LISTED) {
         page.push_str("<tr data-depth=\"0\">");

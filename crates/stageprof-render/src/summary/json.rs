@@ -233,6 +233,7 @@ pub fn summary_json(s: &Summary) -> String {
         .begin_object()
         .field("count", f.count)
         .field("sampled", f.sampled)
+        .field_opt("gpu_traced", f.gpu_traced)
         .field("total_ns", f.duration.total_ns);
     call_stats(&mut w, &f.duration);
     w.key("gpu_span_ns");

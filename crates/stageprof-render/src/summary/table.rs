@@ -287,6 +287,9 @@ fn describe_frames_and_counters(s: &Summary, out: &mut String) {
             duration(d.max_ns)
         );
         describe_slowest_frames(f, out);
+        if let Some(note) = super::kernel_sampling(s) {
+            let _ = writeln!(out, "{note}");
+        }
         if let (Some(g), Some(t)) = (&f.gpu_span, &f.gpu) {
             let _ = writeln!(
                 out,
@@ -547,5 +550,22 @@ mod tests {
         // A continued line has 12 - 4 = 8 characters for the long word.
         assert_eq!(wrap(text, Some(12)), "  #1 a b c\n    dddd…ddd\n    e\n");
         assert_eq!(wrap(text, None), text);
+    }
+
+    #[test]
+    fn frames_with_kernels_traced_in_some_only_are_said_in_the_table_and_the_page() {
+        let mut s = summary();
+        s.frames.count = 10;
+        s.frames.durations = vec![1_000; 10];
+        let said = |s: &Summary| {
+            let table = render_table(s, &TableOptions::plain()).contains("Kernels were traced in 3 of 10 frames");
+            #[cfg(feature = "html")]
+            assert_eq!(table, crate::render_html(s).contains("Kernels were traced in 3 of 10 frames"));
+            table
+        };
+        s.frames.gpu_traced = Some(3);
+        assert!(said(&s));
+        s.frames.gpu_traced = Some(10);
+        assert!(!said(&s));
     }
 }

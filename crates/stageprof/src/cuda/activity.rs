@@ -196,6 +196,28 @@ pub(crate) fn start() -> Result<(), String> {
     Ok(())
 }
 
+/// Turns the activity kinds on or off again after `start`, for kernel
+/// tracing in some frames only (`kernel_frames`). Stages go on pushing
+/// their correlation ids meanwhile: a stage open across a switch on still
+/// names the work it launches after it.
+pub(crate) fn set_tracing(on: bool) {
+    for kind in KINDS {
+        // SAFETY: as in `start`; CUPTI is loaded and subscribed while a session traces.
+        unsafe {
+            let kind: CUpti_ActivityKind = std::mem::transmute(kind);
+            if on {
+                (lib().cuptiActivityEnable)(kind);
+            } else {
+                (lib().cuptiActivityDisable)(kind);
+            }
+        }
+    }
+    if on {
+        // The choice of API calls is made again, in case enabling the API kinds reset it.
+        trace_only_launching_calls();
+    }
+}
+
 /// Leaves API records on only for the calls that launch work; where CUPTI
 /// cannot choose calls (before CUDA 12.5), every call stays traced.
 fn trace_only_launching_calls() {

@@ -16,12 +16,14 @@
 mod activity;
 mod cupti_lib;
 mod events;
+mod kernel_frames;
 mod memory;
 mod nvml;
 mod nvtx;
 mod session;
 pub(crate) mod stage_gpu;
 
+pub(crate) use kernel_frames::FrameTrace;
 pub use memory::{alloc_zeros, clone_htod, GpuBuffer};
 pub(crate) use session::GpuSession;
 

@@ -8,10 +8,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cudarc::driver::CudaContext;
-use stageprof_model::wire::{flag, header, kind, GpuActivityRecord, GPU_TIME_WORDS};
+use stageprof_model::wire::{flag, header, kernel_trace_words, kind, GpuActivityRecord, GPU_TIME_WORDS};
 
 use super::activity::{self, RawActivity};
 use super::events::EventTimer;
+use super::kernel_frames::KernelFrames;
 use super::nvml::NvmlSampler;
 use super::nvtx::Nvtx;
 use super::stage_gpu::GpuState;
@@ -78,6 +79,7 @@ impl GpuSession {
             device,
             events: EventTimer::new(crate::clock::ns_to_ticks(super::events::SHARE_WITHIN_NS)),
             cupti: AtomicBool::new(cupti),
+            kernel_frames: (cupti && config.kernel_every != 1).then(|| KernelFrames::new(config.kernel_every)),
             nvtx,
             next_instance: AtomicU64::new(1),
             stop: AtomicBool::new(false),
@@ -195,6 +197,9 @@ impl Resolver {
 
     /// Writes the activities whose launching stage is known (`last`: all, unknown ones outside any stage).
     fn write_activities(&mut self, last: bool) {
+        for (ticks, on) in self.state.kernel_frames.as_ref().map(KernelFrames::take_edges).unwrap_or_default() {
+            with_writer(Target::Instance(&self.shared), |w| w.record(&kernel_trace_words(ticks, on)));
+        }
         let got = activity::take();
         for (correlation, instance) in got.external {
             self.launches.entry(correlation).or_default().instance = Some(instance);

@@ -14,6 +14,7 @@ use stageprof_model::MemDelta;
 
 use super::activity;
 use super::events::{Event, EventTimer, PendingTime};
+use super::kernel_frames::{FrameTrace, KernelFrames};
 use super::nvtx::Nvtx;
 use crate::alloc::{LevelMark, GPU_LEVEL};
 
@@ -23,6 +24,8 @@ pub(crate) struct GpuState {
     pub(super) device: u32,
     pub(super) events: EventTimer,
     pub(super) cupti: AtomicBool,
+    /// Where kernels are traced in some frames only (`kernel_every` not 1).
+    pub(super) kernel_frames: Option<KernelFrames>,
     pub(super) nvtx: Option<Nvtx>,
     pub(super) next_instance: AtomicU64,
     pub(super) stop: AtomicBool,
@@ -81,6 +84,19 @@ impl GpuState {
             activity::pop_stage();
         }
         open.mem.map(|m| GPU_LEVEL.measure(m))
+    }
+
+    /// A recorded frame begins: where kernels are traced in some frames
+    /// only, what [`GpuState::kernel_frame_ends`] must be given at its end.
+    pub(crate) fn kernel_frame_begins(&self) -> Option<FrameTrace> {
+        self.kernel_frames.as_ref().filter(|_| self.cupti.load(Relaxed)).map(KernelFrames::frame_begins)
+    }
+
+    /// A frame for which [`GpuState::kernel_frame_begins`] said something ends.
+    pub(crate) fn kernel_frame_ends(&self, frame: FrameTrace) {
+        if let Some(k) = self.kernel_frames.as_ref().filter(|_| self.cupti.load(Relaxed)) {
+            k.frame_ends(frame);
+        }
     }
 
     fn bind(&self) -> bool {
