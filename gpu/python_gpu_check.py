@@ -182,7 +182,7 @@ def accuracy(out: str) -> int:
     ok = compare_memory("known work", report.stages)
     ok &= demo_memory(out)
 
-    # Kernels are traced in some frames (as many as keep the cost under 3%): each stage's
+    # Kernels are traced in some frames (as many as keep the cost under 2%): each stage's
     # kernels over its traced calls must be torch.profiler's over all of its calls.
     print(f"frames with kernels traced: {report.summary['frames']['gpu_traced']} of {frames}")
     print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels a call (torch.profiler)':>31} {'stageprof':>10}")
@@ -470,7 +470,7 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         session = stageprof.init(enabled=False)
     else:
         # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb;
-        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost under 3%).
+        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost under 2%).
         gpu = mode.removesuffix("-nomem").removesuffix("-all")
         bound = {"max_disk_mb": 64} if mode == "bounded" else {}
         if mode == "kernels-all":

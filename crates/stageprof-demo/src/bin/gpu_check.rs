@@ -10,7 +10,7 @@
 //!
 //! `gpu_check overhead off|events|kernels|kernels-all FRAMES`: a GPU pipeline
 //! of many short kernels, timed with profiling in the given mode (kernels:
-//! traced in as many frames as keep the cost under 3%, the default;
+//! traced in as many frames as keep the cost under 2%, the default;
 //! kernels-all: in every frame); prints the seconds.
 //!
 //! `gpu_check paired FRAMES`: the same pipeline with events mode switched

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cudarc::driver::CudaContext;
 use stageprof_model::wire::{flag, header, kernel_trace_words, kind, GpuActivityRecord, GPU_TIME_WORDS};
 
-use super::activity::{self, RawActivity};
+use super::activity::{self, Delivery, RawActivity};
 use super::events::EventTimer;
 use super::kernel_frames::KernelFrames;
 use super::nvml::NvmlSampler;
@@ -74,12 +74,14 @@ impl GpuSession {
         };
         let sampler =
             (config.nvml_sample_ms > 0).then(|| NvmlSampler::start(device).map_err(|e| report(&e)).ok()).flatten();
+        let kernel_frames =
+            (cupti && config.kernel_every != 1).then(|| KernelFrames::new(config.kernel_every, ctx.clone()));
         let state = Arc::new(GpuState {
             ctx,
             device,
             events: EventTimer::new(crate::clock::ns_to_ticks(super::events::SHARE_WITHIN_NS)),
             cupti: AtomicBool::new(cupti),
-            kernel_frames: (cupti && config.kernel_every != 1).then(|| KernelFrames::new(config.kernel_every)),
+            kernel_frames,
             nvtx,
             next_instance: AtomicU64::new(1),
             stop: AtomicBool::new(false),
@@ -138,7 +140,11 @@ struct Resolver {
 
 impl Resolver {
     fn new(state: Arc<GpuState>, shared: Arc<Shared>, sampler: Option<NvmlSampler>) -> Resolver {
-        let clock = state.cupti.load(Relaxed).then(|| ClockMap::new(Anchor::now(activity::timestamp)));
+        let clock = state
+            .cupti
+            .load(Relaxed)
+            .then(|| activity::while_attached(|| ClockMap::new(Anchor::now(activity::timestamp))))
+            .flatten();
         Resolver {
             state,
             shared,
@@ -200,7 +206,16 @@ impl Resolver {
         for (ticks, on) in self.state.kernel_frames.as_ref().map(KernelFrames::take_edges).unwrap_or_default() {
             with_writer(Target::Instance(&self.shared), |w| w.record(&kernel_trace_words(ticks, on)));
         }
-        let got = activity::take();
+        let (ended, current) = activity::take();
+        for whole in ended {
+            // An attachment's last records: every launch of it is known now.
+            self.write_delivery(whole, true);
+        }
+        self.write_delivery(current, last);
+    }
+
+    /// Writes what `got` and the activities still waiting make known (`last`: all of them).
+    fn write_delivery(&mut self, got: Delivery, last: bool) {
         for (correlation, instance) in got.external {
             self.launches.entry(correlation).or_default().instance = Some(instance);
         }
@@ -213,7 +228,7 @@ impl Resolver {
             report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
         let Some(clock) = &mut self.clock else { return };
-        clock.anchor(Anchor::now(activity::timestamp));
+        activity::while_attached(|| clock.anchor(Anchor::now(activity::timestamp)));
         let mut keep = Vec::new();
         for a in std::mem::take(&mut self.waiting) {
             // A launch from a thread with no stage open has no external

@@ -36,6 +36,8 @@ pub(crate) struct GpuState {
 /// A begun stage's GPU side, kept until its end.
 pub(crate) struct GpuOpen {
     pub instance: u64,
+    /// The CUPTI attachment it pushed its correlation id in, if it did.
+    correlated: Option<u64>,
     start: Option<Arc<Event>>,
     /// The stream its start event went on.
     stream: CUstream,
@@ -53,16 +55,14 @@ impl GpuState {
     /// Called as a stage or frame begins: returns its instance number.
     pub(crate) fn begin(&self, name: u32, name_text: impl FnOnce() -> String, memory: bool) -> GpuOpen {
         let instance = self.next_instance.fetch_add(1, Relaxed);
-        if self.cupti.load(Relaxed) {
-            activity::push_stage(instance);
-        }
+        let correlated = self.cupti.load(Relaxed).then(|| activity::push_stage(instance)).flatten();
         if let Some(nvtx) = &self.nvtx {
             let text = self.nvtx_name(name, name_text);
             nvtx.push(&text);
         }
         let stream = super::current_stream();
         let start = self.bind().then(|| self.events.record(stream)).flatten();
-        GpuOpen { instance, start, stream, mem: memory.then(|| GPU_LEVEL.mark()) }
+        GpuOpen { instance, correlated, start, stream, mem: memory.then(|| GPU_LEVEL.mark()) }
     }
 
     /// Called as it ends: queues its timing; returns its GPU memory figures.
@@ -80,8 +80,8 @@ impl GpuState {
         if let Some(nvtx) = &self.nvtx {
             nvtx.pop();
         }
-        if self.cupti.load(Relaxed) {
-            activity::pop_stage();
+        if let Some(attachment) = open.correlated.filter(|_| self.cupti.load(Relaxed)) {
+            activity::pop_stage(attachment);
         }
         open.mem.map(|m| GPU_LEVEL.measure(m))
     }
