@@ -190,6 +190,8 @@ def test_bad_names_and_settings_are_errors_that_name_them(tmp_path: Path) -> Non
         stageprof.init(sample_evry=2)
     with pytest.raises(ValueError, match="sample_every"):
         stageprof.init(sample_every="often")
+    with pytest.raises(ValueError, match="kernel_every"):
+        stageprof.init(kernel_every=-1)
     with pytest.raises(TypeError, match="setting \"out_dir\" must be"):
         stageprof.init(out_dir=object())
     with pytest.raises(TypeError, match="takes a function or a stage name"):

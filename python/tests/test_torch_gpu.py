@@ -40,6 +40,19 @@ def test_cuda_up_without_a_driver_says_so_and_the_rest_goes_on(tmp_path: Path, c
     assert err.count("GPU profiling is off") == 1, err
 
 
+def test_kernel_tracing_in_some_frames_is_a_setting_without_a_gpu(tmp_path: Path) -> None:
+    # Where no GPU runs, kernel_every is taken, and a profile with frames has no traced frames.
+    with fake_torch_cuda():
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"], gpu="kernels", kernel_every=4, gpu_memory=False)
+        for _ in range(3):
+            with stageprof.frame(), stageprof.stage("step"):
+                pass
+        report = s.finish()
+    assert stage_of(report, "step")["calls"] == 3
+    assert stage_of(report, "step")["gpu_traced_calls"] is None
+    assert report.summary["frames"]["gpu_traced"] is None
+
+
 def test_torch_imported_after_init_is_watched(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     done = run_python(

@@ -65,7 +65,7 @@ pub(crate) struct FrameTrace {
 struct State {
     rule: Rule,
     on: bool,
-    /// CUPTI could not be attached again (another profiler took it): no more tracing.
+    /// No more attaching: another profiler took CUPTI, or the session ends.
     given_up: bool,
     /// CUPTI was detached since the last frame began.
     detached: bool,
@@ -125,6 +125,11 @@ impl KernelFrames {
             }
         }
         s.rule.frame_ended(frame, ended, switched);
+    }
+
+    /// The session ends: no frame attaches CUPTI again (the session detaches it once).
+    pub(crate) fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).given_up = true;
     }
 
     /// The switches since the last call, to be written.

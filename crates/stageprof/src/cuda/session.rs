@@ -175,6 +175,9 @@ impl Resolver {
         // Finish: the GPU's remaining work is waited for, so nothing launched is lost.
         self.write_times(true);
         if self.state.cupti.load(Relaxed) {
+            if let Some(k) = &self.state.kernel_frames {
+                k.close();
+            }
             let _ = self.state.ctx.synchronize();
             activity::flush(true);
             self.write_activities(true);
