@@ -1,13 +1,14 @@
 //! GPU records of a native profile joined to the calls that launched them:
 //! by GPU instance, and, for work launched from a thread with no stage open,
-//! by launch time on the thread that owns the frames.
+//! by launch time on the thread that owns the frames; GPU memory to the
+//! calls the allocator's trace covered, kernels to those kernel tracing did.
 
 use std::io::Cursor;
 
 use stageprof_analysis::{Aggregator, StageStats, Summary};
 use stageprof_model::ingest::native_input::{read_native, GPU_RECORDS_KEY};
 use stageprof_model::native::NativeWriter;
-use stageprof_model::wire::{flag, header, kind, GpuActivityRecord};
+use stageprof_model::wire::{flag, header, kernel_trace_words, kind, GpuActivityRecord};
 use stageprof_model::{GpuWork, LaunchShape, ThreadInfo, Warning};
 
 // Names.
@@ -38,6 +39,31 @@ fn begin(name: u32, ts: u64) -> [u64; 2] {
     [header(kind::BEGIN_STAGE, 0, name), ts]
 }
 
+/// A BEGIN followed by the GPU_LINK naming its GPU instance.
+fn linked(words: [u64; 2], instance: u64) -> [u64; 4] {
+    [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance]
+}
+
+/// A native profile (1 GHz ticks from 0) of the names `names` and of
+/// `threads` (thread `i`'s name and records), ending at `end_ticks`; its
+/// meta says it holds GPU records, or not.
+fn native_file(names: &[&str], threads: &[(&str, &[u64])], gpu_records: bool, end_ticks: u64) -> Vec<u8> {
+    let mut w = NativeWriter::new(Vec::new()).unwrap();
+    let meta = [
+        ("ticks_per_second", "1000000000"),
+        ("start_ticks", "0"),
+        (GPU_RECORDS_KEY, if gpu_records { "true" } else { "" }),
+    ];
+    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    w.names(0, names.iter().copied()).unwrap();
+    for (index, (name, records)) in (0u32..).zip(threads) {
+        w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: (*name).into() }).unwrap();
+        w.records(index, records).unwrap();
+    }
+    w.end(0, end_ticks, "finished").unwrap();
+    w.into_inner()
+}
+
 fn end(name: u32, ts: u64) -> [u64; 2] {
     [header(kind::END, 0, name), ts]
 }
@@ -53,7 +79,6 @@ fn profile() -> Vec<u8> {
 /// [`profile`], whose meta says it holds GPU records or not.
 fn profile_saying(gpu_records: bool) -> Vec<u8> {
     let mut main = vec![header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 0];
-    let linked = |words: [u64; 2], instance| [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance];
     main.extend(linked(begin(UPLOAD, 100), 1));
     main.extend(end(UPLOAD, 300));
     main.extend(linked(begin(SWEEP, 300), 2));
@@ -77,22 +102,8 @@ fn profile_saying(gpu_records: bool) -> Vec<u8> {
     }
     // `sweep` ended on another stream than it began on.
     gpu.extend([header(kind::GPU_TIME, flag::STREAM_CHANGED, 0), 2, 590]);
-
-    let mut w = NativeWriter::new(Vec::new()).unwrap();
-    let meta = [
-        ("ticks_per_second", "1000000000"),
-        ("start_ticks", "0"),
-        (GPU_RECORDS_KEY, if gpu_records { "true" } else { "" }),
-    ];
-    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    w.names(0, ["frame", "upload", "sweep", "shifted"].into_iter()).unwrap();
-    for (index, name) in [(0, "main"), (1, "worker"), (2, "stageprof-gpu")] {
-        w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: name.into() }).unwrap();
-    }
-    w.records(0, &main).unwrap();
-    w.records(2, &gpu).unwrap();
-    w.end(0, 1400, "finished").unwrap();
-    w.into_inner()
+    let threads: [(&str, &[u64]); 3] = [("main", &main), ("worker", &[]), ("stageprof-gpu", &gpu)];
+    native_file(&["frame", "upload", "sweep", "shifted"], &threads, gpu_records, 1400)
 }
 
 fn stage<'a>(s: &'a Summary, path: &str) -> &'a StageStats {
@@ -149,7 +160,6 @@ fn gpu_records_that_are_not_joined_are_said_to_be_missing() {
 fn a_traced_stage_that_launched_nothing_has_no_gpu_time() {
     use stageprof_analysis::figures::{GPU_BUSY, GPU_EVENTS, GPU_KERNELS};
     use stageprof_analysis::FigureValue;
-    let linked = |words: [u64; 2], instance| [words[0], words[1], header(kind::GPU_LINK, 0, 0), instance];
     let mut main = vec![header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 0];
     main.extend(linked(begin(UPLOAD, 100), 1));
     main.extend(end(UPLOAD, 300));
@@ -159,18 +169,15 @@ fn a_traced_stage_that_launched_nothing_has_no_gpu_time() {
     let (words, len) = kernel(1, 150, 250, Some(120)).encode();
     let mut gpu = words[..len].to_vec();
     gpu.extend([header(kind::GPU_TIME, 0, 0), 1, 180, header(kind::GPU_TIME, 0, 0), 2, 590]);
-    let mut w = NativeWriter::new(Vec::new()).unwrap();
-    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
-    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    w.names(0, ["frame", "upload", "host_only", "shifted"].into_iter()).unwrap();
-    w.thread(&ThreadInfo { index: 0, os_tid: 100, name: "main".into() }).unwrap();
-    w.thread(&ThreadInfo { index: 1, os_tid: 101, name: "stageprof-gpu".into() }).unwrap();
-    w.records(0, &main).unwrap();
-    w.records(1, &gpu).unwrap();
-    w.end(0, 1000, "finish").unwrap();
+    let file = native_file(
+        &["frame", "upload", "host_only", "shifted"],
+        &[("main", &main), ("stageprof-gpu", &gpu)],
+        true,
+        1000,
+    );
 
     let mut agg = Aggregator::default();
-    let p = read_native(Cursor::new(w.into_inner()), &mut agg).unwrap();
+    let p = read_native(Cursor::new(file), &mut agg).unwrap();
     let s = agg.summary(&p.catalog, p.run, 3);
     let (upload, host_only) = (stage(&s, "upload"), stage(&s, "host_only"));
     assert_eq!(GPU_EVENTS.value(upload), Some(FigureValue::Unsigned(180)));
@@ -211,17 +218,7 @@ fn memory_profile() -> Vec<u8> {
         level(0, 800, 2400, 16384),
         level(flag::TRACE_END, 950, 2400, 16384),
     ];
-    let mut w = NativeWriter::new(Vec::new()).unwrap();
-    let meta = [("ticks_per_second", "1000000000"), ("start_ticks", "0"), (GPU_RECORDS_KEY, "true")];
-    w.meta(&meta.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    w.names(0, ["frame", "upload", "sweep"].into_iter()).unwrap();
-    for (index, name) in [(0, "main"), (1, "allocator")] {
-        w.thread(&ThreadInfo { index, os_tid: u64::from(index) + 100, name: name.into() }).unwrap();
-    }
-    w.records(0, &main).unwrap();
-    w.records(1, &levels.concat()).unwrap();
-    w.end(0, 1000, "finished").unwrap();
-    w.into_inner()
+    native_file(&["frame", "upload", "sweep"], &[("main", &main), ("allocator", &levels.concat())], true, 1000)
 }
 
 #[test]
@@ -246,4 +243,83 @@ fn gpu_memory_goes_to_the_calls_its_trace_covered() {
     let gpu = s.memory.iter().find(|m| m.pool == stageprof_model::MemoryPool::Gpu).expect("a GPU memory track");
     assert_eq!(gpu.peak.bytes, 2600);
     assert_eq!(gpu.peak.stage.map(|i| s.stages[i].path.join("/")), Some("sweep/upload".to_string()));
+}
+
+/// Kernel tracing in some frames only (`kernel_every`): frame `f` runs
+/// `[1000 f, 1000 f + 900)` and its `upload` call `[1000 f + 100, 1000 f +
+/// 800)`, which launches `f + 1` kernels of 20 ns, 50 ns apart; thread 1's
+/// `sweep` call `[850, 1500)` launches one at `[860, 880)`. `windows`: the
+/// KERNEL_TRACE records (`(ticks, on)`), written by the GPU thread.
+fn sampled_profile(windows: &[(u64, bool)]) -> Summary {
+    const FRAMES: u64 = 4;
+    let mut main = Vec::new();
+    let mut gpu = Vec::new();
+    let mut add_kernel = |k: GpuActivityRecord| {
+        let (words, len) = k.encode();
+        gpu.extend_from_slice(&words[..len]);
+    };
+    for f in 0..FRAMES {
+        main.extend(linked([header(kind::BEGIN_FRAME, flag::SAMPLED, FRAME), 1000 * f], 10 * f + 1));
+        main.extend(linked(begin(UPLOAD, 1000 * f + 100), 10 * f + 2));
+        main.extend(end(UPLOAD, 1000 * f + 800));
+        main.extend(end(FRAME, 1000 * f + 900));
+        for (start, stop) in sampled_kernels(f) {
+            add_kernel(kernel(10 * f + 2, start, stop, None));
+        }
+    }
+    let mut side = Vec::from(linked(begin(SWEEP, 850), 99));
+    side.extend(end(SWEEP, 1500));
+    add_kernel(kernel(99, 860, 880, None));
+    for &(ticks, on) in windows {
+        gpu.extend(kernel_trace_words(ticks, on));
+    }
+    let threads: [(&str, &[u64]); 3] = [("main", &main), ("side", &side), ("stageprof-gpu", &gpu)];
+    let file = native_file(&["frame", "upload", "sweep", "shifted"], &threads, true, 5000);
+    let mut agg = Aggregator::default();
+    let p = read_native(Cursor::new(file), &mut agg).unwrap();
+    agg.summary(&p.catalog, p.run, 3)
+}
+
+/// The kernels of frame `f`'s `upload` call: `(start, end)`.
+fn sampled_kernels(f: u64) -> Vec<(u64, u64)> {
+    (0..=f).map(|k| (1000 * f + 200 + 50 * k, 1000 * f + 220 + 50 * k)).collect()
+}
+
+/// Kernels and busy ns of `upload` summed over `frames`, from the kernels as written.
+fn sampled_truth(frames: &[u64]) -> (u64, u64) {
+    let ks: Vec<(u64, u64)> = frames.iter().flat_map(|&f| sampled_kernels(f)).collect();
+    (ks.len() as u64, ks.iter().map(|(s, e)| e - s).sum())
+}
+
+#[test]
+fn only_calls_inside_a_kernel_traced_window_have_gpu_work_figures() {
+    // Traced from the start through frame 0 (`sweep` starts inside but ends
+    // after the off), then frame 2 alone, then frame 3 to the end of the file.
+    let s = sampled_profile(&[(0, true), (950, false), (1990, true), (2950, false), (2990, true)]);
+    let upload = stage(&s, "upload");
+    let g = upload.gpu.expect("upload's traced calls");
+    assert_eq!((g.kernels, g.busy_ns), sampled_truth(&[0, 2, 3]));
+    assert_eq!((upload.calls, upload.gpu_traced_calls), (4, Some(3)));
+    assert_eq!(s.frames.gpu_traced, Some(3));
+    // Straddling an off: its kernel ran while tracing was on, but its call was not wholly traced.
+    let sweep = stage(&s, "sweep");
+    assert_eq!((sweep.gpu, sweep.gpu_traced_calls), (None, None));
+}
+
+#[test]
+fn without_kernel_trace_windows_every_call_is_traced() {
+    let s = sampled_profile(&[]);
+    let upload = stage(&s, "upload");
+    assert_eq!(upload.gpu.map(|g| (g.kernels, g.busy_ns)), Some(sampled_truth(&[0, 1, 2, 3])));
+    assert_eq!(upload.gpu_traced_calls, Some(4));
+    assert_eq!(s.frames.gpu_traced, Some(4));
+    assert_eq!(stage(&s, "sweep").gpu.map(|g| g.kernels), Some(1));
+}
+
+#[test]
+fn a_kernel_trace_window_closed_twice_runs_on_through_the_first_off() {
+    // An off with no on since the last off extends the window it follows.
+    let s = sampled_profile(&[(0, true), (950, false), (1950, false)]);
+    assert_eq!(stage(&s, "upload").gpu_traced_calls, Some(2));
+    assert_eq!(stage(&s, "sweep").gpu_traced_calls, Some(1));
 }
