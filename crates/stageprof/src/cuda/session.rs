@@ -116,10 +116,63 @@ impl GpuSession {
 
 /// An API call: the stage instance it ran in (from CUPTI's external
 /// correlation record) and when it began.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Launch {
     instance: Option<u64>,
     start_ns: Option<u64>,
+}
+
+/// CUPTI's activities joined to the API calls that launched them, by
+/// correlation id, as their records come in.
+#[derive(Default)]
+struct LaunchJoin {
+    /// What is known of each API call, by CUPTI correlation id. Calls that
+    /// launch nothing (event records, allocations) leave entries no
+    /// activity claims: those far behind the latest launch are dropped.
+    launches: BTreeMap<u32, Launch>,
+    /// Activities whose launch is not yet known.
+    waiting: Vec<RawActivity>,
+}
+
+impl LaunchJoin {
+    /// Takes `got`'s records and hands each activity whose launch is now
+    /// known to `joined`, with its stage instance (0: none) and launch.
+    /// `last`: nothing more of this attachment comes, so every activity
+    /// goes out (an unknown launch as made outside any stage), and its
+    /// correlation ids are forgotten (the next attachment's may start again).
+    fn take(&mut self, got: Delivery, last: bool, mut joined: impl FnMut(&RawActivity, u64, Launch)) {
+        for (correlation, instance) in got.external {
+            self.launches.entry(correlation).or_default().instance = Some(instance);
+        }
+        for (correlation, ns) in got.api_starts {
+            self.launches.entry(correlation).or_default().start_ns = Some(ns);
+        }
+        self.waiting.extend(got.activities);
+        let mut keep = Vec::new();
+        for a in std::mem::take(&mut self.waiting) {
+            // A launch from a thread with no stage open has no external
+            // correlation: it goes out with instance 0 and its launch
+            // time, and the reader gives it to the stage open then on the
+            // thread that owns the frames.
+            let launch = self.launches.get(&a.correlation).copied().unwrap_or_default();
+            let instance = match launch.instance {
+                Some(i) => i,
+                None if last || launch.start_ns.is_some() => 0,
+                None => {
+                    keep.push(a);
+                    continue;
+                }
+            };
+            self.launches.remove(&a.correlation);
+            joined(&a, instance, launch);
+        }
+        self.waiting = keep;
+        if last {
+            self.launches.clear();
+        } else if let Some(&newest) = self.launches.keys().next_back() {
+            self.launches = self.launches.split_off(&newest.saturating_sub(STALE_LAUNCHES));
+        }
+    }
 }
 
 /// The session's thread: resolves events, joins CUPTI records to stages,
@@ -129,12 +182,7 @@ struct Resolver {
     shared: Arc<Shared>,
     sampler: Option<NvmlSampler>,
     clock: Option<ClockMap>,
-    /// What is known of each API call, by CUPTI correlation id. Calls that
-    /// launch nothing (event records, allocations) leave entries no
-    /// activity claims: those far behind the latest launch are dropped.
-    launches: BTreeMap<u32, Launch>,
-    /// Activities whose launch is not yet known.
-    waiting: Vec<RawActivity>,
+    join: LaunchJoin,
     dropped_reported: bool,
 }
 
@@ -145,15 +193,7 @@ impl Resolver {
             .load(Relaxed)
             .then(|| activity::while_attached(|| ClockMap::new(Anchor::now(activity::timestamp))))
             .flatten();
-        Resolver {
-            state,
-            shared,
-            sampler,
-            clock,
-            launches: BTreeMap::new(),
-            waiting: Vec::new(),
-            dropped_reported: false,
-        }
+        Resolver { state, shared, sampler, clock, join: LaunchJoin::default(), dropped_reported: false }
     }
 
     fn run(mut self) {
@@ -219,35 +259,14 @@ impl Resolver {
 
     /// Writes what `got` and the activities still waiting make known (`last`: all of them).
     fn write_delivery(&mut self, got: Delivery, last: bool) {
-        for (correlation, instance) in got.external {
-            self.launches.entry(correlation).or_default().instance = Some(instance);
-        }
-        for (correlation, ns) in got.api_starts {
-            self.launches.entry(correlation).or_default().start_ns = Some(ns);
-        }
-        self.waiting.extend(got.activities);
         if got.dropped > 0 && !self.dropped_reported {
             self.dropped_reported = true;
             report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
         let Some(clock) = &mut self.clock else { return };
         activity::while_attached(|| clock.anchor(Anchor::now(activity::timestamp)));
-        let mut keep = Vec::new();
-        for a in std::mem::take(&mut self.waiting) {
-            // A launch from a thread with no stage open has no external
-            // correlation: it is written with instance 0 and its launch
-            // time, and the reader gives it to the stage open then on the
-            // thread that owns the frames.
-            let launch = self.launches.get(&a.correlation).copied().unwrap_or_default();
-            let instance = match launch.instance {
-                Some(i) => i,
-                None if last || launch.start_ns.is_some() => 0,
-                None => {
-                    keep.push(a);
-                    continue;
-                }
-            };
-            self.launches.remove(&a.correlation);
+        let shared = &self.shared;
+        self.join.take(got, last, |a, instance, launch| {
             let record = GpuActivityRecord {
                 name: a.name,
                 work: a.work,
@@ -261,14 +280,8 @@ impl Resolver {
                 shape: a.shape,
             };
             let (words, len) = record.encode();
-            with_writer(Target::Instance(&self.shared), |w| w.record(&words[..len]));
-        }
-        self.waiting = keep;
-        if last {
-            self.launches.clear();
-        } else if let Some(&newest) = self.launches.keys().next_back() {
-            self.launches = self.launches.split_off(&newest.saturating_sub(STALE_LAUNCHES));
-        }
+            with_writer(Target::Instance(shared), |w| w.record(&words[..len]));
+        });
     }
 
     fn sample(&mut self) {
@@ -285,5 +298,49 @@ impl Resolver {
                 emit("gpu.device_used_bytes", (total - free) as f64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stageprof_model::GpuWork;
+
+    use super::*;
+
+    fn kernel(correlation: u32, start: u64) -> RawActivity {
+        RawActivity {
+            correlation,
+            work: GpuWork::Kernel,
+            name: 0,
+            start,
+            end: start + 10,
+            device: 0,
+            stream: 7,
+            bytes: 0,
+            shape: None,
+        }
+    }
+
+    /// `(correlation, instance, launch start)` of what `join` hands out for `got`.
+    fn joined(join: &mut LaunchJoin, got: Delivery, last: bool) -> Vec<(u32, u64, Option<u64>)> {
+        let mut out = Vec::new();
+        join.take(got, last, |a, instance, launch| out.push((a.correlation, instance, launch.start_ns)));
+        out
+    }
+
+    #[test]
+    fn an_activity_waits_for_its_launch_and_each_attachment_keeps_its_own_ids() {
+        let mut join = LaunchJoin::default();
+        // Kernel 5 comes before its API records: it waits.
+        let early = Delivery { activities: vec![kernel(5, 100)], ..Delivery::default() };
+        assert_eq!(joined(&mut join, early, false), []);
+        let rest = Delivery { external: vec![(5, 42)], api_starts: vec![(5, 90), (6, 95)], ..Delivery::default() };
+        assert_eq!(joined(&mut join, rest, false), [(5, 42, Some(90))]);
+        // The attachment ends: kernel 7's launch never came, so it goes out as outside any stage.
+        let end = Delivery { activities: vec![kernel(7, 120)], ..Delivery::default() };
+        assert_eq!(joined(&mut join, end, true), [(7, 0, None)]);
+        // The next attachment's ids start again: id 6's old launch time must not be taken.
+        let next = Delivery { activities: vec![kernel(6, 300)], external: vec![(6, 43)], ..Delivery::default() };
+        assert_eq!(joined(&mut join, next, false), [(6, 43, None)]);
     }
 }
