@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The Python demo's cost by mode on the GPU: ROUNDS rounds of one process
+# per mode in turn (off first), each mode's cost its time a frame against
+# off's in the same round, then the median and range over rounds. Processes
+# on the device machines varied by a third from one to the next, so a cost
+# read from fewer rounds is not a figure.
+#
+#   ROUNDS=5 FRAMES=40 MODES="events kernels kernels-all" gpu/python_overhead_rounds.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+FRAMES=${FRAMES:-40}
+MODES=${MODES:-events kernels kernels-all}
+for _ in $(seq "$ROUNDS"); do
+    for mode in off $MODES; do
+        python gpu/python_gpu_check.py overhead "$mode" "$FRAMES" 2>/dev/null | grep "ms/frame" ||
+            { echo "gpu/python_gpu_check.py overhead $mode $FRAMES failed; the rounds stop here" >&2; exit 1; }
+    done
+done | python3 -c '
+import statistics, sys
+rounds, costs = [], {}
+for line in sys.stdin:
+    print(line, end="")
+    mode, ms = line.split()[0], float(line.split()[1])
+    if mode == "off":
+        rounds.append(ms)
+    else:
+        costs.setdefault(mode, []).append(100 * (ms / rounds[-1] - 1))
+print(f"off: median {statistics.median(rounds):.3f} ms a frame over {len(rounds)} rounds")
+for mode, c in costs.items():
+    print(f"{mode}: median {statistics.median(c):+.2f}% against off in the same round (rounds {min(c):+.2f} to {max(c):+.2f}%)")
+'
