@@ -300,11 +300,11 @@ pub(crate) fn frame_of(target: Target<'_>) -> FrameGuard {
         let flags = if sampled { flag::SAMPLED } else { 0 };
         // Kernel tracing goes on before the frame begins, so that the whole frame is inside.
         #[cfg(feature = "cuda")]
-        let kernels = shared
-            .gpu
-            .get()
-            .filter(|_| sampled)
-            .and_then(|g| Some((g.clone(), crate::alloc::untracked(|| g.kernel_frame_begins())?)));
+        let kernels = shared.gpu.get().filter(|_| sampled).and_then(|g| {
+            // The state is cloned only where kernels are traced in some frames: not on every frame.
+            let frame = crate::alloc::untracked(|| g.kernel_frame_begins())?;
+            Some((g.clone(), frame))
+        });
         let stage = StageGuard::from(w.begin(kind::BEGIN_FRAME, flags, FRAME_NAME));
         shared.set_recording(sampled);
         Some(FrameGuard {

@@ -474,19 +474,23 @@ impl GpuJoin {
         let traced = covered(&self.traced, start, end);
         let memory = traced.then(|| self.memory.delta(start, end)).flatten();
         let reserved_bytes = traced.then(|| self.memory.reserved_peak(start, end)).flatten();
-        if !self.kernels_traced(start, end) {
-            // Its work, if any was traced, is in the timeline; its figures would be a part of it.
-            return ClosedGpu { figures: None, event_ns, frame: None, memory, reserved_bytes, inherited: all };
-        }
-        if all.is_empty() {
-            let figures = call.instance.is_some().then(GpuMetrics::default);
-            return ClosedGpu { figures, event_ns, frame, memory, reserved_bytes, inherited: all };
-        }
-        let activities = &self.ledger.activities;
-        let mut m = summarize(&all, activities, &self.idle, &mut self.scratch);
-        m.self_busy_ns = summarize(&own, activities, &self.idle, &mut self.scratch).busy_ns;
-        let frame = frame.map(|f| FrameGpu { busy_own_ns: m.busy_ns, ..f });
-        ClosedGpu { figures: Some(m), event_ns, frame, memory, reserved_bytes, inherited: all }
+        // A call not wholly traced gets no figures: its work, if any was traced, is in the
+        // timeline, and its figures would be a part of it.
+        let kernels_traced = self.kernels_traced(start, end);
+        let figures = match (kernels_traced, all.is_empty()) {
+            (false, _) => None,
+            (true, true) => call.instance.is_some().then(GpuMetrics::default),
+            (true, false) => {
+                let activities = &self.ledger.activities;
+                let mut m = summarize(&all, activities, &self.idle, &mut self.scratch);
+                m.self_busy_ns = summarize(&own, activities, &self.idle, &mut self.scratch).busy_ns;
+                Some(m)
+            }
+        };
+        let frame = frame
+            .filter(|_| kernels_traced)
+            .map(|f| FrameGpu { busy_own_ns: figures.map_or(f.busy_own_ns, |m| m.busy_ns), ..f });
+        ClosedGpu { figures, event_ns, frame, memory, reserved_bytes, inherited: all }
     }
 
     /// A closing frame's GPU window (its own work's busy time is filled in by the caller).
