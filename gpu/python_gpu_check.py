@@ -23,6 +23,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
     python gpu/python_gpu_check.py bounded OUT_DIR   (the same figures summed up while recording, max_disk_mb)
     python gpu/python_gpu_check.py stream-switch OUT_DIR
     python gpu/python_gpu_check.py handover OUT_DIR   (CUPTI between stageprof and torch.profiler in one process)
+    python gpu/python_gpu_check.py ranks OUT_DIR   (two torch.distributed ranks, a profile each, the straggler named)
     python gpu/python_gpu_check.py interleaved MODE,MODE,... FRAMES ROUNDS   (modes without CUPTI, in one process)
     python gpu/python_gpu_check.py paired MODE,MODE,... FRAMES   (on and off frame by frame: events, events-nomem, bounded, by-hand)
     python gpu/python_gpu_check.py overhead MODE FRAMES    (MODE: off, events, kernels, kernels-all, torch, by-hand;
@@ -609,7 +610,76 @@ def paired(modes: List[str], frames: int) -> None:
         )
 
 
+RANK_FRAMES = 10
+
+
+def rank_worker(rank: int, out: str) -> None:
+    """One rank of a two-rank job (gloo: the ranks may share a GPU, which
+    NCCL refuses): a profiled run, then the same work timed by hand, whose
+    GPU ms per stage go to ``<out>/truth-<rank>.json``. Rank 1 does twice
+    rank 0's matmuls: the straggler."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=2)
+    torch.cuda.set_device(rank % torch.cuda.device_count())
+    a = torch.randn(4096, 4096, device="cuda")
+    grad = torch.ones(1 << 20, device="cuda")
+
+    def step(stage: Callable[[str], Any]) -> None:
+        with stage("forward"):
+            x = a
+            for _ in range(8 * (rank + 1)):
+                x = x @ a
+        with stage("allreduce"):
+            dist.all_reduce(grad)
+
+    step(ByHand)  # cuBLAS and gloo set up outside both measurements
+    torch.cuda.synchronize()
+    session = stageprof.init(out_dir=out, formats=["summary", "native"], gpu="events")
+    for _ in range(RANK_FRAMES):
+        with stageprof.frame():
+            step(stageprof.stage)
+    session.finish()
+    truth: Dict[str, float] = defaultdict(float)
+    for _ in range(RANK_FRAMES):
+        for name, ms in by_hand_once(step).items():
+            truth[name] += ms
+    with open(os.path.join(out, f"truth-{rank}.json"), "w") as f:
+        json.dump(truth, f)
+    dist.destroy_process_group()
+
+
+def ranks(out: str) -> int:
+    """Two ranks, a profile each under ``<out>/rank-<r>``: each rank's
+    forward GPU time against events by hand, and the report of the
+    directory naming rank 1, which does twice the work, the straggler."""
+    os.makedirs(out, exist_ok=True)
+    print(f"GPUs visible: {torch.cuda.device_count()} (the ranks share one where there is one)")
+    workers = [subprocess.Popen([sys.executable, __file__, "rank-worker", str(r), out]) for r in (0, 1)]
+    if any(w.wait(timeout=300) != 0 for w in workers):
+        print("a rank failed")
+        return 1
+    ok = True
+    for r in (0, 1):
+        with open(os.path.join(out, f"truth-{r}.json")) as f:
+            truth = json.load(f)
+        with open(os.path.join(out, f"rank-{r}", "summary.json")) as f:
+            stages = {s["path"][-1]: s for s in json.load(f)["stages"]}
+        ok &= compare_events(f"rank {r}", {"forward": truth["forward"]}, stages)
+    report = stageprof.read(out).summary
+    forward = next(row for row in report["side_by_side"] if row["path"] == ["forward"])
+    named = forward["slowest_rank"] == 1
+    ok &= named
+    print(f"ranks in the report {[r['rank'] for r in report['ranks']]}; slowest rank at forward: {forward['slowest_rank']} (truth 1)  {'ok' if named else 'OFF'}")
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "ranks":
+        sys.exit(ranks(sys.argv[2]))
+    if sys.argv[1] == "rank-worker":
+        rank_worker(int(sys.argv[2]), sys.argv[3])
+        sys.exit(0)
     if sys.argv[1] == "accuracy":
         sys.exit(accuracy(sys.argv[2]))
     if sys.argv[1] == "bounded":

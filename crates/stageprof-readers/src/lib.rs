@@ -87,10 +87,14 @@ pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Prof
 /// whole in memory (a day's profile is gigabytes).
 pub fn read_seekable(mut input: impl BufRead + Seek, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
     if input.fill_buf().map_err(ReadError::Io)?.starts_with(MAGIC) {
-        let p = read_native(input, sink).map_err(ReadError::Native)?;
-        return Ok(Profile { catalog: p.catalog, run: p.run });
+        return read_native_profile(input, sink);
     }
     read_any(Box::new(input), sink)
+}
+
+fn read_native_profile(input: impl BufRead + Seek, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
+    let p = read_native(input, sink).map_err(ReadError::Native)?;
+    Ok(Profile { catalog: p.catalog, run: p.run })
 }
 
 fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
@@ -106,8 +110,7 @@ fn read_any(input: Box<dyn Read + '_>, sink: &mut dyn ProfileSink) -> Result<Pro
         // (files are read through `read_seekable`, without this copy).
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes).map_err(ReadError::Io)?;
-        let p = read_native(std::io::Cursor::new(bytes), sink).map_err(ReadError::Native)?;
-        return Ok(Profile { catalog: p.catalog, run: p.run });
+        return read_native_profile(std::io::Cursor::new(bytes), sink);
     }
     let p = chrome_trace::read_trace(input, sink).map_err(ReadError::Trace)?;
     Ok(Profile { catalog: p.catalog, run: p.run })
