@@ -13,6 +13,13 @@
 //! lost to the thinning. A sample older than what was already folded (a
 //! thread read very late) counts in the depth's maximum and its bucket, but
 //! not in the time spent at each depth.
+//!
+//! An operation that did not read the depth (each end reads it at most once
+//! every 10 µs) moves the count on from the sample before it in time: one
+//! more for a send, one fewer for a receive. The count is kept signed, so a
+//! receive whose tick precedes its item's send (both were read before the
+//! channel moved the item) comes out right once the send is counted; the
+//! depth reported is never below zero.
 
 use std::collections::BTreeMap;
 
@@ -22,12 +29,22 @@ const KEEP: usize = 1 << 16;
 /// report's points (300), so that the buckets' edges shift a point little.
 const MAX_BUCKETS: usize = 1_200;
 
+/// A queue's depth after an operation: as read, or counted on from the one before.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DepthAfter {
+    Read(u32),
+    OneMore,
+    OneFewer,
+}
+
 #[derive(Clone, Default)]
 pub(crate) struct DepthSeries {
-    recent: Vec<(u64, u32)>,
+    recent: Vec<(u64, DepthAfter)>,
     /// The first sample folded, and the last: the depth held from its time on.
     first: Option<u64>,
     last: Option<(u64, u32)>,
+    /// Items by the count so far: below zero while a receive is counted before its send.
+    level: i64,
     /// Nanoseconds spent at each depth.
     time_at: BTreeMap<u32, u64>,
     max: u32,
@@ -52,12 +69,12 @@ pub(crate) struct DepthSummary {
 }
 
 impl DepthSeries {
-    /// The queue held `depth` items after an operation at `t` ns.
-    pub(crate) fn push(&mut self, t: u64, depth: u32) {
+    /// The queue's depth after an operation at `t` ns.
+    pub(crate) fn push(&mut self, t: u64, depth: DepthAfter) {
         self.recent.push((t, depth));
         if self.recent.len() >= 2 * KEEP {
             self.recent.sort_by_key(|&(t, _)| t);
-            let older: Vec<(u64, u32)> = self.recent.drain(..KEEP).collect();
+            let older: Vec<(u64, DepthAfter)> = self.recent.drain(..KEEP).collect();
             older.into_iter().for_each(|s| self.fold(s));
         }
     }
@@ -86,16 +103,32 @@ impl DepthSeries {
         }
     }
 
-    fn fold(&mut self, (t, depth): (u64, u32)) {
+    fn fold(&mut self, (t, after): (u64, DepthAfter)) {
+        let level = match after {
+            DepthAfter::Read(d) => i64::from(d),
+            DepthAfter::OneMore => self.level + 1,
+            DepthAfter::OneFewer => self.level - 1,
+        };
+        let depth = level.clamp(0, i64::from(u32::MAX)) as u32;
         self.max = self.max.max(depth);
         let first = *self.first.get_or_insert(t);
         match self.last {
             Some((last, held)) if t >= last => {
                 *self.time_at.entry(held).or_default() += t - last;
                 self.last = Some((t, depth));
+                self.level = level;
             }
-            Some(_) => {}
-            None => self.last = Some((t, depth)),
+            // Older than what was folded: a read says nothing of the count now,
+            // but an operation counted late still moved it.
+            Some(_) if matches!(after, DepthAfter::Read(_)) => {}
+            Some((last, _)) => {
+                self.last = Some((last, depth));
+                self.level = level;
+            }
+            None => {
+                self.last = Some((t, depth));
+                self.level = level;
+            }
         }
         self.bucket(t.max(first) - first, t, depth);
     }
@@ -145,7 +178,7 @@ mod tests {
 
     fn series(samples: &[(u64, u32)]) -> DepthSeries {
         let mut s = DepthSeries::default();
-        samples.iter().for_each(|&(t, d)| s.push(t, d));
+        samples.iter().for_each(|&(t, d)| s.push(t, DepthAfter::Read(d)));
         s
     }
 
@@ -170,7 +203,7 @@ mod tests {
             for thread in [1, 0] {
                 for i in 0..1_000 {
                     let k = pass * 2_000 + i * 2 + thread;
-                    s.push(k * 10, (k % 4) as u32);
+                    s.push(k * 10, DepthAfter::Read((k % 4) as u32));
                 }
             }
         }

@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::depth_series::DepthSeries;
+use crate::depth_series::{DepthAfter, DepthSeries};
 
 use stageprof_model::{Catalog, NameId, QueueEvent, QueueOp, Warning};
 
@@ -323,7 +323,7 @@ impl QueueTracker {
             QueueOp::Opened { capacity } => {
                 q.opened += 1;
                 q.capacity = capacity;
-                q.depths.push(e.ts_ns, 0);
+                q.depths.push(e.ts_ns, DepthAfter::Read(0));
                 return;
             }
             QueueOp::Sent { blocked_ns, depth } => {
@@ -343,14 +343,20 @@ impl QueueTracker {
                 (depth, waited_ns)
             }
         };
-        q.depths.push(e.ts_ns, depth.min(u64::from(u32::MAX)) as u32);
+        let sent = matches!(e.op, QueueOp::Sent { .. });
+        let after = match depth {
+            Some(d) => DepthAfter::Read(d.min(u64::from(u32::MAX)) as u32),
+            None if sent => DepthAfter::OneMore,
+            None => DepthAfter::OneFewer,
+        };
+        q.depths.push(e.ts_ns, after);
         let t = self.threads.entry(e.thread).or_default();
         t.waiting_ns = t.waiting_ns.saturating_add(waited);
         // The thread's time starts where its first operation began.
         let began = e.ts_ns.saturating_sub(waited);
         t.first_ns = Some(t.first_ns.map_or(began, |f| f.min(began)));
         t.last_ns = t.last_ns.max(e.ts_ns);
-        if matches!(e.op, QueueOp::Sent { .. }) {
+        if sent {
             t.outputs.insert(e.queue);
             t.sent += 1;
         } else {
@@ -499,11 +505,26 @@ mod tests {
         t.event(&op(1, 0, 0, QueueOp::Opened { capacity: Some(1) }));
         // Over 1000 ns: the source blocks 900 on a full `raw`; the model
         // waits 50 on `raw`, never on `features`; the sink waits 800 on `features`.
-        t.event(&op(0, 0, 1000, QueueOp::Sent { blocked_ns: 900, depth: 1 }));
-        t.event(&op(0, 1, 50, QueueOp::Received { waited_ns: 50, depth: 0, residence_ns: Some(50), age_ns: None }));
-        t.event(&op(1, 1, 1000, QueueOp::Sent { blocked_ns: 0, depth: 1 }));
-        t.event(&op(1, 2, 1000, QueueOp::Received { waited_ns: 800, depth: 0, residence_ns: Some(5), age_ns: None }));
-        t.event(&op(1, 2, 200, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(5), age_ns: None }));
+        t.event(&op(0, 0, 1000, QueueOp::Sent { blocked_ns: 900, depth: Some(1) }));
+        t.event(&op(
+            0,
+            1,
+            50,
+            QueueOp::Received { waited_ns: 50, depth: Some(0), residence_ns: Some(50), age_ns: None },
+        ));
+        t.event(&op(1, 1, 1000, QueueOp::Sent { blocked_ns: 0, depth: Some(1) }));
+        t.event(&op(
+            1,
+            2,
+            1000,
+            QueueOp::Received { waited_ns: 800, depth: Some(0), residence_ns: Some(5), age_ns: None },
+        ));
+        t.event(&op(
+            1,
+            2,
+            200,
+            QueueOp::Received { waited_ns: 0, depth: Some(0), residence_ns: Some(5), age_ns: None },
+        ));
         let queues = t.stats(&c);
         let p = t.pipeline(&c, &queues).expect("a pipeline");
         let names: Vec<&str> = p.stages.iter().map(|s| s.thread.as_str()).collect();
@@ -526,22 +547,48 @@ mod tests {
 
     #[test]
     fn depth_is_weighted_by_time_whatever_order_the_threads_came_in() {
+        // Each depth as read, then none read (each counted on from the one before in time): the same figures.
+        for read in [true, false] {
+            let mut c = Catalog::default();
+            c.set_name(0, "frames");
+            let mut t = QueueTracker::default();
+            let d = |depth| Some(depth).filter(|_| read);
+            // Receiver's thread read first, then the sender's.
+            t.event(&at(60, QueueOp::Received { waited_ns: 5, depth: d(1), residence_ns: Some(50), age_ns: None }));
+            t.event(&at(100, QueueOp::Received { waited_ns: 0, depth: d(0), residence_ns: Some(70), age_ns: None }));
+            t.event(&at(0, QueueOp::Opened { capacity: Some(2) }));
+            t.event(&at(10, QueueOp::Sent { blocked_ns: 0, depth: d(1) }));
+            t.event(&at(30, QueueOp::Sent { blocked_ns: 20, depth: d(2) }));
+            let s = &t.stats(&c)[0];
+            assert_eq!((s.name.as_str(), s.capacity, s.sent, s.received), ("frames", Some(2), 2, 2));
+            // Depth 0 over [0,10), 1 over [10,30), 2 over [30,60), 1 over [60,100): 120 item-ns over 100 ns.
+            assert!((s.depth_mean - 1.2).abs() < 1e-9, "{}", s.depth_mean);
+            assert_eq!(s.depth_max, 2);
+            assert_eq!((s.full_pct, s.empty_pct), (Some(30.0), 10.0));
+            assert_eq!((s.residence.count, s.residence.p50_ns, s.residence.max_ns), (2, 50, 70));
+            assert_eq!((s.sender_blocked_ns, s.receiver_waited_ns), (20, 5));
+        }
+    }
+
+    #[test]
+    fn depths_not_read_are_counted_on_and_pinned_by_the_next_read() {
         let mut c = Catalog::default();
         c.set_name(0, "frames");
         let mut t = QueueTracker::default();
-        // Receiver's thread read first, then the sender's.
-        t.event(&at(60, QueueOp::Received { waited_ns: 5, depth: 1, residence_ns: Some(50), age_ns: None }));
-        t.event(&at(100, QueueOp::Received { waited_ns: 0, depth: 0, residence_ns: Some(70), age_ns: None }));
-        t.event(&at(0, QueueOp::Opened { capacity: Some(2) }));
-        t.event(&at(10, QueueOp::Sent { blocked_ns: 0, depth: 1 }));
-        t.event(&at(30, QueueOp::Sent { blocked_ns: 20, depth: 2 }));
+        t.event(&at(0, QueueOp::Opened { capacity: Some(4) }));
+        // An item's receive ticked at 20, before its send at 21 (both ticks are taken
+        // before the channel moves the item): the count goes below zero for 1 ns,
+        // shown as empty, and is right again after the send.
+        t.event(&at(20, QueueOp::Received { waited_ns: 0, depth: None, residence_ns: None, age_ns: None }));
+        t.event(&at(21, QueueOp::Sent { blocked_ns: 0, depth: None }));
+        t.event(&at(30, QueueOp::Sent { blocked_ns: 0, depth: None }));
+        // Two sends were not recorded (recording off): the next read says 3, not the count's 1.
+        t.event(&at(50, QueueOp::Sent { blocked_ns: 0, depth: Some(3) }));
+        t.event(&at(70, QueueOp::Sent { blocked_ns: 0, depth: None }));
+        t.event(&at(100, QueueOp::Received { waited_ns: 0, depth: None, residence_ns: None, age_ns: None }));
         let s = &t.stats(&c)[0];
-        assert_eq!((s.name.as_str(), s.capacity, s.sent, s.received), ("frames", Some(2), 2, 2));
-        // Depth 0 over [0,10), 1 over [10,30), 2 over [30,60), 1 over [60,100): 120 item-ns over 100 ns.
-        assert!((s.depth_mean - 1.2).abs() < 1e-9, "{}", s.depth_mean);
-        assert_eq!(s.depth_max, 2);
-        assert_eq!((s.full_pct, s.empty_pct), (Some(30.0), 10.0));
-        assert_eq!((s.residence.count, s.residence.p50_ns, s.residence.max_ns), (2, 50, 70));
-        assert_eq!((s.sender_blocked_ns, s.receiver_waited_ns), (20, 5));
+        // 0 over [0,30), 1 over [30,50), 3 over [50,70), 4 over [70,100): 20 + 60 + 120 = 200 item-ns in 100 ns.
+        assert!((s.depth_mean - 2.0).abs() < 1e-9, "{}", s.depth_mean);
+        assert_eq!((s.depth_max, s.full_pct, s.empty_pct), (4, Some(30.0), 30.0));
     }
 }

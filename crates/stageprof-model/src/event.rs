@@ -482,16 +482,16 @@ pub enum QueueOp {
     Sent {
         /// Time the sender waited on a full queue.
         blocked_ns: u64,
-        /// Items in the queue right after.
-        depth: u64,
+        /// Items in the queue right after (`None`: not read then; one more than before).
+        depth: Option<u64>,
     },
     /// An item came out, after the receiver waited `waited_ns` for one; it
     /// had been in the queue `residence_ns` since its send began.
     Received {
         /// Time the receiver waited on an empty queue.
         waited_ns: u64,
-        /// Items in the queue right after.
-        depth: u64,
+        /// Items in the queue right after (`None`: not read then; one fewer than before).
+        depth: Option<u64>,
         /// From the start of the item's send to this receive's return
         /// (`None`: sent while nothing recorded).
         residence_ns: Option<u64>,

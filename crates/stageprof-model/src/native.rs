@@ -18,7 +18,7 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// version 8 the age of received queue items, version 9 untimed GPU
 /// instances and the allocator trace's marks, version 10 queue items' send
 /// ticks, version 11 kernel tracing's windows; older files read as before.
-pub const FORMAT_VERSION: u32 = 11;
+pub const FORMAT_VERSION: u32 = 12;
 
 /// The native file's name in a run's output directory.
 pub const PROFILE_FILE: &str = "profile.stgp";

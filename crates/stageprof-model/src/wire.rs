@@ -59,6 +59,8 @@ pub mod kind {
     /// read, so that the hot path does no division (version 7). Versions 7 to
     /// 9 wrote a received item's residence ticks instead of its send tick,
     /// then with [`super::flag::QUEUE_AGED`] its age in the pipeline (version 8).
+    /// With [`super::flag::QUEUE_AT_ONCE`] the wait word is left out (version
+    /// 10), with [`super::flag::QUEUE_DEPTH_UNREAD`] the depth word (version 12).
     pub const QUEUE: u64 = 11;
     /// `[header, ticks]`: every GPU_MEMORY level of the allocator's trace up
     /// to `ticks` is written, so calls that ended by then can be given their
@@ -107,6 +109,9 @@ pub mod flag {
     pub const QUEUE_SEND_TICK: u64 = 1 << 7;
     /// QUEUE: the operation went through at once; its wait word (0) is left out (version 10).
     pub const QUEUE_AT_ONCE: u64 = 1 << 8;
+    /// QUEUE: the queue's depth was not read; its word is left out, and the
+    /// depth is one more (sent) or one less (received) than before (version 12).
+    pub const QUEUE_DEPTH_UNREAD: u64 = 1 << 9;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was
     /// turned on); KERNEL_TRACE: kernel tracing was turned on.
     pub const TRACE_START: u64 = 1 << 4;
@@ -310,8 +315,8 @@ pub enum QueueRecord {
     Sent {
         /// Ticks the sender waited on a full queue.
         blocked: u64,
-        /// Items in the queue right after.
-        depth: u64,
+        /// Items in the queue right after (`None`: not read; one more than before).
+        depth: Option<u64>,
     },
     /// An item came out after the receiver waited `waited` for one, leaving
     /// `depth` items; its send began at tick `sent` (`None`: not recorded then).
@@ -320,8 +325,8 @@ pub enum QueueRecord {
     Received {
         /// Ticks the receiver waited on an empty queue.
         waited: u64,
-        /// Items in the queue right after.
-        depth: u64,
+        /// Items in the queue right after (`None`: not read; one fewer than before).
+        depth: Option<u64>,
         /// When the item's send began.
         sent: Option<u64>,
     },
@@ -350,32 +355,48 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
             None => u64::MAX,
         }
     }
-    match op {
+    // `[header, ticks]`, then the wait, the depth and the last word, each where it is written.
+    let (mut flags, wait, depth, last) = match op {
         QueueRecord::Opened { capacity } => {
-            ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3)
+            return ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3);
         }
-        // An operation that went through at once (most do) leaves out its zero wait.
-        QueueRecord::Sent { blocked: 0, depth } => {
-            ([header(kind::QUEUE, flag::QUEUE_AT_ONCE, name), ticks, depth, 0, 0, 0], 3)
-        }
-        QueueRecord::Sent { blocked, depth } => ([header(kind::QUEUE, 0, name), ticks, blocked, depth, 0, 0], 4),
-        QueueRecord::Received { waited: 0, depth, sent } => {
-            let flags = flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK | flag::QUEUE_AT_ONCE;
-            ([header(kind::QUEUE, flags, name), ticks, depth, or_max(sent), 0, 0], 4)
-        }
+        QueueRecord::Sent { blocked, depth } => (0, blocked, depth, None),
         QueueRecord::Received { waited, depth, sent } => {
-            let flags = flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK;
-            ([header(kind::QUEUE, flags, name), ticks, waited, depth, or_max(sent), 0], 5)
+            (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, waited, depth, Some(or_max(sent)))
         }
         QueueRecord::ReceivedAged { waited, depth, residence, age } => {
-            let flags = match age {
-                Some(_) => flag::QUEUE_RECEIVED | flag::QUEUE_AGED,
-                None => flag::QUEUE_RECEIVED,
-            };
-            let len = if age.is_some() { 6 } else { 5 };
-            ([header(kind::QUEUE, flags, name), ticks, waited, depth, or_max(residence), or_max(age)], len)
+            let mut words =
+                [header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited, depth, or_max(residence), 0];
+            if let Some(age) = age {
+                words[0] |= flag::QUEUE_AGED;
+                words[5] = age;
+                return (words, 6);
+            }
+            return (words, 5);
         }
+    };
+    let mut words = [0, ticks, 0, 0, 0, 0];
+    let mut len = 2;
+    // An operation that went through at once (most do) leaves out its zero wait.
+    if wait == 0 {
+        flags |= flag::QUEUE_AT_ONCE;
+    } else {
+        words[len] = wait;
+        len += 1;
     }
+    match depth {
+        Some(d) => {
+            words[len] = d;
+            len += 1;
+        }
+        None => flags |= flag::QUEUE_DEPTH_UNREAD,
+    }
+    if let Some(w) = last {
+        words[len] = w;
+        len += 1;
+    }
+    words[0] = header(kind::QUEUE, flags, name);
+    (words, len)
 }
 
 /// A QUEUE record's operation, from its header's flags and its words.
@@ -383,19 +404,20 @@ fn queue_record(flags: u64, rec: &[u64]) -> QueueRecord {
     if flags & flag::QUEUE_OPENED != 0 {
         return QueueRecord::Opened { capacity: known(rec[2]) };
     }
-    // The wait, unless the operation went through at once, then the rest.
+    // The wait, unless the operation went through at once, then the depth, unless unread, then the rest.
     let (wait, rest) = if flags & flag::QUEUE_AT_ONCE != 0 { (0, &rec[2..]) } else { (rec[2], &rec[3..]) };
+    let (depth, rest) = if flags & flag::QUEUE_DEPTH_UNREAD != 0 { (None, rest) } else { (Some(rest[0]), &rest[1..]) };
     if flags & flag::QUEUE_SEND_TICK != 0 {
-        QueueRecord::Received { waited: wait, depth: rest[0], sent: known(rest[1]) }
+        QueueRecord::Received { waited: wait, depth, sent: known(rest[0]) }
     } else if flags & flag::QUEUE_RECEIVED != 0 {
         QueueRecord::ReceivedAged {
             waited: wait,
-            depth: rest[0],
-            residence: known(rest[1]),
-            age: rest.get(2).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
+            depth: depth.unwrap_or(0),
+            residence: known(rest[0]),
+            age: rest.get(1).copied().filter(|_| flags & flag::QUEUE_AGED != 0),
         }
     } else {
-        QueueRecord::Sent { blocked: wait, depth: rest[0] }
+        QueueRecord::Sent { blocked: wait, depth }
     }
 }
 
@@ -413,7 +435,7 @@ const fn queue_len(flags: u64) -> usize {
     } else {
         4
     };
-    len - (flags & flag::QUEUE_AT_ONCE != 0) as usize
+    len - (flags & flag::QUEUE_AT_ONCE != 0) as usize - (flags & flag::QUEUE_DEPTH_UNREAD != 0) as usize
 }
 
 /// The words of a [`Record::GpuMemory`]; `edge` is [`flag::TRACE_START`], [`flag::TRACE_END`] or 0.
@@ -868,14 +890,18 @@ mod tests {
         let ops = [
             QueueRecord::Opened { capacity: Some(4) },
             QueueRecord::Opened { capacity: None },
-            QueueRecord::Sent { blocked: 7, depth: 3 },
-            QueueRecord::Sent { blocked: 0, depth: 3 },
-            QueueRecord::Received { waited: 9, depth: 2, sent: Some(90) },
-            QueueRecord::Received { waited: 9, depth: 2, sent: None },
-            QueueRecord::Received { waited: 0, depth: 2, sent: Some(90) },
+            QueueRecord::Sent { blocked: 7, depth: Some(3) },
+            QueueRecord::Sent { blocked: 0, depth: Some(3) },
+            QueueRecord::Received { waited: 9, depth: Some(2), sent: Some(90) },
+            QueueRecord::Received { waited: 9, depth: Some(2), sent: None },
+            QueueRecord::Received { waited: 0, depth: Some(2), sent: Some(90) },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: Some(5_000) },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: Some(1_000), age: None },
             QueueRecord::ReceivedAged { waited: 9, depth: 2, residence: None, age: None },
+            QueueRecord::Sent { blocked: 7, depth: None },
+            QueueRecord::Sent { blocked: 0, depth: None },
+            QueueRecord::Received { waited: 9, depth: None, sent: Some(90) },
+            QueueRecord::Received { waited: 0, depth: None, sent: None },
         ];
         let mut words = Vec::new();
         for (i, &op) in ops.iter().enumerate() {
@@ -892,9 +918,11 @@ mod tests {
         let mut out = Vec::new();
         decode(&v9, |r| out.push(r)).unwrap();
         assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[7] }]);
-        // What went through at once takes a word less; odd flags still read within their words.
+        // What went through at once takes a word less, and so does a depth not read;
+        // odd flags still read within their words.
         let lens = |op| queue_words(5, 100, op).1;
         assert_eq!((lens(ops[2]), lens(ops[3]), lens(ops[4]), lens(ops[6])), (4, 3, 5, 4));
+        assert_eq!((lens(ops[10]), lens(ops[11]), lens(ops[12]), lens(ops[13])), (3, 2, 4, 3));
         let odd = [header(kind::QUEUE, flag::QUEUE_SEND_TICK, 5), 100, 9, 2, 7];
         assert_eq!(decode(&odd, |_| {}).map_err(|e| e.word), Ok(()));
         let odd = [header(kind::QUEUE, flag::QUEUE_AT_ONCE | flag::QUEUE_AGED | flag::QUEUE_RECEIVED, 5), 100, 2, 7, 8];

@@ -74,9 +74,12 @@ fn random_words_never_panic_and_every_receive_is_delivered_once() {
             if chunk % 2 == 0 {
                 let (name, at) = ((rng.next() % 3) as u32, rng.next() % 1_000_000);
                 let op = match rng.next() % 3 {
-                    0 => QueueRecord::Sent { blocked: rng.next() % 4, depth: rng.next() % 8 },
-                    1 => QueueRecord::Received { waited: 0, depth: 1, sent: Some(rng.next() % 1_000_000) },
-                    _ => QueueRecord::Received { waited: 3, depth: 0, sent: None },
+                    0 => QueueRecord::Sent {
+                        blocked: rng.next() % 4,
+                        depth: Some(rng.next() % 8).filter(|d| d % 2 == 0),
+                    },
+                    1 => QueueRecord::Received { waited: 0, depth: Some(1), sent: Some(rng.next() % 1_000_000) },
+                    _ => QueueRecord::Received { waited: 3, depth: None, sent: None },
                 };
                 let (w, len) = queue_words(name, at, op);
                 words.extend_from_slice(&w[..len]);
@@ -108,10 +111,10 @@ fn a_long_pipeline_fed_a_thread_at_a_time_ages_every_item() {
                 let (w, len) = queue_words(queue, at, op);
                 per_thread[thread].extend_from_slice(&w[..len]);
             };
-            put(0, 0, t, QueueRecord::Sent { blocked: 0, depth: 1 });
-            put(1, 0, t + 10, QueueRecord::Received { waited: 0, depth: 0, sent: Some(t) });
-            put(1, 1, t + 25, QueueRecord::Sent { blocked: 5, depth: 1 });
-            put(2, 1, t + 30, QueueRecord::Received { waited: 0, depth: 0, sent: Some(t + 20) });
+            put(0, 0, t, QueueRecord::Sent { blocked: 0, depth: Some(1) });
+            put(1, 0, t + 10, QueueRecord::Received { waited: 0, depth: None, sent: Some(t) });
+            put(1, 1, t + 25, QueueRecord::Sent { blocked: 5, depth: None });
+            put(2, 1, t + 30, QueueRecord::Received { waited: 0, depth: Some(0), sent: Some(t + 20) });
         }
         for thread in [2, 1, 0] {
             decoder.feed(&mut catalog, thread as u32, &per_thread[thread], &mut sink).unwrap();

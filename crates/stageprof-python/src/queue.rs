@@ -110,7 +110,7 @@ impl NativeQueue {
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
             name_thread_once(py);
-            self.meta.sent(began, now, depth);
+            self.meta.sent(began, now, Some(depth));
         }
         Ok(())
     }
@@ -129,7 +129,7 @@ impl NativeQueue {
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
             name_thread_once(py);
-            self.meta.received(began, now, depth, sent);
+            self.meta.received(began, now, Some(depth), sent);
         }
         Ok(item)
     }

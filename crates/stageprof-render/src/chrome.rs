@@ -206,11 +206,15 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
         self.emit();
     }
 
-    /// A queue's depth after each operation, as a counter track (`queue <name>`).
+    /// A queue's depth as a counter track (`queue <name>`): after each
+    /// operation that read it (each end in use reads it at least every 10 µs
+    /// while in use; the events come in each thread's order, not in time
+    /// order, so the depths between cannot be counted on here).
     fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
         let depth = match event.op {
             QueueOp::Opened { .. } => 0,
-            QueueOp::Sent { depth, .. } | QueueOp::Received { depth, .. } => depth,
+            QueueOp::Sent { depth: Some(depth), .. } | QueueOp::Received { depth: Some(depth), .. } => depth,
+            QueueOp::Sent { depth: None, .. } | QueueOp::Received { depth: None, .. } => return,
         };
         let name = format!("queue {}", catalog.name(event.queue));
         self.event_head(&name, "queue", 'C', event.ts_ns, 0);
@@ -261,7 +265,10 @@ mod tests {
         };
         w.span(&span, &c);
         w.counter(&CounterSample { name: 0, thread: 0, ts_ns: 2_000, value: 0.5 }, &c);
-        w.queue(&QueueEvent { queue: 0, thread: 0, ts_ns: 3_000, op: QueueOp::Sent { blocked_ns: 0, depth: 3 } }, &c);
+        w.queue(
+            &QueueEvent { queue: 0, thread: 0, ts_ns: 3_000, op: QueueOp::Sent { blocked_ns: 0, depth: Some(3) } },
+            &c,
+        );
         let v: serde_json::Value = serde_json::from_slice(&w.finish(&c, "proc").unwrap()).unwrap();
         let events = v["traceEvents"].as_array().unwrap();
         assert_eq!(events[0]["name"], "de\"code");

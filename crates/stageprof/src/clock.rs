@@ -94,7 +94,6 @@ pub(crate) fn ticks_to_ns(t: u64) -> u64 {
 }
 
 /// A length of time in nanoseconds, in ticks.
-#[cfg(feature = "cuda")]
 pub(crate) fn ns_to_ticks(ns: u64) -> u64 {
     (u128::from(ns) * u128::from(clock().ticks_per_second) / 1_000_000_000) as u64
 }

@@ -129,7 +129,7 @@ impl ProfileSink for Exporter {
         let labels = vec![("queue".to_string(), catalog.name(event.queue).to_owned())];
         let q = &self.queues;
         let (depth, waited, waits) = match event.op {
-            QueueOp::Opened { .. } => (0, 0, &q.blocked),
+            QueueOp::Opened { .. } => (Some(0), 0, &q.blocked),
             QueueOp::Sent { blocked_ns, depth } => {
                 q.sent.get_or_create(&labels).inc();
                 (depth, blocked_ns, &q.blocked)
@@ -139,7 +139,10 @@ impl ProfileSink for Exporter {
                 (depth, waited_ns, &q.waited)
             }
         };
-        q.depth.get_or_create(&labels).set(depth.min(i64::MAX as u64) as i64);
+        // Operations that did not read the depth leave the gauge at the last read (at most 10 µs old per end in use).
+        if let Some(depth) = depth {
+            q.depth.get_or_create(&labels).set(depth.min(i64::MAX as u64) as i64);
+        }
         waits.get_or_create(&labels).inc_by(waited as f64 / 1e9);
     }
 }
@@ -224,15 +227,20 @@ mod tests {
         let event = |op| QueueEvent { queue: 3, thread: 0, ts_ns: 0, op };
         exporter.queue(&event(QueueOp::Opened { capacity: Some(4) }), &catalog);
         for depth in 1..=3 {
-            exporter.queue(&event(QueueOp::Sent { blocked_ns: 500_000_000, depth }), &catalog);
+            exporter.queue(&event(QueueOp::Sent { blocked_ns: 500_000_000, depth: Some(depth) }), &catalog);
         }
-        exporter
-            .queue(&event(QueueOp::Received { waited_ns: 0, depth: 2, residence_ns: Some(9), age_ns: None }), &catalog);
+        // The second receive did not read the depth: the gauge stays at the first's.
+        for depth in [Some(2), None] {
+            exporter.queue(
+                &event(QueueOp::Received { waited_ns: 0, depth, residence_ns: Some(9), age_ns: None }),
+                &catalog,
+            );
+        }
         let mut text = String::new();
         encode(&mut text, &exporter.registry).unwrap();
         for line in [
             "stageprof_queue_items_sent_total{queue=\"frames\"} 3",
-            "stageprof_queue_items_received_total{queue=\"frames\"} 1",
+            "stageprof_queue_items_received_total{queue=\"frames\"} 2",
             "stageprof_queue_depth{queue=\"frames\"} 2",
             "stageprof_queue_sender_blocked_seconds_total{queue=\"frames\"} 1.5",
         ] {

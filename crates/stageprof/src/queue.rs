@@ -25,16 +25,30 @@
 //! While no session records, an operation costs a relaxed load beyond the
 //! channel's own and the 8-byte stamp. Durations are written in clock ticks
 //! and converted when the profile is read, so the hot path does no division.
+//!
+//! Each end reads the queue's depth at most once every [`DEPTH_READ_NS`]:
+//! the depth is the two cursors' distance, and in a contended channel the
+//! other side's cursor is a cache line another core just wrote (a miss on
+//! nearly every operation). An operation that does not read it says so,
+//! and the reader counts on from the last read (a send one more, a receive
+//! one fewer), so the depth is still known after every operation; the reads
+//! pin the count against operations that were not recorded (records
+//! dropped, recording switched off).
 
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 use stageprof_model::wire::{queue_words, QueueRecord};
 
-use crate::clock::ticks;
+use crate::clock::{ns_to_ticks, ticks};
+
+/// An end reads its queue's depth on its first operation at least this many
+/// nanoseconds after its last read: rarely enough that the read costs little
+/// however fast items go, often enough for a counter track in a trace.
+const DEPTH_READ_NS: u64 = 10_000;
 use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
 
 /// A queue holding at most `capacity` items, named `name` in the report
@@ -60,7 +74,33 @@ fn ends<T>(
     crate::clock::clock();
     let meta = Arc::new(QueueMeta::new(name, capacity));
     meta.record(ticks(), None);
-    (Sender { inner: tx, meta: meta.clone() }, Receiver { inner: rx, meta })
+    (
+        Sender { inner: tx, meta: meta.clone(), depth: DepthReads::new() },
+        Receiver { inner: rx, meta, depth: DepthReads::new() },
+    )
+}
+
+/// When one end last read its queue's depth, in ticks.
+struct DepthReads {
+    last: AtomicU64,
+    every: u64,
+}
+
+impl DepthReads {
+    fn new() -> DepthReads {
+        DepthReads { last: AtomicU64::new(0), every: ns_to_ticks(DEPTH_READ_NS) }
+    }
+
+    /// `len()` if this end's last read was at least [`DEPTH_READ_NS`] before tick `now`.
+    #[inline]
+    fn read(&self, now: u64, len: impl FnOnce() -> usize) -> Option<u64> {
+        // A clone of the end used on another thread may have read it after `now`: not due then.
+        if now.saturating_sub(self.last.load(Relaxed)) < self.every {
+            return None;
+        }
+        self.last.store(now, Relaxed);
+        Some(len() as u64)
+    }
 }
 
 /// What both ends of a queue share, and what records its operations: its
@@ -104,14 +144,16 @@ impl QueueMeta {
         with_writer(Target::Global, |w| w.record(&words[..len]));
     }
 
-    /// Records a send that began at tick `began` and went through at `now`, leaving `depth` items.
-    pub fn sent(&self, began: u64, now: u64, depth: u64) {
+    /// Records a send that began at tick `began` and went through at `now`,
+    /// leaving `depth` items (`None`: not read; one more than before).
+    pub fn sent(&self, began: u64, now: u64, depth: Option<u64>) {
         self.record(now, Some(QueueRecord::Sent { blocked: now.saturating_sub(began), depth }));
     }
 
     /// Records a receive that began at tick `began` and took, at `now`, an
-    /// item whose send began at tick `sent` (0: not recorded then), leaving `depth` items.
-    pub fn received(&self, began: u64, now: u64, depth: u64, sent: u64) {
+    /// item whose send began at tick `sent` (0: not recorded then), leaving
+    /// `depth` items (`None`: not read; one fewer than before).
+    pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: u64) {
         let sent = (sent != 0).then_some(sent);
         self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
@@ -138,23 +180,25 @@ pub(crate) fn began() -> u64 {
 pub struct Sender<T> {
     inner: crossbeam_channel::Sender<Stamped<T>>,
     meta: Arc<QueueMeta>,
+    depth: DepthReads,
 }
 
 /// The receiving end; clone it for more consumers.
 pub struct Receiver<T> {
     inner: crossbeam_channel::Receiver<Stamped<T>>,
     meta: Arc<QueueMeta>,
+    depth: DepthReads,
 }
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Sender { inner: self.inner.clone(), meta: self.meta.clone() }
+        Sender { inner: self.inner.clone(), meta: self.meta.clone(), depth: DepthReads::new() }
     }
 }
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
-        Receiver { inner: self.inner.clone(), meta: self.meta.clone() }
+        Receiver { inner: self.inner.clone(), meta: self.meta.clone(), depth: DepthReads::new() }
     }
 }
 
@@ -207,7 +251,7 @@ impl<T> Sender<T> {
     #[inline]
     fn sent_at<E>(&self, began: u64, now: u64, done: Result<(), E>) -> Result<(), E> {
         if done.is_ok() && began != 0 {
-            self.meta.sent(began, now, self.inner.len() as u64);
+            self.meta.sent(began, now, self.depth.read(now, || self.inner.len()));
         }
         done
     }
@@ -278,7 +322,7 @@ impl<T> Receiver<T> {
     fn received_at<E>(&self, began: u64, now: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
         let stamped = got?;
         if began != 0 {
-            self.meta.received(began, now, self.inner.len() as u64, stamped.sent);
+            self.meta.received(began, now, self.depth.read(now, || self.inner.len()), stamped.sent);
         }
         Ok(stamped.item)
     }

@@ -38,6 +38,31 @@ fn pipeline(name: &str, produce: Duration, consume: Duration) -> (Vec<u64>, Dura
     (got, producer.join().unwrap(), waited)
 }
 
+/// `BURSTS` times: four sends fill a queue of 4 at once (well inside the
+/// 10 µs an end goes without reading the depth), it stays full
+/// `HOLD`, four receives empty it, it stays empty `HOLD`. Returns the
+/// share of time it was full by the test's clock, from its making to its last receive.
+fn bursts(name: &str) -> f64 {
+    const BURSTS: u32 = 5;
+    const HOLD: Duration = Duration::from_millis(10);
+    let (tx, rx) = queue::bounded::<u32>(name, 4);
+    let made = Instant::now();
+    let mut full = Duration::ZERO;
+    let mut last = made;
+    for burst in 0..BURSTS {
+        (0..4).for_each(|i| tx.send(i).unwrap());
+        let filled = Instant::now();
+        thread::sleep(HOLD);
+        full += filled.elapsed();
+        (0..4).for_each(|_| assert!(rx.recv().is_ok()));
+        last = Instant::now();
+        if burst + 1 < BURSTS {
+            thread::sleep(HOLD);
+        }
+    }
+    full.as_secs_f64() / (last - made).as_secs_f64()
+}
+
 #[test]
 fn queues_count_every_item_and_say_who_waited() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,6 +73,7 @@ fn queues_count_every_item_and_say_who_waited() {
     });
     let (slow_got, slow_blocked, _) = pipeline("to slow consumer", Duration::ZERO, WORK);
     let (starved_got, _, starved_waited) = pipeline("to starved consumer", WORK, Duration::ZERO);
+    let bursts_full = bursts("bursts");
 
     // The ends behave as crossbeam's: a full queue hands the item back, a closed one too.
     let (tx, rx) = queue::bounded::<&str>("tiny", 1);
@@ -88,6 +114,17 @@ fn queues_count_every_item_and_say_who_waited() {
         assert_eq!(starved.sender_blocked_ns, 0, "{starved:?}");
     }
 
+    // Depths not read in a burst are counted on: full and its time full as by the test's clock.
+    let burst = queue("bursts");
+    assert_eq!((burst.sent, burst.received, burst.depth_max), (20, 20, 4), "{burst:?}");
+    let full = burst.full_pct.unwrap();
+    assert!(
+        (full - 100.0 * bursts_full).abs() < 2.0,
+        "full {full}% against {}% by the test's clock",
+        100.0 * bursts_full
+    );
+    assert!((burst.depth_mean - 4.0 * bursts_full).abs() < 0.1, "{burst:?}");
+
     let tiny = queue("tiny");
     assert_eq!((tiny.sent, tiny.received), (1, 1), "refused sends move nothing");
 
@@ -95,8 +132,8 @@ fn queues_count_every_item_and_say_who_waited() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let names: Vec<&str> = json["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["tiny", "to slow consumer", "to starved consumer"]);
-    assert_eq!(json["queues"][1]["sent"], ITEMS);
+    assert_eq!(names, ["bursts", "tiny", "to slow consumer", "to starved consumer"]);
+    assert_eq!(json["queues"][2]["sent"], ITEMS);
     // And so does the table, a line each.
     let table = stageprof_render::render_table(&summary, &stageprof_render::TableOptions::plain());
     let line = table.lines().find(|l| l.starts_with("queue to slow consumer:")).expect("a line for the queue");

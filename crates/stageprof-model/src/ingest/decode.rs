@@ -149,9 +149,12 @@ fn decode_queue(
         }
         QueueRecord::Opened { capacity } => QueueOp::Opened { capacity },
         QueueRecord::Sent { blocked, depth } => QueueOp::Sent { blocked_ns: ns(blocked), depth },
-        QueueRecord::ReceivedAged { waited, depth, residence, age } => {
-            QueueOp::Received { waited_ns: ns(waited), depth, residence_ns: residence.map(ns), age_ns: age.map(ns) }
-        }
+        QueueRecord::ReceivedAged { waited, depth, residence, age } => QueueOp::Received {
+            waited_ns: ns(waited),
+            depth: Some(depth),
+            residence_ns: residence.map(ns),
+            age_ns: age.map(ns),
+        },
     };
     sink.queue(&at.event(op), catalog);
     if let QueueRecord::Sent { blocked, .. } = record {
