@@ -1,13 +1,15 @@
 //! What an instrumented queue costs: send + receive pairs through
 //! `stageprof::queue` against the crossbeam-channel it wraps, on one thread
 //! (uncontended) and with two producer threads feeding one receiver, with a
-//! session recording and with recording off. `cargo bench -p stageprof
+//! session recording and with recording off; and crossbeam carrying 8 bytes
+//! more an item, as the queue does, to tell the cost of those bytes inside
+//! the channel from the queue's own. `cargo bench -p stageprof
 //! --bench queue [-- ROUNDS] [one|two]` (a word: only the comparisons whose
 //! title has it).
 //!
 //! The differences asked of the queue are a few nanoseconds, smaller than
 //! how far a shared machine drifts between two benchmarks run one after the
-//! other. So the three are timed in short rounds, taking turns in a
+//! other. So the contenders are timed in short rounds, taking turns in a
 //! rotating order, and each cost is the median over rounds of a round's
 //! time minus the crossbeam round beside it: drift over seconds falls on
 //! both alike. Recording is switched with `stageprof::set_enabled`, which is
@@ -25,20 +27,25 @@ const PAIRS: usize = 4_000;
 const ITEMS_PER_PRODUCER: usize = 2_000;
 const CAPACITY: usize = 64;
 
-/// The contenders, in the order of the columns printed.
+/// The contenders, in the order of the lines printed.
 #[derive(Clone, Copy)]
 enum Contender {
     Crossbeam,
+    /// crossbeam carrying the item and 8 bytes more, as stageprof's queue
+    /// does (its stamp): what those bytes cost inside the channel itself.
+    CrossbeamStamped,
     Off,
     Recording,
 }
 
-const CONTENDERS: [Contender; 3] = [Contender::Crossbeam, Contender::Off, Contender::Recording];
+const CONTENDERS: [Contender; 4] =
+    [Contender::Crossbeam, Contender::CrossbeamStamped, Contender::Off, Contender::Recording];
 
 impl Contender {
     fn label(self) -> &'static str {
         match self {
             Contender::Crossbeam => "crossbeam-channel",
+            Contender::CrossbeamStamped => "crossbeam, item + 8 bytes",
             Contender::Off => "stageprof::queue, off",
             Contender::Recording => "stageprof::queue, recording",
         }
@@ -54,6 +61,7 @@ type Setup = fn() -> Box<Round>;
 /// One thread sends and receives `PAIRS` items, one at a time.
 fn one_thread() -> Box<Round> {
     let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let (stx, srx) = crossbeam_channel::bounded::<(u64, u64)>(CAPACITY);
     let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench", CAPACITY);
     Box::new(move |contender| {
         let start = Instant::now();
@@ -61,6 +69,10 @@ fn one_thread() -> Box<Round> {
             Contender::Crossbeam => (0..PAIRS).for_each(|i| {
                 tx.send(black_box(i as u64)).unwrap();
                 black_box(rx.recv().unwrap());
+            }),
+            Contender::CrossbeamStamped => (0..PAIRS).for_each(|i| {
+                stx.send(black_box((i as u64, 0))).unwrap();
+                black_box(srx.recv().unwrap());
             }),
             Contender::Off | Contender::Recording => (0..PAIRS).for_each(|i| {
                 qtx.send(black_box(i as u64)).unwrap();
@@ -93,6 +105,7 @@ fn two_producers() -> Box<Round> {
         ns
     }
     let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let (stx, srx) = crossbeam_channel::bounded::<(u64, u64)>(CAPACITY);
     let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench, two producers", CAPACITY);
     Box::new(move |contender| match contender {
         Contender::Crossbeam => {
@@ -101,6 +114,15 @@ fn two_producers() -> Box<Round> {
                 move |i| tx.send(i).unwrap(),
                 || {
                     black_box(rx.recv().unwrap());
+                },
+            )
+        }
+        Contender::CrossbeamStamped => {
+            let stx = stx.clone();
+            round(
+                move |i| stx.send((i, 0)).unwrap(),
+                || {
+                    black_box(srx.recv().unwrap());
                 },
             )
         }
@@ -124,17 +146,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs `rounds` rounds of each contender in turn and prints each one's
 /// median time and its median cost over the crossbeam round beside it.
 fn compare(title: &str, rounds: usize, mut round: Box<Round>) {
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let n = CONTENDERS.len();
+    let mut times: [Vec<f64>; CONTENDERS.len()] = Default::default();
     for r in 0..rounds + 1 {
-        let mut this_round = [0.0; 3];
-        for k in 0..3 {
-            let i = (r + k) % 3;
+        let mut this_round = [0.0; CONTENDERS.len()];
+        for k in 0..n {
+            let i = (r + k) % n;
             stageprof::set_enabled(matches!(CONTENDERS[i], Contender::Recording));
             this_round[i] = round(CONTENDERS[i]);
         }
         // The first round warms caches and the recorder's blocks.
         if r > 0 {
-            (0..3).for_each(|i| times[i].push(this_round[i]));
+            (0..n).for_each(|i| times[i].push(this_round[i]));
         }
     }
     println!("{title} ({rounds} rounds, medians)");
