@@ -16,7 +16,7 @@ for _ in $(seq "$ROUNDS"); do
         python gpu/python_gpu_check.py overhead "$mode" "$FRAMES" 2>/dev/null | grep "ms/frame" ||
             { echo "gpu/python_gpu_check.py overhead $mode $FRAMES failed; the rounds stop here" >&2; exit 1; }
     done
-done | python3 -c '
+done | python3 -u -c '
 import statistics, sys
 rounds, costs = [], {}
 for line in sys.stdin:
