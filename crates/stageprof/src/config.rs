@@ -88,7 +88,7 @@ pub struct Config {
     pub gpu_on_demand: bool,
     /// With `gpu = "kernels"`: trace kernels, copies and memsets in 1 of
     /// every this many recorded frames (1: all; 0: as many as keep tracing's
-    /// measured cost under 2% of the run's time). CUPTI's records cost time
+    /// measured cost under 1.5% of the run's time). CUPTI's records cost time
     /// in every launch; the GPU work figures of stages are over their calls
     /// in the traced frames. CUDA events and GPU memory cover every frame.
     pub kernel_every: u32,

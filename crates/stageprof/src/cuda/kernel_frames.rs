@@ -41,8 +41,11 @@ use super::activity;
 use crate::clock::ticks;
 use crate::notice::report;
 
-/// The most of the run's time kernel tracing may cost, by default.
-pub(crate) const COST_SHARE: f64 = 0.02;
+/// The most of the run's time kernel tracing may cost, by default. With
+/// the events' own 0.5-1% it must stay under 3% for Rust pipelines: at 2%,
+/// `gpu_check overhead kernels 3000` cost +2.9 to +3.4% on an H100 host,
+/// tracing itself about 2.2 points of it.
+pub(crate) const COST_SHARE: f64 = 0.015;
 /// Weight of the newest untraced frame in their average duration.
 const USUAL_WEIGHT: f64 = 0.1;
 
@@ -229,7 +232,7 @@ mod tests {
         let n = picked.iter().filter(|&&t| t).count() as f64;
         let run_time = n * traced as f64 + (frames as f64 - n) * untraced as f64;
         let cost = n * (traced - untraced) as f64;
-        // Within the share, and not far under it: each traced frame costs 500 of the 2% of ~1000 a frame.
+        // Within the share, and not far under it: each traced frame costs 500 of the 1.5% of ~1000 a frame.
         assert!(cost <= COST_SHARE * run_time + 1_500.0, "cost {cost} of {run_time}");
         assert!(cost >= 0.9 * COST_SHARE * run_time, "cost {cost} of {run_time}");
         assert!(picked[0], "the first frame is traced");
@@ -243,7 +246,7 @@ mod tests {
         let first_untraced = picked.iter().position(|&t| !t).unwrap();
         let last_untraced = picked.iter().rposition(|&t| !t).unwrap();
         assert_eq!(first_untraced, 1);
-        assert_eq!(last_untraced, (1.0 / COST_SHARE) as usize - 1, "untraced up to frame {last_untraced}");
+        assert_eq!(last_untraced, (1.0 / COST_SHARE).ceil() as usize - 1, "untraced up to frame {last_untraced}");
     }
 
     #[test]
