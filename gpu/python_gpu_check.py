@@ -616,7 +616,7 @@ RANK_FRAMES = 10
 def rank_worker(rank: int, out: str) -> None:
     """One rank of a two-rank job (gloo: the ranks may share a GPU, which
     NCCL refuses): a profiled run, then the same work timed by hand, whose
-    GPU ms per stage go to ``<out>/truth-<rank>.json``. Rank 1 does twice
+    GPU ms per stage go to ``<out>/truth/rank-<rank>.json``. Rank 1 does twice
     rank 0's matmuls: the straggler."""
     import torch.distributed as dist
 
@@ -644,7 +644,9 @@ def rank_worker(rank: int, out: str) -> None:
     for _ in range(RANK_FRAMES):
         for name, ms in by_hand_once(step).items():
             truth[name] += ms
-    with open(os.path.join(out, f"truth-{rank}.json"), "w") as f:
+    # Not in <out> itself: the report of <out> takes every JSON file there for a trace.
+    os.makedirs(os.path.join(out, "truth"), exist_ok=True)
+    with open(os.path.join(out, "truth", f"rank-{rank}.json"), "w") as f:
         json.dump(truth, f)
     dist.destroy_process_group()
 
@@ -661,7 +663,7 @@ def ranks(out: str) -> int:
         return 1
     ok = True
     for r in (0, 1):
-        with open(os.path.join(out, f"truth-{r}.json")) as f:
+        with open(os.path.join(out, "truth", f"rank-{r}.json")) as f:
             truth = json.load(f)
         with open(os.path.join(out, f"rank-{r}", "summary.json")) as f:
             stages = {s["path"][-1]: s for s in json.load(f)["stages"]}
