@@ -44,12 +44,12 @@ pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutE
 use stageprof_model::wire::{queue_words, QueueRecord};
 
 use crate::clock::{ns_to_ticks, ticks};
+use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
 
 /// An end reads its queue's depth on its first operation at least this many
 /// nanoseconds after its last read: rarely enough that the read costs little
 /// however fast items go, often enough for a counter track in a trace.
 const DEPTH_READ_NS: u64 = 10_000;
-use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
 
 /// A queue holding at most `capacity` items, named `name` in the report
 /// (0 makes a rendezvous channel, as crossbeam's does).
