@@ -523,8 +523,14 @@ def sync() -> None:
 
 
 def overhead(mode: str, frames: int) -> None:
-    """One mode in this process (modes that hold CUPTI, kernels and torch, need one each)."""
-    print(f"{mode} {overhead_block(mode, frames, demo_frames()) * 1e3:.3f} ms/frame")
+    """One mode in this process (modes that hold CUPTI, kernels and torch,
+    need one each); for kernels, how many of the frames traced them."""
+    per_frame = overhead_block(mode, frames, demo_frames())
+    traced = ""
+    if mode.startswith("kernels"):
+        report = stageprof.read("/tmp/stageprof-overhead/profile.stgp").summary
+        traced = f" (kernels traced in {report['frames']['gpu_traced']} of {report['frames']['count']} frames)"
+    print(f"{mode} {per_frame * 1e3:.3f} ms/frame{traced}")
 
 
 def overhead_interleaved(modes: List[str], frames: int, rounds: int) -> None:
