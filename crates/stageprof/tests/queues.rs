@@ -63,6 +63,22 @@ fn bursts(name: &str) -> f64 {
     full.as_secs_f64() / (last - made).as_secs_f64()
 }
 
+/// Two items sent while recording, three with recording off, one more once
+/// it is back on, then all six received: the sends not recorded are not
+/// counted, but the first read after the gap (each end reads the depth at
+/// least 10 µs after its last read) pins the depth at 6.
+fn gap_in_recording(name: &str) {
+    let (tx, rx) = queue::bounded::<u32>(name, 8);
+    (0..2).for_each(|i| tx.send(i).unwrap());
+    stageprof::set_enabled(false);
+    (0..3).for_each(|i| tx.send(i).unwrap());
+    stageprof::set_enabled(true);
+    thread::sleep(Duration::from_millis(1));
+    tx.send(9).unwrap();
+    thread::sleep(Duration::from_millis(1));
+    assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 6);
+}
+
 #[test]
 fn queues_count_every_item_and_say_who_waited() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,6 +90,7 @@ fn queues_count_every_item_and_say_who_waited() {
     let (slow_got, slow_blocked, _) = pipeline("to slow consumer", Duration::ZERO, WORK);
     let (starved_got, _, starved_waited) = pipeline("to starved consumer", WORK, Duration::ZERO);
     let bursts_full = bursts("bursts");
+    gap_in_recording("gap");
 
     // The ends behave as crossbeam's: a full queue hands the item back, a closed one too.
     let (tx, rx) = queue::bounded::<&str>("tiny", 1);
@@ -125,6 +142,10 @@ fn queues_count_every_item_and_say_who_waited() {
     );
     assert!((burst.depth_mean - 4.0 * bursts_full).abs() < 0.1, "{burst:?}");
 
+    // Sends while recording was off are not in the counts; the depth read after the gap is.
+    let gap = queue("gap");
+    assert_eq!((gap.sent, gap.received, gap.depth_max), (3, 6, 6), "{gap:?}");
+
     let tiny = queue("tiny");
     assert_eq!((tiny.sent, tiny.received), (1, 1), "refused sends move nothing");
 
@@ -132,8 +153,8 @@ fn queues_count_every_item_and_say_who_waited() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let names: Vec<&str> = json["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["bursts", "tiny", "to slow consumer", "to starved consumer"]);
-    assert_eq!(json["queues"][2]["sent"], ITEMS);
+    assert_eq!(names, ["bursts", "gap", "tiny", "to slow consumer", "to starved consumer"]);
+    assert_eq!(json["queues"][3]["sent"], ITEMS);
     // And so does the table, a line each.
     let table = stageprof_render::render_table(&summary, &stageprof_render::TableOptions::plain());
     let line = table.lines().find(|l| l.starts_with("queue to slow consumer:")).expect("a line for the queue");
