@@ -183,7 +183,7 @@ def accuracy(out: str) -> int:
     ok = compare_memory("known work", report.stages)
     ok &= demo_memory(out)
 
-    # Kernels are traced in some frames (as many as keep the cost under 2%): each stage's
+    # Kernels are traced in some frames (as many as keep the cost within its share): each stage's
     # kernels over its traced calls must be torch.profiler's over all of its calls.
     print(f"frames with kernels traced: {report.summary['frames']['gpu_traced']} of {frames}")
     print(f"{'stage':<12} {'events by hand':>15} {'stageprof':>12} {'diff':>8}   {'kernels a call (torch.profiler)':>31} {'stageprof':>10}")
@@ -456,6 +456,9 @@ class ByHand:
         self.net = torch.cuda.memory_allocated() - self.level
 
 
+OVERHEAD_OUT = "/tmp/stageprof-overhead"
+
+
 def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> float:
     """Seconds a frame over ``frames`` frames under ``mode``; whatever the mode
     set up is torn down after (sessions finished, patches undone)."""
@@ -471,13 +474,13 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         session = stageprof.init(enabled=False)
     else:
         # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb;
-        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost under 2%).
+        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost within its share).
         gpu = mode.removesuffix("-nomem").removesuffix("-all")
         bound = {"max_disk_mb": 64} if mode == "bounded" else {}
         if mode == "kernels-all":
             bound["kernel_every"] = 1
         session = stageprof.init(
-            out_dir="/tmp/stageprof-overhead",
+            out_dir=OVERHEAD_OUT,
             formats=["native"],
             enabled=mode != "off",
             gpu="off" if mode == "off" else "events" if mode == "bounded" else gpu,
@@ -528,7 +531,7 @@ def overhead(mode: str, frames: int) -> None:
     per_frame = overhead_block(mode, frames, demo_frames())
     traced = ""
     if mode.startswith("kernels"):
-        report = stageprof.read("/tmp/stageprof-overhead/profile.stgp").summary
+        report = stageprof.read(f"{OVERHEAD_OUT}/profile.stgp").summary
         traced = f" (kernels traced in {report['frames']['gpu_traced']} of {report['frames']['count']} frames)"
     print(f"{mode} {per_frame * 1e3:.3f} ms/frame{traced}")
 

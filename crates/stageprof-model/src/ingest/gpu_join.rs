@@ -74,6 +74,15 @@ impl TraceWindows {
         }
     }
 
+    /// The closed windows; the latest also stays, as an off with no on
+    /// since (a read that goes on through it) may still extend it.
+    fn take_closed(&mut self) -> Vec<BusyRun> {
+        let Some(&latest) = self.closed.last() else { return Vec::new() };
+        let closed = self.closed.drain(..).map(|(s, e)| BusyRun::window(s, e)).collect();
+        self.closed.push(latest);
+        closed
+    }
+
     /// The closed windows, merged; `open_to_end`: a window still open runs to the end of time.
     fn runs(&mut self, open_to_end: bool) -> Vec<BusyRun> {
         if open_to_end {
@@ -86,6 +95,11 @@ impl TraceWindows {
         merge_runs(&mut runs);
         runs
     }
+}
+
+/// Nanoseconds as the signed times the join works in (no real time reaches the bound).
+fn signed(ns: u64) -> i64 {
+    ns.min(i64::MAX as u64) as i64
 }
 
 /// Whether merged `runs` cover all of `start..=end`.
@@ -113,7 +127,7 @@ impl GpuLedger {
                 }
             }
             Record::GpuMemory { device, ticks, allocated_bytes, reserved_bytes, edge } => {
-                let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                let ts = signed(scale.ns(ticks));
                 if edge == flag::TRACE_START {
                     self.memory_windows.on(ts);
                 } else if edge == flag::TRACE_END {
@@ -126,11 +140,11 @@ impl GpuLedger {
                     device: i64::from(device),
                     total: allocated_bytes,
                     bytes: 0,
-                    reserved: Some(reserved_bytes.min(i64::MAX as u64) as i64),
+                    reserved: Some(signed(reserved_bytes)),
                 });
             }
             Record::KernelTrace { ticks, on } => {
-                let ts = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                let ts = signed(scale.ns(ticks));
                 if on {
                     self.kernel_windows.on(ts);
                 } else {
@@ -138,7 +152,7 @@ impl GpuLedger {
                 }
             }
             Record::GpuActivity(r) => {
-                let ns = |t| scale.ns(t).min(i64::MAX as u64) as i64;
+                let ns = |t| signed(scale.ns(t));
                 let index = self.activities.len() as u32;
                 let launch = r.launch_ticks.map(ns);
                 match launch {
@@ -180,7 +194,7 @@ pub struct GpuJoin {
     scratch: Vec<BusyRun>,
     memory: MemorySeries,
     /// When the allocator's trace was on, merged, in time order.
-    traced: Vec<BusyRun>,
+    memory_windows: Vec<BusyRun>,
     /// Calls that ended on another stream than they began on: how many, and the first's stage.
     stream_changed: Option<(u64, Option<PathId>)>,
     /// Whether GPU work was traced (not only timed by events): then a call
@@ -280,7 +294,7 @@ impl GpuJoin {
             ledger.frames_by_thread.iter().max_by_key(|&(&t, &n)| (n, std::cmp::Reverse(t))).map(|(&t, _)| t);
         let windows = FrameWindows::new(&ledger.activities, &idle);
         let memory = MemorySeries::build(std::mem::take(&mut ledger.memory));
-        let traced = ledger.memory_windows.runs(false);
+        let memory_windows = ledger.memory_windows.runs(false);
         let kernel_windows = ledger.kernel_windows.seen.then(|| ledger.kernel_windows.runs(true));
         let work_traced = !ledger.activities.is_empty();
         GpuJoin {
@@ -291,7 +305,7 @@ impl GpuJoin {
             windows,
             scratch: Vec::new(),
             memory,
-            traced,
+            memory_windows,
             stream_changed: None,
             work_traced,
             kernel_windows,
@@ -316,7 +330,7 @@ impl GpuJoin {
             Record::KernelTrace { .. } => {}
             Record::GpuMemoryMark { ticks, trace_off, done } => {
                 if let Some(live) = &mut self.live {
-                    let at = scale.ns(ticks).min(i64::MAX as u64) as i64;
+                    let at = signed(scale.ns(ticks));
                     let seen = &mut live.seen;
                     seen.through_ns = seen.through_ns.max(at);
                     seen.done |= done;
@@ -350,12 +364,10 @@ impl GpuJoin {
                 self.memory.push(m);
             }
         }
-        // The latest window stays in the ledger too: a read that goes on through it extends it.
-        let windows = &mut self.ledger.memory_windows.closed;
-        if let Some(&latest) = windows.last() {
-            self.traced.extend(windows.drain(..).map(|(s, e)| BusyRun::window(s, e)));
-            windows.push(latest);
-            merge_runs(&mut self.traced);
+        let closed = self.ledger.memory_windows.take_closed();
+        if !closed.is_empty() {
+            self.memory_windows.extend(closed);
+            merge_runs(&mut self.memory_windows);
         }
         for (ts, bytes) in self.memory.levels().skip(live.emitted).take_while(|&(ts, _)| ts <= through) {
             let at = ts.max(0) as u64;
@@ -375,7 +387,7 @@ impl GpuJoin {
             }
             _ => true,
         };
-        let end = extent.end_ns.min(i64::MAX as u64) as i64;
+        let end = signed(extent.end_ns);
         let memory = match live.producer_since_ns {
             Some(since) if extent.end_ns >= since => live.in_force.done || live.in_force.through_ns >= end,
             _ => true,
@@ -402,24 +414,23 @@ impl GpuJoin {
     /// start (`open`: counting the calls still open), asked only then.
     pub fn forget_settled(&mut self, needed_from: impl FnOnce(bool) -> Option<u64>) {
         let Some(live) = &mut self.live else { return };
-        let ns = |t: u64| t.min(i64::MAX as u64) as i64;
         let new_gap = live.in_force.gap_ns.filter(|&g| live.forgotten_to.is_none_or(|f| f < g));
         let before = match new_gap {
             Some(gap) => {
                 live.forgotten_to = Some(gap);
-                needed_from(false).map_or(gap, |h| gap.min(ns(h)))
+                needed_from(false).map_or(gap, |h| gap.min(signed(h)))
             }
             None if self.memory.len() >= 2 * live.kept_after_forget.max(MIN_LEVELS_KEPT) => {
                 let through = live.in_force.through_ns;
-                needed_from(true).map_or(through, |n| through.min(ns(n)))
+                needed_from(true).map_or(through, |n| through.min(signed(n)))
             }
             None => return,
         };
         let forgotten = self.memory.forget_before(before);
         live.emitted -= forgotten.min(live.emitted);
         live.kept_after_forget = self.memory.len();
-        let ended = self.traced.partition_point(|w| w.end < before);
-        self.traced.drain(..ended);
+        let ended = self.memory_windows.partition_point(|w| w.end < before);
+        self.memory_windows.drain(..ended);
     }
 
     /// Levels a live join left out because they came out of time order.
@@ -470,10 +481,10 @@ impl GpuJoin {
         let mut all = call.nested;
         all.extend_from_slice(&own);
         let frame = extent.frame.then(|| self.frame_window(extent, &all)).flatten();
-        let (start, end) = (extent.start_ns.min(i64::MAX as u64) as i64, extent.end_ns.min(i64::MAX as u64) as i64);
-        let traced = covered(&self.traced, start, end);
-        let memory = traced.then(|| self.memory.delta(start, end)).flatten();
-        let reserved_bytes = traced.then(|| self.memory.reserved_peak(start, end)).flatten();
+        let (start, end) = (signed(extent.start_ns), signed(extent.end_ns));
+        let memory_traced = covered(&self.memory_windows, start, end);
+        let memory = memory_traced.then(|| self.memory.delta(start, end)).flatten();
+        let reserved_bytes = memory_traced.then(|| self.memory.reserved_peak(start, end)).flatten();
         // A call not wholly traced gets no figures: its work, if any was traced, is in the
         // timeline, and its figures would be a part of it.
         let kernels_traced = self.kernels_traced(start, end);
@@ -495,8 +506,7 @@ impl GpuJoin {
 
     /// A closing frame's GPU window (its own work's busy time is filled in by the caller).
     fn frame_window(&mut self, extent: CallExtent, all: &[u32]) -> Option<FrameGpu> {
-        let ns = |t: u64| t.min(i64::MAX as u64) as i64;
-        let (start, end) = (ns(extent.start_ns), ns(extent.end_ns));
+        let (start, end) = (signed(extent.start_ns), signed(extent.end_ns));
         let window = self.windows.frame(start, end, all, &self.ledger.activities, &self.idle)?;
         Some(frame_gpu(&window, 0, |t| t.max(0) as u64))
     }
@@ -504,7 +514,7 @@ impl GpuJoin {
     /// Orphans launched while the call was open; calls close innermost
     /// first, so each goes to the innermost call open at its launch.
     fn claim_orphans(&mut self, extent: CallExtent, own: &mut Vec<u32>) {
-        let (from, to) = (extent.start_ns.min(i64::MAX as u64) as i64, extent.end_ns.min(i64::MAX as u64) as i64);
+        let (from, to) = (signed(extent.start_ns), signed(extent.end_ns));
         let claimed: Vec<(i64, u32)> = self.ledger.orphans.range((from, 0)..=(to, u32::MAX)).copied().collect();
         for key in claimed {
             self.ledger.orphans.remove(&key);
@@ -586,7 +596,7 @@ mod tests {
                 join.forget_settled(|_| None);
                 let most = if gaps { 2 * 22 } else { 2 * MIN_LEVELS_KEPT + 22 };
                 assert!(join.memory.len() <= most, "frame {f}: {} levels held", join.memory.len());
-                assert!(join.traced.len() <= 2, "frame {f}: {} windows held", join.traced.len());
+                assert!(join.memory_windows.len() <= 2, "frame {f}: {} windows held", join.memory_windows.len());
             }
             join.settle_all(&mut sink);
             let levels = if gaps { 10_000 * 22 } else { 10_000 * 21 + 1 };

@@ -298,6 +298,11 @@ fn lib() -> &'static Cupti {
     cupti().expect("CUPTI is loaded before anything is traced")
 }
 
+/// Whether CUPTI is attached now.
+pub(crate) fn attached() -> bool {
+    *ATTACHED.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` while CUPTI is attached (and stays so), or not at all.
 #[inline]
 pub(crate) fn while_attached<R>(f: impl FnOnce() -> R) -> Option<R> {

@@ -67,7 +67,6 @@ pub(crate) struct FrameTrace {
 #[derive(Debug)]
 struct State {
     rule: Rule,
-    on: bool,
     /// No more attaching: another profiler took CUPTI, or the session ends.
     given_up: bool,
     /// CUPTI was detached since the last frame began.
@@ -95,7 +94,7 @@ impl KernelFrames {
             0 => Rule::Budget { since: now, cost: 0.0, usual: None },
             n => Rule::Every { every: u64::from(n), begun: 0 },
         };
-        let state = State { rule, on: true, given_up: false, detached: false, open: 0, edges: vec![(now, true)] };
+        let state = State { rule, given_up: false, detached: false, open: 0, edges: vec![(now, true)] };
         KernelFrames { state: Mutex::new(state), ctx }
     }
 
@@ -106,10 +105,10 @@ impl KernelFrames {
         let traced = s.rule.traces(began) && !s.given_up;
         if traced {
             s.open += 1;
-            if !s.on {
+            if !activity::attached() {
                 s.switch(true, &self.ctx);
             }
-        } else if s.on && s.open == 0 {
+        } else if s.open == 0 && activity::attached() {
             // Only before the first frame: tracing was on from the session's start.
             s.switch(false, &self.ctx);
         }
@@ -123,7 +122,7 @@ impl KernelFrames {
         let mut switched = 0;
         if frame.traced {
             s.open = s.open.saturating_sub(1);
-            if s.open == 0 && s.on {
+            if s.open == 0 && activity::attached() {
                 switched = s.switch(false, &self.ctx);
             }
         }
@@ -149,17 +148,13 @@ impl State {
         let began = ticks();
         if on {
             match activity::start() {
-                Ok(()) => {
-                    self.on = true;
-                    self.edges.push((ticks(), true));
-                }
+                Ok(()) => self.edges.push((ticks(), true)),
                 Err(e) => {
                     self.given_up = true;
                     report(&format!("kernel tracing stops: {e}"));
                 }
             }
         } else {
-            self.on = false;
             self.edges.push((ticks(), false));
             // The records of work launched while traced are complete only once it has run.
             let _ = ctx.synchronize();

@@ -249,6 +249,9 @@ impl Resolver {
         for (ticks, on) in self.state.kernel_frames.as_ref().map(KernelFrames::take_edges).unwrap_or_default() {
             with_writer(Target::Instance(&self.shared), |w| w.record(&kernel_trace_words(ticks, on)));
         }
+        if let Some(clock) = &mut self.clock {
+            activity::while_attached(|| clock.anchor(Anchor::now(activity::timestamp)));
+        }
         let (ended, current) = activity::take();
         for whole in ended {
             // An attachment's last records: every launch of it is known now.
@@ -263,8 +266,7 @@ impl Resolver {
             self.dropped_reported = true;
             report(&format!("CUPTI dropped {} activity records (its buffers were full)", got.dropped));
         }
-        let Some(clock) = &mut self.clock else { return };
-        activity::while_attached(|| clock.anchor(Anchor::now(activity::timestamp)));
+        let Some(clock) = &self.clock else { return };
         let shared = &self.shared;
         self.join.take(got, last, |a, instance, launch| {
             let record = GpuActivityRecord {
