@@ -3,13 +3,14 @@
 # per mode in turn (off first), each mode's cost its time a frame against
 # off's in the same round, then the median and range over rounds. Processes
 # on the device machines varied by a third from one to the next, so a cost
-# read from fewer rounds is not a figure.
+# read from fewer rounds is not a figure. 200 frames (9 s a run): in 40 the
+# kernel mode's first traced frame and its detach were most of its cost.
 #
-#   ROUNDS=5 FRAMES=40 MODES="events kernels kernels-all" gpu/python_overhead_rounds.sh
+#   ROUNDS=5 FRAMES=200 MODES="events kernels kernels-all" gpu/python_overhead_rounds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
-FRAMES=${FRAMES:-40}
+FRAMES=${FRAMES:-200}
 MODES=${MODES:-events kernels kernels-all}
 for _ in $(seq "$ROUNDS"); do
     for mode in off $MODES; do

@@ -15,7 +15,8 @@ if [[ -z "${BIN:-}" ]]; then
 fi
 OUT=${OUT:-gpu-check-out}
 ROUNDS=${ROUNDS:-5}
-FRAMES=${FRAMES:-300}
+# 3000 frames (5 s a run): in shorter runs the kernel mode's first traced frame and its detach are most of its cost.
+FRAMES=${FRAMES:-3000}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
