@@ -356,7 +356,8 @@ def handover(out: str) -> int:
     expected = {"matmul": 4 * frames, "elementwise": 20 * frames, "reduce": frames}
 
     def stageprof_kernels(tag: str) -> Dict[str, Any]:
-        session = stageprof.init(out_dir=f"{out}/{tag}", gpu="kernels", formats=["summary"])
+        # Kernels traced in every frame: this checks CUPTI changing hands, not which frames are traced.
+        session = stageprof.init(out_dir=f"{out}/{tag}", gpu="kernels", kernel_every=1, formats=["summary"])
         for _ in range(frames):
             with stageprof.frame():
                 work(a, stageprof.stage)
@@ -388,7 +389,19 @@ def handover(out: str) -> int:
 
     check("torch.profiler after stageprof", torch_counts("torch-after", plain))
     again = stageprof_kernels("again")
-    check("stageprof after torch.profiler", {n: again[n]["gpu_kernels"] for n in STAGES})
+    counts = {n: again[n]["gpu_kernels"] for n in STAGES}
+    if counts == expected:
+        check("stageprof after torch.profiler", counts)
+    else:
+        # The known limit (docs/benchmarks.md): Kineto keeps its CUPTI subscriber after its session.
+        # Then stageprof has said so in one line, traces no kernel and keeps its CUDA-event times.
+        events = all(again[n]["gpu_event_ns"] for n in STAGES)
+        good = events and all(v is None for v in counts.values())
+        ok &= good
+        print(
+            f"handover: stageprof after torch.profiler: CUPTI still held by Kineto, kernels {counts}, "
+            f"GPU events per stage {'present' if events else 'MISSING'}  {'limit' if good else 'OFF'}"
+        )
 
     inside: Dict[str, Any] = {}
 
