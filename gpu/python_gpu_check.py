@@ -374,6 +374,9 @@ def handover(out: str) -> int:
 
     ok = True
 
+    def events_present(stages: Dict[str, Any]) -> bool:
+        return all(stages[n]["gpu_event_ns"] for n in STAGES)
+
     def check(what: str, counts: Dict[str, Any]) -> None:
         nonlocal ok
         good = counts == expected
@@ -395,7 +398,7 @@ def handover(out: str) -> int:
     else:
         # The known limit (docs/benchmarks.md): Kineto keeps its CUPTI subscriber after its session.
         # Then stageprof has said so in one line, traces no kernel and keeps its CUDA-event times.
-        events = all(again[n]["gpu_event_ns"] for n in STAGES)
+        events = events_present(again)
         good = events and all(v is None for v in counts.values())
         ok &= good
         print(
@@ -409,7 +412,7 @@ def handover(out: str) -> int:
         inside.update(stageprof_kernels("inside"))
 
     check("stageprof's stages in the torch trace around it", torch_counts("torch-around", stageprof_inside))
-    events = all(inside[n]["gpu_event_ns"] for n in STAGES)
+    events = events_present(inside)
     ok &= events
     kernels = {n: inside[n]["gpu_kernels"] for n in STAGES}
     print(f"handover: stageprof inside torch.profiler: GPU events per stage {'present' if events else 'MISSING'}, kernels {kernels}")

@@ -112,23 +112,21 @@ impl DepthSeries {
         let depth = level.clamp(0, i64::from(u32::MAX)) as u32;
         self.max = self.max.max(depth);
         let first = *self.first.get_or_insert(t);
-        match self.last {
+        // From when the count holds, if this sample moves it.
+        let since = match self.last {
             Some((last, held)) if t >= last => {
                 *self.time_at.entry(held).or_default() += t - last;
-                self.last = Some((t, depth));
-                self.level = level;
+                Some(t)
             }
             // Older than what was folded: a read says nothing of the count now,
             // but an operation counted late still moved it.
-            Some(_) if matches!(after, DepthAfter::Read(_)) => {}
-            Some((last, _)) => {
-                self.last = Some((last, depth));
-                self.level = level;
-            }
-            None => {
-                self.last = Some((t, depth));
-                self.level = level;
-            }
+            Some(_) if matches!(after, DepthAfter::Read(_)) => None,
+            Some((last, _)) => Some(last),
+            None => Some(t),
+        };
+        if let Some(since) = since {
+            self.last = Some((since, depth));
+            self.level = level;
         }
         self.bucket(t.max(first) - first, t, depth);
     }

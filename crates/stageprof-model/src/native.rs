@@ -17,7 +17,8 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// shape, version 6 tasks, version 7 GPU allocator levels and queues,
 /// version 8 the age of received queue items, version 9 untimed GPU
 /// instances and the allocator trace's marks, version 10 queue items' send
-/// ticks, version 11 kernel tracing's windows; older files read as before.
+/// ticks, version 11 kernel tracing's windows, version 12 queue operations
+/// that did not read the depth; older files read as before.
 pub const FORMAT_VERSION: u32 = 12;
 
 /// The native file's name in a run's output directory.

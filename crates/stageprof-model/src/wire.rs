@@ -355,45 +355,37 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
             None => u64::MAX,
         }
     }
-    // `[header, ticks]`, then the wait, the depth and the last word, each where it is written.
+    // `[header, ticks]`, then the wait, the depth and up to two last words, each where it is written.
     let (mut flags, wait, depth, last) = match op {
         QueueRecord::Opened { capacity } => {
             return ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3);
         }
-        QueueRecord::Sent { blocked, depth } => (0, blocked, depth, None),
+        QueueRecord::Sent { blocked, depth } => (0, blocked, depth, [None, None]),
         QueueRecord::Received { waited, depth, sent } => {
-            (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, waited, depth, Some(or_max(sent)))
+            (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, waited, depth, [Some(or_max(sent)), None])
         }
         QueueRecord::ReceivedAged { waited, depth, residence, age } => {
-            let mut words =
-                [header(kind::QUEUE, flag::QUEUE_RECEIVED, name), ticks, waited, depth, or_max(residence), 0];
-            if let Some(age) = age {
-                words[0] |= flag::QUEUE_AGED;
-                words[5] = age;
-                return (words, 6);
-            }
-            return (words, 5);
+            let aged = if age.is_some() { flag::QUEUE_AGED } else { 0 };
+            (flag::QUEUE_RECEIVED | aged, waited, Some(depth), [Some(or_max(residence)), age])
         }
     };
-    let mut words = [0, ticks, 0, 0, 0, 0];
-    let mut len = 2;
     // An operation that went through at once (most do) leaves out its zero wait.
     if wait == 0 {
         flags |= flag::QUEUE_AT_ONCE;
-    } else {
-        words[len] = wait;
-        len += 1;
     }
-    match depth {
-        Some(d) => {
-            words[len] = d;
+    if depth.is_none() {
+        flags |= flag::QUEUE_DEPTH_UNREAD;
+    }
+    let written = [if wait == 0 { None } else { Some(wait) }, depth, last[0], last[1]];
+    let mut words = [0, ticks, 0, 0, 0, 0];
+    let mut len = 2;
+    let mut i = 0;
+    while i < written.len() {
+        if let Some(w) = written[i] {
+            words[len] = w;
             len += 1;
         }
-        None => flags |= flag::QUEUE_DEPTH_UNREAD,
-    }
-    if let Some(w) = last {
-        words[len] = w;
-        len += 1;
+        i += 1;
     }
     words[0] = header(kind::QUEUE, flags, name);
     (words, len)
@@ -902,6 +894,7 @@ mod tests {
             QueueRecord::Sent { blocked: 0, depth: None },
             QueueRecord::Received { waited: 9, depth: None, sent: Some(90) },
             QueueRecord::Received { waited: 0, depth: None, sent: None },
+            QueueRecord::ReceivedAged { waited: 0, depth: 2, residence: Some(1_000), age: Some(5_000) },
         ];
         let mut words = Vec::new();
         for (i, &op) in ops.iter().enumerate() {

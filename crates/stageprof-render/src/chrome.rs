@@ -207,9 +207,9 @@ impl<W: Write> ProfileSink for ChromeTraceWriter<W> {
     }
 
     /// A queue's depth as a counter track (`queue <name>`): after each
-    /// operation that read it (each end in use reads it at least every 10 µs
-    /// while in use; the events come in each thread's order, not in time
-    /// order, so the depths between cannot be counted on here).
+    /// operation that read it (an end reads it on its first operation 10 µs
+    /// or more after its last read; the events come in each thread's order,
+    /// not in time order, so the depths between cannot be counted on here).
     fn queue(&mut self, event: &QueueEvent, catalog: &Catalog) {
         let depth = match event.op {
             QueueOp::Opened { .. } => 0,

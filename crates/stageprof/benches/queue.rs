@@ -58,83 +58,91 @@ type Round = dyn FnMut(Contender) -> f64;
 /// Makes the channels of one comparison and returns its round.
 type Setup = fn() -> Box<Round>;
 
+/// A contender's channel of u64 items, both ends.
+trait Channel: Send + Sync + 'static {
+    fn send(&self, item: u64);
+    fn recv(&self);
+}
+
+impl Channel for (crossbeam_channel::Sender<u64>, crossbeam_channel::Receiver<u64>) {
+    fn send(&self, item: u64) {
+        self.0.send(item).unwrap();
+    }
+    fn recv(&self) {
+        black_box(self.1.recv().unwrap());
+    }
+}
+
+impl Channel for (crossbeam_channel::Sender<(u64, u64)>, crossbeam_channel::Receiver<(u64, u64)>) {
+    fn send(&self, item: u64) {
+        self.0.send((item, 0)).unwrap();
+    }
+    fn recv(&self) {
+        black_box(self.1.recv().unwrap());
+    }
+}
+
+impl Channel for (stageprof::queue::Sender<u64>, stageprof::queue::Receiver<u64>) {
+    fn send(&self, item: u64) {
+        self.0.send(item).unwrap();
+    }
+    fn recv(&self) {
+        black_box(self.1.recv().unwrap());
+    }
+}
+
+/// How a comparison times one round through a channel.
+trait Timing: 'static {
+    fn time<C: Channel>(&self, channel: &Arc<C>) -> f64;
+}
+
 /// One thread sends and receives `PAIRS` items, one at a time.
-fn one_thread() -> Box<Round> {
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
-    let (stx, srx) = crossbeam_channel::bounded::<(u64, u64)>(CAPACITY);
-    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench", CAPACITY);
-    Box::new(move |contender| {
+struct OneThread;
+
+impl Timing for OneThread {
+    fn time<C: Channel>(&self, channel: &Arc<C>) -> f64 {
         let start = Instant::now();
-        match contender {
-            Contender::Crossbeam => (0..PAIRS).for_each(|i| {
-                tx.send(black_box(i as u64)).unwrap();
-                black_box(rx.recv().unwrap());
-            }),
-            Contender::CrossbeamStamped => (0..PAIRS).for_each(|i| {
-                stx.send(black_box((i as u64, 0))).unwrap();
-                black_box(srx.recv().unwrap());
-            }),
-            Contender::Off | Contender::Recording => (0..PAIRS).for_each(|i| {
-                qtx.send(black_box(i as u64)).unwrap();
-                black_box(qrx.recv().unwrap());
-            }),
-        }
+        (0..PAIRS).for_each(|i| {
+            channel.send(black_box(i as u64));
+            channel.recv();
+        });
         start.elapsed().as_nanos() as f64 / PAIRS as f64
-    })
+    }
 }
 
 /// Two producer threads send `ITEMS_PER_PRODUCER` items each while this thread receives them all.
-fn two_producers() -> Box<Round> {
-    fn round(send: impl Fn(u64) + Send + Sync + 'static, recv: impl Fn()) -> f64 {
-        let send = Arc::new(send);
+struct TwoProducers;
+
+impl Timing for TwoProducers {
+    fn time<C: Channel>(&self, channel: &Arc<C>) -> f64 {
         let go = Arc::new(Barrier::new(3));
         let producers: Vec<_> = (0..2)
             .map(|_| {
-                let (send, go) = (send.clone(), go.clone());
+                let (channel, go) = (channel.clone(), go.clone());
                 thread::spawn(move || {
                     go.wait();
-                    (0..ITEMS_PER_PRODUCER).for_each(|i| send(i as u64));
+                    (0..ITEMS_PER_PRODUCER).for_each(|i| channel.send(i as u64));
                 })
             })
             .collect();
         go.wait();
         let start = Instant::now();
-        (0..2 * ITEMS_PER_PRODUCER).for_each(|_| recv());
+        (0..2 * ITEMS_PER_PRODUCER).for_each(|_| channel.recv());
         let ns = start.elapsed().as_nanos() as f64 / (2 * ITEMS_PER_PRODUCER) as f64;
         producers.into_iter().for_each(|p| p.join().unwrap());
         ns
     }
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
-    let (stx, srx) = crossbeam_channel::bounded::<(u64, u64)>(CAPACITY);
-    let (qtx, qrx) = stageprof::queue::bounded::<u64>("bench, two producers", CAPACITY);
+}
+
+/// One comparison's channels (the queue named `name`), and its round timed by `timing`.
+fn comparison(timing: impl Timing, name: &str) -> Box<Round> {
+    let plain = Arc::new(crossbeam_channel::bounded::<u64>(CAPACITY));
+    let stamped = Arc::new(crossbeam_channel::bounded::<(u64, u64)>(CAPACITY));
+    let queue = Arc::new(stageprof::queue::bounded::<u64>(name, CAPACITY));
     Box::new(move |contender| match contender {
-        Contender::Crossbeam => {
-            let tx = tx.clone();
-            round(
-                move |i| tx.send(i).unwrap(),
-                || {
-                    black_box(rx.recv().unwrap());
-                },
-            )
-        }
-        Contender::CrossbeamStamped => {
-            let stx = stx.clone();
-            round(
-                move |i| stx.send((i, 0)).unwrap(),
-                || {
-                    black_box(srx.recv().unwrap());
-                },
-            )
-        }
-        Contender::Off | Contender::Recording => {
-            let qtx = qtx.clone();
-            round(
-                move |i| qtx.send(i).unwrap(),
-                || {
-                    black_box(qrx.recv().unwrap());
-                },
-            )
-        }
+        Contender::Crossbeam => timing.time(&plain),
+        Contender::CrossbeamStamped => timing.time(&stamped),
+        Contender::Off | Contender::Recording => timing.time(&queue),
     })
 }
 
@@ -180,8 +188,10 @@ fn main() {
     let config = Config { output_dir: dir.path().into(), formats: vec![Format::Native], ..Config::default() };
     let session = stageprof::init_with(config);
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-') && a.parse::<usize>().is_err());
-    let comparisons: [(&str, Setup); 2] =
-        [("send + receive, one thread", one_thread), ("receive, two producers", two_producers)];
+    let comparisons: [(&str, Setup); 2] = [
+        ("send + receive, one thread", || comparison(OneThread, "bench")),
+        ("receive, two producers", || comparison(TwoProducers, "bench, two producers")),
+    ];
     for (title, round) in comparisons {
         if filter.as_ref().is_none_or(|f| title.contains(f.as_str())) {
             compare(title, rounds, round());
