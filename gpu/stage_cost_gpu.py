@@ -36,8 +36,13 @@ def wait_alone(n):
     return (time.perf_counter_ns() - t) / n
 
 
-for gpu in ("off", "events", "kernels"):
-    s = stageprof.init(out_dir=f"/tmp/sc-{gpu}", formats=["native"], gpu=gpu)
+# The last: events, with each edge also tagging torch's allocator trace, as
+# in the frames that trace is on for (held on here, without reading it).
+for gpu, tagged in (("off", False), ("events", False), ("kernels", False), ("events", True)):
+    s = stageprof.init(out_dir=f"/tmp/sc-{gpu}", formats=["native"], gpu=gpu, gpu_memory=not tagged)
+    if tagged:
+        s._native.tag_stage_edges(torch._C._cuda_setMemoryMetadata)
+        gpu = "events, edges tagged for the allocator trace"
     run(10000, False)
     back_to_back = statistics.median(run(50000, False) for _ in range(5))
     apart = statistics.median(run(20000, True) - wait_alone(20000) for _ in range(5))

@@ -12,6 +12,11 @@ stage call inside a traced frame its peak and net of allocated bytes and
 the reserved bytes. A program without frames is traced in windows of
 ``READ_EVERY_S`` seconds, under the same share.
 
+The trace's times are whole microseconds by a clock of its own, so while
+it is on, each stage edge also tags the thread's trace events with itself
+(torch's per-thread metadata; crates/stageprof-python/src/edge_tags.rs),
+and an event in the microsecond of an edge is counted on its right side.
+
 Each read, and each frame end or window while the trace is off, is followed
 by a mark (``allocator_trace_mark``): every level up to then is written. A
 bounded profile, summed up while it records, holds each call back until a
@@ -56,6 +61,7 @@ class AllocatorTraceReader:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._skip = ["free_completed"]
+        self._tag_edges: Optional[Callable[[str], None]] = None
 
     def start(self) -> bool:
         """Turns the trace on; whether it runs (one line on stderr says why not)."""
@@ -65,6 +71,7 @@ class AllocatorTraceReader:
                 return _off(f"torch's allocator is {memory.get_allocator_backend()!r}, whose trace stageprof does not read")
             if _history_enabled(memory):
                 return _off("the program records the allocator's history itself (torch.cuda.memory._record_memory_history)")
+            self._tag_edges = _edge_tag_setter(memory)
             self._running = True
             self._session.allocator_trace_begins()
             self._switch(self._turn_on)
@@ -138,6 +145,7 @@ class AllocatorTraceReader:
         except Exception as e:  # never into the program; the CPU figures go on
             self._running = False
             self._on_at = None
+            self._session.tag_stage_edges(None)
             try:
                 self._memory._record_memory_history(enabled=None)
             except Exception:
@@ -160,10 +168,12 @@ class AllocatorTraceReader:
         # Off until now: the calls that ended by then have all their levels.
         self._mark(trace_off=True, unix_ns=self._on_at - 1)
         self._went_on = False
+        self._session.tag_stage_edges(self._tag_edges)
         self._record(enabled="all", clear_history=True)
 
     def _read_and_off(self) -> None:
         self._read(keep_on=False)
+        self._session.tag_stage_edges(None)
         self._record(enabled=None)
 
     def _read_and_go_on(self) -> None:
@@ -219,6 +229,29 @@ def _history_enabled(memory: Any) -> bool:
     torch = getattr(memory, "torch", None)
     enabled = getattr(getattr(torch, "_C", None), "_cuda_isHistoryEnabled", None)
     return bool(enabled()) if enabled is not None else False
+
+
+def _edge_tag_setter(memory: Any) -> Optional[Callable[[str], None]]:
+    """Torch's setter of the trace's metadata, where this torch has one and
+    it is per thread (as in torch 2.11): a tag set on one thread must not
+    show on another. Asked once, on a thread made for it."""
+    torch = getattr(memory, "torch", None)
+    setter: Optional[Callable[[str], None]] = getattr(getattr(torch, "_C", None), "_cuda_setMemoryMetadata", None)
+    setter = setter or getattr(memory, "_set_memory_metadata", None)
+    getter = getattr(memory, "_get_memory_metadata", None)
+    if setter is None or getter is None:
+        return None
+    try:
+        here = getter()
+        probe = threading.Thread(target=setter, args=("stageprof:per-thread?",), name="stageprof-probe")
+        probe.start()
+        probe.join()
+        if getter() == here:
+            return setter
+        setter(here)
+    except Exception:
+        pass
+    return None
 
 
 def _off(why: str) -> bool:

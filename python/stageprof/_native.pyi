@@ -2,7 +2,7 @@
 # them against the module with mypy's stubtest.
 from os import PathLike
 from types import TracebackType
-from typing import Any, Mapping, Optional, Sequence, Type, Union, final
+from typing import Any, Callable, Mapping, Optional, Sequence, Type, Union, final
 
 from typing_extensions import disjoint_base
 
@@ -46,6 +46,7 @@ class Session:
     def take_allocator_layout(self, snapshot: Mapping[str, object]) -> None: ...
     def allocator_trace_begins(self) -> None: ...
     def allocator_trace_mark(self, unix_ns: int, trace_off: bool, done: bool) -> None: ...
+    def tag_stage_edges(self, setter: Optional[Callable[[str], object]]) -> None: ...
     @property
     def gpu_memory_unexplained_bytes(self) -> int: ...
     @property

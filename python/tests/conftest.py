@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 from pathlib import Path
@@ -86,8 +87,17 @@ class FakeAllocator:
     events, emptied when history is recorded again with ``clear_history``,
     and segments that say the levels now."""
 
-    def __init__(self, backend: str = "native") -> None:
+    def __init__(self, backend: str = "native", skew_us: int = 0, metadata: str = "per thread") -> None:
         self.backend = backend
+        # How far the allocator's clock is off the wall clock (torch's converts a clock of its own).
+        self.skew_us = skew_us
+        # Torch's trace metadata: "per thread" (torch 2.11), "global" or "none".
+        self.metadata = metadata
+        self._thread_metadata = threading.local()
+        self._global_metadata = ""
+        self._lock = threading.Lock()
+        # Every metadata set, in order.
+        self.tags: list[str] = []
         self.trace: list[dict[str, Any]] = []
         self.allocated = 0
         self.reserved = 0
@@ -103,6 +113,10 @@ class FakeAllocator:
     def event(self, action: str, size: int) -> None:
         """An event of ``size`` bytes (a multiple of 512, so that the block is
         the size asked for); a free is of the latest live block of that size."""
+        with self._lock:
+            self._event(action, size)
+
+    def _event(self, action: str, size: int) -> None:
         self.allocated += {"alloc": size, "free_requested": -size}.get(action, 0)
         self.peak = max(self.peak, self.allocated)
         self.reserved += {"segment_alloc": size, "segment_free": -size}.get(action, 0)
@@ -119,7 +133,10 @@ class FakeAllocator:
         if self.recording:
             if action in ("alloc", "free_requested"):
                 self.drawn.append(self.allocated)
-            entry = {"action": action, "addr": address, "size": size, "stream": 0, "time_us": time.time_ns() // 1000}
+            time_us = time.time_ns() // 1000 + self.skew_us
+            entry = {"action": action, "addr": address, "size": size, "stream": 0, "time_us": time_us}
+            if self.metadata != "none":
+                entry["user_metadata"] = self._get_memory_metadata()
             self.trace.append(entry)
 
     # The torch.cuda.memory functions stageprof calls.
@@ -136,9 +153,24 @@ class FakeAllocator:
         segment = {"device": 0, "allocated_size": self.allocated, "total_size": self.reserved, "blocks": []}
         return {"segments": [segment], "device_traces": [list(self.trace)]}
 
+    def _set_memory_metadata(self, metadata: str) -> None:
+        self.tags.append(metadata)
+        if self.metadata == "global":
+            self._global_metadata = metadata
+        else:
+            self._thread_metadata.value = metadata
+
+    def _get_memory_metadata(self) -> str:
+        if self.metadata == "global":
+            return self._global_metadata
+        return str(getattr(self._thread_metadata, "value", ""))
+
     def module(self) -> types.ModuleType:
         m = types.ModuleType("torch.cuda.memory")
-        for name in ("get_allocator_backend", "_record_memory_history", "_snapshot"):
+        names = ["get_allocator_backend", "_record_memory_history", "_snapshot"]
+        if self.metadata != "none":
+            names += ["_set_memory_metadata", "_get_memory_metadata"]
+        for name in names:
             setattr(m, name, getattr(self, name))
         return m
 

@@ -7,6 +7,7 @@ the same figures to torch.cuda.max_memory_allocated around each stage.)"""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import types
 from pathlib import Path
@@ -75,6 +76,55 @@ def test_peak_net_and_reserved_per_stage(tmp_path: Path, max_disk_mb: Optional[i
     events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
     drawn = [e["args"]["bytes"] for e in events if e["name"] == "gpu memory" and e["ph"] == "C"]
     assert drawn == [300 * KIB] + allocator.drawn
+
+
+@pytest.mark.parametrize("skew_us", [-40, 40], ids=["trace clock early", "trace clock late"])
+def test_events_at_stage_edges_count_on_the_side_they_happened(tmp_path: Path, skew_us: int) -> None:
+    """The trace's clock 40 µs off the wall clock, either way (torch's is off
+    by up to its microsecond, and by the fit of its own clock to the wall
+    clock): an allocation right after a stage begins and a free right
+    before it ends, on two threads, still count inside the stage,
+    as the stage edge each event was tagged with says."""
+    allocator = FakeAllocator(skew_us=skew_us)
+    sizes = {"left": 4 * KIB, "right": 8 * KIB}
+
+    def work(side: str) -> None:
+        for _ in range(5):
+            with stageprof.stage(f"{side}/use"):
+                allocator.event("alloc", sizes[side])
+                pause()
+                allocator.event("free_requested", sizes[side])
+            with stageprof.stage(f"{side}/idle"):
+                pause()
+
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        # One thread after the other: the levels are the device's, so a stage
+        # would count another thread's blocks (as max_memory_allocated does).
+        for side in sizes:
+            thread = threading.Thread(target=work, args=(side,))
+            thread.start()
+            thread.join()
+        report = s.finish()
+    for side, size in sizes.items():
+        use, idle = stage_of(report, f"{side}/use"), stage_of(report, f"{side}/idle")
+        assert (use["gpu_mem_calls"], use["gpu_mem_peak_bytes"], use["gpu_mem_net_bytes"]) == (5, size, 0), side
+        assert (idle["gpu_mem_peak_bytes"], idle["gpu_mem_net_bytes"]) == (0, 0), side
+    # Each thread's edges: the probe's tag, then 2 edges a call, 10 calls a thread.
+    assert len([t for t in allocator.tags if t.startswith("stageprof:") and t[-1].isdigit()]) == 40
+
+
+@pytest.mark.parametrize("metadata", ["global", "none"])
+def test_a_torch_without_per_thread_tags_is_not_tagged(tmp_path: Path, metadata: str) -> None:
+    allocator = FakeAllocator(metadata=metadata)
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        with stageprof.stage("step"):
+            allocator.event("alloc", KIB)
+        s.finish()
+    # Global: the probe's tag, seen on this thread, then put back; none: nothing to set.
+    assert allocator.tags == (["stageprof:per-thread?", ""] if metadata == "global" else [])
+    assert allocator._get_memory_metadata() == ""
 
 
 def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,8 +30,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use stageprof::foreign::{GpuMemoryLevel, TraceEdge};
+
+use crate::edge_tags::Edges;
 
 /// One trace event as the levels need it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub(crate) struct AllocatorEvent {
     pub allocated: i64,
     /// Change of the reserved bytes.
     pub reserved: i64,
+    /// The recorder's ticks it lies between, from the stage edge it carries ([`crate::edge_tags`]).
+    pub between_ticks: Option<(u64, u64)>,
 }
 
 /// A segment of the allocator: its address, and its blocks' `(size, allocated)` in address order.
@@ -212,23 +216,25 @@ impl AllocatorTrace {
         if let Some(known) = self.known.insert(device, now).filter(|_| compare) {
             self.unexplained_bytes += known.allocated.abs_diff(level.allocated);
         }
-        let at = |unix_ns: u64, level: Levels, edge| GpuMemoryLevel {
+        let at = |unix_ns: u64, level: Levels, edge, between_ticks| GpuMemoryLevel {
             unix_ns,
             allocated_bytes: level.allocated,
             reserved_bytes: level.reserved.max(0) as u64,
             edge,
+            between_ticks,
         };
         let mut out = Vec::with_capacity(events.len() + 2);
         // A window that follows on has no start of its own: the trace went on through the last read.
-        out.push(at(window.start_ns, level, if window.continues { TraceEdge::Event } else { TraceEdge::Start }));
+        let start = if window.continues { TraceEdge::Event } else { TraceEdge::Start };
+        out.push(at(window.start_ns, level, start, None));
         for e in events {
             level.allocated += e.allocated;
             level.reserved += e.reserved;
             // Microsecond times: an event lies somewhere in its microsecond.
             let ns = (e.time_us.max(0) as u64).saturating_mul(1000).saturating_add(500);
-            out.push(at(ns.clamp(window.start_ns, window.end_ns), level, TraceEdge::Event));
+            out.push(at(ns.clamp(window.start_ns, window.end_ns), level, TraceEdge::Event, e.between_ticks));
         }
-        out.push(at(window.end_ns, now, TraceEdge::End));
+        out.push(at(window.end_ns, now, TraceEdge::End, None));
         out
     }
 
@@ -248,6 +254,7 @@ impl AllocatorTrace {
     pub(crate) fn read(&mut self, snapshot: &Bound<'_, PyDict>, window: Window) -> PyResult<()> {
         let py = snapshot.py();
         let segments = Segments::of(snapshot)?;
+        let edges = Edges::now();
         let mut events: BTreeMap<u32, Vec<AllocatorEvent>> = BTreeMap::new();
         for (device, trace) in list(snapshot, "device_traces")?.iter().enumerate() {
             let device = device as u32;
@@ -259,7 +266,10 @@ impl AllocatorTrace {
                 let bytes: u64 = field(&entry, pyo3::intern!(py, "size"))?;
                 if let Some((allocated, reserved)) = self.layout.apply(device, &action, address, bytes) {
                     let time_us = field(&entry, pyo3::intern!(py, "time_us"))?;
-                    device_events.push(AllocatorEvent { time_us, allocated, reserved });
+                    let tag = entry.get_item(pyo3::intern!(py, "user_metadata"))?;
+                    let tag = tag.as_ref().and_then(|t| t.cast::<PyString>().ok()).map(|t| t.to_cow()).transpose()?;
+                    let between_ticks = tag.and_then(|t| edges.between(&t));
+                    device_events.push(AllocatorEvent { time_us, allocated, reserved, between_ticks });
                 }
             }
         }
@@ -270,6 +280,7 @@ impl AllocatorTrace {
             let levels = self.levels(device, window, device_events, now);
             stageprof::foreign::gpu_memory(device, &levels);
         }
+        edges.read_done();
         // The snapshot's blocks are the allocator's own word: the replay goes on from them.
         for (device, layout) in segments.layouts {
             self.layout.reset(device, &layout);
@@ -330,7 +341,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn event(time_us: i64, allocated: i64, reserved: i64) -> AllocatorEvent {
-        AllocatorEvent { time_us, allocated, reserved }
+        AllocatorEvent { time_us, allocated, reserved, between_ticks: None }
     }
 
     fn window(start_us: u64, end_us: u64, continues: bool) -> Window {

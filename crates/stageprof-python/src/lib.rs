@@ -12,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod allocator_trace;
+mod edge_tags;
 mod malloc_hooks;
 mod queue;
 mod report;

@@ -15,6 +15,7 @@ use stageprof::foreign::{self, OpenStage};
 use stageprof::FrameGuard;
 
 use crate::allocator_trace::{AllocatorTrace, Window};
+use crate::edge_tags;
 use crate::report::NativeReport;
 
 thread_local! {
@@ -147,6 +148,15 @@ impl Session {
         trace.take_layout(snapshot)
     }
 
+    /// Stage edges are told to torch's allocator trace through `setter`
+    /// (torch's per-thread metadata setter) while it is on; `None`: no longer.
+    fn tag_stage_edges(&self, setter: Option<Py<PyAny>>) {
+        match setter {
+            Some(setter) => edge_tags::start(setter),
+            None => edge_tags::stop(),
+        }
+    }
+
     /// Allocated bytes the allocator trace's events did not explain (events
     /// between two reads, or blocks replayed at the wrong size): the levels
     /// after them are right, the moments of those changes are not known.
@@ -215,11 +225,17 @@ impl Stage {
 
     fn __enter__(&self, py: Python<'_>) {
         name_thread_once(py);
-        let open = foreign::begin(self.name);
+        let open = edge_tags::at_edge(py, || foreign::begin(self.name));
         OPEN.with(|stack| stack.borrow_mut().push((self.name, open)));
     }
 
-    fn __exit__(&self, exc_type: &Bound<'_, PyAny>, _exc: &Bound<'_, PyAny>, _traceback: &Bound<'_, PyAny>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         let open = OPEN.with(|stack| {
             let mut stack = stack.borrow_mut();
             // The innermost call of this stage: the top, unless exits came out of order.
@@ -227,7 +243,7 @@ impl Stage {
             stack.remove(at).1
         });
         if let Some(open) = open {
-            foreign::end(open, !exc_type.is_none());
+            edge_tags::at_edge(py, || foreign::end(open, !exc_type.is_none()));
         }
         false
     }
@@ -250,13 +266,19 @@ impl Frame {
 
     fn __enter__(&self, py: Python<'_>) {
         name_thread_once(py);
-        let guard = stageprof::frame();
+        let guard = edge_tags::at_edge(py, stageprof::frame);
         FRAMES.with(|frames| frames.borrow_mut().push(guard));
     }
 
-    fn __exit__(&self, _exc_type: &Bound<'_, PyAny>, _exc: &Bound<'_, PyAny>, _traceback: &Bound<'_, PyAny>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         let guard = FRAMES.with(|frames| frames.borrow_mut().pop());
-        drop(guard);
+        edge_tags::at_edge(py, || drop(guard));
         false
     }
 }

@@ -172,10 +172,37 @@ pub fn gpu_memory(device: u32, levels: &[GpuMemoryLevel]) {
         return;
     }
     let to_ticks = unix_to_ticks();
-    for l in levels {
-        let words = gpu_memory_words(device, l.edge.flag(), to_ticks(l.unix_ns), l.allocated_bytes, l.reserved_bytes);
+    let ticks = placed(levels.iter().map(|l| (to_ticks(l.unix_ns), l.between_ticks)));
+    for (l, ticks) in levels.iter().zip(ticks) {
+        let words = gpu_memory_words(device, l.edge.flag(), ticks, l.allocated_bytes, l.reserved_bytes);
         with_writer(Target::Global, |w| w.record(&words));
     }
+}
+
+/// The ticks of levels given in the order their events happened, each as
+/// `(ticks by its wall-clock time, the ticks it lies strictly between)`:
+/// every one inside its bounds, and none before the one ahead of it. A
+/// level's bounds hold for those around it too (what happened before it
+/// happened before its upper bound), so each is tightened by its
+/// neighbours' first; then a time outside moves to the nearest tick inside.
+fn placed(levels: impl ExactSizeIterator<Item = (u64, Option<(u64, u64)>)>) -> Vec<u64> {
+    let (mut ticks, mut lower, mut upper) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, between) in levels {
+        let (after, before) = between.unwrap_or((0, u64::MAX));
+        ticks.push(t);
+        lower.push(after.saturating_add(1).max(lower.last().copied().unwrap_or(0)));
+        upper.push(before.saturating_sub(1));
+    }
+    for i in (1..upper.len()).rev() {
+        upper[i - 1] = upper[i - 1].min(upper[i]);
+    }
+    let mut last = 0;
+    for (i, t) in ticks.iter_mut().enumerate() {
+        // Where the bounds disagree (they cannot, from one clock), the upper one wins.
+        *t = (*t).max(lower[i]).min(upper[i]).max(last);
+        last = *t;
+    }
+    ticks
 }
 
 /// Recent wall-clock times (ns since the Unix epoch) to clock ticks.
@@ -217,6 +244,10 @@ pub struct GpuMemoryLevel {
     pub reserved_bytes: u64,
     /// Whether the allocator's trace was turned on or read here.
     pub edge: TraceEdge,
+    /// The recorder's ticks ([`now_ticks`]) its event is known to lie
+    /// strictly between, where known: the edges of the stages around it on
+    /// the thread that caused it. Its wall-clock time is moved inside them.
+    pub between_ticks: Option<(u64, u64)>,
 }
 
 /// Where a level stands in the allocator's trace.
@@ -255,4 +286,24 @@ pub fn queue_began() -> u64 {
 #[cfg(feature = "cuda")]
 pub fn set_stream(raw: usize) {
     crate::cuda::set_raw_stream(raw as crate::cuda::RawStream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placed;
+
+    #[test]
+    fn levels_move_inside_their_edges_and_keep_their_order() {
+        let free_before_an_end = [(100, None), (125, None), (130, Some((90, 120))), (135, None)];
+        // The free (tagged: between an edge at 90 and the end at 120) moves to 119, and the
+        // untagged event ahead of it with it; the one after stays.
+        assert_eq!(placed(free_before_an_end.into_iter()), [100, 119, 119, 135]);
+        // An allocation tagged with a begin at 200 but timed before it moves after it, and so
+        // does the later untagged event the wall clock put at the same time.
+        assert_eq!(placed([(190, Some((200, u64::MAX))), (195, None)].into_iter()), [201, 201]);
+        // Untagged levels keep their times; out of order ones never go back.
+        assert_eq!(placed([(10, None), (8, None), (12, None)].into_iter()), [10, 10, 12]);
+        // Bounds that disagree (impossible from one clock): the upper one wins, the order holds.
+        assert_eq!(placed([(50, Some((60, 40))), (45, None)].into_iter()), [39, 61]);
+    }
 }
