@@ -489,9 +489,11 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         setattr(stageprof, "stage", ByHand)
         session = stageprof.init(enabled=False)
     else:
-        # MODE-nomem: without GPU memory per stage (no allocator trace); bounded: events, max_disk_mb;
+        # MODE-nomem: without GPU memory per stage (no allocator trace); MODE-nohost: without host
+        # memory per stage (no malloc hooks); idle-MODE: the session started, recording switched off
+        # (what it costs while it records nothing); cpu: no GPU figures; bounded: events, max_disk_mb;
         # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost within its share).
-        gpu = mode.removesuffix("-nomem").removesuffix("-all")
+        gpu = mode.removesuffix("-nomem").removesuffix("-nohost").removesuffix("-all").removeprefix("idle-")
         bound = {"max_disk_mb": 64} if mode == "bounded" else {}
         if mode == "kernels-all":
             bound["kernel_every"] = 1
@@ -499,10 +501,13 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
             out_dir=OVERHEAD_OUT,
             formats=["native"],
             enabled=mode != "off",
-            gpu="off" if mode == "off" else "events" if mode == "bounded" else gpu,
-            gpu_memory=not mode.endswith("-nomem"),
+            gpu="off" if mode in ("off", "cpu") else "events" if mode == "bounded" else gpu,
+            gpu_memory=not mode.endswith("-nomem") and mode != "cpu",
+            memory=not mode.endswith("-nohost"),
             **bound,
         )
+        if mode.startswith("idle-"):
+            stageprof.set_enabled(False)
     try:
         run_frame(-1)  # the mode's own start-up (events pool, first trace window) is not timed
         sync()
@@ -516,6 +521,8 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         if profiler is not None:
             profiler.__exit__(None, None, None)
         setattr(stageprof, "stage", stage)
+        if mode.startswith("idle-"):
+            stageprof.set_enabled(True)
         session.finish()
 
 
