@@ -25,6 +25,8 @@ pub(crate) const SHARE_WITHIN_NS: u64 = 500;
 /// A recorded event; back in the pool once no stage it times needs it.
 pub(crate) struct Event {
     raw: CUevent,
+    /// The stream it was recorded on.
+    stream: CUstream,
     pool: Arc<SegQueue<usize>>,
 }
 
@@ -34,7 +36,8 @@ impl Drop for Event {
     }
 }
 
-// SAFETY: CUevent handles are opaque driver pointers, valid on any thread of the process.
+// SAFETY: CUevent and CUstream handles are opaque driver pointers, valid on
+// any thread of the process; the stream is only compared, never dereferenced.
 unsafe impl Send for Event {}
 // SAFETY: as above; the handle is only passed to the driver, which is thread-safe.
 unsafe impl Sync for Event {}
@@ -124,7 +127,7 @@ impl EventTimer {
                 e
             }
         };
-        let event = Event { raw, pool: self.free.clone() };
+        let event = Event { raw, stream, pool: self.free.clone() };
         // SAFETY: `raw` was created in the current context; a bad stream is an error return.
         (unsafe { sys::cuEventRecord(raw, stream) } == CUresult::CUDA_SUCCESS).then_some(event)
     }
@@ -134,18 +137,34 @@ impl EventTimer {
     }
 
     /// Times every stage whose end event the GPU has passed (`wait`: waits
-    /// for the rest, at finish). Stages end in order on each thread, not
-    /// across threads, so every waiting stage is looked at.
+    /// for the rest, at finish). A stream passes its events in the order
+    /// they were recorded, so once one end is not passed, none handed over
+    /// after it on that stream is asked about in this round: each driver
+    /// query can hold up a launch of the pipeline's, and a GPU a frame
+    /// behind would otherwise be asked about every stage of that frame every
+    /// round. (Ends handed over out of their order, from two threads on one
+    /// stream, wait a round at most.)
     pub(super) fn resolve(&self, wait: bool) -> Vec<Resolved> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(t) = self.ended.pop() {
             waiting.push_back(t);
         }
         let mut out = Vec::new();
+        let mut behind: Vec<CUstream> = Vec::new();
         for _ in 0..waiting.len() {
             let t = waiting.pop_front().expect("counted");
             let ends = [&t.end, &t.end_on_start_stream];
-            if ends.iter().copied().flatten().any(|end| !passed(end, wait)) {
+            let mut pass = |end: &Arc<Event>| {
+                if behind.contains(&end.stream) {
+                    return false;
+                }
+                let p = passed(end, wait);
+                if !p {
+                    behind.push(end.stream);
+                }
+                p
+            };
+            if !ends.iter().copied().flatten().all(&mut pass) {
                 waiting.push_back(t);
                 continue;
             }
