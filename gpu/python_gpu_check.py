@@ -490,10 +490,13 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         session = stageprof.init(enabled=False)
     else:
         # MODE-nomem: without GPU memory per stage (no allocator trace); MODE-nohost: without host
-        # memory per stage (no malloc hooks); idle-MODE: the session started, recording switched off
-        # (what it costs while it records nothing); cpu: no GPU figures; bounded: events, max_disk_mb;
-        # kernels-all: kernels traced in every frame (kernels: in as many as keep the cost within its share).
-        gpu = mode.removesuffix("-nomem").removesuffix("-nohost").removesuffix("-all").removeprefix("idle-")
+        # memory per stage (no malloc hooks); MODE-nocounters: no GPU counter tracks (NVML, used
+        # memory); idle-MODE: the session started, recording switched off (what it costs while it
+        # records nothing); cpu: no GPU figures; bounded: events, max_disk_mb; kernels-all: kernels
+        # traced in every frame (kernels: in as many as keep the cost within its share).
+        gpu = mode.removeprefix("idle-")
+        for variant in ("-nomem", "-nohost", "-nocounters", "-all"):
+            gpu = gpu.removesuffix(variant)
         bound = {"max_disk_mb": 64} if mode == "bounded" else {}
         if mode == "kernels-all":
             bound["kernel_every"] = 1
@@ -504,6 +507,7 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
             gpu="off" if mode in ("off", "cpu") else "events" if mode == "bounded" else gpu,
             gpu_memory=not mode.endswith("-nomem") and mode != "cpu",
             memory=not mode.endswith("-nohost"),
+            nvml_sample_ms=0 if mode.endswith("-nocounters") else 100,
             **bound,
         )
         if mode.startswith("idle-"):

@@ -92,7 +92,8 @@ pub struct Config {
     /// in every launch; the GPU work figures of stages are over their calls
     /// in the traced frames. CUDA events and GPU memory cover every frame.
     pub kernel_every: u32,
-    /// Period of the NVML counter tracks (utilization, memory, power, clock, PCIe), in ms; 0 = off.
+    /// Period of the GPU counter tracks (NVML's utilization, memory, power,
+    /// clock, PCIe; the device's used memory), in ms; 0 = off.
     pub nvml_sample_ms: u32,
     /// Mirror stages as NVTX ranges (Nsight Systems shows them).
     pub nvtx: bool,

@@ -198,7 +198,9 @@ impl Resolver {
 
     fn run(mut self) {
         let (mut last_flush, mut last_sample) = (Instant::now(), Instant::now());
-        let sample_every = Duration::from_millis(self.shared.config.nvml_sample_ms.into());
+        // 0: no counter tracks (not a sample every round).
+        let sample_every = (self.shared.config.nvml_sample_ms > 0)
+            .then(|| Duration::from_millis(self.shared.config.nvml_sample_ms.into()));
         while !self.state.stop.load(Relaxed) {
             self.write_times(false);
             if self.state.cupti.load(Relaxed) && last_flush.elapsed() >= FLUSH_EVERY {
@@ -206,7 +208,7 @@ impl Resolver {
                 self.write_activities(false);
                 last_flush = Instant::now();
             }
-            if last_sample.elapsed() >= sample_every {
+            if sample_every.is_some_and(|every| last_sample.elapsed() >= every) {
                 self.sample();
                 last_sample = Instant::now();
             }
@@ -227,7 +229,9 @@ impl Resolver {
                 let _ = self.state.ctx.synchronize();
             });
         }
-        self.sample();
+        if sample_every.is_some() {
+            self.sample();
+        }
     }
 
     fn write_times(&mut self, wait: bool) {
