@@ -18,8 +18,9 @@ pub const MAGIC: &[u8; 8] = b"STGPROF\0";
 /// version 8 the age of received queue items, version 9 untimed GPU
 /// instances and the allocator trace's marks, version 10 queue items' send
 /// ticks, version 11 kernel tracing's windows, version 12 queue operations
-/// that did not read the depth; older files read as before.
-pub const FORMAT_VERSION: u32 = 12;
+/// that did not read the depth, version 13 received items with no send tick
+/// (the reader pairs them with their sends); older files read as before.
+pub const FORMAT_VERSION: u32 = 13;
 
 /// The native file's name in a run's output directory.
 pub const PROFILE_FILE: &str = "profile.stgp";

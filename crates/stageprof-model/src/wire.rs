@@ -61,6 +61,9 @@ pub mod kind {
     /// then with [`super::flag::QUEUE_AGED`] its age in the pipeline (version 8).
     /// With [`super::flag::QUEUE_AT_ONCE`] the wait word is left out (version
     /// 10), with [`super::flag::QUEUE_DEPTH_UNREAD`] the depth word (version 12).
+    /// A received item that carried no send tick has
+    /// [`super::flag::QUEUE_UNSTAMPED`] instead of `QUEUE_SEND_TICK`, and no
+    /// word for it (version 13).
     pub const QUEUE: u64 = 11;
     /// `[header, ticks]`: every GPU_MEMORY level of the allocator's trace up
     /// to `ticks` is written, so calls that ended by then can be given their
@@ -112,6 +115,9 @@ pub mod flag {
     /// QUEUE: the queue's depth was not read; its word is left out, and the
     /// depth is one more (sent) or one less (received) than before (version 12).
     pub const QUEUE_DEPTH_UNREAD: u64 = 1 << 9;
+    /// QUEUE: a received item that carried no send tick; no word says one,
+    /// and the reader pairs the receive with its send (version 13).
+    pub const QUEUE_UNSTAMPED: u64 = 1 << 10;
     /// GPU_MEMORY: the allocator's trace starts here (the level when it was
     /// turned on); KERNEL_TRACE: kernel tracing was turned on.
     pub const TRACE_START: u64 = 1 << 4;
@@ -319,9 +325,11 @@ pub enum QueueRecord {
         depth: Option<u64>,
     },
     /// An item came out after the receiver waited `waited` for one, leaving
-    /// `depth` items; its send began at tick `sent` (`None`: not recorded then).
-    /// The tick is the item's id too: the reader follows it back through the
-    /// pipeline for the item's age (see `ingest::item_origins`).
+    /// `depth` items; its send began at tick `sent`, where the item carried
+    /// it (Python's queue), else the reader pairs the receive with its send
+    /// (see `ingest::queue_order`). The tick is the item's id too: the reader
+    /// follows it back through the pipeline for the item's age (see
+    /// `ingest::item_origins`).
     Received {
         /// Ticks the receiver waited on an empty queue.
         waited: u64,
@@ -361,8 +369,11 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
             return ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3);
         }
         QueueRecord::Sent { blocked, depth } => (0, blocked, depth, [None, None]),
-        QueueRecord::Received { waited, depth, sent } => {
-            (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, waited, depth, [Some(or_max(sent)), None])
+        QueueRecord::Received { waited, depth, sent: Some(sent) } => {
+            (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, waited, depth, [Some(sent), None])
+        }
+        QueueRecord::Received { waited, depth, sent: None } => {
+            (flag::QUEUE_RECEIVED | flag::QUEUE_UNSTAMPED, waited, depth, [None, None])
         }
         QueueRecord::ReceivedAged { waited, depth, residence, age } => {
             let aged = if age.is_some() { flag::QUEUE_AGED } else { 0 };
@@ -399,7 +410,9 @@ fn queue_record(flags: u64, rec: &[u64]) -> QueueRecord {
     // The wait, unless the operation went through at once, then the depth, unless unread, then the rest.
     let (wait, rest) = if flags & flag::QUEUE_AT_ONCE != 0 { (0, &rec[2..]) } else { (rec[2], &rec[3..]) };
     let (depth, rest) = if flags & flag::QUEUE_DEPTH_UNREAD != 0 { (None, rest) } else { (Some(rest[0]), &rest[1..]) };
-    if flags & flag::QUEUE_SEND_TICK != 0 {
+    if flags & flag::QUEUE_UNSTAMPED != 0 {
+        QueueRecord::Received { waited: wait, depth, sent: None }
+    } else if flags & flag::QUEUE_SEND_TICK != 0 {
         QueueRecord::Received { waited: wait, depth, sent: known(rest[0]) }
     } else if flags & flag::QUEUE_RECEIVED != 0 {
         QueueRecord::ReceivedAged {
@@ -422,7 +435,10 @@ const fn queue_len(flags: u64) -> usize {
     if flags & flag::QUEUE_OPENED != 0 {
         return 3;
     }
-    let len = if flags & (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK) != 0 {
+    // `[header, ticks, wait, depth]`, and a received item's send tick or residence and age.
+    let len = if flags & flag::QUEUE_UNSTAMPED != 0 {
+        4
+    } else if flags & (flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK) != 0 {
         5 + (flags & flag::QUEUE_AGED != 0) as usize
     } else {
         4
@@ -915,7 +931,13 @@ mod tests {
         // odd flags still read within their words.
         let lens = |op| queue_words(5, 100, op).1;
         assert_eq!((lens(ops[2]), lens(ops[3]), lens(ops[4]), lens(ops[6])), (4, 3, 5, 4));
-        assert_eq!((lens(ops[10]), lens(ops[11]), lens(ops[12]), lens(ops[13])), (3, 2, 4, 3));
+        assert_eq!((lens(ops[10]), lens(ops[11]), lens(ops[12]), lens(ops[13])), (3, 2, 4, 2));
+        // A receive with no send tick (version 13) carries no word for it; versions 10 to 12 wrote u64::MAX.
+        assert_eq!(lens(ops[5]), 4);
+        let v12 = [header(kind::QUEUE, flag::QUEUE_RECEIVED | flag::QUEUE_SEND_TICK, 5), 100, 9, 2, u64::MAX];
+        let mut out = Vec::new();
+        decode(&v12, |r| out.push(r)).unwrap();
+        assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[5] }]);
         let odd = [header(kind::QUEUE, flag::QUEUE_SEND_TICK, 5), 100, 9, 2, 7];
         assert_eq!(decode(&odd, |_| {}).map_err(|e| e.word), Ok(()));
         let odd = [header(kind::QUEUE, flag::QUEUE_AT_ONCE | flag::QUEUE_AGED | flag::QUEUE_RECEIVED, 5), 100, 2, 7, 8];

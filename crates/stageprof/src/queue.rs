@@ -13,18 +13,18 @@
 //! sees it used, so a queue made before `init`, or used across sessions,
 //! still has its capacity in every profile.
 //!
-//! Each item carries the tick its send began (8 bytes; 0 when nothing
-//! recorded then): its residence is worked out on receipt, and the tick is
-//! its id for the reader, which follows items through the pipeline for the
-//! end-to-end latency (an item a thread sends is taken to be made from the
-//! last item that thread received; see `stageprof_model::ingest::item_origins`).
-//! The id is all that rides with the item: in a contended channel each byte
-//! of the slot costs (a u64 through crossbeam with two producers took 143 ns
-//! an item, with 16 bytes beside it 258 ns, on an H100 host).
+//! Nothing of stageprof's rides with the items: in a contended channel each
+//! byte of the slot costs (a u64 through crossbeam with two producers took
+//! 143 ns an item, with 16 bytes beside it 258 ns, on an H100 host; 8 bytes
+//! of stamp cost 70-140 ns, recording or not). The reader pairs each receive
+//! with the send that brought its item, the queue being first in, first out
+//! (`stageprof_model::ingest::queue_order`), for the item's residence and its
+//! path through the pipeline (an item a thread sends is taken to be made from
+//! the last item that thread received; see `stageprof_model::ingest::item_origins`).
 //!
 //! While no session records, an operation costs a relaxed load beyond the
-//! channel's own and the 8-byte stamp. Durations are written in clock ticks
-//! and converted when the profile is read, so the hot path does no division.
+//! channel's own. Durations are written in clock ticks and converted when
+//! the profile is read, so the hot path does no division.
 //!
 //! Each end reads the queue's depth at most once every [`DEPTH_READ_NS`]:
 //! the depth is the two cursors' distance, and in a contended channel the
@@ -67,10 +67,10 @@ pub fn unbounded<T>(name: &str) -> (Sender<T>, Receiver<T>) {
 fn ends<T>(
     name: &str,
     capacity: Option<u64>,
-    tx: crossbeam_channel::Sender<Stamped<T>>,
-    rx: crossbeam_channel::Receiver<Stamped<T>>,
+    tx: crossbeam_channel::Sender<T>,
+    rx: crossbeam_channel::Receiver<T>,
 ) -> (Sender<T>, Receiver<T>) {
-    // The clock is chosen once per process: before any item is stamped with it.
+    // The clock is chosen once per process: before any operation is timed with it.
     crate::clock::clock();
     let meta = Arc::new(QueueMeta::new(name, capacity));
     meta.record(ticks(), None);
@@ -151,18 +151,13 @@ impl QueueMeta {
     }
 
     /// Records a receive that began at tick `began` and took, at `now`, an
-    /// item whose send began at tick `sent` (0: not recorded then), leaving
-    /// `depth` items (`None`: not read; one fewer than before).
+    /// item whose send began at tick `sent` (0: not known; the reader pairs
+    /// the receive with its send), leaving `depth` items (`None`: not read;
+    /// one fewer than before).
     pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: u64) {
         let sent = (sent != 0).then_some(sent);
         self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
-}
-
-/// An item and the tick its send began (0: nothing recorded then).
-struct Stamped<T> {
-    item: T,
-    sent: u64,
 }
 
 /// The tick now while the session records, else 0 (no clock read): when
@@ -178,14 +173,14 @@ pub(crate) fn began() -> u64 {
 
 /// The sending end; clone it for more producers.
 pub struct Sender<T> {
-    inner: crossbeam_channel::Sender<Stamped<T>>,
+    inner: crossbeam_channel::Sender<T>,
     meta: Arc<QueueMeta>,
     depth: DepthReads,
 }
 
 /// The receiving end; clone it for more consumers.
 pub struct Receiver<T> {
-    inner: crossbeam_channel::Receiver<Stamped<T>>,
+    inner: crossbeam_channel::Receiver<T>,
     meta: Arc<QueueMeta>,
     depth: DepthReads,
 }
@@ -209,11 +204,11 @@ impl<T> Sender<T> {
         let began = began();
         // An item that fits at once waited for nothing: its send is recorded at
         // the tick it began, which saves a clock read on the common path.
-        match self.inner.try_send(Stamped { item, sent: began }) {
+        match self.inner.try_send(item) {
             Ok(()) => self.sent_at(began, began, Ok(())),
-            Err(TrySendError::Disconnected(s)) => Err(SendError(s.item)),
-            Err(TrySendError::Full(s)) => {
-                let done = self.inner.send(s).map_err(|e| SendError(e.0.item));
+            Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+            Err(TrySendError::Full(item)) => {
+                let done = self.inner.send(item);
                 self.sent(began, done)
             }
         }
@@ -222,10 +217,7 @@ impl<T> Sender<T> {
     /// Sends `item` if there is room now.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let began = began();
-        let done = self.inner.try_send(Stamped { item, sent: began }).map_err(|e| match e {
-            TrySendError::Full(s) => TrySendError::Full(s.item),
-            TrySendError::Disconnected(s) => TrySendError::Disconnected(s.item),
-        });
+        let done = self.inner.try_send(item);
         // A try never waits: recorded at the tick it began, as `send`'s fast path.
         self.sent_at(began, began, done)
     }
@@ -233,10 +225,7 @@ impl<T> Sender<T> {
     /// Sends `item`, waiting for room at most `timeout`.
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         let began = began();
-        let done = self.inner.send_timeout(Stamped { item, sent: began }, timeout).map_err(|e| match e {
-            SendTimeoutError::Timeout(s) => SendTimeoutError::Timeout(s.item),
-            SendTimeoutError::Disconnected(s) => SendTimeoutError::Disconnected(s.item),
-        });
+        let done = self.inner.send_timeout(item, timeout);
         self.sent(began, done)
     }
 
@@ -275,7 +264,7 @@ impl<T> Receiver<T> {
         let began = began();
         // As for `send`: an item there at once was waited for not at all.
         match self.inner.try_recv() {
-            Ok(stamped) => self.received_at(began, began, Ok(stamped)),
+            Ok(item) => self.received_at(began, began, Ok(item)),
             Err(TryRecvError::Disconnected) => Err(RecvError),
             Err(TryRecvError::Empty) => {
                 let got = self.inner.recv();
@@ -312,19 +301,19 @@ impl<T> Receiver<T> {
 
     /// Records an item received (a failed receive moved nothing).
     #[inline]
-    fn received<E>(&self, began: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
+    fn received<E>(&self, began: u64, got: Result<T, E>) -> Result<T, E> {
         let now = if got.is_ok() && began != 0 { ticks() } else { 0 };
         self.received_at(began, now, got)
     }
 
     /// Records an item a receive that began at tick `began` got at `now`.
     #[inline]
-    fn received_at<E>(&self, began: u64, now: u64, got: Result<Stamped<T>, E>) -> Result<T, E> {
-        let stamped = got?;
+    fn received_at<E>(&self, began: u64, now: u64, got: Result<T, E>) -> Result<T, E> {
+        let item = got?;
         if began != 0 {
-            self.meta.received(began, now, self.depth.read(now, || self.inner.len()), stamped.sent);
+            self.meta.received(began, now, self.depth.read(now, || self.inner.len()), 0);
         }
-        Ok(stamped.item)
+        Ok(item)
     }
 
     /// Items in the queue now.

@@ -79,6 +79,36 @@ fn gap_in_recording(name: &str) {
     assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 6);
 }
 
+/// Two producers send `ITEMS` items each through `name`, every item carrying
+/// the instant its send began; a slower consumer takes them. Returns each
+/// item's residence by the test's clock (its send's start to its receive's
+/// return), sorted: the ground truth for the reader's pairing of receives
+/// with sends, which the items do not help with.
+fn two_producers(name: &str) -> Vec<u64> {
+    let (tx, rx) = queue::bounded::<Instant>(name, 8);
+    let producers: Vec<_> = [Duration::from_micros(300), Duration::from_micros(470)]
+        .into_iter()
+        .map(|pause| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for _ in 0..ITEMS {
+                    thread::sleep(pause);
+                    tx.send(Instant::now()).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut residences = Vec::new();
+    while let Ok(sent) = rx.recv() {
+        residences.push(sent.elapsed().as_nanos() as u64);
+        thread::sleep(Duration::from_micros(500));
+    }
+    producers.into_iter().for_each(|p| p.join().unwrap());
+    residences.sort_unstable();
+    residences
+}
+
 #[test]
 fn queues_count_every_item_and_say_who_waited() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,6 +121,7 @@ fn queues_count_every_item_and_say_who_waited() {
     let (starved_got, _, starved_waited) = pipeline("to starved consumer", WORK, Duration::ZERO);
     let bursts_full = bursts("bursts");
     gap_in_recording("gap");
+    let residences = two_producers("two producers");
 
     // The ends behave as crossbeam's: a full queue hands the item back, a closed one too.
     let (tx, rx) = queue::bounded::<&str>("tiny", 1);
@@ -146,6 +177,21 @@ fn queues_count_every_item_and_say_who_waited() {
     let gap = queue("gap");
     assert_eq!((gap.sent, gap.received, gap.depth_max), (3, 6, 6), "{gap:?}");
 
+    // Each receive paired with the send that brought its item: the residences as the items say.
+    let two = queue("two producers");
+    assert_eq!((two.sent, two.received, two.residence.count), (2 * ITEMS, 2 * ITEMS, 2 * ITEMS));
+    let rank = |q: f64| residences[((q * residences.len() as f64).ceil() as usize).max(1) - 1];
+    let r = &two.residence;
+    for (what, mine, truth) in [
+        ("min", r.min_ns, rank(0.0)),
+        ("p50", r.p50_ns, rank(0.5)),
+        ("p95", r.p95_ns, rank(0.95)),
+        ("max", r.max_ns, rank(1.0)),
+    ] {
+        let off = mine.abs_diff(truth);
+        assert!(off <= 30_000 || off * 100 <= 3 * truth, "residence {what} {mine} ns, by the items {truth} ns");
+    }
+
     let tiny = queue("tiny");
     assert_eq!((tiny.sent, tiny.received), (1, 1), "refused sends move nothing");
 
@@ -153,7 +199,7 @@ fn queues_count_every_item_and_say_who_waited() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let names: Vec<&str> = json["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["bursts", "gap", "tiny", "to slow consumer", "to starved consumer"]);
+    assert_eq!(names, ["bursts", "gap", "tiny", "to slow consumer", "to starved consumer", "two producers"]);
     assert_eq!(json["queues"][3]["sent"], ITEMS);
     // And so does the table, a line each.
     let table = stageprof_render::render_table(&summary, &stageprof_render::TableOptions::plain());

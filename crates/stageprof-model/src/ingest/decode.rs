@@ -10,8 +10,11 @@ use crate::{
 
 use super::item_origins::ItemOrigins;
 use super::nest::Nester;
+use super::queue_order::{Moved, QueueOrder, Timed};
 
-/// A receive waiting for its item's entry into the pipeline, and its tick.
+/// A queue operation's event, and its tick (a receive's residence and age
+/// are filled in once its item's send, and the item's entry into the
+/// pipeline, are known).
 type PendingReceive = (QueueEvent, u64);
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
@@ -25,6 +28,8 @@ pub struct RecordDecoder {
     gpu_mem: HashMap<u32, MemDelta>,
     /// GPU records seen while the nester had no GPU join to take them.
     unjoined_gpu: u64,
+    /// Queue operations put in time order, receives paired with sends.
+    queue_order: QueueOrder<PendingReceive>,
     /// Where the items queues deliver entered the pipeline.
     origins: ItemOrigins<PendingReceive>,
 }
@@ -38,14 +43,18 @@ impl RecordDecoder {
             process: HashMap::new(),
             gpu_mem: HashMap::new(),
             unjoined_gpu: 0,
+            queue_order: QueueOrder::default(),
             origins: ItemOrigins::default(),
         }
     }
 
-    /// Ends the input: receives whose item's send never came are delivered
-    /// without an age, and the nester closes what is open at `end_ns`.
+    /// Ends the input: the queue operations still waiting are settled,
+    /// receives whose item's send never came are delivered without an age,
+    /// and the nester closes what is open at `end_ns`.
     pub fn finish(&mut self, catalog: &Catalog, end_ns: Option<u64>, sink: &mut dyn ProfileSink) {
         let scale = self.scale;
+        let origins = &mut self.origins;
+        self.queue_order.finish(&mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
         self.origins.finish(&mut |pending, origin| deliver_received(pending, origin, scale, catalog, sink));
         self.nester.finish(catalog, end_ns, sink);
     }
@@ -73,6 +82,7 @@ impl RecordDecoder {
         let process = &mut self.process;
         let gpu_mem = &mut self.gpu_mem;
         let unjoined_gpu = &mut self.unjoined_gpu;
+        let queue_order = &mut self.queue_order;
         let origins = &mut self.origins;
         wire::decode(words, |record| match record {
             Record::Begin { name, ticks, frame, sampled } => {
@@ -105,7 +115,8 @@ impl RecordDecoder {
             }
             Record::Queue { name, ticks, op } => {
                 let at = QueueAt { queue: name, thread, ticks, scale };
-                decode_queue(at, op, origins, catalog, sink);
+                let Some(op) = decode_queue(at, op, catalog, sink) else { return };
+                queue_order.push(op, &mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
             }
             Record::Counter { name, ticks, value } => {
                 sink.counter(&CounterSample { name, thread, ts_ns: scale.ns(ticks), value }, catalog);
@@ -129,37 +140,67 @@ impl QueueAt {
     }
 }
 
-/// A queue record, in nanoseconds, to `sink`; a received item's once its entry into the pipeline is known.
+/// A queue record, in nanoseconds: to `sink` at once where it moved no
+/// item; else to be put in time order (see `queue_order`).
 fn decode_queue(
     at: QueueAt,
     record: QueueRecord,
+    catalog: &Catalog,
+    sink: &mut dyn ProfileSink,
+) -> Option<Timed<PendingReceive>> {
+    let ns = |t| at.scale.duration_ns(t);
+    let (moved, depth, op) = match record {
+        QueueRecord::Opened { capacity } => {
+            sink.queue(&at.event(QueueOp::Opened { capacity }), catalog);
+            return None;
+        }
+        // Versions 7 to 9: worked out as recorded, and in no item's path.
+        QueueRecord::ReceivedAged { waited, depth, residence, age } => {
+            let op = QueueOp::Received {
+                waited_ns: ns(waited),
+                depth: Some(depth),
+                residence_ns: residence.map(ns),
+                age_ns: age.map(ns),
+            };
+            sink.queue(&at.event(op), catalog);
+            return None;
+        }
+        QueueRecord::Sent { blocked, depth } => {
+            let began = at.ticks.saturating_sub(blocked);
+            (Moved::Sent { began }, depth, QueueOp::Sent { blocked_ns: ns(blocked), depth })
+        }
+        QueueRecord::Received { waited, depth, sent } => {
+            let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns: None, age_ns: None };
+            (Moved::Received { sent }, depth, op)
+        }
+    };
+    Some(Timed { ns: at.scale.ns(at.ticks), queue: at.queue, moved, depth, payload: (at.event(op), at.ticks) })
+}
+
+/// A queue operation in its turn: a send to `sink` and into the items'
+/// paths; a receive, which took its item from the send begun at tick
+/// `sent`, with its residence, once its item's entry into the pipeline is known.
+fn settle_queue(
+    op: Timed<PendingReceive>,
+    sent: Option<u64>,
     origins: &mut ItemOrigins<PendingReceive>,
+    scale: TickScale,
     catalog: &Catalog,
     sink: &mut dyn ProfileSink,
 ) {
-    let ns = |t| at.scale.duration_ns(t);
-    let op = match record {
-        QueueRecord::Received { waited, depth, sent } => {
-            let residence_ns = sent.map(|s| ns(at.ticks.saturating_sub(s)));
-            let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns, age_ns: None };
-            let pending = (at.event(op), at.ticks);
-            return origins.received(at.queue, at.thread, sent, pending, &mut |p, o| {
-                deliver_received(p, o, at.scale, catalog, sink)
-            });
+    let (mut event, ticks) = op.payload;
+    if let Moved::Sent { .. } = op.moved {
+        sink.queue(&event, catalog);
+    }
+    let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
+    match op.moved {
+        Moved::Sent { began } => origins.sent(op.queue, event.thread, began, &mut deliver),
+        Moved::Received { .. } => {
+            if let QueueOp::Received { residence_ns, .. } = &mut event.op {
+                *residence_ns = sent.map(|s| scale.duration_ns(ticks.saturating_sub(s)));
+            }
+            origins.received(op.queue, event.thread, sent, (event, ticks), &mut deliver);
         }
-        QueueRecord::Opened { capacity } => QueueOp::Opened { capacity },
-        QueueRecord::Sent { blocked, depth } => QueueOp::Sent { blocked_ns: ns(blocked), depth },
-        QueueRecord::ReceivedAged { waited, depth, residence, age } => QueueOp::Received {
-            waited_ns: ns(waited),
-            depth: Some(depth),
-            residence_ns: residence.map(ns),
-            age_ns: age.map(ns),
-        },
-    };
-    sink.queue(&at.event(op), catalog);
-    if let QueueRecord::Sent { blocked, .. } = record {
-        let began = at.ticks.saturating_sub(blocked);
-        origins.sent(at.queue, at.thread, began, &mut |p, o| deliver_received(p, o, at.scale, catalog, sink));
     }
 }
 

@@ -15,6 +15,7 @@ pub mod item_origins;
 pub mod memory_series;
 pub mod native_input;
 pub mod nest;
+pub mod queue_order;
 
 pub use decode::RecordDecoder;
 pub use memory_series::{MemorySample, MemorySeries};

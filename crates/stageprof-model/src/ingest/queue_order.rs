@@ -1,0 +1,448 @@
+//! Queue operations put in time order, and each receive paired with the
+//! send that brought its item.
+//!
+//! Rust's queues (`stageprof::queue`) carry nothing of stageprof's with
+//! their items: eight bytes more in each slot of a channel cost two
+//! producers tens of nanoseconds an item, recording or not. A queue is first
+//! in, first out, so the reader pairs them: in time order, each receive
+//! takes the oldest item no receive has taken. Records reach the reader a
+//! thread at a time, so operations wait here and are settled oldest first
+//! once [`HOLD_NS`] of newer ones or [`KEEP`] more have come, which keeps
+//! the order exact wherever two threads' records are read less than that
+//! apart (a collector pass is about 20 ms).
+//!
+//! Operations of two threads closer than [`RACE_NS`] may have moved their
+//! items in either order than their ticks say (each tick is read just
+//! before the channel moves the item): a receive that finds no item takes
+//! the first send that close after it. Where operations were not recorded
+//! (before the session, while recording was off, records dropped), counting
+//! alone would pair every later receive with the wrong send, so the count is
+//! held to the depth the operations read: where a read differs from the
+//! count by more than the other operations close enough to have raced it,
+//! the count moves to the read: items no send told of join last (an end
+//! reads the depth on its first operation after a gap, so they came after
+//! every item recorded before it), items received unseen leave oldest first. A receive that names its send (Python's queue stamps its
+//! items) takes that send's item.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Most operations waiting, past which the oldest are settled.
+pub const KEEP: usize = 1 << 16;
+/// Operations this much older than the newest are settled.
+pub const HOLD_NS: u64 = 250_000_000;
+/// Operations of two threads this close may have moved items in either order.
+pub const RACE_NS: u64 = 2_000;
+
+/// What a queue operation moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// An item went in; its send began at tick `began` (the item's id).
+    Sent {
+        /// The tick the send began.
+        began: u64,
+    },
+    /// An item came out; `sent`: the id of its send, where the item carried it.
+    Received {
+        /// The id the item carried.
+        sent: Option<u64>,
+    },
+}
+
+/// One queue operation waiting for its place in time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timed<P> {
+    /// When, in nanoseconds.
+    pub ns: u64,
+    /// The queue's name.
+    pub queue: u32,
+    /// What the operation moved.
+    pub moved: Moved,
+    /// The queue's depth it read (items after it), if it read one.
+    pub depth: Option<u64>,
+    /// What to deliver once settled.
+    pub payload: P,
+}
+
+/// The items a queue holds by the count, oldest first.
+#[derive(Default)]
+struct Held {
+    items: Items,
+    /// Ids taken by receives that named them before their send was settled.
+    taken_ahead: HashSet<u64>,
+}
+
+/// Items in order: their sends' ids, and runs of items no send told of
+/// (counted, not stored one by one: a depth read from a hostile file can
+/// say any number).
+#[derive(Default)]
+struct Items {
+    runs: VecDeque<Run>,
+    len: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Sent(u64),
+    Unknown(u64),
+}
+
+impl Items {
+    fn push(&mut self, run: Run) {
+        match (self.runs.back_mut(), run) {
+            (_, Run::Unknown(0)) => return,
+            (Some(Run::Unknown(n)), Run::Unknown(more)) => *n += more,
+            _ => self.runs.push_back(run),
+        }
+        self.len += match run {
+            Run::Sent(_) => 1,
+            Run::Unknown(n) => n,
+        };
+    }
+
+    /// The oldest item: `Some(None)` for one no send told of.
+    fn pop(&mut self) -> Option<Option<u64>> {
+        let taken = match self.runs.front_mut()? {
+            Run::Sent(id) => {
+                let id = *id;
+                self.runs.pop_front();
+                Some(id)
+            }
+            Run::Unknown(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.runs.pop_front();
+                }
+                None
+            }
+        };
+        self.len -= 1;
+        Some(taken)
+    }
+
+    /// Lets the oldest `count` items go.
+    fn drop_oldest(&mut self, mut count: u64) {
+        while count > 0 {
+            match self.runs.front_mut() {
+                Some(Run::Unknown(n)) if *n > count => {
+                    *n -= count;
+                    self.len -= count;
+                    return;
+                }
+                Some(Run::Unknown(n)) => {
+                    count -= *n;
+                    self.len -= *n;
+                    self.runs.pop_front();
+                }
+                Some(Run::Sent(_)) => {
+                    count -= 1;
+                    self.len -= 1;
+                    self.runs.pop_front();
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Takes the item sent at `id` out, wherever it is; whether it was there.
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(at) = self.runs.iter().position(|&run| run == Run::Sent(id)) else { return false };
+        self.runs.remove(at);
+        self.len -= 1;
+        true
+    }
+}
+
+/// Settles queue operations in time order; see the module doc.
+pub struct QueueOrder<P> {
+    waiting: Vec<Timed<P>>,
+    oldest_ns: u64,
+    newest_ns: u64,
+    held: HashMap<u32, Held>,
+    /// [`KEEP`], lower in tests.
+    keep: usize,
+}
+
+impl<P> Default for QueueOrder<P> {
+    fn default() -> Self {
+        QueueOrder::with_keep(KEEP)
+    }
+}
+
+/// Hands over a settled operation and, for a receive, the id of the send it took its item from.
+pub type Settle<'a, P> = dyn FnMut(Timed<P>, Option<u64>) + 'a;
+
+impl<P> QueueOrder<P> {
+    /// Settling the oldest once `keep` more wait.
+    pub fn with_keep(keep: usize) -> Self {
+        QueueOrder { waiting: Vec::new(), oldest_ns: u64::MAX, newest_ns: 0, held: HashMap::new(), keep }
+    }
+
+    /// Takes `op`; settles, through `settle`, the operations whose turn came.
+    pub fn push(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
+        self.oldest_ns = self.oldest_ns.min(op.ns);
+        self.newest_ns = self.newest_ns.max(op.ns);
+        self.waiting.push(op);
+        if self.waiting.len() >= 2 * self.keep || self.newest_ns - self.oldest_ns > 2 * HOLD_NS {
+            self.settle(false, settle);
+        }
+    }
+
+    /// Settles every operation left (the input is over).
+    pub fn finish(&mut self, settle: &mut Settle<'_, P>) {
+        self.settle(true, settle);
+    }
+
+    /// Settles, oldest first, every operation (`all`) or those older than
+    /// [`HOLD_NS`] before the newest and all but the newest `keep`.
+    fn settle(&mut self, all: bool, settle: &mut Settle<'_, P>) {
+        let mut ops = std::mem::take(&mut self.waiting);
+        ops.sort_by_key(|op| op.ns);
+        let cut = if all {
+            ops.len()
+        } else {
+            let old = ops.partition_point(|op| op.ns < self.newest_ns.saturating_sub(HOLD_NS));
+            old.max(ops.len().saturating_sub(self.keep))
+        };
+        let times: Vec<(u64, u32)> = ops.iter().map(|op| (op.ns, op.queue)).collect();
+        let mut ops: Vec<Option<Timed<P>>> = ops.into_iter().map(Some).collect();
+        for i in 0..cut {
+            let Some(op) = ops[i].take() else { continue };
+            let queue = op.queue;
+            if let Some(read) = op.depth {
+                // The count before the operation, as the depth it read after it says.
+                let before = match op.moved {
+                    Moved::Sent { .. } => read.saturating_sub(1),
+                    Moved::Received { .. } => read.saturating_add(1),
+                };
+                self.hold_to(queue, before, raced(&times, i));
+            }
+            match op.moved {
+                Moved::Sent { .. } => self.settle_send(op, settle),
+                Moved::Received { sent } => {
+                    let taken = match sent {
+                        Some(id) => Some(self.take_named(queue, id)),
+                        None => self.take_oldest(queue),
+                    };
+                    let taken = taken.or_else(|| {
+                        self.settle_send(racing_send(&mut ops, &times, i)?, settle);
+                        self.take_oldest(queue)
+                    });
+                    settle(op, taken.flatten());
+                }
+            }
+        }
+        self.waiting = ops.into_iter().flatten().collect();
+        self.oldest_ns = self.waiting.iter().map(|op| op.ns).min().unwrap_or(u64::MAX);
+    }
+
+    /// A send: its item joins the queue's, unless a receive named it already.
+    fn settle_send(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
+        if let Moved::Sent { began } = op.moved {
+            let held = self.held.entry(op.queue).or_default();
+            if !held.taken_ahead.remove(&began) {
+                held.items.push(Run::Sent(began));
+            }
+        }
+        settle(op, None);
+    }
+
+    /// The oldest item's id, if the queue holds one by the count.
+    fn take_oldest(&mut self, queue: u32) -> Option<Option<u64>> {
+        self.held.entry(queue).or_default().items.pop()
+    }
+
+    /// The item sent at `id`, wherever it is (or, not settled yet, when it comes).
+    fn take_named(&mut self, queue: u32, id: u64) -> Option<u64> {
+        let held = self.held.entry(queue).or_default();
+        if !held.items.remove(id) {
+            held.taken_ahead.insert(id);
+        }
+        Some(id)
+    }
+
+    /// Moves the count to `read` items, where they differ by more than
+    /// `raced` operations could explain.
+    fn hold_to(&mut self, queue: u32, read: u64, raced: u64) {
+        let items = &mut self.held.entry(queue).or_default().items;
+        let count = items.len;
+        if read > count.saturating_add(raced) {
+            items.push(Run::Unknown(read - count - raced));
+        } else if count > read.saturating_add(raced) {
+            items.drop_oldest(count - read - raced);
+        }
+    }
+}
+
+/// The first send of op `i`'s queue within [`RACE_NS`] after it, not yet
+/// settled, taken out of `ops`.
+fn racing_send<P>(ops: &mut [Option<Timed<P>>], times: &[(u64, u32)], i: usize) -> Option<Timed<P>> {
+    let (ns, queue) = times[i];
+    let j = (i + 1..times.len())
+        .take_while(|&j| times[j].0 - ns <= RACE_NS)
+        .find(|&j| times[j].1 == queue && matches!(&ops[j], Some(Timed { moved: Moved::Sent { .. }, .. })))?;
+    ops[j].take()
+}
+
+/// Operations on op `i`'s queue, other than it, within [`RACE_NS`] of it.
+fn raced(times: &[(u64, u32)], i: usize) -> u64 {
+    let (ns, queue) = times[i];
+    let from = times.partition_point(|&(t, _)| t < ns.saturating_sub(RACE_NS));
+    let to = times.partition_point(|&(t, _)| t <= ns.saturating_add(RACE_NS));
+    times[from..to].iter().filter(|&&(_, q)| q == queue).count() as u64 - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: u32 = 1;
+
+    fn send(ns: u64, depth: Option<u64>) -> Timed<&'static str> {
+        Timed { ns, queue: Q, moved: Moved::Sent { began: ns }, depth, payload: "send" }
+    }
+
+    fn receive(ns: u64, depth: Option<u64>, label: &'static str) -> Timed<&'static str> {
+        Timed { ns, queue: Q, moved: Moved::Received { sent: None }, depth, payload: label }
+    }
+
+    /// Feeds `ops` in the order given; what was settled, in order: receives with the send they took.
+    fn settled(
+        order: &mut QueueOrder<&'static str>,
+        ops: Vec<Timed<&'static str>>,
+    ) -> Vec<(&'static str, Option<u64>)> {
+        let mut out = Vec::new();
+        for op in ops {
+            order.push(op, &mut |op, sent| out.push((op.payload, sent)));
+        }
+        order.finish(&mut |op, sent| out.push((op.payload, sent)));
+        out.into_iter().filter(|(what, _)| *what != "send").collect()
+    }
+
+    #[test]
+    fn receives_take_sends_in_time_order_whatever_order_threads_came_in() {
+        let mut order = QueueOrder::default();
+        // Two producers' records, each thread's read whole, then the consumer's.
+        let ops = vec![
+            send(10_000, Some(1)),
+            send(30_000, None),
+            send(20_000, Some(2)),
+            send(40_000, None),
+            receive(25_000, Some(1), "a"),
+            receive(26_000, None, "b"),
+            receive(45_000, Some(1), "c"),
+            receive(50_000, None, "d"),
+        ];
+        assert_eq!(
+            settled(&mut order, ops),
+            [("a", Some(10_000)), ("b", Some(20_000)), ("c", Some(30_000)), ("d", Some(40_000))]
+        );
+    }
+
+    #[test]
+    fn a_receive_timed_before_its_send_takes_the_send_racing_it() {
+        let mut order = QueueOrder::default();
+        let mut seen = Vec::new();
+        let ops =
+            vec![receive(1_000, None, "early"), send(1_500, None), send(9_000, None), receive(9_100, None, "late")];
+        for op in ops {
+            order.push(op, &mut |op, sent| seen.push((op.payload, sent)));
+        }
+        order.finish(&mut |op, sent| seen.push((op.payload, sent)));
+        // The send first, then the receive that took its item.
+        assert_eq!(seen, [("send", None), ("early", Some(1_500)), ("send", None), ("late", Some(9_000))]);
+    }
+
+    #[test]
+    fn items_from_before_the_record_are_counted_from_the_first_depth_read() {
+        let mut order = QueueOrder::default();
+        // Three items were in the queue before anything was recorded: the first receive leaves two.
+        let ops = vec![
+            receive(10_000, Some(2), "old 1"),
+            send(15_000, Some(3)),
+            receive(20_000, None, "old 2"),
+            receive(30_000, None, "old 3"),
+            receive(40_000, Some(0), "new"),
+        ];
+        assert_eq!(
+            settled(&mut order, ops),
+            [("old 1", None), ("old 2", None), ("old 3", None), ("new", Some(15_000))]
+        );
+    }
+
+    #[test]
+    fn operations_not_recorded_are_caught_up_by_the_next_read() {
+        let mut order = QueueOrder::default();
+        let ops = vec![
+            send(10_000, Some(1)),
+            send(20_000, Some(2)),
+            // Recording off: one item received unseen, the oldest.
+            receive(100_000, Some(0), "after the gap"),
+            send(110_000, Some(1)),
+            receive(120_000, Some(0), "after"),
+        ];
+        assert_eq!(settled(&mut order, ops), [("after the gap", Some(20_000)), ("after", Some(110_000))]);
+        // Sent unseen, between two recorded sends: an item with no id, in between.
+        let ops = vec![
+            send(10_000, Some(1)),
+            send(50_000, Some(3)),
+            receive(60_000, None, "a"),
+            receive(70_000, None, "b"),
+            receive(80_000, None, "c"),
+        ];
+        let mut order = QueueOrder::default();
+        assert_eq!(settled(&mut order, ops), [("a", Some(10_000)), ("b", None), ("c", Some(50_000))]);
+    }
+
+    #[test]
+    fn a_read_that_racing_operations_can_explain_moves_nothing() {
+        let mut order = QueueOrder::default();
+        // The receive's read (0 left) came after a send 500 ns later had gone in: 1 left.
+        let ops = vec![send(10_000, Some(1)), receive(20_000, Some(1), "first"), send(20_500, Some(1))];
+        let mut also = ops.clone();
+        also.push(receive(30_000, Some(0), "second"));
+        assert_eq!(settled(&mut order, also), [("first", Some(10_000)), ("second", Some(20_500))]);
+    }
+
+    #[test]
+    fn a_receive_that_names_its_send_takes_that_item() {
+        let mut order = QueueOrder::default();
+        let named = |ns, sent, label| Timed {
+            ns,
+            queue: Q,
+            moved: Moved::Received { sent: Some(sent) },
+            depth: None,
+            payload: label,
+        };
+        let ops = vec![
+            send(10_000, None),
+            send(20_000, None),
+            named(30_000, 20_000, "second first"),
+            // Named before its send is settled (its tick is later: a race).
+            named(35_000, 35_500, "ahead"),
+            send(35_500, None),
+            receive(40_000, None, "oldest"),
+        ];
+        assert_eq!(
+            settled(&mut order, ops),
+            [("second first", Some(20_000)), ("ahead", Some(35_500)), ("oldest", Some(10_000))]
+        );
+    }
+
+    #[test]
+    fn operations_are_settled_while_more_come_in_bounded_memory() {
+        let mut order = QueueOrder::with_keep(4);
+        let mut done = 0;
+        for i in 0..100u64 {
+            order.push(send(i * 1_000_000, None), &mut |_, _| done += 1);
+            order.push(receive(i * 1_000_000 + 500_000, None, "r"), &mut |_, _| done += 1);
+            assert!(order.waiting.len() < 8, "at most twice keep wait");
+        }
+        assert!(done >= 200 - 8);
+        // And by time: an operation HOLD_NS older than the newest is settled.
+        let mut order = QueueOrder::default();
+        let mut settled_ns = Vec::new();
+        order.push(send(0, None), &mut |op, _| settled_ns.push(op.ns));
+        order.push(send(3 * HOLD_NS, None), &mut |op, _| settled_ns.push(op.ns));
+        assert_eq!(settled_ns, [0]);
+    }
+}
