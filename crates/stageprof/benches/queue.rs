@@ -1,9 +1,7 @@
 //! What an instrumented queue costs: send + receive pairs through
 //! `stageprof::queue` against the crossbeam-channel it wraps, on one thread
 //! (uncontended) and with two producer threads feeding one receiver, with a
-//! session recording and with recording off; and crossbeam carrying 8 bytes
-//! more an item, as the queue does, to tell the cost of those bytes inside
-//! the channel from the queue's own. `cargo bench -p stageprof
+//! session recording and with recording off. `cargo bench -p stageprof
 //! --bench queue [-- ROUNDS] [one|two]` (a word: only the comparisons whose
 //! title has it).
 //!
@@ -31,21 +29,16 @@ const CAPACITY: usize = 64;
 #[derive(Clone, Copy)]
 enum Contender {
     Crossbeam,
-    /// crossbeam carrying the item and 8 bytes more, as stageprof's queue
-    /// does (its stamp): what those bytes cost inside the channel itself.
-    CrossbeamStamped,
     Off,
     Recording,
 }
 
-const CONTENDERS: [Contender; 4] =
-    [Contender::Crossbeam, Contender::CrossbeamStamped, Contender::Off, Contender::Recording];
+const CONTENDERS: [Contender; 3] = [Contender::Crossbeam, Contender::Off, Contender::Recording];
 
 impl Contender {
     fn label(self) -> &'static str {
         match self {
             Contender::Crossbeam => "crossbeam-channel",
-            Contender::CrossbeamStamped => "crossbeam, item + 8 bytes",
             Contender::Off => "stageprof::queue, off",
             Contender::Recording => "stageprof::queue, recording",
         }
@@ -67,15 +60,6 @@ trait Channel: Send + Sync + 'static {
 impl Channel for (crossbeam_channel::Sender<u64>, crossbeam_channel::Receiver<u64>) {
     fn send(&self, item: u64) {
         self.0.send(item).unwrap();
-    }
-    fn recv(&self) {
-        black_box(self.1.recv().unwrap());
-    }
-}
-
-impl Channel for (crossbeam_channel::Sender<(u64, u64)>, crossbeam_channel::Receiver<(u64, u64)>) {
-    fn send(&self, item: u64) {
-        self.0.send((item, 0)).unwrap();
     }
     fn recv(&self) {
         black_box(self.1.recv().unwrap());
@@ -137,11 +121,9 @@ impl Timing for TwoProducers {
 /// One comparison's channels (the queue named `name`), and its round timed by `timing`.
 fn comparison(timing: impl Timing, name: &str) -> Box<Round> {
     let plain = Arc::new(crossbeam_channel::bounded::<u64>(CAPACITY));
-    let stamped = Arc::new(crossbeam_channel::bounded::<(u64, u64)>(CAPACITY));
     let queue = Arc::new(stageprof::queue::bounded::<u64>(name, CAPACITY));
     Box::new(move |contender| match contender {
         Contender::Crossbeam => timing.time(&plain),
-        Contender::CrossbeamStamped => timing.time(&stamped),
         Contender::Off | Contender::Recording => timing.time(&queue),
     })
 }
