@@ -1,11 +1,10 @@
 //! A queue's depth over time, folded as it comes so that its memory stays
 //! bounded however long the run (a queue passes millions of items an hour).
 //!
-//! Samples reach the aggregator in the order their threads' records were
-//! read, not in time order across threads: the newest [`KEEP`] wait in a
-//! buffer and are folded oldest first once more come, which keeps the order
-//! exact wherever the threads' records are read less than that many samples
-//! apart (a collector pass). Folding keeps the time spent at each depth
+//! Samples reach the aggregator nearly in time order (a racing send may
+//! come just before the receive timed ahead of it): the newest [`KEEP`]
+//! wait in a buffer and are folded oldest first once more come, which keeps
+//! the order exact. Folding keeps the time spent at each depth
 //! (from which the time-weighted mean and the shares full and empty follow,
 //! whatever the capacity turns out to be) and a coarse series for the
 //! report: buckets of a width that doubles whenever there are too many,

@@ -27,9 +27,10 @@
 //! long since they (or the items they were made from, see
 //! `stageprof::queue`) entered the pipeline's first queue.
 //!
-//! Operations reach the aggregator in the order their threads' records were
-//! read, not in time order across threads; each queue's depth samples are
-//! put in order and folded as they come (`depth_series`).
+//! Operations reach the aggregator in time order, as the reader settled
+//! them (`stageprof_model::ingest::queue_order`) except where a receive
+//! timed before its racing send came after it; each queue's depth samples
+//! are put in exact order and folded as they come (`depth_series`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -1,15 +1,16 @@
 //! Where the items an instrumented queue delivers entered the pipeline, for
 //! the end-to-end latency.
 //!
-//! An item carries one word through a queue, the tick its send began, which
-//! is also its id on that queue (8 bytes: in a contended channel every byte
-//! of the slot costs, so nothing more rides along). An item a thread sends is
-//! taken to be made from the last item that thread received, and a thread
-//! that received none is where items enter; so where an item entered is
-//! found by following ids back, which this module does as records are
-//! decoded. Records come a thread at a time, so a receive is often decoded
-//! before the send that brought its item: then the receive, and whatever
-//! its thread sends after it, wait until that send is decoded.
+//! An item's id on a queue is the tick its send began: Python's queue
+//! carries it with the item, and for Rust's, which carry nothing, the
+//! reader pairs each receive with its send (`queue_order`). An item a
+//! thread sends is taken to be made from the last item that thread
+//! received, and a thread that received none is where items enter; so where
+//! an item entered is found by following ids back, which this module does
+//! as operations are settled. A receive can still come before the send
+//! that brought its item (a Python item named before its send was settled):
+//! then the receive, and whatever its thread sends after it, wait until
+//! that send comes.
 
 use std::collections::HashMap;
 

@@ -220,7 +220,10 @@ impl<P> QueueOrder<P> {
                 Moved::Sent { .. } => self.settle_send(op, settle),
                 Moved::Received { sent } => {
                     let taken = match sent {
-                        Some(id) => Some(self.take_named(queue, id)),
+                        Some(id) => {
+                            self.take_named(queue, id);
+                            Some(Some(id))
+                        }
                         None => self.take_oldest(queue),
                     };
                     let taken = taken.or_else(|| {
@@ -251,13 +254,12 @@ impl<P> QueueOrder<P> {
         self.held.entry(queue).or_default().items.pop()
     }
 
-    /// The item sent at `id`, wherever it is (or, not settled yet, when it comes).
-    fn take_named(&mut self, queue: u32, id: u64) -> Option<u64> {
+    /// Takes the item sent at `id`, wherever it is (or, not settled yet, when it comes).
+    fn take_named(&mut self, queue: u32, id: u64) {
         let held = self.held.entry(queue).or_default();
         if !held.items.remove(id) {
             held.taken_ahead.insert(id);
         }
-        Some(id)
     }
 
     /// Moves the count to `read` items, where they differ by more than
