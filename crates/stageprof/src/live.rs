@@ -37,6 +37,8 @@ impl LiveSinks {
     }
 
     pub(crate) fn tick(&mut self, catalog: &Catalog) {
+        let now_ns = self.decoder.scale.ns(crate::clock::ticks());
+        self.decoder.advance(now_ns, catalog, &mut Fanout(&mut self.sinks));
         for sink in &mut self.sinks {
             sink.tick(catalog);
         }

@@ -59,6 +59,13 @@ impl RecordDecoder {
         self.nester.finish(catalog, end_ns, sink);
     }
 
+    /// A live reader's clock reached `now_ns`: queue operations old enough
+    /// that no record of another thread can come before them are settled.
+    pub fn advance(&mut self, now_ns: u64, catalog: &Catalog, sink: &mut dyn ProfileSink) {
+        let (scale, origins) = (self.scale, &mut self.origins);
+        self.queue_order.advance(now_ns, &mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
+    }
+
     /// What the GPU join missed, as warnings: records no join took, and
     /// spans a live join let go before their results were in.
     pub fn gpu_warnings(&self) -> impl Iterator<Item = Warning> {

@@ -11,18 +11,23 @@
 //! the order exact wherever two threads' records are read less than that
 //! apart (a collector pass is about 20 ms).
 //!
-//! Operations of two threads closer than [`RACE_NS`] may have moved their
-//! items in either order than their ticks say (each tick is read just
-//! before the channel moves the item): a receive that finds no item takes
-//! the first send that close after it. Where operations were not recorded
+//! An operation's tick is read just before the channel moves the item (or
+//! just after, where it had to wait), so a receive can be timed before the
+//! send of its item, by nanoseconds, or by as long as its thread was
+//! preempted in between: a receive that finds no item takes the next send
+//! of its queue still waiting. Operations of two threads closer than
+//! [`RACE_NS`] are taken to have raced where a depth read is checked. Where operations were not recorded
 //! (before the session, while recording was off, records dropped), counting
 //! alone would pair every later receive with the wrong send, so the count is
-//! held to the depth the operations read: where a read differs from the
-//! count by more than the other operations close enough to have raced it,
-//! the count moves to the read: items no send told of join last (an end
-//! reads the depth on its first operation after a gap, so they came after
-//! every item recorded before it), items received unseen leave oldest first. A receive that names its send (Python's queue stamps its
-//! items) takes that send's item.
+//! held to the depth the operations read: where two reads in a row differ
+//! from the count the same way, by more than the other operations close
+//! enough to have raced them, the count moves by the smaller difference
+//! (one read alone may be off: its thread was preempted between its tick
+//! and its operation). Items no send told of join last (an end reads the
+//! depth on its first operation after a gap, so they came after every item
+//! recorded before it); items received unseen leave oldest first. A
+//! receive that names its send (Python's queue stamps its items) takes
+//! that send's item.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -30,7 +35,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 pub const KEEP: usize = 1 << 16;
 /// Operations this much older than the newest are settled.
 pub const HOLD_NS: u64 = 250_000_000;
-/// Operations of two threads this close may have moved items in either order.
+/// Operations of two threads this close may have moved items in either
+/// order than their ticks say (each tick is read just before or after).
 pub const RACE_NS: u64 = 2_000;
 
 /// What a queue operation moved.
@@ -69,6 +75,10 @@ struct Held {
     items: Items,
     /// Ids taken by receives that named them before their send was settled.
     taken_ahead: HashSet<u64>,
+    /// How far the last depth read was off the count, beyond what racing
+    /// explains (`None`: no read yet, and the first is taken at its word:
+    /// items in the queue before anything was recorded).
+    off_before: Option<i64>,
 }
 
 /// Items in order: their sends' ids, and runs of items no send told of
@@ -187,6 +197,15 @@ impl<P> QueueOrder<P> {
         }
     }
 
+    /// The input has reached `now_ns` (a live reader's clock, while no
+    /// operation may be coming): settles the operations [`HOLD_NS`] older.
+    pub fn advance(&mut self, now_ns: u64, settle: &mut Settle<'_, P>) {
+        self.newest_ns = self.newest_ns.max(now_ns);
+        if self.newest_ns.saturating_sub(self.oldest_ns) > HOLD_NS {
+            self.settle(false, settle);
+        }
+    }
+
     /// Settles every operation left (the input is over).
     pub fn finish(&mut self, settle: &mut Settle<'_, P>) {
         self.settle(true, settle);
@@ -227,7 +246,7 @@ impl<P> QueueOrder<P> {
                         None => self.take_oldest(queue),
                     };
                     let taken = taken.or_else(|| {
-                        self.settle_send(racing_send(&mut ops, &times, i)?, settle);
+                        self.settle_send(next_send(&mut ops, &times, i)?, settle);
                         self.take_oldest(queue)
                     });
                     settle(op, taken.flatten());
@@ -262,25 +281,38 @@ impl<P> QueueOrder<P> {
         }
     }
 
-    /// Moves the count to `read` items, where they differ by more than
-    /// `raced` operations could explain.
+    /// Moves the count towards `read` items, where they differ by more than
+    /// `raced` operations could explain, and the read before differed the
+    /// same way: a thread preempted between its tick and its operation makes
+    /// one read look off; operations not recorded leave every read off.
     fn hold_to(&mut self, queue: u32, read: u64, raced: u64) {
-        let items = &mut self.held.entry(queue).or_default().items;
-        let count = items.len;
-        if read > count.saturating_add(raced) {
-            items.push(Run::Unknown(read - count - raced));
+        let held = self.held.entry(queue).or_default();
+        let count = held.items.len;
+        let off = if read > count.saturating_add(raced) {
+            (read - count - raced) as i64
         } else if count > read.saturating_add(raced) {
-            items.drop_oldest(count - read - raced);
+            -((count - read - raced) as i64)
+        } else {
+            0
+        };
+        let seen_before = held.off_before.replace(off).unwrap_or(off);
+        // By the smaller of the two, so that a pair of reads never moves the count past either.
+        let by = if off.signum() == seen_before.signum() { off.abs().min(seen_before.abs()) } else { 0 };
+        if off > 0 {
+            held.items.push(Run::Unknown(by as u64));
+        } else if off < 0 {
+            held.items.drop_oldest(by as u64);
+        }
+        if by != 0 {
+            held.off_before = Some(off - off.signum() * by);
         }
     }
 }
 
-/// The first send of op `i`'s queue within [`RACE_NS`] after it, not yet
-/// settled, taken out of `ops`.
-fn racing_send<P>(ops: &mut [Option<Timed<P>>], times: &[(u64, u32)], i: usize) -> Option<Timed<P>> {
-    let (ns, queue) = times[i];
+/// The next send of op `i`'s queue among those waiting, taken out of `ops`.
+fn next_send<P>(ops: &mut [Option<Timed<P>>], times: &[(u64, u32)], i: usize) -> Option<Timed<P>> {
+    let queue = times[i].1;
     let j = (i + 1..times.len())
-        .take_while(|&j| times[j].0 - ns <= RACE_NS)
         .find(|&j| times[j].1 == queue && matches!(&ops[j], Some(Timed { moved: Moved::Sent { .. }, .. })))?;
     ops[j].take()
 }
@@ -377,22 +409,40 @@ mod tests {
         let ops = vec![
             send(10_000, Some(1)),
             send(20_000, Some(2)),
-            // Recording off: one item received unseen, the oldest.
+            // Recording off: one item received unseen, the oldest. One read alone
+            // moves nothing (it may be a preempted thread's), so the first receive
+            // after the gap takes the oldest; the next read says the same, and the
+            // count follows.
             receive(100_000, Some(0), "after the gap"),
             send(110_000, Some(1)),
             receive(120_000, Some(0), "after"),
         ];
-        assert_eq!(settled(&mut order, ops), [("after the gap", Some(20_000)), ("after", Some(110_000))]);
-        // Sent unseen, between two recorded sends: an item with no id, in between.
+        assert_eq!(settled(&mut order, ops), [("after the gap", Some(10_000)), ("after", Some(110_000))]);
+        // Sent unseen between two recorded sends: an item with no id, after them.
         let ops = vec![
             send(10_000, Some(1)),
             send(50_000, Some(3)),
-            receive(60_000, None, "a"),
+            receive(60_000, Some(2), "a"),
             receive(70_000, None, "b"),
             receive(80_000, None, "c"),
         ];
         let mut order = QueueOrder::default();
-        assert_eq!(settled(&mut order, ops), [("a", Some(10_000)), ("b", None), ("c", Some(50_000))]);
+        assert_eq!(settled(&mut order, ops), [("a", Some(10_000)), ("b", Some(50_000)), ("c", None)]);
+        // A thread preempted between its tick and its receive: its read (2 sends
+        // later) is off once, and the count stays.
+        let ops = vec![
+            send(10_000, Some(1)),
+            receive(20_000, Some(2), "preempted"),
+            send(30_000, None),
+            send(40_000, None),
+            receive(50_000, Some(1), "next"),
+            receive(60_000, None, "last"),
+        ];
+        let mut order = QueueOrder::default();
+        assert_eq!(
+            settled(&mut order, ops),
+            [("preempted", Some(10_000)), ("next", Some(30_000)), ("last", Some(40_000))]
+        );
     }
 
     #[test]
@@ -446,5 +496,10 @@ mod tests {
         order.push(send(0, None), &mut |op, _| settled_ns.push(op.ns));
         order.push(send(3 * HOLD_NS, None), &mut |op, _| settled_ns.push(op.ns));
         assert_eq!(settled_ns, [0]);
+        // And as the reader's clock passes, with nothing newer coming.
+        order.advance(4 * HOLD_NS, &mut |op, _| settled_ns.push(op.ns));
+        assert_eq!(settled_ns, [0]);
+        order.advance(4 * HOLD_NS + 1, &mut |op, _| settled_ns.push(op.ns));
+        assert_eq!(settled_ns, [0, 3 * HOLD_NS]);
     }
 }
