@@ -16,9 +16,11 @@
 //! send of its item, by nanoseconds, or by as long as its thread was
 //! preempted in between: a receive that finds no item takes the next send
 //! of its queue still waiting. Operations of two threads closer than
-//! [`RACE_NS`] are taken to have raced where a depth read is checked. Where operations were not recorded
-//! (before the session, while recording was off, records dropped), counting
-//! alone would pair every later receive with the wrong send, so the count is
+//! [`RACE_NS`] are taken to have raced where a depth read is checked.
+//!
+//! Where operations were not recorded (before the session, while recording
+//! was off, records dropped), counting alone would pair every later receive
+//! with the wrong send, so the count is
 //! held to the depth the operations read: where two reads in a row differ
 //! from the count the same way, by more than the other operations close
 //! enough to have raced them, the count moves by the smaller difference
@@ -223,6 +225,7 @@ impl<P> QueueOrder<P> {
             old.max(ops.len().saturating_sub(self.keep))
         };
         let times: Vec<(u64, u32)> = ops.iter().map(|op| (op.ns, op.queue)).collect();
+        let mut sends = Sends::of(&ops);
         let mut ops: Vec<Option<Timed<P>>> = ops.into_iter().map(Some).collect();
         for i in 0..cut {
             let Some(op) = ops[i].take() else { continue };
@@ -246,7 +249,7 @@ impl<P> QueueOrder<P> {
                         None => self.take_oldest(queue),
                     };
                     let taken = taken.or_else(|| {
-                        self.settle_send(next_send(&mut ops, &times, i)?, settle);
+                        self.settle_send(sends.next_after(&mut ops, queue, i)?, settle);
                         self.take_oldest(queue)
                     });
                     settle(op, taken.flatten());
@@ -289,9 +292,9 @@ impl<P> QueueOrder<P> {
         let held = self.held.entry(queue).or_default();
         let count = held.items.len;
         let off = if read > count.saturating_add(raced) {
-            (read - count - raced) as i64
+            excess(read, count + raced)
         } else if count > read.saturating_add(raced) {
-            -((count - read - raced) as i64)
+            -excess(count, read + raced)
         } else {
             0
         };
@@ -309,12 +312,39 @@ impl<P> QueueOrder<P> {
     }
 }
 
-/// The next send of op `i`'s queue among those waiting, taken out of `ops`.
-fn next_send<P>(ops: &mut [Option<Timed<P>>], times: &[(u64, u32)], i: usize) -> Option<Timed<P>> {
-    let queue = times[i].1;
-    let j = (i + 1..times.len())
-        .find(|&j| times[j].1 == queue && matches!(&ops[j], Some(Timed { moved: Moved::Sent { .. }, .. })))?;
-    ops[j].take()
+/// Where each queue's sends are among the operations being settled, in order.
+struct Sends(HashMap<u32, VecDeque<usize>>);
+
+impl Sends {
+    fn of<P>(ops: &[Timed<P>]) -> Sends {
+        let mut at: HashMap<u32, VecDeque<usize>> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Moved::Sent { .. } = op.moved {
+                at.entry(op.queue).or_default().push_back(i);
+            }
+        }
+        Sends(at)
+    }
+
+    /// The first send of `queue` after operation `i` not yet settled, taken out of `ops`.
+    fn next_after<P>(&mut self, ops: &mut [Option<Timed<P>>], queue: u32, i: usize) -> Option<Timed<P>> {
+        let at = self.0.get_mut(&queue)?;
+        // Sends before `i`, or taken, are settled already: the front only moves on.
+        while let Some(&j) = at.front() {
+            at.pop_front();
+            if j > i {
+                if let Some(send) = ops[j].take() {
+                    return Some(send);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// `a - b` as a signed count, saturating.
+fn excess(a: u64, b: u64) -> i64 {
+    (a - b).min(i64::MAX as u64) as i64
 }
 
 /// Operations on op `i`'s queue, other than it, within [`RACE_NS`] of it.
