@@ -511,6 +511,18 @@ mod tests {
     }
 
     #[test]
+    fn hostile_depths_and_receives_with_no_send_cost_little() {
+        let mut order = QueueOrder::default();
+        let mut ops = vec![receive(1_000, Some(u64::MAX), "a"), receive(2_000, Some(u64::MAX - 1), "b")];
+        // Receives of items nothing sent: each looks for a later send, and none is
+        // there (a scan of everything waiting for each would take minutes here).
+        ops.extend((0..200_000).map(|i| receive(3_000 + i, None, "r")));
+        let got = settled(&mut order, ops);
+        assert!(got.iter().all(|&(_, sent)| sent.is_none()));
+        assert_eq!(got.len(), 200_002);
+    }
+
+    #[test]
     fn operations_are_settled_while_more_come_in_bounded_memory() {
         let mut order = QueueOrder::with_keep(4);
         let mut done = 0;
