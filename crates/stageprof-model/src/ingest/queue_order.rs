@@ -166,7 +166,8 @@ impl Items {
 
 /// Settles queue operations in time order; see the module doc.
 pub struct QueueOrder<P> {
-    waiting: Vec<Timed<P>>,
+    /// In arrival order; `None` where settled ahead of its turn.
+    waiting: Vec<Option<Timed<P>>>,
     oldest_ns: u64,
     newest_ns: u64,
     held: HashMap<u32, Held>,
@@ -193,7 +194,7 @@ impl<P> QueueOrder<P> {
     pub fn push(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
         self.oldest_ns = self.oldest_ns.min(op.ns);
         self.newest_ns = self.newest_ns.max(op.ns);
-        self.waiting.push(op);
+        self.waiting.push(Some(op));
         if self.waiting.len() >= 2 * self.keep || self.newest_ns - self.oldest_ns > 2 * HOLD_NS {
             self.settle(false, settle);
         }
@@ -216,71 +217,77 @@ impl<P> QueueOrder<P> {
     /// Settles, oldest first, every operation (`all`) or those older than
     /// [`HOLD_NS`] before the newest and all but the newest `keep`.
     fn settle(&mut self, all: bool, settle: &mut Settle<'_, P>) {
-        let mut ops = std::mem::take(&mut self.waiting);
-        ops.sort_by_key(|op| op.ns);
+        // The operations stay where they are; their times are sorted (ties in arrival order).
+        let mut times: Vec<OpTime> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter_map(|(at, op)| {
+                let op = op.as_ref()?;
+                Some(OpTime { ns: op.ns, at, queue: op.queue, send: matches!(op.moved, Moved::Sent { .. }) })
+            })
+            .collect();
+        times.sort_unstable_by_key(|t| (t.ns, t.at));
         let cut = if all {
-            ops.len()
+            times.len()
         } else {
-            let old = ops.partition_point(|op| op.ns < self.newest_ns.saturating_sub(HOLD_NS));
-            old.max(ops.len().saturating_sub(self.keep))
+            let old = times.partition_point(|t| t.ns < self.newest_ns.saturating_sub(HOLD_NS));
+            old.max(times.len().saturating_sub(self.keep))
         };
-        let times: Vec<(u64, u32)> = ops.iter().map(|op| (op.ns, op.queue)).collect();
-        let mut sends = Sends::of(&ops);
-        let mut ops: Vec<Option<Timed<P>>> = ops.into_iter().map(Some).collect();
+        let mut ops = Waiting { ops: std::mem::take(&mut self.waiting), times: &times };
+        let mut sends = None;
         for i in 0..cut {
-            let Some(op) = ops[i].take() else { continue };
-            let queue = op.queue;
+            let Some(op) = ops.take(i) else { continue };
+            let held = self.held.entry(op.queue).or_default();
             if let Some(read) = op.depth {
                 // The count before the operation, as the depth it read after it says.
                 let before = match op.moved {
                     Moved::Sent { .. } => read.saturating_sub(1),
                     Moved::Received { .. } => read.saturating_add(1),
                 };
-                self.hold_to(queue, before, raced(&times, i));
+                held.hold_to(before, raced(&times, i));
             }
-            match op.moved {
-                Moved::Sent { .. } => self.settle_send(op, settle),
-                Moved::Received { sent } => {
-                    let taken = match sent {
-                        Some(id) => {
-                            self.take_named(queue, id);
-                            Some(Some(id))
-                        }
-                        None => self.take_oldest(queue),
-                    };
-                    let taken = taken.or_else(|| {
-                        self.settle_send(sends.next_after(&mut ops, queue, i)?, settle);
-                        self.take_oldest(queue)
-                    });
-                    settle(op, taken.flatten());
+            let Moved::Received { sent } = op.moved else {
+                held.sent(&op);
+                settle(op, None);
+                continue;
+            };
+            let taken = match sent {
+                Some(id) => {
+                    held.take_named(id);
+                    Some(Some(id))
                 }
-            }
+                None => held.items.pop(),
+            };
+            let taken = taken.or_else(|| {
+                // Built for the batch the first time a receive needs it.
+                let send = sends.get_or_insert_with(|| Sends::of(&times)).next_after(&mut ops, op.queue, i)?;
+                held.sent(&send);
+                settle(send, None);
+                held.items.pop()
+            });
+            settle(op, taken.flatten());
         }
-        self.waiting = ops.into_iter().flatten().collect();
-        self.oldest_ns = self.waiting.iter().map(|op| op.ns).min().unwrap_or(u64::MAX);
+        self.waiting = ops.ops;
+        self.waiting.retain(Option::is_some);
+        self.oldest_ns = times.get(cut).map_or(u64::MAX, |t| t.ns);
     }
+}
 
-    /// A send: its item joins the queue's, unless a receive named it already.
-    fn settle_send(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
+impl Held {
+    /// A send settled: its item joins the queue's, unless a receive named it already.
+    fn sent<P>(&mut self, op: &Timed<P>) {
         if let Moved::Sent { began } = op.moved {
-            let held = self.held.entry(op.queue).or_default();
-            if !held.taken_ahead.remove(&began) {
-                held.items.push(Run::Sent(began));
+            if !self.taken_ahead.remove(&began) {
+                self.items.push(Run::Sent(began));
             }
         }
-        settle(op, None);
-    }
-
-    /// The oldest item's id, if the queue holds one by the count.
-    fn take_oldest(&mut self, queue: u32) -> Option<Option<u64>> {
-        self.held.entry(queue).or_default().items.pop()
     }
 
     /// Takes the item sent at `id`, wherever it is (or, not settled yet, when it comes).
-    fn take_named(&mut self, queue: u32, id: u64) {
-        let held = self.held.entry(queue).or_default();
-        if !held.items.remove(id) {
-            held.taken_ahead.insert(id);
+    fn take_named(&mut self, id: u64) {
+        if !self.items.remove(id) {
+            self.taken_ahead.insert(id);
         }
     }
 
@@ -288,9 +295,8 @@ impl<P> QueueOrder<P> {
     /// `raced` operations could explain, and the read before differed the
     /// same way: a thread preempted between its tick and its operation makes
     /// one read look off; operations not recorded leave every read off.
-    fn hold_to(&mut self, queue: u32, read: u64, raced: u64) {
-        let held = self.held.entry(queue).or_default();
-        let count = held.items.len;
+    fn hold_to(&mut self, read: u64, raced: u64) {
+        let count = self.items.len;
         let off = if read > count.saturating_add(raced) {
             excess(read, count + raced)
         } else if count > read.saturating_add(raced) {
@@ -298,42 +304,61 @@ impl<P> QueueOrder<P> {
         } else {
             0
         };
-        let seen_before = held.off_before.replace(off).unwrap_or(off);
+        let seen_before = self.off_before.replace(off).unwrap_or(off);
         // By the smaller of the two, so that a pair of reads never moves the count past either.
         let by = if off.signum() == seen_before.signum() { off.abs().min(seen_before.abs()) } else { 0 };
         if off > 0 {
-            held.items.push(Run::Unknown(by as u64));
+            self.items.push(Run::Unknown(by as u64));
         } else if off < 0 {
-            held.items.drop_oldest(by as u64);
+            self.items.drop_oldest(by as u64);
         }
         if by != 0 {
-            held.off_before = Some(off - off.signum() * by);
+            self.off_before = Some(off - off.signum() * by);
         }
     }
 }
 
-/// Where each queue's sends are among the operations being settled, in order.
+/// When an operation waiting to be settled happened, where it arrived,
+/// on which queue, and whether it was a send.
+struct OpTime {
+    ns: u64,
+    at: usize,
+    queue: u32,
+    send: bool,
+}
+
+/// The operations being settled, in arrival order, and their times in time order.
+struct Waiting<'t, P> {
+    ops: Vec<Option<Timed<P>>>,
+    times: &'t [OpTime],
+}
+
+impl<P> Waiting<'_, P> {
+    /// The `i`-th operation in time, unless settled already.
+    fn take(&mut self, i: usize) -> Option<Timed<P>> {
+        self.ops[self.times[i].at].take()
+    }
+}
+
+/// Where each queue's sends are among the operations being settled, in time order.
 struct Sends(HashMap<u32, VecDeque<usize>>);
 
 impl Sends {
-    fn of<P>(ops: &[Timed<P>]) -> Sends {
+    fn of(times: &[OpTime]) -> Sends {
         let mut at: HashMap<u32, VecDeque<usize>> = HashMap::new();
-        for (i, op) in ops.iter().enumerate() {
-            if let Moved::Sent { .. } = op.moved {
-                at.entry(op.queue).or_default().push_back(i);
-            }
+        for (i, t) in times.iter().enumerate().filter(|(_, t)| t.send) {
+            at.entry(t.queue).or_default().push_back(i);
         }
         Sends(at)
     }
 
-    /// The first send of `queue` after operation `i` not yet settled, taken out of `ops`.
-    fn next_after<P>(&mut self, ops: &mut [Option<Timed<P>>], queue: u32, i: usize) -> Option<Timed<P>> {
+    /// The first send of `queue` after the `i`-th operation not yet settled, taken out of `ops`.
+    fn next_after<P>(&mut self, ops: &mut Waiting<'_, P>, queue: u32, i: usize) -> Option<Timed<P>> {
         let at = self.0.get_mut(&queue)?;
         // Sends before `i`, or taken, are settled already: the front only moves on.
-        while let Some(&j) = at.front() {
-            at.pop_front();
+        while let Some(j) = at.pop_front() {
             if j > i {
-                if let Some(send) = ops[j].take() {
+                if let Some(send) = ops.take(j) {
                     return Some(send);
                 }
             }
@@ -348,11 +373,11 @@ fn excess(a: u64, b: u64) -> i64 {
 }
 
 /// Operations on op `i`'s queue, other than it, within [`RACE_NS`] of it.
-fn raced(times: &[(u64, u32)], i: usize) -> u64 {
-    let (ns, queue) = times[i];
-    let from = times.partition_point(|&(t, _)| t < ns.saturating_sub(RACE_NS));
-    let to = times.partition_point(|&(t, _)| t <= ns.saturating_add(RACE_NS));
-    times[from..to].iter().filter(|&&(_, q)| q == queue).count() as u64 - 1
+fn raced(times: &[OpTime], i: usize) -> u64 {
+    let (ns, queue) = (times[i].ns, times[i].queue);
+    let from = times.partition_point(|t| t.ns < ns.saturating_sub(RACE_NS));
+    let to = times.partition_point(|t| t.ns <= ns.saturating_add(RACE_NS));
+    times[from..to].iter().filter(|t| t.queue == queue).count() as u64 - 1
 }
 
 #[cfg(test)]
