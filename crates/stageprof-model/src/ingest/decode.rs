@@ -15,7 +15,7 @@ use super::queue_order::{Moved, QueueOrder, Timed};
 /// A queue operation's event, and its tick (a receive's residence and age
 /// are filled in once its item's send, and the item's entry into the
 /// pipeline, are known).
-type PendingReceive = (QueueEvent, u64);
+type PendingOp = (QueueEvent, u64);
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
 pub struct RecordDecoder {
@@ -29,9 +29,9 @@ pub struct RecordDecoder {
     /// GPU records seen while the nester had no GPU join to take them.
     unjoined_gpu: u64,
     /// Queue operations put in time order, receives paired with sends.
-    queue_order: QueueOrder<PendingReceive>,
+    queue_order: QueueOrder<PendingOp>,
     /// Where the items queues deliver entered the pipeline.
-    origins: ItemOrigins<PendingReceive>,
+    origins: ItemOrigins<PendingOp>,
 }
 
 impl RecordDecoder {
@@ -154,7 +154,7 @@ fn decode_queue(
     record: QueueRecord,
     catalog: &Catalog,
     sink: &mut dyn ProfileSink,
-) -> Option<Timed<PendingReceive>> {
+) -> Option<Timed<PendingOp>> {
     let ns = |t| at.scale.duration_ns(t);
     let (moved, depth, op) = match record {
         QueueRecord::Opened { capacity } => {
@@ -188,9 +188,9 @@ fn decode_queue(
 /// paths; a receive, which took its item from the send begun at tick
 /// `sent`, with its residence, once its item's entry into the pipeline is known.
 fn settle_queue(
-    op: Timed<PendingReceive>,
+    op: Timed<PendingOp>,
     sent: Option<u64>,
-    origins: &mut ItemOrigins<PendingReceive>,
+    origins: &mut ItemOrigins<PendingOp>,
     scale: TickScale,
     catalog: &Catalog,
     sink: &mut dyn ProfileSink,
@@ -213,7 +213,7 @@ fn settle_queue(
 
 /// Hands `sink` a received item's event, aged from `origin` (the tick its item entered the pipeline).
 fn deliver_received(
-    (mut event, ticks): PendingReceive,
+    (mut event, ticks): PendingOp,
     origin: Option<u64>,
     scale: TickScale,
     catalog: &Catalog,
