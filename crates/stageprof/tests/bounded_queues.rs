@@ -1,0 +1,48 @@
+//! A bounded run's queues (`max_disk_mb`: summed up while recording, the
+//! reader pairing receives with sends as it goes) against an unbounded run
+//! of the same work: every operation counted, every receive paired. One
+//! test function, because queues record into the global session.
+
+use std::path::Path;
+use std::thread;
+
+use stageprof::queue;
+use stageprof::{Config, Format};
+use stageprof_analysis::QueueStats;
+
+/// Items through each queue: more than the reader holds back (65,536
+/// operations), so the pairing settles while the run goes on.
+const ITEMS: u64 = 60_000;
+
+/// A producer thread sends `ITEMS` through a queue of 8 to this thread, which
+/// passes each on through a second queue to a third thread.
+fn run(dir: &Path, max_disk_mb: Option<u64>) -> Vec<QueueStats> {
+    let session = stageprof::init_with(Config {
+        output_dir: dir.to_path_buf(),
+        formats: vec![Format::Native, Format::Summary],
+        rss_sample_ms: 0,
+        max_disk_mb,
+        ..Config::default()
+    });
+    let (to_middle, from_source) = queue::bounded::<u64>("first", 8);
+    let (to_sink, from_middle) = queue::bounded::<u64>("second", 8);
+    let source = thread::spawn(move || (0..ITEMS).for_each(|i| to_middle.send(i).unwrap()));
+    let sink = thread::spawn(move || from_middle.iter().sum::<u64>());
+    for item in from_source.iter() {
+        to_sink.send(item).unwrap();
+    }
+    drop(to_sink);
+    source.join().unwrap();
+    assert_eq!(sink.join().unwrap(), ITEMS * (ITEMS - 1) / 2, "every item once");
+    session.finish().summary.expect("a summary").queues
+}
+
+#[test]
+fn a_bounded_run_pairs_every_receive_as_an_unbounded_one_does() {
+    let (plain_dir, bounded_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for queues in [run(plain_dir.path(), None), run(bounded_dir.path(), Some(1))] {
+        let counts: Vec<(&str, u64, u64, u64)> =
+            queues.iter().map(|q| (q.name.as_str(), q.sent, q.received, q.residence.count)).collect();
+        assert_eq!(counts, [("first", ITEMS, ITEMS, ITEMS), ("second", ITEMS, ITEMS, ITEMS)]);
+    }
+}
