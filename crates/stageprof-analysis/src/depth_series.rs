@@ -88,17 +88,20 @@ impl DepthSeries {
             (Some(first), Some((last, _))) => last - first,
             _ => 0,
         };
-        let area: u128 = all.time_at.iter().map(|(&d, &ns)| u128::from(d) * u128::from(ns)).sum();
+        // A bounded queue never holds more than its capacity: a count above it
+        // (a read taken after its thread was preempted, counted on) is held to it.
+        let held = |d: u64| capacity.map_or(d, |c| d.min(c));
+        let area: u128 = all.time_at.iter().map(|(&d, &ns)| u128::from(held(u64::from(d))) * u128::from(ns)).sum();
         let time_where = |keep: &dyn Fn(u64) -> bool| -> u64 {
             all.time_at.iter().filter(|(&d, _)| keep(u64::from(d))).map(|(_, &ns)| ns).sum()
         };
         DepthSummary {
             span_ns,
             mean: if span_ns == 0 { 0.0 } else { area as f64 / span_ns as f64 },
-            max: u64::from(all.max),
+            max: held(u64::from(all.max)),
             full_ns: capacity.map(|c| time_where(&|d| d >= c)),
             empty_ns: time_where(&|d| d == 0),
-            over_time: all.over_time(span_ns, points),
+            over_time: all.over_time(span_ns, points).into_iter().map(|(t, d)| (t, held(d))).collect(),
         }
     }
 
@@ -188,6 +191,17 @@ mod tests {
         assert!(points.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(series(&[(5, 1)]).summary(None, 300).over_time, [(5, 1)]);
         assert!(series(&[]).summary(None, 300).over_time.is_empty());
+    }
+
+    #[test]
+    fn a_count_above_the_capacity_is_held_to_it() {
+        // A queue of 2 counted at 3 for 10 ns (a read taken late, counted on).
+        let d = series(&[(0, 1), (10, 3), (20, 2), (30, 0)]).summary(Some(2), 300);
+        assert_eq!((d.max, d.full_ns, d.empty_ns), (2, Some(20), 0));
+        assert!((d.mean - (10.0 + 20.0 + 20.0) / 30.0).abs() < 1e-12, "{}", d.mean);
+        assert!(d.over_time.iter().all(|p| p.1 <= 2), "{:?}", d.over_time);
+        // Unbounded: as counted.
+        assert_eq!(series(&[(0, 1), (10, 3)]).summary(None, 300).max, 3);
     }
 
     #[test]

@@ -44,5 +44,6 @@ fn a_bounded_run_pairs_every_receive_as_an_unbounded_one_does() {
         let counts: Vec<(&str, u64, u64, u64)> =
             queues.iter().map(|q| (q.name.as_str(), q.sent, q.received, q.residence.count)).collect();
         assert_eq!(counts, [("first", ITEMS, ITEMS, ITEMS), ("second", ITEMS, ITEMS, ITEMS)]);
+        assert!(queues.iter().all(|q| q.depth_max <= 8), "{queues:?}");
     }
 }
