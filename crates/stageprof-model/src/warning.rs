@@ -148,7 +148,8 @@ pub enum Warning {
         /// How many items.
         count: u64,
     },
-    /// Several queues made under one name: their figures are merged.
+    /// Several queues made under one name: their figures are merged, and
+    /// receives are paired with sends across them (first in, first out).
     QueueNameReused {
         /// The name.
         queue: String,
@@ -311,7 +312,8 @@ impl fmt::Display for Warning {
             ),
             Warning::QueueNameReused { queue, count } => write!(
                 f,
-                "{count} queues were made under the name {}: their figures are merged",
+                "{count} queues were made under the name {}: their figures are merged, and items' residences \
+                 and ages are paired across them",
                 shorten_for_warning(queue)
             ),
             Warning::GpuNotJoined { count } => write!(
