@@ -11,12 +11,14 @@
 //! call into torch an edge (about 0.5 µs), in traced frames only; at other
 //! times an edge pays one relaxed load.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use stageprof::foreign;
 
 /// Whether edges are told to torch now (the allocator's trace is on).
@@ -26,8 +28,11 @@ static SETTER: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
 /// Every thread's log, by the slot its tags name.
 static LOGS: Mutex<Vec<Arc<Mutex<EdgeLog>>>> = Mutex::new(Vec::new());
 
+/// Changes whenever the setter does (start, stop).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
-    static LOG: OnceCell<(usize, Arc<Mutex<EdgeLog>>)> = const { OnceCell::new() };
+    static THREAD: RefCell<Option<ThreadTags>> = const { RefCell::new(None) };
 }
 
 /// What tags of stageprof's start with (a program's own tags are left alone).
@@ -93,13 +98,23 @@ pub(crate) fn at_edge<R>(py: Python<'_>, record: impl FnOnce() -> R) -> R {
 }
 
 fn tag(py: Python<'_>, before: u64, after: u64) {
-    let (slot, n) = LOG.with(|log| {
-        let (slot, log) = log.get_or_init(register);
-        (*slot, log.lock().unwrap_or_else(PoisonError::into_inner).push(before, after))
+    let told = THREAD.with(|thread| {
+        let mut thread = thread.borrow_mut();
+        let thread = thread.get_or_insert_with(ThreadTags::register);
+        let n = thread.log.lock().unwrap_or_else(PoisonError::into_inner).push(before, after);
+        let generation = GENERATION.load(Relaxed);
+        if thread.setter.as_ref().is_none_or(|(g, _)| *g != generation) {
+            let setter = SETTER.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|s| s.clone_ref(py));
+            thread.setter = setter.map(|s| (generation, s));
+        }
+        let (_, setter) = thread.setter.as_ref()?;
+        thread.tag.clear();
+        let _ = write!(thread.tag, "{PREFIX}{}:{n}", thread.slot);
+        // Called once the thread's state is let go: the setter is torch's, but it is Python.
+        Some((setter.clone_ref(py), PyString::new(py, &thread.tag)))
     });
-    let setter = SETTER.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|s| s.clone_ref(py));
-    let Some(setter) = setter else { return };
-    if let Err(e) = setter.call1(py, (format!("{PREFIX}{slot}:{n}"),)) {
+    let Some((setter, tag)) = told else { return };
+    if let Err(e) = setter.call1(py, (tag,)) {
         // Never into the program: the events go on being placed by their times alone.
         stop();
         eprintln!(
@@ -109,16 +124,28 @@ fn tag(py: Python<'_>, before: u64, after: u64) {
     }
 }
 
-fn register() -> (usize, Arc<Mutex<EdgeLog>>) {
-    let mut logs = LOGS.lock().unwrap_or_else(PoisonError::into_inner);
-    let log = Arc::new(Mutex::new(EdgeLog::default()));
-    logs.push(Arc::clone(&log));
-    (logs.len() - 1, log)
+/// A thread's part in tagging: its slot and edge log, the setter as of a
+/// generation (read under a lock only when it changed), and the tag's text.
+struct ThreadTags {
+    slot: usize,
+    log: Arc<Mutex<EdgeLog>>,
+    setter: Option<(u64, Py<PyAny>)>,
+    tag: String,
+}
+
+impl ThreadTags {
+    fn register() -> ThreadTags {
+        let mut logs = LOGS.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = Arc::new(Mutex::new(EdgeLog::default()));
+        logs.push(Arc::clone(&log));
+        ThreadTags { slot: logs.len() - 1, log, setter: None, tag: String::new() }
+    }
 }
 
 /// Edges are told to torch through `setter` from now on (the trace is on).
 pub(crate) fn start(setter: Py<PyAny>) {
     *SETTER.lock().unwrap_or_else(PoisonError::into_inner) = Some(setter);
+    GENERATION.fetch_add(1, Relaxed);
     TAGGING.store(true, Relaxed);
 }
 
@@ -126,6 +153,7 @@ pub(crate) fn start(setter: Py<PyAny>) {
 pub(crate) fn stop() {
     TAGGING.store(false, Relaxed);
     let setter = SETTER.lock().unwrap_or_else(PoisonError::into_inner).take();
+    GENERATION.fetch_add(1, Relaxed);
     drop(setter);
     for log in Edges::now().0 {
         log.lock().unwrap_or_else(PoisonError::into_inner).clear();
