@@ -160,6 +160,12 @@ pub(crate) fn stop() {
     }
 }
 
+/// In a forked child: edges are told no more, without touching a lock
+/// (another thread of the parent may have held one at the fork).
+pub(crate) fn abandon_after_fork() {
+    TAGGING.store(false, Relaxed);
+}
+
 /// Every thread's edges, as a read of the trace sees them.
 pub(crate) struct Edges(Vec<Arc<Mutex<EdgeLog>>>);
 

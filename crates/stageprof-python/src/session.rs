@@ -358,6 +358,7 @@ pub(crate) fn after_fork() {
 #[pyfunction]
 pub(crate) fn abandon_after_fork() {
     foreign::abandon_after_fork();
+    edge_tags::abandon_after_fork();
 }
 
 /// Whether the global session records now.
