@@ -248,8 +248,7 @@ impl<P> QueueOrder<P> {
                 held.hold_to(before, raced(&times, i));
             }
             let Moved::Received { sent } = op.moved else {
-                held.sent(&op);
-                settle(op, None);
+                held.settle_send(op, settle);
                 continue;
             };
             let taken = match sent {
@@ -262,8 +261,7 @@ impl<P> QueueOrder<P> {
             let taken = taken.or_else(|| {
                 // Built for the batch the first time a receive needs it.
                 let send = sends.get_or_insert_with(|| Sends::of(&times)).next_after(&mut ops, op.queue, i)?;
-                held.sent(&send);
-                settle(send, None);
+                held.settle_send(send, settle);
                 held.items.pop()
             });
             settle(op, taken.flatten());
@@ -275,13 +273,15 @@ impl<P> QueueOrder<P> {
 }
 
 impl Held {
-    /// A send settled: its item joins the queue's, unless a receive named it already.
-    fn sent<P>(&mut self, op: &Timed<P>) {
+    /// A send in its turn: its item joins the queue's, unless a receive
+    /// named it already; then it goes to `settle`.
+    fn settle_send<P>(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
         if let Moved::Sent { began } = op.moved {
             if !self.taken_ahead.remove(&began) {
                 self.items.push(Run::Sent(began));
             }
         }
+        settle(op, None);
     }
 
     /// Takes the item sent at `id`, wherever it is (or, not settled yet, when it comes).
@@ -386,12 +386,16 @@ mod tests {
 
     const Q: u32 = 1;
 
+    fn timed(ns: u64, moved: Moved, depth: Option<u64>, label: &'static str) -> Timed<&'static str> {
+        Timed { ns, queue: Q, moved, depth, payload: label }
+    }
+
     fn send(ns: u64, depth: Option<u64>) -> Timed<&'static str> {
-        Timed { ns, queue: Q, moved: Moved::Sent { began: ns }, depth, payload: "send" }
+        timed(ns, Moved::Sent { began: ns }, depth, "send")
     }
 
     fn receive(ns: u64, depth: Option<u64>, label: &'static str) -> Timed<&'static str> {
-        Timed { ns, queue: Q, moved: Moved::Received { sent: None }, depth, payload: label }
+        timed(ns, Moved::Received { sent: None }, depth, label)
     }
 
     /// Feeds `ops` in the order given; what was settled, in order: receives with the send they took.
@@ -504,22 +508,19 @@ mod tests {
     fn a_read_that_racing_operations_can_explain_moves_nothing() {
         let mut order = QueueOrder::default();
         // The receive's read (0 left) came after a send 500 ns later had gone in: 1 left.
-        let ops = vec![send(10_000, Some(1)), receive(20_000, Some(1), "first"), send(20_500, Some(1))];
-        let mut also = ops.clone();
-        also.push(receive(30_000, Some(0), "second"));
-        assert_eq!(settled(&mut order, also), [("first", Some(10_000)), ("second", Some(20_500))]);
+        let ops = vec![
+            send(10_000, Some(1)),
+            receive(20_000, Some(1), "first"),
+            send(20_500, Some(1)),
+            receive(30_000, Some(0), "second"),
+        ];
+        assert_eq!(settled(&mut order, ops), [("first", Some(10_000)), ("second", Some(20_500))]);
     }
 
     #[test]
     fn a_receive_that_names_its_send_takes_that_item() {
         let mut order = QueueOrder::default();
-        let named = |ns, sent, label| Timed {
-            ns,
-            queue: Q,
-            moved: Moved::Received { sent: Some(sent) },
-            depth: None,
-            payload: label,
-        };
+        let named = |ns, sent, label| timed(ns, Moved::Received { sent: Some(sent) }, None, label);
         let ops = vec![
             send(10_000, None),
             send(20_000, None),
