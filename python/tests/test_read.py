@@ -80,6 +80,22 @@ def test_several_files_are_ranks() -> None:
         report.stages
 
 
+def test_a_directorys_json_that_is_no_trace_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    for rank in (0, 1):
+        name = f"ddp_rank{rank}.pt.trace.json.gz"
+        (tmp_path / name).write_bytes((FIXTURES / "frames" / name).read_bytes())
+    (tmp_path / "config.json").write_text('{"lr": 0.1}')
+    with pytest.warns(UserWarning, match=r"skipped .*config\.json: JSON, but not a trace"):
+        report = stageprof.read(tmp_path)
+    files = [r["file"] for r in report.summary["ranks"]]
+    assert len(files) == 2 and files[0].endswith("ddp_rank0.pt.trace.json.gz"), files
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "config.json").write_text('{"lr": 0.1}')
+    with pytest.warns(UserWarning, match="skipped"), pytest.raises(ValueError, match="holds no profiles"):
+        stageprof.read(alone)
+
+
 def test_what_is_not_a_profile_is_an_error_naming_the_file(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a trace at all\n")

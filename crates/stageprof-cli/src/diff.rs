@@ -12,7 +12,7 @@ use stageprof_render::TableOptions;
 use stageprof_render::{diff_json, render_diff_html, render_diff_table, DiffLabels};
 
 use crate::error::CliError;
-use crate::report::{profiles_in, summarize, OutputFormat};
+use crate::report::{profiles_in, summarize_listed, OutputFormat};
 
 /// Exit status when `--fail-on-regression` finds a regression (errors exit 1).
 pub(crate) const REGRESSION_EXIT: u8 = 3;
@@ -72,11 +72,7 @@ pub(crate) fn run(args: &DiffArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(REGRESSION_EXIT))
 }
 
-/// One side: a profile, or every profile in a directory (ranks), read in parallel.
+/// One side: a profile, or every profile in a directory (ranks).
 fn read_side(path: &Path) -> Result<Vec<Summary>, CliError> {
-    let profiles = profiles_in(path)?;
-    std::thread::scope(|scope| {
-        let reads: Vec<_> = profiles.iter().map(|f| scope.spawn(move || summarize(f, 3, None))).collect();
-        reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
-    })
+    Ok(summarize_listed(profiles_in(path)?, 3, None)?.into_iter().map(|(_, summary)| summary).collect())
 }

@@ -47,15 +47,13 @@ pub(crate) struct ReportArgs {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
-    let profiles: Vec<Vec<PathBuf>> =
+    let listed: Vec<Listed> =
         args.files.iter().map(|p| profiles_in(p)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
-    if args.chrome.is_some() && profiles.len() > 1 {
+    if args.chrome.is_some() && listed.len() > 1 {
         return Err(CliError::Usage("--chrome takes a single input profile"));
     }
-    let summaries: Vec<Summary> = profiles
-        .iter()
-        .map(|files| summarize(files, args.top as usize, args.chrome.as_deref()))
-        .collect::<Result<_, _>>()?;
+    let (profiles, summaries): (Vec<Vec<PathBuf>>, Vec<Summary>) =
+        summarize_listed(listed, args.top as usize, args.chrome.as_deref())?.into_iter().unzip();
     // Several profiles are several ranks of one job.
     let ranks: Vec<RankInput<'_>> = summaries
         .iter()
@@ -74,19 +72,58 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }
 
+/// A profile's files, and the directory they were listed from (if a directory was named).
+pub(crate) struct Listed {
+    files: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
 /// The profiles a path names (see [`stageprof_readers::profiles_in`]); a directory with none is an error.
-pub(crate) fn profiles_in(path: &Path) -> Result<Vec<Vec<PathBuf>>, CliError> {
+pub(crate) fn profiles_in(path: &Path) -> Result<Vec<Listed>, CliError> {
     let profiles = stageprof_readers::profiles_in(path).map_err(CliError::file("list", path))?;
     if profiles.is_empty() {
         return Err(CliError::NoProfiles { dir: path.to_path_buf() });
     }
-    Ok(profiles)
+    let dir = path.is_dir().then(|| path.to_path_buf());
+    Ok(profiles.into_iter().map(|files| Listed { files, dir: dir.clone() }).collect())
+}
+
+/// Reads and summarizes the profiles, in parallel (several: ranks of one
+/// job); their warnings go to stderr in order. A JSON file found in a
+/// directory that holds no trace is skipped with a warning; named by
+/// itself, or where nothing else is left, it is an error.
+pub(crate) fn summarize_listed(
+    listed: Vec<Listed>,
+    top: usize,
+    chrome: Option<&Path>,
+) -> Result<Vec<(Vec<PathBuf>, Summary)>, CliError> {
+    let reads: Vec<Result<Summary, CliError>> = std::thread::scope(|scope| {
+        let reads: Vec<_> = listed.iter().map(|l| scope.spawn(move || summarize(&l.files, top, chrome))).collect();
+        reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
+    });
+    let mut read = Vec::new();
+    let mut skipped = None;
+    for (listed, summary) in listed.into_iter().zip(reads) {
+        let summary = match (summary, listed.dir) {
+            (Err(CliError::Read { path, error }), Some(dir)) if error.is_not_a_trace() => {
+                eprintln!("stageprof: warning: skipped {}: {error}", path.display());
+                skipped = Some(CliError::NoProfiles { dir });
+                continue;
+            }
+            (summary, _) => summary?,
+        };
+        print_warnings(&listed.files, &summary);
+        read.push((listed.files, summary));
+    }
+    match skipped {
+        Some(nothing_else) if read.is_empty() => Err(nothing_else),
+        _ => Ok(read),
+    }
 }
 
 /// Reads a profile (a file, or a bounded run's parts), summarizes it and
-/// writes its Chrome trace if asked; problems inside the file become
-/// warnings, printed on stderr.
-pub(crate) fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
+/// writes its Chrome trace if asked.
+fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
     let path = files.first().ok_or(CliError::Usage("a profile has a file"))?;
     let mut opened = Vec::new();
     for p in files {
@@ -107,14 +144,17 @@ pub(crate) fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) ->
         ReportError::Read(error) => CliError::Read { path: path.to_path_buf(), error },
         ReportError::Chrome(error, _) => CliError::Chrome { path: path.to_path_buf(), error },
     })?;
+    summary.run.source = format!("{} ({})", summary.run.source, label(files));
+    Ok(summary)
+}
+
+/// The problems found inside a profile's files, on stderr.
+fn print_warnings(files: &[PathBuf], summary: &Summary) {
     let label = label(files);
-    let path = Path::new(&label);
-    summary.run.source = format!("{} ({})", summary.run.source, path.display());
     for w in &summary.run.warnings {
-        eprintln!("stageprof: warning: {}: {w}", path.display());
+        eprintln!("stageprof: warning: {label}: {w}");
         if let Some(fix) = w.fix() {
             eprintln!("stageprof:   to fix: {fix}");
         }
     }
-    Ok(summary)
 }

@@ -274,6 +274,46 @@ fn a_directory_of_rank_subdirectories_is_reported_as_ranks() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no profiles"));
 }
 
+/// A directory's JSON that holds no trace (notes, a configuration) is
+/// skipped with a warning naming it; named by itself, or alone in its
+/// directory, it is an error.
+#[test]
+fn a_directorys_json_that_is_no_trace_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for r in 0..2 {
+        std::fs::copy(
+            kineto_fixture(&format!("frames/ddp_rank{r}.pt.trace.json.gz")),
+            dir.path().join(format!("rank{r}.json.gz")),
+        )
+        .unwrap();
+    }
+    let notes = dir.path().join("notes.json");
+    std::fs::write(&notes, r#"{"lr": 0.1, "events": []}"#).unwrap();
+    let out = stageprof(&["report", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("skipped {}: JSON, but not a trace", notes.display())), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<&str> = v["ranks"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert!(
+        files.len() == 2 && files[0].ends_with("rank0.json.gz") && files[1].ends_with("rank1.json.gz"),
+        "{files:?}"
+    );
+    // Diff reads a directory the same way: the two ranks against themselves.
+    let d = dir.path().to_str().unwrap();
+    let out = stageprof(&["diff", d, d, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
+
+    let out = stageprof(&["report", notes.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a trace"));
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::copy(&notes, alone.path().join("notes.json")).unwrap();
+    let out = stageprof(&["report", alone.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("skipped") && stderr.contains("holds no profiles"), "{stderr}");
+}
+
 /// A run's output directory: its native profile, not the summary and the
 /// Chrome trace written beside it from the same run.
 #[test]

@@ -1,11 +1,12 @@
 //! Reports for Python: of a finished session, or of files read with
 //! `stageprof.read()`, rendered by the code `stageprof report` uses.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use stageprof_analysis::{compare_ranks, RankRow, Summary};
 use stageprof_render::{
@@ -90,7 +91,7 @@ impl NativeReport {
             }
             _ => return Err(PyValueError::new_err("a Chrome trace is written for one profile, not several ranks")),
         };
-        py.detach(|| summarize(&source, 0, Some(&path))).map(drop)
+        Ok(py.detach(|| summarize(&source, 0, Some(&path))).map(drop)?)
     }
 
     /// Files the session wrote.
@@ -111,31 +112,72 @@ impl NativeReport {
     }
 }
 
-/// Reads profiles (native, PyTorch/Chrome traces, plain or gzipped): one, or several as ranks.
+/// Reads profiles (native, PyTorch/Chrome traces, plain or gzipped): one,
+/// or several as ranks. A JSON file listed from a directory that holds no
+/// trace is skipped with a warning (as `stageprof report` does).
 #[pyfunction]
 #[pyo3(signature = (paths, top = 3))]
 pub(crate) fn read(py: Python<'_>, paths: Vec<PathBuf>, top: usize) -> PyResult<NativeReport> {
     if paths.is_empty() {
         return Err(PyValueError::new_err("read() needs at least one path"));
     }
-    let mut profiles = Vec::new();
+    let mut listed = Vec::new();
     for path in &paths {
         let found = stageprof_readers::profiles_in(path)
             .map_err(|e| PyOSError::new_err(format!("cannot list {}: {e}", path.display())))?;
         if found.is_empty() {
             return Err(PyValueError::new_err(format!("{} holds no profiles", path.display())));
         }
-        profiles.extend(found);
+        listed.extend(found.into_iter().map(|files| (files, path.is_dir())));
     }
-    let summaries =
-        py.detach(|| profiles.iter().map(|files| summarize(files, top, None)).collect::<PyResult<Vec<Summary>>>())?;
+    let reads: Vec<Result<Summary, Unread>> =
+        py.detach(|| listed.iter().map(|(files, _)| summarize(files, top, None)).collect());
+    let (mut sources, mut summaries) = (Vec::new(), Vec::new());
+    for ((files, in_dir), read) in listed.into_iter().zip(reads) {
+        match read {
+            Err(unread) if in_dir && unread.not_a_trace => {
+                PyErr::warn(
+                    py,
+                    &py.get_type::<PyUserWarning>(),
+                    &CString::new(format!("stageprof: skipped {}", unread.error.value(py)))?,
+                    1,
+                )?;
+            }
+            read => {
+                summaries.push(read?);
+                sources.push(files);
+            }
+        }
+    }
+    if summaries.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(PyValueError::new_err(format!("{} holds no profiles", names.join(", "))));
+    }
     let rows = if summaries.len() > 1 { compare_ranks(&summaries) } else { Vec::new() };
-    Ok(NativeReport { summaries, rows, sources: profiles, files: Vec::new(), errors: Vec::new() })
+    Ok(NativeReport { summaries, rows, sources, files: Vec::new(), errors: Vec::new() })
+}
+
+/// Why a profile was not read: the error for Python, and whether its file is JSON that holds no trace.
+struct Unread {
+    error: PyErr,
+    not_a_trace: bool,
+}
+
+impl From<Unread> for PyErr {
+    fn from(unread: Unread) -> PyErr {
+        unread.error
+    }
+}
+
+impl From<PyErr> for Unread {
+    fn from(error: PyErr) -> Unread {
+        Unread { error, not_a_trace: false }
+    }
 }
 
 /// Reads one profile (a file, or a bounded run's parts) into its summary,
 /// writing its Chrome trace to `chrome` if given.
-fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> PyResult<Summary> {
+fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Summary, Unread> {
     let path = PathBuf::from(stageprof_readers::label(files));
     let mut opened = Vec::new();
     for p in files {
@@ -153,8 +195,12 @@ fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> PyResult<S
         stageprof_readers::read_opened(opened, BufReader::new, sink).map(|p| (p.catalog, p.run))
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
-        ReportError::Read(e) => PyValueError::new_err(format!("{}: {e}", path.display())),
-        ReportError::Chrome(e, _) => PyOSError::new_err(format!("{}: writing the Chrome trace: {e}", path.display())),
+        ReportError::Read(e) => {
+            Unread { not_a_trace: e.is_not_a_trace(), error: PyValueError::new_err(format!("{}: {e}", path.display())) }
+        }
+        ReportError::Chrome(e, _) => {
+            PyOSError::new_err(format!("{}: writing the Chrome trace: {e}", path.display())).into()
+        }
     })?;
     summary.run.source = format!("{} ({})", summary.run.source, path.display());
     Ok(summary)

@@ -18,6 +18,8 @@ use crate::{Profile, ReadError};
 /// (`rank-N/profile.stgp`, as the Python package writes a distributed
 /// job's), sorted; the kept parts of a bounded run (`profile.N.stgp`) are
 /// one profile, in the order they were written. A directory with none: empty.
+/// A directory's JSON file may turn out to hold no trace when read
+/// ([`crate::ReadError::is_not_a_trace`]): the callers skip it, saying so.
 pub fn profiles_in(path: &Path) -> std::io::Result<Vec<Vec<PathBuf>>> {
     if !path.is_dir() {
         return Ok(vec![vec![path.to_path_buf()]]);

@@ -77,6 +77,15 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+impl ReadError {
+    /// Whether the file is JSON that holds no trace: a directory's stray
+    /// `*.json` (notes, a configuration), which the front doors skip with a
+    /// warning where they list a directory (see [`profiles_in`]).
+    pub fn is_not_a_trace(&self) -> bool {
+        matches!(self, ReadError::Trace(ScanError::NoEvents))
+    }
+}
+
 /// Reads a profile of any supported format and hands its events to `sink`.
 pub fn read_profile(input: impl Read, sink: &mut dyn ProfileSink) -> Result<Profile, ReadError> {
     read_any(Box::new(input), sink)

@@ -7,11 +7,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use stageprof_analysis::Summary;
 use stageprof_render::history::{render_run, render_trends, StageTrend};
 use stageprof_render::TableOptions;
 
 use crate::error::CliError;
-use crate::report::{profiles_in, summarize};
+use crate::report::{profiles_in, summarize_listed};
 use store::{default_path, History, RunMeta};
 
 #[derive(Args)]
@@ -55,8 +56,8 @@ pub(crate) fn run(args: &HistoryArgs) -> Result<(), CliError> {
             let mut text = String::new();
             for path_given in runs {
                 // A directory is its profiles (a run's output directory: one), as for `report`.
-                for files in profiles_in(path_given)? {
-                    text += &record(&mut history, &files, labels, commit.as_deref(), &path)?;
+                for (files, summary) in summarize_listed(profiles_in(path_given)?, 3, None)? {
+                    text += &record(&mut history, &files, &summary, labels, commit.as_deref(), &path)?;
                 }
             }
             text
@@ -70,15 +71,15 @@ pub(crate) fn run(args: &HistoryArgs) -> Result<(), CliError> {
 fn record(
     history: &mut History,
     files: &[PathBuf],
+    summary: &Summary,
     labels: &[String],
     commit: Option<&str>,
     db: &std::path::Path,
 ) -> Result<String, CliError> {
-    let summary = summarize(files, 3, None)?;
     let source = stageprof_readers::label(files);
     let meta = RunMeta { source, git_commit: commit.map(str::to_owned), labels: labels.to_vec() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let id = history.record(&summary, &meta, now)?;
+    let id = history.record(summary, &meta, now)?;
     Ok(format!(
         "recorded run {id} ({} stages{}) in {}\n",
         summary.stages.iter().filter(|s| !s.derived).count(),
