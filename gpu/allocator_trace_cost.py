@@ -6,6 +6,7 @@ left out of the trace.
     python gpu/allocator_trace_cost.py
 """
 
+import argparse
 import time
 from collections import Counter
 
@@ -13,7 +14,7 @@ import torch
 
 import stageprof
 from stageprof import demo
-args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+args = argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
 cams = demo.rig(args.views, args.width, args.height)
 dev = torch.device("cuda")
 demo.run_frame(cams, 0, 48, 8, dev); torch.cuda.synchronize()

@@ -20,15 +20,19 @@ streams_graphs.pt.trace.json.gz, ground_truth_frames.json.
 Run: OUT=dir python3 gpu/make_frame_traces.py   (on a machine with two NVIDIA GPUs)
 """
 
+from __future__ import annotations
+
 import gzip
 import json
 import os
 import shutil
 import tempfile
+from typing import Any, Callable, Dict, List
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import spawn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 OUT = os.environ.get("OUT", ".")
@@ -38,7 +42,7 @@ GRAPH_KERNELS = 8
 GRAPH_REPLAYS = 3
 
 
-def export(prof, name):
+def export(prof: profile, name: str) -> None:
     """The trace, gzipped, into OUT."""
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, name)
@@ -48,7 +52,7 @@ def export(prof, name):
     shutil.rmtree(tmp)
 
 
-def profiled_steps(step, name):
+def profiled_steps(step: Callable[[], None], name: str) -> List[float]:
     """Runs `step` under the profiler (one warm-up step, STEPS active ones),
     with CUDA events around each active step; returns their GPU times (ms)."""
     events = []
@@ -67,7 +71,7 @@ def profiled_steps(step, name):
     return [s.elapsed_time(e) for s, e in events]
 
 
-def ddp_worker(rank, world, results):
+def ddp_worker(rank: int, world: int, results: Dict[int, List[float]]) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = "29517"
     dist.init_process_group("nccl", rank=rank, world_size=world)
@@ -78,7 +82,7 @@ def ddp_worker(rank, world, results):
     opt = torch.optim.SGD(ddp.parameters(), lr=1e-4)
     x = torch.randn(1024 * (rank + 1), 4096, device="cuda")  # rank 1 does twice the work: a straggler
 
-    def step():
+    def step() -> None:
         with record_function("forward"):
             loss = ddp(x).square().mean()
         with record_function("backward"):
@@ -95,7 +99,7 @@ def ddp_worker(rank, world, results):
     dist.destroy_process_group()
 
 
-def streams_graphs():
+def streams_graphs() -> List[float]:
     torch.cuda.set_device(0)
     a = torch.randn(4096, 4096, device="cuda")
     b = torch.randn(4096, 4096, device="cuda")
@@ -112,7 +116,7 @@ def streams_graphs():
         for _ in range(GRAPH_KERNELS):
             static.mul_(1.0000001)
 
-    def step():
+    def step() -> None:
         with record_function("main"):
             torch.mm(a, b)
         with record_function("side"):
@@ -133,14 +137,14 @@ def streams_graphs():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    truth = {"steps": STEPS}
+    truth: Dict[str, Any] = {"steps": STEPS}
     truth["streams_graphs"] = {
         "step_gpu_ms": streams_graphs(),
         "kernels_per_step": {"side": SIDE_KERNELS, "graph": GRAPH_KERNELS * GRAPH_REPLAYS},
     }
     manager = mp.Manager()
     results = manager.dict()
-    mp.spawn(ddp_worker, args=(2, results), nprocs=2, join=True)
+    spawn(ddp_worker, args=(2, results), nprocs=2, join=True)
     for rank in range(2):
         truth[f"ddp_rank{rank}"] = {"step_gpu_ms": results[rank]}
     truth["made_with"] = {

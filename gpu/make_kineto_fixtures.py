@@ -22,14 +22,16 @@ ground_truth.json, torch_key_averages.txt.
 Run: python3 gpu/make_kineto_fixtures.py   (on a machine with an NVIDIA GPU)
 """
 
+from __future__ import annotations
+
 import contextlib
 import gzip
 import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,15 +49,15 @@ class Stages:
     CUDA events when measuring ground truth; the allocator's peak in both
     (in the profiled run, it is the same run the trace shows)."""
 
-    def __init__(self, measure, step=0):
+    def __init__(self, measure: bool, step: int = 0) -> None:
         self.measure = measure
         self.step = step
-        self.open = []  # [name, start_event, base_bytes, peak_so_far]
-        self.calls = []  # (path, start_event, end_event, peak_rel_bytes, net_bytes)
-        self.peaks = []  # profiled runs: (step, path, peak_rel_bytes)
+        self.open: List[List[Any]] = []  # [name, start_event, base_bytes, peak_so_far]
+        self.calls: List[Tuple[str, Any, Any, int, int]] = []  # (path, start_event, end_event, peak_rel_bytes, net_bytes)
+        self.peaks: List[Tuple[int, str, int]] = []  # profiled runs: (step, path, peak_rel_bytes)
 
     @contextlib.contextmanager
-    def __call__(self, name):
+    def __call__(self, name: str) -> Iterator[None]:
         if not self.measure:
             with record_function(name), self.allocator_peak(name):
                 yield
@@ -69,7 +71,7 @@ class Stages:
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
-        entry = [name, start, base, base]
+        entry: List[Any] = [name, start, base, base]
         self.open.append(entry)
         try:
             yield
@@ -83,7 +85,7 @@ class Stages:
             self.calls.append((path, start, end, peak - base, torch.cuda.memory_allocated() - base))
 
     @contextlib.contextmanager
-    def allocator_peak(self, name):
+    def allocator_peak(self, name: str) -> Iterator[None]:
         """The caching allocator's peak above the stage's start (host-side
         bookkeeping: no synchronization, no allocation)."""
         running = torch.cuda.max_memory_allocated()
@@ -91,7 +93,7 @@ class Stages:
             o[3] = max(o[3], running)
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        entry = [name, None, base, base]
+        entry: List[Any] = [name, None, base, base]
         self.open.append(entry)
         try:
             yield
@@ -103,15 +105,15 @@ class Stages:
             path = "/".join([o[0] for o in self.open] + [name])
             self.peaks.append((self.step, path, peak - base))
 
-    def results(self):
+    def results(self) -> Dict[str, Dict[str, Any]]:
         torch.cuda.synchronize()
-        per = {}
+        per: Dict[str, Dict[str, List[float]]] = {}
         for path, s, e, peak, net in self.calls:
             d = per.setdefault(path, {"gpu_ms": [], "peak_bytes": [], "net_bytes": []})
             d["gpu_ms"].append(s.elapsed_time(e))
             d["peak_bytes"].append(peak)
             d["net_bytes"].append(net)
-        out = {}
+        out: Dict[str, Dict[str, Any]] = {}
         for path, d in per.items():
             out[path] = {
                 "calls": len(d["gpu_ms"]),
@@ -129,7 +131,7 @@ class Stages:
 VIEWS, H, W, DEPTHS, BATCH = 6, 480, 640, 64, 16
 
 
-def make_inference_inputs():
+def make_inference_inputs() -> Tuple[torch.Tensor, torch.nn.Module]:
     g = torch.Generator(device=DEV).manual_seed(1)
     images = torch.rand(VIEWS, 3, H, W, device=DEV, generator=g)
     features = torch.nn.Sequential(
@@ -140,7 +142,7 @@ def make_inference_inputs():
     return images, features
 
 
-def inference_frame(stages, images, features, frame):
+def inference_frame(stages: Stages, images: torch.Tensor, features: torch.nn.Module, frame: int) -> float:
     with torch.no_grad():
         with stages("undistort"):
             ys, xs = torch.meshgrid(torch.linspace(-1, 1, H, device=DEV), torch.linspace(-1, 1, W, device=DEV), indexing="ij")
@@ -176,7 +178,7 @@ def inference_frame(stages, images, features, frame):
             dy = pts[2:, :] - pts[:-2, :]
             normals = torch.cross(dx[1:-1], dy[:, 1:-1], dim=-1)
             normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    return normals.sum().item()
+    return float(normals.sum().item())
 
 
 # ---------------------------------------------------------------- training
@@ -184,7 +186,7 @@ def inference_frame(stages, images, features, frame):
 WIDTH, LAYERS, BATCH_TRAIN = 4096, 6, 8192
 
 
-def make_training():
+def make_training() -> Tuple[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
     torch.manual_seed(2)
     layers = []
     for _ in range(LAYERS):
@@ -196,7 +198,9 @@ def make_training():
     return model, opt, host_x, host_y
 
 
-def training_step(stages, model, opt, host_x, host_y):
+def training_step(
+    stages: Stages, model: torch.nn.Module, opt: torch.optim.Optimizer, host_x: torch.Tensor, host_y: torch.Tensor
+) -> torch.Tensor:
     with stages("data"):
         x = host_x.to(DEV, non_blocking=True)
         y = host_y.to(DEV, non_blocking=True)
@@ -214,7 +218,10 @@ def training_step(stages, model, opt, host_x, host_y):
 
 # ---------------------------------------------------------------- runs
 
-def ground_truth(run_frame, frames, warmup):
+RunFrame = Callable[[Stages, int], object]
+
+
+def ground_truth(run_frame: RunFrame, frames: int, warmup: int) -> Dict[str, Dict[str, Any]]:
     for i in range(warmup):
         run_frame(Stages(measure=False), i)
     torch.cuda.synchronize()
@@ -225,11 +232,13 @@ def ground_truth(run_frame, frames, warmup):
     return stages.results()
 
 
-def profiled(run_frame, name, wait, warmup, active):
+def profiled(
+    run_frame: RunFrame, name: str, wait: int, warmup: int, active: int
+) -> Tuple[str, Dict[str, Dict[str, Any]], Dict[str, int]]:
     """Runs the profiled steps; returns torch's table, its per-stage totals,
     and the allocator's per-stage peaks in the steps the trace holds."""
     tmp = tempfile.mkdtemp()
-    peaks = {}
+    peaks: Dict[str, int] = {}
     sched = schedule(wait=wait, warmup=warmup, active=active, repeat=1)
     handler = torch.profiler.tensorboard_trace_handler(tmp, use_gzip=True)
     with profile(
@@ -260,14 +269,17 @@ STAGE_NAMES = {"undistort", "features", "depth_estimation", "build_cost_volume",
                "surface", "data", "forward", "loss", "backward", "optimizer"}
 
 
-def main():
+def main() -> None:
     props = torch.cuda.get_device_properties(0)
     images, features = make_inference_inputs()
     model, opt, host_x, host_y = make_training()
-    infer = lambda stages, i: inference_frame(stages, images, features, i)
-    train = lambda stages, i: training_step(stages, model, opt, host_x, host_y)
+    def infer(stages: Stages, i: int) -> float:
+        return inference_frame(stages, images, features, i)
 
-    truth = {
+    def train(stages: Stages, i: int) -> torch.Tensor:
+        return training_step(stages, model, opt, host_x, host_y)
+
+    truth: Dict[str, Any] = {
         "device": props.name,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -290,9 +302,9 @@ def main():
         print(f"== {run} ground truth (CUDA events, mean per call) ==")
         for path, d in sorted(truth[run]["stages"].items()):
             print(f"{path:45s} calls {d['calls']:3d}  gpu {d['gpu_ms_mean']:9.3f} ms  peak {d['peak_bytes_max'] / 2**20:9.1f} MiB")
-    for f in sorted(os.listdir(OUT)):
-        print(f, os.path.getsize(os.path.join(OUT, f)))
+    for name in sorted(os.listdir(OUT)):
+        print(name, os.path.getsize(os.path.join(OUT, name)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -32,6 +32,7 @@ measurements, on a machine with an NVIDIA GPU and torch:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -124,7 +125,12 @@ def compare_memory(what: str, stages: List[Dict[str, Any]]) -> bool:
 
 def by_hand(a: torch.Tensor, frames: int) -> Dict[str, float]:
     """GPU ms per stage of the known work, summed over frames, from torch.cuda.Event pairs on the current stream."""
-    return by_hand_once(lambda stage: [work(a, stage) for _ in range(frames)])
+
+    def frames_of_work(stage: Callable[[str], Any]) -> None:
+        for _ in range(frames):
+            work(a, stage)
+
+    return by_hand_once(frames_of_work)
 
 
 def kernels_in_torch_trace(path: str) -> Dict[str, int]:
@@ -260,7 +266,11 @@ def bounded(out: str) -> int:
             with stage(f"small{i % 5}"):
                 torch.mm(small, small, out=product)
 
-    many_truth = by_hand_once(lambda stage: [small_work(stage) for _ in range(small_frames)])
+    def frames_of_small_work(stage: Callable[[str], Any]) -> None:
+        for _ in range(small_frames):
+            small_work(stage)
+
+    many_truth = by_hand_once(frames_of_small_work)
     session = stageprof.init(out_dir=f"{out}/bounded-many", gpu="events", max_disk_mb=1, formats=["native", "summary"])
     for _ in range(small_frames):
         with stageprof.frame():
@@ -287,7 +297,7 @@ def bounded(out: str) -> int:
     return 0 if ok else 1
 
 
-def by_hand_once(run: Callable[[Callable[[str], Any]], None]) -> Dict[str, float]:
+def by_hand_once(run: Callable[[Callable[[str], Any]], object]) -> Dict[str, float]:
     """GPU ms per stage name of one call of ``run``, from torch.cuda.Event pairs."""
     pairs: Dict[str, List[Any]] = defaultdict(list)
 
@@ -435,7 +445,7 @@ def demo_memory(out: str, **settings: Any) -> bool:
     """The Python demo on the GPU, its GPU memory per stage against MemoryTruth in a separate run."""
     from stageprof import demo
 
-    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+    args = argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
     cams = demo.rig(args.views, args.width, args.height)
     device = torch.device("cuda")
     frames = 3
@@ -539,7 +549,7 @@ def demo_frames() -> Callable[[int], None]:
     """The Python demo's pipeline on the GPU, one frame a call, warmed up."""
     from stageprof import demo
 
-    args = demo.argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
+    args = argparse.Namespace(views=4, width=320, height=240, depth_planes=48)
     cams = demo.rig(args.views, args.width, args.height)
     # STAGEPROF_CHECK_DEVICE=cpu tries the script itself out where there is no GPU.
     device = torch.device(os.environ.get("STAGEPROF_CHECK_DEVICE", "cuda"))

@@ -15,7 +15,7 @@ torch.ones(1, device="cuda")
 APART_NS = 2_000
 
 
-def run(n, apart):
+def run(n: int, apart: bool) -> float:
     t = time.perf_counter_ns()
     for _ in range(n):
         with stageprof.stage("x"):
@@ -27,7 +27,7 @@ def run(n, apart):
     return (time.perf_counter_ns() - t) / n
 
 
-def wait_alone(n):
+def wait_alone(n: int) -> float:
     t = time.perf_counter_ns()
     for _ in range(n):
         until = time.perf_counter_ns() + APART_NS

@@ -137,7 +137,7 @@ class Mirrored:
 
     def __enter__(self) -> None:
         self.stage.__enter__()
-        self.range.__enter__()  # type: ignore[no-untyped-call]
+        self.range.__enter__()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
