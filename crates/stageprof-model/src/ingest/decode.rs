@@ -10,12 +10,37 @@ use crate::{
 
 use super::item_origins::ItemOrigins;
 use super::nest::Nester;
-use super::queue_order::{Moved, QueueOrder, Timed};
+use super::queue_order::{Moved, QueueOperation, QueueOrder};
 
-/// A queue operation's event, and its tick (a receive's residence and age
-/// are filled in once its item's send, and the item's entry into the
-/// pipeline, are known).
-type PendingOp = (QueueEvent, u64);
+/// A queue operation on its way to the sink: its event (a receive's
+/// residence and age are filled in once its item's send, and the item's
+/// entry into the pipeline, are known), its tick, and what it moved.
+struct PendingOp {
+    event: QueueEvent,
+    ticks: u64,
+    moved: Moved,
+}
+
+impl QueueOperation for PendingOp {
+    fn ns(&self) -> u64 {
+        self.event.ts_ns
+    }
+
+    fn queue(&self) -> u32 {
+        self.event.queue
+    }
+
+    fn moved(&self) -> Moved {
+        self.moved
+    }
+
+    fn depth(&self) -> Option<u64> {
+        match self.event.op {
+            QueueOp::Sent { depth, .. } | QueueOp::Received { depth, .. } => depth,
+            QueueOp::Opened { .. } => None,
+        }
+    }
+}
 
 /// Feeds record words of each thread, in the order they were written, to a [`Nester`].
 pub struct RecordDecoder {
@@ -149,14 +174,9 @@ impl QueueAt {
 
 /// A queue record, in nanoseconds: to `sink` at once where it moved no
 /// item; else to be put in time order (see `queue_order`).
-fn decode_queue(
-    at: QueueAt,
-    record: QueueRecord,
-    catalog: &Catalog,
-    sink: &mut dyn ProfileSink,
-) -> Option<Timed<PendingOp>> {
+fn decode_queue(at: QueueAt, record: QueueRecord, catalog: &Catalog, sink: &mut dyn ProfileSink) -> Option<PendingOp> {
     let ns = |t| at.scale.duration_ns(t);
-    let (moved, depth, op) = match record {
+    let (moved, op) = match record {
         QueueRecord::Opened { capacity } => {
             sink.queue(&at.event(QueueOp::Opened { capacity }), catalog);
             return None;
@@ -174,46 +194,46 @@ fn decode_queue(
         }
         QueueRecord::Sent { blocked, depth } => {
             let began = at.ticks.saturating_sub(blocked);
-            (Moved::Sent { began }, depth, QueueOp::Sent { blocked_ns: ns(blocked), depth })
+            (Moved::Sent { began }, QueueOp::Sent { blocked_ns: ns(blocked), depth })
         }
         QueueRecord::Received { waited, depth, sent } => {
             let op = QueueOp::Received { waited_ns: ns(waited), depth, residence_ns: None, age_ns: None };
-            (Moved::Received { sent }, depth, op)
+            (Moved::Received { sent }, op)
         }
     };
-    Some(Timed { ns: at.scale.ns(at.ticks), queue: at.queue, moved, depth, payload: (at.event(op), at.ticks) })
+    Some(PendingOp { event: at.event(op), ticks: at.ticks, moved })
 }
 
 /// A queue operation in its turn: a send to `sink` and into the items'
 /// paths; a receive, which took its item from the send begun at tick
 /// `sent`, with its residence, once its item's entry into the pipeline is known.
 fn settle_queue(
-    op: Timed<PendingOp>,
+    mut op: PendingOp,
     sent: Option<u64>,
     origins: &mut ItemOrigins<PendingOp>,
     scale: TickScale,
     catalog: &Catalog,
     sink: &mut dyn ProfileSink,
 ) {
-    let (mut event, ticks) = op.payload;
     if let Moved::Sent { .. } = op.moved {
-        sink.queue(&event, catalog);
+        sink.queue(&op.event, catalog);
     }
+    let (queue, thread) = (op.event.queue, op.event.thread);
     let mut deliver = |pending, origin| deliver_received(pending, origin, scale, catalog, sink);
     match op.moved {
-        Moved::Sent { began } => origins.sent(op.queue, event.thread, began, &mut deliver),
+        Moved::Sent { began } => origins.sent(queue, thread, began, &mut deliver),
         Moved::Received { .. } => {
-            if let QueueOp::Received { residence_ns, .. } = &mut event.op {
-                *residence_ns = sent.map(|s| scale.duration_ns(ticks.saturating_sub(s)));
+            if let QueueOp::Received { residence_ns, .. } = &mut op.event.op {
+                *residence_ns = sent.map(|s| scale.duration_ns(op.ticks.saturating_sub(s)));
             }
-            origins.received(op.queue, event.thread, sent, (event, ticks), &mut deliver);
+            origins.received(queue, thread, sent, op, &mut deliver);
         }
     }
 }
 
 /// Hands `sink` a received item's event, aged from `origin` (the tick its item entered the pipeline).
 fn deliver_received(
-    (mut event, ticks): PendingOp,
+    PendingOp { mut event, ticks, .. }: PendingOp,
     origin: Option<u64>,
     scale: TickScale,
     catalog: &Catalog,

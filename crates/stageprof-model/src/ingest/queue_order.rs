@@ -56,19 +56,16 @@ pub enum Moved {
     },
 }
 
-/// One queue operation waiting for its place in time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Timed<P> {
+/// A queue operation as its place in time and its pairing need it.
+pub trait QueueOperation {
     /// When, in nanoseconds.
-    pub ns: u64,
+    fn ns(&self) -> u64;
     /// The queue's name.
-    pub queue: u32,
+    fn queue(&self) -> u32;
     /// What the operation moved.
-    pub moved: Moved,
+    fn moved(&self) -> Moved;
     /// The queue's depth it read (items after it), if it read one.
-    pub depth: Option<u64>,
-    /// What to deliver once settled.
-    pub payload: P,
+    fn depth(&self) -> Option<u64>;
 }
 
 /// The items a queue holds by the count, oldest first.
@@ -167,7 +164,7 @@ impl Items {
 /// Settles queue operations in time order; see the module doc.
 pub struct QueueOrder<P> {
     /// In arrival order; `None` where settled ahead of its turn.
-    waiting: Vec<Option<Timed<P>>>,
+    waiting: Vec<Option<P>>,
     oldest_ns: u64,
     newest_ns: u64,
     held: HashMap<u32, Held>,
@@ -175,25 +172,25 @@ pub struct QueueOrder<P> {
     keep: usize,
 }
 
-impl<P> Default for QueueOrder<P> {
+impl<P: QueueOperation> Default for QueueOrder<P> {
     fn default() -> Self {
         QueueOrder::with_keep(KEEP)
     }
 }
 
 /// Hands over a settled operation and, for a receive, the id of the send it took its item from.
-pub type Settle<'a, P> = dyn FnMut(Timed<P>, Option<u64>) + 'a;
+pub type Settle<'a, P> = dyn FnMut(P, Option<u64>) + 'a;
 
-impl<P> QueueOrder<P> {
+impl<P: QueueOperation> QueueOrder<P> {
     /// Settling the oldest once `keep` more wait.
     pub fn with_keep(keep: usize) -> Self {
         QueueOrder { waiting: Vec::new(), oldest_ns: u64::MAX, newest_ns: 0, held: HashMap::new(), keep }
     }
 
     /// Takes `op`; settles, through `settle`, the operations whose turn came.
-    pub fn push(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
-        self.oldest_ns = self.oldest_ns.min(op.ns);
-        self.newest_ns = self.newest_ns.max(op.ns);
+    pub fn push(&mut self, op: P, settle: &mut Settle<'_, P>) {
+        self.oldest_ns = self.oldest_ns.min(op.ns());
+        self.newest_ns = self.newest_ns.max(op.ns());
         self.waiting.push(Some(op));
         if self.waiting.len() >= 2 * self.keep || self.newest_ns - self.oldest_ns > 2 * HOLD_NS {
             self.settle(false, settle);
@@ -224,7 +221,7 @@ impl<P> QueueOrder<P> {
             .enumerate()
             .filter_map(|(at, op)| {
                 let op = op.as_ref()?;
-                Some(OpTime { ns: op.ns, at, queue: op.queue, send: matches!(op.moved, Moved::Sent { .. }) })
+                Some(OpTime { ns: op.ns(), at, queue: op.queue(), send: matches!(op.moved(), Moved::Sent { .. }) })
             })
             .collect();
         times.sort_unstable_by_key(|t| (t.ns, t.at));
@@ -238,16 +235,16 @@ impl<P> QueueOrder<P> {
         let mut sends = None;
         for i in 0..cut {
             let Some(op) = ops.take(i) else { continue };
-            let held = self.held.entry(op.queue).or_default();
-            if let Some(read) = op.depth {
+            let held = self.held.entry(op.queue()).or_default();
+            if let Some(read) = op.depth() {
                 // The count before the operation, as the depth it read after it says.
-                let before = match op.moved {
+                let before = match op.moved() {
                     Moved::Sent { .. } => read.saturating_sub(1),
                     Moved::Received { .. } => read.saturating_add(1),
                 };
                 held.hold_to(before, raced(&times, i));
             }
-            let Moved::Received { sent } = op.moved else {
+            let Moved::Received { sent } = op.moved() else {
                 held.settle_send(op, settle);
                 continue;
             };
@@ -260,7 +257,7 @@ impl<P> QueueOrder<P> {
             };
             let taken = taken.or_else(|| {
                 // Built for the batch the first time a receive needs it.
-                let send = sends.get_or_insert_with(|| Sends::of(&times)).next_after(&mut ops, op.queue, i)?;
+                let send = sends.get_or_insert_with(|| Sends::of(&times)).next_after(&mut ops, op.queue(), i)?;
                 held.settle_send(send, settle);
                 held.items.pop()
             });
@@ -275,8 +272,8 @@ impl<P> QueueOrder<P> {
 impl Held {
     /// A send in its turn: its item joins the queue's, unless a receive
     /// named it already; then it goes to `settle`.
-    fn settle_send<P>(&mut self, op: Timed<P>, settle: &mut Settle<'_, P>) {
-        if let Moved::Sent { began } = op.moved {
+    fn settle_send<P: QueueOperation>(&mut self, op: P, settle: &mut Settle<'_, P>) {
+        if let Moved::Sent { began } = op.moved() {
             if !self.taken_ahead.remove(&began) {
                 self.items.push(Run::Sent(began));
             }
@@ -329,13 +326,13 @@ struct OpTime {
 
 /// The operations being settled, in arrival order, and their times in time order.
 struct Waiting<'t, P> {
-    ops: Vec<Option<Timed<P>>>,
+    ops: Vec<Option<P>>,
     times: &'t [OpTime],
 }
 
 impl<P> Waiting<'_, P> {
     /// The `i`-th operation in time, unless settled already.
-    fn take(&mut self, i: usize) -> Option<Timed<P>> {
+    fn take(&mut self, i: usize) -> Option<P> {
         self.ops[self.times[i].at].take()
     }
 }
@@ -353,7 +350,7 @@ impl Sends {
     }
 
     /// The first send of `queue` after the `i`-th operation not yet settled, taken out of `ops`.
-    fn next_after<P>(&mut self, ops: &mut Waiting<'_, P>, queue: u32, i: usize) -> Option<Timed<P>> {
+    fn next_after<P>(&mut self, ops: &mut Waiting<'_, P>, queue: u32, i: usize) -> Option<P> {
         let at = self.0.get_mut(&queue)?;
         // Sends before `i`, or taken, are settled already: the front only moves on.
         while let Some(j) = at.pop_front() {
@@ -386,23 +383,44 @@ mod tests {
 
     const Q: u32 = 1;
 
-    fn timed(ns: u64, moved: Moved, depth: Option<u64>, label: &'static str) -> Timed<&'static str> {
-        Timed { ns, queue: Q, moved, depth, payload: label }
+    /// An operation on queue `Q`, labelled for the assertions.
+    #[derive(Debug)]
+    struct Timed {
+        ns: u64,
+        moved: Moved,
+        depth: Option<u64>,
+        payload: &'static str,
     }
 
-    fn send(ns: u64, depth: Option<u64>) -> Timed<&'static str> {
+    impl QueueOperation for Timed {
+        fn ns(&self) -> u64 {
+            self.ns
+        }
+        fn queue(&self) -> u32 {
+            Q
+        }
+        fn moved(&self) -> Moved {
+            self.moved
+        }
+        fn depth(&self) -> Option<u64> {
+            self.depth
+        }
+    }
+
+    fn timed(ns: u64, moved: Moved, depth: Option<u64>, label: &'static str) -> Timed {
+        Timed { ns, moved, depth, payload: label }
+    }
+
+    fn send(ns: u64, depth: Option<u64>) -> Timed {
         timed(ns, Moved::Sent { began: ns }, depth, "send")
     }
 
-    fn receive(ns: u64, depth: Option<u64>, label: &'static str) -> Timed<&'static str> {
+    fn receive(ns: u64, depth: Option<u64>, label: &'static str) -> Timed {
         timed(ns, Moved::Received { sent: None }, depth, label)
     }
 
     /// Feeds `ops` in the order given; what was settled, in order: receives with the send they took.
-    fn settled(
-        order: &mut QueueOrder<&'static str>,
-        ops: Vec<Timed<&'static str>>,
-    ) -> Vec<(&'static str, Option<u64>)> {
+    fn settled(order: &mut QueueOrder<Timed>, ops: Vec<Timed>) -> Vec<(&'static str, Option<u64>)> {
         let mut out = Vec::new();
         for op in ops {
             order.push(op, &mut |op, sent| out.push((op.payload, sent)));
