@@ -5,6 +5,7 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use indicatif::MultiProgress;
 
 use crate::error::CliError;
 use crate::progress::ProgressReader;
@@ -97,8 +98,11 @@ pub(crate) fn summarize_listed(
     top: usize,
     chrome: Option<&Path>,
 ) -> Result<Vec<(Vec<PathBuf>, Summary)>, CliError> {
+    let bars = MultiProgress::new();
     let reads: Vec<Result<Summary, CliError>> = std::thread::scope(|scope| {
-        let reads: Vec<_> = listed.iter().map(|l| scope.spawn(move || summarize(&l.files, top, chrome))).collect();
+        let bars = &bars;
+        let reads: Vec<_> =
+            listed.iter().map(|l| scope.spawn(move || summarize(&l.files, top, chrome, bars))).collect();
         reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
     });
     let mut read = Vec::new();
@@ -123,7 +127,7 @@ pub(crate) fn summarize_listed(
 
 /// Reads a profile (a file, or a bounded run's parts), summarizes it and
 /// writes its Chrome trace if asked.
-fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Summary, CliError> {
+fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>, bars: &MultiProgress) -> Result<Summary, CliError> {
     let path = files.first().ok_or(CliError::Usage("a profile has a file"))?;
     let mut opened = Vec::new();
     for p in files {
@@ -135,7 +139,7 @@ fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Sum
     };
     let progress = |file: File| {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display())))
+        BufReader::new(ProgressReader::new(file, size, &format!("reading {}", path.display()), bars))
     };
     let read = |sink: &mut dyn stageprof_model::ProfileSink| {
         stageprof_readers::read_opened(opened, progress, sink).map(|p| (p.catalog, p.run))
