@@ -10,7 +10,7 @@ use indicatif::MultiProgress;
 use crate::error::CliError;
 use crate::progress::ProgressReader;
 use stageprof_analysis::{compare_ranks, Summary};
-use stageprof_readers::label;
+use stageprof_readers::{label, Listed};
 use stageprof_render::{report_html, report_json, report_table, report_with, RankInput, ReportError};
 
 use crate::table_args::TableArgs;
@@ -73,26 +73,19 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), CliError> {
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Stdout)
 }
 
-/// A profile's files, and the directory they were listed from (if a directory was named).
-pub(crate) struct Listed {
-    files: Vec<PathBuf>,
-    dir: Option<PathBuf>,
-}
-
 /// The profiles a path names (see [`stageprof_readers::profiles_in`]); a directory with none is an error.
 pub(crate) fn profiles_in(path: &Path) -> Result<Vec<Listed>, CliError> {
     let profiles = stageprof_readers::profiles_in(path).map_err(CliError::file("list", path))?;
     if profiles.is_empty() {
         return Err(CliError::NoProfiles { dir: path.to_path_buf() });
     }
-    let dir = path.is_dir().then(|| path.to_path_buf());
-    Ok(profiles.into_iter().map(|files| Listed { files, dir: dir.clone() }).collect())
+    Ok(profiles)
 }
 
 /// Reads and summarizes the profiles, in parallel (several: ranks of one
-/// job); their warnings go to stderr in order. A JSON file found in a
-/// directory that holds no trace is skipped with a warning; named by
-/// itself, or where nothing else is left, it is an error.
+/// job); their warnings go to stderr in order. A profile the readers say
+/// to skip ([`Listed::skipped_for`]) is named on stderr; where nothing
+/// else is left, its directory holds no profiles.
 pub(crate) fn summarize_listed(
     listed: Vec<Listed>,
     top: usize,
@@ -108,13 +101,14 @@ pub(crate) fn summarize_listed(
     let mut read = Vec::new();
     let mut skipped = None;
     for (listed, summary) in listed.into_iter().zip(reads) {
-        let summary = match (summary, listed.dir) {
-            (Err(CliError::Read { path, error }), Some(dir)) if error.is_not_a_trace() => {
+        let summary = match summary {
+            Err(CliError::Read { path, error }) if listed.skipped_for(&error) => {
                 eprintln!("stageprof: warning: skipped {}: {error}", path.display());
+                let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
                 skipped = Some(CliError::NoProfiles { dir });
                 continue;
             }
-            (summary, _) => summary?,
+            summary => summary?,
         };
         print_warnings(&listed.files, &summary);
         read.push((listed.files, summary));

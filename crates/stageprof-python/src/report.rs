@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use pyo3::exceptions::{PyOSError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use stageprof_analysis::{compare_ranks, RankRow, Summary};
+use stageprof_readers::ReadError;
 use stageprof_render::{
     report_html, report_json, report_table, report_with, Columns, RankInput, ReportError, TableOptions,
 };
@@ -128,24 +129,20 @@ pub(crate) fn read(py: Python<'_>, paths: Vec<PathBuf>, top: usize) -> PyResult<
         if found.is_empty() {
             return Err(PyValueError::new_err(format!("{} holds no profiles", path.display())));
         }
-        listed.extend(found.into_iter().map(|files| (files, path.is_dir())));
+        listed.extend(found);
     }
     let reads: Vec<Result<Summary, Unread>> =
-        py.detach(|| listed.iter().map(|(files, _)| summarize(files, top, None)).collect());
+        py.detach(|| listed.iter().map(|l| summarize(&l.files, top, None)).collect());
     let (mut sources, mut summaries) = (Vec::new(), Vec::new());
-    for ((files, in_dir), read) in listed.into_iter().zip(reads) {
+    for (listed, read) in listed.into_iter().zip(reads) {
         match read {
-            Err(unread) if in_dir && unread.not_a_trace => {
-                PyErr::warn(
-                    py,
-                    &py.get_type::<PyUserWarning>(),
-                    &CString::new(format!("stageprof: skipped {}", unread.error.value(py)))?,
-                    1,
-                )?;
+            Err(Unread { error, read_error: Some(why) }) if listed.skipped_for(&why) => {
+                let message = CString::new(format!("stageprof: skipped {}", error.value(py)))?;
+                PyErr::warn(py, &py.get_type::<PyUserWarning>(), &message, 1)?;
             }
             read => {
                 summaries.push(read?);
-                sources.push(files);
+                sources.push(listed.files);
             }
         }
     }
@@ -157,10 +154,10 @@ pub(crate) fn read(py: Python<'_>, paths: Vec<PathBuf>, top: usize) -> PyResult<
     Ok(NativeReport { summaries, rows, sources, files: Vec::new(), errors: Vec::new() })
 }
 
-/// Why a profile was not read: the error for Python, and whether its file is JSON that holds no trace.
+/// Why a profile was not read: the error for Python, and the reader's own where reading failed.
 struct Unread {
     error: PyErr,
-    not_a_trace: bool,
+    read_error: Option<ReadError>,
 }
 
 impl From<Unread> for PyErr {
@@ -171,7 +168,7 @@ impl From<Unread> for PyErr {
 
 impl From<PyErr> for Unread {
     fn from(error: PyErr) -> Unread {
-        Unread { error, not_a_trace: false }
+        Unread { error, read_error: None }
     }
 }
 
@@ -196,7 +193,7 @@ fn summarize(files: &[PathBuf], top: usize, chrome: Option<&Path>) -> Result<Sum
     };
     let mut summary = report_with(read, top, chrome_out).map_err(|e| match e {
         ReportError::Read(e) => {
-            Unread { not_a_trace: e.is_not_a_trace(), error: PyValueError::new_err(format!("{}: {e}", path.display())) }
+            Unread { error: PyValueError::new_err(format!("{}: {e}", path.display())), read_error: Some(e) }
         }
         ReportError::Chrome(e, _) => {
             PyOSError::new_err(format!("{}: writing the Chrome trace: {e}", path.display())).into()

@@ -18,11 +18,9 @@ use crate::{Profile, ReadError};
 /// (`rank-N/profile.stgp`, as the Python package writes a distributed
 /// job's), sorted; the kept parts of a bounded run (`profile.N.stgp`) are
 /// one profile, in the order they were written. A directory with none: empty.
-/// A directory's JSON file may turn out to hold no trace when read
-/// ([`crate::ReadError::is_not_a_trace`]): the callers skip it, saying so.
-pub fn profiles_in(path: &Path) -> std::io::Result<Vec<Vec<PathBuf>>> {
+pub fn profiles_in(path: &Path) -> std::io::Result<Vec<Listed>> {
     if !path.is_dir() {
-        return Ok(vec![vec![path.to_path_buf()]]);
+        return Ok(vec![Listed { files: vec![path.to_path_buf()], in_dir: false }]);
     }
     let mut files = Vec::new();
     let mut parts: Vec<(u64, PathBuf)> = Vec::new();
@@ -42,12 +40,29 @@ pub fn profiles_in(path: &Path) -> std::io::Result<Vec<Vec<PathBuf>>> {
         name != "summary.json" && !(native_here && name == "trace.json")
     });
     files.sort();
-    let mut profiles: Vec<Vec<PathBuf>> = files.into_iter().map(|f| vec![f]).collect();
+    let mut profiles: Vec<Listed> = files.into_iter().map(|f| Listed { files: vec![f], in_dir: true }).collect();
     if !parts.is_empty() {
         parts.sort();
-        profiles.push(parts.into_iter().map(|(_, p)| p).collect());
+        profiles.push(Listed { files: parts.into_iter().map(|(_, p)| p).collect(), in_dir: true });
     }
     Ok(profiles)
+}
+
+/// A profile a path names: its files, and whether they were found in a directory.
+pub struct Listed {
+    /// The file, or a bounded run's parts in the order they were written.
+    pub files: Vec<PathBuf>,
+    /// Found by listing a directory, rather than named.
+    pub in_dir: bool,
+}
+
+impl Listed {
+    /// Whether a front door leaves this profile out, saying so, rather than
+    /// failing on `error`: a JSON file found in a directory that holds no
+    /// trace (notes, a configuration). Named by itself, it is an error.
+    pub fn skipped_for(&self, error: &ReadError) -> bool {
+        self.in_dir && error.is_not_a_trace()
+    }
 }
 
 /// How a profile's files are named in a report: the file, or the parts (`dir/profile.{0,4,5}.stgp`).

@@ -36,7 +36,7 @@ mod trace_tables;
 /// measuring its speed, `examples/scan_speed.rs`).
 pub use json_scan::{ScanError, Scanner};
 
-pub use files::{bounded_part, label, profiles_in, read_opened};
+pub use files::{bounded_part, label, profiles_in, read_opened, Listed};
 
 use std::io::{BufRead, BufReader, Read, Seek};
 
@@ -78,9 +78,7 @@ impl std::fmt::Display for ReadError {
 impl std::error::Error for ReadError {}
 
 impl ReadError {
-    /// Whether the file is JSON that holds no trace: a directory's stray
-    /// `*.json` (notes, a configuration), which the front doors skip with a
-    /// warning where they list a directory (see [`profiles_in`]).
+    /// Whether the file is JSON that holds no trace (see [`Listed::skipped_for`]).
     pub fn is_not_a_trace(&self) -> bool {
         matches!(self, ReadError::Trace(ScanError::NoEvents))
     }
