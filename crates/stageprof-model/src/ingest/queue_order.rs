@@ -389,7 +389,7 @@ mod tests {
         ns: u64,
         moved: Moved,
         depth: Option<u64>,
-        payload: &'static str,
+        label: &'static str,
     }
 
     impl QueueOperation for Timed {
@@ -408,7 +408,7 @@ mod tests {
     }
 
     fn timed(ns: u64, moved: Moved, depth: Option<u64>, label: &'static str) -> Timed {
-        Timed { ns, moved, depth, payload: label }
+        Timed { ns, moved, depth, label }
     }
 
     fn send(ns: u64, depth: Option<u64>) -> Timed {
@@ -423,9 +423,9 @@ mod tests {
     fn settled(order: &mut QueueOrder<Timed>, ops: Vec<Timed>) -> Vec<(&'static str, Option<u64>)> {
         let mut out = Vec::new();
         for op in ops {
-            order.push(op, &mut |op, sent| out.push((op.payload, sent)));
+            order.push(op, &mut |op, sent| out.push((op.label, sent)));
         }
-        order.finish(&mut |op, sent| out.push((op.payload, sent)));
+        order.finish(&mut |op, sent| out.push((op.label, sent)));
         out.into_iter().filter(|(what, _)| *what != "send").collect()
     }
 
@@ -456,9 +456,9 @@ mod tests {
         let ops =
             vec![receive(1_000, None, "early"), send(1_500, None), send(9_000, None), receive(9_100, None, "late")];
         for op in ops {
-            order.push(op, &mut |op, sent| seen.push((op.payload, sent)));
+            order.push(op, &mut |op, sent| seen.push((op.label, sent)));
         }
-        order.finish(&mut |op, sent| seen.push((op.payload, sent)));
+        order.finish(&mut |op, sent| seen.push((op.label, sent)));
         // The send first, then the receive that took its item.
         assert_eq!(seen, [("send", None), ("early", Some(1_500)), ("send", None), ("late", Some(9_000))]);
     }
