@@ -82,8 +82,8 @@ pub(crate) fn profiles_in(path: &Path) -> Result<Vec<Listed>, CliError> {
     Ok(profiles)
 }
 
-/// Reads and summarizes the profiles, in parallel (several: ranks of one
-/// job); their warnings go to stderr in order. A profile the readers say
+/// Reads and summarizes the profiles, several at once (ranks of one job);
+/// their warnings go to stderr in order. A profile the readers say
 /// to skip ([`Listed::skipped_for`]) is named on stderr; where nothing
 /// else is left, its directory holds no profiles.
 pub(crate) fn summarize_listed(
@@ -91,13 +91,17 @@ pub(crate) fn summarize_listed(
     top: usize,
     chrome: Option<&Path>,
 ) -> Result<Vec<(Vec<PathBuf>, Summary)>, CliError> {
-    let bars = MultiProgress::new();
-    let reads: Vec<Result<Summary, CliError>> = std::thread::scope(|scope| {
-        let bars = &bars;
-        let reads: Vec<_> =
-            listed.iter().map(|l| scope.spawn(move || summarize(&l.files, top, chrome, bars))).collect();
-        reads.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))).collect()
-    });
+    let bars = &MultiProgress::new();
+    // As many at once as there are cores: each read holds its profile's working set.
+    let at_once = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut reads: Vec<Result<Summary, CliError>> = Vec::new();
+    for batch in listed.chunks(at_once) {
+        std::thread::scope(|scope| {
+            let batch: Vec<_> =
+                batch.iter().map(|l| scope.spawn(move || summarize(&l.files, top, chrome, bars))).collect();
+            reads.extend(batch.into_iter().map(|r| r.join().unwrap_or(Err(CliError::ReaderPanicked))));
+        });
+    }
     let mut read = Vec::new();
     let mut skipped = None;
     for (listed, summary) in listed.into_iter().zip(reads) {
