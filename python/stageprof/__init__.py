@@ -234,7 +234,8 @@ def read(paths: PathLike | Sequence[PathLike], top: int = 3) -> Report:
     native stageprof files, PyTorch profiler traces and Chrome traces, plain
     or gzipped. Several paths are the ranks of one job; a directory stands
     for its profiles (a run's output directory: its native profile; a
-    bounded run's kept parts: one profile)."""
+    bounded run's kept parts: one profile), and a JSON file in it that
+    holds no trace (a config, notes) is skipped with a ``UserWarning``."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return Report(_native.read(list(paths), top))
