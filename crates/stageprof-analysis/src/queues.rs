@@ -320,7 +320,7 @@ pub(crate) struct QueueTracker {
 impl QueueTracker {
     pub(crate) fn event(&mut self, e: &QueueEvent) {
         let q = self.queues.entry(e.queue).or_default();
-        let (depth, waited) = match e.op {
+        let (depth, waited, age) = match e.op {
             QueueOp::Opened { capacity } => {
                 q.opened += 1;
                 q.capacity = capacity;
@@ -330,18 +330,15 @@ impl QueueTracker {
             QueueOp::Sent { blocked_ns, depth } => {
                 q.sent += 1;
                 q.blocked_ns = q.blocked_ns.saturating_add(blocked_ns);
-                (depth, blocked_ns)
+                (depth, blocked_ns, None)
             }
             QueueOp::Received { waited_ns, depth, residence_ns, age_ns } => {
-                if let Some(age) = age_ns {
-                    self.threads.entry(e.thread).or_default().age.record(age);
-                }
                 q.received += 1;
                 q.waited_ns = q.waited_ns.saturating_add(waited_ns);
                 if let Some(r) = residence_ns {
                     q.residence.record(r);
                 }
-                (depth, waited_ns)
+                (depth, waited_ns, age_ns)
             }
         };
         let sent = matches!(e.op, QueueOp::Sent { .. });
@@ -352,6 +349,9 @@ impl QueueTracker {
         };
         q.depths.push(e.ts_ns, after);
         let t = self.threads.entry(e.thread).or_default();
+        if let Some(age) = age {
+            t.age.record(age);
+        }
         t.waiting_ns = t.waiting_ns.saturating_add(waited);
         // The thread's time starts where its first operation began.
         let began = e.ts_ns.saturating_sub(waited);
