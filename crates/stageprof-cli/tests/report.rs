@@ -289,10 +289,17 @@ fn a_directorys_json_that_is_no_trace_is_skipped_and_named() {
     }
     let notes = dir.path().join("notes.json");
     std::fs::write(&notes, r#"{"lr": 0.1, "events": []}"#).unwrap();
+    // Gzipped the same: told apart by content, not by name.
+    let zipped = dir.path().join("config.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&zipped).unwrap(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, br#"{"seed": 7}"#).unwrap();
+    gz.finish().unwrap();
     let out = stageprof(&["report", dir.path().to_str().unwrap(), "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("skipped {}: JSON, but not a trace", notes.display())), "{stderr}");
+    for skipped in [&notes, &zipped] {
+        assert!(stderr.contains(&format!("skipped {}: JSON, but not a trace", skipped.display())), "{stderr}");
+    }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let files: Vec<&str> = v["ranks"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
     assert!(
