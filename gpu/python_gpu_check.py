@@ -297,7 +297,7 @@ def bounded(out: str) -> int:
     return 0 if ok else 1
 
 
-def by_hand_once(run: Callable[[Callable[[str], Any]], object]) -> Dict[str, float]:
+def by_hand_once(run: Callable[[Callable[[str], Any]], None]) -> Dict[str, float]:
     """GPU ms per stage name of one call of ``run``, from torch.cuda.Event pairs."""
     pairs: Dict[str, List[Any]] = defaultdict(list)
 

@@ -129,7 +129,8 @@ impl NativeQueue {
         if began != 0 {
             let now = if waited { foreign::now_ticks() } else { began };
             name_thread_once(py);
-            self.meta.received(began, now, Some(depth), sent);
+            // An item put while nothing recorded carries 0: the reader pairs it by its place.
+            self.meta.received(began, now, Some(depth), (sent != 0).then_some(sent));
         }
         Ok(item)
     }

@@ -151,11 +151,10 @@ impl QueueMeta {
     }
 
     /// Records a receive that began at tick `began` and took, at `now`, an
-    /// item whose send began at tick `sent` (0: not known; the reader pairs
-    /// the receive with its send), leaving `depth` items (`None`: not read;
-    /// one fewer than before).
-    pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: u64) {
-        let sent = (sent != 0).then_some(sent);
+    /// item whose send began at tick `sent` (`None`: not known; the reader
+    /// pairs the receive with its send), leaving `depth` items (`None`: not
+    /// read; one fewer than before).
+    pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: Option<u64>) {
         self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
 }
@@ -311,7 +310,7 @@ impl<T> Receiver<T> {
     fn received_at<E>(&self, began: u64, now: u64, got: Result<T, E>) -> Result<T, E> {
         let item = got?;
         if began != 0 {
-            self.meta.received(began, now, self.depth.read(now, || self.inner.len()), 0);
+            self.meta.received(began, now, self.depth.read(now, || self.inner.len()), None);
         }
         Ok(item)
     }
