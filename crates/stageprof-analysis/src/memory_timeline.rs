@@ -131,12 +131,13 @@ impl MemoryTracker {
         let deltas = [(MemoryPool::Host, span.metrics.process_mem), (MemoryPool::Gpu, span.metrics.gpu_mem)];
         for (pool, d) in deltas {
             let Some((d, end)) = d.and_then(|d| Some((d, d.end_bytes?))) else { continue };
-            let start = end - d.net_bytes;
+            // Saturating: the words come from a file, which may be damaged.
+            let start = end.saturating_sub(d.net_bytes);
             let at = |start_ns, end_ns, bytes| MemoryLevel { pool, start_ns, end_ns, bytes };
             let track = self.pool(pool);
             track.level(&at(span.start_ns, span.start_ns, start));
             track.level(&at(span.end_ns, span.end_ns, end));
-            track.level(&at(span.start_ns, span.end_ns, start + d.peak_bytes as i64));
+            track.level(&at(span.start_ns, span.end_ns, start.saturating_add_unsigned(d.peak_bytes)));
         }
         if let (SpanKind::Stage, Some(path)) = (span.kind, span.path) {
             for track in self.pools.values_mut() {

@@ -186,9 +186,9 @@ fn job_stage(
     let busy_ns: u64 = workers
         .iter()
         .map(|(_, t)| t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns)).saturating_sub(t.waiting_ns))
-        .sum();
+        .fold(0, u64::saturating_add);
     let n = workers.len() as u64;
-    let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / (n * window) as f64 };
+    let busy = if window == 0 { 0.0 } else { 100.0 * busy_ns as f64 / (n as f64 * window as f64) };
     let items: u64 = workers.iter().map(|(_, t)| if t.inputs.is_empty() { t.sent } else { t.received }).sum();
     let mut age = DurationAcc::default();
     workers.iter().for_each(|(_, t)| age.merge(&t.age));
