@@ -214,7 +214,9 @@ impl<P: QueueOperation> QueueOrder<P> {
     /// Settles, oldest first, every operation (`all`) or those older than
     /// [`HOLD_NS`] before the newest and all but the newest `keep`.
     fn settle(&mut self, all: bool, settle: &mut Settle<'_, P>) {
-        // The operations stay where they are; their times are sorted (ties in arrival order).
+        // The operations stay where they are; their times are sorted, ties
+        // in arrival order. A stable sort: each thread's operations arrive
+        // in time order, so the times are a few sorted runs, which it merges.
         let mut times: Vec<OpTime> = self
             .waiting
             .iter()
@@ -224,7 +226,7 @@ impl<P: QueueOperation> QueueOrder<P> {
                 Some(OpTime { ns: op.ns(), at, queue: op.queue(), send: matches!(op.moved(), Moved::Sent { .. }) })
             })
             .collect();
-        times.sort_unstable_by_key(|t| (t.ns, t.at));
+        times.sort_by_key(|t| t.ns);
         let cut = if all {
             times.len()
         } else {
@@ -274,7 +276,8 @@ impl Held {
     /// named it already; then it goes to `settle`.
     fn settle_send<P: QueueOperation>(&mut self, op: P, settle: &mut Settle<'_, P>) {
         if let Moved::Sent { began } = op.moved() {
-            if !self.taken_ahead.remove(&began) {
+            // Checked for emptiness first: most runs name no item ahead, and hashing costs.
+            if self.taken_ahead.is_empty() || !self.taken_ahead.remove(&began) {
                 self.items.push(Run::Sent(began));
             }
         }
