@@ -1,6 +1,7 @@
 //! Folding spans and counter samples into per-stage statistics.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,

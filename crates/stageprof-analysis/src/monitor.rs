@@ -10,7 +10,8 @@
 //! have a span of the window. A memory alert fires when a memory track
 //! crosses its threshold upwards, and re-arms once it falls below 90% of it.
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::VecDeque;
 
 use stageprof_model::{Catalog, CounterSample, PathId, ProfileSink, Span, SpanKind};
 

@@ -32,7 +32,8 @@
 //! timed before its racing send came after it; each queue's depth samples
 //! are put in exact order and folded as they come (`depth_series`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::depth_series::{DepthAfter, DepthSeries};
 

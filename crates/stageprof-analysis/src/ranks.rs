@@ -2,7 +2,7 @@
 //! rank's time, and which rank is slowest, since the slowest one sets the
 //! pace of a synchronous job.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::summary::Summary;
 

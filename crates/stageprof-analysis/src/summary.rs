@@ -357,7 +357,7 @@ impl Summary {
     /// Kernels by name over all stages, longest total first. Each stage
     /// lists only the kernels it launched itself, so nothing is counted twice.
     pub fn kernel_totals(&self) -> Vec<KernelStats> {
-        let mut by_kernel: std::collections::HashMap<(&str, Option<LaunchShape>), KernelStats> = Default::default();
+        let mut by_kernel: foldhash::HashMap<(&str, Option<LaunchShape>), KernelStats> = Default::default();
         for k in self.stages.iter().filter(|s| !s.derived).flat_map(|s| &s.top_kernels) {
             let e = by_kernel.entry((&k.name, k.shape)).or_insert_with(|| KernelStats {
                 calls: 0,

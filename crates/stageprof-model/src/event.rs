@@ -4,7 +4,7 @@
 //! turn their input into [`Span`]s and [`CounterSample`]s and hand them to a
 //! [`ProfileSink`]; analysis and renderers are sinks.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// Index of a name in the [`Catalog`].
 pub type NameId = u32;

@@ -1,7 +1,7 @@
 //! Decoding recorder records (live, or read from a native file) into the
 //! nester, in nanoseconds.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::wire::{self, QueueRecord, Record, TickScale, WireError};
 use crate::{

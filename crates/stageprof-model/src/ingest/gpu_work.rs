@@ -4,7 +4,7 @@
 //! reader both attribute activities to calls, then hand each call's
 //! activities here, so the figures mean the same for both.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::{CopyKind, FrameGpu, GpuMetrics, GpuWork, LaunchShape, NameId};
 

@@ -12,7 +12,7 @@
 //! then the receive, and whatever its thread sends after it, wait until
 //! that send comes.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// An item on a queue: the queue's name and the tick its send began.
 pub type ItemId = (u32, u64);

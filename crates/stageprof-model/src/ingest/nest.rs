@@ -5,7 +5,8 @@
 //! readers) drives the same nester, so stage paths and self time are defined
 //! in one place.
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 
 use crate::wire::{Record, TaskRecord, TickScale};
 use crate::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};

@@ -31,7 +31,8 @@
 //! receive that names its send (Python's queue stamps its items) takes
 //! that send's item.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use std::collections::VecDeque;
 
 /// Most operations waiting, past which the oldest are settled.
 pub const KEEP: usize = 1 << 16;
