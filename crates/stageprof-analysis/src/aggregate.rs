@@ -1,7 +1,8 @@
 //! Folding spans and counter samples into per-stage statistics.
 
-use foldhash::{HashMap, HashMapExt};
 use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 
 use stageprof_model::{
     Catalog, CounterSample, FrameGpu, GpuActivity, GpuMetrics, GpuWork, LaunchShape, MemoryLevel, NameId, PathId,

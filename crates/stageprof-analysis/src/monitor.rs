@@ -10,8 +10,9 @@
 //! have a span of the window. A memory alert fires when a memory track
 //! crosses its threshold upwards, and re-arms once it falls below 90% of it.
 
-use foldhash::{HashMap, HashMapExt};
 use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 
 use stageprof_model::{Catalog, CounterSample, PathId, ProfileSink, Span, SpanKind};
 

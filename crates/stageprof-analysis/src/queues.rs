@@ -32,8 +32,9 @@
 //! timed before its racing send came after it; each queue's depth samples
 //! are put in exact order and folded as they come (`depth_series`).
 
-use foldhash::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use crate::depth_series::{DepthAfter, DepthSeries};
 

@@ -6,9 +6,10 @@
 //! and only reaches the global table (a lock) the first time a thread sees it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::alloc;
 
@@ -22,7 +23,7 @@ struct NameTable {
 
 static NAMES: LazyLock<Mutex<NameTable>> = LazyLock::new(|| {
     let frame: Arc<str> = Arc::from("frame");
-    Mutex::new(NameTable { names: vec![frame.clone()], ids: HashMap::from([(frame, FRAME_NAME)]) })
+    Mutex::new(NameTable { names: vec![frame.clone()], ids: HashMap::from_iter([(frame, FRAME_NAME)]) })
 });
 
 thread_local! {

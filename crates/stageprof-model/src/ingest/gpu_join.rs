@@ -19,8 +19,9 @@
 //! allocator's levels up to its end (the allocator trace's marks say how far
 //! they are written). GPU activities (kernels) are not joined live.
 
-use foldhash::{HashMap, HashSet};
 use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashSet};
 
 use crate::wire::{flag, Record, TickScale};
 use crate::{Catalog, FrameGpu, GpuActivity, GpuMetrics, MemDelta, MemoryLevel, MemoryPool, PathId, ProfileSink};

@@ -5,8 +5,9 @@
 //! readers) drives the same nester, so stage paths and self time are defined
 //! in one place.
 
-use foldhash::HashMap;
 use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use crate::wire::{Record, TaskRecord, TickScale};
 use crate::{Catalog, NameId, PathId, ProfileSink, Span, SpanFlags, SpanKind, StageMetrics};

@@ -31,8 +31,9 @@
 //! receive that names its send (Python's queue stamps its items) takes
 //! that send's item.
 
-use foldhash::{HashMap, HashMapExt, HashSet};
 use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// Most operations waiting, past which the oldest are settled.
 pub const KEEP: usize = 1 << 16;
