@@ -7,11 +7,12 @@ the same figures to torch.cuda.max_memory_allocated around each stage.)"""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import types
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -238,3 +239,68 @@ def test_blocks_the_replay_cannot_size_are_said(tmp_path: Path, capfd: pytest.Ca
         s.finish()
     err = capfd.readouterr().err
     assert "GPU memory: 96 bytes of allocator changes are not explained by its trace" in err, err
+
+
+class HostileAllocator(FakeAllocator):
+    """An allocator whose snapshots hold anything: entries and segments with
+    fields missing or of the wrong type, sizes and addresses past 64 bits or
+    negative, unknown actions, odd metadata (a torch that changed its format,
+    or a broken one)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    def number(self) -> object:
+        return self.rng.choice([0, 1, -1, 512, 1 << 20, 1 << 63, (1 << 64) - 1, 1 << 64, -(1 << 63), 1 << 70, 3.5, "7", None])
+
+    def entry(self) -> dict[str, object]:
+        actions = ["alloc", "free_requested", "free_completed", "segment_alloc", "segment_free", "segment_unmap", "oom", 3]
+        entry = {
+            "action": self.rng.choice(actions),
+            "addr": self.rng.choice([self.number(), 512 * self.rng.randrange(1 << 16)]),
+            "size": self.rng.choice([self.number(), self.rng.randrange(1 << 24)]),
+            "time_us": self.rng.choice([self.number(), time.time_ns() // 1000]),
+            "user_metadata": self.rng.choice(["", "stageprof:1:2", "stageprof:x:-1", 5, None, "x" * 1000]),
+        }
+        return {k: v for k, v in entry.items() if self.rng.random() > 0.03}
+
+    def segment(self) -> dict[str, object]:
+        blocks = [{"size": self.number(), "state": self.rng.choice(["active_allocated", "inactive", 1])} for _ in range(3)]
+        segment = {
+            "device": self.rng.choice([0, 0, 1, self.number()]),
+            "address": self.rng.choice([self.number(), 512 * self.rng.randrange(1 << 16)]),
+            "allocated_size": self.number(),
+            "total_size": self.number(),
+            "blocks": blocks,
+        }
+        return {k: v for k, v in segment.items() if self.rng.random() > 0.05}
+
+    def _snapshot(self) -> dict[str, Any]:
+        self.snapshots += 1
+        traces = [[self.entry() for _ in range(self.rng.randrange(20))] for _ in range(self.rng.randrange(3))]
+        return {"segments": [self.segment() for _ in range(self.rng.randrange(4))], "device_traces": traces}
+
+
+@pytest.mark.parametrize("seeds", [range(0, 25), range(25, 50)], ids=["seeds 0-24", "seeds 25-49"])
+def test_hostile_allocator_snapshots_never_reach_the_program(
+    tmp_path: Path, seeds: range, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_allocator_trace, "COST_SHARE", 1.0)  # every frame traced: every snapshot read
+    read = 0
+    for seed in seeds:
+        allocator = HostileAllocator(seed)
+        with fake_torch_cuda(memory=allocator.module()):
+            s = stageprof.init(out_dir=tmp_path / str(seed), formats=["summary"])
+            for _ in range(20):
+                with stageprof.frame():
+                    with stageprof.stage("step"):
+                        pass
+            report = s.finish()
+        # The CPU figures go on, whatever the snapshots held; the first
+        # snapshot that could not be read turned GPU memory off, said in one line.
+        assert stage_of(report, "step")["calls"] == 20, seed
+        err = capfd.readouterr().err
+        assert err.count("GPU memory per stage is off") <= 1, (seed, err)
+        read += allocator.snapshots
+    assert read > len(seeds), "some sessions read on past their first snapshot"
