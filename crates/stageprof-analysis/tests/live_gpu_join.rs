@@ -187,7 +187,7 @@ impl Live {
     fn finish(mut self) -> Summary {
         self.decoder.finish(&self.catalog, Some(FRAMES * 1000), &mut self.agg);
         let mut run = stageprof_model::RunInfo::default();
-        run.warnings.extend(self.decoder.gpu_warnings());
+        run.warnings.extend(self.decoder.join_warnings());
         self.agg.summary(&self.catalog, run, 3)
     }
 

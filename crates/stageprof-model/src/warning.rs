@@ -148,6 +148,14 @@ pub enum Warning {
         /// How many items.
         count: u64,
     },
+    /// Queue operations that reached the reader after newer ones had been
+    /// paired: a thread's records came more than the reader holds back
+    /// (250 ms, or 65,536 operations) after another's, so receives around
+    /// them may be paired with the wrong sends.
+    QueueOperationsLate {
+        /// How many.
+        count: u64,
+    },
     /// Several queues made under one name: their figures are merged, and
     /// receives are paired with sends across them (first in, first out).
     QueueNameReused {
@@ -208,6 +216,7 @@ impl Warning {
             | Warning::StreamChanged { count, .. }
             | Warning::QueueItemsLeft { count, .. }
             | Warning::QueueNameReused { count, .. }
+            | Warning::QueueOperationsLate { count }
             | Warning::GpuNotJoined { count } => *count,
             Warning::GpuResultsLate { calls } => *calls,
         }
@@ -315,6 +324,12 @@ impl fmt::Display for Warning {
                 "{count} queues were made under the name {}: their figures are merged, and items' residences \
                  and ages are paired across them",
                 shorten_for_warning(queue)
+            ),
+            Warning::QueueOperationsLate { count } => write!(
+                f,
+                "{count} queue operations reached the reader after newer ones had been paired (one thread's records \
+                 came over 250 ms or 65,536 operations after another's: the recording was held up); items' \
+                 residences and ages around them may be paired with the wrong sends"
             ),
             Warning::GpuNotJoined { count } => write!(
                 f,

@@ -125,3 +125,37 @@ fn a_long_pipeline_fed_a_thread_at_a_time_ages_every_item() {
     // Ages from each item's first send: 10 ns at thread 1, 30 ns at thread 2.
     assert_eq!(sink.age_ns[1..3], [10 * 10_000, 30 * 10_000]);
 }
+
+#[test]
+fn a_thread_read_far_behind_another_is_said() {
+    // One queue, items without stamps (as Rust's queue sends them): 100,000
+    // pairs, the sender's records decoded after all the receiver's (a
+    // recording held up past what the reader holds back), then in step.
+    let late = |sender_last: bool| {
+        let (mut decoder, mut catalog, mut sink) = (RecordDecoder::new(SCALE), Catalog::default(), Counts::default());
+        let (mut sends, mut receives) = (Vec::new(), Vec::new());
+        for i in 0..100_000u64 {
+            let (w, len) = queue_words(0, i * 1_000, QueueRecord::Sent { blocked: 0, depth: None });
+            sends.extend_from_slice(&w[..len]);
+            let (w, len) = queue_words(0, i * 1_000 + 1, QueueRecord::Received { waited: 0, depth: None, sent: None });
+            receives.extend_from_slice(&w[..len]);
+        }
+        if sender_last {
+            decoder.feed(&mut catalog, 1, &receives, &mut sink).unwrap();
+            decoder.feed(&mut catalog, 0, &sends, &mut sink).unwrap();
+        } else {
+            for (s, r) in sends.chunks(3_000).zip(receives.chunks(3_000)) {
+                decoder.feed(&mut catalog, 0, s, &mut sink).unwrap();
+                decoder.feed(&mut catalog, 1, r, &mut sink).unwrap();
+            }
+        }
+        decoder.finish(&catalog, None, &mut sink);
+        assert_eq!(sink.received, 100_000);
+        decoder.join_warnings().find_map(|w| match w {
+            stageprof_model::Warning::QueueOperationsLate { count } => Some(count),
+            _ => None,
+        })
+    };
+    assert!(late(true).is_some_and(|count| count > 0));
+    assert_eq!(late(false), None);
+}

@@ -79,7 +79,7 @@ mod with_report {
         /// live join leaves them to the native file's reader) are said to be missing.
         pub(crate) fn finish(mut self, catalog: Catalog, end_ns: u64, mut run: RunInfo) -> Box<InMemory> {
             self.decoder.finish(&catalog, Some(end_ns), &mut self.aggregator);
-            run.warnings.extend(self.decoder.gpu_warnings());
+            run.warnings.extend(self.decoder.join_warnings());
             Box::new(InMemory { catalog, aggregator: self.aggregator, run })
         }
     }

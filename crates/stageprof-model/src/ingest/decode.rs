@@ -91,13 +91,18 @@ impl RecordDecoder {
         self.queue_order.advance(now_ns, &mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
     }
 
-    /// What the GPU join missed, as warnings: records no join took, and
-    /// spans a live join let go before their results were in.
-    pub fn gpu_warnings(&self) -> impl Iterator<Item = Warning> {
+    /// What the joins missed, as warnings: GPU records no join took, spans
+    /// a live join let go before their results were in, queue operations
+    /// that came after newer ones were paired.
+    pub fn join_warnings(&self) -> impl Iterator<Item = Warning> {
         let count = self.unjoined_gpu + self.nester.gpu_left_out();
         let not_joined = (count > 0).then_some(Warning::GpuNotJoined { count });
         let early = self.nester.released_early();
-        not_joined.into_iter().chain((early > 0).then_some(Warning::GpuResultsLate { calls: early }))
+        let late = self.queue_order.late();
+        not_joined
+            .into_iter()
+            .chain((early > 0).then_some(Warning::GpuResultsLate { calls: early }))
+            .chain((late > 0).then_some(Warning::QueueOperationsLate { count: late }))
     }
 
     /// Decodes `words` written by `thread`. On malformed input, everything

@@ -134,7 +134,7 @@ pub fn read_native_parts<R: Read + Seek>(
         let unmatched = decoder.nester.unmatched_ends();
         let unmatched = Warning::UnmatchedStageEnds { count: if gaps { 0 } else { unmatched } };
         run.warnings.extend([unclaimed, unmatched].into_iter().filter(|w| w.count() > 0));
-        run.warnings.extend(decoder.gpu_warnings());
+        run.warnings.extend(decoder.join_warnings());
         if let Some((count, path)) = decoder.nester.stream_changed() {
             let stage = path.map_or_else(|| "a frame".to_owned(), |p| catalog.path_names(p).join("/"));
             run.warnings.push(Warning::StreamChanged { stage, count });

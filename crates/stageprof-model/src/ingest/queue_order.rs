@@ -172,6 +172,10 @@ pub struct QueueOrder<P> {
     held: HashMap<u32, Held>,
     /// [`KEEP`], lower in tests.
     keep: usize,
+    /// The time of the newest operation settled.
+    settled_ns: u64,
+    /// Operations that came after a newer one was settled (see [`QueueOrder::late`]).
+    late: u64,
 }
 
 impl<P: QueueOperation> Default for QueueOrder<P> {
@@ -186,11 +190,22 @@ pub type Settle<'a, P> = dyn FnMut(P, Option<u64>) + 'a;
 impl<P: QueueOperation> QueueOrder<P> {
     /// Settling the oldest once `keep` more wait.
     pub fn with_keep(keep: usize) -> Self {
-        QueueOrder { waiting: Vec::new(), oldest_ns: u64::MAX, newest_ns: 0, held: HashMap::new(), keep }
+        QueueOrder {
+            waiting: Vec::new(),
+            oldest_ns: u64::MAX,
+            newest_ns: 0,
+            held: HashMap::new(),
+            keep,
+            settled_ns: 0,
+            late: 0,
+        }
     }
 
     /// Takes `op`; settles, through `settle`, the operations whose turn came.
     pub fn push(&mut self, op: P, settle: &mut Settle<'_, P>) {
+        if op.ns() < self.settled_ns {
+            self.late += 1;
+        }
         self.oldest_ns = self.oldest_ns.min(op.ns());
         self.newest_ns = self.newest_ns.max(op.ns());
         self.waiting.push(Some(op));
@@ -206,6 +221,14 @@ impl<P: QueueOperation> QueueOrder<P> {
         if self.newest_ns.saturating_sub(self.oldest_ns) > HOLD_NS {
             self.settle(false, settle);
         }
+    }
+
+    /// Operations that came after a newer one had been settled: their
+    /// thread's records reached the reader more than [`HOLD_NS`] or
+    /// [`KEEP`] operations after another's (a collector held up that long),
+    /// so receives around them may have been paired with the wrong sends.
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     /// Settles every operation left (the input is over).
@@ -266,6 +289,9 @@ impl<P: QueueOperation> QueueOrder<P> {
                 held.items.pop()
             });
             settle(op, taken.flatten());
+        }
+        if let Some(last) = cut.checked_sub(1) {
+            self.settled_ns = self.settled_ns.max(times[last].ns);
         }
         self.waiting = ops.ops;
         self.waiting.retain(Option::is_some);
@@ -569,6 +595,30 @@ mod tests {
         let got = settled(&mut order, ops);
         assert!(got.iter().all(|&(_, sent)| sent.is_none()));
         assert_eq!(got.len(), 200_002);
+    }
+
+    #[test]
+    fn a_thread_whose_records_come_later_than_the_hold_is_counted_late() {
+        // Keep 4 (twice that may wait): the receiver's twelve operations come
+        // first, its sender's thread held up. Eight receives are settled before
+        // any send has come and find no item; the eight sends older than the
+        // newest of them come late.
+        let mut order = QueueOrder::with_keep(4);
+        let mut seen = Vec::new();
+        let receives = (1..=12).map(|i| receive(i * 10_000 + 1, None, "r"));
+        let sends = (1..=12).map(|i| send(i * 10_000, None));
+        for op in receives.chain(sends) {
+            order.push(op, &mut |op, sent| seen.push((op.label, sent)));
+        }
+        order.finish(&mut |op, sent| seen.push((op.label, sent)));
+        assert_eq!(order.late(), 8);
+        assert_eq!(seen.iter().filter(|&&(label, sent)| label == "r" && sent.is_none()).count(), 8);
+        // The same operations in time order: none late, every receive paired with its send.
+        let mut order = QueueOrder::with_keep(4);
+        let ops = (1..=12).flat_map(|i| [send(i * 10_000, None), receive(i * 10_000 + 1, None, "r")]).collect();
+        let got = settled(&mut order, ops);
+        assert_eq!(order.late(), 0);
+        assert_eq!(got, (1..=12).map(|i| ("r", Some(i * 10_000))).collect::<Vec<_>>());
     }
 
     #[test]
