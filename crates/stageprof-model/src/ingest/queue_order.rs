@@ -9,7 +9,8 @@
 //! thread at a time, so operations wait here and are settled oldest first
 //! once [`HOLD_NS`] of newer ones or [`KEEP`] more have come, which keeps
 //! the order exact wherever two threads' records are read less than that
-//! apart (a collector pass is about 20 ms).
+//! apart (a collector pass is about 20 ms); operations that come later than
+//! that are counted, and the report says so ([`QueueOrder::late`]).
 //!
 //! An operation's tick is read just before the channel moves the item (or
 //! just after, where it had to wait), so a receive can be timed before the
