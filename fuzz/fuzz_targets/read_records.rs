@@ -8,7 +8,7 @@
 //!
 //! Input: little-endian u64 words; [`NEXT_THREAD`] starts the next thread's
 //! records (up to four threads). Seeds are real profiles' record chunks so
-//! joined (`fuzz/seeds_from_profile.py`).
+//! joined (`scripts/fuzz_seeds.py`).
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run read_records fuzz/corpus/read_records -- -max_total_time=600`
 //!
