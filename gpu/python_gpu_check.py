@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List
 import torch
 
 import stageprof
-from stageprof import _allocator_trace
+from stageprof import _allocator_trace, _torch
 
 STAGES = ("matmul", "elementwise", "reduce")
 
@@ -156,7 +156,7 @@ def kernels_in_torch_trace(path: str) -> Dict[str, int]:
 
 def accuracy(out: str) -> int:
     # Every frame's GPU memory traced (by default only as many as keep the reading under 1%).
-    from stageprof import _allocator_trace
+    from stageprof import _allocator_trace, _torch
 
     _allocator_trace.COST_SHARE = 1.0
     torch.manual_seed(0)
@@ -233,7 +233,7 @@ def bounded(out: str) -> int:
     then 400 frames of 50 small stages, whose raw events outgrow a 1 MB
     bound: every call counted, GPU time per stage against events by hand
     over the same work, the parts on disk under the bound."""
-    from stageprof import _allocator_trace
+    from stageprof import _allocator_trace, _torch
 
     _allocator_trace.COST_SHARE = 1.0
     torch.manual_seed(0)
@@ -530,12 +530,14 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
     try:
         run_frame(-1)  # the mode's own start-up (events pool, first trace window) is not timed
         sync()
-        start = time.perf_counter()
+        start, read_before = time.perf_counter(), allocator_trace_cost_s()
         for frame in range(frames):
             with stageprof.frame():
                 run_frame(frame)
         sync()
-        return (time.perf_counter() - start) / frames
+        elapsed = time.perf_counter() - start
+        READ_SHARES[mode].append((allocator_trace_cost_s() - read_before) / elapsed)
+        return elapsed / frames
     finally:
         if profiler is not None:
             profiler.__exit__(None, None, None)
@@ -543,6 +545,15 @@ def overhead_block(mode: str, frames: int, run_frame: Callable[[int], None]) -> 
         if mode.startswith("idle-"):
             stageprof.set_enabled(True)
         session.finish()
+
+
+# Per mode, the share of each block's time that reading the allocator's trace took, by its own count.
+READ_SHARES: Dict[str, List[float]] = defaultdict(list)
+
+
+def allocator_trace_cost_s() -> float:
+    reader = _torch._memory_reader
+    return reader.cost_s if reader is not None else 0.0
 
 
 def demo_frames() -> Callable[[int], None]:
@@ -598,7 +609,11 @@ def overhead_interleaved(modes: List[str], frames: int, rounds: int) -> None:
             ratios[mode].append(times[mode] / times["off"] - 1)
     for mode in modes:
         rounds_pct = ", ".join(f"{v * 100:+.1f}%" for v in ratios[mode])
-        print(f"{mode}: median {statistics.median(ratios[mode]) * 100:+.2f}% against off in the same round ({rounds_pct})")
+        reads = statistics.median(READ_SHARES[mode]) * 100
+        print(
+            f"{mode}: median {statistics.median(ratios[mode]) * 100:+.2f}% against off in the same round ({rounds_pct});"
+            f" reading the allocator trace took {reads:.2f}% of the blocks' time (median)"
+        )
 
 
 def paired(modes: List[str], frames: int) -> None:

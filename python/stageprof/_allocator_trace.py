@@ -63,6 +63,11 @@ class AllocatorTraceReader:
         self._skip = ["free_completed"]
         self._tag_edges: Optional[Callable[[str], None]] = None
 
+    @property
+    def cost_s(self) -> float:
+        """Seconds spent so far reading and switching the trace (what ``COST_SHARE`` bounds)."""
+        return self._cost
+
     def start(self) -> bool:
         """Turns the trace on; whether it runs (one line on stderr says why not)."""
         try:
@@ -127,7 +132,8 @@ class AllocatorTraceReader:
             with self._lock:
                 if self._frames or not self._running:
                     return
-                within = self._cost <= COST_SHARE * (time.perf_counter() - self._since)
+                # Not recording: no stage would get the levels, so the trace is not worth its reading.
+                within = _native.is_recording() and self._cost <= COST_SHARE * (time.perf_counter() - self._since)
                 if self._on_at is not None:
                     self._switch(self._read_and_go_on if within else self._read_and_off)
                 elif within:
@@ -174,7 +180,8 @@ class AllocatorTraceReader:
     def _read_and_off(self) -> None:
         self._read(keep_on=False)
         self._session.tag_stage_edges(None)
-        self._record(enabled=None)
+        # Emptied too: torch keeps the entries of a trace turned off, and the next turn-on's snapshot would copy them.
+        self._record(enabled=None, clear_history=True)
 
     def _read_and_go_on(self) -> None:
         self._read(keep_on=True)

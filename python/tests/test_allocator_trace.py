@@ -150,6 +150,32 @@ def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monk
     assert (step["gpu_mem_peak_bytes"], step["gpu_mem_net_bytes"]) == (KIB, 20 * KIB)
 
 
+def test_windows_are_not_read_while_nothing_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_allocator_trace, "READ_EVERY_S", 0.01)
+    monkeypatch.setattr(_allocator_trace, "COST_SHARE", 1.0)
+    allocator = FakeAllocator()
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+        stageprof.set_enabled(False)
+        time.sleep(0.05)  # the window open since init is read once and the trace turned off
+        snapshots = allocator.snapshots
+        for _ in range(10):
+            with stageprof.stage("step"):
+                allocator.event("alloc", KIB)
+                pause()
+        assert allocator.snapshots == snapshots, "read while recording was off"
+        assert not allocator.recording and not allocator.trace
+        stageprof.set_enabled(True)
+        time.sleep(0.05)  # the next window turns the trace back on
+        with stageprof.stage("step"):
+            allocator.event("alloc", KIB)
+            pause()
+        report = s.finish()
+    assert allocator.snapshots > snapshots
+    step = stage_of(report, "step")
+    assert (step["calls"], step["gpu_mem_calls"], step["gpu_mem_net_bytes"]) == (1, 1, KIB)
+
+
 def test_frames_are_traced_whole_and_only_as_the_cost_share_allows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
