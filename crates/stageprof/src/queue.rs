@@ -201,6 +201,11 @@ impl<T> Sender<T> {
     #[inline]
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         let began = began();
+        if began == 0 {
+            // Not recording: crossbeam's own send, with no try before it (on a
+            // full queue that try is one more read of lines the other side writes).
+            return self.inner.send(item);
+        }
         // An item that fits at once waited for nothing: its send is recorded at
         // the tick it began, which saves a clock read on the common path.
         match self.inner.try_send(item) {
@@ -261,6 +266,9 @@ impl<T> Receiver<T> {
     #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         let began = began();
+        if began == 0 {
+            return self.inner.recv(); // as for `send`
+        }
         // As for `send`: an item there at once was waited for not at all.
         match self.inner.try_recv() {
             Ok(item) => self.received_at(began, began, Ok(item)),
