@@ -192,6 +192,9 @@ class AllocatorTraceReader:
         snapshot = self._memory._snapshot()
         if keep_on:
             # Emptied right after the read; events in between are caught by the levels (see the Rust side).
+            # Off, then on: torch 2.11 prints "Requested callback is not found" on the program's
+            # stderr when history is turned on while it is on (an H100 run: one line a window).
+            self._record(enabled=None, clear_history=True)
             self._record(enabled="all", clear_history=True)
         self._on_at, self._went_on = (end, True) if keep_on else (None, False)
         self._session.read_allocator_trace(snapshot, start, end, went_on)
