@@ -10,7 +10,7 @@ session turns each read into the allocator's levels over the frame
 (crates/stageprof-python/src/allocator_trace.rs), and the report gives each
 stage call inside a traced frame its peak and net of allocated bytes and
 the reserved bytes. A program without frames is traced in windows of
-``READ_EVERY_S`` seconds, under the same share.
+``READ_EVERY_S`` seconds, under the same share, while it records.
 
 The trace's times are whole microseconds by a clock of its own, so while
 it is on, each stage edge also tags the thread's trace events with itself
