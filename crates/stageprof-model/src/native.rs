@@ -40,6 +40,7 @@ const CHUNK_NAMES: u32 = 2;
 const CHUNK_THREAD: u32 = 3;
 const CHUNK_RECORDS: u32 = 4;
 const CHUNK_END: u32 = 5;
+const CHUNK_PASS: u32 = 6;
 
 /// Largest payload a reader accepts; bigger means the file is corrupt.
 const MAX_CHUNK_BYTES: u32 = 1 << 30;
@@ -64,6 +65,14 @@ pub enum Chunk {
         thread: u32,
         /// Its record words.
         words: Vec<u64>,
+    },
+    /// The collector read every thread's records in a pass that began at
+    /// tick `began`: every record timed before the pass before it has come
+    /// (one timed just before a pass began may be read in the next). The
+    /// reader settles queue operations by it (`ingest::queue_order`).
+    Pass {
+        /// The tick the pass began.
+        began: u64,
     },
     /// The profile ended normally or at a signal.
     End {
@@ -139,6 +148,14 @@ impl<W: Write> NativeWriter<W> {
             self.buf.extend_from_slice(&w.to_le_bytes());
         }
         self.flush_chunk(CHUNK_RECORDS)
+    }
+
+    /// Says that the collector read every thread's records in a pass that
+    /// began at tick `began` (see [`Chunk::Pass`]).
+    pub fn pass(&mut self, began: u64) -> io::Result<()> {
+        self.start_chunk();
+        self.buf.extend_from_slice(&began.to_le_bytes());
+        self.flush_chunk(CHUNK_PASS)
     }
 
     /// Writes the end marker: records dropped, the final clock reading, why recording ended.
@@ -327,6 +344,7 @@ impl<R: Read> NativeReader<R> {
                     let words = rest.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect();
                     Chunk::Records { thread, words }
                 }
+                CHUNK_PASS => Chunk::Pass { began: p.u64()? },
                 CHUNK_END => Chunk::End { dropped_records: p.u64()?, end_ticks: p.u64()?, reason: p.string()? },
                 _ => continue,
             };
@@ -392,6 +410,7 @@ mod tests {
         w.names(0, ["a\"b\n", "é"].into_iter()).unwrap();
         w.thread(&ThreadInfo { index: 3, os_tid: 77, name: "main".into() }).unwrap();
         w.records(3, &[1, 2, u64::MAX]).unwrap();
+        w.pass(42).unwrap();
         w.end(5, 99, "finish").unwrap();
         w.into_inner()
     }
@@ -419,6 +438,7 @@ mod tests {
                 Chunk::Names { first_id: 0, names: vec!["a\"b\n".into(), "é".into()] },
                 Chunk::Thread(ThreadInfo { index: 3, os_tid: 77, name: "main".into() }),
                 Chunk::Records { thread: 3, words: vec![1, 2, u64::MAX] },
+                Chunk::Pass { began: 42 },
                 Chunk::End { dropped_records: 5, end_ticks: 99, reason: "finish".into() },
             ]
         );

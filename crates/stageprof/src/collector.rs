@@ -61,6 +61,8 @@ pub(crate) struct Collector {
     /// Per thread: the sequence number of the next block to read.
     next_seq: Vec<u64>,
     scratch: Vec<u64>,
+    /// Whether records were read since the last pass was written.
+    read_since_pass: bool,
     pub errors: Vec<String>,
     rss_name: u32,
     rss_every: Option<Duration>,
@@ -117,6 +119,7 @@ impl Collector {
             threads_known: 0,
             next_seq: Vec::new(),
             scratch: Vec::new(),
+            read_since_pass: false,
             errors,
             rss_every,
             last_rss: Instant::now(),
@@ -196,8 +199,10 @@ impl Collector {
         self.finish()
     }
 
-    /// Reads every block that is ready, each thread's in order.
+    /// Reads every block that is ready, each thread's in order, and says
+    /// when the pass began (`Chunk::Pass`), where it read anything.
     fn drain(&mut self) {
+        let pass_began = ticks();
         while let Some(b) = self.shared.full.pop() {
             self.consume(&b, true);
             self.shared.recycle(b);
@@ -208,11 +213,14 @@ impl Collector {
                 self.consume(&b, false);
             }
         }
+        if std::mem::take(&mut self.read_since_pass) {
+            self.write_native(|n| n.pass(pass_began));
+        }
         if let Some(live) = self.live.as_mut() {
-            live.release(&self.catalog, self.shared.gpu_memory_since.load(Acquire));
+            live.release(&self.catalog, self.shared.gpu_memory_since.load(Acquire), pass_began);
         }
         if let Some(sinks) = self.sinks.as_mut() {
-            sinks.tick(&self.catalog);
+            sinks.tick(&self.catalog, pass_began);
         }
     }
 
@@ -241,6 +249,7 @@ impl Collector {
             return;
         }
         b.consumed.store(len, Relaxed);
+        self.read_since_pass = true;
         let words = b.words[from..len].iter().map(|w| w.load(Relaxed));
         let written = self.native.is_some();
         if written {

@@ -51,8 +51,12 @@ mod with_report {
             if let Some(mut chunks) = reader {
                 // Reading stops at the chunk whose write failed; the caller still holds its words.
                 while let Ok(Some(chunk)) = chunks.next_chunk() {
-                    if let Chunk::Records { thread, words } = chunk {
-                        let _ = live.decoder.feed(catalog, thread, &words, &mut live.aggregator);
+                    match chunk {
+                        Chunk::Records { thread, words } => {
+                            let _ = live.decoder.feed(catalog, thread, &words, &mut live.aggregator);
+                        }
+                        Chunk::Pass { began } => live.decoder.passed(began, catalog, &mut live.aggregator),
+                        _ => {}
                     }
                 }
             }
@@ -68,11 +72,14 @@ mod with_report {
             self.decoder.nester.last_ns()
         }
 
-        /// Sums up the calls whose GPU results are in (call after every
-        /// thread's records were read: see `GpuJoin::advance` for `gpu_memory_since_ticks`).
-        pub(crate) fn release(&mut self, catalog: &Catalog, gpu_memory_since_ticks: u64) {
+        /// Sums up the calls whose GPU results are in and the queue
+        /// operations known to be in order (call after every thread's records
+        /// were read in a pass that began at tick `pass_began`: see
+        /// `GpuJoin::advance` for `gpu_memory_since_ticks`).
+        pub(crate) fn release(&mut self, catalog: &Catalog, gpu_memory_since_ticks: u64, pass_began: u64) {
             let since = (gpu_memory_since_ticks > 0).then(|| self.decoder.scale.ns(gpu_memory_since_ticks));
             self.decoder.nester.release(catalog, since, &mut self.aggregator);
+            self.decoder.passed(pass_began, catalog, &mut self.aggregator);
         }
 
         /// The summary's makings; GPU records no join took (kernels: the
@@ -114,7 +121,7 @@ mod without_report {
             match *self {}
         }
 
-        pub(crate) fn release(&mut self, _: &Catalog, _: u64) {
+        pub(crate) fn release(&mut self, _: &Catalog, _: u64, _: u64) {
             match *self {}
         }
 

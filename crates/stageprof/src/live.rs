@@ -36,9 +36,9 @@ impl LiveSinks {
         let _ = self.decoder.feed(catalog, thread, words, &mut Fanout(&mut self.sinks));
     }
 
-    pub(crate) fn tick(&mut self, catalog: &Catalog) {
-        let now_ns = self.decoder.scale.ns(crate::clock::ticks());
-        self.decoder.advance(now_ns, catalog, &mut Fanout(&mut self.sinks));
+    /// After a pass over the threads' blocks that began at tick `pass_began`.
+    pub(crate) fn tick(&mut self, catalog: &Catalog, pass_began: u64) {
+        self.decoder.passed(pass_began, catalog, &mut Fanout(&mut self.sinks));
         for sink in &mut self.sinks {
             sink.tick(catalog);
         }

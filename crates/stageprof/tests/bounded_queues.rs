@@ -49,4 +49,14 @@ fn a_bounded_run_pairs_every_receive_as_an_unbounded_one_does() {
         assert_eq!(counts, [("first", ITEMS, ITEMS, ITEMS), ("second", ITEMS, ITEMS, ITEMS)], "{warnings:?}");
         assert!(queues.iter().all(|q| q.depth_max <= 8), "{queues:?}");
     }
+    // The reader settled the queue operations of the file by the collector's passes.
+    let file = std::fs::File::open(plain_dir.path().join(stageprof_model::native::PROFILE_FILE)).unwrap();
+    let mut chunks = stageprof_model::native::NativeReader::new(std::io::BufReader::new(file)).unwrap();
+    let mut passes = Vec::new();
+    while let Some(chunk) = chunks.next_chunk().unwrap() {
+        if let stageprof_model::native::Chunk::Pass { began } = chunk {
+            passes.push(began);
+        }
+    }
+    assert!(!passes.is_empty() && passes.is_sorted(), "{passes:?}");
 }

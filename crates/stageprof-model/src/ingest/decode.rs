@@ -84,11 +84,13 @@ impl RecordDecoder {
         self.nester.finish(catalog, end_ns, sink);
     }
 
-    /// A live reader's clock reached `now_ns`: queue operations old enough
-    /// that no record of another thread can come before them are settled.
-    pub fn advance(&mut self, now_ns: u64, catalog: &Catalog, sink: &mut dyn ProfileSink) {
+    /// The collector finished a pass over every thread's records that began
+    /// at tick `began`: queue operations old enough that no record of
+    /// another thread can come before them are settled.
+    pub fn passed(&mut self, began: u64, catalog: &Catalog, sink: &mut dyn ProfileSink) {
         let (scale, origins) = (self.scale, &mut self.origins);
-        self.queue_order.advance(now_ns, &mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
+        let began_ns = scale.ns(began);
+        self.queue_order.passed(began_ns, &mut |op, sent| settle_queue(op, sent, origins, scale, catalog, sink));
     }
 
     /// What the joins missed, as warnings: GPU records no join took, spans

@@ -118,6 +118,7 @@ pub fn read_native_parts<R: Read + Seek>(
                         run.warnings.push(Warning::BadRecord { chunk_end_byte: at, word: e.word, problem });
                     }
                 }
+                Chunk::Pass { began } => new_decoder(&mut decoder, &meta, &mut join).passed(began, &catalog, sink),
                 Chunk::End { dropped_records, end_ticks: t, reason } => {
                     run.dropped_records = dropped_records;
                     run.end_reason = reason;

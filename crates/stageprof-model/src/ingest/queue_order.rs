@@ -6,11 +6,16 @@
 //! producers tens of nanoseconds an item, recording or not. A queue is first
 //! in, first out, so the reader pairs them: in time order, each receive
 //! takes the oldest item no receive has taken. Records reach the reader a
-//! thread at a time, so operations wait here and are settled oldest first
-//! once [`HOLD_NS`] of newer ones or [`KEEP`] more have come, which keeps
-//! the order exact wherever two threads' records are read less than that
-//! apart (a collector pass is about 20 ms); operations that come later than
-//! that are counted, and the report says so ([`QueueOrder::late`]).
+//! thread at a time, so operations wait here and are settled oldest first.
+//! The collector says after each pass over the threads when that pass began
+//! ([`QueueOrder::passed`]): every operation timed before the pass before it
+//! has been read, so those are settled, however long a held-up collector
+//! made the pass. A profile without passes (written before they were) has
+//! its operations settled once [`HOLD_NS`] of newer ones have come. Either
+//! way at most [`KEEP`] more wait. An operation that comes after a newer
+//! one was settled (its thread preempted between its tick and its record
+//! for longer than a pass) is counted, and the report says so
+//! ([`QueueOrder::late`]).
 //!
 //! An operation's tick is read just before the channel moves the item (or
 //! just after, where it had to wait), so a receive can be timed before the
@@ -38,7 +43,7 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// Most operations waiting, past which the oldest are settled.
 pub const KEEP: usize = 1 << 16;
-/// Operations this much older than the newest are settled.
+/// Without passes, operations this much older than the newest are settled.
 pub const HOLD_NS: u64 = 250_000_000;
 /// Operations of two threads this close may have moved items in either
 /// order than their ticks say (each tick is read just before or after).
@@ -175,6 +180,8 @@ pub struct QueueOrder<P> {
     keep: usize,
     /// The time of the newest operation settled.
     settled_ns: u64,
+    /// The last two passes' beginnings, latest first (none: settled by [`HOLD_NS`]).
+    passes: Option<(u64, Option<u64>)>,
     /// Operations that came after a newer one was settled (see [`QueueOrder::late`]).
     late: u64,
 }
@@ -198,6 +205,7 @@ impl<P: QueueOperation> QueueOrder<P> {
             held: HashMap::new(),
             keep,
             settled_ns: 0,
+            passes: None,
             late: 0,
         }
     }
@@ -210,24 +218,28 @@ impl<P: QueueOperation> QueueOrder<P> {
         self.oldest_ns = self.oldest_ns.min(op.ns());
         self.newest_ns = self.newest_ns.max(op.ns());
         self.waiting.push(Some(op));
-        if self.waiting.len() >= 2 * self.keep || self.newest_ns - self.oldest_ns > 2 * HOLD_NS {
+        let held_long = self.passes.is_none() && self.newest_ns - self.oldest_ns > 2 * HOLD_NS;
+        if self.waiting.len() >= 2 * self.keep || held_long {
             self.settle(false, settle);
         }
     }
 
-    /// The input has reached `now_ns` (a live reader's clock, while no
-    /// operation may be coming): settles the operations [`HOLD_NS`] older.
-    pub fn advance(&mut self, now_ns: u64, settle: &mut Settle<'_, P>) {
-        self.newest_ns = self.newest_ns.max(now_ns);
-        if self.newest_ns.saturating_sub(self.oldest_ns) > HOLD_NS {
+    /// The collector finished a pass over every thread's records that began
+    /// at `began_ns`: the operations timed before the pass before it are
+    /// all in (one timed just before this pass began may be written in the
+    /// next), and are settled.
+    pub fn passed(&mut self, began_ns: u64, settle: &mut Settle<'_, P>) {
+        let before = self.passes.map(|(latest, _)| latest);
+        self.passes = Some((began_ns, before));
+        if before.is_some_and(|b| b > self.oldest_ns) {
             self.settle(false, settle);
         }
     }
 
     /// Operations that came after a newer one had been settled: their
-    /// thread's records reached the reader more than [`HOLD_NS`] or
-    /// [`KEEP`] operations after another's (a collector held up that long),
-    /// so receives around them may have been paired with the wrong sends.
+    /// thread's records reached the reader more than a pass (or, without
+    /// passes, [`HOLD_NS`]) or [`KEEP`] operations after another's, so
+    /// receives around them may have been paired with the wrong sends.
     pub fn late(&self) -> u64 {
         self.late
     }
@@ -237,8 +249,8 @@ impl<P: QueueOperation> QueueOrder<P> {
         self.settle(true, settle);
     }
 
-    /// Settles, oldest first, every operation (`all`) or those older than
-    /// [`HOLD_NS`] before the newest and all but the newest `keep`.
+    /// Settles, oldest first, every operation (`all`) or those known to be
+    /// in (see the module doc) and all but the newest `keep`.
     fn settle(&mut self, all: bool, settle: &mut Settle<'_, P>) {
         // The operations stay where they are; their times are sorted, ties
         // in arrival order. A stable sort: each thread's operations arrive
@@ -256,7 +268,11 @@ impl<P: QueueOperation> QueueOrder<P> {
         let cut = if all {
             times.len()
         } else {
-            let old = times.partition_point(|t| t.ns < self.newest_ns.saturating_sub(HOLD_NS));
+            let settled_before = match self.passes {
+                Some((_, before)) => before.unwrap_or(0),
+                None => self.newest_ns.saturating_sub(HOLD_NS),
+            };
+            let old = times.partition_point(|t| t.ns < settled_before);
             old.max(times.len().saturating_sub(self.keep))
         };
         let mut ops = Waiting { ops: std::mem::take(&mut self.waiting), times: &times };
@@ -638,10 +654,42 @@ mod tests {
         order.push(send(0, None), &mut |op, _| settled_ns.push(op.ns));
         order.push(send(3 * HOLD_NS, None), &mut |op, _| settled_ns.push(op.ns));
         assert_eq!(settled_ns, [0]);
-        // And as the reader's clock passes, with nothing newer coming.
-        order.advance(4 * HOLD_NS, &mut |op, _| settled_ns.push(op.ns));
+        // And as the collector's passes say they are in: those before the pass before the latest.
+        order.passed(3 * HOLD_NS + 1, &mut |op, _| settled_ns.push(op.ns));
         assert_eq!(settled_ns, [0]);
-        order.advance(4 * HOLD_NS + 1, &mut |op, _| settled_ns.push(op.ns));
+        order.passed(3 * HOLD_NS + 2, &mut |op, _| settled_ns.push(op.ns));
         assert_eq!(settled_ns, [0, 3 * HOLD_NS]);
+    }
+
+    #[test]
+    fn a_pass_held_up_longer_than_the_hold_pairs_every_receive() {
+        // A collector held up for a second: one pass reads the receiver's thread,
+        // 20 items over the second, and then its sender's. Settled by the hold,
+        // the receives older than it would find no item; by the passes, every one
+        // takes its own send, and nothing is late.
+        let pairs = 20;
+        let apart = 50_000_000;
+        let receives = || (1..=pairs).map(|i| receive(i * apart + 1, None, "r"));
+        let sends = || (1..=pairs).map(|i| send(i * apart, None));
+        let run = |passes: bool| {
+            let mut order: QueueOrder<Timed> = QueueOrder::default();
+            let mut seen = Vec::new();
+            if passes {
+                order.passed(0, &mut |op, sent| seen.push((op.label, sent)));
+            }
+            for op in receives().chain(sends()) {
+                order.push(op, &mut |op, sent| seen.push((op.label, sent)));
+            }
+            if passes {
+                order.passed(pairs * apart + 2, &mut |op, sent| seen.push((op.label, sent)));
+                assert!(seen.is_empty(), "nothing is known to be in before the pass before");
+            }
+            order.finish(&mut |op, sent| seen.push((op.label, sent)));
+            let receives: Vec<_> = seen.into_iter().filter(|&(label, _)| label == "r").collect();
+            (order.late(), receives)
+        };
+        assert_eq!(run(true), (0, (1..=pairs).map(|i| ("r", Some(i * apart))).collect()));
+        let (late, receives) = run(false);
+        assert!(late > 0 && receives.iter().any(|&(_, sent)| sent.is_none()), "the hold alone mispairs them");
     }
 }
