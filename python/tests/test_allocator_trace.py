@@ -129,11 +129,15 @@ def test_a_torch_without_per_thread_tags_is_not_tagged(tmp_path: Path, metadata:
     assert allocator._get_memory_metadata() == ""
 
 
-def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Windows of 10 ms, read one after another (all the time it takes may go to reading).
+def windows_of_10_ms(monkeypatch: pytest.MonkeyPatch) -> FakeAllocator:
+    """Windows of 10 ms, read one after another (all the time it takes may go to reading)."""
     monkeypatch.setattr(_allocator_trace, "READ_EVERY_S", 0.01)
     monkeypatch.setattr(_allocator_trace, "COST_SHARE", 1.0)
-    allocator = FakeAllocator()
+    return FakeAllocator()
+
+
+def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allocator = windows_of_10_ms(monkeypatch)
     with fake_torch_cuda(memory=allocator.module()):
         s = stageprof.init(out_dir=tmp_path, formats=["summary"])
         for _ in range(20):
@@ -151,9 +155,7 @@ def test_windows_read_while_the_pipeline_runs_lose_no_level(tmp_path: Path, monk
 
 
 def test_windows_are_not_read_while_nothing_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_allocator_trace, "READ_EVERY_S", 0.01)
-    monkeypatch.setattr(_allocator_trace, "COST_SHARE", 1.0)
-    allocator = FakeAllocator()
+    allocator = windows_of_10_ms(monkeypatch)
     with fake_torch_cuda(memory=allocator.module()):
         s = stageprof.init(out_dir=tmp_path, formats=["summary"])
         stageprof.set_enabled(False)
