@@ -149,9 +149,10 @@ pub enum Warning {
         count: u64,
     },
     /// Queue operations that reached the reader after newer ones had been
-    /// paired: a thread's records came more than the reader holds back
-    /// (250 ms, or 65,536 operations) after another's, so receives around
-    /// them may be paired with the wrong sends.
+    /// paired: a thread's records came more than the reader holds back (a
+    /// collector pass; 250 ms in profiles without passes; 65,536
+    /// operations) after another's, so receives around them may be paired
+    /// with the wrong sends.
     QueueOperationsLate {
         /// How many.
         count: u64,
@@ -328,7 +329,8 @@ impl fmt::Display for Warning {
             Warning::QueueOperationsLate { count } => write!(
                 f,
                 "{count} queue operations reached the reader after newer ones had been paired (one thread's records \
-                 came over 250 ms or 65,536 operations after another's: the recording was held up); items' \
+                 came a collector pass (250 ms in profiles written before passes) or 65,536 operations after another's: \
+                 the recording was held up); items' \
                  residences and ages around them may be paired with the wrong sends"
             ),
             Warning::GpuNotJoined { count } => write!(
