@@ -328,10 +328,10 @@ impl fmt::Display for Warning {
             ),
             Warning::QueueOperationsLate { count } => write!(
                 f,
-                "{count} queue operations reached the reader after newer ones had been paired (one thread's records \
-                 came a collector pass (250 ms in profiles written before passes) or 65,536 operations after another's: \
-                 the recording was held up); items' \
-                 residences and ages around them may be paired with the wrong sends"
+                "{count} queue operations reached the reader after newer ones had been paired: one thread's records \
+                 came more than a collector pass (250 ms in profiles written before passes) or 65,536 operations \
+                 after another's, the recording held up; items' residences and ages around them may be paired with \
+                 the wrong sends"
             ),
             Warning::GpuNotJoined { count } => write!(
                 f,

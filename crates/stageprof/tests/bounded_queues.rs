@@ -9,6 +9,7 @@ use std::thread;
 use stageprof::queue;
 use stageprof::{Config, Format};
 use stageprof_analysis::Summary;
+use stageprof_model::native::{Chunk, NativeReader, PROFILE_FILE};
 
 /// Items through each queue: more than the reader holds back (65,536
 /// operations), so the pairing settles while the run goes on.
@@ -50,11 +51,11 @@ fn a_bounded_run_pairs_every_receive_as_an_unbounded_one_does() {
         assert!(queues.iter().all(|q| q.depth_max <= 8), "{queues:?}");
     }
     // The reader settled the queue operations of the file by the collector's passes.
-    let file = std::fs::File::open(plain_dir.path().join(stageprof_model::native::PROFILE_FILE)).unwrap();
-    let mut chunks = stageprof_model::native::NativeReader::new(std::io::BufReader::new(file)).unwrap();
+    let file = std::fs::File::open(plain_dir.path().join(PROFILE_FILE)).unwrap();
+    let mut chunks = NativeReader::new(std::io::BufReader::new(file)).unwrap();
     let mut passes = Vec::new();
     while let Some(chunk) = chunks.next_chunk().unwrap() {
-        if let stageprof_model::native::Chunk::Pass { began } = chunk {
+        if let Chunk::Pass { began } = chunk {
             passes.push(began);
         }
     }
