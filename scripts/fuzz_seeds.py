@@ -1,7 +1,9 @@
 """Seeds for the `read_records` fuzz target from real native profiles: each
 profile's record chunks, thread by thread, as the target's input (its
 words, with the target's NEXT_THREAD word between threads; the target
-writes the file around them).
+writes the file around them). A collector pass goes in as the target's
+PASS word and the pass's tick, after the records of the thread read last
+before it.
 
 Without a GPU no profile holds kernels, so one seed is written by hand:
 a frame and a stage with GPU instances, their GPU times, a kernel (with its
@@ -19,14 +21,18 @@ from pathlib import Path
 
 MAGIC = b"STGPROF\0"
 CHUNK_RECORDS = 4
+CHUNK_PASS = 6
 NEXT_THREAD = b"NEXTTHRD"
+PASS = b"PASSTICK"
 
 
 def records_by_thread(profile: bytes) -> dict[int, bytes]:
-    """Each thread's record words, its chunks joined in file order (docs/format.md's layout)."""
+    """Each thread's record words, its chunks joined in file order (docs/format.md's layout),
+    with each pass after the thread read last before it."""
     if profile[:8] != MAGIC:
         raise ValueError("not a native stageprof profile")
     threads: dict[int, bytes] = {}
+    thread = 0
     offset = 16
     while offset + 8 <= len(profile):
         kind, length = struct.unpack_from("<II", profile, offset)
@@ -35,6 +41,9 @@ def records_by_thread(profile: bytes) -> dict[int, bytes]:
             (thread,) = struct.unpack_from("<I", payload)
             # The payload: the thread's index and a reserved u32, then its words.
             threads[thread] = threads.get(thread, b"") + payload[8:]
+        elif kind == CHUNK_PASS:
+            # The payload: the tick the pass began.
+            threads[thread] = threads.get(thread, b"") + PASS + payload[:8]
         offset += 8 + length
     return threads
 

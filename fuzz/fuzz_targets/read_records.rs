@@ -7,7 +7,8 @@
 //! records, as a damaged recorder or a hostile file could write them.
 //!
 //! Input: little-endian u64 words; [`NEXT_THREAD`] starts the next thread's
-//! records (up to four threads). Seeds are real profiles' record chunks so
+//! records (up to four threads), and [`PASS`] followed by a tick ends a
+//! collector pass there (a PASS chunk, by which queue operations settle). Seeds are real profiles' record chunks so
 //! joined (`scripts/fuzz_seeds.py`).
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run read_records fuzz/corpus/read_records -- -max_total_time=600`
@@ -25,6 +26,8 @@ use stageprof_model::ThreadInfo;
 
 /// The word that ends one thread's records and starts the next's.
 const NEXT_THREAD: u64 = u64::from_le_bytes(*b"NEXTTHRD");
+/// The word before the tick of a collector pass that ends where it stands.
+const PASS: u64 = u64::from_le_bytes(*b"PASSTICK");
 
 fuzz_target!(|data: &[u8]| {
     let words: Vec<u64> = data.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
@@ -43,7 +46,13 @@ fuzz_target!(|data: &[u8]| {
     for (index, records) in words.split(|w| *w == NEXT_THREAD).take(4).enumerate() {
         let index = index as u32;
         file.thread(&ThreadInfo { index, os_tid: 100 + u64::from(index), name: format!("t{index}") }).unwrap();
-        file.records(index, records).unwrap();
+        let mut rest = records;
+        while let Some(at) = rest.iter().position(|w| *w == PASS) {
+            file.records(index, &rest[..at]).unwrap();
+            file.pass(rest.get(at + 1).copied().unwrap_or(0)).unwrap();
+            rest = rest.get(at + 2..).unwrap_or_default();
+        }
+        file.records(index, rest).unwrap();
     }
     file.end(0, words.iter().copied().max().unwrap_or(0), "finish").unwrap();
     let bytes = file.into_inner();
