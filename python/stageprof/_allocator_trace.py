@@ -40,6 +40,19 @@ READ_EVERY_S = 0.5
 # The trace's ring buffer: events past this many in one window are lost
 # (and said); about 100 bytes each.
 MAX_ENTRIES = 1 << 20
+# The history switch's newer options, as many as this torch takes: the frees
+# completed are not needed (a free counts when requested); and torch's
+# callback for annotations, which it adds as history goes on and removes as
+# it goes off, is made global. A thread-local one (the default) belongs to
+# the thread that turned history on, so a switch off on another thread (a
+# window's, or a frame ending elsewhere) cannot find it: torch prints
+# "Requested callback is not found" on the program's stderr and the callback
+# stays on that thread (seen on the H100 hosts: two lines a frameless session).
+_HISTORY_OPTIONS: tuple[dict[str, Any], ...] = (
+    {"skip_actions": ["free_completed"], "global_record_annotations": True},
+    {"global_record_annotations": True},
+    {},
+)
 
 
 class AllocatorTraceReader:
@@ -60,7 +73,7 @@ class AllocatorTraceReader:
         self._running = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._skip = ["free_completed"]
+        self._options = 0  # the first of _HISTORY_OPTIONS this torch takes
         self._tag_edges: Optional[Callable[[str], None]] = None
 
     @property
@@ -192,9 +205,6 @@ class AllocatorTraceReader:
         snapshot = self._memory._snapshot()
         if keep_on:
             # Emptied right after the read; events in between are caught by the levels (see the Rust side).
-            # Off, then on: torch 2.11 prints "Requested callback is not found" on the program's
-            # stderr when history is turned on while it is on (an H100 run: one line a window).
-            self._record(enabled=None, clear_history=True)
             self._record(enabled="all", clear_history=True)
         self._on_at, self._went_on = (end, True) if keep_on else (None, False)
         self._session.read_allocator_trace(snapshot, start, end, went_on)
@@ -203,13 +213,14 @@ class AllocatorTraceReader:
     def _record(self, enabled: Optional[str], clear_history: bool = False) -> None:
         history = self._memory._record_memory_history
         args: dict[str, Any] = dict(context=None, stacks="python", max_entries=MAX_ENTRIES, clear_history=clear_history)
-        if self._skip:
+        while True:
             try:
-                history(enabled=enabled, skip_actions=self._skip, **args)
+                history(enabled=enabled, **args, **_HISTORY_OPTIONS[self._options])
                 return
-            except TypeError:  # a torch without skip_actions
-                self._skip = []
-        history(enabled=enabled, **args)
+            except TypeError:  # an older torch: the next options, down to none
+                if self._options + 1 == len(_HISTORY_OPTIONS):
+                    raise
+                self._options += 1
 
 
 class TracedFrame:

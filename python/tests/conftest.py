@@ -87,8 +87,22 @@ class FakeAllocator:
     events, emptied when history is recorded again with ``clear_history``,
     and segments that say the levels now."""
 
-    def __init__(self, backend: str = "native", skew_us: int = 0, metadata: str = "per thread") -> None:
+    def __init__(
+        self,
+        backend: str = "native",
+        skew_us: int = 0,
+        metadata: str = "per thread",
+        takes: frozenset[str] = frozenset({"skip_actions", "global_record_annotations"}),
+    ) -> None:
         self.backend = backend
+        # The history switch's newer keywords this torch takes (others raise TypeError, as Python does).
+        self.takes = takes
+        # Torch's RecordFunction callback for annotations, added as history goes on and
+        # removed as it goes off: thread-local to the thread that turned it on unless
+        # global. `callbacks_not_found` counts removals from another thread (torch prints
+        # "Requested callback is not found" and the callback stays on its thread).
+        self.callback_owner: Optional[object] = None
+        self.callbacks_not_found = 0
         # How far the allocator's clock is off the wall clock (torch's converts a clock of its own).
         self.skew_us = skew_us
         # Torch's trace metadata: "per thread" (torch 2.11), "global" or "none".
@@ -143,7 +157,17 @@ class FakeAllocator:
     def get_allocator_backend(self) -> str:
         return self.backend
 
-    def _record_memory_history(self, enabled: Optional[str] = "all", clear_history: bool = False, **_: Any) -> None:
+    def _record_memory_history(self, enabled: Optional[str] = "all", clear_history: bool = False, **how: Any) -> None:
+        unknown = set(how) - {"context", "stacks", "max_entries"} - self.takes
+        if unknown:
+            raise TypeError(f"_record_memory_history() got an unexpected keyword argument {unknown.pop()!r}")
+        here = "global" if how.get("global_record_annotations") else threading.get_ident()
+        if enabled is not None and self.callback_owner is None:
+            self.callback_owner = here
+        elif enabled is None and self.callback_owner is not None:
+            if self.callback_owner not in ("global", here):
+                self.callbacks_not_found += 1
+            self.callback_owner = None
         self.recording = enabled is not None
         if clear_history or not self.recording:
             self.trace = []

@@ -178,6 +178,42 @@ def test_windows_are_not_read_while_nothing_is_recorded(tmp_path: Path, monkeypa
     assert (step["calls"], step["gpu_mem_calls"], step["gpu_mem_net_bytes"]) == (1, 1, KIB)
 
 
+@pytest.mark.parametrize(
+    "takes",
+    [frozenset({"skip_actions", "global_record_annotations"}), frozenset({"global_record_annotations"}), frozenset()],
+    ids=["torch 2.11", "without skip_actions", "without either"],
+)
+def test_the_trace_switched_on_one_thread_and_off_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, takes: frozenset[str]
+) -> None:
+    allocator = windows_of_10_ms(monkeypatch)
+    allocator.takes = takes
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])  # on here; windows go off and on in their thread
+        for _ in range(10):
+            with stageprof.stage("step"):
+                pause()
+                allocator.event("alloc", KIB)
+                pause()
+
+        def frames_elsewhere() -> None:
+            with stageprof.frame(), stageprof.stage("other"):
+                allocator.event("alloc", KIB)
+                pause()
+
+        worker = threading.Thread(target=frames_elsewhere)
+        worker.start()
+        worker.join()
+        report = s.finish()  # off here
+    assert not allocator.recording
+    if "global_record_annotations" in takes:
+        assert allocator.callbacks_not_found == 0, "a switch off could not find torch's callback"
+        assert allocator.callback_owner is None, "torch's callback was left on"
+    step, other = stage_of(report, "step"), stage_of(report, "other")
+    assert (step["gpu_mem_calls"], step["gpu_mem_net_bytes"]) == (10, 10 * KIB)
+    assert (other["gpu_mem_calls"], other["gpu_mem_net_bytes"]) == (1, KIB)
+
+
 def test_frames_are_traced_whole_and_only_as_the_cost_share_allows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
