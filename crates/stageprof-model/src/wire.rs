@@ -356,6 +356,7 @@ pub enum QueueRecord {
 pub const MAX_QUEUE_WORDS: usize = 6;
 
 /// The words of a [`Record::Queue`] and how many of them there are.
+#[inline]
 pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_QUEUE_WORDS], usize) {
     const fn or_max(v: Option<u64>) -> u64 {
         match v {

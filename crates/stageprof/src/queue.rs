@@ -122,6 +122,7 @@ impl QueueMeta {
     /// queue exists, for `None`), first saying it exists if this session
     /// has not been told. `op`'s times are ticks of the recorder's clock
     /// ([`crate::foreign::now_ticks`]).
+    #[inline]
     pub fn record(&self, at: u64, op: Option<QueueRecord>) {
         if GLOBAL_RECORDING.load(Relaxed) {
             // Written only when the session changed: both ends share this word, and a
@@ -139,6 +140,7 @@ impl QueueMeta {
     }
 
     /// Writes `op` at tick `at` into the global session, which the caller saw recording.
+    #[inline]
     fn write(&self, at: u64, op: QueueRecord) {
         let (words, len) = queue_words(self.name, at, op);
         with_writer(Target::Global, |w| w.record(&words[..len]));
@@ -146,6 +148,7 @@ impl QueueMeta {
 
     /// Records a send that began at tick `began` and went through at `now`,
     /// leaving `depth` items (`None`: not read; one more than before).
+    #[inline]
     pub fn sent(&self, began: u64, now: u64, depth: Option<u64>) {
         self.record(now, Some(QueueRecord::Sent { blocked: now.saturating_sub(began), depth }));
     }
@@ -154,6 +157,7 @@ impl QueueMeta {
     /// item whose send began at tick `sent` (`None`: not known; the reader
     /// pairs the receive with its send), leaving `depth` items (`None`: not
     /// read; one fewer than before).
+    #[inline]
     pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: Option<u64>) {
         self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
