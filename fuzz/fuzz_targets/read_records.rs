@@ -8,8 +8,8 @@
 //!
 //! Input: little-endian u64 words; [`NEXT_THREAD`] starts the next thread's
 //! records (up to four threads), and [`PASS`] followed by a tick ends a
-//! collector pass there (a PASS chunk, by which queue operations settle). Seeds are real profiles' record chunks so
-//! joined (`scripts/fuzz_seeds.py`).
+//! collector pass there (a PASS chunk, by which queue operations settle).
+//! Seeds are real profiles' record chunks so joined (`scripts/fuzz_seeds.py`).
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run read_records fuzz/corpus/read_records -- -max_total_time=600`
 //!
