@@ -1,6 +1,9 @@
 """What switching torch's allocator history costs and leaves behind, on the
 Python demo's frames: which switch prints torch's "Requested callback is
-not found" warning (each switch is announced on stderr before it is made),
+not found" warning (each switch is announced on stderr before it is made;
+the last ones go on in one thread and off in another, with torch's
+annotation callback thread-local, its default, and global, as stageprof
+asks: only the first should print it),
 whether turning the history off keeps its entries for the next
 ``_snapshot()`` (which stageprof takes as the trace is turned back on), and
 what that snapshot costs with and without them.
@@ -10,6 +13,7 @@ what that snapshot costs with and without them.
 
 import argparse
 import sys
+import threading
 import time
 from typing import Any
 
@@ -26,6 +30,13 @@ memory = torch.cuda.memory
 def frame() -> None:
     demo.run_frame(cams, 0, args.depth_planes, 8, device)
     torch.cuda.synchronize()
+
+
+def elsewhere(run: Any) -> None:
+    """Runs ``run`` on a thread of its own, as stageprof's window thread switches history."""
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
 
 
 def switch(label: str, **how: Any) -> None:
@@ -61,3 +72,8 @@ switch("on, cleared", enabled="all", clear_history=True)
 frame()
 switch("off, cleared", enabled=None, clear_history=True)
 snapshot("off, cleared")
+for annotations in ("thread-local", "global"):
+    g = annotations == "global"
+    switch(f"on, callback {annotations}", enabled="all", clear_history=True, global_record_annotations=g)
+    frame()
+    elsewhere(lambda: switch(f"off on another thread, callback {annotations}", enabled=None, global_record_annotations=g))
