@@ -41,13 +41,13 @@ fn run(dir: &Path, max_disk_mb: Option<u64>) -> Summary {
 #[test]
 fn a_bounded_run_pairs_every_receive_as_an_unbounded_one_does() {
     let (plain_dir, bounded_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for summary in [run(plain_dir.path(), None), run(bounded_dir.path(), Some(1))] {
+    for (what, summary) in [("unbounded", run(plain_dir.path(), None)), ("bounded", run(bounded_dir.path(), Some(1)))] {
         let queues = &summary.queues;
         let counts: Vec<(&str, u64, u64, u64)> =
             queues.iter().map(|q| (q.name.as_str(), q.sent, q.received, q.residence.count)).collect();
         // (A recording held up long enough to make the reader pair out of order says so in a warning.)
         let warnings = &summary.run.warnings;
-        assert_eq!(counts, [("first", ITEMS, ITEMS, ITEMS), ("second", ITEMS, ITEMS, ITEMS)], "{warnings:?}");
+        assert_eq!(counts, [("first", ITEMS, ITEMS, ITEMS), ("second", ITEMS, ITEMS, ITEMS)], "{what}: {warnings:?}");
         assert!(queues.iter().all(|q| q.depth_max <= 8), "{queues:?}");
     }
     // The reader settled the queue operations of the file by the collector's passes.
