@@ -37,13 +37,16 @@ def records_by_thread(profile: bytes) -> dict[int, bytes]:
     while offset + 8 <= len(profile):
         kind, length = struct.unpack_from("<II", profile, offset)
         payload = profile[offset + 8 : offset + 8 + length]
+        words = None
         if kind == CHUNK_RECORDS:
             (thread,) = struct.unpack_from("<I", payload)
             # The payload: the thread's index and a reserved u32, then its words.
-            threads[thread] = threads.get(thread, b"") + payload[8:]
+            words = payload[8:]
         elif kind == CHUNK_PASS:
             # The payload: the tick the pass began.
-            threads[thread] = threads.get(thread, b"") + PASS + payload[:8]
+            words = PASS + payload[:8]
+        if words is not None:
+            threads[thread] = threads.get(thread, b"") + words
         offset += 8 + length
     return threads
 
