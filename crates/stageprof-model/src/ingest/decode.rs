@@ -30,6 +30,18 @@ impl QueueOperation for PendingOp {
         self.event.queue
     }
 
+    fn thread(&self) -> u32 {
+        self.event.thread
+    }
+
+    fn began_ns(&self) -> u64 {
+        let waited = match self.event.op {
+            QueueOp::Sent { blocked_ns: waited, .. } | QueueOp::Received { waited_ns: waited, .. } => waited,
+            QueueOp::Opened { .. } => 0,
+        };
+        self.event.ts_ns.saturating_sub(waited)
+    }
+
     fn moved(&self) -> Moved {
         self.moved
     }

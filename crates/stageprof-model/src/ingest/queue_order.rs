@@ -21,19 +21,24 @@
 //! just after, where it had to wait), so a receive can be timed before the
 //! send of its item, by nanoseconds, or by as long as its thread was
 //! preempted in between: a receive that finds no item takes the next send
-//! of its queue still waiting. Operations of two threads closer than
-//! [`RACE_NS`] are taken to have raced where a depth read is checked.
+//! of its queue still waiting.
 //!
 //! Where operations were not recorded (before the session, while recording
 //! was off, records dropped), counting alone would pair every later receive
-//! with the wrong send, so the count is
-//! held to the depth the operations read: where two reads in a row differ
-//! from the count the same way, by more than the other operations close
-//! enough to have raced them, the count moves by the smaller difference
-//! (one read alone may be off: its thread was preempted between its tick
-//! and its operation). Items no send told of join last (an end reads the
-//! depth on its first operation after a gap, so they came after every item
-//! recorded before it); items received unseen leave oldest first. A
+//! with the wrong send, so the count is held to the depth the operations
+//! read. Operations of two threads closer than [`RACE_NS`] are taken to
+//! have raced where a read is checked. A read further off than that may
+//! still be a misreading: an operation moved its item, and read the depth,
+//! somewhere between its call's start (its tick less its wait) and its
+//! thread's next call, and a thread preempted between its tick and its move
+//! makes the reads taken meanwhile look off, its own and other threads'.
+//! So the count moves only where a second read is off the same way as the
+//! first (by the smaller difference) and its call began after every
+//! operation that overlapped the first had ended: one preemption explains
+//! one of the two at most. The first read is taken at its word (items in
+//! the queue before anything was recorded). Items no send told of join last (an end reads
+//! the depth on its first operation after a gap, so they came after every
+//! item recorded before it); items received unseen leave oldest first. A
 //! receive that names its send (Python's queue stamps its items) takes
 //! that send's item.
 
@@ -48,6 +53,9 @@ pub const HOLD_NS: u64 = 250_000_000;
 /// Operations of two threads this close may have moved items in either
 /// order than their ticks say (each tick is read just before or after).
 pub const RACE_NS: u64 = 2_000;
+/// An operation's item is taken to have moved within this long of its
+/// call's start, however long until its thread's next call (or none came).
+pub const SPAN_MAX_NS: u64 = HOLD_NS;
 
 /// What a queue operation moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,10 @@ pub enum Moved {
 pub trait QueueOperation {
     /// When, in nanoseconds.
     fn ns(&self) -> u64;
+    /// When its call began, in nanoseconds: [`QueueOperation::ns`] less the time it waited.
+    fn began_ns(&self) -> u64;
+    /// The thread that made it.
+    fn thread(&self) -> u32;
     /// The queue's name.
     fn queue(&self) -> u32;
     /// What the operation moved.
@@ -82,10 +94,18 @@ struct Held {
     items: Items,
     /// Ids taken by receives that named them before their send was settled.
     taken_ahead: HashSet<u64>,
-    /// How far the last depth read was off the count, beyond what racing
-    /// explains (`None`: no read yet, and the first is taken at its word:
-    /// items in the queue before anything was recorded).
-    off_before: Option<i64>,
+    /// Whether a depth read has been checked (the first is taken at its word).
+    read: bool,
+    /// A read off the count, waiting for a second to say the same.
+    doubt: Option<Doubt>,
+}
+
+/// How far a read was off the count, beyond what racing explains, and when
+/// the last operation that could have misled it ended.
+#[derive(Clone, Copy)]
+struct Doubt {
+    off: i64,
+    until_ns: u64,
 }
 
 /// Items in order: their sends' ids, and runs of items no send told of
@@ -261,7 +281,8 @@ impl<P: QueueOperation> QueueOrder<P> {
             .enumerate()
             .filter_map(|(at, op)| {
                 let op = op.as_ref()?;
-                Some(OpTime { ns: op.ns(), at, queue: op.queue(), send: matches!(op.moved(), Moved::Sent { .. }) })
+                let send = matches!(op.moved(), Moved::Sent { .. });
+                Some(OpTime { ns: op.ns(), began: op.began_ns(), thread: op.thread(), at, queue: op.queue(), send })
             })
             .collect();
         times.sort_by_key(|t| t.ns);
@@ -276,7 +297,7 @@ impl<P: QueueOperation> QueueOrder<P> {
             old.max(times.len().saturating_sub(self.keep))
         };
         let mut ops = Waiting { ops: std::mem::take(&mut self.waiting), times: &times };
-        let mut sends = None;
+        let (mut sends, mut spans) = (None, None);
         for i in 0..cut {
             let Some(op) = ops.take(i) else { continue };
             let held = self.held.entry(op.queue()).or_default();
@@ -286,7 +307,9 @@ impl<P: QueueOperation> QueueOrder<P> {
                     Moved::Sent { .. } => read.saturating_sub(1),
                     Moved::Received { .. } => read.saturating_add(1),
                 };
-                held.hold_to(before, raced(&times, i));
+                // Built for the batch the first time a read needs them.
+                let mut misled = || spans.get_or_insert_with(|| Spans::of(&times)).misled_until(&times, i);
+                held.hold_to(before, raced(&times, i), times[i].began, &mut misled);
             }
             let Moved::Received { sent } = op.moved() else {
                 held.settle_send(op, settle);
@@ -336,11 +359,12 @@ impl Held {
         }
     }
 
-    /// Moves the count towards `read` items, where they differ by more than
-    /// `raced` operations could explain, and the read before differed the
-    /// same way: a thread preempted between its tick and its operation makes
-    /// one read look off; operations not recorded leave every read off.
-    fn hold_to(&mut self, read: u64, raced: u64) {
+    /// Moves the count towards `read` items, the count before an
+    /// operation whose call began at `began`, where they differ by more than
+    /// `raced` operations could explain, and a read before differed the same
+    /// way and could not have been misled by the same operations (`misled`:
+    /// when the last operation that may have misled this read ended).
+    fn hold_to(&mut self, read: u64, raced: u64, began: u64, misled: &mut dyn FnMut() -> u64) {
         let count = self.items.len;
         let off = if read > count.saturating_add(raced) {
             excess(read, count + raced)
@@ -349,25 +373,34 @@ impl Held {
         } else {
             0
         };
-        let seen_before = self.off_before.replace(off).unwrap_or(off);
-        // By the smaller of the two, so that a pair of reads never moves the count past either.
-        let by = if off.signum() == seen_before.signum() { off.abs().min(seen_before.abs()) } else { 0 };
+        let by = match (std::mem::replace(&mut self.read, true), self.doubt) {
+            _ if off == 0 => 0,
+            (false, _) => off.abs(),
+            (true, Some(doubt)) if doubt.off.signum() == off.signum() => {
+                if began < doubt.until_ns {
+                    return; // maybe misled by what misled the first: no second opinion
+                }
+                off.abs().min(doubt.off.abs())
+            }
+            (true, _) => 0,
+        };
         if off > 0 {
             self.items.push(Run::Unknown(by as u64));
         } else if off < 0 {
             self.items.drop_oldest(by as u64);
         }
-        if by != 0 {
-            self.off_before = Some(off - off.signum() * by);
-        }
+        let left = off - off.signum() * by;
+        self.doubt = (left != 0).then(|| Doubt { off: left, until_ns: misled() });
     }
 }
 
-/// When an operation waiting to be settled happened, where it arrived,
-/// on which queue, and whether it was a send.
+/// When an operation waiting to be settled happened (and its call began),
+/// where it arrived, its thread and queue, and whether it was a send.
 struct OpTime {
     ns: u64,
+    began: u64,
     at: usize,
+    thread: u32,
     queue: u32,
     send: bool,
 }
@@ -417,6 +450,62 @@ fn excess(a: u64, b: u64) -> i64 {
     (a - b).min(i64::MAX as u64) as i64
 }
 
+/// When each operation being settled may have moved its item and read the
+/// depth: from its call's start to its thread's next call's start, or
+/// [`SPAN_MAX_NS`] (see the module doc).
+struct Spans {
+    /// Per operation in time order, where its span ends.
+    ends: Vec<u64>,
+    /// Per queue, its operations' span starts, sorted, and for each the
+    /// latest end of its span and those starting before it.
+    by_queue: HashMap<u32, (Vec<u64>, Vec<u64>)>,
+}
+
+impl Spans {
+    fn of(times: &[OpTime]) -> Spans {
+        let mut ends: Vec<u64> = times.iter().map(|t| t.began.saturating_add(SPAN_MAX_NS)).collect();
+        let mut next_began: HashMap<u32, u64> = HashMap::new();
+        for (i, t) in times.iter().enumerate().rev() {
+            if let Some(next) = next_began.insert(t.thread, t.began) {
+                // (No earlier than it starts, whatever a hostile file says.)
+                ends[i] = ends[i].min(next.max(t.began));
+            }
+        }
+        let mut spans: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+        for (t, &end) in times.iter().zip(&ends) {
+            spans.entry(t.queue).or_default().push((t.began, end));
+        }
+        let by_queue = spans
+            .into_iter()
+            .map(|(queue, mut spans)| {
+                spans.sort_unstable();
+                let latest_ends = spans
+                    .iter()
+                    .scan(0, |latest, &(_, end)| {
+                        *latest = end.max(*latest);
+                        Some(*latest)
+                    })
+                    .collect();
+                (queue, (spans.into_iter().map(|(start, _)| start).collect(), latest_ends))
+            })
+            .collect();
+        Spans { ends, by_queue }
+    }
+
+    /// When the last operation on op `i`'s queue whose span overlaps its
+    /// own ended (its own end at the least): until then, what misled its
+    /// read may mislead others.
+    fn misled_until(&self, times: &[OpTime], i: usize) -> u64 {
+        let end = self.ends[i];
+        let (starts, latest_ends) = &self.by_queue[&times[i].queue];
+        // Those that start before it ends: those of them that ended before it began end before its end too.
+        match starts.partition_point(|&start| start < end) {
+            0 => end,
+            n => latest_ends[n - 1].max(end),
+        }
+    }
+}
+
 /// Operations on op `i`'s queue, other than it, within [`RACE_NS`] of it.
 fn raced(times: &[OpTime], i: usize) -> u64 {
     let (ns, queue) = (times[i].ns, times[i].queue);
@@ -435,6 +524,8 @@ mod tests {
     #[derive(Debug)]
     struct Timed {
         ns: u64,
+        waited: u64,
+        thread: u32,
         moved: Moved,
         depth: Option<u64>,
         label: &'static str,
@@ -443,6 +534,12 @@ mod tests {
     impl QueueOperation for Timed {
         fn ns(&self) -> u64 {
             self.ns
+        }
+        fn began_ns(&self) -> u64 {
+            self.ns - self.waited
+        }
+        fn thread(&self) -> u32 {
+            self.thread
         }
         fn queue(&self) -> u32 {
             Q
@@ -455,8 +552,10 @@ mod tests {
         }
     }
 
+    /// An operation that went through at once; sends on thread 1, receives on thread 2.
     fn timed(ns: u64, moved: Moved, depth: Option<u64>, label: &'static str) -> Timed {
-        Timed { ns, moved, depth, label }
+        let thread = if matches!(moved, Moved::Sent { .. }) { 1 } else { 2 };
+        Timed { ns, waited: 0, thread, moved, depth, label }
     }
 
     fn send(ns: u64, depth: Option<u64>) -> Timed {
@@ -528,31 +627,52 @@ mod tests {
         );
     }
 
+    /// A send (`true`) and a receive every 10 µs, alternating, the sends on
+    /// thread 1 and the receives on thread 2, each reading the depth, but
+    /// those at `unseen` not recorded; and for each receive recorded, the
+    /// send whose item it took (`None`: one not recorded), by first in, first out.
+    fn alternating(moves: &[bool], unseen: &[usize]) -> (Vec<Timed>, Vec<Option<u64>>) {
+        let (mut ops, mut truth, mut queue) = (Vec::new(), Vec::new(), VecDeque::new());
+        for (i, &is_send) in moves.iter().enumerate() {
+            let (ns, seen) = (10_000 * (i as u64 + 1), !unseen.contains(&i));
+            let taken = if is_send {
+                queue.push_back(seen.then_some(ns));
+                None
+            } else {
+                queue.pop_front().expect("a receive of an item sent")
+            };
+            let depth = Some(queue.len() as u64);
+            if seen && is_send {
+                ops.push(send(ns, depth));
+            } else if seen {
+                ops.push(receive(ns, depth, "r"));
+                truth.push(taken);
+            }
+        }
+        (ops, truth)
+    }
+
     #[test]
-    fn operations_not_recorded_are_caught_up_by_the_next_read() {
-        let mut order = QueueOrder::default();
-        let ops = vec![
-            send(10_000, Some(1)),
-            send(20_000, Some(2)),
-            // Recording off: one item received unseen, the oldest. One read alone
-            // moves nothing (it may be a preempted thread's), so the first receive
-            // after the gap takes the oldest; the next read says the same, and the
-            // count follows.
-            receive(100_000, Some(0), "after the gap"),
-            send(110_000, Some(1)),
-            receive(120_000, Some(0), "after"),
-        ];
-        assert_eq!(settled(&mut order, ops), [("after the gap", Some(10_000)), ("after", Some(110_000))]);
-        // Sent unseen between two recorded sends: an item with no id, after them.
-        let ops = vec![
-            send(10_000, Some(1)),
-            send(50_000, Some(3)),
-            receive(60_000, Some(2), "a"),
-            receive(70_000, None, "b"),
-            receive(80_000, None, "c"),
-        ];
-        let mut order = QueueOrder::default();
-        assert_eq!(settled(&mut order, ops), [("a", Some(10_000)), ("b", Some(50_000)), ("c", None)]);
+    fn operations_not_recorded_are_caught_up_by_the_next_reads() {
+        // Two items in, then one item received unseen (recording off), then a
+        // send and a receive in turn. One read alone moves nothing (a preempted
+        // thread's may look off), and a second that the same operations may have
+        // misled moves nothing: the first two receives after the gap take the
+        // item before theirs, and from the third on each takes its own.
+        let moves: Vec<bool> = [true, true, false].into_iter().chain((0..10).flat_map(|_| [false, true])).collect();
+        let (ops, truth) = alternating(&moves, &[2]);
+        let got: Vec<Option<u64>> = settled(&mut QueueOrder::default(), ops).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(got[..2], [Some(10_000), Some(20_000)], "truth: {truth:?}");
+        assert_eq!(got[2..], truth[2..]);
+        // One item sent unseen: once two reads agree, an item with no send to
+        // name joins the count, after those recorded by then; it is received
+        // two items late, and from the fifth receive on each takes its own.
+        let moves: Vec<bool> = [true, true, true].into_iter().chain((0..10).flat_map(|_| [false, true])).collect();
+        let (ops, truth) = alternating(&moves, &[1]);
+        let got: Vec<Option<u64>> = settled(&mut QueueOrder::default(), ops).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(truth[..4], [Some(10_000), None, Some(30_000), Some(50_000)]);
+        assert_eq!(got[..4], [Some(10_000), Some(30_000), Some(50_000), None]);
+        assert_eq!(got[4..], truth[4..]);
         // A thread preempted between its tick and its receive: its read (2 sends
         // later) is off once, and the count stays.
         let ops = vec![
@@ -568,6 +688,28 @@ mod tests {
             settled(&mut order, ops),
             [("preempted", Some(10_000)), ("next", Some(30_000)), ("last", Some(40_000))]
         );
+    }
+
+    #[test]
+    fn reads_one_preemption_misled_move_nothing() {
+        // As a loaded run recorded it: a queue of 8 kept full. The receiver took
+        // its tick for "r2" and was preempted before taking its item; meanwhile
+        // the blocked sender's item went in, 20 µs before its tick. Both reads
+        // (r2's, 7 left; the send's, 8) are one more than the ticks' order says,
+        // but both may have been misled by r2's preemption: the count stays,
+        // and every receive takes its own send.
+        let full: Vec<Timed> = (0..8).map(|i| send(1_000 + 10 * i, None)).collect();
+        let blocked = Timed { waited: 38_000, ..send(40_000, Some(8)) };
+        let receives = [(5_000, Some(7), "r1"), (20_000, Some(7), "r2"), (45_000, Some(6), "r3")]
+            .into_iter()
+            .chain([(45_100, None, "r4"), (45_200, None, "r5"), (45_300, None, "r6")])
+            .chain([(45_400, None, "r7"), (45_500, None, "r8"), (45_600, Some(0), "r9")])
+            .map(|(ns, depth, label)| receive(ns, depth, label));
+        let mut ops: Vec<Timed> = full.into_iter().chain([blocked]).chain(receives).collect();
+        ops.sort_by_key(|op| op.ns);
+        let got = settled(&mut QueueOrder::default(), ops);
+        let sends: Vec<Option<u64>> = (0..8).map(|i| Some(1_000 + 10 * i)).chain([Some(40_000)]).collect();
+        assert_eq!(got.iter().map(|&(_, s)| s).collect::<Vec<_>>(), sends, "{got:?}");
     }
 
     #[test]
