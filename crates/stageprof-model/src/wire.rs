@@ -355,9 +355,11 @@ pub enum QueueRecord {
 /// Most words of a QUEUE record.
 pub const MAX_QUEUE_WORDS: usize = 6;
 
-/// The words of a [`Record::Queue`] and how many of them there are.
+/// Writes the words of a [`Record::Queue`] into `words`; how many there are.
+/// (Into the caller's array: an array returned by value was copied with wide
+/// loads over its narrow stores, which stalled the queue's hot path.)
 #[inline]
-pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_QUEUE_WORDS], usize) {
+pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord, words: &mut [u64; MAX_QUEUE_WORDS]) -> usize {
     const fn or_max(v: Option<u64>) -> u64 {
         match v {
             Some(v) => v,
@@ -367,7 +369,10 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
     // `[header, ticks]`, then the wait, the depth and up to two last words, each where it is written.
     let (mut flags, wait, depth, last) = match op {
         QueueRecord::Opened { capacity } => {
-            return ([header(kind::QUEUE, flag::QUEUE_OPENED, name), ticks, or_max(capacity), 0, 0, 0], 3);
+            words[0] = header(kind::QUEUE, flag::QUEUE_OPENED, name);
+            words[1] = ticks;
+            words[2] = or_max(capacity);
+            return 3;
         }
         QueueRecord::Sent { blocked, depth } => (0, blocked, depth, [None, None]),
         QueueRecord::Received { waited, depth, sent: Some(sent) } => {
@@ -389,7 +394,7 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
         flags |= flag::QUEUE_DEPTH_UNREAD;
     }
     let written = [if wait == 0 { None } else { Some(wait) }, depth, last[0], last[1]];
-    let mut words = [0, ticks, 0, 0, 0, 0];
+    words[1] = ticks;
     let mut len = 2;
     let mut i = 0;
     while i < written.len() {
@@ -400,7 +405,7 @@ pub const fn queue_words(name: u32, ticks: u64, op: QueueRecord) -> ([u64; MAX_Q
         i += 1;
     }
     words[0] = header(kind::QUEUE, flags, name);
-    (words, len)
+    len
 }
 
 /// A QUEUE record's operation, from its header's flags and its words.
@@ -915,7 +920,8 @@ mod tests {
         ];
         let mut words = Vec::new();
         for (i, &op) in ops.iter().enumerate() {
-            let (w, len) = queue_words(5, 100 + i as u64, op);
+            let mut w = [0; MAX_QUEUE_WORDS];
+            let len = queue_words(5, 100 + i as u64, op, &mut w);
             words.extend_from_slice(&w[..len]);
         }
         let mut out = Vec::new();
@@ -930,7 +936,7 @@ mod tests {
         assert_eq!(out, [Record::Queue { name: 5, ticks: 100, op: ops[7] }]);
         // What went through at once takes a word less, and so does a depth not read;
         // odd flags still read within their words.
-        let lens = |op| queue_words(5, 100, op).1;
+        let lens = |op| queue_words(5, 100, op, &mut [0; MAX_QUEUE_WORDS]);
         assert_eq!((lens(ops[2]), lens(ops[3]), lens(ops[4]), lens(ops[6])), (4, 3, 5, 4));
         assert_eq!((lens(ops[10]), lens(ops[11]), lens(ops[12]), lens(ops[13])), (3, 2, 4, 2));
         // A receive with no send tick (version 13) carries no word for it; versions 10 to 12 wrote u64::MAX.

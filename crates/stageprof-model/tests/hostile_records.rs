@@ -4,7 +4,7 @@
 //! however the sends it waits for come, or never do.
 
 use stageprof_model::ingest::RecordDecoder;
-use stageprof_model::wire::{self, header, queue_words, QueueRecord, Record, TickScale};
+use stageprof_model::wire::{self, header, queue_words, QueueRecord, Record, TickScale, MAX_QUEUE_WORDS};
 use stageprof_model::{Catalog, CounterSample, ProfileSink, QueueEvent, QueueOp, Span};
 
 /// Counts what reaches it.
@@ -47,6 +47,13 @@ impl Words {
     }
 }
 
+/// The words of one queue record.
+fn queue_record(name: u32, at: u64, op: QueueRecord) -> Vec<u64> {
+    let mut words = [0; MAX_QUEUE_WORDS];
+    let len = queue_words(name, at, op, &mut words);
+    words[..len].to_vec()
+}
+
 /// Received records among `words`, as the wire layer decodes them up to the first bad one.
 fn receives_in(words: &[u64]) -> u64 {
     let mut n = 0;
@@ -81,8 +88,7 @@ fn random_words_never_panic_and_every_receive_is_delivered_once() {
                     1 => QueueRecord::Received { waited: 0, depth: Some(1), sent: Some(rng.next() % 1_000_000) },
                     _ => QueueRecord::Received { waited: 3, depth: None, sent: None },
                 };
-                let (w, len) = queue_words(name, at, op);
-                words.extend_from_slice(&w[..len]);
+                words.extend_from_slice(&queue_record(name, at, op));
             } else {
                 words.push(rng.header());
                 (0..rng.next() % 8).for_each(|_| words.push(rng.next()));
@@ -108,8 +114,7 @@ fn a_long_pipeline_fed_a_thread_at_a_time_ages_every_item() {
         for i in 0..100 {
             let t = (batch * 100 + i) * 1_000 + 1;
             let mut put = |thread: usize, queue: u32, at: u64, op| {
-                let (w, len) = queue_words(queue, at, op);
-                per_thread[thread].extend_from_slice(&w[..len]);
+                per_thread[thread].extend_from_slice(&queue_record(queue, at, op));
             };
             put(0, 0, t, QueueRecord::Sent { blocked: 0, depth: Some(1) });
             put(1, 0, t + 10, QueueRecord::Received { waited: 0, depth: None, sent: Some(t) });
@@ -135,10 +140,9 @@ fn a_thread_read_far_behind_another_is_said() {
         let (mut decoder, mut catalog, mut sink) = (RecordDecoder::new(SCALE), Catalog::default(), Counts::default());
         let (mut sends, mut receives) = (Vec::new(), Vec::new());
         for i in 0..100_000u64 {
-            let (w, len) = queue_words(0, i * 1_000, QueueRecord::Sent { blocked: 0, depth: None });
-            sends.extend_from_slice(&w[..len]);
-            let (w, len) = queue_words(0, i * 1_000 + 1, QueueRecord::Received { waited: 0, depth: None, sent: None });
-            receives.extend_from_slice(&w[..len]);
+            sends.extend_from_slice(&queue_record(0, i * 1_000, QueueRecord::Sent { blocked: 0, depth: None }));
+            let received = QueueRecord::Received { waited: 0, depth: None, sent: None };
+            receives.extend_from_slice(&queue_record(0, i * 1_000 + 1, received));
         }
         if sender_last {
             decoder.feed(&mut catalog, 1, &receives, &mut sink).unwrap();

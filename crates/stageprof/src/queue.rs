@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-use stageprof_model::wire::{queue_words, QueueRecord};
+use stageprof_model::wire::{queue_words, QueueRecord, MAX_QUEUE_WORDS};
 
 use crate::clock::{ns_to_ticks, ticks};
 use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
@@ -142,7 +142,8 @@ impl QueueMeta {
     /// Writes `op` at tick `at` into the global session, which the caller saw recording.
     #[inline]
     fn write(&self, at: u64, op: QueueRecord) {
-        let (words, len) = queue_words(self.name, at, op);
+        let mut words = [0; MAX_QUEUE_WORDS];
+        let len = queue_words(self.name, at, op, &mut words);
         with_writer(Target::Global, |w| w.record(&words[..len]));
     }
 
