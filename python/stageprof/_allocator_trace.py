@@ -166,7 +166,7 @@ class AllocatorTraceReader:
             self._on_at = None
             self._session.tag_stage_edges(None)
             try:
-                self._memory._record_memory_history(enabled=None)
+                self._record(enabled=None)
             except Exception:
                 pass
             _off(f"reading torch's allocator trace failed ({e!r})")

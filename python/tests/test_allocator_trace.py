@@ -214,6 +214,42 @@ def test_the_trace_switched_on_one_thread_and_off_on_another(
     assert (other["gpu_mem_calls"], other["gpu_mem_net_bytes"]) == (1, KIB)
 
 
+def test_a_read_that_fails_turns_the_trace_off_from_any_thread(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The trace goes on in init's thread; its second snapshot (reading the
+    # first frame, which ends on another thread) raises.
+    allocator = FakeAllocator()
+    take_snapshot = allocator._snapshot
+
+    def second_fails() -> dict[str, Any]:
+        if allocator.snapshots == 1:
+            allocator.snapshots += 1
+            raise RuntimeError("snapshot lost")
+        return take_snapshot()
+
+    allocator._snapshot = second_fails  # type: ignore[method-assign]
+    with fake_torch_cuda(memory=allocator.module()):
+        s = stageprof.init(out_dir=tmp_path, formats=["summary"])
+
+        def frame_elsewhere() -> None:
+            with stageprof.frame(), stageprof.stage("step"):
+                allocator.event("alloc", KIB)
+
+        worker = threading.Thread(target=frame_elsewhere)
+        worker.start()
+        worker.join()
+        with stageprof.frame(), stageprof.stage("step"):
+            allocator.event("alloc", KIB)
+        report = s.finish()
+    # History off, torch's callback removed from the other thread, and said once; the CPU figures go on.
+    assert (allocator.recording, allocator.callback_owner, allocator.callbacks_not_found) == (False, None, 0)
+    assert allocator.snapshots == 2, "nothing read after the failure"
+    err = capfd.readouterr().err
+    assert err.count("reading torch's allocator trace failed (RuntimeError('snapshot lost'))") == 1, err
+    assert stage_of(report, "step")["calls"] == 2
+
+
 def test_frames_are_traced_whole_and_only_as_the_cost_share_allows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
