@@ -36,11 +36,11 @@
 //! first (by the smaller difference) and its call began after every
 //! operation that overlapped the first had ended: one preemption explains
 //! one of the two at most. The first read is taken at its word (items in
-//! the queue before anything was recorded). Items no send told of join last (an end reads
-//! the depth on its first operation after a gap, so they came after every
-//! item recorded before it); items received unseen leave oldest first. A
-//! receive that names its send (Python's queue stamps its items) takes
-//! that send's item.
+//! the queue before anything was recorded). Items no send told of join
+//! last (an end reads the depth on its first operation after a gap, so they
+//! came after every item recorded before it); items received unseen leave
+//! oldest first. A receive that names its send (Python's queue stamps its
+//! items) takes that send's item.
 
 use std::collections::VecDeque;
 
