@@ -205,12 +205,19 @@ impl<T> Sender<T> {
     /// Sends `item`, waiting for room while the queue is full; fails when every receiver is gone.
     #[inline]
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
-        let began = began();
-        if began == 0 {
+        if !GLOBAL_RECORDING.load(Relaxed) {
             // Not recording: crossbeam's own send, with no try before it (on a
             // full queue that try is one more read of lines the other side writes).
             return self.inner.send(item);
         }
+        self.send_recorded(item)
+    }
+
+    /// `send` while a session records, out of line: the path with no session
+    /// stays a load and a branch, with no registers saved for this one.
+    #[inline(never)]
+    fn send_recorded(&self, item: T) -> Result<(), SendError<T>> {
+        let began = ticks();
         // An item that fits at once waited for nothing: its send is recorded at
         // the tick it began, which saves a clock read on the common path.
         match self.inner.try_send(item) {
@@ -270,10 +277,16 @@ impl<T> Receiver<T> {
     /// the queue is empty and every sender is gone.
     #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
-        let began = began();
-        if began == 0 {
+        if !GLOBAL_RECORDING.load(Relaxed) {
             return self.inner.recv(); // as for `send`
         }
+        self.recv_recorded()
+    }
+
+    /// `recv` while a session records, out of line as `send`'s.
+    #[inline(never)]
+    fn recv_recorded(&self) -> Result<T, RecvError> {
+        let began = ticks();
         // As for `send`: an item there at once was waited for not at all.
         match self.inner.try_recv() {
             Ok(item) => self.received_at(began, began, Ok(item)),
