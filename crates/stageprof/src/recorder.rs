@@ -423,6 +423,7 @@ impl ThreadWriter {
     /// Records a whole record made elsewhere (the GPU thread's, a closed
     /// tracing span's); `None` if it had to be dropped.
     #[cfg_attr(not(any(feature = "cuda", feature = "tracing")), allow(dead_code))]
+    #[inline(always)]
     pub(crate) fn record(&mut self, words: &[u64]) -> Option<()> {
         if !self.reserve(words.len() + self.open * MAX_END_WORDS) {
             self.drop_record();
