@@ -420,9 +420,10 @@ impl ThreadWriter {
         false
     }
 
-    /// Records a whole record made elsewhere (the GPU thread's, a closed
-    /// tracing span's); `None` if it had to be dropped.
-    #[cfg_attr(not(any(feature = "cuda", feature = "tracing")), allow(dead_code))]
+    /// Records a whole record its caller laid out (a queue operation, a
+    /// front door's, the GPU thread's, a closed tracing span's); `None` if it
+    /// had to be dropped. Inlined: the queue's hot path calls it from inside
+    /// the thread-local access, which std does not inline.
     #[inline(always)]
     pub(crate) fn record(&mut self, words: &[u64]) -> Option<()> {
         if !self.reserve(words.len() + self.open * MAX_END_WORDS) {
