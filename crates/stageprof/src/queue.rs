@@ -44,7 +44,7 @@ pub use crossbeam_channel::{RecvError, RecvTimeoutError, SendError, SendTimeoutE
 use stageprof_model::wire::{queue_words, QueueRecord, MAX_QUEUE_WORDS};
 
 use crate::clock::{ns_to_ticks, ticks};
-use crate::recorder::{global_session_id, with_writer, Target, GLOBAL_RECORDING};
+use crate::recorder::{with_writer, Target, ThreadWriter, GLOBAL_RECORDING};
 
 /// An end reads its queue's depth on its first operation at least this many
 /// nanoseconds after its last read: rarely enough that the read costs little
@@ -122,29 +122,32 @@ impl QueueMeta {
     /// queue exists, for `None`), first saying it exists if this session
     /// has not been told. `op`'s times are ticks of the recorder's clock
     /// ([`crate::foreign::now_ticks`]).
-    #[inline]
+    #[inline(always)]
     pub fn record(&self, at: u64, op: Option<QueueRecord>) {
-        if GLOBAL_RECORDING.load(Relaxed) {
+        if !GLOBAL_RECORDING.load(Relaxed) {
+            return;
+        }
+        // Laid out here, where the operation's kind is known and its layout folds to stores.
+        let mut words = [0; MAX_QUEUE_WORDS];
+        let len = op.map_or(0, |op| queue_words(self.name, at, op, &mut words));
+        // One thread-local access for both records; the writer knows its session.
+        with_writer(Target::Global, |w| {
             // Written only when the session changed: both ends share this word, and a
             // store on every operation would bounce its cache line between their threads.
-            let opened_in = self.opened_in.load(Relaxed);
-            let session = global_session_id();
-            if session != opened_in {
-                self.write(at, QueueRecord::Opened { capacity: self.capacity });
-                self.opened_in.store(session, Relaxed);
+            if self.opened_in.load(Relaxed) != w.session() {
+                self.open(w, at);
             }
-            if let Some(op) = op {
-                self.write(at, op);
-            }
-        }
+            (len > 0).then(|| w.record(&words[..len])).flatten()
+        });
     }
 
-    /// Writes `op` at tick `at` into the global session, which the caller saw recording.
-    #[inline]
-    fn write(&self, at: u64, op: QueueRecord) {
+    /// Tells the writer's session that this queue exists.
+    #[cold]
+    fn open(&self, w: &mut ThreadWriter, at: u64) {
         let mut words = [0; MAX_QUEUE_WORDS];
-        let len = queue_words(self.name, at, op, &mut words);
-        with_writer(Target::Global, |w| w.record(&words[..len]));
+        let len = queue_words(self.name, at, QueueRecord::Opened { capacity: self.capacity }, &mut words);
+        w.record(&words[..len]);
+        self.opened_in.store(w.session(), Relaxed);
     }
 
     /// Records a send that began at tick `began` and went through at `now`,

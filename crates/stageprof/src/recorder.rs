@@ -122,10 +122,6 @@ fn thread_name() -> String {
     std::thread::current().name().map(str::to_owned).or_else(given).unwrap_or_default()
 }
 
-/// The global profiler's id (0: none has been installed); a new session, a new id.
-pub(crate) fn global_session_id() -> u32 {
-    GLOBAL_ID.load(Relaxed)
-}
 static GLOBAL: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
 
 impl Shared {
@@ -334,6 +330,12 @@ impl ThreadWriter {
             pos: 0,
             seq: 0,
         }
+    }
+
+    /// The session (profiler) this writer records into; a new session, a new id.
+    #[inline(always)]
+    pub(crate) fn session(&self) -> u32 {
+        self.id.get()
     }
 
     /// Makes room for `need` words, changing blocks if this one is full.
@@ -553,7 +555,7 @@ impl Local {
             Target::Global => {
                 let id = GLOBAL_ID.load(Acquire);
                 if self.global.as_ref().map(|w| w.id.get()) != Some(id) {
-                    self.global = alloc::untracked(new_global_writer);
+                    self.replace_global();
                 }
                 self.global.as_mut()
             }
@@ -561,13 +563,30 @@ impl Local {
                 if let Some(i) = self.others.iter().position(|w| w.id.get() == shared.id) {
                     return Some(&mut self.others[i]);
                 }
-                alloc::untracked(|| {
-                    self.others.retain(|w| !w.shared.stop.load(Relaxed));
-                    self.others.push(ThreadWriter::new(shared.clone()));
-                });
+                self.add_writer(shared);
                 self.others.last_mut()
             }
         }
+    }
+
+    // The two writer changes are out of line: dropping and making a writer is
+    // long code that would otherwise bloat every recording call's fast path.
+
+    /// A writer for the global session now installed (none if there is none).
+    #[cold]
+    #[inline(never)]
+    fn replace_global(&mut self) {
+        self.global = alloc::untracked(new_global_writer);
+    }
+
+    /// A writer for the profiler `shared`, last in `others`, after the stopped ones go.
+    #[cold]
+    #[inline(never)]
+    fn add_writer(&mut self, shared: &Arc<Shared>) {
+        alloc::untracked(|| {
+            self.others.retain(|w| !w.shared.stop.load(Relaxed));
+            self.others.push(ThreadWriter::new(shared.clone()));
+        });
     }
 
     /// The writer an open span was recorded by, if it still exists.
@@ -582,7 +601,6 @@ impl Local {
     }
 }
 
-#[cold]
 fn new_global_writer() -> Option<ThreadWriter> {
     Shared::global().map(ThreadWriter::new)
 }
