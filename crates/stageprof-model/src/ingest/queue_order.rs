@@ -309,7 +309,7 @@ impl<P: QueueOperation> QueueOrder<P> {
                 };
                 // Built for the batch the first time a read needs them.
                 let mut misled = || spans.get_or_insert_with(|| Spans::of(&times)).misled_until(&times, i);
-                held.hold_to(before, raced(&times, i), times[i].began, &mut misled);
+                held.hold_to(before, || raced(&times, i), times[i].began, &mut misled);
             }
             let Moved::Received { sent } = op.moved() else {
                 held.settle_send(op, settle);
@@ -361,11 +361,13 @@ impl Held {
 
     /// Moves the count towards `read` items, the count before an
     /// operation whose call began at `began`, where they differ by more than
-    /// `raced` operations could explain, and a read before differed the same
+    /// `raced()` operations could explain, and a read before differed the same
     /// way and could not have been misled by the same operations (`misled`:
     /// when the last operation that may have misled this read ended).
-    fn hold_to(&mut self, read: u64, raced: u64, began: u64, misled: &mut dyn FnMut() -> u64) {
+    fn hold_to(&mut self, read: u64, raced: impl FnOnce() -> u64, began: u64, misled: &mut dyn FnMut() -> u64) {
         let count = self.items.len;
+        // Most reads agree with the count: the races are counted only where one does not.
+        let raced = if read == count { 0 } else { raced() };
         let off = if read > count.saturating_add(raced) {
             excess(read, count + raced)
         } else if count > read.saturating_add(raced) {
