@@ -73,7 +73,7 @@ fn ends<T>(
     // The clock is chosen once per process: before any operation is timed with it.
     crate::clock::clock();
     let meta = Arc::new(QueueMeta::new(name, capacity));
-    meta.record(ticks(), None);
+    meta.announce(ticks());
     (
         Sender { inner: tx, meta: meta.clone(), depth: DepthReads::new() },
         Receiver { inner: rx, meta, depth: DepthReads::new() },
@@ -118,27 +118,53 @@ impl QueueMeta {
         QueueMeta { name: crate::names::intern(name), capacity, opened_in: AtomicU32::new(0) }
     }
 
-    /// Records `op` at tick `at` into the global session (only that the
-    /// queue exists, for `None`), first saying it exists if this session
-    /// has not been told. `op`'s times are ticks of the recorder's clock
-    /// ([`crate::foreign::now_ticks`]).
-    #[inline(always)]
-    pub fn record(&self, at: u64, op: Option<QueueRecord>) {
-        if !GLOBAL_RECORDING.load(Relaxed) {
-            return;
-        }
-        // Laid out here, where the operation's kind is known and its layout folds to stores.
-        let mut words = [0; MAX_QUEUE_WORDS];
-        let len = op.map_or(0, |op| queue_words(self.name, at, op, &mut words));
-        // One thread-local access for both records; the writer knows its session.
-        with_writer(Target::Global, |w| {
-            // Written only when the session changed: both ends share this word, and a
-            // store on every operation would bounce its cache line between their threads.
-            if self.opened_in.load(Relaxed) != w.session() {
+    /// Says, at tick `at`, that the queue exists, if a session records.
+    fn announce(&self, at: u64) {
+        if GLOBAL_RECORDING.load(Relaxed) {
+            with_writer(Target::Global, |w| {
                 self.open(w, at);
-            }
-            (len > 0).then(|| w.record(&words[..len])).flatten()
-        });
+                Some(())
+            });
+        }
+    }
+
+    /// Records a send that began at tick `began` and went through at `now`,
+    /// leaving `depth` items (`None`: not read; one more than before).
+    /// Times are ticks of the recorder's clock ([`crate::foreign::now_ticks`]).
+    #[inline(always)]
+    pub fn sent(&self, began: u64, now: u64, depth: Option<u64>) {
+        let op = QueueRecord::Sent { blocked: now.saturating_sub(began), depth };
+        // Sends and receives each have a thread-local access of their own (a
+        // closure each): with one caller apiece, the compiler inlines it.
+        if GLOBAL_RECORDING.load(Relaxed) {
+            with_writer(Target::Global, |w| self.write(w, now, op));
+        }
+    }
+
+    /// Records a receive that began at tick `began` and took, at `now`, an
+    /// item whose send began at tick `sent` (`None`: not known; the reader
+    /// pairs the receive with its send), leaving `depth` items (`None`: not
+    /// read; one fewer than before).
+    #[inline(always)]
+    pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: Option<u64>) {
+        let op = QueueRecord::Received { waited: now.saturating_sub(began), depth, sent };
+        if GLOBAL_RECORDING.load(Relaxed) {
+            with_writer(Target::Global, |w| self.write(w, now, op));
+        }
+    }
+
+    /// Writes `op` at tick `at`, first saying the queue exists if the
+    /// writer's session has not been told.
+    #[inline(always)]
+    fn write(&self, w: &mut ThreadWriter, at: u64, op: QueueRecord) -> Option<()> {
+        // Written only when the session changed: both ends share this word, and a
+        // store on every operation would bounce its cache line between their threads.
+        if self.opened_in.load(Relaxed) != w.session() {
+            self.open(w, at);
+        }
+        let mut words = [0; MAX_QUEUE_WORDS];
+        let len = queue_words(self.name, at, op, &mut words);
+        w.record(&words[..len])
     }
 
     /// Tells the writer's session that this queue exists.
@@ -148,22 +174,6 @@ impl QueueMeta {
         let len = queue_words(self.name, at, QueueRecord::Opened { capacity: self.capacity }, &mut words);
         w.record(&words[..len]);
         self.opened_in.store(w.session(), Relaxed);
-    }
-
-    /// Records a send that began at tick `began` and went through at `now`,
-    /// leaving `depth` items (`None`: not read; one more than before).
-    #[inline]
-    pub fn sent(&self, began: u64, now: u64, depth: Option<u64>) {
-        self.record(now, Some(QueueRecord::Sent { blocked: now.saturating_sub(began), depth }));
-    }
-
-    /// Records a receive that began at tick `began` and took, at `now`, an
-    /// item whose send began at tick `sent` (`None`: not known; the reader
-    /// pairs the receive with its send), leaving `depth` items (`None`: not
-    /// read; one fewer than before).
-    #[inline]
-    pub fn received(&self, began: u64, now: u64, depth: Option<u64>, sent: Option<u64>) {
-        self.record(now, Some(QueueRecord::Received { waited: now.saturating_sub(began), depth, sent }));
     }
 }
 
@@ -223,14 +233,15 @@ impl<T> Sender<T> {
         let began = ticks();
         // An item that fits at once waited for nothing: its send is recorded at
         // the tick it began, which saves a clock read on the common path.
-        match self.inner.try_send(item) {
-            Ok(()) => self.sent_at(began, began, Ok(())),
-            Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+        let now = match self.inner.try_send(item) {
+            Ok(()) => began,
+            Err(TrySendError::Disconnected(item)) => return Err(SendError(item)),
             Err(TrySendError::Full(item)) => {
-                let done = self.inner.send(item);
-                self.sent(began, done)
+                self.inner.send(item)?;
+                ticks()
             }
-        }
+        };
+        self.sent_at(began, now, Ok(()))
     }
 
     /// Sends `item` if there is room now.
@@ -291,14 +302,12 @@ impl<T> Receiver<T> {
     fn recv_recorded(&self) -> Result<T, RecvError> {
         let began = ticks();
         // As for `send`: an item there at once was waited for not at all.
-        match self.inner.try_recv() {
-            Ok(item) => self.received_at(began, began, Ok(item)),
-            Err(TryRecvError::Disconnected) => Err(RecvError),
-            Err(TryRecvError::Empty) => {
-                let got = self.inner.recv();
-                self.received(began, got)
-            }
-        }
+        let (item, now) = match self.inner.try_recv() {
+            Ok(item) => (item, began),
+            Err(TryRecvError::Disconnected) => return Err(RecvError),
+            Err(TryRecvError::Empty) => (self.inner.recv()?, ticks()),
+        };
+        self.received_at(began, now, Ok(item))
     }
 
     /// Takes an item if there is one now.
