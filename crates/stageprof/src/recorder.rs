@@ -576,7 +576,7 @@ impl Local {
     #[cold]
     #[inline(never)]
     fn replace_global(&mut self) {
-        self.global = alloc::untracked(new_global_writer);
+        self.global = alloc::untracked(|| Shared::global().map(ThreadWriter::new));
     }
 
     /// A writer for the profiler `shared`, last in `others`, after the stopped ones go.
@@ -599,10 +599,6 @@ impl Local {
             self.others.iter_mut().find(|w| w.id.get() == id)
         }
     }
-}
-
-fn new_global_writer() -> Option<ThreadWriter> {
-    Shared::global().map(ThreadWriter::new)
 }
 
 /// Runs `f` with this thread's writer for `target`; `None` during thread teardown.
