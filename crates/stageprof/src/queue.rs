@@ -134,8 +134,10 @@ impl QueueMeta {
     #[inline(always)]
     pub fn sent(&self, began: u64, now: u64, depth: Option<u64>) {
         let op = QueueRecord::Sent { blocked: now.saturating_sub(began), depth };
-        // Sends and receives each have a thread-local access of their own (a
-        // closure each): with one caller apiece, the compiler inlines it.
+        // Sends and receives each reach the writer through a closure of their
+        // own: one closure for both made one thread-local access function, with
+        // every operation calling it, too big to inline. Now a program using
+        // `send` and `recv` has one caller of each, which the compiler inlines.
         if GLOBAL_RECORDING.load(Relaxed) {
             with_writer(Target::Global, |w| self.write(w, now, op));
         }
