@@ -205,9 +205,10 @@ fn compare(title: &str, rounds: usize, mut round: Box<Round>) {
         } else {
             let costs: Vec<f64> = times[i].iter().zip(&times[0]).map(|(t, base)| t - base).collect();
             // Where no round was at full speed for both plain contenders, there is no figure.
-            let at_full_speed = match full_speed.is_empty() {
-                true => "none".to_owned(),
-                false => format!("{:+6.1} ns", median(full_speed.iter().map(|&r| costs[r]).collect())),
+            let at_full_speed = if full_speed.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{:+6.1} ns", median(full_speed.iter().map(|&r| costs[r]).collect()))
             };
             println!(
                 "  {:<30} {time:8.1} ns  {:+6.1} ns   at full speed {at_full_speed}",

@@ -164,18 +164,22 @@ impl QueueMeta {
         if self.opened_in.load(Relaxed) != w.session() {
             self.open(w, at);
         }
-        let mut words = [0; MAX_QUEUE_WORDS];
-        let len = queue_words(self.name, at, op, &mut words);
-        w.record(&words[..len])
+        self.lay_out(w, at, op)
     }
 
     /// Tells the writer's session that this queue exists.
     #[cold]
     fn open(&self, w: &mut ThreadWriter, at: u64) {
-        let mut words = [0; MAX_QUEUE_WORDS];
-        let len = queue_words(self.name, at, QueueRecord::Opened { capacity: self.capacity }, &mut words);
-        w.record(&words[..len]);
+        self.lay_out(w, at, QueueRecord::Opened { capacity: self.capacity });
         self.opened_in.store(w.session(), Relaxed);
+    }
+
+    /// Lays `op`'s record out and writes it, as it is.
+    #[inline(always)]
+    fn lay_out(&self, w: &mut ThreadWriter, at: u64, op: QueueRecord) -> Option<()> {
+        let mut words = [0; MAX_QUEUE_WORDS];
+        let len = queue_words(self.name, at, op, &mut words);
+        w.record(&words[..len])
     }
 }
 

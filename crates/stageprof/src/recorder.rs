@@ -424,8 +424,9 @@ impl ThreadWriter {
 
     /// Records a whole record its caller laid out (a queue operation, a
     /// front door's, the GPU thread's, a closed tracing span's); `None` if it
-    /// had to be dropped. Inlined: the queue's hot path calls it from inside
-    /// the thread-local access, which std does not inline.
+    /// had to be dropped. Inlined into each caller's thread-local access: on
+    /// the queue's hot path that access is itself inlined, and the record
+    /// folds to a few stores.
     #[inline(always)]
     pub(crate) fn record(&mut self, words: &[u64]) -> Option<()> {
         if !self.reserve(words.len() + self.open * MAX_END_WORDS) {
