@@ -19,19 +19,30 @@
 //!
 //! An operation's tick is read just before the channel moves the item (or
 //! just after, where it had to wait), so a receive can be timed before the
-//! send of its item, by nanoseconds, or by as long as its thread was
+//! send of its item, by nanoseconds, or by as long as a thread was
 //! preempted in between: a receive that finds no item takes the next send
-//! of its queue still waiting.
+//! of its queue still waiting. A send that had to wait for room is timed
+//! after its item went in, so where its thread was preempted before that
+//! tick, the receive that took the item can be settled passes before the
+//! send is read: a receive that finds no item and no later send waits for
+//! its queue's next send to come, for up to [`HOLD_NS`] of newer operations,
+//! before it is taken to have received an item no send told of ([`KEEP`]
+//! wait so at most). Only the receive waits: the model of the queue lacks
+//! both it and its send meanwhile, and so agrees with what the depth reads
+//! say, where holding back its thread's later operations would not.
 //!
 //! Where operations were not recorded (before the session, while recording
 //! was off, records dropped), counting alone would pair every later receive
 //! with the wrong send, so the count is held to the depth the operations
 //! read. Operations of two threads closer than [`RACE_NS`] are taken to
-//! have raced where a read is checked. A read further off than that may
-//! still be a misreading: an operation moved its item, and read the depth,
-//! somewhere between its call's start (its tick less its wait) and its
-//! thread's next call, and a thread preempted between its tick and its move
-//! makes the reads taken meanwhile look off, its own and other threads'.
+//! have raced where a read is checked, and so are those under way at its
+//! tick (a send waiting for room, woken by the receive that made it, puts
+//! its item in before its own tick, however long the wake-up took). A read
+//! further off than that may still be a misreading: an operation moved its
+//! item, and read the depth, somewhere between its call's start (its tick
+//! less its wait) and its thread's next call, and a thread preempted between
+//! its tick and its move makes the reads taken meanwhile look off, its own
+//! and other threads'.
 //! So the count moves only where a second read is off the same way as the
 //! first (by the smaller difference) and its call began after every
 //! operation that overlapped the first had ended: one preemption explains
@@ -193,6 +204,8 @@ impl Items {
 pub struct QueueOrder<P> {
     /// In arrival order; `None` where settled ahead of its turn.
     waiting: Vec<Option<P>>,
+    /// Receives that found no item in their turn, waiting for a send, oldest first.
+    held_back: Vec<P>,
     oldest_ns: u64,
     newest_ns: u64,
     held: HashMap<u32, Held>,
@@ -220,6 +233,7 @@ impl<P: QueueOperation> QueueOrder<P> {
     pub fn with_keep(keep: usize) -> Self {
         QueueOrder {
             waiting: Vec::new(),
+            held_back: Vec::new(),
             oldest_ns: u64::MAX,
             newest_ns: 0,
             held: HashMap::new(),
@@ -275,6 +289,7 @@ impl<P: QueueOperation> QueueOrder<P> {
         // The operations stay where they are; their times are sorted, ties
         // in arrival order. A stable sort: each thread's operations arrive
         // in time order, so the times are a few sorted runs, which it merges.
+        self.waiting.extend(self.held_back.drain(..).map(Some));
         let mut times: Vec<OpTime> = self
             .waiting
             .iter()
@@ -301,6 +316,15 @@ impl<P: QueueOperation> QueueOrder<P> {
         for i in 0..cut {
             let Some(op) = ops.take(i) else { continue };
             let held = self.held.entry(op.queue()).or_default();
+            let may_wait = !all && self.held_back.len() < self.keep && self.newest_ns - op.ns() < HOLD_NS;
+            if may_wait && held.items.len == 0 && op.moved() == (Moved::Received { sent: None }) {
+                // Built for the batch the first time a receive needs it.
+                let sends = sends.get_or_insert_with(|| Sends::of(&times));
+                if sends.first_after(&ops, op.queue(), i).is_none() {
+                    self.held_back.push(op); // its send's record is still to come
+                    continue;
+                }
+            }
             if let Some(read) = op.depth() {
                 // The count before the operation, as the depth it read after it says.
                 let before = match op.moved() {
@@ -308,8 +332,11 @@ impl<P: QueueOperation> QueueOrder<P> {
                     Moved::Received { .. } => read.saturating_add(1),
                 };
                 // Built for the batch the first time a read needs them.
-                let mut misled = || spans.get_or_insert_with(|| Spans::of(&times)).misled_until(&times, i);
-                held.hold_to(before, || raced(&times, i), times[i].began, &mut misled);
+                let around = || {
+                    let spans = spans.get_or_insert_with(|| Spans::of(&times));
+                    Around { raced: spans.raced(&times, i), misled_until: spans.misled_until(&times, i) }
+                };
+                held.hold_to(before, times[i].began, around);
             }
             let Moved::Received { sent } = op.moved() else {
                 held.settle_send(op, settle);
@@ -323,7 +350,6 @@ impl<P: QueueOperation> QueueOrder<P> {
                 None => held.items.pop(),
             };
             let taken = taken.or_else(|| {
-                // Built for the batch the first time a receive needs it.
                 let send = sends.get_or_insert_with(|| Sends::of(&times)).next_after(&mut ops, op.queue(), i)?;
                 held.settle_send(send, settle);
                 held.items.pop()
@@ -335,7 +361,8 @@ impl<P: QueueOperation> QueueOrder<P> {
         }
         self.waiting = ops.ops;
         self.waiting.retain(Option::is_some);
-        self.oldest_ns = times.get(cut).map_or(u64::MAX, |t| t.ns);
+        let held_back_ns = self.held_back.first().map_or(u64::MAX, P::ns);
+        self.oldest_ns = times.get(cut).map_or(u64::MAX, |t| t.ns).min(held_back_ns);
     }
 }
 
@@ -361,13 +388,12 @@ impl Held {
 
     /// Moves the count towards `read` items, the count before an
     /// operation whose call began at `began`, where they differ by more than
-    /// `raced()` operations could explain, and a read before differed the same
-    /// way and could not have been misled by the same operations (`misled`:
-    /// when the last operation that may have misled this read ended).
-    fn hold_to(&mut self, read: u64, raced: impl FnOnce() -> u64, began: u64, misled: &mut dyn FnMut() -> u64) {
+    /// the operations that raced it could explain, and a read before differed
+    /// the same way and could not have been misled by the same operations.
+    fn hold_to(&mut self, read: u64, began: u64, around: impl FnOnce() -> Around) {
         let count = self.items.len;
-        // Most reads agree with the count: the races are counted only where one does not.
-        let raced = if read == count { 0 } else { raced() };
+        // Most reads agree with the count: what went on around one is looked at only where it does not.
+        let Around { raced, misled_until } = if read == count { Around::default() } else { around() };
         let off = if read > count.saturating_add(raced) {
             excess(read, count + raced)
         } else if count > read.saturating_add(raced) {
@@ -392,7 +418,7 @@ impl Held {
             self.items.drop_oldest(by as u64);
         }
         let left = off - off.signum() * by;
-        self.doubt = (left != 0).then(|| Doubt { off: left, until_ns: misled() });
+        self.doubt = (left != 0).then_some(Doubt { off: left, until_ns: misled_until });
     }
 }
 
@@ -432,18 +458,23 @@ impl Sends {
         Sends(at)
     }
 
-    /// The first send of `queue` after the `i`-th operation not yet settled, taken out of `ops`.
-    fn next_after<P>(&mut self, ops: &mut Waiting<'_, P>, queue: u32, i: usize) -> Option<P> {
+    /// Where, in time order, the first send of `queue` after the `i`-th operation not yet settled is.
+    fn first_after<P>(&mut self, ops: &Waiting<'_, P>, queue: u32, i: usize) -> Option<usize> {
         let at = self.0.get_mut(&queue)?;
         // Sends before `i`, or taken, are settled already: the front only moves on.
-        while let Some(j) = at.pop_front() {
-            if j > i {
-                if let Some(send) = ops.take(j) {
-                    return Some(send);
-                }
+        while let Some(&j) = at.front() {
+            if j > i && ops.ops[ops.times[j].at].is_some() {
+                return Some(j);
             }
+            at.pop_front();
         }
         None
+    }
+
+    /// The first send of `queue` after the `i`-th operation not yet settled, taken out of `ops`.
+    fn next_after<P>(&mut self, ops: &mut Waiting<'_, P>, queue: u32, i: usize) -> Option<P> {
+        let j = self.first_after(ops, queue, i)?;
+        ops.take(j)
     }
 }
 
@@ -452,15 +483,31 @@ fn excess(a: u64, b: u64) -> i64 {
     (a - b).min(i64::MAX as u64) as i64
 }
 
+/// What went on around a read that differs from the count: operations that
+/// raced it, and when the last that may have misled it ended.
+#[derive(Default)]
+struct Around {
+    raced: u64,
+    misled_until: u64,
+}
+
 /// When each operation being settled may have moved its item and read the
 /// depth: from its call's start to its thread's next call's start, or
 /// [`SPAN_MAX_NS`] (see the module doc).
 struct Spans {
     /// Per operation in time order, where its span ends.
     ends: Vec<u64>,
-    /// Per queue, its operations' span starts, sorted, and for each the
-    /// latest end of its span and those starting before it.
-    by_queue: HashMap<u32, (Vec<u64>, Vec<u64>)>,
+    by_queue: HashMap<u32, QueueSpans>,
+}
+
+/// One queue's operations' spans and calls.
+struct QueueSpans {
+    /// Span starts (calls' starts), sorted.
+    starts: Vec<u64>,
+    /// For each of `starts`, the latest end of its span and those starting before it.
+    latest_ends: Vec<u64>,
+    /// The operations' ticks, sorted.
+    ticks: Vec<u64>,
 }
 
 impl Spans {
@@ -474,8 +521,10 @@ impl Spans {
             }
         }
         let mut spans: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+        let mut ticks: HashMap<u32, Vec<u64>> = HashMap::new();
         for (t, &end) in times.iter().zip(&ends) {
             spans.entry(t.queue).or_default().push((t.began, end));
+            ticks.entry(t.queue).or_default().push(t.ns); // (in time order already)
         }
         let by_queue = spans
             .into_iter()
@@ -488,7 +537,8 @@ impl Spans {
                         Some(*latest)
                     })
                     .collect();
-                (queue, (spans.into_iter().map(|(start, _)| start).collect(), latest_ends))
+                let starts = spans.into_iter().map(|(start, _)| start).collect();
+                (queue, QueueSpans { starts, latest_ends, ticks: ticks.remove(&queue).unwrap_or_default() })
             })
             .collect();
         Spans { ends, by_queue }
@@ -499,21 +549,32 @@ impl Spans {
     /// read may mislead others.
     fn misled_until(&self, times: &[OpTime], i: usize) -> u64 {
         let end = self.ends[i];
-        let (starts, latest_ends) = &self.by_queue[&times[i].queue];
+        let QueueSpans { starts, latest_ends, .. } = &self.by_queue[&times[i].queue];
         // Those that start before it ends: those of them that ended before it began end before its end too.
         match starts.partition_point(|&start| start < end) {
             0 => end,
             n => latest_ends[n - 1].max(end),
         }
     }
-}
 
-/// Operations on op `i`'s queue, other than it, within [`RACE_NS`] of it.
-fn raced(times: &[OpTime], i: usize) -> u64 {
-    let (ns, queue) = (times[i].ns, times[i].queue);
-    let from = times.partition_point(|t| t.ns < ns.saturating_sub(RACE_NS));
-    let to = times.partition_point(|t| t.ns <= ns.saturating_add(RACE_NS));
-    times[from..to].iter().filter(|t| t.queue == queue).count() as u64 - 1
+    /// Operations on op `i`'s queue, other than it, that may have moved
+    /// their item on the other side of its read from where their ticks put
+    /// them: those within [`RACE_NS`] of it, and those under way at its tick
+    /// (begun before, gone through after). A send waiting for room is woken
+    /// by the receive that makes it, and its item goes in before its tick,
+    /// however long the wake-up took.
+    fn raced(&self, times: &[OpTime], i: usize) -> u64 {
+        let (ns, queue) = (times[i].ns, times[i].queue);
+        let under_way = |t: &OpTime| t.began <= ns && ns < t.ns;
+        let from = times.partition_point(|t| t.ns < ns.saturating_sub(RACE_NS));
+        let to = times.partition_point(|t| t.ns <= ns.saturating_add(RACE_NS));
+        let close = times[from..to].iter().filter(|t| t.queue == queue && !under_way(t)).count() as u64 - 1;
+        // Each call's start is at or before its tick, so those begun by `ns` less those gone through by then.
+        let QueueSpans { starts, ticks, .. } = &self.by_queue[&queue];
+        let begun = starts.partition_point(|&start| start <= ns);
+        let through = ticks.partition_point(|&tick| tick <= ns);
+        close + begun.saturating_sub(through) as u64
+    }
 }
 
 #[cfg(test)]
@@ -715,6 +776,74 @@ mod tests {
     }
 
     #[test]
+    fn a_receive_whose_send_is_recorded_passes_later_waits_for_it() {
+        // A queue of 8 kept full. The sender blocked on a ninth item; once room
+        // came, its item went in at 20 µs, and the thread was preempted for 30 ms
+        // before its tick. The receive that took the item (20.1 µs) is settled two
+        // passes before the send's record comes: it waits for that send.
+        let mut order = QueueOrder::default();
+        let mut seen = Vec::new();
+        let mut out = |op: Timed, sent| seen.push((op.label, sent));
+        order.passed(0, &mut out);
+        let preempted_ns = 30_000_000;
+        let blocked =
+            |ns, label| Timed { waited: ns - 1_500, label, ..timed(ns, Moved::Sent { began: 1_500 }, None, "send") };
+        let full = (0..8).map(|i| send(1_000 + 10 * i, None));
+        let depth = |i| (i == 0).then_some(7);
+        let receives =
+            (0..8).map(|i| receive(5_000 + 1_000 * i, depth(i), "r")).chain([receive(20_100, Some(0), "ninth")]);
+        for op in full.chain(receives) {
+            order.push(op, &mut out);
+        }
+        for pass in 1..=3 {
+            order.passed(pass * 10_000_000, &mut out);
+        }
+        for op in [blocked(20_000 + preempted_ns, "send"), send(20_000 + preempted_ns + 100, None)] {
+            order.push(op, &mut out);
+        }
+        order.push(receive(20_000 + preempted_ns + 200, Some(0), "tenth"), &mut out);
+        order.finish(&mut out);
+        let receives: Vec<_> = seen.into_iter().filter(|&(label, _)| label != "send").collect();
+        let truth: Vec<_> = (0..8)
+            .map(|i| ("r", Some(1_000 + 10 * i)))
+            .chain([("ninth", Some(1_500)), ("tenth", Some(20_000 + preempted_ns + 100))])
+            .collect();
+        assert_eq!(receives, truth);
+        assert_eq!(order.late(), 0);
+    }
+
+    #[test]
+    fn a_send_woken_by_a_receive_races_its_read_however_late_its_tick() {
+        // As a loaded run recorded it: a queue of 8 kept full, its sender
+        // blocked. Each receive takes an item and wakes the sender, whose item
+        // goes in before the receive reads the depth (8 left); the send's tick
+        // comes 0.5 µs later, or, twice, 5 µs. Those two reads are far enough
+        // apart that neither could have misled the other, both are off by one
+        // from the ticks' order, and both are explained by the send under
+        // way: the count stays, and every receive takes its own send.
+        let full = (0..8).map(|i| send(1_000 + 10 * i, (i == 0).then_some(1)));
+        let (lags, reads) = ([5_000, 500, 5_000], [Some(8), None, Some(8)]);
+        let mut call = 1_100;
+        let mut woken = Vec::new();
+        for (k, (lag, read)) in lags.into_iter().zip(reads).enumerate() {
+            let at = 20_000 + 10_000 * k as u64;
+            woken.push(receive(at, read, "r"));
+            woken.push(Timed { waited: at + lag - call, ..timed(at + lag, Moved::Sent { began: call }, None, "send") });
+            call = at + lag + 10;
+        }
+        let drained = (0..8).map(|i| receive(100_000 + 100 * i, (i == 7).then_some(0), "r"));
+        let mut ops: Vec<Timed> = full.chain(woken).chain(drained).collect();
+        let truth: Vec<Option<u64>> = ops
+            .iter()
+            .filter_map(|op| matches!(op.moved, Moved::Sent { .. }).then_some(op.ns - op.waited))
+            .map(Some)
+            .collect();
+        ops.sort_by_key(|op| op.ns);
+        let got: Vec<Option<u64>> = settled(&mut QueueOrder::default(), ops).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(got, truth);
+    }
+
+    #[test]
     fn a_read_that_racing_operations_can_explain_moves_nothing() {
         let mut order = QueueOrder::default();
         // The receive's read (0 left) came after a send 500 ns later had gone in: 1 left.
@@ -762,8 +891,9 @@ mod tests {
     fn a_thread_whose_records_come_later_than_the_hold_is_counted_late() {
         // Keep 4 (twice that may wait): the receiver's twelve operations come
         // first, its sender's thread held up. Eight receives are settled before
-        // any send has come and find no item; the eight sends older than the
-        // newest of them come late.
+        // any send has come and find no item: four wait for sends (as many as
+        // may) and take their own, four are taken to have received items no
+        // send told of. The eight sends older than the newest of them come late.
         let mut order = QueueOrder::with_keep(4);
         let mut seen = Vec::new();
         let receives = (1..=12).map(|i| receive(i * 10_000 + 1, None, "r"));
@@ -773,7 +903,9 @@ mod tests {
         }
         order.finish(&mut |op, sent| seen.push((op.label, sent)));
         assert_eq!(order.late(), 8);
-        assert_eq!(seen.iter().filter(|&&(label, sent)| label == "r" && sent.is_none()).count(), 8);
+        let receives: Vec<Option<u64>> = seen.iter().filter(|&&(label, _)| label == "r").map(|&(_, s)| s).collect();
+        // (In the order settled: those that could not wait first.)
+        assert_eq!(receives[..8], [None, None, None, None, Some(10_000), Some(20_000), Some(30_000), Some(40_000)]);
         // The same operations in time order: none late, every receive paired with its send.
         let mut order = QueueOrder::with_keep(4);
         let ops = (1..=12).flat_map(|i| [send(i * 10_000, None), receive(i * 10_000 + 1, None, "r")]).collect();
