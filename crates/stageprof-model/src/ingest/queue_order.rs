@@ -331,12 +331,7 @@ impl<P: QueueOperation> QueueOrder<P> {
                     Moved::Sent { .. } => read.saturating_sub(1),
                     Moved::Received { .. } => read.saturating_add(1),
                 };
-                // Built for the batch the first time a read needs them.
-                let around = || {
-                    let spans = spans.get_or_insert_with(|| Spans::of(&times));
-                    Around { raced: spans.raced(&times, i), misled_until: spans.misled_until(&times, i) }
-                };
-                held.hold_to(before, times[i].began, around);
+                held.hold_to(before, times[i].began, &mut Around { times: &times, i, spans: &mut spans });
             }
             let Moved::Received { sent } = op.moved() else {
                 held.settle_send(op, settle);
@@ -390,17 +385,18 @@ impl Held {
     /// operation whose call began at `began`, where they differ by more than
     /// the operations that raced it could explain, and a read before differed
     /// the same way and could not have been misled by the same operations.
-    fn hold_to(&mut self, read: u64, began: u64, around: impl FnOnce() -> Around) {
+    fn hold_to(&mut self, read: u64, began: u64, around: &mut Around<'_>) {
         let count = self.items.len;
-        // Most reads agree with the count: what went on around one is looked at only where it does not.
-        let Around { raced, misled_until } = if read == count { Around::default() } else { around() };
-        let off = if read > count.saturating_add(raced) {
-            excess(read, count + raced)
-        } else if count > read.saturating_add(raced) {
-            -excess(count, read + raced)
-        } else {
-            0
-        };
+        // Most reads agree with the count, and most that do not are explained
+        // by operations close by: the rest of what went on is looked at last.
+        let mut off = 0;
+        if read != count {
+            let close = around.close();
+            off = off_by(read, count, close);
+            if off != 0 {
+                off = off_by(read, count, close + around.under_way());
+            }
+        }
         let by = match (std::mem::replace(&mut self.read, true), self.doubt) {
             _ if off == 0 => 0,
             (false, _) => off.abs(),
@@ -418,7 +414,7 @@ impl Held {
             self.items.drop_oldest(by as u64);
         }
         let left = off - off.signum() * by;
-        self.doubt = (left != 0).then_some(Doubt { off: left, until_ns: misled_until });
+        self.doubt = (left != 0).then(|| Doubt { off: left, until_ns: around.misled_until() });
     }
 }
 
@@ -478,17 +474,65 @@ impl Sends {
     }
 }
 
-/// `a - b` as a signed count, saturating.
-fn excess(a: u64, b: u64) -> i64 {
-    (a - b).min(i64::MAX as u64) as i64
+/// How far `read` is off `count`, beyond what `raced` operations explain (signed, saturating).
+fn off_by(read: u64, count: u64, raced: u64) -> i64 {
+    let excess = |a: u64, b: u64| (a - b).min(i64::MAX as u64) as i64;
+    if read > count.saturating_add(raced) {
+        excess(read, count + raced)
+    } else if count > read.saturating_add(raced) {
+        -excess(count, read + raced)
+    } else {
+        0
+    }
 }
 
-/// What went on around a read that differs from the count: operations that
-/// raced it, and when the last that may have misled it ended.
-#[derive(Default)]
-struct Around {
-    raced: u64,
-    misled_until: u64,
+/// What went on around op `i`'s read, worked out as far as a read off the
+/// count needs: the spans are built for the batch the first time one does.
+struct Around<'a> {
+    times: &'a [OpTime],
+    i: usize,
+    spans: &'a mut Option<Spans>,
+}
+
+impl Around<'_> {
+    /// Operations on its queue within [`RACE_NS`] of it, itself included.
+    fn window(&self) -> impl Iterator<Item = &OpTime> + '_ {
+        let (ns, queue) = (self.times[self.i].ns, self.times[self.i].queue);
+        let from = self.times.partition_point(|t| t.ns < ns.saturating_sub(RACE_NS));
+        let to = self.times.partition_point(|t| t.ns <= ns.saturating_add(RACE_NS));
+        self.times[from..to].iter().filter(move |t| t.queue == queue)
+    }
+
+    /// Operations other than it within [`RACE_NS`] of it: they may have
+    /// moved their items on either side of its read.
+    fn close(&self) -> u64 {
+        self.window().count() as u64 - 1
+    }
+
+    /// Operations further off that were under way at its tick (begun
+    /// before, through after), which may have moved their items on either
+    /// side of its read too: a send waiting for room, woken by the receive
+    /// that made it, puts its item in before its own tick, however long the
+    /// wake-up took.
+    fn under_way(&mut self) -> u64 {
+        let (ns, queue) = (self.times[self.i].ns, self.times[self.i].queue);
+        let under_way_close = self.window().filter(|t| t.began <= ns && ns < t.ns).count();
+        let QueueSpans { starts, ticks, .. } = &self.spans().by_queue[&queue];
+        // Each call starts at or before its tick: those begun by `ns` less those through by then.
+        let under_way =
+            starts.partition_point(|&start| start <= ns).saturating_sub(ticks.partition_point(|&tick| tick <= ns));
+        under_way.saturating_sub(under_way_close) as u64
+    }
+
+    /// When the last operation that may have misled its read ended.
+    fn misled_until(&mut self) -> u64 {
+        let (times, i) = (self.times, self.i);
+        self.spans().misled_until(times, i)
+    }
+
+    fn spans(&mut self) -> &Spans {
+        self.spans.get_or_insert_with(|| Spans::of(self.times))
+    }
 }
 
 /// When each operation being settled may have moved its item and read the
@@ -555,25 +599,6 @@ impl Spans {
             0 => end,
             n => latest_ends[n - 1].max(end),
         }
-    }
-
-    /// Operations on op `i`'s queue, other than it, that may have moved
-    /// their item on the other side of its read from where their ticks put
-    /// them: those within [`RACE_NS`] of it, and those under way at its tick
-    /// (begun before, gone through after). A send waiting for room is woken
-    /// by the receive that makes it, and its item goes in before its tick,
-    /// however long the wake-up took.
-    fn raced(&self, times: &[OpTime], i: usize) -> u64 {
-        let (ns, queue) = (times[i].ns, times[i].queue);
-        let under_way = |t: &OpTime| t.began <= ns && ns < t.ns;
-        let from = times.partition_point(|t| t.ns < ns.saturating_sub(RACE_NS));
-        let to = times.partition_point(|t| t.ns <= ns.saturating_add(RACE_NS));
-        let close = times[from..to].iter().filter(|t| t.queue == queue && !under_way(t)).count() as u64 - 1;
-        // Each call's start is at or before its tick, so those begun by `ns` less those gone through by then.
-        let QueueSpans { starts, ticks, .. } = &self.by_queue[&queue];
-        let begun = starts.partition_point(|&start| start <= ns);
-        let through = ticks.partition_point(|&tick| tick <= ns);
-        close + begun.saturating_sub(through) as u64
     }
 }
 
