@@ -10,7 +10,9 @@
 //! as operations are settled. A receive can still come before the send
 //! that brought its item (a Python item named before its send was settled):
 //! then the receive, and whatever its thread sends after it, wait until
-//! that send comes.
+//! that send comes. A receive can also come after a later one of its
+//! thread (it waited in `queue_order` for its send's record): the later one
+//! stays the thread's last, by their ticks.
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -50,8 +52,9 @@ const MAX_KEPT: usize = 1 << 20;
 /// item's entry tick is known (`None`: not known).
 pub struct ItemOrigins<P> {
     in_flight: HashMap<ItemId, Origin>,
-    /// Per thread, where the last item it received entered (absent: it received none).
-    last_received: HashMap<u32, Origin>,
+    /// Per thread, the tick of the last receive it made and where that
+    /// receive's item entered (absent: it received none).
+    last_received: HashMap<u32, (u64, Origin)>,
     waiting: HashMap<ItemId, Waiting<P>>,
     /// [`MAX_KEPT`], lower in tests.
     max_kept: usize,
@@ -76,8 +79,8 @@ impl<P> ItemOrigins<P> {
         let origin = match self.last_received.get(&thread) {
             None => Origin::At(began),
             // A thread that took its own item back cannot be waiting for it.
-            Some(&Origin::As(waited)) if waited == id => Origin::Unknown,
-            Some(&origin) => origin,
+            Some(&(_, Origin::As(waited))) if waited == id => Origin::Unknown,
+            Some(&(_, origin)) => origin,
         };
         match self.waiting.remove(&id) {
             Some(waiting) => self.settle(id, waiting, origin, deliver),
@@ -85,13 +88,14 @@ impl<P> ItemOrigins<P> {
         }
     }
 
-    /// `thread` received on `queue` the item whose send began at tick `sent`
-    /// (`None`: not recorded then); `pending` is delivered with the item's
-    /// entry tick, now or once the send is decoded.
+    /// `thread` received on `queue`, at tick `at`, the item whose send
+    /// began at tick `sent` (`None`: not recorded then); `pending` is
+    /// delivered with the item's entry tick, now or once the send is decoded.
+    /// A receive can come after a later one of its thread (one that waited
+    /// for its send's record): the later one stays the thread's last.
     pub fn received(
         &mut self,
-        queue: u32,
-        thread: u32,
+        (queue, thread, at): (u32, u32, u64),
         sent: Option<u64>,
         pending: P,
         deliver: &mut impl FnMut(P, Option<u64>),
@@ -100,7 +104,10 @@ impl<P> ItemOrigins<P> {
             None => Origin::Unknown,
             Some(tick) => self.in_flight.remove(&(queue, tick)).unwrap_or(Origin::As((queue, tick))),
         };
-        self.last_received.insert(thread, origin);
+        let last = self.last_received.entry(thread).or_insert((at, origin));
+        if last.0 <= at {
+            *last = (at, origin);
+        }
         match origin {
             Origin::At(tick) => deliver(pending, Some(tick)),
             Origin::Unknown => deliver(pending, None),
@@ -148,7 +155,7 @@ impl<P> ItemOrigins<P> {
     /// Item `id`'s send is decoded: it entered at `origin`, and so did
     /// everything that waited for it.
     fn settle(&mut self, id: ItemId, waiting: Waiting<P>, origin: Origin, deliver: &mut impl FnMut(P, Option<u64>)) {
-        for last in self.last_received.values_mut().filter(|o| **o == Origin::As(id)) {
+        for (_, last) in self.last_received.values_mut().filter(|(_, o)| *o == Origin::As(id)) {
             *last = origin;
         }
         for sent in waiting.sends {
@@ -188,17 +195,19 @@ fn oldest_half<'a>(ids: impl Iterator<Item = &'a ItemId>) -> u64 {
 mod tests {
     use super::*;
 
-    /// Runs `steps` (a thread sends or receives on queue 1 at the tick
-    /// given) and returns each receive's label with its entry tick, in the
-    /// order they were delivered, after `finish`.
+    /// Runs `steps` (a thread sends or receives on queue 1; a receive's
+    /// tick is its step's place) and returns each receive's label with its
+    /// entry tick, in the order they were delivered, after `finish`.
     fn run(steps: &[Step]) -> Vec<(&'static str, Option<u64>)> {
         let mut origins = ItemOrigins::default();
         let mut out = Vec::new();
         let mut deliver = |label, origin| out.push((label, origin));
-        for step in steps {
+        for (at, step) in steps.iter().enumerate() {
             match *step {
                 Step::Send { thread, began } => origins.sent(1, thread, began, &mut deliver),
-                Step::Receive { thread, sent, label } => origins.received(1, thread, sent, label, &mut deliver),
+                Step::Receive { thread, sent, label } => {
+                    origins.received((1, thread, at as u64), sent, label, &mut deliver)
+                }
             }
         }
         origins.finish(&mut deliver);
@@ -264,14 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn a_receive_that_comes_after_a_later_one_of_its_thread_leaves_the_later_as_its_last() {
+        // Thread 2 received item 10 at tick 30, and item 20 at tick 40, which
+        // came first (its receive at 30 waited for its send's record); the
+        // item it sends after both is made from item 20.
+        let mut origins = ItemOrigins::default();
+        let mut out = Vec::new();
+        let mut deliver = |label, origin| out.push((label, origin));
+        origins.sent(1, 1, 10, &mut deliver);
+        origins.sent(1, 1, 20, &mut deliver);
+        origins.received((1, 2, 40), Some(20), "second", &mut deliver);
+        origins.received((1, 2, 30), Some(10), "first", &mut deliver);
+        origins.sent(2, 2, 45, &mut deliver);
+        origins.received((2, 3, 50), Some(45), "passed on", &mut deliver);
+        assert_eq!(out, [("second", Some(20)), ("first", Some(10)), ("passed on", Some(20))]);
+    }
+
+    #[test]
     fn the_same_tick_on_two_queues_is_two_items() {
         let mut origins = ItemOrigins::default();
         let mut out = Vec::new();
         let mut deliver = |label, origin| out.push((label, origin));
         origins.sent(1, 1, 50, &mut deliver);
-        origins.received(1, 2, Some(50), "queue 1", &mut deliver);
+        origins.received((1, 2, 60), Some(50), "queue 1", &mut deliver);
         origins.sent(2, 2, 50, &mut deliver);
-        origins.received(2, 3, Some(50), "queue 2", &mut deliver);
+        origins.received((2, 3, 60), Some(50), "queue 2", &mut deliver);
         assert_eq!(out, [("queue 1", Some(50)), ("queue 2", Some(50))]);
         assert_eq!((origins.in_flight(), origins.waiting()), (0, 0));
     }
@@ -284,10 +310,10 @@ mod tests {
         // Items sent and never received, and receives whose sends never come.
         (1..=10).for_each(|t| origins.sent(1, 1, t, &mut deliver));
         assert!(origins.in_flight() <= 4, "{}", origins.in_flight());
-        (100..110).for_each(|t| origins.received(1, 2, Some(t), t, &mut deliver));
+        (100..110).for_each(|t| origins.received((1, 2, t + 1), Some(t), t, &mut deliver));
         assert!(origins.waiting() <= 4, "{}", origins.waiting());
         // The newest sent item is still known; the receives let go were delivered without an origin.
-        origins.received(1, 3, Some(10), 10, &mut deliver);
+        origins.received((1, 3, 11), Some(10), 10, &mut deliver);
         origins.finish(&mut deliver);
         assert_eq!(out.len(), 11);
         assert!(out.contains(&(10, Some(10))), "{out:?}");

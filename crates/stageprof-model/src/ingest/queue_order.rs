@@ -29,7 +29,9 @@
 //! before it is taken to have received an item no send told of ([`KEEP`]
 //! wait so at most). Only the receive waits: the model of the queue lacks
 //! both it and its send meanwhile, and so agrees with what the depth reads
-//! say, where holding back its thread's later operations would not.
+//! say, where holding back its thread's later operations would not (so an
+//! item its thread sends meanwhile is taken to be made from the item it
+//! received before).
 //!
 //! Where operations were not recorded (before the session, while recording
 //! was off, records dropped), counting alone would pair every later receive
