@@ -245,7 +245,7 @@ fn settle_queue(
             if let QueueOp::Received { residence_ns, .. } = &mut op.event.op {
                 *residence_ns = sent.map(|s| scale.duration_ns(op.ticks.saturating_sub(s)));
             }
-            origins.received((queue, thread, op.ticks), sent, op, &mut deliver);
+            origins.received(queue, thread, op.ticks, sent, op, &mut deliver);
         }
     }
 }

@@ -95,7 +95,9 @@ impl<P> ItemOrigins<P> {
     /// for its send's record): the later one stays the thread's last.
     pub fn received(
         &mut self,
-        (queue, thread, at): (u32, u32, u64),
+        queue: u32,
+        thread: u32,
+        at: u64,
         sent: Option<u64>,
         pending: P,
         deliver: &mut impl FnMut(P, Option<u64>),
@@ -206,7 +208,7 @@ mod tests {
             match *step {
                 Step::Send { thread, began } => origins.sent(1, thread, began, &mut deliver),
                 Step::Receive { thread, sent, label } => {
-                    origins.received((1, thread, at as u64), sent, label, &mut deliver)
+                    origins.received(1, thread, at as u64, sent, label, &mut deliver)
                 }
             }
         }
@@ -282,10 +284,10 @@ mod tests {
         let mut deliver = |label, origin| out.push((label, origin));
         origins.sent(1, 1, 10, &mut deliver);
         origins.sent(1, 1, 20, &mut deliver);
-        origins.received((1, 2, 40), Some(20), "second", &mut deliver);
-        origins.received((1, 2, 30), Some(10), "first", &mut deliver);
+        origins.received(1, 2, 40, Some(20), "second", &mut deliver);
+        origins.received(1, 2, 30, Some(10), "first", &mut deliver);
         origins.sent(2, 2, 45, &mut deliver);
-        origins.received((2, 3, 50), Some(45), "passed on", &mut deliver);
+        origins.received(2, 3, 50, Some(45), "passed on", &mut deliver);
         assert_eq!(out, [("second", Some(20)), ("first", Some(10)), ("passed on", Some(20))]);
     }
 
@@ -295,9 +297,9 @@ mod tests {
         let mut out = Vec::new();
         let mut deliver = |label, origin| out.push((label, origin));
         origins.sent(1, 1, 50, &mut deliver);
-        origins.received((1, 2, 60), Some(50), "queue 1", &mut deliver);
+        origins.received(1, 2, 60, Some(50), "queue 1", &mut deliver);
         origins.sent(2, 2, 50, &mut deliver);
-        origins.received((2, 3, 60), Some(50), "queue 2", &mut deliver);
+        origins.received(2, 3, 60, Some(50), "queue 2", &mut deliver);
         assert_eq!(out, [("queue 1", Some(50)), ("queue 2", Some(50))]);
         assert_eq!((origins.in_flight(), origins.waiting()), (0, 0));
     }
@@ -310,10 +312,10 @@ mod tests {
         // Items sent and never received, and receives whose sends never come.
         (1..=10).for_each(|t| origins.sent(1, 1, t, &mut deliver));
         assert!(origins.in_flight() <= 4, "{}", origins.in_flight());
-        (100..110).for_each(|t| origins.received((1, 2, t + 1), Some(t), t, &mut deliver));
+        (100..110).for_each(|t| origins.received(1, 2, t + 1, Some(t), t, &mut deliver));
         assert!(origins.waiting() <= 4, "{}", origins.waiting());
         // The newest sent item is still known; the receives let go were delivered without an origin.
-        origins.received((1, 3, 11), Some(10), 10, &mut deliver);
+        origins.received(1, 3, 11, Some(10), 10, &mut deliver);
         origins.finish(&mut deliver);
         assert_eq!(out.len(), 11);
         assert!(out.contains(&(10, Some(10))), "{out:?}");

@@ -656,6 +656,11 @@ mod tests {
         timed(ns, Moved::Received { sent: None }, depth, label)
     }
 
+    /// A send whose call began at `call` (its item's id) and waited for room until `ns`.
+    fn waited_send(call: u64, ns: u64) -> Timed {
+        Timed { waited: ns - call, ..timed(ns, Moved::Sent { began: call }, None, "send") }
+    }
+
     /// Feeds `ops` in the order given; what was settled, in order: receives with the send they took.
     fn settled(order: &mut QueueOrder<Timed>, ops: Vec<Timed>) -> Vec<(&'static str, Option<u64>)> {
         let mut out = Vec::new();
@@ -813,8 +818,6 @@ mod tests {
         let mut out = |op: Timed, sent| seen.push((op.label, sent));
         order.passed(0, &mut out);
         let preempted_ns = 30_000_000;
-        let blocked =
-            |ns, label| Timed { waited: ns - 1_500, label, ..timed(ns, Moved::Sent { began: 1_500 }, None, "send") };
         let full = (0..8).map(|i| send(1_000 + 10 * i, None));
         let depth = |i| (i == 0).then_some(7);
         let receives =
@@ -825,7 +828,7 @@ mod tests {
         for pass in 1..=3 {
             order.passed(pass * 10_000_000, &mut out);
         }
-        for op in [blocked(20_000 + preempted_ns, "send"), send(20_000 + preempted_ns + 100, None)] {
+        for op in [waited_send(1_500, 20_000 + preempted_ns), send(20_000 + preempted_ns + 100, None)] {
             order.push(op, &mut out);
         }
         order.push(receive(20_000 + preempted_ns + 200, Some(0), "tenth"), &mut out);
@@ -855,7 +858,7 @@ mod tests {
         for (k, (lag, read)) in lags.into_iter().zip(reads).enumerate() {
             let at = 20_000 + 10_000 * k as u64;
             woken.push(receive(at, read, "r"));
-            woken.push(Timed { waited: at + lag - call, ..timed(at + lag, Moved::Sent { began: call }, None, "send") });
+            woken.push(waited_send(call, at + lag));
             call = at + lag + 10;
         }
         let drained = (0..8).map(|i| receive(100_000 + 100 * i, (i == 7).then_some(0), "r"));
