@@ -318,8 +318,9 @@ impl<P: QueueOperation> QueueOrder<P> {
         for i in 0..cut {
             let Some(op) = ops.take(i) else { continue };
             let held = self.held.entry(op.queue()).or_default();
-            let may_wait = !all && self.held_back.len() < self.keep && self.newest_ns - op.ns() < HOLD_NS;
-            if may_wait && held.items.len == 0 && op.moved() == (Moved::Received { sent: None }) {
+            // A receive that finds no item, if it may still wait (most operations stop at the first test).
+            let finds_none = op.moved() == (Moved::Received { sent: None }) && held.items.len == 0;
+            if finds_none && !all && self.held_back.len() < self.keep && self.newest_ns - op.ns() < HOLD_NS {
                 // Built for the batch the first time a receive needs it.
                 let sends = sends.get_or_insert_with(|| Sends::of(&times));
                 if sends.first_after(&ops, op.queue(), i).is_none() {
